@@ -1,0 +1,38 @@
+"""Discovery endpoints: /versions, .well-known, capabilities, server version, health."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from hamlet import __version__
+from hamlet.api.request import ApiRequest
+from hamlet.api.router import Router
+from hamlet.api.server import CORS_HEADERS
+
+# The spec versions whose Client-Server API we really serve.
+SPEC_VERSIONS = ["r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6"]
+
+
+async def versions(req: ApiRequest) -> dict[str, Any]:
+    return {"versions": SPEC_VERSIONS, "unstable_features": {}}
+
+
+async def well_known_client(req: ApiRequest) -> dict[str, Any]:
+    return {"m.homeserver": {"base_url": req.hs.config.public_baseurl}}
+
+
+async def server_version(req: ApiRequest) -> dict[str, Any]:
+    return {"server_version": __version__}
+
+
+async def health(req: ApiRequest) -> web.Response:
+    return web.Response(text="OK", headers=CORS_HEADERS)
+
+
+def register(router: Router) -> None:
+    router.add("GET", "/_matrix/client/versions", versions)
+    router.add("GET", "/.well-known/matrix/client", well_known_client)
+    router.add("GET", "/_synapse/admin/v1/server_version", server_version)
+    router.add("GET", "/health", health)

@@ -1,0 +1,95 @@
+"""What a route handler sees of one HTTP request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from aiohttp import web
+from multidict import MultiMapping
+
+from hamlet.handlers.errors import BadJsonError, MatrixError, TooLargeError
+
+if TYPE_CHECKING:
+    from hamlet.handlers.auth import Requester
+    from hamlet.homeserver import HomeServer
+
+
+@dataclass(slots=True)
+class ApiRequest:
+    hs: HomeServer
+    http: web.Request
+    params: dict[str, str]
+    client_ip: str
+    requester: Requester | None = None
+    _body: bytes | None = field(default=None, repr=False)
+
+    @property
+    def method(self) -> str:
+        return self.http.method
+
+    @property
+    def query(self) -> MultiMapping[str]:
+        return self.http.query
+
+    def access_token(self) -> str | None:
+        header = self.http.headers.get("Authorization")
+        if header is not None:
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+            return None
+        return self.http.query.get("access_token")
+
+    async def body(self) -> bytes:
+        if self._body is None:
+            limit = self.hs.config.max_request_body_size
+            if self.http.content_length is not None and self.http.content_length > limit:
+                raise TooLargeError()
+            chunks = []
+            size = 0
+            async for chunk in self.http.content.iter_chunked(65536):
+                size += len(chunk)
+                if size > limit:
+                    raise TooLargeError()
+                chunks.append(chunk)
+            self._body = b"".join(chunks)
+        return self._body
+
+    async def json(self) -> Any:
+        raw = await self.body()
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise MatrixError(400, "M_NOT_JSON", "Content not JSON.") from None
+
+    async def json_object(self, *, allow_empty: bool = False) -> dict[str, Any]:
+        """The body as a JSON object; an empty body is `{}` when allowed."""
+        if allow_empty and not (await self.body()).strip():
+            return {}
+        value = await self.json()
+        if not isinstance(value, dict):
+            raise BadJsonError("Content must be a JSON object.")
+        return value
+
+    def query_int(self, name: str, default: int | None = None) -> int | None:
+        raw = self.http.query.get(name)
+        if raw is None:
+            return default
+        try:
+            return int(raw)
+        except ValueError:
+            raise MatrixError(
+                400, "M_INVALID_PARAM", f"Query parameter {name!r} must be an integer"
+            ) from None
+
+    def query_bool(self, name: str, default: bool = False) -> bool:
+        raw = self.http.query.get(name)
+        if raw is None:
+            return default
+        if raw in ("true", "1"):
+            return True
+        if raw in ("false", "0"):
+            return False
+        raise MatrixError(400, "M_INVALID_PARAM", f"Query parameter {name!r} must be a boolean")

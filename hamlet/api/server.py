@@ -1,0 +1,152 @@
+"""The aiohttp front door: picks the tenant, runs the route, shapes errors.
+
+Everything that turns exceptions into HTTP happens here, once: handlers
+raise `MatrixError`, anything else is a bug logged with its traceback under
+the request's context and answered with a bare 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+import orjson
+from aiohttp import web
+
+from hamlet.api.request import ApiRequest
+from hamlet.api.router import Router
+from hamlet.handlers.errors import MatrixError, TooLargeError, UnrecognizedError
+from hamlet.runtime.logcontext import LoggingContext, measure_cpu
+
+if TYPE_CHECKING:
+    from hamlet.homeserver import HomeServer
+
+logger = logging.getLogger(__name__)
+access_logger = logging.getLogger("hamlet.access")
+
+HOST_SERVER_NAME = "hamlet-host"
+
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET, HEAD, POST, PUT, DELETE, OPTIONS",
+    "Access-Control-Allow-Headers": "X-Requested-With, Content-Type, Authorization, Date",
+    "Access-Control-Expose-Headers": "Retry-After",
+}
+
+
+class TenantResolver(Protocol):
+    def resolve(self, host: str | None) -> HomeServer | None:
+        """The tenant serving this Host header (port already stripped), if any."""
+
+
+def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        status=status,
+        body=orjson.dumps(body),
+        content_type="application/json",
+        headers={**CORS_HEADERS, **(headers or {})},
+    )
+
+
+def error_response(err: MatrixError) -> web.Response:
+    return json_response(err.status, err.to_json(), err.headers())
+
+
+def strip_port(host: str | None) -> str | None:
+    if host is None:
+        return None
+    host = host.strip().lower()
+    if host.startswith("["):
+        end = host.find("]")
+        return host[: end + 1] if end != -1 else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+class HttpFrontend:
+    """Serves every tenant the resolver knows, on any number of listeners."""
+
+    def __init__(self, resolver: TenantResolver, router: Router) -> None:
+        self.resolver = resolver
+        self.router = router
+        self._counter = itertools.count(1)
+
+    def make_app(self) -> web.Application:
+        # The real size limit is per tenant (ApiRequest.body); this is a backstop.
+        app = web.Application(client_max_size=1024**3, handler_args={"access_log": None})
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        return app
+
+    async def handle(self, http: web.Request) -> web.StreamResponse:
+        if http.method == "OPTIONS":
+            return web.Response(status=204, headers=CORS_HEADERS)
+        host = strip_port(http.headers.get("Host"))
+        hs = self.resolver.resolve(host)
+        if hs is None:
+            with LoggingContext(f"{http.method}-{next(self._counter)}", HOST_SERVER_NAME):
+                logger.warning("Refused request for unknown host %r: %s", host, http.path)
+            return error_response(UnrecognizedError(404, f"Unknown host {host!r}"))
+        return await self.dispatch(hs, http)
+
+    async def dispatch(self, hs: HomeServer, http: web.Request) -> web.StreamResponse:
+        name = f"{http.method}-{next(self._counter)}"
+        client_ip = http.remote or "-"
+        with LoggingContext(name, hs.server_name, request=name) as ctx:
+            request: ApiRequest | None = None
+            status = 500
+            nbytes = 0
+            try:
+                path = http.raw_path.split("?", 1)[0]
+                route, params, known = self.router.match(http.method, path)
+                if route is None:
+                    raise UnrecognizedError(405 if known else 404)
+                request = ApiRequest(hs=hs, http=http, params=params, client_ip=client_ip)
+                response = await measure_cpu(self._call(hs, route.handler, request), ctx)
+            except MatrixError as e:
+                response = error_response(e)
+            except web.HTTPRequestEntityTooLarge:
+                response = error_response(TooLargeError())
+            except asyncio.CancelledError:
+                status = 499
+                raise
+            except Exception:
+                logger.exception("Request failed: %s %s", http.method, http.path)
+                response = error_response(MatrixError(500, "M_UNKNOWN", "Internal server error"))
+            finally:
+                ctx.usage.wall_s = time.monotonic() - ctx.started_at
+            status = response.status
+            if isinstance(response, web.Response) and response.body is not None:
+                body = response.body
+                nbytes = len(body) if isinstance(body, bytes | bytearray) else 0
+            user = request.requester.user_id if request and request.requester else "-"
+            access_logger.info(
+                "%s - %s - {%s} Processed request: %.3fsec/%.3fsec (%.3fsec, %d txns) %dB %d "
+                '"%s %s"',
+                client_ip,
+                hs.server_name,
+                user,
+                ctx.usage.wall_s,
+                ctx.usage.cpu_s,
+                ctx.usage.db_s,
+                ctx.usage.db_txn_count,
+                nbytes,
+                status,
+                http.method,
+                http.rel_url.path,
+            )
+            return response
+
+    async def _call(
+        self, hs: HomeServer, handler: Callable[[ApiRequest], Awaitable[Any]], req: ApiRequest
+    ) -> web.StreamResponse:
+        async with hs.request_slot():
+            result = await handler(req)
+        if isinstance(result, web.StreamResponse):
+            return result
+        if isinstance(result, tuple):
+            status, body = result
+            return json_response(status, body)
+        return json_response(200, result)

@@ -1,0 +1,546 @@
+"""Validating a raw YAML mapping into a :class:`HomeServerConfig`."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from hamlet.config._reader import (
+    Context,
+    Invalid,
+    Section,
+    int_range,
+    parse_duration_ms,
+    to_non_empty_str,
+    to_str,
+)
+from hamlet.config.errors import ConfigError
+from hamlet.config.model import (
+    DEFAULT_LISTENERS,
+    DEFAULT_MAX_REQUEST_BODY_SIZE,
+    DEFAULT_MAX_UPLOAD_SIZE,
+    DEFAULT_PG_CP_MAX,
+    DEFAULT_PG_CP_MIN,
+    DEFAULT_PG_SCHEMA,
+    DEFAULT_RC_ADMIN_REDACTION,
+    DEFAULT_RC_JOINS_PER_ROOM,
+    DEFAULT_RC_MEDIA_CREATE,
+    DEFAULT_RC_MESSAGE,
+    DEFAULT_RC_REGISTRATION,
+    DEFAULT_RC_REGISTRATION_TOKEN_VALIDITY,
+    DEFAULT_ROOM_VERSION,
+    DEFAULT_SQLITE_CP,
+    DatabaseConfig,
+    DatabaseEngine,
+    HomeServerConfig,
+    InviteRateLimits,
+    JoinRateLimits,
+    LimitsConfig,
+    ListenerConfig,
+    LoginRateLimits,
+    PasswordConfig,
+    PresenceConfig,
+    RateLimitConfig,
+    ResourceConfig,
+    ServerNoticesConfig,
+    UserDirectoryConfig,
+)
+
+KNOWN_ROOM_VERSIONS = frozenset(str(v) for v in range(1, 13))
+LISTENER_TYPES = ("http", "metrics")
+
+_DNS_LABEL_RE = re.compile(r"^[A-Za-z0-9-]{1,63}$")
+_PG_IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_ROOM_REF_RE = re.compile(r"^[#!][^:]+:.+$")
+
+OPEN_REGISTRATION_ERROR = (
+    "open registration without any verification is enabled: anyone can create "
+    "accounts on this server, which spammers and abusers will find. Require a "
+    "registration token (registration_requires_token: true), or, if you really "
+    "want open registration, also set enable_registration_without_verification: true"
+)
+
+
+# -- public entry points ------------------------------------------------------
+
+
+def load_config(path: Path) -> tuple[HomeServerConfig, list[str]]:
+    """Read a YAML config file and validate it.
+
+    Relative paths in the file are resolved against the file's directory.
+    Raises :class:`ConfigError` if the file cannot be read or parsed, or is
+    invalid; returns the config and a list of warnings.
+    """
+    path = Path(path).absolute()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read config file: {e.strerror or e}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: config file is not valid UTF-8: {e}") from e
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML: {e}") from e
+    if raw is None:
+        raise ConfigError(f"{path}: config file is empty")
+    if not isinstance(raw, Mapping):
+        raise ConfigError(
+            f"{path}: the top level of the config must be a mapping of keys to values, "
+            f"not a {_yaml_type_name(raw)}"
+        )
+    config, warnings = validate_config(raw, config_dir=path.parent)
+    return _with_path(config, path), warnings
+
+
+def validate_config(
+    raw: Mapping[str, Any], *, config_dir: Path
+) -> tuple[HomeServerConfig, list[str]]:
+    """Validate a raw config mapping and build the typed config.
+
+    Raises :class:`ConfigError` listing every error found. Returns the config
+    and a list of warnings (``unknown key 'foo.bar'``). Relative paths are
+    resolved against ``config_dir``.
+    """
+    ctx = Context(Path(config_dir).absolute())
+    config = _build(ctx, ctx.root(raw))
+    ctx.finish()
+    if ctx.errors or config is None:
+        raise ConfigError(ctx.errors or ["invalid configuration"])
+    return config, ctx.warnings
+
+
+# -- validators for single values ---------------------------------------------
+
+
+def validate_server_name(value: Any) -> str:
+    """A Matrix server name: hostname, IPv4 or [IPv6] literal, optional :port."""
+    name = to_non_empty_str(value)
+    bad = Invalid(
+        f"invalid server name {name!r} (expected a hostname or IP literal "
+        "with an optional :port, e.g. example.com or example.com:8448)"
+    )
+    if name.startswith("["):
+        end = name.find("]")
+        if end == -1:
+            raise bad
+        host, rest = name[1:end], name[end + 1 :]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise bad from None
+        port = rest[1:] if rest.startswith(":") else None
+        if rest and port is None:
+            raise bad
+    else:
+        host, sep, port_s = name.partition(":")
+        port = port_s if sep else None
+        if re.fullmatch(r"[0-9.]+", host):
+            try:
+                ipaddress.IPv4Address(host)
+            except ValueError:
+                raise bad from None
+        elif len(host) > 255 or not all(_DNS_LABEL_RE.match(p) for p in host.split(".")):
+            raise bad
+    if port is not None and not (
+        port.isascii() and port.isdigit() and len(port) <= 5 and 1 <= int(port) <= 65535
+    ):
+        raise bad
+    return name
+
+
+def server_name_host(server_name: str) -> str:
+    """The host part of a server name (brackets removed from IPv6)."""
+    if server_name.startswith("["):
+        return server_name[1 : server_name.index("]")]
+    return server_name.partition(":")[0]
+
+
+def _to_base_url(value: Any) -> str:
+    url = to_non_empty_str(value).strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise Invalid(f"must be an http:// or https:// URL, not {url!r}")
+    if parts.query or parts.fragment:
+        raise Invalid("must not have a query string or fragment")
+    return url if url.endswith("/") else url + "/"
+
+
+def _to_room_version(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    version = to_str(value)
+    if version not in KNOWN_ROOM_VERSIONS:
+        known = ", ".join(sorted(KNOWN_ROOM_VERSIONS, key=int))
+        raise Invalid(f"unknown room version {version!r} (known: {known})")
+    return version
+
+
+def _to_room_refs(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise Invalid("must be a list of room aliases or IDs")
+    for i, v in enumerate(value):
+        if not isinstance(v, str) or not _ROOM_REF_RE.match(v):
+            raise Invalid(
+                f"item {i}: {v!r} is not a room alias (#alias:server) or room ID (!id:server)"
+            )
+    return tuple(value)
+
+
+def _yaml_type_name(value: Any) -> str:
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return type(value).__name__
+
+
+def _with_path(config: HomeServerConfig, path: Path) -> HomeServerConfig:
+    return dataclasses.replace(config, config_path=path)
+
+
+# -- sections -----------------------------------------------------------------
+
+
+def _build(ctx: Context, root: Section) -> HomeServerConfig | None:
+    server_name = root.require("server_name", validate_server_name)
+    # Later defaults depend on server_name; use a placeholder so the rest of
+    # the config is still checked and all errors are reported together.
+    name = server_name or "invalid.server.name"
+
+    public_baseurl = root.get("public_baseurl", f"https://{name}/", _to_base_url)
+    listeners = _listeners(root)
+    database = _database(ctx, root)
+
+    enable_registration = root.bool_("enable_registration", False)
+    without_verification = root.bool_("enable_registration_without_verification", False)
+    requires_token = root.bool_("registration_requires_token", False)
+    if enable_registration and not (requires_token or without_verification):
+        root.error("enable_registration", OPEN_REGISTRATION_ERROR)
+
+    rc_login_s = root.section("rc_login")
+    rc_login = LoginRateLimits()
+    if rc_login_s is not None:
+        rc_login = LoginRateLimits(
+            address=_ratelimit(rc_login_s, "address", rc_login.address),
+            account=_ratelimit(rc_login_s, "account", rc_login.account),
+            failed_attempts=_ratelimit(rc_login_s, "failed_attempts", rc_login.failed_attempts),
+        )
+    rc_joins_s = root.section("rc_joins")
+    rc_joins = JoinRateLimits()
+    if rc_joins_s is not None:
+        rc_joins = JoinRateLimits(
+            local=_ratelimit(rc_joins_s, "local", rc_joins.local),
+            remote=_ratelimit(rc_joins_s, "remote", rc_joins.remote),
+        )
+    rc_invites_s = root.section("rc_invites")
+    rc_invites = InviteRateLimits()
+    if rc_invites_s is not None:
+        rc_invites = InviteRateLimits(
+            per_room=_ratelimit(rc_invites_s, "per_room", rc_invites.per_room),
+            per_user=_ratelimit(rc_invites_s, "per_user", rc_invites.per_user),
+            per_issuer=_ratelimit(rc_invites_s, "per_issuer", rc_invites.per_issuer),
+        )
+    rc_admin_redaction = None
+    if root.has("rc_admin_redaction"):
+        rc_admin_redaction = _ratelimit(root, "rc_admin_redaction", DEFAULT_RC_ADMIN_REDACTION)
+    root.ignore("rc_admin_redaction")
+
+    user_directory = UserDirectoryConfig()
+    ud = root.section("user_directory")
+    if ud is not None:
+        user_directory = UserDirectoryConfig(
+            enabled=ud.bool_("enabled", True),
+            search_all_users=ud.bool_("search_all_users", False),
+            prefer_local_users=ud.bool_("prefer_local_users", False),
+        )
+    presence = PresenceConfig()
+    pr = root.section("presence")
+    if pr is not None:
+        presence = PresenceConfig(enabled=pr.bool_("enabled", True))
+
+    registration_shared_secret = root.get("registration_shared_secret", None, to_non_empty_str)
+
+    config = HomeServerConfig(
+        server_name=name,
+        config_dir=ctx.config_dir,
+        public_baseurl=public_baseurl,
+        listeners=listeners,
+        database=database,
+        log_config=root.opt_path("log_config"),
+        signing_key_path=root.path_("signing_key_path", ctx.config_dir / f"{name}.signing.key"),
+        media_store_path=root.path_("media_store_path", ctx.config_dir / "media_store"),
+        enable_registration=enable_registration,
+        enable_registration_without_verification=without_verification,
+        registration_requires_token=requires_token,
+        registration_shared_secret=registration_shared_secret,
+        allow_guest_access=root.bool_("allow_guest_access", False),
+        inhibit_user_in_use_error=root.bool_("inhibit_user_in_use_error", False),
+        password_config=_password_config(root),
+        bcrypt_rounds=root.int_("bcrypt_rounds", 12, 4, 31),
+        session_lifetime=root.get("session_lifetime", None, parse_duration_ms),
+        auto_join_rooms=root.get("auto_join_rooms", (), _to_room_refs),
+        rc_message=_ratelimit(root, "rc_message", DEFAULT_RC_MESSAGE),
+        rc_registration=_ratelimit(root, "rc_registration", DEFAULT_RC_REGISTRATION),
+        rc_registration_token_validity=_ratelimit(
+            root, "rc_registration_token_validity", DEFAULT_RC_REGISTRATION_TOKEN_VALIDITY
+        ),
+        rc_login=rc_login,
+        rc_joins=rc_joins,
+        rc_joins_per_room=_ratelimit(root, "rc_joins_per_room", DEFAULT_RC_JOINS_PER_ROOM),
+        rc_invites=rc_invites,
+        rc_media_create=_ratelimit(root, "rc_media_create", DEFAULT_RC_MEDIA_CREATE),
+        rc_admin_redaction=rc_admin_redaction,
+        max_upload_size=_positive_size(root, "max_upload_size", DEFAULT_MAX_UPLOAD_SIZE),
+        max_request_body_size=_positive_size(
+            root, "max_request_body_size", DEFAULT_MAX_REQUEST_BODY_SIZE
+        ),
+        admin_contact=root.get("admin_contact", None, to_non_empty_str),
+        require_auth_for_profile_requests=root.bool_("require_auth_for_profile_requests", False),
+        limit_profile_requests_to_users_who_share_rooms=root.bool_(
+            "limit_profile_requests_to_users_who_share_rooms", False
+        ),
+        enable_set_displayname=root.bool_("enable_set_displayname", True),
+        enable_set_avatar_url=root.bool_("enable_set_avatar_url", True),
+        user_directory=user_directory,
+        presence=presence,
+        default_room_version=root.get(
+            "default_room_version", DEFAULT_ROOM_VERSION, _to_room_version
+        ),
+        server_notices=_server_notices(root),
+        allow_public_rooms_without_auth=root.bool_("allow_public_rooms_without_auth", False),
+        allow_public_rooms_over_federation=root.bool_("allow_public_rooms_over_federation", False),
+        tenants=_tenants(root),
+        limits=_limits(root),
+    )
+    return config if server_name is not None else None
+
+
+def _positive_size(s: Section, key: str, default: int) -> int:
+    size = s.size(key, default)
+    if size <= 0:
+        s.error(key, "must be greater than zero")
+        return default
+    return size
+
+
+def _ratelimit(parent: Section, key: str, default: RateLimitConfig) -> RateLimitConfig:
+    s = parent.section(key)
+    if s is None:
+        return default
+    return RateLimitConfig(
+        per_second=s.number("per_second", default.per_second),
+        burst_count=s.number("burst_count", default.burst_count),
+    )
+
+
+def _listeners(root: Section) -> tuple[ListenerConfig, ...]:
+    sections = root.section_list("listeners")
+    if sections is None:
+        return DEFAULT_LISTENERS
+    listeners: list[ListenerConfig] = []
+    for s in sections:
+        port = s.require("port", int_range(1, 65535))
+        ltype = s.str_("type", "http")
+        if ltype not in LISTENER_TYPES:
+            s.error("type", f"unsupported listener type {ltype!r} (expected http or metrics)")
+        if s.has("bind_addresses"):
+            bind = s.str_list("bind_addresses", ("127.0.0.1",))
+            s.ignore("bind_address")
+        else:
+            legacy = s.opt_str("bind_address")  # Synapse's older single-address form
+            bind = (legacy,) if legacy is not None else ("127.0.0.1",)
+        if not bind:
+            s.error("bind_addresses", "must not be empty")
+        resources: list[ResourceConfig] = []
+        for r in s.section_list("resources") or []:
+            names = r.require("names", _to_names)
+            resources.append(ResourceConfig(names=names or (), compress=r.bool_("compress", False)))
+        listeners.append(
+            ListenerConfig(
+                port=port or 0,
+                bind_addresses=bind,
+                type=ltype,
+                tls=s.bool_("tls", False),
+                x_forwarded=s.bool_("x_forwarded", False),
+                resources=tuple(resources),
+            )
+        )
+    return tuple(listeners)
+
+
+def _to_names(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise Invalid("must be a list of resource names (e.g. [client])")
+    return tuple(value)
+
+
+def _database(ctx: Context, root: Section) -> DatabaseConfig:
+    default = DatabaseConfig(
+        name="sqlite3",
+        args=MappingProxyType(
+            {
+                "database": str(ctx.config_dir / "homeserver.db"),
+                "cp_min": DEFAULT_SQLITE_CP,
+                "cp_max": DEFAULT_SQLITE_CP,
+            }
+        ),
+    )
+    s = root.section("database")
+    if s is None:
+        return default
+    s.ignore("allow_unsafe_locale")
+    engine = s.require("name", to_str)
+    txn_limit = s.int_("txn_limit", 0, 0)
+    a = s.section("args")
+    if engine not in ("sqlite3", "psycopg2"):
+        if engine is not None:
+            s.error("name", f"unknown engine {engine!r} (expected sqlite3 or psycopg2)")
+        if a is not None:
+            a.ignore(*a.raw)  # can't judge args for an unknown engine
+        return default
+
+    args: dict[str, Any] = {}
+    if engine == "sqlite3":
+        if a is None:
+            s.value("args")
+            s.error("args.database", "missing required key")
+            return default
+        path = a.require("database", to_str)
+        if path is not None:
+            if path == ":memory:":
+                args["database"] = path
+            elif not path.strip():
+                a.error("database", "must not be empty")
+            else:
+                p = Path(path).expanduser()
+                args["database"] = str(p if p.is_absolute() else ctx.config_dir / p)
+        cp_default = DEFAULT_SQLITE_CP
+    else:
+        a = a or s.ctx.section({}, s.key_path("args"))
+        a.ignore("allow_unsafe_locale")
+        for key in ("user", "password", "host"):
+            value = a.opt_str(key)
+            if value is not None:
+                args[key] = value
+        database = a.opt_str("database")
+        dbname = a.opt_str("dbname")
+        if database is not None and dbname is not None and database != dbname:
+            a.error("dbname", "conflicts with database (set only one of them)")
+        if (database or dbname) is not None:
+            args["database"] = database or dbname
+        port = a.opt_int("port", 1, 65535)
+        if port is not None:
+            args["port"] = port
+        schema = a.get("schema", DEFAULT_PG_SCHEMA, _to_pg_identifier)
+        args["schema"] = schema
+        cp_default = DEFAULT_PG_CP_MIN
+
+    cp_min = a.int_("cp_min", cp_default, 1)
+    cp_max_default = DEFAULT_SQLITE_CP if engine == "sqlite3" else DEFAULT_PG_CP_MAX
+    cp_max = a.int_("cp_max", max(cp_max_default, cp_min), 1)
+    if cp_min > cp_max:
+        a.error("cp_max", f"must be >= cp_min ({cp_min})")
+    args["cp_min"] = cp_min
+    args["cp_max"] = cp_max
+    name: DatabaseEngine = "sqlite3" if engine == "sqlite3" else "psycopg2"
+    return DatabaseConfig(name=name, args=MappingProxyType(args), txn_limit=txn_limit)
+
+
+def _to_pg_identifier(value: Any) -> str:
+    s = to_str(value)
+    if not _PG_IDENT_RE.match(s):
+        raise Invalid(
+            f"invalid schema name {s!r} (letters, digits and _, not starting with a digit, "
+            "at most 63 characters)"
+        )
+    return s
+
+
+def _password_config(root: Section) -> PasswordConfig:
+    s = root.section("password_config")
+    if s is None:
+        return PasswordConfig()
+    only_for_reauth = False
+    enabled_raw = s.value("enabled")
+    if enabled_raw == "only_for_reauth":
+        enabled, only_for_reauth = True, True
+    else:
+        enabled = s.bool_("enabled", True)
+    localdb_enabled = s.bool_("localdb_enabled", True)
+    pepper = s.str_("pepper", "")
+    policy = PasswordConfig(
+        enabled=enabled,
+        pepper=pepper,
+        localdb_enabled=localdb_enabled,
+        only_for_reauth=only_for_reauth,
+    )
+    p = s.section("policy")
+    if p is None:
+        return policy
+    policy_enabled = p.bool_("enabled", False)
+    minimum_length = p.int_("minimum_length", 0, 0)
+    flags = {
+        k: p.bool_(k, False)
+        for k in ("require_digit", "require_symbol", "require_lowercase", "require_uppercase")
+    }
+    if not policy_enabled:
+        return policy
+    return PasswordConfig(
+        enabled=enabled,
+        pepper=pepper,
+        minimum_length=minimum_length,
+        localdb_enabled=localdb_enabled,
+        only_for_reauth=only_for_reauth,
+        **flags,
+    )
+
+
+def _server_notices(root: Section) -> ServerNoticesConfig | None:
+    s = root.section("server_notices")
+    if s is None:
+        return None
+    localpart = s.require("system_mxid_localpart", to_non_empty_str)
+    notices = ServerNoticesConfig(
+        system_mxid_localpart=localpart or "",
+        system_mxid_display_name=s.opt_str("system_mxid_display_name"),
+        system_mxid_avatar_url=s.opt_str("system_mxid_avatar_url"),
+        room_name=s.str_("room_name", "Server Notices"),
+        auto_join=s.bool_("auto_join", False),
+    )
+    return notices
+
+
+def _tenants(root: Section) -> tuple[Path, ...]:
+    paths = root.str_list("tenants", ())
+    out: list[Path] = []
+    for i, p in enumerate(paths):
+        if not p.strip():
+            root.error(f"tenants[{i}]", "must not be empty")
+            continue
+        pp = Path(p).expanduser()
+        out.append(pp if pp.is_absolute() else root.ctx.config_dir / pp)
+    return tuple(out)
+
+
+def _limits(root: Section) -> LimitsConfig:
+    s = root.section("limits")
+    if s is None:
+        return LimitsConfig()
+    return LimitsConfig(
+        max_concurrent_requests=s.opt_int("max_concurrent_requests", 1),
+        max_users=s.opt_int("max_users", 0),
+        max_media_bytes=s.opt_size("max_media_bytes"),
+    )

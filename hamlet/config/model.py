@@ -1,0 +1,269 @@
+"""Typed, immutable configuration objects.
+
+Key names follow Synapse's so a Synapse ``homeserver.yaml`` carries over.
+Build these through :func:`hamlet.config.validate_config` (or
+:func:`hamlet.config.load_config`); the constructors do no validation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+
+DatabaseEngine = Literal["sqlite3", "psycopg2"]
+
+DEFAULT_SQLITE_CP = 1
+DEFAULT_PG_CP_MIN = 5
+DEFAULT_PG_CP_MAX = 10
+DEFAULT_PG_SCHEMA = "public"
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceConfig:
+    """One entry of a listener's ``resources`` list."""
+
+    names: tuple[str, ...]
+    compress: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerConfig:
+    """One entry of ``listeners``. Unlike Synapse, binds to loopback by default."""
+
+    port: int
+    bind_addresses: tuple[str, ...] = ("127.0.0.1",)
+    type: str = "http"
+    tls: bool = False
+    x_forwarded: bool = False
+    resources: tuple[ResourceConfig, ...] = ()
+
+
+def _empty_mapping() -> Mapping[str, Any]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseConfig:
+    """The ``database`` section.
+
+    ``name`` uses Synapse's engine names: ``sqlite3`` or ``psycopg2``
+    (PostgreSQL, which Hamlet reaches through asyncpg). ``args`` holds the
+    validated, normalised arguments: for sqlite3 ``database`` is already
+    resolved against the config directory; for psycopg2 ``dbname`` is
+    folded into ``database``.
+    """
+
+    name: DatabaseEngine
+    args: Mapping[str, Any] = field(default_factory=_empty_mapping)
+    txn_limit: int = 0
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.name == "sqlite3"
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.name == "psycopg2"
+
+    def sqlite_path(self) -> str:
+        """The SQLite database file (absolute), or ``":memory:"``."""
+        if not self.is_sqlite:
+            raise ValueError(f"database engine is {self.name}, not sqlite3")
+        return str(self.args["database"])
+
+    def pg_dsn_kwargs(self) -> dict[str, Any]:
+        """Connection keywords (host, port, user, password, database) that are set."""
+        if not self.is_postgres:
+            raise ValueError(f"database engine is {self.name}, not psycopg2")
+        keys = ("host", "port", "user", "password", "database")
+        return {k: self.args[k] for k in keys if self.args.get(k) is not None}
+
+    @property
+    def pg_schema(self) -> str:
+        """The PostgreSQL schema holding this tenant's tables."""
+        return str(self.args.get("schema", DEFAULT_PG_SCHEMA))
+
+    @property
+    def cp_min(self) -> int:
+        default = DEFAULT_SQLITE_CP if self.is_sqlite else DEFAULT_PG_CP_MIN
+        return int(self.args.get("cp_min", default))
+
+    @property
+    def cp_max(self) -> int:
+        default = DEFAULT_SQLITE_CP if self.is_sqlite else DEFAULT_PG_CP_MAX
+        return int(self.args.get("cp_max", default))
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordConfig:
+    """``password_config``.
+
+    ``minimum_length`` and the ``require_*`` flags come from
+    ``password_config.policy`` and are already zero/False when the policy is
+    not enabled, so callers can apply them unconditionally.
+    """
+
+    enabled: bool = True
+    pepper: str = ""
+    minimum_length: int = 0
+    localdb_enabled: bool = True
+    only_for_reauth: bool = False
+    require_digit: bool = False
+    require_symbol: bool = False
+    require_lowercase: bool = False
+    require_uppercase: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitConfig:
+    """A token bucket: ``burst_count`` actions, refilled at ``per_second``.
+
+    ``per_second: 0`` means the action is never allowed once the burst is used.
+    """
+
+    per_second: float
+    burst_count: float
+
+
+@dataclass(frozen=True, slots=True)
+class LoginRateLimits:
+    """``rc_login``."""
+
+    address: RateLimitConfig = RateLimitConfig(0.003, 5)
+    account: RateLimitConfig = RateLimitConfig(0.003, 5)
+    failed_attempts: RateLimitConfig = RateLimitConfig(0.17, 3)
+
+
+@dataclass(frozen=True, slots=True)
+class JoinRateLimits:
+    """``rc_joins``."""
+
+    local: RateLimitConfig = RateLimitConfig(0.1, 10)
+    remote: RateLimitConfig = RateLimitConfig(0.01, 10)
+
+
+@dataclass(frozen=True, slots=True)
+class InviteRateLimits:
+    """``rc_invites``."""
+
+    per_room: RateLimitConfig = RateLimitConfig(0.3, 10)
+    per_user: RateLimitConfig = RateLimitConfig(0.003, 5)
+    per_issuer: RateLimitConfig = RateLimitConfig(0.3, 10)
+
+
+@dataclass(frozen=True, slots=True)
+class UserDirectoryConfig:
+    """``user_directory``."""
+
+    enabled: bool = True
+    search_all_users: bool = False
+    prefer_local_users: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceConfig:
+    """``presence``."""
+
+    enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ServerNoticesConfig:
+    """``server_notices`` (absent means server notices are off)."""
+
+    system_mxid_localpart: str
+    system_mxid_display_name: str | None = None
+    system_mxid_avatar_url: str | None = None
+    room_name: str = "Server Notices"
+    auto_join: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    """``limits`` (Hamlet's own): per-tenant caps; ``None`` means no cap."""
+
+    max_concurrent_requests: int | None = None
+    max_users: int | None = None
+    max_media_bytes: int | None = None
+
+
+DEFAULT_LISTENERS: tuple[ListenerConfig, ...] = (
+    ListenerConfig(port=8008, resources=(ResourceConfig(names=("client",)),)),
+)
+DEFAULT_RC_MESSAGE = RateLimitConfig(0.2, 10)
+DEFAULT_RC_REGISTRATION = RateLimitConfig(0.17, 3)
+DEFAULT_RC_REGISTRATION_TOKEN_VALIDITY = RateLimitConfig(0.1, 5)
+DEFAULT_RC_JOINS_PER_ROOM = RateLimitConfig(1, 10)
+DEFAULT_RC_MEDIA_CREATE = RateLimitConfig(10, 50)
+DEFAULT_RC_ADMIN_REDACTION = RateLimitConfig(1, 50)  # used when the section is present
+
+DEFAULT_MAX_UPLOAD_SIZE = 50 * 1024 * 1024
+DEFAULT_MAX_REQUEST_BODY_SIZE = 10 * 1024 * 1024
+DEFAULT_ROOM_VERSION = "10"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HomeServerConfig:
+    """One homeserver (one ``server_name``).
+
+    Every path is absolute (relative ones in the YAML were resolved against
+    ``config_dir``). ``config_path`` is the file it came from, if any.
+    """
+
+    server_name: str
+    config_dir: Path
+    public_baseurl: str
+    signing_key_path: Path
+    media_store_path: Path
+    database: DatabaseConfig
+    config_path: Path | None = None
+
+    listeners: tuple[ListenerConfig, ...] = DEFAULT_LISTENERS
+    log_config: Path | None = None
+
+    # Registration and login
+    enable_registration: bool = False
+    enable_registration_without_verification: bool = False
+    registration_requires_token: bool = False
+    registration_shared_secret: str | None = None
+    allow_guest_access: bool = False
+    inhibit_user_in_use_error: bool = False
+    password_config: PasswordConfig = PasswordConfig()
+    bcrypt_rounds: int = 12
+    session_lifetime: int | None = None  # milliseconds
+    auto_join_rooms: tuple[str, ...] = ()
+
+    # Rate limits
+    rc_message: RateLimitConfig = DEFAULT_RC_MESSAGE
+    rc_registration: RateLimitConfig = DEFAULT_RC_REGISTRATION
+    rc_registration_token_validity: RateLimitConfig = DEFAULT_RC_REGISTRATION_TOKEN_VALIDITY
+    rc_login: LoginRateLimits = LoginRateLimits()
+    rc_joins: JoinRateLimits = JoinRateLimits()
+    rc_joins_per_room: RateLimitConfig = DEFAULT_RC_JOINS_PER_ROOM
+    rc_invites: InviteRateLimits = InviteRateLimits()
+    rc_media_create: RateLimitConfig = DEFAULT_RC_MEDIA_CREATE
+    rc_admin_redaction: RateLimitConfig | None = None
+
+    # Sizes, in bytes
+    max_upload_size: int = DEFAULT_MAX_UPLOAD_SIZE
+    max_request_body_size: int = DEFAULT_MAX_REQUEST_BODY_SIZE
+
+    # Profiles, directory, presence, rooms
+    admin_contact: str | None = None
+    require_auth_for_profile_requests: bool = False
+    limit_profile_requests_to_users_who_share_rooms: bool = False
+    enable_set_displayname: bool = True
+    enable_set_avatar_url: bool = True
+    user_directory: UserDirectoryConfig = UserDirectoryConfig()
+    presence: PresenceConfig = PresenceConfig()
+    default_room_version: str = DEFAULT_ROOM_VERSION
+    server_notices: ServerNoticesConfig | None = None
+    allow_public_rooms_without_auth: bool = False
+    allow_public_rooms_over_federation: bool = False
+
+    # Multi-tenancy (Hamlet's own keys)
+    tenants: tuple[Path, ...] = ()
+    limits: LimitsConfig = LimitsConfig()

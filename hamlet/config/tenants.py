@@ -1,0 +1,101 @@
+"""Resolving the ``tenants`` key: further homeserver configs run in this process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hamlet.config.errors import ConfigError
+from hamlet.config.homeserver import load_config
+from hamlet.config.model import HomeServerConfig
+
+TENANT_SUFFIXES = (".yaml", ".yml")
+
+
+def tenant_config_files(main: HomeServerConfig) -> tuple[list[Path], list[str]]:
+    """The tenant config files named by ``main.tenants``, in order, and any errors.
+
+    A directory contributes its ``*.yaml``/``*.yml`` files (not hidden ones),
+    sorted by name. Duplicates and the main config file itself are skipped.
+    """
+    files: list[Path] = []
+    errors: list[str] = []
+    seen: set[Path] = set()
+    if main.config_path is not None:
+        seen.add(main.config_path.absolute())
+    for entry in main.tenants:
+        if entry.is_dir():
+            candidates = sorted(
+                p
+                for p in entry.iterdir()
+                if p.suffix in TENANT_SUFFIXES and not p.name.startswith(".") and p.is_file()
+            )
+        elif entry.is_file():
+            candidates = [entry]
+        else:
+            errors.append(f"{entry}: tenant config file or directory does not exist")
+            continue
+        for p in candidates:
+            p = p.absolute()
+            if p not in seen:
+                seen.add(p)
+                files.append(p)
+    return files, errors
+
+
+def load_tenant_configs(
+    main: HomeServerConfig, *, warnings: list[str] | None = None
+) -> list[HomeServerConfig]:
+    """Load every tenant config listed (directly or by directory) in ``main.tenants``.
+
+    Raises :class:`ConfigError` with all problems, each prefixed by the file
+    it concerns. Warnings, also prefixed by file, are appended to
+    ``warnings`` if given. Checks that no two homeservers (the main one
+    included) share a server_name, database, signing key or media store.
+    """
+    files, errors = tenant_config_files(main)
+    configs: list[tuple[Path | None, HomeServerConfig]] = [(main.config_path, main)]
+    for path in files:
+        try:
+            config, file_warnings = load_config(path)
+        except ConfigError as e:
+            errors.extend(e2 if e2.startswith(f"{path}:") else f"{path}: {e2}" for e2 in e.errors)
+            continue
+        if warnings is not None:
+            warnings.extend(f"{path}: {w}" for w in file_warnings)
+        if config.tenants:
+            errors.append(f"{path}: tenants: only the main config may list tenants")
+        configs.append((path, config))
+
+    errors.extend(_clashes(configs))
+    if errors:
+        raise ConfigError(errors)
+    return [c for _, c in configs[1:]]
+
+
+def _clashes(configs: list[tuple[Path | None, HomeServerConfig]]) -> list[str]:
+    errors: list[str] = []
+    owners: dict[tuple[str, object], Path | None] = {}
+
+    def where(p: Path | None) -> str:
+        return str(p) if p is not None else "the main config"
+
+    for path, c in configs:
+        db = c.database
+        if db.is_sqlite:
+            db_key: object = db.sqlite_path() if db.sqlite_path() != ":memory:" else None
+        else:
+            kw = db.pg_dsn_kwargs()
+            db_key = (kw.get("host"), kw.get("port"), kw.get("database"), db.pg_schema)
+        claims: list[tuple[str, str, object]] = [
+            ("server_name", "server_name", c.server_name),
+            ("database", "database", db_key),
+            ("signing_key_path", "signing_key_path", c.signing_key_path),
+            ("media_store_path", "media_store_path", c.media_store_path),
+        ]
+        for kind, key, value in claims:
+            if value is None:
+                continue
+            other = owners.setdefault((kind, value), path)
+            if other != path:
+                errors.append(f"{where(path)}: {key}: already used by {where(other)}")
+    return errors

@@ -1,0 +1,133 @@
+"""PostgreSQL engine (asyncpg): tenants share one pool, each in its own schema."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Literal, TypeVar
+
+import asyncpg
+
+from hamlet.storage.database import Args, Database, Row, Transaction
+from hamlet.storage.errors import IntegrityError, StorageError
+
+T = TypeVar("T")
+
+_PLACEHOLDER = re.compile(r"\?")
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_RETRIES = 5
+
+
+def to_pg_sql(sql: str) -> str:
+    """Rewrite `?` placeholders as `$1, $2, ...`. Our SQL never has `?` in literals."""
+    counter = iter(range(1, 10_000))
+    return _PLACEHOLDER.sub(lambda _m: f"${next(counter)}", sql)
+
+
+def _wrap(e: Exception) -> StorageError:
+    if isinstance(e, asyncpg.IntegrityConstraintViolationError):
+        return IntegrityError(str(e))
+    return StorageError(str(e))
+
+
+class PostgresTransaction(Transaction):
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, args: Args = ()) -> int:
+        try:
+            status: str = await self._conn.execute(to_pg_sql(sql), *args)
+        except asyncpg.PostgresError as e:
+            raise _wrap(e) from e
+        tail = status.rsplit(" ", 1)[-1]
+        return int(tail) if tail.isdigit() else 0
+
+    async def executemany(self, sql: str, rows: Iterable[Args]) -> None:
+        try:
+            await self._conn.executemany(to_pg_sql(sql), [tuple(r) for r in rows])
+        except asyncpg.PostgresError as e:
+            raise _wrap(e) from e
+
+    async def fetchall(self, sql: str, args: Args = ()) -> list[Row]:
+        try:
+            records = await self._conn.fetch(to_pg_sql(sql), *args)
+        except asyncpg.PostgresError as e:
+            raise _wrap(e) from e
+        return [tuple(r) for r in records]
+
+
+class PgPool:
+    """One asyncpg pool for a PostgreSQL server, shared by every tenant on it."""
+
+    def __init__(self, dsn_kwargs: dict[str, Any], min_size: int = 1, max_size: int = 10) -> None:
+        self.dsn_kwargs = dsn_kwargs
+        self.min_size = min_size
+        self.max_size = max_size
+        self._pool: Any = None
+
+    async def get(self) -> Any:
+        if self._pool is None:
+            try:
+                self._pool = await asyncpg.create_pool(
+                    min_size=self.min_size, max_size=self.max_size, **self.dsn_kwargs
+                )
+            except (OSError, asyncpg.PostgresError) as e:
+                raise StorageError(f"cannot connect to PostgreSQL: {e}") from e
+        return self._pool
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+
+class PostgresDatabase(Database):
+    engine: Literal["sqlite", "postgres"] = "postgres"
+
+    def __init__(self, pool: PgPool, schema: str, *, owns_pool: bool = False) -> None:
+        super().__init__()
+        if not _SCHEMA_NAME.match(schema):
+            raise StorageError(f"invalid PostgreSQL schema name {schema!r}")
+        self.schema = schema
+        self._pool = pool
+        self._owns_pool = owns_pool
+        self._open = False
+
+    async def open(self) -> None:
+        pool = await self._pool.get()
+        async with pool.acquire() as conn:
+            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+        self._open = True
+
+    async def close(self) -> None:
+        self._open = False
+        if self._owns_pool:
+            await self._pool.close()
+
+    async def drop_schema(self) -> None:
+        pool = await self._pool.get()
+        async with pool.acquire() as conn:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
+
+    async def _run(self, fn: Callable[[Transaction], Awaitable[T]]) -> T:
+        if not self._open:
+            raise StorageError("database is closed")
+        pool = await self._pool.get()
+        for attempt in range(_RETRIES):
+            try:
+                async with pool.acquire() as conn, conn.transaction():
+                    await conn.execute(f'SET LOCAL search_path TO "{self.schema}"')
+                    return await fn(PostgresTransaction(conn))
+            except (asyncpg.SerializationError, asyncpg.DeadlockDetectedError):
+                if attempt == _RETRIES - 1:
+                    raise
+            except StorageError as e:
+                cause = e.__cause__
+                retryable = isinstance(
+                    cause, asyncpg.SerializationError | asyncpg.DeadlockDetectedError
+                )
+                if not retryable or attempt == _RETRIES - 1:
+                    raise
+            except (OSError, asyncpg.InterfaceError) as e:
+                raise StorageError(f"PostgreSQL connection failed: {e}") from e
+        raise AssertionError("unreachable")

@@ -1,0 +1,95 @@
+"""Numbered schema migrations shared by both engines.
+
+Files are `schema/NNNN_name.sql`. The few dialect differences are written
+as `{{TOKEN}}` in the files and filled in here, the one place that knows
+both dialects. Each file runs in one transaction and is recorded in
+`schema_version`, so a failed migration leaves the previous version intact.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from hamlet.storage.database import Database, Transaction
+from hamlet.storage.errors import MigrationError, StorageError
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_DIR = Path(__file__).parent / "schema"
+
+_DIALECT: dict[str, dict[str, str]] = {
+    "sqlite": {
+        "SERIAL_PK": "INTEGER PRIMARY KEY AUTOINCREMENT",
+        "BLOB": "BLOB",
+    },
+    "postgres": {
+        "SERIAL_PK": "BIGSERIAL PRIMARY KEY",
+        "BLOB": "BYTEA",
+    },
+}
+
+_FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_TOKEN = re.compile(r"\{\{([A-Z_]+)\}\}")
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def load_migrations(schema_dir: Path = SCHEMA_DIR) -> list[Migration]:
+    migrations = []
+    for path in sorted(schema_dir.glob("*.sql")):
+        m = _FILE_NAME.match(path.name)
+        if m is None:
+            raise MigrationError(f"badly named migration file {path.name}")
+        migrations.append(Migration(int(m.group(1)), m.group(2), path.read_text()))
+    versions = [m.version for m in migrations]
+    if len(set(versions)) != len(versions):
+        raise MigrationError("two migrations share a number")
+    return migrations
+
+
+def render(sql: str, engine: str) -> list[str]:
+    table = _DIALECT[engine]
+    filled = _TOKEN.sub(lambda m: table[m.group(1)], sql)
+    return [stmt.strip() for stmt in filled.split(";\n") if stmt.strip()]
+
+
+async def migrate(db: Database, schema_dir: Path = SCHEMA_DIR) -> int:
+    """Apply every pending migration; returns the resulting schema version."""
+    await db.execute(
+        "create_schema_version",
+        "CREATE TABLE IF NOT EXISTS schema_version ("
+        " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_ts BIGINT NOT NULL)",
+    )
+    current = await db.fetchval("get_schema_version", "SELECT MAX(version) FROM schema_version")
+    current = int(current or 0)
+    for migration in load_migrations(schema_dir):
+        if migration.version <= current:
+            continue
+        statements = render(migration.sql, db.engine)
+
+        async def apply(
+            txn: Transaction, m: Migration = migration, s: list[str] = statements
+        ) -> None:
+            for stmt in s:
+                await txn.execute(stmt)
+            await txn.execute(
+                "INSERT INTO schema_version (version, name, applied_ts) VALUES (?, ?, ?)",
+                (m.version, m.name, int(time.time() * 1000)),
+            )
+
+        try:
+            await db.run_interaction(f"migrate_{migration.version:04d}", apply)
+        except StorageError as e:
+            raise MigrationError(f"migration {migration.version:04d}_{migration.name}: {e}") from e
+        logger.info("Applied schema migration %04d_%s", migration.version, migration.name)
+        current = migration.version
+    return current
