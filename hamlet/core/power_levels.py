@@ -1,0 +1,117 @@
+"""Power level lookups over a room's auth state.
+
+``auth_state`` everywhere maps ``(event type, state key)`` to an
+:class:`~hamlet.core.events.Event`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from hamlet.core.events import Event
+
+StateKey = tuple[str, str]
+AuthState = Mapping[StateKey, Event]
+
+CREATE_KEY: StateKey = ("m.room.create", "")
+POWER_LEVELS_KEY: StateKey = ("m.room.power_levels", "")
+JOIN_RULES_KEY: StateKey = ("m.room.join_rules", "")
+
+#: Defaults from the m.room.power_levels schema (used when a key is absent).
+DEFAULT_BAN = 50
+DEFAULT_KICK = 50
+DEFAULT_REDACT = 50
+DEFAULT_INVITE = 0
+DEFAULT_USERS = 0
+DEFAULT_EVENTS = 0
+DEFAULT_STATE = 50
+DEFAULT_NOTIFICATION_ROOM = 50
+CREATOR_LEVEL_WITHOUT_POWER_LEVELS = 100
+
+_NAMED_DEFAULTS = {
+    "ban": DEFAULT_BAN,
+    "kick": DEFAULT_KICK,
+    "redact": DEFAULT_REDACT,
+    "invite": DEFAULT_INVITE,
+    "users_default": DEFAULT_USERS,
+    "events_default": DEFAULT_EVENTS,
+    "state_default": DEFAULT_STATE,
+}
+
+
+def as_int(value: Any, default: int) -> int:
+    """``value`` if it is an integer (not a bool), else ``default``."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return default
+
+
+def get_room_creator(create_event: Event) -> str:
+    """The room creator: v11 uses the create event's sender, v10 ``content.creator``."""
+    if create_event.room_version.creator_from_sender:
+        return create_event.sender
+    creator = create_event.content.get("creator")
+    return creator if isinstance(creator, str) else create_event.sender
+
+
+def get_power_levels_content(auth_state: AuthState) -> Mapping[str, Any] | None:
+    """The ``m.room.power_levels`` content, or None when the room has none."""
+    event = auth_state.get(POWER_LEVELS_KEY)
+    return event.content if event is not None else None
+
+
+def get_named_level(power_levels: Mapping[str, Any] | None, name: str) -> int:
+    """``ban``, ``kick``, ``redact``, ``invite``, ``*_default`` with spec defaults."""
+    default = _NAMED_DEFAULTS[name]
+    if power_levels is None:
+        return default
+    return as_int(power_levels.get(name), default)
+
+
+def get_user_power_level(user_id: str, auth_state: AuthState) -> int:
+    """A user's power level: ``users`` entry, else ``users_default``.
+
+    Without a power levels event the creator has 100 and everyone else 0.
+    """
+    power_levels = get_power_levels_content(auth_state)
+    if power_levels is not None:
+        users = power_levels.get("users")
+        default = get_named_level(power_levels, "users_default")
+        if isinstance(users, Mapping) and user_id in users:
+            return as_int(users[user_id], default)
+        return default
+    create = auth_state.get(CREATE_KEY)
+    if create is not None and get_room_creator(create) == user_id:
+        return CREATOR_LEVEL_WITHOUT_POWER_LEVELS
+    return DEFAULT_USERS
+
+
+def get_required_level(
+    event_type: str, is_state: bool, power_levels: Mapping[str, Any] | None
+) -> int:
+    """Level needed to send an event: ``events[type]``, else state/events default."""
+    if power_levels is None:
+        return DEFAULT_STATE if is_state else DEFAULT_EVENTS
+    events = power_levels.get("events")
+    default = get_named_level(power_levels, "state_default" if is_state else "events_default")
+    if isinstance(events, Mapping) and event_type in events:
+        return as_int(events[event_type], default)
+    return default
+
+
+def get_notification_level(power_levels: Mapping[str, Any] | None, key: str = "room") -> int:
+    """Level needed for a notification key (``room`` -> ``@room``, default 50)."""
+    default = DEFAULT_NOTIFICATION_ROOM
+    if power_levels is None:
+        return default
+    notifications = power_levels.get("notifications")
+    if isinstance(notifications, Mapping):
+        return as_int(notifications.get(key), default)
+    return default
+
+
+def user_can_send(user_id: str, event_type: str, is_state: bool, auth_state: AuthState) -> bool:
+    """True if the user's level reaches the level required for this event type."""
+    required = get_required_level(event_type, is_state, get_power_levels_content(auth_state))
+    return get_user_power_level(user_id, auth_state) >= required
