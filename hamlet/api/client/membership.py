@@ -1,0 +1,91 @@
+"""Joining, leaving, inviting, kicking, banning and forgetting."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hamlet.api.request import ApiRequest
+from hamlet.api.router import Router
+from hamlet.handlers.errors import BadJsonError, MissingParamError
+
+
+def _reason(body: dict[str, Any]) -> str | None:
+    reason = body.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        raise BadJsonError("reason must be a string")
+    return reason
+
+
+def _target(body: dict[str, Any]) -> str:
+    user_id = body.get("user_id")
+    if user_id is None:
+        raise MissingParamError("Missing user_id")
+    if not isinstance(user_id, str):
+        raise BadJsonError("user_id must be a string")
+    return user_id
+
+
+async def join(req: ApiRequest) -> dict[str, Any]:
+    requester = await req.hs.auth.get_user_by_req(req)
+    body = await req.json_object(allow_empty=True)
+    hs = req.hs
+    room_id = await hs.membership.resolve_room(
+        req.params.get("roomIdOrAlias") or req.params["roomId"]
+    )
+    await hs.room_ratelimits.join(requester, room_id)
+    await hs.membership.update_membership(
+        requester.user_id, room_id, requester.user_id, "join", reason=_reason(body)
+    )
+    return {"room_id": room_id}
+
+
+async def leave(req: ApiRequest) -> dict[str, Any]:
+    requester = await req.hs.auth.get_user_by_req(req)
+    body = await req.json_object(allow_empty=True)
+    await req.hs.membership.update_membership(
+        requester.user_id, req.params["roomId"], requester.user_id, "leave", reason=_reason(body)
+    )
+    return {}
+
+
+async def invite(req: ApiRequest) -> dict[str, Any]:
+    requester = await req.hs.auth.get_user_by_req(req)
+    body = await req.json_object()
+    target = _target(body)
+    room_id = req.params["roomId"]
+    hs = req.hs
+    await hs.room_ratelimits.invite(requester, room_id, target)
+    await hs.membership.update_membership(
+        requester.user_id, room_id, target, "invite", reason=_reason(body)
+    )
+    return {}
+
+
+def _action(membership: str):  # type: ignore[no-untyped-def]
+    async def handler(req: ApiRequest) -> dict[str, Any]:
+        requester = await req.hs.auth.get_user_by_req(req)
+        body = await req.json_object()
+        await req.hs.membership.update_membership(
+            requester.user_id, req.params["roomId"], _target(body), membership,
+            reason=_reason(body),
+        )
+        return {}
+
+    return handler
+
+
+async def forget(req: ApiRequest) -> dict[str, Any]:
+    requester = await req.hs.auth.get_user_by_req(req)
+    await req.hs.membership.forget(requester.user_id, req.params["roomId"])
+    return {}
+
+
+def register(router: Router) -> None:
+    router.add_client("POST", "/join/{roomIdOrAlias}", join)
+    router.add_client("POST", "/rooms/{roomId}/join", join)
+    router.add_client("POST", "/rooms/{roomId}/leave", leave)
+    router.add_client("POST", "/rooms/{roomId}/invite", invite)
+    router.add_client("POST", "/rooms/{roomId}/kick", _action("leave"))
+    router.add_client("POST", "/rooms/{roomId}/ban", _action("ban"))
+    router.add_client("POST", "/rooms/{roomId}/unban", _action("leave"))
+    router.add_client("POST", "/rooms/{roomId}/forget", forget)

@@ -1,0 +1,58 @@
+"""Rate limiters for room actions: messages, joins and invites, one set per homeserver."""
+
+from __future__ import annotations
+
+from hamlet.config import HomeServerConfig, RateLimitConfig
+from hamlet.handlers.account_ratelimits import check
+from hamlet.handlers.auth import Requester
+from hamlet.handlers.ratelimit import Ratelimiter
+from hamlet.runtime.clock import Clock
+
+
+class RoomRatelimiters:
+    def __init__(self, clock: Clock, config: HomeServerConfig) -> None:
+        def make(name: str, rc: RateLimitConfig) -> Ratelimiter:
+            return Ratelimiter(clock, name=name, per_second=rc.per_second,
+                               burst_count=rc.burst_count)
+
+        self.messages = make("rc_message", config.rc_message)
+        self.joins_local = make("rc_joins.local", config.rc_joins.local)
+        self.joins_per_room = make("rc_joins_per_room", config.rc_joins_per_room)
+        self.invites_per_room = make("rc_invites.per_room", config.rc_invites.per_room)
+        self.invites_per_user = make("rc_invites.per_user", config.rc_invites.per_user)
+        self.invites_per_issuer = make("rc_invites.per_issuer", config.rc_invites.per_issuer)
+        self._all = (
+            self.messages,
+            self.joins_local,
+            self.joins_per_room,
+            self.invites_per_room,
+            self.invites_per_user,
+            self.invites_per_issuer,
+        )
+
+    def start(self) -> None:
+        for limiter in self._all:
+            limiter.start()
+
+    async def shutdown(self) -> None:
+        for limiter in self._all:
+            limiter.stop()
+
+    @staticmethod
+    def _exempt(requester: Requester) -> bool:
+        return requester.is_admin
+
+    async def message(self, requester: Requester) -> None:
+        if not self._exempt(requester):
+            await check(self.messages, requester.user_id)
+
+    async def join(self, requester: Requester, room_id: str) -> None:
+        if not self._exempt(requester):
+            await check(self.joins_local, requester.user_id)
+            await check(self.joins_per_room, room_id)
+
+    async def invite(self, requester: Requester, room_id: str, invitee: str) -> None:
+        if not self._exempt(requester):
+            await check(self.invites_per_room, room_id)
+            await check(self.invites_per_user, invitee)
+            await check(self.invites_per_issuer, requester.user_id)

@@ -1,0 +1,315 @@
+"""Events: persisting a new event with its state change, and reading them back."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from hamlet.core.events import Event
+from hamlet.core.room_versions import get_room_version
+from hamlet.storage.database import Database, Row, Transaction
+
+StateMap = Mapping[tuple[str, str], str]
+
+# A full state snapshot is written after this many deltas.
+SNAPSHOT_EVERY = 50
+
+_EVENT_COLUMNS = (
+    "e.stream_ordering, e.event_id, e.json, r.room_version, e.redacted_by, e.state_group,"
+    " e.replaces_state"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    stream_ordering: int
+    event: Event
+    redacted_by: str | None
+    #: The room state after this event.
+    state_group: int
+    #: For state events, the state event this one replaced.
+    replaces_state: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PersistRequest:
+    """Everything one new event changes, written in one transaction."""
+
+    event: Event
+    stream_ordering: int
+    state_group: int
+    #: For state events: the group this one extends, and its delta depth.
+    prev_state_group: int | None = None
+    prev_delta_depth: int = 0
+    #: The full state after the event, when a snapshot is due.
+    full_state: StateMap | None = None
+    txn: tuple[str, str, str] | None = None  # (user_id, device_id, txn_id)
+    replaces_state: str | None = None
+    room_row: tuple[str, str, str | None] | None = None  # (version, creator, room_type)
+
+
+def _row_to_event(row: Row) -> StoredEvent:
+    stream, event_id, raw, version, redacted_by, group, replaces = row
+    pdu = orjson.loads(raw)
+    event = Event(pdu, get_room_version(version), event_id=event_id)
+    return StoredEvent(int(stream), event, redacted_by, int(group), replaces)
+
+
+def _relation(event: Event) -> tuple[str | None, str | None]:
+    rel = event.content.get("m.relates_to")
+    if isinstance(rel, Mapping):
+        target, rel_type = rel.get("event_id"), rel.get("rel_type")
+        if isinstance(target, str) and isinstance(rel_type, str):
+            return target, rel_type
+    return None, None
+
+
+class EventsStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def max_positions(self) -> tuple[int, int]:
+        """(max stream_ordering, max state group) for the id generators."""
+
+        async def run(txn: Transaction) -> tuple[int, int]:
+            stream = await txn.fetchval("SELECT MAX(stream_ordering) FROM events")
+            group = await txn.fetchval("SELECT MAX(group_id) FROM state_groups")
+            return int(stream or 0), int(group or 0)
+
+        return await self.db.run_interaction("max_event_positions", run)
+
+    async def persist(self, req: PersistRequest) -> None:
+        await self.db.run_interaction("persist_event", lambda txn: self._persist(txn, req))
+
+    async def _persist(self, txn: Transaction, req: PersistRequest) -> None:
+        ev = req.event
+        relates_to, rel_type = _relation(ev)
+        if req.room_row is not None:
+            version, creator, room_type = req.room_row
+            await txn.execute(
+                "INSERT INTO rooms (room_id, room_version, creator, room_type, created_ts)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (ev.room_id, version, creator, room_type, ev.origin_server_ts),
+            )
+        url = ev.content.get("url")
+        await txn.execute(
+            "INSERT INTO events (stream_ordering, event_id, room_id, type, state_key, sender,"
+            " depth, origin_server_ts, state_group, relates_to, rel_type, contains_url,"
+            " replaces_state, json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                req.stream_ordering,
+                ev.event_id,
+                ev.room_id,
+                ev.type,
+                ev.state_key,
+                ev.sender,
+                ev.depth,
+                ev.origin_server_ts,
+                req.state_group,
+                relates_to,
+                rel_type,
+                isinstance(url, str),
+                req.replaces_state,
+                orjson.dumps(ev.get_pdu_json(include_unsigned=False)).decode(),
+            ),
+        )
+        if req.txn is not None:
+            await txn.execute(
+                "INSERT INTO event_txn_ids (user_id, device_id, txn_id, event_id)"
+                " VALUES (?, ?, ?, ?)",
+                (*req.txn, ev.event_id),
+            )
+        if ev.state_key is not None:
+            await self._persist_state(txn, req)
+        if ev.type == "m.room.redaction" and ev.redacts is not None:
+            await txn.execute(
+                "UPDATE events SET redacted_by = ? WHERE event_id = ? AND room_id = ?"
+                " AND redacted_by IS NULL",
+                (ev.event_id, ev.redacts, ev.room_id),
+            )
+
+    async def _persist_state(self, txn: Transaction, req: PersistRequest) -> None:
+        ev = req.event
+        assert ev.state_key is not None
+        if req.full_state is not None:
+            await txn.execute(
+                "INSERT INTO state_groups (group_id, room_id, prev_group, delta_depth)"
+                " VALUES (?, ?, NULL, 0)",
+                (req.state_group, ev.room_id),
+            )
+            await txn.executemany(
+                "INSERT INTO state_group_entries (group_id, type, state_key, event_id)"
+                " VALUES (?, ?, ?, ?)",
+                [(req.state_group, t, k, e) for (t, k), e in req.full_state.items()],
+            )
+        else:
+            await txn.execute(
+                "INSERT INTO state_groups (group_id, room_id, prev_group, delta_depth)"
+                " VALUES (?, ?, ?, ?)",
+                (req.state_group, ev.room_id, req.prev_state_group, req.prev_delta_depth + 1),
+            )
+            await txn.execute(
+                "INSERT INTO state_group_entries (group_id, type, state_key, event_id)"
+                " VALUES (?, ?, ?, ?)",
+                (req.state_group, ev.type, ev.state_key, ev.event_id),
+            )
+        await txn.execute(
+            "INSERT INTO current_state (room_id, type, state_key, event_id) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (room_id, type, state_key) DO UPDATE SET event_id = excluded.event_id",
+            (ev.room_id, ev.type, ev.state_key, ev.event_id),
+        )
+        if ev.type == "m.room.member":
+            membership = ev.content.get("membership")
+            await txn.execute(
+                "INSERT INTO room_memberships"
+                " (room_id, user_id, membership, event_id, stream_ordering, forgotten)"
+                " VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership,"
+                " event_id = excluded.event_id, stream_ordering = excluded.stream_ordering,"
+                " forgotten = excluded.forgotten",
+                (ev.room_id, ev.state_key, str(membership), ev.event_id, req.stream_ordering, False),
+            )
+
+    async def get_event_by_txn(self, user_id: str, device_id: str, txn_id: str) -> str | None:
+        value = await self.db.fetchval(
+            "get_event_by_txn",
+            "SELECT event_id FROM event_txn_ids WHERE user_id = ? AND device_id = ? AND txn_id = ?",
+            user_id,
+            device_id,
+            txn_id,
+        )
+        return str(value) if value is not None else None
+
+    async def get_txn_ids(self, event_ids: Collection[str]) -> dict[str, tuple[str, str]]:
+        """event_id -> (device_id, txn_id) for events sent with a transaction id."""
+        if not event_ids:
+            return {}
+        ids = list(event_ids)
+        marks = ",".join("?" * len(ids))
+        rows = await self.db.fetchall(
+            "get_txn_ids",
+            f"SELECT event_id, device_id, txn_id FROM event_txn_ids WHERE event_id IN ({marks})",
+            *ids,
+        )
+        return {str(r[0]): (str(r[1]), str(r[2])) for r in rows}
+
+    async def get_event(self, event_id: str) -> StoredEvent | None:
+        rows = await self.db.fetchall(
+            "get_event",
+            f"SELECT {_EVENT_COLUMNS} FROM events e JOIN rooms r USING (room_id)"
+            " WHERE e.event_id = ?",
+            event_id,
+        )
+        return _row_to_event(rows[0]) if rows else None
+
+    async def get_events(self, event_ids: Collection[str]) -> dict[str, StoredEvent]:
+        if not event_ids:
+            return {}
+        ids = list(event_ids)
+        found: dict[str, StoredEvent] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = await self.db.fetchall(
+                "get_events",
+                f"SELECT {_EVENT_COLUMNS} FROM events e JOIN rooms r USING (room_id)"
+                f" WHERE e.event_id IN ({marks})",
+                *chunk,
+            )
+            for row in rows:
+                stored = _row_to_event(row)
+                found[stored.event.event_id] = stored
+        return found
+
+    async def get_room_events(
+        self,
+        room_id: str,
+        *,
+        after: int | None = None,
+        before: int | None = None,
+        limit: int,
+        backwards: bool,
+        types: Collection[str] | None = None,
+    ) -> list[StoredEvent]:
+        """Events of a room with after < stream_ordering <= before, in the order asked."""
+        clauses = ["e.room_id = ?"]
+        args: list[Any] = [room_id]
+        if after is not None:
+            clauses.append("e.stream_ordering > ?")
+            args.append(after)
+        if before is not None:
+            clauses.append("e.stream_ordering <= ?")
+            args.append(before)
+        if types:
+            clauses.append(f"e.type IN ({','.join('?' * len(types))})")
+            args.extend(types)
+        order = "DESC" if backwards else "ASC"
+        rows = await self.db.fetchall(
+            "get_room_events",
+            f"SELECT {_EVENT_COLUMNS} FROM events e JOIN rooms r USING (room_id)"
+            f" WHERE {' AND '.join(clauses)} ORDER BY e.stream_ordering {order} LIMIT ?",
+            *args,
+            limit,
+        )
+        return [_row_to_event(r) for r in rows]
+
+    async def get_latest(self, room_id: str) -> tuple[str, int, int, int] | None:
+        """(event_id, depth, stream_ordering, state_group) of the room's newest event."""
+        row = await self.db.fetchone(
+            "get_latest_event",
+            "SELECT event_id, depth, stream_ordering, state_group FROM events"
+            " WHERE room_id = ? ORDER BY stream_ordering DESC LIMIT 1",
+            room_id,
+        )
+        if row is None:
+            return None
+        return str(row[0]), int(row[1]), int(row[2]), int(row[3])
+
+    async def get_state_group_at_stream(self, room_id: str, stream: int) -> int | None:
+        """The room state after its last event at or before `stream`."""
+        value = await self.db.fetchval(
+            "get_state_group_at_stream",
+            "SELECT state_group FROM events WHERE room_id = ? AND stream_ordering <= ?"
+            " ORDER BY stream_ordering DESC LIMIT 1",
+            room_id,
+            stream,
+        )
+        return int(value) if value is not None else None
+
+    async def get_state_group_info(self, group: int) -> tuple[int | None, int]:
+        row = await self.db.fetchone(
+            "get_state_group_info",
+            "SELECT prev_group, delta_depth FROM state_groups WHERE group_id = ?",
+            group,
+        )
+        if row is None:
+            return None, 0
+        return (int(row[0]) if row[0] is not None else None), int(row[1])
+
+    async def get_state_ids(self, group: int) -> dict[tuple[str, str], str]:
+        """The full state of a group: walk deltas back to the nearest snapshot."""
+
+        async def run(txn: Transaction) -> dict[tuple[str, str], str]:
+            chain: list[int] = []
+            current: int | None = group
+            while current is not None:
+                chain.append(current)
+                row = await txn.fetchone(
+                    "SELECT prev_group FROM state_groups WHERE group_id = ?", (current,)
+                )
+                current = int(row[0]) if row is not None and row[0] is not None else None
+            marks = ",".join("?" * len(chain))
+            rows = await txn.fetchall(
+                "SELECT group_id, type, state_key, event_id FROM state_group_entries"
+                f" WHERE group_id IN ({marks})",
+                chain,
+            )
+            depth = {g: i for i, g in enumerate(chain)}
+            # Later groups (smaller index in chain) override earlier ones.
+            rows.sort(key=lambda r: -depth[int(r[0])])
+            return {(str(r[1]), str(r[2])): str(r[3]) for r in rows}
+
+        return await self.db.run_interaction("get_state_ids", run)

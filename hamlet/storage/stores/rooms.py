@@ -1,0 +1,181 @@
+"""Rooms, current state, memberships and aliases."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hamlet.storage.database import Database
+from hamlet.storage.errors import IntegrityError
+
+
+@dataclass(frozen=True, slots=True)
+class RoomRow:
+    room_id: str
+    room_version: str
+    creator: str
+    room_type: str | None
+    is_public: bool
+    created_ts: int
+    blocked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    room_id: str
+    user_id: str
+    membership: str
+    event_id: str
+    stream_ordering: int
+    forgotten: bool
+
+
+_MEMBERSHIP_COLUMNS = "room_id, user_id, membership, event_id, stream_ordering, forgotten"
+
+
+def _membership(row: tuple[object, ...]) -> Membership:
+    return Membership(
+        str(row[0]), str(row[1]), str(row[2]), str(row[3]), int(row[4]), bool(row[5])  # type: ignore[call-overload]
+    )
+
+
+class RoomsStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def get_room(self, room_id: str) -> RoomRow | None:
+        row = await self.db.fetchone(
+            "get_room",
+            "SELECT room_id, room_version, creator, room_type, is_public, created_ts, blocked"
+            " FROM rooms WHERE room_id = ?",
+            room_id,
+        )
+        if row is None:
+            return None
+        return RoomRow(
+            str(row[0]), str(row[1]), str(row[2]), row[3], bool(row[4]), int(row[5]), bool(row[6])
+        )
+
+    async def set_room_public(self, room_id: str, is_public: bool) -> None:
+        await self.db.execute(
+            "set_room_public", "UPDATE rooms SET is_public = ? WHERE room_id = ?", is_public, room_id
+        )
+
+    async def get_public_room_ids(self) -> list[str]:
+        rows = await self.db.fetchall(
+            "get_public_rooms",
+            "SELECT room_id FROM rooms WHERE is_public = ? AND blocked = ? ORDER BY room_id",
+            True,
+            False,
+        )
+        return [str(r[0]) for r in rows]
+
+    async def get_current_state_ids(self, room_id: str) -> dict[tuple[str, str], str]:
+        rows = await self.db.fetchall(
+            "get_current_state_ids",
+            "SELECT type, state_key, event_id FROM current_state WHERE room_id = ?",
+            room_id,
+        )
+        return {(str(r[0]), str(r[1])): str(r[2]) for r in rows}
+
+    async def get_membership(self, room_id: str, user_id: str) -> Membership | None:
+        row = await self.db.fetchone(
+            "get_membership",
+            f"SELECT {_MEMBERSHIP_COLUMNS} FROM room_memberships WHERE room_id = ? AND user_id = ?",
+            room_id,
+            user_id,
+        )
+        return _membership(row) if row is not None else None
+
+    async def get_rooms_for_user(
+        self, user_id: str, memberships: tuple[str, ...] = ("join",)
+    ) -> list[Membership]:
+        marks = ",".join("?" * len(memberships))
+        rows = await self.db.fetchall(
+            "get_rooms_for_user",
+            f"SELECT {_MEMBERSHIP_COLUMNS} FROM room_memberships"
+            f" WHERE user_id = ? AND membership IN ({marks}) ORDER BY stream_ordering",
+            user_id,
+            *memberships,
+        )
+        return [_membership(r) for r in rows]
+
+    async def get_memberships_of_user(self, user_id: str) -> list[Membership]:
+        rows = await self.db.fetchall(
+            "get_memberships_of_user",
+            f"SELECT {_MEMBERSHIP_COLUMNS} FROM room_memberships WHERE user_id = ?"
+            " ORDER BY stream_ordering",
+            user_id,
+        )
+        return [_membership(r) for r in rows]
+
+    async def get_members(self, room_id: str, membership: str | None = "join") -> list[Membership]:
+        if membership is None:
+            rows = await self.db.fetchall(
+                "get_members",
+                f"SELECT {_MEMBERSHIP_COLUMNS} FROM room_memberships WHERE room_id = ?",
+                room_id,
+            )
+        else:
+            rows = await self.db.fetchall(
+                "get_members",
+                f"SELECT {_MEMBERSHIP_COLUMNS} FROM room_memberships"
+                " WHERE room_id = ? AND membership = ?",
+                room_id,
+                membership,
+            )
+        return [_membership(r) for r in rows]
+
+    async def forget(self, room_id: str, user_id: str) -> None:
+        await self.db.execute(
+            "forget_room",
+            "UPDATE room_memberships SET forgotten = ? WHERE room_id = ? AND user_id = ?",
+            True,
+            room_id,
+            user_id,
+        )
+
+    async def users_sharing_rooms(self, user_id: str) -> set[str]:
+        rows = await self.db.fetchall(
+            "users_sharing_rooms",
+            "SELECT DISTINCT other.user_id FROM room_memberships mine"
+            " JOIN room_memberships other ON other.room_id = mine.room_id"
+            " WHERE mine.user_id = ? AND mine.membership = 'join' AND other.membership = 'join'",
+            user_id,
+        )
+        return {str(r[0]) for r in rows}
+
+    # Aliases
+
+    async def create_alias(self, alias: str, room_id: str, creator: str) -> bool:
+        try:
+            await self.db.execute(
+                "create_alias",
+                "INSERT INTO room_aliases (room_alias, room_id, creator) VALUES (?, ?, ?)",
+                alias,
+                room_id,
+                creator,
+            )
+        except IntegrityError:
+            return False
+        return True
+
+    async def get_alias(self, alias: str) -> tuple[str, str] | None:
+        row = await self.db.fetchone(
+            "get_alias",
+            "SELECT room_id, creator FROM room_aliases WHERE room_alias = ?",
+            alias,
+        )
+        return (str(row[0]), str(row[1])) if row is not None else None
+
+    async def delete_alias(self, alias: str) -> None:
+        await self.db.execute(
+            "delete_alias", "DELETE FROM room_aliases WHERE room_alias = ?", alias
+        )
+
+    async def get_aliases_for_room(self, room_id: str) -> list[str]:
+        rows = await self.db.fetchall(
+            "get_aliases_for_room",
+            "SELECT room_alias FROM room_aliases WHERE room_id = ? ORDER BY room_alias",
+            room_id,
+        )
+        return [str(r[0]) for r in rows]
