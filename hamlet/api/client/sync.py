@@ -1,0 +1,56 @@
+"""GET /sync."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from hamlet.api.request import ApiRequest
+from hamlet.api.router import Router
+from hamlet.core import errors as core_errors
+from hamlet.core.filters import DEFAULT_FILTER, Filter, parse_filter
+from hamlet.handlers.errors import BadJsonError, InvalidParamError
+from hamlet.handlers.streams import StreamToken
+from hamlet.handlers.sync import SyncRequest
+
+PRESENCE_STATES = ("online", "offline", "unavailable")
+
+
+async def _filter(req: ApiRequest, user_id: str) -> Filter:
+    raw = req.query.get("filter")
+    if raw is None:
+        return DEFAULT_FILTER
+    if raw.lstrip().startswith("{"):
+        try:
+            return parse_filter(orjson.loads(raw))
+        except orjson.JSONDecodeError:
+            raise BadJsonError("filter is not valid JSON", errcode="M_NOT_JSON") from None
+        except core_errors.FilterError as e:
+            raise BadJsonError(str(e)) from None
+    return await req.hs.filters.get_filter(user_id, raw)
+
+
+async def sync(req: ApiRequest) -> dict[str, Any]:
+    requester = await req.hs.auth.get_user_by_req(req, allow_guest=True)
+    since_raw = req.query.get("since")
+    since = StreamToken.parse(since_raw) if since_raw else None
+    timeout = req.query_int("timeout", 0) or 0
+    if timeout < 0:
+        raise InvalidParamError("timeout must not be negative")
+    set_presence = req.query.get("set_presence")
+    if set_presence is not None and set_presence not in PRESENCE_STATES:
+        raise InvalidParamError(f"set_presence must be one of {', '.join(PRESENCE_STATES)}")
+    request = SyncRequest(
+        requester=requester,
+        since=since,
+        timeout_ms=timeout,
+        full_state=req.query_bool("full_state"),
+        filter=await _filter(req, requester.user_id),
+        set_presence=set_presence,
+    )
+    return await req.hs.sync.sync(request)
+
+
+def register(router: Router) -> None:
+    router.add_client("GET", "/sync", sync)
