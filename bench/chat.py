@@ -140,8 +140,8 @@ def synapse_config(root: Path, port: int) -> Path:
     return path
 
 
-async def wait_up(base: str, proc: subprocess.Popen[bytes], timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_up(base: str, proc: subprocess.Popen[bytes], limit_s: float = 180) -> None:
+    deadline = time.monotonic() + limit_s
     async with aiohttp.ClientSession() as session:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -252,12 +252,24 @@ async def workload(base: str, messages: int) -> dict[str, float]:
         }
 
 
+def spawn(argv: list[str], env: dict[str, str] | None) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env or dict(os.environ)
+    )
+
+
+def generate_synapse_keys(python: str, config: Path) -> None:
+    subprocess.run(
+        [python, "-m", "synapse.app.homeserver", "-c", str(config), "--generate-keys"],
+        check=True,
+        capture_output=True,
+    )
+
+
 async def run_server(
     label: str, argv: list[str], base: str, messages: int, env: dict[str, str] | None = None
 ) -> dict[str, Any]:
-    proc = subprocess.Popen(
-        argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env or dict(os.environ)
-    )
+    proc = spawn(argv, env)
     try:
         await wait_up(base, proc)
         result = await workload(base, messages)
@@ -330,18 +342,7 @@ async def main() -> None:
             syn_dir = root / "synapse"
             syn_dir.mkdir()
             config = synapse_config(syn_dir, port)
-            subprocess.run(
-                [
-                    synapse_python,
-                    "-m",
-                    "synapse.app.homeserver",
-                    "-c",
-                    str(config),
-                    "--generate-keys",
-                ],
-                check=True,
-                capture_output=True,
-            )
+            generate_synapse_keys(synapse_python, config)
             synapse = await run_server(
                 "synapse-sqlite",
                 [synapse_python, "-m", "synapse.app.homeserver", "-c", str(config)],
