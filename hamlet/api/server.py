@@ -12,6 +12,7 @@ import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
@@ -38,8 +39,19 @@ CORS_HEADERS = {
 }
 
 
+class TenantGate(Protocol):
+    """What the front door needs of a tenant: a way in, and a place to count requests."""
+
+    server_name: str
+
+    def open(self) -> AbstractAsyncContextManager[HomeServer]:
+        """The running homeserver, for the duration of one request (waking it if needed)."""
+
+    def observe(self, status: int, wall_s: float) -> None: ...
+
+
 class TenantResolver(Protocol):
-    def resolve(self, host: str | None) -> HomeServer | None:
+    def resolve(self, host: str | None) -> TenantGate | None:
         """The tenant serving this Host header (port already stripped), if any."""
 
 
@@ -84,20 +96,25 @@ class HttpFrontend:
         if http.method == "OPTIONS":
             return web.Response(status=204, headers=CORS_HEADERS)
         host = strip_port(http.headers.get("Host"))
-        hs = self.resolver.resolve(host)
-        if hs is None:
+        gate = self.resolver.resolve(host)
+        if gate is None:
             with LoggingContext(f"{http.method}-{next(self._counter)}", HOST_SERVER_NAME):
                 logger.warning("Refused request for unknown host %r: %s", host, http.path)
             return error_response(UnrecognizedError(404, f"Unknown host {host!r}"))
-        return await self.dispatch(hs, http)
+        started = time.monotonic()
+        try:
+            async with gate.open() as hs:
+                response = await self.dispatch(hs, http)
+        except MatrixError as e:
+            response = error_response(e)
+        gate.observe(response.status, time.monotonic() - started)
+        return response
 
     async def dispatch(self, hs: HomeServer, http: web.Request) -> web.StreamResponse:
         name = f"{http.method}-{next(self._counter)}"
         client_ip = http.remote or "-"
         with LoggingContext(name, hs.server_name, request=name) as ctx:
             request: ApiRequest | None = None
-            status = 500
-            nbytes = 0
             try:
                 path = http.raw_path.split("?", 1)[0]
                 route, params, known = self.router.match(http.method, path)
@@ -110,7 +127,9 @@ class HttpFrontend:
             except web.HTTPRequestEntityTooLarge:
                 response = error_response(TooLargeError())
             except asyncio.CancelledError:
-                status = 499
+                # The client went away (or the server is stopping): still one line.
+                ctx.usage.wall_s = time.monotonic() - ctx.started_at
+                self._log_access(hs, http, ctx, client_ip, request, 499, 0)
                 raise
             except Exception:
                 logger.exception("Request failed: %s %s", http.method, http.path)
@@ -121,23 +140,34 @@ class HttpFrontend:
             if isinstance(response, web.Response) and response.body is not None:
                 body = response.body
                 nbytes = len(body) if isinstance(body, bytes | bytearray) else 0
-            user = request.requester.user_id if request and request.requester else "-"
-            access_logger.info(
-                "%s - %s - {%s} Processed request: %.3fsec/%.3fsec (%.3fsec, %d txns) %dB %d "
-                '"%s %s"',
-                client_ip,
-                hs.server_name,
-                user,
-                ctx.usage.wall_s,
-                ctx.usage.cpu_s,
-                ctx.usage.db_s,
-                ctx.usage.db_txn_count,
-                nbytes,
-                status,
-                http.method,
-                http.rel_url.path,
-            )
+            self._log_access(hs, http, ctx, client_ip, request, status, nbytes)
             return response
+
+    @staticmethod
+    def _log_access(
+        hs: HomeServer,
+        http: web.Request,
+        ctx: LoggingContext,
+        client_ip: str,
+        request: ApiRequest | None,
+        status: int,
+        nbytes: int,
+    ) -> None:
+        user = request.requester.user_id if request and request.requester else "-"
+        access_logger.info(
+            '%s - %s - {%s} Processed request: %.3fsec/%.3fsec (%.3fsec, %d txns) %dB %d "%s %s"',
+            client_ip,
+            hs.server_name,
+            user,
+            ctx.usage.wall_s,
+            ctx.usage.cpu_s,
+            ctx.usage.db_s,
+            ctx.usage.db_txn_count,
+            nbytes,
+            status,
+            http.method,
+            http.rel_url.path,
+        )
 
     async def _call(
         self, hs: HomeServer, handler: Callable[[ApiRequest], Awaitable[Any]], req: ApiRequest

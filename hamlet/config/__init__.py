@@ -6,6 +6,7 @@ from hamlet.config.homeserver import load_config, validate_config, validate_serv
 from hamlet.config.model import (
     DatabaseConfig,
     HomeServerConfig,
+    HostConfig,
     InviteRateLimits,
     JoinRateLimits,
     LimitsConfig,
@@ -24,6 +25,7 @@ __all__ = [
     "ConfigError",
     "DatabaseConfig",
     "HomeServerConfig",
+    "HostConfig",
     "InviteRateLimits",
     "JoinRateLimits",
     "LimitsConfig",

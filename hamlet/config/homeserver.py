@@ -40,6 +40,7 @@ from hamlet.config.model import (
     DEFAULT_SQLITE_CP,
     DatabaseConfig,
     DatabaseEngine,
+    HostConfig,
     HomeServerConfig,
     InviteRateLimits,
     JoinRateLimits,
@@ -324,6 +325,7 @@ def _build(ctx: Context, root: Section) -> HomeServerConfig | None:
         allow_public_rooms_over_federation=root.bool_("allow_public_rooms_over_federation", False),
         tenants=_tenants(root),
         limits=_limits(root),
+        host=_host(ctx, root),
     )
     return config if server_name is not None else None
 
@@ -352,7 +354,7 @@ def _listeners(root: Section) -> tuple[ListenerConfig, ...]:
         return DEFAULT_LISTENERS
     listeners: list[ListenerConfig] = []
     for s in sections:
-        port = s.require("port", int_range(1, 65535))
+        port = s.require("port", int_range(0, 65535))
         ltype = s.str_("type", "http")
         if ltype not in LISTENER_TYPES:
             s.error("type", f"unsupported listener type {ltype!r} (expected http or metrics)")
@@ -533,6 +535,33 @@ def _tenants(root: Section) -> tuple[Path, ...]:
         pp = Path(p).expanduser()
         out.append(pp if pp.is_absolute() else root.ctx.config_dir / pp)
     return tuple(out)
+
+
+def _host(ctx: Context, root: Section) -> HostConfig | None:
+    s = root.section("host")
+    if s is None:
+        return None
+    control = s.section("control")
+    port = secret = None
+    bind_address = "127.0.0.1"
+    if control is not None:
+        port = control.opt_int("port", 0, 65535)
+        bind_address = control.str_("bind_address", "127.0.0.1")
+        secret = control.get("secret", None, to_non_empty_str)
+        if port is not None and secret is None:
+            control.error("secret", "required when host.control.port is set")
+    tenant_database = None
+    if s.has("database"):
+        tenant_database = _database(ctx, s)
+    return HostConfig(
+        tenants_dir=s.path_("tenants_dir", ctx.config_dir / "tenants"),
+        control_port=port,
+        control_bind_address=bind_address,
+        control_secret=secret,
+        hibernate_after_ms=s.get("hibernate_after", 0, parse_duration_ms),
+        tenant_database=tenant_database,
+        drain_timeout_ms=s.get("drain_timeout", 10_000, parse_duration_ms),
+    )
 
 
 def _limits(root: Section) -> LimitsConfig:

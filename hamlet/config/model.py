@@ -190,6 +190,27 @@ class LimitsConfig:
     max_media_bytes: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class HostConfig:
+    """``host`` (Hamlet's own, main config only): the multi-tenant host.
+
+    ``control_port`` opens the control API (provisioning, /metrics) on
+    ``control_bind_address``, guarded by ``control_secret``. Tenants added
+    at runtime live under ``tenants_dir``; ``tenant_database`` says where
+    their data goes (``None``: an SQLite file each; ``psycopg2``: one
+    database, a schema each, one shared pool). A tenant idle for
+    ``hibernate_after_ms`` (0: never) is hibernated.
+    """
+
+    tenants_dir: Path
+    control_port: int | None = None
+    control_bind_address: str = "127.0.0.1"
+    control_secret: str | None = None
+    hibernate_after_ms: int = 0
+    tenant_database: DatabaseConfig | None = None
+    drain_timeout_ms: int = 10_000
+
+
 DEFAULT_LISTENERS: tuple[ListenerConfig, ...] = (
     ListenerConfig(port=8008, resources=(ResourceConfig(names=("client",)),)),
 )
@@ -267,3 +288,4 @@ class HomeServerConfig:
     # Multi-tenancy (Hamlet's own keys)
     tenants: tuple[Path, ...] = ()
     limits: LimitsConfig = LimitsConfig()
+    host: HostConfig | None = None

@@ -10,9 +10,11 @@ from aiohttp import web
 
 from hamlet.api.routes import build_router
 from hamlet.api.server import HOST_SERVER_NAME, HttpFrontend
-from hamlet.config import HomeServerConfig, ListenerConfig
-from hamlet.homeserver import HomeServer
-from hamlet.host.registry import TenantRegistry
+from hamlet.config import HomeServerConfig, HostConfig, ListenerConfig
+from hamlet.host.control import ControlApi
+from hamlet.host.manager import Closer, TenantManager
+from hamlet.host.registry import OneTenantResolver, TenantRegistry
+from hamlet.host.tenant import Tenant
 from hamlet.runtime.logcontext import LoggingContext
 
 logger = logging.getLogger(__name__)
@@ -21,52 +23,81 @@ logger = logging.getLogger(__name__)
 class HostProcess:
     """Runs the homeservers of the given configs behind shared listeners.
 
-    The first config's listeners are the shared ones; Host headers pick
-    the tenant there.
+    `configs[0]` is the main config: its listeners are the shared ones
+    (Host headers pick the tenant there) and its `host` section, if any,
+    turns on the control API, runtime provisioning and hibernation. The
+    main homeserver failing to start is fatal; any other tenant failing is
+    logged and the rest serve on.
     """
 
     def __init__(self, configs: list[HomeServerConfig]) -> None:
         if not configs:
             raise ValueError("no homeserver configured")
-        self.configs = configs
-        self.registry = TenantRegistry(single_tenant_fallback=len(configs) == 1)
+        self.main = configs[0]
+        host_config = self.main.host or HostConfig(tenants_dir=self.main.config_dir / "tenants")
+        single = self.main.host is None and len(configs) == 1
+        self.registry = TenantRegistry(single_tenant_fallback=single)
+        self.manager = TenantManager(host_config, configs, self.registry)
+        self.manager.open_listener = self._open_tenant_listener
         self.frontend = HttpFrontend(self.registry, build_router())
         self._runners: list[web.AppRunner] = []
         self.bound_ports: list[int] = []
+        self.control_port: int | None = None
 
     async def start(self) -> None:
         with LoggingContext("startup", HOST_SERVER_NAME):
             try:
-                for config in self.configs:
-                    hs = HomeServer(config)
-                    await hs.setup()
-                    self.registry.add(hs)
-                    await hs.start()
-                for listener in self.configs[0].listeners:
+                await self.manager.start()
+                if self.registry.get_tenant(self.main.server_name) is None:
+                    raise RuntimeError(f"the main homeserver {self.main.server_name} did not start")
+                for listener in self.main.listeners:
                     await self._listen(listener)
+                host = self.main.host
+                if host is not None and host.control_port is not None:
+                    assert host.control_secret is not None
+                    control = ControlApi(self.manager, host.control_secret)
+                    ports = await self._serve(
+                        control.make_app(), [host.control_bind_address], host.control_port
+                    )
+                    self.control_port = ports[0]
+                    logger.info("Control API on http://%s:%d", host.control_bind_address, ports[0])
             except BaseException:
                 await self.stop()
                 raise
 
     async def _listen(self, listener: ListenerConfig) -> None:
-        runner = web.AppRunner(self.frontend.make_app(), access_log=None)
+        ports = await self._serve(
+            self.frontend.make_app(), list(listener.bind_addresses), listener.port
+        )
+        self.bound_ports.extend(ports)
+        for port in ports:
+            logger.info("Listening on port %d", port)
+
+    async def _serve(self, app: web.Application, addresses: list[str], port: int) -> list[int]:
+        runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         self._runners.append(runner)
-        for address in listener.bind_addresses:
-            site = web.TCPSite(runner, address, listener.port)
-            await site.start()
-        for sockname in runner.addresses:
-            self.bound_ports.append(int(sockname[1]))
-            logger.info("Listening on http://%s:%d", sockname[0], sockname[1])
+        for address in addresses:
+            await web.TCPSite(runner, address, port).start()
+        return [int(sockname[1]) for sockname in runner.addresses]
+
+    async def _open_tenant_listener(
+        self, tenant: Tenant, address: str, port: int
+    ) -> tuple[int, Closer]:
+        frontend = HttpFrontend(OneTenantResolver(tenant), self.frontend.router)
+        runner = web.AppRunner(frontend.make_app(), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, address, port).start()
+        bound = int(runner.addresses[0][1])
+        logger.info("Tenant %s has its own listener on port %d", tenant.server_name, bound)
+        return bound, runner.cleanup
 
     async def stop(self) -> None:
         with LoggingContext("shutdown", HOST_SERVER_NAME):
             for runner in self._runners:
                 await runner.cleanup()
             self._runners.clear()
-            for hs in self.registry.all():
-                self.registry.remove(hs.server_name)
-                await hs.shutdown()
+            await self.manager.stop()
 
     async def serve_forever(self) -> None:
         await self.start()

@@ -6,9 +6,20 @@ import logging
 from urllib.parse import urlsplit
 
 from hamlet.api.server import strip_port
+from hamlet.config import HomeServerConfig
 from hamlet.homeserver import HomeServer
+from hamlet.host.tenant import Tenant
 
 logger = logging.getLogger(__name__)
+
+
+def hosts_of(config: HomeServerConfig) -> set[str]:
+    """The Host header values that name this tenant: its server_name and baseurl host."""
+    hosts = {strip_port(config.server_name) or config.server_name.lower()}
+    baseurl_host = urlsplit(config.public_baseurl).hostname
+    if baseurl_host:
+        hosts.add(baseurl_host.lower())
+    return hosts
 
 
 class TenantRegistry:
@@ -16,41 +27,63 @@ class TenantRegistry:
         # With one configured homeserver, every request goes to it whatever
         # Host it names (how a plain single-server install is reached).
         self.single_tenant_fallback = single_tenant_fallback
-        self._by_name: dict[str, HomeServer] = {}
-        self._by_host: dict[str, HomeServer] = {}
+        self._by_name: dict[str, Tenant] = {}
+        self._by_host: dict[str, Tenant] = {}
 
-    def add(self, hs: HomeServer) -> None:
-        name = hs.server_name.lower()
+    def add(self, hs: HomeServer) -> Tenant:
+        """Register a homeserver that is already running."""
+        tenant = Tenant(hs.config, hs, hs.clock)
+        self.add_tenant(tenant)
+        return tenant
+
+    def add_tenant(self, tenant: Tenant) -> None:
+        name = tenant.server_name.lower()
         if name in self._by_name:
-            raise ValueError(f"tenant {hs.server_name} already exists")
-        self._by_name[name] = hs
-        for host in self._hosts_of(hs):
-            self._by_host[host] = hs
+            raise ValueError(f"tenant {tenant.server_name} already exists")
+        self._by_name[name] = tenant
+        for host in hosts_of(tenant.config):
+            self._by_host[host] = tenant
 
     def remove(self, server_name: str) -> HomeServer | None:
-        hs = self._by_name.pop(server_name.lower(), None)
-        if hs is not None:
-            for host in self._hosts_of(hs):
-                if self._by_host.get(host) is hs:
-                    del self._by_host[host]
-        return hs
+        tenant = self.remove_tenant(server_name)
+        return tenant.hs if tenant is not None else None
 
-    @staticmethod
-    def _hosts_of(hs: HomeServer) -> set[str]:
-        hosts = {strip_port(hs.server_name) or hs.server_name.lower()}
-        baseurl_host = urlsplit(hs.config.public_baseurl).hostname
-        if baseurl_host:
-            hosts.add(baseurl_host.lower())
-        return hosts
+    def remove_tenant(self, server_name: str) -> Tenant | None:
+        tenant = self._by_name.pop(server_name.lower(), None)
+        if tenant is not None:
+            for host in hosts_of(tenant.config):
+                if self._by_host.get(host) is tenant:
+                    del self._by_host[host]
+        return tenant
 
     def get(self, server_name: str) -> HomeServer | None:
+        tenant = self._by_name.get(server_name.lower())
+        return tenant.hs if tenant is not None else None
+
+    def get_tenant(self, server_name: str) -> Tenant | None:
         return self._by_name.get(server_name.lower())
 
     def all(self) -> list[HomeServer]:
+        return [t.hs for t in self._by_name.values() if t.hs is not None]
+
+    def tenants(self) -> list[Tenant]:
         return list(self._by_name.values())
 
-    def resolve(self, host: str | None) -> HomeServer | None:
-        hs = self._by_host.get(host) if host is not None else None
-        if hs is None and self.single_tenant_fallback and len(self._by_name) == 1:
+    def resolve(self, host: str | None) -> Tenant | None:
+        tenant = self._by_host.get(host) if host is not None else None
+        if tenant is None and self.single_tenant_fallback and len(self._by_name) == 1:
             return next(iter(self._by_name.values()))
-        return hs
+        return tenant
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+
+class OneTenantResolver:
+    """For a listener of a tenant's own: every request there goes to it."""
+
+    def __init__(self, tenant: Tenant) -> None:
+        self.tenant = tenant
+
+    def resolve(self, host: str | None) -> Tenant | None:
+        return self.tenant

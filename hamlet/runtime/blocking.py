@@ -17,6 +17,12 @@ T = TypeVar("T")
 
 _POOL_SIZE = 4
 _pool: ThreadPoolExecutor | None = None
+_in_flight = 0
+
+
+def in_flight() -> int:
+    """Blocking calls submitted and not finished (virtual-time tests wait for 0)."""
+    return _in_flight
 
 
 def _get_pool() -> ThreadPoolExecutor:
@@ -26,8 +32,36 @@ def _get_pool() -> ThreadPoolExecutor:
     return _pool
 
 
+def _finished(_fut: object) -> None:
+    global _in_flight
+    _in_flight -= 1
+
+
 async def run_blocking(fn: Callable[..., T], *args: object) -> T:
-    """Run `fn(*args)` on the shared pool without blocking the event loop."""
+    """Run `fn(*args)` on the shared pool without blocking the event loop.
+
+    A thread cannot be interrupted: once submitted, `fn` always runs to the
+    end. If the awaiting task is cancelled meanwhile, this waits for `fn`
+    to finish before raising `CancelledError`, so the caller never releases
+    a resource (a SQLite connection and its lock) that a pool thread is
+    still using, and a rollback it awaits while cancelled still happens.
+    """
+    global _in_flight
     loop = asyncio.get_running_loop()
     ctx = contextvars.copy_context()
-    return await loop.run_in_executor(_get_pool(), functools.partial(ctx.run, fn, *args))
+    fut = loop.run_in_executor(_get_pool(), functools.partial(ctx.run, fn, *args))
+    _in_flight += 1
+    fut.add_done_callback(_finished)
+    try:
+        return await asyncio.shield(fut)
+    except asyncio.CancelledError:
+        while not fut.done():
+            try:
+                await asyncio.shield(fut)
+            except asyncio.CancelledError:
+                continue
+            except BaseException:
+                break
+        if not fut.cancelled():
+            fut.exception()  # retrieved: the caller gets CancelledError instead
+        raise

@@ -16,7 +16,7 @@ import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from hamlet.runtime.logcontext import fresh_context
 
@@ -247,6 +247,14 @@ class Clock:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    @overload
+    def run_in_background(
+        self, fn: Callable[..., Awaitable[T]], *args: object
+    ) -> asyncio.Future[T]: ...
+
+    @overload
+    def run_in_background(self, fn: Callable[..., T], *args: object) -> asyncio.Future[T]: ...
+
     def run_in_background(
         self, fn: Callable[..., Awaitable[T] | T], *args: object
     ) -> asyncio.Future[T]:
@@ -272,6 +280,10 @@ class Clock:
         task = loop.create_task(_await(result), context=ctx)
         self._track(task)
         return task
+
+    def has_running_tasks(self) -> bool:
+        """Whether a background job (or a looping call's run) is in progress."""
+        return bool(self._tasks)
 
     def pending_count(self) -> int:
         return len(self._delayed) + len(self._looping) + len(self._tasks) + len(self._sleeps)

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sized
+
+from hamlet.runtime import blocking
 
 
 class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
@@ -41,9 +44,18 @@ class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
         return min(live) if live else None
 
     async def _settle(self) -> None:
-        # Let callbacks that became runnable (and what they schedule at once) run.
-        for _ in range(20):
-            await asyncio.sleep(0)
+        """Let what became runnable run, including work waiting on pool threads.
+
+        Thread work takes real time, so while any is in flight (or callbacks
+        are still queued) this yields for a real millisecond at a time.
+        """
+        for _ in range(2000):
+            for _ in range(20):
+                await asyncio.sleep(0)
+            ready: Sized = self._ready  # type: ignore[attr-defined]
+            if not len(ready) and not blocking.in_flight():
+                return
+            await asyncio.sleep(0.001)
 
 
 def new_virtual_time_loop() -> VirtualTimeEventLoop:

@@ -52,6 +52,8 @@ class Database(abc.ABC):
         self._txn_stats: dict[str, list[float]] = {}
         self._interval_started = time.monotonic()
         self._stats_call: LoopingCall | None = None
+        self.total_time_s = 0.0
+        self.total_txns = 0
 
     @abc.abstractmethod
     async def open(self) -> None: ...
@@ -70,6 +72,8 @@ class Database(abc.ABC):
             return await self._run(fn)
         finally:
             elapsed = time.monotonic() - started
+            self.total_time_s += elapsed
+            self.total_txns += 1
             ctx = current_context()
             if ctx is not None:
                 ctx.add_db_time(elapsed)

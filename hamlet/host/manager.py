@@ -1,0 +1,496 @@
+"""Tenants at runtime: provision, suspend, resume, hibernate, wake and remove.
+
+The tenants listed in the main config are static; tenants added at runtime
+are written under `host.tenants_dir` (a config file and data directory
+each) and recorded in `registry.json` there, so a restarted process brings
+back exactly the tenants that existed, in the state they were in.
+
+Hibernation rule: a tenant idle for `host.hibernate_after` with no request
+in flight, no active /sync and no background job running is shut down
+completely; only its config stays in memory. Its periodic maintenance
+(rate-limiter pruning, presence and UIA/nonce expiry, stats) is deferred:
+that state lives in memory and is rebuilt empty on wake, so nothing is
+lost by not running it. The next request wakes the tenant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import time
+import traceback
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import yaml
+
+from hamlet.api.server import HOST_SERVER_NAME
+from hamlet.config import (
+    ConfigError,
+    HomeServerConfig,
+    HostConfig,
+    load_config,
+    validate_config,
+)
+from hamlet.config._reader import Invalid
+from hamlet.config.homeserver import validate_server_name
+from hamlet.homeserver import HomeServer
+from hamlet.host.registry import TenantRegistry
+from hamlet.host.tenant import Tenant, TenantState
+from hamlet.runtime.blocking import run_blocking
+from hamlet.runtime.clock import Clock, LoopingCall
+from hamlet.runtime.logcontext import LoggingContext
+from hamlet.runtime.timeout import with_timeout
+from hamlet.storage.engines.postgres import PgPool, PostgresDatabase
+from hamlet.storage.errors import StorageError
+
+logger = logging.getLogger(__name__)
+
+REGISTRY_FILE = "registry.json"
+HIBERNATE_CHECK_S = 5.0
+# Keys the host owns in a provisioned tenant's config.
+_HOST_KEYS = ("server_name", "database", "signing_key_path", "media_store_path")
+
+
+class TenantError(Exception):
+    """A provisioning request that can't be done; `status` is the HTTP status to answer."""
+
+    def __init__(self, status: int, message: str, errors: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.errors = errors or []
+
+
+@dataclass
+class TenantRecord:
+    """What registry.json remembers of a provisioned tenant."""
+
+    server_name: str
+    config_path: str
+    data_dir: str
+    state: str
+    created_ts: int
+    #: A listener of the tenant's own, besides the shared ones.
+    listen: tuple[str, int] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "config_path": self.config_path,
+            "data_dir": self.data_dir,
+            "state": self.state,
+            "created_ts": self.created_ts,
+            "listen": list(self.listen) if self.listen else None,
+        }
+
+
+Closer = Callable[[], Awaitable[None]]
+
+
+class ListenerOpener(Protocol):
+    async def __call__(self, tenant: Tenant, address: str, port: int) -> tuple[int, Closer]:
+        """Serve only `tenant` on address:port; returns the bound port and a closer."""
+
+
+def schema_for(server_name: str) -> str:
+    """A PostgreSQL schema name for a tenant: readable, unique, injection-proof."""
+    slug = re.sub(r"[^a-z0-9]+", "_", server_name.lower()).strip("_")[:40]
+    digest = hashlib.sha256(server_name.lower().encode()).hexdigest()[:8]
+    return f"t_{slug}_{digest}"
+
+
+class TenantManager:
+    def __init__(
+        self,
+        host_config: HostConfig,
+        static_configs: list[HomeServerConfig],
+        registry: TenantRegistry,
+    ) -> None:
+        self.host_config = host_config
+        self.static_configs = static_configs
+        self.registry = registry
+        self.clock = Clock(HOST_SERVER_NAME)
+        self.records: dict[str, TenantRecord] = {}
+        self._pg_pool: PgPool | None = None
+        self._lock = asyncio.Lock()
+        self._sweeper: LoopingCall | None = None
+        self.open_listener: ListenerOpener | None = None
+        self._listeners: dict[str, Closer] = {}
+        self.listen_ports: dict[str, int] = {}
+        tenant_db = host_config.tenant_database
+        if tenant_db is not None and tenant_db.is_postgres:
+            self._pg_pool = PgPool(tenant_db.pg_dsn_kwargs(), min_size=1, max_size=tenant_db.cp_max)
+
+    @property
+    def tenants_dir(self) -> Path:
+        return self.host_config.tenants_dir
+
+    # --- lifecycle of the host ---
+
+    async def start(self) -> None:
+        self.clock.start()
+        for config in self.static_configs:
+            await self._bring_up_static(config)
+        for record in self._load_records():
+            await self._bring_up_record(record)
+        if self.host_config.hibernate_after_ms > 0:
+            self._sweeper = self.clock.looping_call(self.hibernate_idle, HIBERNATE_CHECK_S)
+
+    async def _bring_up_static(self, config: HomeServerConfig) -> None:
+        hs = self._new_hs(config)
+        try:
+            await hs.setup()
+            await hs.start()
+        except Exception:
+            logger.exception("Tenant %s failed to start; the others go on", config.server_name)
+            return
+        tenant = Tenant(config, hs, self.clock, waker=self._wake, static=True)
+        self.registry.add_tenant(tenant)
+
+    async def _bring_up_record(self, record: TenantRecord) -> None:
+        try:
+            config, _warnings = await run_blocking(load_config, Path(record.config_path))
+        except (ConfigError, OSError) as e:
+            logger.error("Tenant %s has a broken config: %s", record.server_name, e)
+            return
+        self.records[config.server_name.lower()] = record
+        tenant = Tenant(config, None, self.clock, waker=self._wake, static=False)
+        if record.state == TenantState.SUSPENDED.value:
+            tenant.state = TenantState.SUSPENDED
+            self.registry.add_tenant(tenant)
+            return
+        # Persisted tenants come back hibernated and wake on first use when
+        # hibernation is on; otherwise they start now.
+        if self.host_config.hibernate_after_ms <= 0:
+            try:
+                tenant.hs = await self._start_hs(config)
+                tenant.state = TenantState.ACTIVE
+            except Exception:
+                logger.exception("Tenant %s failed to start; the others go on", config.server_name)
+                return
+        self.registry.add_tenant(tenant)
+        await self._open_own_listener(tenant, record)
+
+    async def _open_own_listener(self, tenant: Tenant, record: TenantRecord) -> None:
+        if record.listen is None or self.open_listener is None:
+            return
+        address, port = record.listen
+        bound, closer = await self.open_listener(tenant, address, port)
+        self._listeners[tenant.server_name.lower()] = closer
+        self.listen_ports[tenant.server_name.lower()] = bound
+
+    async def _close_own_listener(self, tenant: Tenant) -> None:
+        closer = self._listeners.pop(tenant.server_name.lower(), None)
+        self.listen_ports.pop(tenant.server_name.lower(), None)
+        if closer is not None:
+            await closer()
+
+    async def stop(self) -> None:
+        with LoggingContext("host-shutdown", HOST_SERVER_NAME):
+            await self.clock.shutdown()
+            for closer in self._listeners.values():
+                await closer()
+            self._listeners.clear()
+            for tenant in self.registry.tenants():
+                self.registry.remove_tenant(tenant.server_name)
+                if tenant.hs is not None:
+                    await tenant.hs.shutdown()
+                    tenant.hs = None
+            if self._pg_pool is not None:
+                await self._pg_pool.close()
+
+    # --- building homeservers ---
+
+    def _new_hs(self, config: HomeServerConfig) -> HomeServer:
+        shared = (
+            self._pg_pool if config.database.is_postgres and self._shares_pool(config) else None
+        )
+        return HomeServer(config, pg_pool=shared)
+
+    def _shares_pool(self, config: HomeServerConfig) -> bool:
+        tenant_db = self.host_config.tenant_database
+        return (
+            tenant_db is not None
+            and tenant_db.is_postgres
+            and config.database.pg_dsn_kwargs() == tenant_db.pg_dsn_kwargs()
+        )
+
+    async def _start_hs(self, config: HomeServerConfig) -> HomeServer:
+        hs = self._new_hs(config)
+        await hs.setup()
+        try:
+            await hs.start()
+        except BaseException:
+            await hs.shutdown()
+            raise
+        return hs
+
+    async def _wake(self, tenant: Tenant) -> HomeServer:
+        with LoggingContext(f"wake-{tenant.server_name}", HOST_SERVER_NAME):
+            started = time.monotonic()
+            hs = await self._start_hs(tenant.config)
+            logger.info(
+                "Woke tenant %s in %.1f ms", tenant.server_name, (time.monotonic() - started) * 1000
+            )
+            return hs
+
+    # --- provisioning ---
+
+    def _tenant_config(
+        self, server_name: str, overrides: Mapping[str, Any], data_dir: Path
+    ) -> dict[str, Any]:
+        raw: dict[str, Any] = {
+            k: v for k, v in overrides.items() if k not in _HOST_KEYS and k != "host"
+        }
+        raw["server_name"] = server_name
+        raw.setdefault("public_baseurl", f"https://{server_name}/")
+        raw.setdefault("registration_shared_secret", secrets.token_urlsafe(32))
+        raw["signing_key_path"] = str(data_dir / "signing.key")
+        raw["media_store_path"] = str(data_dir / "media_store")
+        raw["listeners"] = []
+        tenant_db = self.host_config.tenant_database
+        if tenant_db is not None and tenant_db.is_postgres:
+            args = {k: v for k, v in tenant_db.args.items() if k not in ("schema",)}
+            args["schema"] = schema_for(server_name)
+            raw["database"] = {"name": "psycopg2", "args": args}
+        else:
+            raw["database"] = {
+                "name": "sqlite3",
+                "args": {"database": str(data_dir / "homeserver.db")},
+            }
+        return raw
+
+    async def add(
+        self,
+        server_name: str,
+        overrides: Mapping[str, Any] | None = None,
+        *,
+        listen: tuple[str, int] | None = None,
+    ) -> Tenant:
+        """Create a tenant's config, key and storage and bring it up.
+
+        On any failure everything built is shut down and removed again; the
+        other tenants never notice.
+        """
+        with LoggingContext(f"provision-{server_name}", HOST_SERVER_NAME):
+            async with self._lock:
+                return await self._add(server_name, overrides or {}, listen)
+
+    async def _add(
+        self, server_name: str, overrides: Mapping[str, Any], listen: tuple[str, int] | None
+    ) -> Tenant:
+        try:
+            server_name = validate_server_name(server_name)
+        except Invalid as e:
+            raise TenantError(400, f"invalid server name: {e}") from None
+        if self.registry.get_tenant(server_name) is not None:
+            raise TenantError(409, f"tenant {server_name} already exists")
+        data_dir = self.tenants_dir / server_name
+        if data_dir.exists():
+            raise TenantError(409, f"data for {server_name} already exists at {data_dir}")
+        raw = self._tenant_config(server_name, overrides, data_dir)
+        try:
+            config, warnings = validate_config(raw, config_dir=data_dir)
+        except ConfigError as e:
+            raise TenantError(400, "invalid tenant config", e.errors) from None
+        for warning in warnings:
+            logger.warning("Tenant %s config: %s", server_name, warning)
+        config_path = data_dir / "homeserver.yaml"
+        created = False
+        hs: HomeServer | None = None
+        try:
+            await run_blocking(_write_tenant_files, data_dir, config_path, raw)
+            created = True
+            hs = self._new_hs(config)
+            await hs.setup()
+            await hs.start()
+        except Exception as e:
+            logger.exception("Provisioning %s failed; undoing it", server_name)
+            if hs is not None:
+                await hs.shutdown()
+            if created:
+                await self._purge_data(config, data_dir)
+            # The logged traceback's frames would keep the half-built
+            # homeserver alive for as long as the log record lives.
+            hs = None
+            traceback.clear_frames(e.__traceback__)
+            raise TenantError(500, f"provisioning {server_name} failed: {e}") from e
+        record = TenantRecord(
+            server_name=server_name,
+            config_path=str(config_path),
+            data_dir=str(data_dir),
+            state=TenantState.ACTIVE.value,
+            created_ts=int(time.time() * 1000),
+            listen=listen,
+        )
+        tenant = Tenant(config, hs, self.clock, waker=self._wake, static=False)
+        self.registry.add_tenant(tenant)
+        try:
+            await self._open_own_listener(tenant, record)
+        except OSError as e:
+            self.registry.remove_tenant(server_name)
+            await hs.shutdown()
+            await self._purge_data(config, data_dir)
+            raise TenantError(409, f"cannot listen on {listen}: {e}") from e
+        self.records[server_name.lower()] = record
+        await self._save_records()
+        logger.info("Provisioned tenant %s", server_name)
+        return tenant
+
+    def _require(self, server_name: str) -> Tenant:
+        tenant = self.registry.get_tenant(server_name)
+        if tenant is None:
+            raise TenantError(404, f"no tenant {server_name}")
+        return tenant
+
+    async def remove(self, server_name: str, *, purge: bool = False) -> None:
+        """Stop routing to the tenant, drain its requests, shut it down, forget it."""
+        with LoggingContext(f"remove-{server_name}", HOST_SERVER_NAME):
+            async with self._lock:
+                tenant = self._require(server_name)
+                if tenant.static:
+                    raise TenantError(400, f"{server_name} is in the main config; edit it there")
+                tenant.state = TenantState.STOPPING
+                await self._close_own_listener(tenant)
+                await self._drain(tenant)
+                self.registry.remove_tenant(tenant.server_name)
+                if tenant.hs is not None:
+                    await tenant.hs.shutdown()
+                    tenant.hs = None
+                tenant.state = TenantState.REMOVED
+                record = self.records.pop(tenant.server_name.lower(), None)
+                await self._save_records()
+                if purge and record is not None:
+                    await self._purge_data(tenant.config, Path(record.data_dir))
+                logger.info("Removed tenant %s%s", server_name, " and its data" if purge else "")
+
+    async def _drain(self, tenant: Tenant) -> None:
+        timeout = self.host_config.drain_timeout_ms / 1000
+        if tenant.inflight == 0:
+            return
+        try:
+            await with_timeout(tenant.drained(), timeout, self.clock)
+        except TimeoutError:
+            logger.warning(
+                "Tenant %s still had %d requests after %.1fs; shutting down anyway",
+                tenant.server_name,
+                tenant.inflight,
+                timeout,
+            )
+
+    async def _purge_data(self, config: HomeServerConfig, data_dir: Path) -> None:
+        if config.database.is_postgres:
+            pool = self._pg_pool if self._shares_pool(config) else None
+            owned = pool is None
+            pool = pool or PgPool(config.database.pg_dsn_kwargs(), min_size=1, max_size=1)
+            try:
+                await PostgresDatabase(pool, config.database.pg_schema).drop_schema()
+            except StorageError:
+                logger.exception("Could not drop the schema of %s", config.server_name)
+            finally:
+                if owned:
+                    await pool.close()
+        await run_blocking(shutil.rmtree, data_dir, True)
+
+    async def suspend(self, server_name: str) -> None:
+        with LoggingContext(f"suspend-{server_name}", HOST_SERVER_NAME):
+            async with self._lock:
+                tenant = self._require(server_name)
+                tenant.state = TenantState.SUSPENDED
+                await self._drain(tenant)
+                if tenant.hs is not None:
+                    await tenant.hs.shutdown()
+                    tenant.hs = None
+                await self._set_record_state(tenant, TenantState.SUSPENDED)
+                logger.info("Suspended tenant %s", server_name)
+
+    async def resume(self, server_name: str) -> None:
+        with LoggingContext(f"resume-{server_name}", HOST_SERVER_NAME):
+            async with self._lock:
+                tenant = self._require(server_name)
+                if tenant.state != TenantState.SUSPENDED:
+                    return
+                tenant.state = TenantState.HIBERNATED
+                await self._set_record_state(tenant, TenantState.ACTIVE)
+                logger.info("Resumed tenant %s", server_name)
+
+    async def _set_record_state(self, tenant: Tenant, state: TenantState) -> None:
+        record = self.records.get(tenant.server_name.lower())
+        if record is not None:
+            record.state = state.value
+            await self._save_records()
+
+    # --- hibernation ---
+
+    def _is_idle(self, tenant: Tenant, now: float) -> bool:
+        hs = tenant.hs
+        if hs is None or tenant.state != TenantState.ACTIVE or tenant.inflight:
+            return False
+        if now - tenant.last_activity < self.host_config.hibernate_after_ms / 1000:
+            return False
+        return hs.is_idle()
+
+    async def hibernate_idle(self) -> int:
+        """Hibernate every tenant idle for long enough; returns how many."""
+        now = self.clock.monotonic()
+        count = 0
+        for tenant in self.registry.tenants():
+            if self._is_idle(tenant, now):
+                await self.hibernate(tenant)
+                count += 1
+        return count
+
+    async def hibernate(self, tenant: Tenant) -> None:
+        async with tenant._wake_lock:
+            hs = tenant.hs
+            if hs is None or tenant.inflight or tenant.state != TenantState.ACTIVE:
+                return
+            tenant.state = TenantState.HIBERNATED
+            tenant.hs = None
+            await hs.shutdown()
+            logger.info("Hibernated tenant %s", tenant.server_name)
+
+    # --- persistence ---
+
+    def _load_records(self) -> list[TenantRecord]:
+        path = self.tenants_dir / REGISTRY_FILE
+        if not path.exists():
+            return []
+        data = json.loads(path.read_text())
+        return [
+            TenantRecord(
+                server_name=name,
+                config_path=str(entry["config_path"]),
+                data_dir=str(entry["data_dir"]),
+                state=str(entry.get("state", TenantState.ACTIVE.value)),
+                created_ts=int(entry.get("created_ts", 0)),
+                listen=(str(entry["listen"][0]), int(entry["listen"][1]))
+                if entry.get("listen")
+                else None,
+            )
+            for name, entry in sorted(data.items())
+        ]
+
+    async def _save_records(self) -> None:
+        data = {r.server_name: r.to_json() for r in self.records.values()}
+        await run_blocking(_atomic_write_json, self.tenants_dir / REGISTRY_FILE, data)
+
+
+def _write_tenant_files(data_dir: Path, config_path: Path, raw: dict[str, Any]) -> None:
+    data_dir.mkdir(parents=True)
+    config_path.write_text(yaml.safe_dump(raw, sort_keys=True))
+    config_path.chmod(0o600)
+
+
+def _atomic_write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    os.replace(tmp, path)

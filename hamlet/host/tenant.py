@@ -1,0 +1,126 @@
+"""One tenant of the host: its homeserver (when awake), state and request gate."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+from hamlet.config import HomeServerConfig
+from hamlet.handlers.errors import MatrixError, UnrecognizedError
+from hamlet.homeserver import HomeServer
+from hamlet.runtime.clock import Clock
+
+# Latency histogram bucket bounds, in seconds (Prometheus style, cumulative).
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class TenantState(enum.Enum):
+    STARTING = "starting"
+    ACTIVE = "active"
+    HIBERNATED = "hibernated"
+    SUSPENDED = "suspended"
+    STOPPING = "stopping"
+    REMOVED = "removed"
+
+
+@dataclass(slots=True)
+class RequestStats:
+    count: int = 0
+    errors: int = 0
+    latency_sum_s: float = 0.0
+    buckets: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BUCKETS))
+
+    def observe(self, status: int, wall_s: float) -> None:
+        self.count += 1
+        if status >= 500:
+            self.errors += 1
+        self.latency_sum_s += wall_s
+        for i, bound in enumerate(LATENCY_BUCKETS):
+            if wall_s <= bound:
+                self.buckets[i] += 1
+
+
+Waker = Callable[["Tenant"], Awaitable[HomeServer]]
+
+
+class Tenant:
+    """The gate every request to a tenant passes through.
+
+    A hibernated tenant is woken by its first request; a suspended one
+    answers 503; a removed one is unknown. In-flight requests are counted
+    so removal can drain them.
+    """
+
+    def __init__(
+        self,
+        config: HomeServerConfig,
+        hs: HomeServer | None,
+        clock: Clock,
+        *,
+        waker: Waker | None = None,
+        static: bool = True,
+    ) -> None:
+        self.server_name = config.server_name
+        self.config = config
+        self.hs = hs
+        self.state = TenantState.ACTIVE if hs is not None else TenantState.HIBERNATED
+        self.static = static
+        self._clock = clock
+        self._waker = waker
+        self._wake_lock = asyncio.Lock()
+        self.inflight = 0
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self.last_activity = clock.monotonic()
+        self.stats = RequestStats()
+        self.wake_count = 0
+        # (users, rooms) at the last scrape, reported while hibernated.
+        self.last_counts: tuple[int | None, int | None] = (None, None)
+
+    def touch(self) -> None:
+        self.last_activity = self._clock.monotonic()
+
+    async def _awake(self) -> HomeServer:
+        if self.hs is not None and self.state == TenantState.ACTIVE:
+            return self.hs
+        async with self._wake_lock:
+            if self.state == TenantState.HIBERNATED:
+                if self._waker is None:
+                    raise MatrixError(503, "M_UNKNOWN", "This homeserver is not available")
+                self.hs = await self._waker(self)
+                self.state = TenantState.ACTIVE
+                self.wake_count += 1
+        if self.hs is None or self.state != TenantState.ACTIVE:
+            raise self._unavailable()
+        return self.hs
+
+    def _unavailable(self) -> MatrixError:
+        if self.state == TenantState.SUSPENDED:
+            return MatrixError(503, "M_UNKNOWN", "This homeserver is suspended")
+        if self.state == TenantState.REMOVED:
+            return UnrecognizedError(404, f"Unknown host {self.server_name!r}")
+        return MatrixError(503, "M_UNKNOWN", "This homeserver is not available")
+
+    @contextlib.asynccontextmanager
+    async def open(self) -> AsyncIterator[HomeServer]:
+        if self.state in (TenantState.SUSPENDED, TenantState.REMOVED, TenantState.STOPPING):
+            raise self._unavailable()
+        self.inflight += 1
+        self._drained.clear()
+        try:
+            hs = await self._awake()
+            yield hs
+        finally:
+            self.inflight -= 1
+            self.touch()
+            if self.inflight == 0:
+                self._drained.set()
+
+    def observe(self, status: int, wall_s: float) -> None:
+        self.stats.observe(status, wall_s)
+
+    async def drained(self) -> None:
+        await self._drained.wait()

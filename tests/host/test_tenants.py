@@ -1,0 +1,375 @@
+"""Tenants provisioned, suspended, hibernated and removed at runtime, on both engines."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import weakref
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from hamlet.config import HomeServerConfig, validate_config
+from hamlet.homeserver import HomeServer
+from hamlet.host.manager import schema_for
+from hamlet.host.process import HostProcess
+from hamlet.host.tenant import TenantState
+from hamlet.storage.errors import StorageError
+from tests.support.harness import RecordingHandler
+from tests.support.postgres import PostgresCluster
+
+SECRET = "control-secret"
+
+
+def main_config(
+    tmp_path: Path, engine: str, pg: PostgresCluster | None, **host: Any
+) -> HomeServerConfig:
+    raw: dict[str, Any] = {
+        "server_name": "main.test",
+        "public_baseurl": "http://main.test/",
+        "listeners": [{"port": 0, "bind_addresses": ["127.0.0.1"]}],
+        "registration_shared_secret": "s3cret",
+        "bcrypt_rounds": 4,
+        "database": {"name": "sqlite3", "args": {"database": str(tmp_path / "main.db")}},
+        "signing_key_path": str(tmp_path / "main.key"),
+        "host": {
+            "control": {"port": 0, "secret": SECRET},
+            "tenants_dir": str(tmp_path / "tenants"),
+            **host,
+        },
+    }
+    if engine == "postgres":
+        assert pg is not None
+        raw["host"]["database"] = {"name": "psycopg2", "args": {**pg.dsn_kwargs(), "cp_min": 1, "cp_max": 4}}
+    config, _ = validate_config(raw, config_dir=tmp_path)
+    return config
+
+
+@dataclass
+class Host:
+    process: HostProcess
+    session: aiohttp.ClientSession
+
+    @property
+    def port(self) -> int:
+        return self.process.bound_ports[0]
+
+    async def control(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        url = f"http://127.0.0.1:{self.process.control_port}{path}"
+        headers = {"Authorization": f"Bearer {SECRET}"}
+        async with self.session.request(method, url, json=body, headers=headers) as resp:
+            return resp.status, await resp.json(content_type=None)
+
+    async def call(
+        self, host: str, method: str, path: str, body: Any = None, token: str | None = None
+    ) -> tuple[int, Any]:
+        headers = {"Host": host}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        url = f"http://127.0.0.1:{self.port}{path}"
+        async with self.session.request(method, url, json=body, headers=headers) as resp:
+            return resp.status, await resp.json(content_type=None)
+
+    async def register(self, host: str, localpart: str, password: str = "pw") -> str:
+        hs = self.process.registry.get(host)
+        assert hs is not None
+        await hs.registration.register_user(localpart, password)
+        status, body = await self.call(
+            host,
+            "POST",
+            "/_matrix/client/v3/login",
+            {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": localpart},
+             "password": password},
+        )
+        assert status == 200, body
+        token: str = body["access_token"]
+        return token
+
+
+MakeHost = Callable[..., Any]
+
+
+@pytest.fixture
+async def make_host(
+    tmp_path: Path, engine: str, pg_cluster: PostgresCluster | None
+) -> AsyncIterator[MakeHost]:
+    started: list[Host] = []
+    session = aiohttp.ClientSession()
+
+    async def make(**host: Any) -> Host:
+        process = HostProcess([main_config(tmp_path, engine, pg_cluster, **host)])
+        await process.start()
+        h = Host(process, session)
+        started.append(h)
+        return h
+
+    yield make
+    for h in started:
+        await h.process.stop()
+    await session.close()
+
+
+async def test_provision_use_restart_suspend_resume_remove(
+    make_host: MakeHost, tmp_path: Path, engine: str, log_records: RecordingHandler
+) -> None:
+    host = await make_host()
+    status, body = await host.control("POST", "/tenants", {"server_name": "b.test"})
+    assert status == 200, body
+    assert body["state"] == "active"
+    token = await host.register("b.test", "alice")
+    status, body = await host.call("b.test", "GET", "/_matrix/client/v3/account/whoami",
+                                   token=token)
+    assert (status, body["user_id"]) == (200, "@alice:b.test")
+    status, body = await host.call("b.test", "GET", "/.well-known/matrix/server")
+    assert body == {"m.server": "b.test:443"}
+    # The main tenant doesn't know alice's token.
+    status, body = await host.call("main.test", "GET", "/_matrix/client/v3/account/whoami",
+                                   token=token)
+    assert status == 401
+    status, body = await host.control("POST", "/tenants", {"server_name": "b.test"})
+    assert status == 409
+    status, body = await host.control("GET", "/tenants")
+    assert sorted(t["server_name"] for t in body["tenants"]) == ["b.test", "main.test"]
+    status, body = await host.control("GET", "/tenants/b.test")
+    assert (body["users"], body["state"]) == (1, "active")
+
+    # A restart brings back exactly the tenants that existed, with their data.
+    await host.process.stop()
+    host = await make_host()
+    status, body = await host.call("b.test", "GET", "/_matrix/client/v3/account/whoami",
+                                   token=token)
+    assert (status, body.get("user_id")) == (200, "@alice:b.test")
+
+    status, _ = await host.control("POST", "/tenants/b.test/suspend")
+    assert status == 200
+    status, body = await host.call("b.test", "GET", "/_matrix/client/versions")
+    assert status == 503
+    await host.process.stop()
+    host = await make_host()  # suspended survives a restart
+    status, _ = await host.call("b.test", "GET", "/_matrix/client/versions")
+    assert status == 503
+    status, _ = await host.control("POST", "/tenants/b.test/resume")
+    status, body = await host.call("b.test", "GET", "/_matrix/client/v3/account/whoami",
+                                   token=token)
+    assert (status, body.get("user_id")) == (200, "@alice:b.test")
+
+    status, body = await host.control("DELETE", "/tenants/b.test?purge=true")
+    assert status == 200, body
+    status, body = await host.call("b.test", "GET", "/_matrix/client/versions")
+    assert (status, body["errcode"]) == (404, "M_UNRECOGNIZED")
+    assert not (tmp_path / "tenants" / "b.test").exists()
+    if engine == "postgres":
+        hs = host.process.registry.get("main.test")
+        assert hs is not None
+    status, body = await host.control("GET", "/tenants/b.test")
+    assert status == 404
+    # Host lines carry the host's own context.
+    lines = log_records.matching("Provisioned tenant b.test")
+    assert lines and all(r.server_name == "hamlet-host" for r in lines)  # type: ignore[attr-defined]
+
+
+async def test_control_api_needs_the_secret(make_host: MakeHost) -> None:
+    host = await make_host()
+    url = f"http://127.0.0.1:{host.process.control_port}/tenants"
+    async with host.session.get(url, headers={"Authorization": "Bearer nope"}) as resp:
+        assert resp.status == 401
+    async with host.session.get(url) as resp:
+        assert resp.status == 401
+
+
+async def test_bad_tenant_config_is_reported(make_host: MakeHost, tmp_path: Path) -> None:
+    host = await make_host()
+    status, body = await host.control(
+        "POST", "/tenants", {"server_name": "c.test", "config": {"enable_registration": True}}
+    )
+    assert status == 400
+    assert any("enable_registration" in e for e in body["errors"])
+    status, body = await host.control("POST", "/tenants", {"server_name": "not a name"})
+    assert status == 400
+    assert not (tmp_path / "tenants" / "c.test").exists()
+
+
+def _our_tasks() -> set[asyncio.Task[Any]]:
+    """Tasks other than aiohttp's per-connection handlers (keep-alive sockets)."""
+    return {
+        t for t in asyncio.all_tasks()
+        if not t.get_coro().__qualname__.startswith("RequestHandler")  # type: ignore[union-attr]
+    }
+
+
+def _open_files() -> list[str]:
+    files = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            files.append(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            continue
+    return files
+
+
+def _fail_storage(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def boom(self: Any) -> None:
+        raise StorageError("storage unreachable")
+
+    monkeypatch.setattr("hamlet.storage.engines.sqlite.SqliteDatabase.open", boom)
+    monkeypatch.setattr("hamlet.storage.engines.postgres.PostgresDatabase.open", boom)
+
+
+def _fail_migration(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def boom(db: Any) -> int:
+        raise StorageError("migration failed")
+
+    monkeypatch.setattr("hamlet.homeserver.migrate", boom)
+
+
+def _fail_service(monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(self: Any) -> None:
+        raise RuntimeError("a service constructor failed")
+
+    monkeypatch.setattr(HomeServer, "_build_sync", boom)
+
+
+def _fail_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def boom(self: Any) -> None:
+        raise RuntimeError("start failed")
+
+    monkeypatch.setattr(HomeServer, "start", boom)
+
+
+@pytest.mark.parametrize("inject", [_fail_storage, _fail_migration, _fail_service, _fail_start])
+async def test_failed_provisioning_leaves_everything_as_it_was(
+    make_host: MakeHost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, inject: Any
+) -> None:
+    host = await make_host()
+    status, _ = await host.control("POST", "/tenants", {"server_name": "ok.test"})
+    assert status == 200
+    tasks_before = _our_tasks()
+    built: list[weakref.ref[HomeServer]] = []
+    original_init = HomeServer.__init__
+
+    def tracking_init(self: HomeServer, *args: Any, **kwargs: Any) -> None:
+        original_init(self, *args, **kwargs)
+        built.append(weakref.ref(self))
+
+    monkeypatch.setattr(HomeServer, "__init__", tracking_init)
+    inject(monkeypatch)
+    status, body = await host.control("POST", "/tenants", {"server_name": "broken.test"})
+    assert status == 500
+    assert "broken.test" in body["error"]
+    monkeypatch.undo()
+
+    assert host.process.registry.get_tenant("broken.test") is None
+    assert not (tmp_path / "tenants" / "broken.test").exists()
+    status, body = await host.control("GET", "/tenants")
+    assert sorted(t["server_name"] for t in body["tenants"]) == ["main.test", "ok.test"]
+    status, _ = await host.call("ok.test", "GET", "/_matrix/client/versions")
+    assert status == 200
+    await asyncio.sleep(0)
+    assert _our_tasks() - tasks_before == set()
+    gc.collect()
+    assert built and all(ref() is None for ref in built)
+    assert not [f for f in _open_files() if "broken.test" in f]
+    # The name is free again.
+    status, _ = await host.control("POST", "/tenants", {"server_name": "broken.test"})
+    assert status == 200
+
+
+async def test_hibernation_and_wake(make_host: MakeHost) -> None:
+    host = await make_host(hibernate_after="60s")
+    await host.control("POST", "/tenants", {"server_name": "sleepy.test"})
+    token = await host.register("sleepy.test", "bob")
+    tenant = host.process.registry.get_tenant("sleepy.test")
+    assert tenant is not None
+    hs_ref = weakref.ref(tenant.hs)  # type: ignore[arg-type]
+    await asyncio.get_running_loop().advance(30)
+    assert tenant.state == TenantState.ACTIVE
+    await asyncio.get_running_loop().advance(45)
+    assert tenant.state == TenantState.HIBERNATED
+    assert tenant.hs is None
+    gc.collect()
+    assert hs_ref() is None, "a hibernated tenant keeps no homeserver"
+    status, body = await host.control("GET", "/tenants/sleepy.test")
+    assert body["state"] == "hibernated"
+    # The first request wakes it and is answered correctly.
+    status, body = await host.call("sleepy.test", "GET", "/_matrix/client/v3/account/whoami",
+                                   token=token)
+    assert (status, body.get("user_id")) == (200, "@bob:sleepy.test")
+    assert tenant.state == TenantState.ACTIVE and tenant.wake_count == 1
+
+
+async def test_removal_under_load_leaves_nothing(make_host: MakeHost, tmp_path: Path) -> None:
+    host = await make_host()
+    await host.control("POST", "/tenants", {"server_name": "gone.test"})
+    token = await host.register("gone.test", "carol")
+    tenant = host.process.registry.get_tenant("gone.test")
+    assert tenant is not None and tenant.hs is not None
+    hs_ref = weakref.ref(tenant.hs)
+    clock_ref = weakref.ref(tenant.hs.clock)
+    db_ref = weakref.ref(tenant.hs.db)
+    tasks_before = _our_tasks()
+
+    async def load() -> list[int]:
+        statuses = []
+        for _ in range(20):
+            status, _ = await host.call("gone.test", "GET", "/_matrix/client/v3/account/whoami",
+                                        token=token)
+            statuses.append(status)
+        return statuses
+
+    workers = [asyncio.ensure_future(load()) for _ in range(10)]
+    await asyncio.sleep(0.05)
+    status, _ = await host.control("DELETE", "/tenants/gone.test?purge=true")
+    assert status == 200
+    results = await asyncio.gather(*workers)
+    # Requests before the removal were served; after it the host is unknown.
+    assert {s for r in results for s in r} <= {200, 404, 503}
+    del tenant
+    await asyncio.sleep(0)
+    gc.collect()
+    assert hs_ref() is None and clock_ref() is None and db_ref() is None
+    assert _our_tasks() - tasks_before == set()
+    assert not [f for f in _open_files() if "gone.test" in f]
+    assert not (tmp_path / "tenants" / "gone.test").exists()
+
+
+async def test_tenant_with_its_own_listener(make_host: MakeHost) -> None:
+    host = await make_host()
+    status, body = await host.control(
+        "POST", "/tenants", {"server_name": "own.test", "listen": {"port": 0}}
+    )
+    assert status == 200, body
+    port = body["listen_port"]
+    async with host.session.get(
+        f"http://127.0.0.1:{port}/.well-known/matrix/client", headers={"Host": "anything"}
+    ) as resp:
+        assert (await resp.json())["m.homeserver"]["base_url"] == "https://own.test/"
+    await host.control("DELETE", "/tenants/own.test")
+    with pytest.raises(aiohttp.ClientConnectionError):
+        await host.session.get(f"http://127.0.0.1:{port}/health")
+
+
+async def test_metrics_are_labelled_per_tenant(make_host: MakeHost) -> None:
+    host = await make_host()
+    await host.control("POST", "/tenants", {"server_name": "m.test"})
+    await host.register("m.test", "dave")
+    await host.call("m.test", "GET", "/_matrix/client/versions")
+    url = f"http://127.0.0.1:{host.process.control_port}/metrics"
+    async with host.session.get(url, headers={"Authorization": f"Bearer {SECRET}"}) as resp:
+        text = await resp.text()
+    assert 'hamlet_http_requests_total{server_name="m.test"}' in text
+    assert 'hamlet_users{server_name="m.test"} 1.0' in text
+    assert 'hamlet_rooms{server_name="m.test"} 0.0' in text
+    for metric in ("hamlet_db_time_seconds_total", "hamlet_active_syncs",
+                   "hamlet_memory_estimate_bytes", "hamlet_http_request_duration_seconds_bucket"):
+        assert f'{metric}{{server_name="main.test"}}' in text or metric in text
+
+
+def test_schema_names_are_distinct_and_safe() -> None:
+    a, b = schema_for("a-b.example"), schema_for("a.b.example")
+    assert a != b
+    assert all(c.isalnum() or c == "_" for c in a)
