@@ -28,13 +28,16 @@ class Route:
     pattern: str
     regex: re.Pattern[str]
     handler: Handler
+    #: Counted against the tenant's concurrency cap. Long polls are not:
+    #: they wait rather than work.
+    capped: bool = True
 
 
 class Router:
     def __init__(self) -> None:
         self._routes: list[Route] = []
 
-    def add(self, method: str, pattern: str, handler: Handler) -> None:
+    def add(self, method: str, pattern: str, handler: Handler, *, capped: bool = True) -> None:
         """`pattern` is a path with `{name}` (one segment) or `{name:regex}` parts."""
 
         pieces = _PARAM.split(pattern)
@@ -45,12 +48,12 @@ class Router:
             if i + 1 < len(pieces):
                 name, sub = pieces[i + 1], pieces[i + 2]
                 regex += f"(?P<{name}>{sub or '[^/]+'})"
-        self._routes.append(Route(method, pattern, re.compile(f"^{regex}$"), handler))
+        self._routes.append(Route(method, pattern, re.compile(f"^{regex}$"), handler, capped))
 
-    def add_client(self, method: str, path: str, handler: Handler) -> None:
+    def add_client(self, method: str, path: str, handler: Handler, *, capped: bool = True) -> None:
         """A Client-Server endpoint under both v3 and the legacy r0 prefix."""
         for prefix in CLIENT_PREFIXES:
-            self.add(method, prefix + path, handler)
+            self.add(method, prefix + path, handler, capped=capped)
 
     def match(self, method: str, path: str) -> tuple[Route | None, dict[str, str], bool]:
         """Returns (route, params, path_known). path_known without a route means 405."""

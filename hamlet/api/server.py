@@ -11,7 +11,6 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -19,7 +18,7 @@ import orjson
 from aiohttp import web
 
 from hamlet.api.request import ApiRequest
-from hamlet.api.router import Router
+from hamlet.api.router import Route, Router
 from hamlet.handlers.errors import MatrixError, TooLargeError, UnrecognizedError
 from hamlet.runtime.logcontext import LoggingContext, measure_cpu
 
@@ -121,7 +120,7 @@ class HttpFrontend:
                 if route is None:
                     raise UnrecognizedError(405 if known else 404)
                 request = ApiRequest(hs=hs, http=http, params=params, client_ip=client_ip)
-                response = await measure_cpu(self._call(hs, route.handler, request), ctx)
+                response = await measure_cpu(self._call(hs, route, request), ctx)
             except MatrixError as e:
                 response = error_response(e)
             except web.HTTPRequestEntityTooLarge:
@@ -169,11 +168,12 @@ class HttpFrontend:
             http.rel_url.path,
         )
 
-    async def _call(
-        self, hs: HomeServer, handler: Callable[[ApiRequest], Awaitable[Any]], req: ApiRequest
-    ) -> web.StreamResponse:
-        async with hs.request_slot():
-            result = await handler(req)
+    async def _call(self, hs: HomeServer, route: Route, req: ApiRequest) -> web.StreamResponse:
+        if route.capped:
+            async with hs.request_slot():
+                result = await route.handler(req)
+        else:
+            result = await route.handler(req)
         if isinstance(result, web.StreamResponse):
             return result
         if isinstance(result, tuple):

@@ -45,7 +45,10 @@ def main_config(
     }
     if engine == "postgres":
         assert pg is not None
-        raw["host"]["database"] = {"name": "psycopg2", "args": {**pg.dsn_kwargs(), "cp_min": 1, "cp_max": 4}}
+        raw["host"]["database"] = {
+            "name": "psycopg2",
+            "args": {**pg.dsn_kwargs(), "cp_min": 1, "cp_max": 4},
+        }
     config, _ = validate_config(raw, config_dir=tmp_path)
     return config
 
@@ -83,8 +86,11 @@ class Host:
             host,
             "POST",
             "/_matrix/client/v3/login",
-            {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": localpart},
-             "password": password},
+            {
+                "type": "m.login.password",
+                "identifier": {"type": "m.id.user", "user": localpart},
+                "password": password,
+            },
         )
         assert status == 200, body
         token: str = body["access_token"]
@@ -122,14 +128,16 @@ async def test_provision_use_restart_suspend_resume_remove(
     assert status == 200, body
     assert body["state"] == "active"
     token = await host.register("b.test", "alice")
-    status, body = await host.call("b.test", "GET", "/_matrix/client/v3/account/whoami",
-                                   token=token)
+    status, body = await host.call(
+        "b.test", "GET", "/_matrix/client/v3/account/whoami", token=token
+    )
     assert (status, body["user_id"]) == (200, "@alice:b.test")
     status, body = await host.call("b.test", "GET", "/.well-known/matrix/server")
     assert body == {"m.server": "b.test:443"}
     # The main tenant doesn't know alice's token.
-    status, body = await host.call("main.test", "GET", "/_matrix/client/v3/account/whoami",
-                                   token=token)
+    status, body = await host.call(
+        "main.test", "GET", "/_matrix/client/v3/account/whoami", token=token
+    )
     assert status == 401
     status, body = await host.control("POST", "/tenants", {"server_name": "b.test"})
     assert status == 409
@@ -141,8 +149,9 @@ async def test_provision_use_restart_suspend_resume_remove(
     # A restart brings back exactly the tenants that existed, with their data.
     await host.process.stop()
     host = await make_host()
-    status, body = await host.call("b.test", "GET", "/_matrix/client/v3/account/whoami",
-                                   token=token)
+    status, body = await host.call(
+        "b.test", "GET", "/_matrix/client/v3/account/whoami", token=token
+    )
     assert (status, body.get("user_id")) == (200, "@alice:b.test")
 
     status, _ = await host.control("POST", "/tenants/b.test/suspend")
@@ -154,8 +163,9 @@ async def test_provision_use_restart_suspend_resume_remove(
     status, _ = await host.call("b.test", "GET", "/_matrix/client/versions")
     assert status == 503
     status, _ = await host.control("POST", "/tenants/b.test/resume")
-    status, body = await host.call("b.test", "GET", "/_matrix/client/v3/account/whoami",
-                                   token=token)
+    status, body = await host.call(
+        "b.test", "GET", "/_matrix/client/v3/account/whoami", token=token
+    )
     assert (status, body.get("user_id")) == (200, "@alice:b.test")
 
     status, body = await host.control("DELETE", "/tenants/b.test?purge=true")
@@ -197,7 +207,8 @@ async def test_bad_tenant_config_is_reported(make_host: MakeHost, tmp_path: Path
 def _our_tasks() -> set[asyncio.Task[Any]]:
     """Tasks other than aiohttp's per-connection handlers (keep-alive sockets)."""
     return {
-        t for t in asyncio.all_tasks()
+        t
+        for t in asyncio.all_tasks()
         if not t.get_coro().__qualname__.startswith("RequestHandler")  # type: ignore[union-attr]
     }
 
@@ -296,8 +307,9 @@ async def test_hibernation_and_wake(make_host: MakeHost) -> None:
     status, body = await host.control("GET", "/tenants/sleepy.test")
     assert body["state"] == "hibernated"
     # The first request wakes it and is answered correctly.
-    status, body = await host.call("sleepy.test", "GET", "/_matrix/client/v3/account/whoami",
-                                   token=token)
+    status, body = await host.call(
+        "sleepy.test", "GET", "/_matrix/client/v3/account/whoami", token=token
+    )
     assert (status, body.get("user_id")) == (200, "@bob:sleepy.test")
     assert tenant.state == TenantState.ACTIVE and tenant.wake_count == 1
 
@@ -316,8 +328,9 @@ async def test_removal_under_load_leaves_nothing(make_host: MakeHost, tmp_path: 
     async def load() -> list[int]:
         statuses = []
         for _ in range(20):
-            status, _ = await host.call("gone.test", "GET", "/_matrix/client/v3/account/whoami",
-                                        token=token)
+            status, _ = await host.call(
+                "gone.test", "GET", "/_matrix/client/v3/account/whoami", token=token
+            )
             statuses.append(status)
         return statuses
 
@@ -364,8 +377,12 @@ async def test_metrics_are_labelled_per_tenant(make_host: MakeHost) -> None:
     assert 'hamlet_http_requests_total{server_name="m.test"}' in text
     assert 'hamlet_users{server_name="m.test"} 1.0' in text
     assert 'hamlet_rooms{server_name="m.test"} 0.0' in text
-    for metric in ("hamlet_db_time_seconds_total", "hamlet_active_syncs",
-                   "hamlet_memory_estimate_bytes", "hamlet_http_request_duration_seconds_bucket"):
+    for metric in (
+        "hamlet_db_time_seconds_total",
+        "hamlet_active_syncs",
+        "hamlet_memory_estimate_bytes",
+        "hamlet_http_request_duration_seconds_bucket",
+    ):
         assert f'{metric}{{server_name="main.test"}}' in text or metric in text
 
 

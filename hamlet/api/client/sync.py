@@ -53,4 +53,4 @@ async def sync(req: ApiRequest) -> dict[str, Any]:
 
 
 def register(router: Router) -> None:
-    router.add_client("GET", "/sync", sync)
+    router.add_client("GET", "/sync", sync, capped=False)
