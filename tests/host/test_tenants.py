@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import os
 import weakref
 from collections.abc import AsyncIterator, Callable
@@ -390,3 +391,38 @@ def test_schema_names_are_distinct_and_safe() -> None:
     a, b = schema_for("a-b.example"), schema_for("a.b.example")
     assert a != b
     assert all(c.isalnum() or c == "_" for c in a)
+
+
+async def test_tenant_cli_drives_the_control_api(
+    make_host: MakeHost, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from hamlet.cli import main as cli
+
+    host = await make_host()
+    url = f"http://127.0.0.1:{host.process.control_port}"
+    base = ["tenant", "--url", url, "--secret", SECRET]
+
+    async def run(*argv: str) -> tuple[int, str]:
+        code = await asyncio.to_thread(cli, [*base, *argv])
+        out = capsys.readouterr()
+        return code, out.out + out.err
+
+    code, out = await run("add", "cli.test")
+    assert code == 0 and '"state": "active"' in out
+    code, out = await run("list")
+    assert code == 0 and "cli.test" in out and "main.test" in out and "active" in out
+    code, out = await run("show", "cli.test")
+    assert code == 0 and '"users": 0' in out
+    code, out = await run("suspend", "cli.test")
+    assert code == 0
+    code, out = await run("list", "--json")
+    states = {t["server_name"]: t["state"] for t in json.loads(out)}
+    assert states == {"cli.test": "suspended", "main.test": "active"}
+    code, out = await run("resume", "cli.test")
+    assert code == 0
+    code, out = await run("remove", "cli.test", "--purge")
+    assert code == 0 and "purged" in out
+    code, out = await run("show", "cli.test")
+    assert code == 1 and "404" in out
+    code = await asyncio.to_thread(cli, ["tenant", "--url", url, "--secret", "wrong", "list"])
+    assert code == 1 and "401" in capsys.readouterr().err
