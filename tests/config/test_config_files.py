@@ -83,10 +83,10 @@ def test_load_config_empty_and_missing(tmp_path: Path) -> None:
 
 
 def test_load_config_validation_errors(tmp_path: Path) -> None:
-    cfg = write(tmp_path / "hs.yaml", "server_name: x.test\nlisteners: [{port: 0}]\n")
+    cfg = write(tmp_path / "hs.yaml", "server_name: x.test\nlisteners: [{port: 70000}]\n")
     with pytest.raises(ConfigError) as info:
         load_config(cfg)
-    assert info.value.errors == ["listeners[0].port: must be an integer between 1 and 65535"]
+    assert info.value.errors == ["listeners[0].port: must be an integer between 0 and 65535"]
 
 
 # -- generate_default_config ---------------------------------------------------------

@@ -282,12 +282,12 @@ def test_listeners_parsed() -> None:
     )
 
 
-@pytest.mark.parametrize("port", [0, 65536, -1, "8008", 8008.0, True, None])
+@pytest.mark.parametrize("port", [65536, -1, "8008", 8008.0, True, None])
 def test_bad_port(port: Any) -> None:
     expected = (
         "listeners[0].port: missing required key"
         if port is None
-        else "listeners[0].port: must be an integer between 1 and 65535"
+        else "listeners[0].port: must be an integer between 0 and 65535"
     )
     assert errors(base(listeners=[{"port": port}])) == [expected]
 
@@ -512,7 +512,7 @@ def test_all_errors_reported_together() -> None:
     )
     assert errs == [
         "server_name: missing required key",
-        "listeners[0].port: must be an integer between 1 and 65535",
+        "listeners[0].port: must be an integer between 0 and 65535",
         "database.args.database: must be a string",
         "enable_registration: " + errs[3].split(": ", 1)[1],
         "rc_login.address.per_second: must be a number",
@@ -524,7 +524,12 @@ def test_all_errors_reported_together() -> None:
 
 def test_config_error_message_lists_errors() -> None:
     with pytest.raises(ConfigError) as info:
-        validate_config({"listeners": [{"port": 0}]}, config_dir=Path("/"))
+        validate_config({"listeners": [{"port": -1}]}, config_dir=Path("/"))
     text = str(info.value)
     assert "server_name: missing required key" in text
     assert "listeners[0].port" in text
+
+
+def test_port_zero_means_any_free_port() -> None:
+    config, _ = validate_config(base(listeners=[{"port": 0}]), config_dir=Path("/"))
+    assert config.listeners[0].port == 0
