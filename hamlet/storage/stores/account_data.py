@@ -1,0 +1,94 @@
+"""Account data: global (room_id '') and per room, one row per (user, room, type)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from hamlet.storage.database import Database, Transaction
+
+GLOBAL = ""  # room_id column value of global account data
+
+
+@dataclass(frozen=True, slots=True)
+class AccountDataRow:
+    room_id: str | None  # None: global
+    type: str
+    content: dict[str, Any]
+    stream_id: int
+
+
+class AccountDataStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def put(
+        self, user_id: str, room_id: str | None, data_type: str, content: Any, stream_id: int
+    ) -> None:
+        await self.db.execute(
+            "put_account_data",
+            "INSERT INTO account_data (user_id, room_id, type, content, stream_id)"
+            " VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (user_id, room_id, type) DO UPDATE SET"
+            " content = excluded.content, stream_id = excluded.stream_id",
+            user_id,
+            room_id if room_id is not None else GLOBAL,
+            data_type,
+            orjson.dumps(content).decode(),
+            stream_id,
+        )
+
+    async def update(
+        self,
+        user_id: str,
+        room_id: str | None,
+        data_type: str,
+        change: Callable[[dict[str, Any] | None], dict[str, Any]],
+        stream_id: int,
+    ) -> dict[str, Any]:
+        """Read-modify-write one entry in a transaction; returns the new content."""
+        room_key = room_id if room_id is not None else GLOBAL
+
+        async def run(txn: Transaction) -> dict[str, Any]:
+            raw = await txn.fetchval(
+                "SELECT content FROM account_data WHERE user_id = ? AND room_id = ? AND type = ?",
+                (user_id, room_key, data_type),
+            )
+            old = orjson.loads(raw) if raw is not None else None
+            new = change(old if isinstance(old, dict) else None)
+            await txn.execute(
+                "INSERT INTO account_data (user_id, room_id, type, content, stream_id)"
+                " VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (user_id, room_id, type) DO UPDATE SET"
+                " content = excluded.content, stream_id = excluded.stream_id",
+                (user_id, room_key, data_type, orjson.dumps(new).decode(), stream_id),
+            )
+            return new
+
+        result: Awaitable[dict[str, Any]] = self.db.run_interaction("update_account_data", run)
+        return await result
+
+    async def get(self, user_id: str, room_id: str | None, data_type: str) -> Any | None:
+        raw = await self.db.fetchval(
+            "get_account_data",
+            "SELECT content FROM account_data WHERE user_id = ? AND room_id = ? AND type = ?",
+            user_id,
+            room_id if room_id is not None else GLOBAL,
+            data_type,
+        )
+        return None if raw is None else orjson.loads(raw)
+
+    async def get_changed(self, user_id: str, since: int, upto: int) -> list[AccountDataRow]:
+        """Entries of the user with since < stream_id <= upto, oldest first."""
+        rows = await self.db.fetchall(
+            "get_changed_account_data",
+            "SELECT room_id, type, content, stream_id FROM account_data"
+            " WHERE user_id = ? AND stream_id > ? AND stream_id <= ? ORDER BY stream_id",
+            user_id,
+            since,
+            upto,
+        )
+        return [AccountDataRow(r[0] or None, r[1], orjson.loads(r[2]), int(r[3])) for r in rows]

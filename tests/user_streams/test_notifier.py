@@ -1,0 +1,157 @@
+"""The Notifier on a real Clock and virtual time."""
+
+from __future__ import annotations
+
+import asyncio
+
+from hamlet.handlers.notifier import Notifier
+from hamlet.handlers.streams import StreamToken
+from hamlet.runtime.clock import Clock
+from hamlet.runtime.logcontext import LoggingContext, current_context
+from tests.conftest import advance
+
+
+class Counter:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.pos = 0
+
+    def current_position(self) -> int:
+        return self.pos
+
+
+def make() -> tuple[Clock, Notifier, dict[str, Counter]]:
+    clock = Clock("hs.test")
+    notifier = Notifier(clock)
+    streams = {n: Counter(n) for n in ("typing", "receipts", "to_device", "account_data")}
+    for name, counter in streams.items():
+        notifier.register_stream(name, counter)
+    return clock, notifier, streams
+
+
+def bump(notifier: Notifier, counter: Counter, **targets: list[str]) -> None:
+    counter.pos += 1
+    notifier.notify(counter.name, counter.pos, **targets)
+
+
+async def test_current_token_comes_from_providers() -> None:
+    clock, notifier, streams = make()
+    streams["receipts"].pos = 7
+    assert notifier.current_token() == StreamToken(receipts=7)
+    await clock.shutdown()
+
+
+async def test_relevant_notify_wakes_at_once() -> None:
+    clock, notifier, streams = make()
+    since = notifier.current_token()
+    waiter = asyncio.ensure_future(
+        notifier.wait_for_change("@a:hs.test", ["!r:hs.test"], since, 30)
+    )
+    await advance(0)
+    assert notifier.waiter_count == 1
+    bump(notifier, streams["typing"], rooms=["!r:hs.test"])
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert waiter.done() and waiter.result() is True
+    assert notifier.waiter_count == 0
+    assert notifier.index_sizes() == (0, 0)
+
+    # Directly to the user (to-device, account data).
+    since = notifier.current_token()
+    waiter = asyncio.ensure_future(notifier.wait_for_change("@a:hs.test", [], since, 30))
+    await advance(0)
+    bump(notifier, streams["to_device"], users=["@a:hs.test"])
+    await advance(0)
+    assert waiter.result() is True
+    await clock.shutdown()
+
+
+async def test_irrelevant_notify_does_not_wake() -> None:
+    clock, notifier, streams = make()
+    since = notifier.current_token()
+    waiter = asyncio.ensure_future(
+        notifier.wait_for_change("@a:hs.test", ["!mine:hs.test"], since, 30)
+    )
+    await advance(1)
+    bump(notifier, streams["to_device"], users=["@b:hs.test"])  # another user's to-device
+    bump(notifier, streams["typing"], rooms=["!other:hs.test"])  # a room she is not in
+    await advance(10)
+    assert not waiter.done()
+    await advance(20)
+    assert waiter.result() is False
+    assert notifier.waiter_count == 0
+    await clock.shutdown()
+
+
+async def test_change_before_waiting_returns_at_once() -> None:
+    clock, notifier, streams = make()
+    since = notifier.current_token()
+    bump(notifier, streams["receipts"], rooms=["!r:hs.test"])
+    assert await notifier.wait_for_change("@a:hs.test", ["!r:hs.test"], since, 30) is True
+    # Caught up: nothing new, times out.
+    since = notifier.current_token()
+    task = asyncio.ensure_future(notifier.wait_for_change("@a:hs.test", ["!r:hs.test"], since, 5))
+    await advance(6)
+    assert task.result() is False
+    # A change the client already saw (position <= since) does not count.
+    assert notifier.has_change("@a:hs.test", ["!r:hs.test"], since) is False
+    await clock.shutdown()
+
+
+async def test_token_from_before_a_restart_returns_at_once() -> None:
+    clock, notifier, _streams = make()
+    since = StreamToken(typing=500)  # the typing stream restarted from 0
+    assert await notifier.wait_for_change("@a:hs.test", [], since, 30) is True
+    await clock.shutdown()
+
+
+async def test_timeout_keeps_the_callers_context() -> None:
+    clock, notifier, _streams = make()
+    with LoggingContext("GET-1", "hs.test", request="GET-1") as ctx:
+        result = await notifier.wait_for_change(
+            "@a:hs.test", ["!r:hs.test"], notifier.current_token(), 0.5
+        )
+        assert result is False
+        assert current_context() is ctx
+    assert notifier.waiter_count == 0
+    assert clock.pending_count() == 0
+    await clock.shutdown()
+
+
+async def test_cancelled_waiter_leaks_nothing() -> None:
+    clock, notifier, streams = make()
+    since = notifier.current_token()
+    tasks = [
+        asyncio.ensure_future(
+            notifier.wait_for_change(f"@u{i}:hs.test", ["!r:hs.test", f"!x{i}:hs.test"], since, 60)
+        )
+        for i in range(5)
+    ]
+    await advance(1)
+    assert notifier.waiter_count == 5
+    assert notifier.index_sizes() == (5, 6)
+    for task in tasks:
+        task.cancel()  # clients disconnected
+    await asyncio.gather(*tasks, return_exceptions=True)
+    assert all(t.cancelled() for t in tasks)
+    assert notifier.waiter_count == 0
+    assert notifier.index_sizes() == (0, 0)
+    assert clock.pending_count() == 0  # the timeout timers are gone too
+    # A later notify is harmless.
+    bump(notifier, streams["typing"], rooms=["!r:hs.test"])
+    await clock.shutdown()
+
+
+async def test_many_waiters_one_room() -> None:
+    clock, notifier, streams = make()
+    since = notifier.current_token()
+    tasks = [
+        asyncio.ensure_future(notifier.wait_for_change(f"@u{i}:hs.test", ["!r:hs.test"], since, 60))
+        for i in range(50)
+    ]
+    await advance(0)
+    bump(notifier, streams["receipts"], rooms=["!r:hs.test"])
+    results = await asyncio.gather(*tasks)
+    assert all(results)
+    assert notifier.waiter_count == 0
+    await clock.shutdown()
