@@ -1,0 +1,49 @@
+"""`/profile/{userId}` and its `displayname` and `avatar_url` fields."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hamlet.api.request import ApiRequest
+from hamlet.api.router import Router
+from hamlet.handlers.auth import Requester
+from hamlet.handlers.errors import MissingParamError
+
+
+async def _lookup_requester(req: ApiRequest) -> Requester | None:
+    if req.hs.config.require_auth_for_profile_requests or req.access_token() is not None:
+        return await req.hs.auth.get_user_by_req(req, allow_guest=True)
+    return None
+
+
+async def get_profile(req: ApiRequest) -> dict[str, Any]:
+    requester = await _lookup_requester(req)
+    target = req.params["userId"]
+    await req.hs.profile.check_may_look_up(requester, target)
+    return await req.hs.profile.get_profile(target)
+
+
+def _field_handlers(field: str):  # type: ignore[no-untyped-def]
+    async def get_field(req: ApiRequest) -> dict[str, Any]:
+        requester = await _lookup_requester(req)
+        target = req.params["userId"]
+        await req.hs.profile.check_may_look_up(requester, target)
+        return await req.hs.profile.get_field(target, field)
+
+    async def put_field(req: ApiRequest) -> dict[str, Any]:
+        requester = await req.hs.auth.get_user_by_req(req, allow_guest=True)
+        body = await req.json_object()
+        if field not in body:
+            raise MissingParamError(f"Missing key '{field}'")
+        await req.hs.profile.set_field(requester, req.params["userId"], field, body[field])
+        return {}
+
+    return get_field, put_field
+
+
+def register(router: Router) -> None:
+    router.add_client("GET", "/profile/{userId}", get_profile)
+    for field in ("displayname", "avatar_url"):
+        get_field, put_field = _field_handlers(field)
+        router.add_client("GET", f"/profile/{{userId}}/{field}", get_field)
+        router.add_client("PUT", f"/profile/{{userId}}/{field}", put_field)

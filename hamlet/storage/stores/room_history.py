@@ -1,0 +1,243 @@
+"""Reading a room's timeline for clients: filtered pages, relations and their aggregations."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from hamlet.core.filters import RoomEventFilter
+from hamlet.storage.database import Database
+from hamlet.storage.stores.events import _EVENT_COLUMNS, StoredEvent, _row_to_event
+
+_FROM = "FROM events e JOIN rooms r USING (room_id)"
+# IN lists are split into chunks of this many ids.
+_CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadSummary:
+    count: int
+    latest_stream: int
+
+
+def _marks(n: int) -> str:
+    return ",".join("?" * n)
+
+
+def _chunks(ids: Sequence[str]) -> list[list[str]]:
+    return [list(ids[i : i + _CHUNK]) for i in range(0, len(ids), _CHUNK)]
+
+
+def _filter_clauses(f: RoomEventFilter | None) -> tuple[list[str], list[Any]]:
+    """The parts of a filter SQL can apply; the caller still applies the whole filter."""
+    if f is None:
+        return [], []
+    clauses: list[str] = []
+    args: list[Any] = []
+    if f.types is not None:
+        if not f.types:
+            clauses.append("1 = 0")
+        elif not any("*" in t for t in f.types):
+            clauses.append(f"e.type IN ({_marks(len(f.types))})")
+            args.extend(f.types)
+    exact_not = [t for t in f.not_types if "*" not in t]
+    if exact_not:
+        clauses.append(f"e.type NOT IN ({_marks(len(exact_not))})")
+        args.extend(exact_not)
+    if f.senders is not None:
+        if not f.senders:
+            clauses.append("1 = 0")
+        else:
+            clauses.append(f"e.sender IN ({_marks(len(f.senders))})")
+            args.extend(f.senders)
+    if f.not_senders:
+        clauses.append(f"e.sender NOT IN ({_marks(len(f.not_senders))})")
+        args.extend(f.not_senders)
+    if f.contains_url is not None:
+        clauses.append("e.contains_url = ?")
+        args.append(f.contains_url)
+    return clauses, args
+
+
+class RoomHistoryStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def get_room_events(
+        self,
+        room_id: str,
+        *,
+        after: int | None,
+        before: int | None,
+        limit: int,
+        backwards: bool,
+        event_filter: RoomEventFilter | None = None,
+    ) -> list[StoredEvent]:
+        """Events with after < stream_ordering <= before, narrowed by what SQL can filter."""
+        clauses = ["e.room_id = ?"]
+        args: list[Any] = [room_id]
+        if after is not None:
+            clauses.append("e.stream_ordering > ?")
+            args.append(after)
+        if before is not None:
+            clauses.append("e.stream_ordering <= ?")
+            args.append(before)
+        more, more_args = _filter_clauses(event_filter)
+        clauses.extend(more)
+        args.extend(more_args)
+        order = "DESC" if backwards else "ASC"
+        rows = await self.db.fetchall(
+            "history_room_events",
+            f"SELECT {_EVENT_COLUMNS} {_FROM} WHERE {' AND '.join(clauses)}"
+            f" ORDER BY e.stream_ordering {order} LIMIT ?",
+            *args,
+            limit,
+        )
+        return [_row_to_event(r) for r in rows]
+
+    async def get_relations(
+        self,
+        parent_ids: Collection[str],
+        *,
+        rel_type: str | None,
+        event_type: str | None,
+        after: int | None,
+        before: int | None,
+        limit: int,
+        backwards: bool,
+    ) -> list[StoredEvent]:
+        """Unredacted events relating to any of `parent_ids`, one page of them."""
+        parents = list(parent_ids)
+        clauses = [f"e.relates_to IN ({_marks(len(parents))})", "e.redacted_by IS NULL"]
+        args: list[Any] = list(parents)
+        if rel_type is not None:
+            clauses.append("e.rel_type = ?")
+            args.append(rel_type)
+        if event_type is not None:
+            clauses.append("e.type = ?")
+            args.append(event_type)
+        if after is not None:
+            clauses.append("e.stream_ordering > ?")
+            args.append(after)
+        if before is not None:
+            clauses.append("e.stream_ordering <= ?")
+            args.append(before)
+        order = "DESC" if backwards else "ASC"
+        rows = await self.db.fetchall(
+            "get_relations",
+            f"SELECT {_EVENT_COLUMNS} {_FROM} WHERE {' AND '.join(clauses)}"
+            f" ORDER BY e.stream_ordering {order} LIMIT ?",
+            *args,
+            limit,
+        )
+        return [_row_to_event(r) for r in rows]
+
+    async def get_child_ids(self, parent_ids: Collection[str], rel_type: str | None) -> set[str]:
+        """Ids of unredacted events relating directly to any of `parent_ids`."""
+        found: set[str] = set()
+        for chunk in _chunks(list(parent_ids)):
+            sql = (
+                "SELECT event_id FROM events WHERE relates_to IN"
+                f" ({_marks(len(chunk))}) AND redacted_by IS NULL"
+            )
+            args: list[Any] = list(chunk)
+            if rel_type is not None:
+                sql += " AND rel_type = ?"
+                args.append(rel_type)
+            rows = await self.db.fetchall("get_relation_child_ids", sql, *args)
+            found.update(str(r[0]) for r in rows)
+        return found
+
+    # Bundled aggregations: one query per kind for a whole batch of parents.
+
+    async def get_relation_kinds(self, parent_ids: Sequence[str]) -> dict[str, set[str]]:
+        """parent -> the rel_types of its unredacted relations (only parents that have any)."""
+        out: dict[str, set[str]] = {}
+        for chunk in _chunks(parent_ids):
+            rows = await self.db.fetchall(
+                "get_relation_kinds",
+                "SELECT DISTINCT relates_to, rel_type FROM events"
+                f" WHERE relates_to IN ({_marks(len(chunk))}) AND redacted_by IS NULL",
+                *chunk,
+            )
+            for r in rows:
+                out.setdefault(str(r[0]), set()).add(str(r[1]))
+        return out
+
+    async def get_related_events(
+        self, parent_ids: Sequence[str], rel_type: str
+    ) -> list[StoredEvent]:
+        """Every unredacted event with `rel_type` relating to one of `parent_ids`."""
+        out: list[StoredEvent] = []
+        for chunk in _chunks(parent_ids):
+            rows = await self.db.fetchall(
+                "get_related_events",
+                f"SELECT {_EVENT_COLUMNS} {_FROM} WHERE e.relates_to IN ({_marks(len(chunk))})"
+                " AND e.rel_type = ? AND e.redacted_by IS NULL ORDER BY e.stream_ordering",
+                *chunk,
+                rel_type,
+            )
+            out.extend(_row_to_event(r) for r in rows)
+        return out
+
+    async def get_related_ids(
+        self, parent_ids: Sequence[str], rel_type: str
+    ) -> list[tuple[str, str]]:
+        """(parent, event_id) of unredacted `rel_type` relations, oldest first."""
+        out: list[tuple[str, str]] = []
+        for chunk in _chunks(parent_ids):
+            rows = await self.db.fetchall(
+                "get_related_ids",
+                f"SELECT relates_to, event_id FROM events WHERE relates_to IN"
+                f" ({_marks(len(chunk))}) AND rel_type = ? AND redacted_by IS NULL"
+                " ORDER BY stream_ordering",
+                *chunk,
+                rel_type,
+            )
+            out.extend((str(r[0]), str(r[1])) for r in rows)
+        return out
+
+    async def get_thread_summaries(self, root_ids: Sequence[str]) -> dict[str, ThreadSummary]:
+        out: dict[str, ThreadSummary] = {}
+        for chunk in _chunks(root_ids):
+            rows = await self.db.fetchall(
+                "get_thread_summaries",
+                "SELECT relates_to, COUNT(*), MAX(stream_ordering) FROM events"
+                f" WHERE relates_to IN ({_marks(len(chunk))}) AND rel_type = ?"
+                " AND redacted_by IS NULL GROUP BY relates_to",
+                *chunk,
+                "m.thread",
+            )
+            for r in rows:
+                out[str(r[0])] = ThreadSummary(int(r[1]), int(r[2]))
+        return out
+
+    async def get_threads_participated(self, root_ids: Sequence[str], user_id: str) -> set[str]:
+        found: set[str] = set()
+        for chunk in _chunks(root_ids):
+            rows = await self.db.fetchall(
+                "get_threads_participated",
+                "SELECT DISTINCT relates_to FROM events"
+                f" WHERE relates_to IN ({_marks(len(chunk))}) AND rel_type = ?"
+                " AND sender = ? AND redacted_by IS NULL",
+                *chunk,
+                "m.thread",
+                user_id,
+            )
+            found.update(str(r[0]) for r in rows)
+        return found
+
+    async def get_events_by_stream(self, positions: Collection[int]) -> list[StoredEvent]:
+        out: list[StoredEvent] = []
+        items = sorted(positions)
+        for i in range(0, len(items), _CHUNK):
+            chunk = items[i : i + _CHUNK]
+            rows = await self.db.fetchall(
+                "get_events_by_stream",
+                f"SELECT {_EVENT_COLUMNS} {_FROM}"
+                f" WHERE e.stream_ordering IN ({_marks(len(chunk))})",
+                *chunk,
+            )
+            out.extend(_row_to_event(r) for r in rows)
+        return out
