@@ -387,6 +387,11 @@ def _third_party_signature_ok(signed: Mapping[str, Any], invite_content: Mapping
     return False
 
 
+def validate_power_levels_content(room_version: RoomVersion, content: Mapping[str, Any]) -> None:
+    """Raise :class:`AuthError` unless ``content`` is a well-formed power levels content."""
+    _validate_power_levels_content(room_version, content)
+
+
 def _validate_power_levels_content(room_version: RoomVersion, content: Mapping[str, Any]) -> None:
     if room_version.integer_power_levels:
         for name in _PL_INT_FIELDS:

@@ -12,9 +12,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from hamlet.core import errors as core_errors
-from hamlet.core.auth_rules import auth_check, auth_types_for_event
+from hamlet.core.auth_rules import (
+    auth_check,
+    auth_types_for_event,
+    user_may_redact,
+    validate_power_levels_content,
+)
 from hamlet.core.crypto import SigningKey
 from hamlet.core.events import Event, build_event
+from hamlet.core.power_levels import AuthState
 from hamlet.core.room_versions import RoomVersion, get_room_version
 from hamlet.handlers.errors import BadJsonError, ForbiddenError, NotFoundError, TooLargeError
 from hamlet.handlers.event_cache import EventCache
@@ -72,6 +78,11 @@ class EventCreator:
     def add_listener(self, listener: EventListener) -> None:
         self._listeners.append(listener)
 
+    name = "events"
+
+    def current_position(self) -> int:
+        return self.current_stream
+
     @property
     def current_stream(self) -> int:
         """The highest position below which every event is persisted."""
@@ -84,6 +95,14 @@ class EventCreator:
         if room is None:
             raise NotFoundError("Unknown room")
         return get_room_version(room.room_version)
+
+    async def find_txn(self, room_id: str, txn: tuple[str, str, str]) -> Event | None:
+        """The event a (user, device, txn id) already made in this room, if any."""
+        event_id = await self.events_store.get_event_by_txn(room_id, *txn)
+        if event_id is None:
+            return None
+        stored = await self.cache.get(event_id)
+        return stored.event if stored is not None else None
 
     async def send(
         self,
@@ -104,13 +123,13 @@ class EventCreator:
         room. `check` runs after the auth rules with the auth state, for
         policies stricter than the rules (e.g. who may invite).
         """
+        if "\x00" in type or (state_key is not None and "\x00" in state_key):
+            raise BadJsonError("Event type and state key may not contain NUL")
         async with self._linearizer.queue(room_id):
             if txn is not None:
-                earlier = await self.events_store.get_event_by_txn(*txn)
+                earlier = await self.find_txn(room_id, txn)
                 if earlier is not None:
-                    stored = await self.cache.get(earlier)
-                    if stored is not None:
-                        return stored.event
+                    return earlier
             if create_version is not None:
                 version = get_room_version(create_version)
                 head = None
@@ -140,13 +159,32 @@ class EventCreator:
                 raise TooLargeError(str(e)) from None
             except core_errors.EventFormatError as e:
                 raise BadJsonError(str(e)) from None
+            if type == "m.room.power_levels" and state_key == "":
+                try:
+                    validate_power_levels_content(version, content)
+                except core_errors.AuthError as e:
+                    raise BadJsonError(str(e)) from None
             try:
                 auth_check(version, event, auth_state)
             except core_errors.AuthError as e:
                 raise ForbiddenError(str(e)) from None
+            if event.redacts is not None:
+                await self._check_redaction(event, auth_state)
             if check is not None:
                 check(event, auth_state)
             return await self._persist(event, version, head, current_ids, txn)
+
+    async def _check_redaction(self, event: Event, auth_state: AuthState) -> None:
+        """Every local redaction, whichever endpoint made it (in v11 `redacts`
+        is in the content, so /send and PUT /state can make one too)."""
+        assert event.redacts is not None
+        original = await self.cache.get(event.redacts)
+        if original is None or original.event.room_id != event.room_id:
+            raise NotFoundError("Event not found")
+        if original.event.type == "m.room.create":
+            raise ForbiddenError("Redacting create events is not permitted")
+        if not user_may_redact(event.sender, original.event.sender, auth_state):
+            raise ForbiddenError("You don't have permission to redact this event")
 
     async def _head(self, room_id: str) -> _RoomHead:
         head = self._heads.get(room_id)

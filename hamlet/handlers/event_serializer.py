@@ -47,8 +47,9 @@ class EventSerializer:
             event = stored.event
             redaction = redactions.get(stored.redacted_by) if stored.redacted_by else None
             if redaction is not None:
-                event = Event(event.get_redacted_pdu_json(), event.room_version,
-                              event_id=event.event_id)
+                event = Event(
+                    event.get_redacted_pdu_json(), event.room_version, event_id=event.event_id
+                )
             served = event.get_client_event(include_room_id=include_room_id)
             unsigned: dict[str, Any] = served.setdefault("unsigned", {})
             unsigned["age"] = max(0, now - event.origin_server_ts)

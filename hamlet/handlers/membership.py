@@ -7,13 +7,22 @@ from typing import Any
 
 from hamlet.core.events import Event
 from hamlet.core.ids import RoomAlias, UserID
-from hamlet.handlers.errors import ForbiddenError, InvalidParamError, MatrixError, NotFoundError
+from hamlet.core.room_versions import get_room_version
+from hamlet.handlers.errors import (
+    BadJsonError,
+    ForbiddenError,
+    InvalidParamError,
+    MatrixError,
+    NotFoundError,
+)
 from hamlet.handlers.event_creation import EventCreator
+from hamlet.handlers.spaces import RestrictedJoins
 from hamlet.handlers.state import StateHandler
 from hamlet.storage.stores.profiles import ProfilesStore
 from hamlet.storage.stores.rooms import RoomsStore
 
 MEMBER = "m.room.member"
+MEMBERSHIPS = frozenset({"join", "invite", "leave", "ban", "knock"})
 
 
 class MembershipHandler:
@@ -31,6 +40,7 @@ class MembershipHandler:
         self.state = state
         self.rooms = rooms
         self.profiles = profiles
+        self.restricted = RestrictedJoins(server_name=server_name, rooms=rooms, state=state)
 
     async def resolve_room(self, room_id_or_alias: str) -> str:
         if room_id_or_alias.startswith("#"):
@@ -62,10 +72,16 @@ class MembershipHandler:
         target: str,
         membership: str,
         *,
+        action: str | None = None,
         reason: str | None = None,
         extra: Mapping[str, Any] | None = None,
         txn: tuple[str, str, str] | None = None,
     ) -> Event:
+        """Send `target`'s new membership; `action` is the endpoint's verb (`kick`,
+        `unban`, ...) when it says more than the membership does."""
+        action = action or membership
+        if membership not in MEMBERSHIPS:
+            raise BadJsonError(f"Invalid membership {membership!r}")
         if not UserID.is_valid(target):
             raise InvalidParamError(f"{target!r} is not a valid user ID")
         room = await self.rooms.get_room(room_id)
@@ -81,22 +97,45 @@ class MembershipHandler:
             content.update(await self._profile_content(target))
         if extra:
             content.update(extra)
+        if membership == "join":
+            # Only this server vouches for a restricted join, never the client.
+            content.pop("join_authorised_via_users_server", None)
+            already_in = current is not None and current.membership in ("join", "invite")
+            if sender == target and not already_in:
+                authoriser = await self.restricted.authoriser_for_join(
+                    room_id, get_room_version(room.room_version), target
+                )
+                if authoriser is not None:
+                    content["join_authorised_via_users_server"] = authoriser
         if reason is not None:
             content["reason"] = reason
-        if membership == "join" and current is not None and current.membership == "join":
-            # Re-joining is a no-op unless the profile changed.
+        old = current.membership if current is not None else None
+        # Like Synapse: /unban only undoes a ban, and a banned user cannot be
+        # kicked (which would lift the ban), invited or joined.
+        if action == "unban" and old != "ban":
+            raise ForbiddenError(
+                f"Cannot unban user who was not banned (membership={old})", "M_BAD_STATE"
+            )
+        if old == "ban" and action not in ("unban", "ban", "leave"):
+            raise ForbiddenError(f"Cannot {action} user who was banned", "M_BAD_STATE")
+        if current is not None and old == membership:
+            # The same change by the same sender again is a no-op (Synapse).
             stored = await self.creator.cache.get(current.event_id)
-            if stored is not None and dict(stored.event.content) == content:
+            if (
+                stored is not None
+                and stored.event.sender == sender
+                and dict(stored.event.content) == content
+            ):
                 return stored.event
         if membership == "leave" and sender == target and current is None:
             raise ForbiddenError("You are not in this room")
-        if membership == "leave" and sender != target and (
-            current is None or current.membership not in ("join", "invite", "knock", "ban")
+        if (
+            membership == "leave"
+            and sender != target
+            and (current is None or current.membership not in ("join", "invite", "knock", "ban"))
         ):
             raise ForbiddenError(f"{target} is not in this room")
-        return await self.creator.send(
-            sender, room_id, MEMBER, content, state_key=target, txn=txn
-        )
+        return await self.creator.send(sender, room_id, MEMBER, content, state_key=target, txn=txn)
 
     async def forget(self, user_id: str, room_id: str) -> None:
         current = await self.rooms.get_membership(room_id, user_id)

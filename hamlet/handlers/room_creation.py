@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from hamlet.core import errors as core_errors
+from hamlet.core.auth_rules import validate_power_levels_content
 from hamlet.core.ids import RoomAlias, UserID, generate_room_id
 from hamlet.core.presets import (
     default_power_levels_content,
@@ -92,11 +93,33 @@ class RoomCreationHandler:
                 or not isinstance(entry.get("content"), dict)
             ):
                 raise BadJsonError("initial_state entries need type, state_key and content")
+            if "\x00" in entry["type"] + entry.get("state_key", ""):
+                raise BadJsonError("initial_state type and state_key may not contain NUL")
+
+        for entry in initial_state:
+            if entry["type"] == "m.room.create":
+                raise BadJsonError("initial_state cannot contain m.room.create")
+        # Everything the auth rules would refuse half-way through is refused
+        # here, before the room exists (no half-made rooms).
+        room_version = KNOWN_ROOM_VERSIONS[version]
+        pl_content = default_power_levels_content(user_id, preset_name, invites, pl_override)
+        for content in [pl_content] + [
+            e["content"] for e in initial_state if e["type"] == "m.room.power_levels"
+        ]:
+            try:
+                validate_power_levels_content(room_version, content)
+            except core_errors.AuthError as e:
+                raise BadJsonError(f"Invalid power levels: {e}") from None
 
         alias: str | None = None
         if alias_name is not None:
             alias = f"#{alias_name}:{self.server_name}"
-            if ":" in alias_name or not alias_name or not RoomAlias.is_valid(alias):
+            if (
+                ":" in alias_name
+                or not alias_name
+                or any(c.isspace() for c in alias_name)
+                or not RoomAlias.is_valid(alias)
+            ):
                 raise InvalidParamError("Invalid room_alias_name")
             if await self.rooms.get_alias(alias) is not None:
                 raise MatrixError(400, "M_ROOM_IN_USE", "Room alias already taken")
@@ -107,11 +130,11 @@ class RoomCreationHandler:
             create_content["creator"] = user_id
         create_content["room_version"] = version
         send = self.creator.send
-        await send(user_id, room_id, "m.room.create", create_content, state_key="",
-                   create_version=version)
+        await send(
+            user_id, room_id, "m.room.create", create_content, state_key="", create_version=version
+        )
         await self.membership.update_membership(user_id, room_id, user_id, "join")
 
-        pl_content = default_power_levels_content(user_id, preset_name, invites, pl_override)
         await send(user_id, room_id, "m.room.power_levels", pl_content, state_key="")
 
         if alias is not None:
@@ -125,14 +148,19 @@ class RoomCreationHandler:
                 await send(user_id, room_id, event_type, content, state_key=state_key)
         for entry in initial_state:
             await send(
-                user_id, room_id, entry["type"], entry["content"],
+                user_id,
+                room_id,
+                entry["type"],
+                entry["content"],
                 state_key=entry.get("state_key", ""),
             )
         if name is not None:
             await send(user_id, room_id, "m.room.name", {"name": name}, state_key="")
         if topic is not None:
             await send(user_id, room_id, "m.room.topic", {"topic": topic}, state_key="")
-        for invitee in invites:
+        for invitee in dict.fromkeys(invites):
+            if invitee == user_id:
+                continue
             extra = {"is_direct": True} if is_direct else None
             await self.membership.update_membership(
                 user_id, room_id, invitee, "invite", extra=extra

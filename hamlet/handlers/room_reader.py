@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from hamlet.core.auth_rules import user_may_redact
 from hamlet.core.events import Event
-from hamlet.core.power_levels import AuthState, StateKey
+from hamlet.core.power_levels import StateKey
 from hamlet.handlers.errors import ForbiddenError, NotFoundError
 from hamlet.handlers.event_cache import EventCache
 from hamlet.handlers.state import StateHandler
@@ -73,18 +72,3 @@ class RoomReader:
         if not await self.visibility.filter_for_user(user_id, [stored]):
             raise NotFoundError("Event not found")
         return stored
-
-    @staticmethod
-    def redaction_check(original_sender: str) -> "RedactionCheck":
-        return RedactionCheck(original_sender)
-
-
-class RedactionCheck:
-    """Clients may redact their own events, or others' with the `redact` power level."""
-
-    def __init__(self, original_sender: str) -> None:
-        self.original_sender = original_sender
-
-    def __call__(self, event: Event, auth_state: AuthState) -> None:
-        if not user_may_redact(event.sender, self.original_sender, auth_state):
-            raise ForbiddenError("You don't have permission to redact this event")

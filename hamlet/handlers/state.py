@@ -34,7 +34,9 @@ class StateHandler:
         ids = await self.get_current_state_ids(room_id)
         return await self._load(ids, keys)
 
-    async def get_current_state_event(self, room_id: str, type: str, state_key: str) -> Event | None:
+    async def get_current_state_event(
+        self, room_id: str, type: str, state_key: str
+    ) -> Event | None:
         ids = await self.get_current_state_ids(room_id)
         event_id = ids.get((type, state_key))
         if event_id is None:
@@ -69,6 +71,9 @@ class StateHandler:
 
     def cache_group(self, group: int, ids: StateIds) -> None:
         self._groups.set(group, ids)
+
+    def cached_rooms(self) -> int:
+        return len(self._current) + len(self._groups)
 
     def clear(self) -> None:
         self._current.clear()

@@ -9,6 +9,8 @@ from tests.support.harness import Harness
 
 @dataclass(frozen=True)
 class TestUser:
+    __test__ = False  # not a pytest test class
+
     user_id: str
     token: str
     device_id: str

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from hamlet.api.request import ApiRequest
-from hamlet.api.router import Router
+from hamlet.api.router import Handler, Router
 from hamlet.handlers.errors import BadJsonError, MissingParamError
 
 
@@ -61,12 +61,16 @@ async def invite(req: ApiRequest) -> dict[str, Any]:
     return {}
 
 
-def _action(membership: str):  # type: ignore[no-untyped-def]
+def _action(membership: str, action: str) -> Handler:
     async def handler(req: ApiRequest) -> dict[str, Any]:
         requester = await req.hs.auth.get_user_by_req(req)
         body = await req.json_object()
         await req.hs.membership.update_membership(
-            requester.user_id, req.params["roomId"], _target(body), membership,
+            requester.user_id,
+            req.params["roomId"],
+            _target(body),
+            membership,
+            action=action,
             reason=_reason(body),
         )
         return {}
@@ -85,7 +89,7 @@ def register(router: Router) -> None:
     router.add_client("POST", "/rooms/{roomId}/join", join)
     router.add_client("POST", "/rooms/{roomId}/leave", leave)
     router.add_client("POST", "/rooms/{roomId}/invite", invite)
-    router.add_client("POST", "/rooms/{roomId}/kick", _action("leave"))
-    router.add_client("POST", "/rooms/{roomId}/ban", _action("ban"))
-    router.add_client("POST", "/rooms/{roomId}/unban", _action("leave"))
+    router.add_client("POST", "/rooms/{roomId}/kick", _action("leave", "kick"))
+    router.add_client("POST", "/rooms/{roomId}/ban", _action("ban", "ban"))
+    router.add_client("POST", "/rooms/{roomId}/unban", _action("leave", "unban"))
     router.add_client("POST", "/rooms/{roomId}/forget", forget)

@@ -6,14 +6,13 @@ from typing import Any
 
 from hamlet.api.request import ApiRequest
 from hamlet.api.router import Router
-from hamlet.handlers.streams import StreamToken
+from hamlet.handlers.admin_users import fake_event_id
 from hamlet.handlers.errors import (
     BadJsonError,
-    ForbiddenError,
     InvalidParamError,
-    MatrixError,
     NotFoundError,
 )
+from hamlet.handlers.streams import StreamToken
 
 
 async def create_room(req: ApiRequest) -> dict[str, Any]:
@@ -35,16 +34,21 @@ async def send_event(req: ApiRequest) -> dict[str, Any]:
     requester = await req.hs.auth.get_user_by_req(req)
     room_id = req.params["roomId"]
     _check_room_id(room_id)
-    content = await req.json_object()
-    await req.hs.membership.require_joined(requester.user_id, room_id)
     hs = req.hs
+    txn = _txn(req, requester.user_id, requester.device_id)
+    # A retried transaction gets its event back before any check or rate
+    # limit (the client was told nothing, or lost the answer).
+    earlier = await hs.event_creator.find_txn(room_id, txn)
+    if earlier is not None:
+        return {"event_id": earlier.event_id}
+    content = await req.json_object()
+    await hs.membership.require_joined(requester.user_id, room_id)
     await hs.room_ratelimits.message(requester)
+    if requester.shadow_banned:
+        # Looks sent; nothing is stored and nobody sees it.
+        return {"event_id": fake_event_id()}
     event = await hs.event_creator.send(
-        requester.user_id,
-        room_id,
-        req.params["eventType"],
-        content,
-        txn=_txn(req, requester.user_id, requester.device_id),
+        requester.user_id, room_id, req.params["eventType"], content, txn=txn
     )
     return {"event_id": event.event_id}
 
@@ -62,13 +66,21 @@ async def put_state(req: ApiRequest) -> dict[str, Any]:
         if not isinstance(membership, str):
             raise BadJsonError("membership must be a string")
         event = await hs.membership.update_membership(
-            requester.user_id, room_id, state_key, membership,
+            requester.user_id,
+            room_id,
+            state_key,
+            membership,
             extra={k: v for k, v in content.items() if k != "membership"},
         )
         return {"event_id": event.event_id}
     await hs.membership.require_joined(requester.user_id, room_id)
     if event_type == "m.room.canonical_alias":
         await hs.directory.check_canonical_alias(room_id, content)
+    current = await hs.room_state.get_current_state_event(room_id, event_type, state_key)
+    if current is not None and current.sender == requester.user_id and current.content == content:
+        # PUT is idempotent: the same state again by the same sender makes
+        # no new event (as Synapse).
+        return {"event_id": current.event_id}
     event = await hs.event_creator.send(
         requester.user_id, room_id, event_type, content, state_key=state_key
     )
@@ -110,13 +122,14 @@ async def redact(req: ApiRequest) -> dict[str, Any]:
     requester = await req.hs.auth.get_user_by_req(req)
     room_id = req.params["roomId"]
     _check_room_id(room_id)
-    body = await req.json_object(allow_empty=True)
     hs = req.hs
+    txn = _txn(req, requester.user_id, requester.device_id)
+    earlier = await hs.event_creator.find_txn(room_id, txn)
+    if earlier is not None:
+        return {"event_id": earlier.event_id}
+    body = await req.json_object(allow_empty=True)
     await hs.membership.require_joined(requester.user_id, room_id)
     target = req.params["eventId"]
-    original = await hs.event_cache.get(target)
-    if original is None or original.event.room_id != room_id:
-        raise NotFoundError("Event not found")
     content: dict[str, Any] = {}
     reason = body.get("reason")
     if reason is not None:
@@ -124,9 +137,12 @@ async def redact(req: ApiRequest) -> dict[str, Any]:
             raise BadJsonError("reason must be a string")
         content["reason"] = reason
     event = await hs.event_creator.send(
-        requester.user_id, room_id, "m.room.redaction", content, redacts=target,
-        txn=_txn(req, requester.user_id, requester.device_id),
-        check=hs.room_reader.redaction_check(original.event.sender),
+        requester.user_id,
+        room_id,
+        "m.room.redaction",
+        content,
+        redacts=target,
+        txn=txn,
     )
     return {"event_id": event.event_id}
 
@@ -139,11 +155,10 @@ async def get_members(req: ApiRequest) -> dict[str, Any]:
     at_stream = StreamToken.parse(at).events if at else None
     membership = req.query.get("membership")
     not_membership = req.query.get("not_membership")
-    events = await hs.room_reader.get_member_events_for_user(
-        requester.user_id, room_id, at_stream
-    )
+    events = await hs.room_reader.get_member_events_for_user(requester.user_id, room_id, at_stream)
     chunk = [
-        e for e in events
+        e
+        for e in events
         if (membership is None or e.content.get("membership") == membership)
         and (not_membership is None or e.content.get("membership") != not_membership)
     ]
@@ -172,13 +187,12 @@ async def joined_rooms(req: ApiRequest) -> dict[str, Any]:
     return {"joined_rooms": [m.room_id for m in rooms]}
 
 
-
 def register(router: Router) -> None:
     router.add_client("POST", "/createRoom", create_room)
     router.add_client("PUT", "/rooms/{roomId}/send/{eventType}/{txnId}", send_event)
-    router.add_client("PUT", "/rooms/{roomId}/state/{eventType}/{stateKey}", put_state)
+    router.add_client("PUT", "/rooms/{roomId}/state/{eventType}/{stateKey:[^/]*}", put_state)
     router.add_client("PUT", "/rooms/{roomId}/state/{eventType}", put_state)
-    router.add_client("GET", "/rooms/{roomId}/state/{eventType}/{stateKey}", get_state_event)
+    router.add_client("GET", "/rooms/{roomId}/state/{eventType}/{stateKey:[^/]*}", get_state_event)
     router.add_client("GET", "/rooms/{roomId}/state/{eventType}", get_state_event)
     router.add_client("GET", "/rooms/{roomId}/state", get_state)
     router.add_client("GET", "/rooms/{roomId}/event/{eventId}", get_event)
@@ -186,5 +200,3 @@ def register(router: Router) -> None:
     router.add_client("GET", "/rooms/{roomId}/members", get_members)
     router.add_client("GET", "/rooms/{roomId}/joined_members", get_joined_members)
     router.add_client("GET", "/joined_rooms", joined_rooms)
-
-

@@ -35,13 +35,16 @@ CREATE INDEX events_room_stream ON events (room_id, stream_ordering);
 CREATE INDEX events_relations ON events (relates_to, rel_type, stream_ordering);
 
 -- Client transaction ids, written in the same transaction as the event so
--- a retried send after a crash finds the event it already made.
+-- a retried send after a crash finds the event it already made. A txn id
+-- is scoped to the room (as Synapse): the same id in another room is
+-- another transaction.
 CREATE TABLE event_txn_ids (
+    room_id TEXT NOT NULL,
     user_id TEXT NOT NULL,
     device_id TEXT NOT NULL,
     txn_id TEXT NOT NULL,
     event_id TEXT NOT NULL,
-    PRIMARY KEY (user_id, device_id, txn_id)
+    PRIMARY KEY (room_id, user_id, device_id, txn_id)
 );
 CREATE INDEX event_txn_ids_event ON event_txn_ids (event_id);
 

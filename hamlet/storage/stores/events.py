@@ -55,6 +55,10 @@ def _row_to_event(row: Row) -> StoredEvent:
     stream, event_id, raw, version, redacted_by, group, replaces = row
     pdu = orjson.loads(raw)
     event = Event(pdu, get_room_version(version), event_id=event_id)
+    if redacted_by is not None:
+        # A redacted event is its redacted form for every reader (state,
+        # auth, serving); the original stays in the row.
+        event = Event(event.get_redacted_pdu_json(), event.room_version, event_id=event_id)
     return StoredEvent(int(stream), event, redacted_by, int(group), replaces)
 
 
@@ -118,9 +122,9 @@ class EventsStore:
         )
         if req.txn is not None:
             await txn.execute(
-                "INSERT INTO event_txn_ids (user_id, device_id, txn_id, event_id)"
-                " VALUES (?, ?, ?, ?)",
-                (*req.txn, ev.event_id),
+                "INSERT INTO event_txn_ids (room_id, user_id, device_id, txn_id, event_id)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (ev.room_id, *req.txn, ev.event_id),
             )
         if ev.state_key is not None:
             await self._persist_state(txn, req)
@@ -170,13 +174,24 @@ class EventsStore:
                 " ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership,"
                 " event_id = excluded.event_id, stream_ordering = excluded.stream_ordering,"
                 " forgotten = excluded.forgotten",
-                (ev.room_id, ev.state_key, str(membership), ev.event_id, req.stream_ordering, False),
+                (
+                    ev.room_id,
+                    ev.state_key,
+                    str(membership),
+                    ev.event_id,
+                    req.stream_ordering,
+                    False,
+                ),
             )
 
-    async def get_event_by_txn(self, user_id: str, device_id: str, txn_id: str) -> str | None:
+    async def get_event_by_txn(
+        self, room_id: str, user_id: str, device_id: str, txn_id: str
+    ) -> str | None:
         value = await self.db.fetchval(
             "get_event_by_txn",
-            "SELECT event_id FROM event_txn_ids WHERE user_id = ? AND device_id = ? AND txn_id = ?",
+            "SELECT event_id FROM event_txn_ids"
+            " WHERE room_id = ? AND user_id = ? AND device_id = ? AND txn_id = ?",
+            room_id,
             user_id,
             device_id,
             txn_id,
@@ -255,6 +270,58 @@ class EventsStore:
             limit,
         )
         return [_row_to_event(r) for r in rows]
+
+    async def get_rooms_changed(self, room_ids: Collection[str], after: int, upto: int) -> set[str]:
+        """Which of `room_ids` have events with after < stream_ordering <= upto."""
+        if not room_ids or upto <= after:
+            return set()
+        ids = list(room_ids)
+        changed: set[str] = set()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = await self.db.fetchall(
+                "get_rooms_changed",
+                f"SELECT DISTINCT room_id FROM events WHERE room_id IN ({marks})"
+                " AND stream_ordering > ? AND stream_ordering <= ?",
+                *chunk,
+                after,
+                upto,
+            )
+            changed.update(str(r[0]) for r in rows)
+        return changed
+
+    async def count_unread(self, room_id: str, user_id: str, after: int) -> int:
+        """Messages from others after stream position `after` (for unread counts)."""
+        value = await self.db.fetchval(
+            "count_unread",
+            "SELECT COUNT(*) FROM events WHERE room_id = ? AND stream_ordering > ?"
+            " AND sender != ? AND type IN ('m.room.message', 'm.room.encrypted', 'm.sticker')"
+            " AND redacted_by IS NULL",
+            room_id,
+            after,
+            user_id,
+        )
+        return int(value or 0)
+
+    async def get_read_position(self, room_id: str, user_id: str) -> int:
+        """Where the user has read up to: their newest read receipt or own event."""
+
+        async def run(txn: Transaction) -> int:
+            receipt = await txn.fetchval(
+                "SELECT MAX(e.stream_ordering) FROM receipts r"
+                " JOIN events e ON e.event_id = r.event_id"
+                " WHERE r.room_id = ? AND r.user_id = ?"
+                " AND r.receipt_type IN ('m.read', 'm.read.private')",
+                (room_id, user_id),
+            )
+            own = await txn.fetchval(
+                "SELECT MAX(stream_ordering) FROM events WHERE room_id = ? AND sender = ?",
+                (room_id, user_id),
+            )
+            return max(int(receipt or 0), int(own or 0))
+
+        return await self.db.run_interaction("get_read_position", run)
 
     async def get_latest(self, room_id: str) -> tuple[str, int, int, int] | None:
         """(event_id, depth, stream_ordering, state_group) of the room's newest event."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hamlet.storage.database import Database
+from hamlet.storage.database import Database, Row
 from hamlet.storage.errors import IntegrityError
 
 
@@ -32,9 +32,14 @@ class Membership:
 _MEMBERSHIP_COLUMNS = "room_id, user_id, membership, event_id, stream_ordering, forgotten"
 
 
-def _membership(row: tuple[object, ...]) -> Membership:
+def _membership(row: Row) -> Membership:
     return Membership(
-        str(row[0]), str(row[1]), str(row[2]), str(row[3]), int(row[4]), bool(row[5])  # type: ignore[call-overload]
+        str(row[0]),
+        str(row[1]),
+        str(row[2]),
+        str(row[3]),
+        int(row[4]),
+        bool(row[5]),
     )
 
 
@@ -55,9 +60,15 @@ class RoomsStore:
             str(row[0]), str(row[1]), str(row[2]), row[3], bool(row[4]), int(row[5]), bool(row[6])
         )
 
+    async def count_rooms(self) -> int:
+        return int(await self.db.fetchval("count_rooms", "SELECT COUNT(*) FROM rooms") or 0)
+
     async def set_room_public(self, room_id: str, is_public: bool) -> None:
         await self.db.execute(
-            "set_room_public", "UPDATE rooms SET is_public = ? WHERE room_id = ?", is_public, room_id
+            "set_room_public",
+            "UPDATE rooms SET is_public = ? WHERE room_id = ?",
+            is_public,
+            room_id,
         )
 
     async def get_public_room_ids(self) -> list[str]:
