@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Protocol
@@ -22,6 +23,46 @@ from hamlet.core.crypto import (
     read_signing_keys,
     write_signing_keys,
 )
+from hamlet.handlers.account import AccountHandler
+from hamlet.handlers.account_data import AccountDataHandler
+from hamlet.handlers.account_ratelimits import AccountRatelimiters
+from hamlet.handlers.admin_rooms import AdminRoomsHandler
+from hamlet.handlers.admin_users import AdminUsersHandler
+from hamlet.handlers.auth import AuthHandler
+from hamlet.handlers.devices import DeviceHandler
+from hamlet.handlers.directory import DirectoryHandler
+from hamlet.handlers.errors import LimitExceededError
+from hamlet.handlers.event_cache import EventCache
+from hamlet.handlers.event_creation import EventCreator
+from hamlet.handlers.event_reports import EventReportsHandler
+from hamlet.handlers.event_serializer import EventSerializer
+from hamlet.handlers.filters import FilterHandler
+from hamlet.handlers.login import LoginHandler
+from hamlet.handlers.membership import MembershipHandler
+from hamlet.handlers.notifier import Notifier
+from hamlet.handlers.pagination import PaginationHandler
+from hamlet.handlers.passwords import PasswordHasher
+from hamlet.handlers.presence import PresenceHandler
+from hamlet.handlers.profile import ProfileHandler
+from hamlet.handlers.ratelimit_overrides import RatelimitOverrides
+from hamlet.handlers.receipts import ReceiptsHandler
+from hamlet.handlers.register import RegistrationHandler
+from hamlet.handlers.relations import RelationsHandler
+from hamlet.handlers.room_creation import RoomCreationHandler
+from hamlet.handlers.room_ratelimits import RoomRatelimiters
+from hamlet.handlers.room_reader import RoomReader
+from hamlet.handlers.server_notices import ServerNoticesHandler
+from hamlet.handlers.shared_secret import SharedSecretRegistration
+from hamlet.handlers.spaces import SpaceHierarchyHandler
+from hamlet.handlers.state import StateHandler
+from hamlet.handlers.sync import SyncHandler
+from hamlet.handlers.sync_rooms import RoomSyncBuilder
+from hamlet.handlers.to_device import ToDeviceHandler
+from hamlet.handlers.typing import TypingHandler
+from hamlet.handlers.uia import UiaHandler
+from hamlet.handlers.uia_stages import stage_checkers
+from hamlet.handlers.user_directory import UserDirectoryHandler
+from hamlet.handlers.visibility import VisibilityHandler
 from hamlet.runtime.blocking import run_blocking
 from hamlet.runtime.clock import Clock
 from hamlet.runtime.logcontext import LoggingContext
@@ -29,8 +70,29 @@ from hamlet.storage.database import Database
 from hamlet.storage.engines.postgres import PgPool
 from hamlet.storage.factory import make_database
 from hamlet.storage.migrations import migrate
+from hamlet.storage.stores.account_data import AccountDataStore
+from hamlet.storage.stores.accounts import AccountStore
+from hamlet.storage.stores.admin_rooms import AdminRoomsStore
+from hamlet.storage.stores.admin_users import AdminUserStore
+from hamlet.storage.stores.devices import DeviceStore
+from hamlet.storage.stores.event_reports import EventReportStore
+from hamlet.storage.stores.events import EventsStore, StoredEvent
+from hamlet.storage.stores.filters import FilterStore
+from hamlet.storage.stores.profiles import ProfilesStore
+from hamlet.storage.stores.ratelimit_overrides import RatelimitOverrideStore
+from hamlet.storage.stores.receipts import ReceiptStore
+from hamlet.storage.stores.registration_token_admin import RegistrationTokenAdminStore
+from hamlet.storage.stores.registration_tokens import RegistrationTokenStore
+from hamlet.storage.stores.room_history import RoomHistoryStore
+from hamlet.storage.stores.rooms import RoomsStore
+from hamlet.storage.stores.server_notices import ServerNoticeStore
+from hamlet.storage.stores.to_device import ToDeviceStore
+from hamlet.storage.stores.user_directory import UserDirectoryStore
 
 logger = logging.getLogger(__name__)
+
+# Requests that may wait for a slot, per slot of `limits.max_concurrent_requests`.
+QUEUE_PER_SLOT = 8
 
 
 class Service(Protocol):
@@ -46,12 +108,71 @@ def load_or_create_signing_key(path: Path) -> SigningKey:
             return keys[0]
     key = generate_signing_key()
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(write_signing_keys([key]))
-    path.chmod(0o600)
+    # Created private (never briefly world-readable) and renamed into place,
+    # so a crash cannot leave a half-written key behind.
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(write_signing_keys([key]))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
     return key
 
 
 class HomeServer:
+    # Accounts: users, devices, tokens, login and registration.
+    account_store: AccountStore
+    device_store: DeviceStore
+    registration_token_store: RegistrationTokenStore
+    password_hasher: PasswordHasher
+    account_ratelimiters: AccountRatelimiters
+    auth: AuthHandler
+    devices: DeviceHandler
+    login: LoginHandler
+    uia: UiaHandler
+    registration: RegistrationHandler
+    account: AccountHandler
+    shared_secret_registration: SharedSecretRegistration
+    events_store: EventsStore
+    rooms_store: RoomsStore
+    profiles_store: ProfilesStore
+    event_cache: EventCache
+    room_state: StateHandler
+    event_creator: EventCreator
+    membership: MembershipHandler
+    room_creation: RoomCreationHandler
+    room_ratelimits: RoomRatelimiters
+    directory: DirectoryHandler
+    visibility: VisibilityHandler
+    room_reader: RoomReader
+    event_serializer: EventSerializer
+    # Reading rooms: history, relations, profiles and the directories.
+    room_history_store: RoomHistoryStore
+    user_directory_store: UserDirectoryStore
+    pagination: PaginationHandler
+    relations: RelationsHandler
+    profile: ProfileHandler
+    user_directory: UserDirectoryHandler
+    # User streams that /sync reads, and the notifier that wakes it.
+    notifier: Notifier
+    typing: TypingHandler
+    account_data: AccountDataHandler
+    receipts: ReceiptsHandler
+    presence: PresenceHandler
+    to_device: ToDeviceHandler
+    filters: FilterHandler
+    sync: SyncHandler
+    # Spaces and the rooms side of the admin API.
+    spaces: SpaceHierarchyHandler
+    admin_rooms: AdminRoomsHandler
+    # The users side of the admin API.
+    ratelimit_overrides: RatelimitOverrides
+    registration_token_admin: RegistrationTokenAdminStore
+    admin_users: AdminUsersHandler
+    event_reports: EventReportsHandler
+    server_notices: ServerNoticesHandler
+
     def __init__(self, config: HomeServerConfig, *, pg_pool: PgPool | None = None) -> None:
         self.config = config
         self.server_name = config.server_name
@@ -61,6 +182,8 @@ class HomeServer:
         self._signing_key: SigningKey | None = None
         self._services: list[Service] = []
         self._request_slots: asyncio.Semaphore | None = None
+        self._queued = 0
+        self._max_queued = 0
         self.state = "created"
 
     @property
@@ -104,10 +227,151 @@ class HomeServer:
         cap = self.config.limits.max_concurrent_requests
         if cap is not None:
             self._request_slots = asyncio.Semaphore(cap)
+            self._max_queued = cap * QUEUE_PER_SLOT
         self._build_services()
+        await self._build_room_services()
+        await self._build_user_stream_services()
+        self._build_sync()
+        self._build_spaces_and_admin_rooms()
+        self._build_admin_user_services()
+
+    async def _build_room_services(self) -> None:
+        """Rooms, events and state; they read their stream positions from storage."""
+        self.events_store = EventsStore(self.db)
+        self.rooms_store = RoomsStore(self.db)
+        self.profiles_store = ProfilesStore(self.db)
+        self.event_cache = EventCache(self.events_store)
+        self.room_state = StateHandler(self.events_store, self.rooms_store, self.event_cache)
+        self.event_creator = EventCreator(
+            server_name=self.server_name,
+            clock=self.clock,
+            signing_key=self.signing_key,
+            events=self.events_store,
+            rooms=self.rooms_store,
+            state=self.room_state,
+            cache=self.event_cache,
+        )
+        await self.event_creator.load()
+        self.membership = MembershipHandler(
+            server_name=self.server_name,
+            creator=self.event_creator,
+            state=self.room_state,
+            rooms=self.rooms_store,
+            profiles=self.profiles_store,
+        )
+        self.room_ratelimits = RoomRatelimiters(self.clock, self.config)
+        self._own(self.room_ratelimits)
+        self.user_directory_store = UserDirectoryStore(self.db)
+        self.directory = DirectoryHandler(
+            server_name=self.server_name,
+            rooms=self.rooms_store,
+            state=self.room_state,
+            creator=self.event_creator,
+            counts=self.user_directory_store,
+        )
+        self.visibility = VisibilityHandler(self.room_state, self.rooms_store)
+        self.room_reader = RoomReader(
+            state=self.room_state,
+            rooms=self.rooms_store,
+            cache=self.event_cache,
+            visibility=self.visibility,
+        )
+        self.event_serializer = EventSerializer(self.clock, self.event_cache, self.events_store)
+        self._build_history_services()
+        self.room_creation = RoomCreationHandler(
+            server_name=self.server_name,
+            default_room_version=self.config.default_room_version,
+            creator=self.event_creator,
+            membership=self.membership,
+            rooms=self.rooms_store,
+        )
+
+    def _build_history_services(self) -> None:
+        """History, relations (and the serializer's bundled aggregations), profiles."""
+        self.room_history_store = RoomHistoryStore(self.db)
+        creator = self.event_creator
+        self.pagination = PaginationHandler(
+            history=self.room_history_store,
+            rooms=self.rooms_store,
+            state=self.room_state,
+            cache=self.event_cache,
+            visibility=self.visibility,
+            serializer=self.event_serializer,
+            current_stream=lambda: creator.current_stream,
+        )
+        self.relations = RelationsHandler(
+            history=self.room_history_store,
+            cache=self.event_cache,
+            visibility=self.visibility,
+            serializer=self.event_serializer,
+            pagination=self.pagination,
+        )
+        self.event_serializer.aggregator = self.relations.aggregate
+        self.profile = ProfileHandler(
+            config=self.config,
+            accounts=self.account_store,
+            profiles=self.profiles_store,
+            rooms=self.rooms_store,
+            membership=self.membership,
+        )
+        self.user_directory = UserDirectoryHandler(
+            config=self.config,
+            store=self.user_directory_store,
+            rooms=self.rooms_store,
+            state=self.room_state,
+        )
 
     def _build_services(self) -> None:
         """Build every service, dependencies first."""
+        self.notifier = Notifier(self.clock)
+        self._own(self.notifier)
+        self._build_account_services()
+
+    def _build_account_services(self) -> None:
+        config = self.config
+        self.account_store = AccountStore(self.db)
+        self.device_store = DeviceStore(self.db)
+        self.registration_token_store = RegistrationTokenStore(self.db)
+        self.password_hasher = PasswordHasher(
+            pepper=config.password_config.pepper, rounds=config.bcrypt_rounds
+        )
+        self.account_ratelimiters = AccountRatelimiters(self.clock, config)
+        self._own(self.account_ratelimiters)
+        self.auth = AuthHandler(self.clock, self.device_store)
+        self._own(self.auth)
+        self.devices = DeviceHandler(self.clock, self.device_store, self.auth)
+        self.login = LoginHandler(
+            config,
+            self.account_store,
+            self.password_hasher,
+            self.devices,
+            self.account_ratelimiters,
+        )
+        checkers = stage_checkers(
+            clock=self.clock,
+            server_name=self.server_name,
+            login=self.login,
+            tokens=self.registration_token_store,
+        )
+        self.uia = UiaHandler(self.clock, checkers)
+        self._own(self.uia)
+        self.registration = RegistrationHandler(
+            config,
+            self.clock,
+            self.account_store,
+            self.registration_token_store,
+            self.password_hasher,
+            self.devices,
+            self.uia,
+            self.account_ratelimiters,
+        )
+        self.account = AccountHandler(
+            config, self.account_store, self.password_hasher, self.devices, self.auth, self.uia
+        )
+        self.shared_secret_registration = SharedSecretRegistration(
+            self.clock, config, self.registration
+        )
+        self._own(self.shared_secret_registration)
 
     async def start(self) -> None:
         if self.state != "ready":
@@ -116,17 +380,198 @@ class HomeServer:
         self.clock.call_when_running(self._start_background_work)
         self.state = "running"
 
+    async def _build_user_stream_services(self) -> None:
+        """Typing, receipts, account data, presence, to-device, filters.
+
+        The persistent streams read their positions from storage, so sync
+        tokens stay valid across a restart.
+        """
+        self.typing = TypingHandler(self.clock, self.notifier, self.membership)
+        self._own(self.typing)
+        self.account_data = AccountDataHandler(AccountDataStore(self.db), self.notifier)
+        await self.account_data.load()
+        self._own(self.account_data)
+        self.receipts = ReceiptsHandler(
+            self.clock, ReceiptStore(self.db), self.notifier, self.membership, self.account_data
+        )
+        await self.receipts.load()
+        self._own(self.receipts)
+        self.presence = PresenceHandler(
+            self.clock,
+            self.notifier,
+            self.rooms_store,
+            enabled=self.config.presence.enabled,
+        )
+        self._own(self.presence)
+        self.to_device = ToDeviceHandler(
+            self.server_name, self.clock, ToDeviceStore(self.db), self.notifier, self.devices
+        )
+        await self.to_device.load()
+        self._own(self.to_device)
+        self.filters = FilterHandler(self.server_name, FilterStore(self.db))
+        self._own(self.filters)
+        for provider in (
+            self.typing,
+            self.receipts,
+            self.account_data,
+            self.to_device,
+            self.presence,
+        ):
+            self.notifier.register_stream(provider.name, provider)
+
+    def _build_sync(self) -> None:
+        self.notifier.register_stream("events", self.event_creator)
+        self.event_creator.add_listener(self._notify_event)
+        self.sync = SyncHandler(
+            notifier=self.notifier,
+            rooms=self.rooms_store,
+            room_builder=RoomSyncBuilder(
+                events=self.events_store,
+                rooms=self.rooms_store,
+                state=self.room_state,
+                visibility=self.visibility,
+                serializer=self.event_serializer,
+            ),
+            typing=self.typing,
+            receipts=self.receipts,
+            account_data=self.account_data,
+            to_device=self.to_device,
+            presence=self.presence,
+        )
+
+    def _build_spaces_and_admin_rooms(self) -> None:
+        self.spaces = SpaceHierarchyHandler(
+            server_name=self.server_name,
+            token_key=bytes(self.signing_key.nacl_key),
+            rooms=self.rooms_store,
+            state=self.room_state,
+            cache=self.event_cache,
+            restricted=self.membership.restricted,
+        )
+        creator = self.event_creator
+        self.admin_rooms = AdminRoomsHandler(
+            server_name=self.server_name,
+            clock=self.clock,
+            store=AdminRoomsStore(self.db),
+            rooms=self.rooms_store,
+            accounts=self.account_store,
+            state=self.room_state,
+            cache=self.event_cache,
+            creator=creator,
+            membership=self.membership,
+            room_creation=self.room_creation,
+            serializer=self.event_serializer,
+            history=self.room_history_store,
+            current_stream=lambda: creator.current_stream,
+        )
+
+    def _notify_event(self, stored: StoredEvent) -> None:
+        event = stored.event
+        users = [event.state_key] if event.type == "m.room.member" and event.state_key else []
+        self.notifier.notify(
+            "events", self.event_creator.current_stream, rooms=[event.room_id], users=users
+        )
+
+    def _build_admin_user_services(self) -> None:
+        """Admin API (users side): overrides, user admin, event reports, server notices."""
+        self.ratelimit_overrides = RatelimitOverrides(RatelimitOverrideStore(self.db))
+        self._own(self.ratelimit_overrides)
+        self.room_ratelimits.overrides = self.ratelimit_overrides
+        self.registration_token_admin = RegistrationTokenAdminStore(self.db)
+        self.admin_users = AdminUsersHandler(
+            config=self.config,
+            clock=self.clock,
+            store=AdminUserStore(self.db),
+            accounts=self.account_store,
+            profiles=self.profiles_store,
+            rooms=self.rooms_store,
+            auth=self.auth,
+            devices=self.devices,
+            account=self.account,
+            registration=self.registration,
+            membership=self.membership,
+            profile=self.profile,
+            overrides=self.ratelimit_overrides,
+        )
+        self._own(self.admin_users)
+        self.event_reports = EventReportsHandler(
+            clock=self.clock,
+            store=EventReportStore(self.db),
+            room_reader=self.room_reader,
+            state=self.room_state,
+            events=self.events_store,
+        )
+        self.server_notices = ServerNoticesHandler(
+            config=self.config,
+            clock=self.clock,
+            store=ServerNoticeStore(self.db),
+            accounts=self.account_store,
+            profiles=self.profiles_store,
+            rooms=self.rooms_store,
+            room_creation=self.room_creation,
+            membership=self.membership,
+            creator=self.event_creator,
+            account_data=self.account_data,
+        )
+
     def _start_background_work(self) -> None:
         self.db.start_txn_logging(self.clock)
+        self.admin_users.start()
+        self.account_ratelimiters.start()
+        self.room_ratelimits.start()
+        self.presence.start()
+        self.to_device.start()
         logger.info("Homeserver %s running", self.server_name)
+
+    # Rough per-entry sizes for the memory estimate (measured on typical entries).
+    _BASE_BYTES = 400_000
+    _EVENT_BYTES = 3_000
+    _STATE_ROOM_BYTES = 8_000
+    _ENTRY_BYTES = 300
+
+    def memory_estimate_bytes(self) -> int:
+        """An estimate of what this homeserver holds in memory (for /metrics)."""
+        if self.state not in ("ready", "running"):
+            return 0
+        entries = (
+            self.notifier.memory_usage()
+            + self.typing.memory_usage()
+            + self.presence.memory_usage()
+            + len(self.auth)
+        )
+        return (
+            self._BASE_BYTES
+            + len(self.event_cache) * self._EVENT_BYTES
+            + self.room_state.cached_rooms() * self._STATE_ROOM_BYTES
+            + entries * self._ENTRY_BYTES
+        )
+
+    def is_idle(self) -> bool:
+        """No sync waiting and no background job running: safe to hibernate."""
+        return self.sync.active_syncs == 0 and not self.clock.has_running_tasks()
 
     @contextlib.asynccontextmanager
     async def request_slot(self) -> AsyncIterator[None]:
-        if self._request_slots is None:
+        """One of the tenant's `limits.max_concurrent_requests` slots.
+
+        Beyond the cap requests queue; past a bounded queue they get a 429,
+        so a flood costs this tenant its own latency and nobody else's.
+        """
+        slots = self._request_slots
+        if slots is None:
             yield
             return
-        async with self._request_slots:
+        if slots.locked() and self._queued >= self._max_queued:
+            raise LimitExceededError(1000, "This homeserver is busy; try again shortly")
+        self._queued += 1
+        try:
+            await slots.acquire()
+        finally:
+            self._queued -= 1
+        try:
             yield
+        finally:
+            slots.release()
 
     async def shutdown(self) -> None:
         if self.state in ("shut_down", "shutting_down"):

@@ -2,12 +2,70 @@
 
 from __future__ import annotations
 
-from hamlet.api.client import versions
+from hamlet.api.admin import devices as admin_devices
+from hamlet.api.admin import event_reports as admin_event_reports
+from hamlet.api.admin import register as admin_register
+from hamlet.api.admin import registration_tokens as admin_registration_tokens
+from hamlet.api.admin import rooms as admin_rooms
+from hamlet.api.admin import server_notices as admin_server_notices
+from hamlet.api.admin import users as admin_users
+from hamlet.api.client import (
+    account,
+    account_data,
+    capabilities,
+    devices,
+    directory,
+    filter,
+    login,
+    membership,
+    messages,
+    presence,
+    profile,
+    receipts,
+    register,
+    relations,
+    rooms,
+    spaces,
+    sync,
+    to_device,
+    typing,
+    user_directory,
+    versions,
+)
 from hamlet.api.router import Router
 
 
 def build_router() -> Router:
     router = Router()
-    for module in (versions,):
+    for module in (
+        versions,
+        rooms,
+        directory,
+        profile,
+        user_directory,
+        messages,
+        relations,
+        membership,
+        register,
+        login,
+        account,
+        devices,
+        capabilities,
+        admin_register,
+        admin_users,
+        admin_devices,
+        admin_registration_tokens,
+        admin_event_reports,
+        admin_server_notices,
+        admin_rooms,
+        spaces,
+        typing,
+        receipts,
+        presence,
+        account_data,
+        to_device,
+        filter,
+        sync,
+    ):
         module.register(router)
     return router

@@ -119,6 +119,9 @@ class HttpFrontend:
                 route, params, known = self.router.match(http.method, path)
                 if route is None:
                     raise UnrecognizedError(405 if known else 404)
+                if any("\x00" in value for value in params.values()):
+                    # No ID, type or key may hold NUL (PostgreSQL text refuses it).
+                    raise MatrixError(400, "M_INVALID_PARAM", "NUL in a path parameter")
                 request = ApiRequest(hs=hs, http=http, params=params, client_ip=client_ip)
                 response = await measure_cpu(self._call(hs, route, request), ctx)
             except MatrixError as e:

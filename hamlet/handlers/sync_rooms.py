@@ -7,6 +7,7 @@ from typing import Any
 
 from hamlet.core.events import Event
 from hamlet.core.filters import RoomFilter
+from hamlet.core.power_levels import StateKey
 from hamlet.handlers.event_serializer import EventSerializer
 from hamlet.handlers.state import StateHandler
 from hamlet.handlers.streams import StreamToken
@@ -162,7 +163,13 @@ class RoomSyncBuilder:
         timeline: list[StoredEvent],
         room_filter: RoomFilter,
     ) -> list[dict[str, Any]]:
-        if group is None:
+        if timeline:
+            # The spec's `state` is the state at the start of the timeline:
+            # a client seeds its start-of-timeline state with it and replays
+            # the timeline on top, so a state event the timeline replaces
+            # must still be served in its old form.
+            state = await self._state_before(timeline[0])
+        elif group is None:
             state = await self.state.get_current_state(room_id)
         else:
             state = await self.state.get_state_at_group(group)
@@ -189,6 +196,24 @@ class RoomSyncBuilder:
             include_room_id=False,
             bundle=False,
         )
+
+    async def _state_before(self, first: StoredEvent) -> dict[StateKey, Event]:
+        """The room state just before `first`: the state after it, minus its own change."""
+        state = dict(await self.state.get_state_at_group(first.state_group))
+        event = first.event
+        if not event.is_state():
+            return state
+        key: StateKey = (event.type, event.state_key or "")
+        previous = (
+            await self.state.event_cache.get(first.replaces_state)
+            if first.replaces_state is not None
+            else None
+        )
+        if previous is not None:
+            state[key] = previous.event
+        elif state.get(key) is not None and state[key].event_id == event.event_id:
+            del state[key]
+        return state
 
     async def _joined_room(
         self,

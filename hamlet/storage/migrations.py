@@ -57,9 +57,16 @@ def load_migrations(schema_dir: Path = SCHEMA_DIR) -> list[Migration]:
 
 
 def render(sql: str, engine: str) -> list[str]:
+    """The file's statements for `engine`: tokens filled, comment lines dropped.
+
+    A statement ends with `;` at the end of a line. Whole-line `--` comments
+    are removed first, so a comment ending in `;` does not split a statement
+    (and no statement is only a comment, which PostgreSQL cannot execute).
+    """
     table = _DIALECT[engine]
     filled = _TOKEN.sub(lambda m: table[m.group(1)], sql)
-    return [stmt.strip() for stmt in filled.split(";\n") if stmt.strip()]
+    code = "\n".join(line for line in filled.splitlines() if not line.lstrip().startswith("--"))
+    return [stmt.strip() for stmt in (code + "\n").split(";\n") if stmt.strip()]
 
 
 async def migrate(db: Database, schema_dir: Path = SCHEMA_DIR) -> int:

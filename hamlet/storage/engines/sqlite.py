@@ -99,13 +99,16 @@ class SqliteDatabase(Database):
             conn = self._conn
             if conn is None:
                 raise StorageError("database is closed")
-            await run_blocking(_execute, conn, "BEGIN", ())
+            # run_blocking finishes each statement even if this task is
+            # cancelled, so the rollback below never races a running one and
+            # the lock is never released with a transaction left open.
             try:
+                await run_blocking(_execute, conn, "BEGIN", ())
                 result = await fn(SqliteTransaction(conn))
+                await run_blocking(_execute, conn, "COMMIT", ())
             except BaseException:
-                await asyncio.shield(run_blocking(_rollback, conn))
+                await run_blocking(_rollback, conn)
                 raise
-            await asyncio.shield(run_blocking(_execute, conn, "COMMIT", ()))
             return result
 
 
