@@ -13,6 +13,7 @@ import orjson
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 
+from hamlet.api.router import Router
 from hamlet.api.routes import build_router
 from hamlet.api.server import HttpFrontend
 from hamlet.config import HomeServerConfig, validate_config
@@ -73,6 +74,7 @@ class Harness:
     client: TestClient[Any, Any]
     registry: TenantRegistry
     servers: dict[str, HomeServer] = field(default_factory=dict)
+    frontend: HttpFrontend | None = None
 
     @property
     def hs(self) -> HomeServer:
@@ -100,15 +102,33 @@ class Harness:
         raw = await resp.read()
         return Response(resp.status, resp.headers, raw)
 
+    async def restart(self, server_name: str | None = None) -> HomeServer:
+        """Shut a homeserver down and bring up a new one on the same config and data."""
+        old = self.servers[server_name] if server_name else self.hs
+        self.registry.remove(old.server_name)
+        await old.shutdown()
+        hs = HomeServer(old.config)
+        await hs.setup()
+        await hs.start()
+        self.registry.add(hs)
+        self.servers[old.server_name] = hs
+        return hs
+
     async def close(self) -> None:
         await self.client.close()
         for hs in self.servers.values():
             await hs.shutdown()
 
 
-async def start_harness(configs: list[HomeServerConfig]) -> Harness:
-    registry = TenantRegistry(single_tenant_fallback=False)
-    frontend = HttpFrontend(registry, build_router())
+async def start_harness(
+    configs: list[HomeServerConfig],
+    *,
+    router: Router | None = None,
+    single_tenant_fallback: bool = False,
+) -> Harness:
+    """`router` replaces the real route table (tests that need their own endpoints)."""
+    registry = TenantRegistry(single_tenant_fallback=single_tenant_fallback)
+    frontend = HttpFrontend(registry, router if router is not None else build_router())
     servers: dict[str, HomeServer] = {}
     for config in configs:
         hs = HomeServer(config)
@@ -118,7 +138,7 @@ async def start_harness(configs: list[HomeServerConfig]) -> Harness:
         servers[config.server_name] = hs
     client: TestClient[Any, Any] = TestClient(TestServer(frontend.make_app()))
     await client.start_server()
-    return Harness(client, registry, servers)
+    return Harness(client, registry, servers, frontend)
 
 
 class RecordingHandler(logging.Handler):
