@@ -89,6 +89,15 @@ class SyncHandler:
         account_data = await self.account_data.get_updates(
             user_id, since.account_data if since else 0
         )
+        joined_ids = [m.room_id for m in await self.rooms.get_rooms_for_user(user_id)]
+        typing = self.typing.get_updates(joined_ids, since.typing if since else 0)
+        receipts = await self.receipts.get_updates(
+            user_id, joined_ids, since.receipts if since else 0
+        )
+        ephemeral: dict[str, list[dict[str, Any]]] = {}
+        for room_id in set(typing) | set(receipts):
+            events = [e for e in (typing.get(room_id), receipts.get(room_id)) if e]
+            ephemeral[room_id] = request.filter.room.ephemeral.filter(events)
         rooms = await self.room_builder.build(
             user_id=user_id,
             device_id=requester.device_id,
@@ -97,15 +106,8 @@ class SyncHandler:
             full_state=full_state,
             room_filter=request.filter.room,
             room_account_data=account_data.room_events,
+            ephemeral=ephemeral,
         )
-        joined_ids = list(rooms.get("join", {}))
-        typing = self.typing.get_updates(joined_ids, since.typing if since else 0)
-        receipts = await self.receipts.get_updates(
-            user_id, joined_ids, since.receipts if since else 0
-        )
-        for room_id, room in rooms.get("join", {}).items():
-            ephemeral = [e for e in (typing.get(room_id), receipts.get(room_id)) if e]
-            room["ephemeral"] = {"events": request.filter.room.ephemeral.filter(ephemeral)}
         self.room_builder.drop_empty(
             rooms, incremental=since is not None and not request.full_state
         )

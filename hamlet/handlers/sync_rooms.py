@@ -65,7 +65,10 @@ class RoomSyncBuilder:
         full_state: bool,
         room_filter: RoomFilter,
         room_account_data: Mapping[str, list[dict[str, Any]]],
+        ephemeral: Mapping[str, list[dict[str, Any]]],
     ) -> dict[str, dict[str, Any]]:
+        """The rooms section. In an incremental sync, joined rooms where
+        nothing happened are not even looked at."""
         memberships = [
             m
             for m in await self.rooms.get_memberships_of_user(user_id)
@@ -84,7 +87,17 @@ class RoomSyncBuilder:
                 continue
             newly = since_pos is None or m.stream_ordering > since_pos
             if m.membership == "join":
-                out["join"][m.room_id] = await self._joined_room(
+                quiet = (
+                    since_pos is not None
+                    and not full_state
+                    and not newly
+                    and m.room_id not in changed
+                    and not ephemeral.get(m.room_id)
+                    and not room_account_data.get(m.room_id)
+                )
+                if quiet:
+                    continue
+                room = out["join"][m.room_id] = await self._joined_room(
                     user_id,
                     device_id,
                     m,
@@ -95,6 +108,7 @@ class RoomSyncBuilder:
                     room_filter,
                     room_account_data.get(m.room_id, []),
                 )
+                room["ephemeral"] = {"events": ephemeral.get(m.room_id, [])}
             elif m.membership == "invite" and (newly or full_state):
                 out["invite"][m.room_id] = await self._invited_room(m)
             elif m.membership in ("leave", "ban"):
