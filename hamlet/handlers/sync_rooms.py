@@ -9,6 +9,7 @@ from hamlet.core.events import Event
 from hamlet.core.filters import RoomFilter
 from hamlet.core.power_levels import StateKey
 from hamlet.handlers.event_serializer import EventSerializer
+from hamlet.handlers.push_rules import PushRulesHandler
 from hamlet.handlers.state import StateHandler
 from hamlet.handlers.streams import StreamToken
 from hamlet.handlers.visibility import VisibilityHandler
@@ -48,7 +49,9 @@ class RoomSyncBuilder:
         state: StateHandler,
         visibility: VisibilityHandler,
         serializer: EventSerializer,
+        push_rules: PushRulesHandler,
     ) -> None:
+        self.push_rules = push_rules
         self.events = events
         self.rooms = rooms
         self.state = state
@@ -101,7 +104,7 @@ class RoomSyncBuilder:
                     user_id,
                     device_id,
                     m,
-                    since_pos,
+                    None if newly else since_pos,
                     now,
                     full_state or newly,
                     m.room_id in changed,
@@ -120,7 +123,7 @@ class RoomSyncBuilder:
                     user_id, device_id, m, since_pos, room_filter
                 )
             elif m.membership == "knock" and (newly or full_state):
-                out["knock"][m.room_id] = {"knock_state": {"events": []}}
+                out["knock"][m.room_id] = {"knock_state": {"events": await self._stripped_state(m)}}
         return out
 
     @staticmethod
@@ -242,12 +245,11 @@ class RoomSyncBuilder:
         account_data: list[dict[str, Any]],
     ) -> dict[str, Any]:
         room_id = membership.room_id
-        after = None if full_state else since_pos
         timeline: list[StoredEvent] = []
         limited = False
-        if changed or full_state:
+        if changed or since_pos is None:
             timeline, limited = await self._timeline(
-                user_id, room_id, after, now.events, room_filter
+                user_id, room_id, since_pos, now.events, room_filter
             )
         prev_pos = timeline[0].stream_ordering - 1 if timeline else now.events
         state: list[dict[str, Any]] = []
@@ -257,7 +259,14 @@ class RoomSyncBuilder:
             timeline, user_id=user_id, device_id=device_id, include_room_id=False
         )
         read_pos = await self.events.get_read_position(room_id, user_id)
-        unread = await self.events.count_unread(room_id, user_id, read_pos)
+        summary = await self._summary(room_id, user_id)
+        notification_count, highlight_count = await self.push_rules.unread_counts(
+            user_id,
+            room_id,
+            after=read_pos,
+            upto=now.events,
+            member_count=summary["m.joined_member_count"],
+        )
         return {
             "timeline": {
                 "events": served,
@@ -267,8 +276,11 @@ class RoomSyncBuilder:
             "state": {"events": state},
             "account_data": {"events": room_filter.account_data.filter(account_data)},
             "ephemeral": {"events": []},
-            "unread_notifications": {"notification_count": unread, "highlight_count": 0},
-            "summary": await self._summary(room_id, user_id),
+            "unread_notifications": {
+                "notification_count": notification_count,
+                "highlight_count": highlight_count,
+            },
+            "summary": summary,
         }
 
     async def _summary(self, room_id: str, user_id: str) -> dict[str, Any]:
@@ -285,12 +297,16 @@ class RoomSyncBuilder:
         }
 
     async def _invited_room(self, membership: Membership) -> dict[str, Any]:
+        return {"invite_state": {"events": await self._stripped_state(membership)}}
+
+    async def _stripped_state(self, membership: Membership) -> list[dict[str, Any]]:
+        """The stripped state an invitee or knocker sees, ending with their own member event."""
         state = await self.state.get_current_state(membership.room_id)
         events = [_stripped(e) for (t, _k), e in state.items() if t in STRIPPED_STATE_TYPES]
-        invite = await self.state.event_cache.get(membership.event_id)
-        if invite is not None:
-            events.append(_stripped(invite.event))
-        return {"invite_state": {"events": events}}
+        own = await self.state.event_cache.get(membership.event_id)
+        if own is not None:
+            events.append(_stripped(own.event))
+        return events
 
     async def _left_room(
         self,
