@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from hamlet.core.ids import RoomID
 from hamlet.handlers.errors import ForbiddenError, InvalidParamError, MatrixError, NotFoundError
@@ -16,6 +16,8 @@ from hamlet.storage.stream_ids import StreamIdGenerator
 FULLY_READ: Final = "m.fully_read"
 PUSH_RULES: Final = "m.push_rules"
 TAG: Final = "m.tag"
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -97,6 +99,15 @@ class AccountDataHandler:
     async def set_fully_read(self, user_id: str, room_id: str, event_id: str) -> int:
         """The read marker is room account data `m.fully_read`."""
         return await self._put(user_id, room_id, FULLY_READ, {"event_id": event_id})
+
+    async def write_with(self, user_id: str, write: Callable[[int], Awaitable[T]]) -> T:
+        """For a service that writes a user's account data inside its own
+        transaction (push rules): allocates the stream id for `write(stream_id)`
+        and wakes the user's syncs once it committed."""
+        with self.stream_ids.allocate() as stream_id:
+            result = await write(stream_id)
+        self._notifier.notify("account_data", stream_id, users=[user_id])
+        return result
 
     async def _put(
         self, user_id: str, room_id: str | None, data_type: str, content: dict[str, Any]

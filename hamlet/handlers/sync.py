@@ -16,6 +16,7 @@ from hamlet.handlers.auth import Requester
 from hamlet.handlers.errors import InvalidParamError
 from hamlet.handlers.notifier import Notifier
 from hamlet.handlers.presence import PresenceHandler
+from hamlet.handlers.push_rules import PUSH_RULES_TYPE, PushRulesHandler
 from hamlet.handlers.receipts import ReceiptsHandler
 from hamlet.handlers.streams import StreamToken
 from hamlet.handlers.sync_rooms import RoomSyncBuilder
@@ -50,6 +51,7 @@ class SyncHandler:
         account_data: AccountDataHandler,
         to_device: ToDeviceHandler,
         presence: PresenceHandler,
+        push_rules: PushRulesHandler,
     ) -> None:
         self.notifier = notifier
         self.rooms = rooms
@@ -59,6 +61,7 @@ class SyncHandler:
         self.account_data = account_data
         self.to_device = to_device
         self.presence = presence
+        self.push_rules = push_rules
         self.active_syncs = 0
 
     async def sync(self, request: SyncRequest) -> dict[str, Any]:
@@ -89,6 +92,11 @@ class SyncHandler:
         account_data = await self.account_data.get_updates(
             user_id, since.account_data if since else 0
         )
+        if since is None and all(e["type"] != PUSH_RULES_TYPE for e in account_data.global_events):
+            # Never changed, so never stored: an initial sync still carries them.
+            account_data.global_events.append(
+                {"type": PUSH_RULES_TYPE, "content": await self.push_rules.get_rules(user_id)}
+            )
         joined_ids = [m.room_id for m in await self.rooms.get_rooms_for_user(user_id)]
         typing = self.typing.get_updates(joined_ids, since.typing if since else 0)
         receipts = await self.receipts.get_updates(

@@ -6,7 +6,7 @@ from typing import Any
 
 from hamlet.api.request import ApiRequest
 from hamlet.api.router import Router
-from hamlet.handlers.account_data import check_can_set, check_own, check_room_id
+from hamlet.handlers.account_data import PUSH_RULES, check_can_set, check_own, check_room_id
 
 
 async def put_global(req: ApiRequest) -> dict[str, Any]:
@@ -23,6 +23,9 @@ async def get_global(req: ApiRequest) -> dict[str, Any]:
     requester = await req.hs.auth.get_user_by_req(req)
     user_id = req.params["userId"]
     check_own(requester.user_id, user_id, "get")
+    if req.params["type"] == PUSH_RULES:
+        # Served even before the user changed (and so stored) any rule.
+        return await req.hs.push_rules.get_rules(user_id)
     return await req.hs.account_data.get_global(user_id, req.params["type"])
 
 

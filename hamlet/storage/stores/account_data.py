@@ -21,6 +21,31 @@ class AccountDataRow:
     stream_id: int
 
 
+async def put_account_data_txn(
+    txn: Transaction,
+    user_id: str,
+    room_id: str | None,
+    data_type: str,
+    content: Any,
+    stream_id: int,
+) -> None:
+    """Upsert one entry inside a caller's transaction (also used by push rules,
+    which write their own table and `m.push_rules` together)."""
+    await txn.execute(
+        "INSERT INTO account_data (user_id, room_id, type, content, stream_id)"
+        " VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT (user_id, room_id, type) DO UPDATE SET"
+        " content = excluded.content, stream_id = excluded.stream_id",
+        (
+            user_id,
+            room_id if room_id is not None else GLOBAL,
+            data_type,
+            orjson.dumps(content).decode(),
+            stream_id,
+        ),
+    )
+
+
 class AccountDataStore:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -28,18 +53,10 @@ class AccountDataStore:
     async def put(
         self, user_id: str, room_id: str | None, data_type: str, content: Any, stream_id: int
     ) -> None:
-        await self.db.execute(
-            "put_account_data",
-            "INSERT INTO account_data (user_id, room_id, type, content, stream_id)"
-            " VALUES (?, ?, ?, ?, ?)"
-            " ON CONFLICT (user_id, room_id, type) DO UPDATE SET"
-            " content = excluded.content, stream_id = excluded.stream_id",
-            user_id,
-            room_id if room_id is not None else GLOBAL,
-            data_type,
-            orjson.dumps(content).decode(),
-            stream_id,
-        )
+        async def run(txn: Transaction) -> None:
+            await put_account_data_txn(txn, user_id, room_id, data_type, content, stream_id)
+
+        await self.db.run_interaction("put_account_data", run)
 
     async def update(
         self,
@@ -59,13 +76,7 @@ class AccountDataStore:
             )
             old = orjson.loads(raw) if raw is not None else None
             new = change(old if isinstance(old, dict) else None)
-            await txn.execute(
-                "INSERT INTO account_data (user_id, room_id, type, content, stream_id)"
-                " VALUES (?, ?, ?, ?, ?)"
-                " ON CONFLICT (user_id, room_id, type) DO UPDATE SET"
-                " content = excluded.content, stream_id = excluded.stream_id",
-                (user_id, room_key, data_type, orjson.dumps(new).decode(), stream_id),
-            )
+            await put_account_data_txn(txn, user_id, room_id, data_type, new, stream_id)
             return new
 
         result: Awaitable[dict[str, Any]] = self.db.run_interaction("update_account_data", run)

@@ -291,19 +291,6 @@ class EventsStore:
             changed.update(str(r[0]) for r in rows)
         return changed
 
-    async def count_unread(self, room_id: str, user_id: str, after: int) -> int:
-        """Messages from others after stream position `after` (for unread counts)."""
-        value = await self.db.fetchval(
-            "count_unread",
-            "SELECT COUNT(*) FROM events WHERE room_id = ? AND stream_ordering > ?"
-            " AND sender != ? AND type IN ('m.room.message', 'm.room.encrypted', 'm.sticker')"
-            " AND redacted_by IS NULL",
-            room_id,
-            after,
-            user_id,
-        )
-        return int(value or 0)
-
     async def get_read_position(self, room_id: str, user_id: str) -> int:
         """Where the user has read up to: their newest read receipt or own event."""
 
