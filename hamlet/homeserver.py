@@ -44,6 +44,7 @@ from hamlet.handlers.pagination import PaginationHandler
 from hamlet.handlers.passwords import PasswordHasher
 from hamlet.handlers.presence import PresenceHandler
 from hamlet.handlers.profile import ProfileHandler
+from hamlet.handlers.push_rules import PushRulesHandler
 from hamlet.handlers.ratelimit_overrides import RatelimitOverrides
 from hamlet.handlers.receipts import ReceiptsHandler
 from hamlet.handlers.register import RegistrationHandler
@@ -51,6 +52,7 @@ from hamlet.handlers.relations import RelationsHandler
 from hamlet.handlers.room_creation import RoomCreationHandler
 from hamlet.handlers.room_ratelimits import RoomRatelimiters
 from hamlet.handlers.room_reader import RoomReader
+from hamlet.handlers.room_upgrade import RoomUpgradeHandler
 from hamlet.handlers.server_notices import ServerNoticesHandler
 from hamlet.handlers.shared_secret import SharedSecretRegistration
 from hamlet.handlers.spaces import SpaceHierarchyHandler
@@ -79,6 +81,7 @@ from hamlet.storage.stores.event_reports import EventReportStore
 from hamlet.storage.stores.events import EventsStore, StoredEvent
 from hamlet.storage.stores.filters import FilterStore
 from hamlet.storage.stores.profiles import ProfilesStore
+from hamlet.storage.stores.push_rules import PushRulesStore
 from hamlet.storage.stores.ratelimit_overrides import RatelimitOverrideStore
 from hamlet.storage.stores.receipts import ReceiptStore
 from hamlet.storage.stores.registration_token_admin import RegistrationTokenAdminStore
@@ -142,6 +145,7 @@ class HomeServer:
     event_creator: EventCreator
     membership: MembershipHandler
     room_creation: RoomCreationHandler
+    room_upgrade: RoomUpgradeHandler
     room_ratelimits: RoomRatelimiters
     directory: DirectoryHandler
     visibility: VisibilityHandler
@@ -162,6 +166,7 @@ class HomeServer:
     presence: PresenceHandler
     to_device: ToDeviceHandler
     filters: FilterHandler
+    push_rules: PushRulesHandler
     sync: SyncHandler
     # Spaces and the rooms side of the admin API.
     spaces: SpaceHierarchyHandler
@@ -284,6 +289,14 @@ class HomeServer:
             creator=self.event_creator,
             membership=self.membership,
             rooms=self.rooms_store,
+        )
+        self.room_upgrade = RoomUpgradeHandler(
+            server_name=self.server_name,
+            creator=self.event_creator,
+            membership=self.membership,
+            state=self.room_state,
+            rooms=self.rooms_store,
+            events=self.events_store,
         )
 
     def _build_history_services(self) -> None:
@@ -420,6 +433,13 @@ class HomeServer:
             self.notifier.register_stream(provider.name, provider)
 
     def _build_sync(self) -> None:
+        self.push_rules = PushRulesHandler(
+            store=PushRulesStore(self.db),
+            account_data=self.account_data,
+            events=self.events_store,
+            state=self.room_state,
+        )
+        self._own(self.push_rules)
         self.notifier.register_stream("events", self.event_creator)
         self.event_creator.add_listener(self._notify_event)
         self.sync = SyncHandler(
@@ -431,12 +451,14 @@ class HomeServer:
                 state=self.room_state,
                 visibility=self.visibility,
                 serializer=self.event_serializer,
+                push_rules=self.push_rules,
             ),
             typing=self.typing,
             receipts=self.receipts,
             account_data=self.account_data,
             to_device=self.to_device,
             presence=self.presence,
+            push_rules=self.push_rules,
         )
 
     def _build_spaces_and_admin_rooms(self) -> None:

@@ -263,6 +263,31 @@ class PaginationHandler:
                 response["state"] = [e.get_client_event() for e in state.values()]
         return response
 
+    async def timestamp_to_event(
+        self, user_id: str, room_id: str, ts: int, *, forwards: bool
+    ) -> dict[str, Any]:
+        """The visible event nearest `ts`: the first at or after it (forwards)
+        or the last at or before it (backwards), by `origin_server_ts`."""
+        joined, cap = await self.check_access(user_id, room_id)
+        visible = self._visible(user_id, joined)
+        after: tuple[int, int] | None = None
+        scanned = 0
+        while scanned < MAX_SCANNED:
+            batch = await self.history.get_events_by_timestamp(
+                room_id, ts, forwards=forwards, after=after, upto=cap, limit=50
+            )
+            shown = await visible(batch) if batch else []
+            if shown:
+                event = shown[0].event
+                return {"event_id": event.event_id, "origin_server_ts": event.origin_server_ts}
+            if len(batch) < 50:
+                break
+            last = batch[-1]
+            after = (last.event.origin_server_ts, last.stream_ordering)
+            scanned += len(batch)
+        direction = "forward" if forwards else "backward"
+        raise NotFoundError(f"Unable to find event from {ts} in {direction} direction")
+
     async def _member_state(self, group: int, senders: Iterable[str]) -> dict[StateKey, Event]:
         keys = {("m.room.member", s) for s in senders}
         return await self.state.get_state_at_group(group, keys)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from hamlet.handlers.errors import NotFoundError
+from hamlet.handlers.errors import InvalidParamError, NotFoundError
 from hamlet.handlers.event_cache import EventCache
 from hamlet.handlers.event_serializer import EventSerializer
 from hamlet.handlers.pagination import (
@@ -26,6 +26,10 @@ from hamlet.storage.stores.room_history import RoomHistoryStore
 
 DEFAULT_LIMIT = 5
 MAX_RECURSION_DEPTH = 3
+#: Thread roots scanned (and dropped as invisible or not participated) before
+#: a page of `/threads` gives up and hands back a token to continue from.
+MAX_THREADS_SCANNED = 2000
+THREAD_INCLUDES = ("all", "participated")
 
 REPLACE = "m.replace"
 THREAD = "m.thread"
@@ -136,6 +140,75 @@ class RelationsHandler:
             response["prev_batch"] = from_token
         if recurse:
             response["recursion_depth"] = MAX_RECURSION_DEPTH
+        return response
+
+    async def get_threads(
+        self,
+        user_id: str,
+        device_id: str | None,
+        room_id: str,
+        *,
+        include: str,
+        from_token: str | None,
+        limit: int,
+    ) -> dict[str, Any]:
+        """`GET /rooms/{roomId}/threads`: thread roots, most recently active first.
+
+        Tokens are `t<N>`: the threads whose latest reply is at or before N.
+        """
+        if include not in THREAD_INCLUDES:
+            raise InvalidParamError("include must be 'all' or 'participated'")
+        pos = parse_pagination_token(from_token) if from_token is not None else None
+        joined, cap = await self.pagination.check_access(user_id, room_id)
+        roots: list[StoredEvent] = []
+        next_pos: int | None = None
+        batch = min(max(2 * (limit + 1), 20), 500)
+        scanned = 0
+        while limit > 0:
+            rows = await self.history.get_thread_roots(room_id, before=pos, upto=cap, limit=batch)
+            found = await self.cache.get_many([root for root, _latest in rows])
+            candidates = [
+                stored
+                for stored in found.values()
+                if stored.event.room_id == room_id and _rel_type(stored) is None
+            ]
+            if include == "participated":
+                mine = {s.event.event_id for s in candidates if s.event.sender == user_id}
+                mine |= await self.history.get_threads_participated(
+                    [s.event.event_id for s in candidates if s.event.event_id not in mine],
+                    user_id,
+                )
+                candidates = [s for s in candidates if s.event.event_id in mine]
+            visible = {
+                s.event.event_id
+                for s in await self.visibility.filter_for_user(
+                    user_id, candidates, currently_joined=joined
+                )
+            }
+            full = False
+            for root, latest in rows:
+                if root not in visible:
+                    continue
+                if len(roots) == limit:
+                    full = True
+                    break
+                roots.append(found[root])
+                next_pos = latest - 1
+            scanned += len(rows)
+            if full:
+                break
+            if len(rows) < batch:
+                next_pos = None
+                break
+            pos = rows[-1][1] - 1
+            if scanned >= MAX_THREADS_SCANNED:
+                next_pos = pos
+                break
+        response: dict[str, Any] = {
+            "chunk": await self.serializer.serialize(roots, user_id=user_id, device_id=device_id)
+        }
+        if next_pos is not None:
+            response["next_batch"] = make_pagination_token(next_pos)
         return response
 
     # Bundled aggregations (the EventSerializer's aggregator hook).

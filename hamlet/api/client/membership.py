@@ -1,4 +1,4 @@
-"""Joining, leaving, inviting, kicking, banning and forgetting."""
+"""Joining, knocking, leaving, inviting, kicking, banning and forgetting."""
 
 from __future__ import annotations
 
@@ -35,6 +35,21 @@ async def join(req: ApiRequest) -> dict[str, Any]:
     await hs.room_ratelimits.join(requester, room_id)
     await hs.membership.update_membership(
         requester.user_id, room_id, requester.user_id, "join", reason=_reason(body)
+    )
+    return {"room_id": room_id}
+
+
+async def knock(req: ApiRequest) -> dict[str, Any]:
+    """`server_name`/`via` name servers to knock through; every room we can
+    knock on is local, so they are accepted and ignored."""
+    requester = await req.hs.auth.get_user_by_req(req)
+    body = await req.json_object(allow_empty=True)
+    hs = req.hs
+    room_id = await hs.membership.resolve_room(req.params["roomIdOrAlias"])
+    # Synapse counts a knock against the per-user action limit, not the join one.
+    await hs.room_ratelimits.message(requester)
+    await hs.membership.update_membership(
+        requester.user_id, room_id, requester.user_id, "knock", reason=_reason(body)
     )
     return {"room_id": room_id}
 
@@ -87,6 +102,7 @@ async def forget(req: ApiRequest) -> dict[str, Any]:
 def register(router: Router) -> None:
     router.add_client("POST", "/join/{roomIdOrAlias}", join)
     router.add_client("POST", "/rooms/{roomId}/join", join)
+    router.add_client("POST", "/knock/{roomIdOrAlias}", knock)
     router.add_client("POST", "/rooms/{roomId}/leave", leave)
     router.add_client("POST", "/rooms/{roomId}/invite", invite)
     router.add_client("POST", "/rooms/{roomId}/kick", _action("leave", "kick"))

@@ -1,4 +1,5 @@
-"""Room history: `GET /rooms/{roomId}/messages` and `/rooms/{roomId}/context/{eventId}`."""
+"""Room history: `GET /rooms/{roomId}/messages`, `/rooms/{roomId}/context/{eventId}`
+and `GET /_matrix/client/v1/rooms/{roomId}/timestamp_to_event` (jump to date)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Any
 
 from hamlet.api.request import ApiRequest
 from hamlet.api.router import Router
+from hamlet.handlers.errors import MissingParamError
 from hamlet.handlers.pagination import (
     DEFAULT_LIMIT,
     parse_direction,
@@ -40,6 +42,21 @@ async def get_context(req: ApiRequest) -> dict[str, Any]:
     )
 
 
+async def timestamp_to_event(req: ApiRequest) -> dict[str, Any]:
+    requester = await req.hs.auth.get_user_by_req(req)
+    ts = req.query_int("ts")
+    if ts is None:
+        raise MissingParamError("Missing integer query parameter 'ts'")
+    return await req.hs.pagination.timestamp_to_event(
+        requester.user_id,
+        req.params["roomId"],
+        ts,
+        # `dir` is required by the spec; Synapse defaults to forwards.
+        forwards=not parse_direction(req.query.get("dir"), default="f"),
+    )
+
+
 def register(router: Router) -> None:
+    router.add("GET", "/_matrix/client/v1/rooms/{roomId}/timestamp_to_event", timestamp_to_event)
     router.add_client("GET", "/rooms/{roomId}/messages", get_messages)
     router.add_client("GET", "/rooms/{roomId}/context/{eventId}", get_context)

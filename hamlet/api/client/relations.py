@@ -1,4 +1,5 @@
-"""`GET /rooms/{roomId}/relations/{eventId}[/{relType}[/{eventType}]]` (v1, also under v3)."""
+"""`GET /rooms/{roomId}/relations/{eventId}[/{relType}[/{eventType}]]` (v1, also under v3)
+and the threads list, `GET /_matrix/client/v1/rooms/{roomId}/threads`."""
 
 from __future__ import annotations
 
@@ -27,7 +28,20 @@ async def get_relations(req: ApiRequest) -> dict[str, Any]:
     )
 
 
+async def get_threads(req: ApiRequest) -> dict[str, Any]:
+    requester = await req.hs.auth.get_user_by_req(req)
+    return await req.hs.relations.get_threads(
+        requester.user_id,
+        requester.device_id,
+        req.params["roomId"],
+        include=req.query.get("include", "all"),
+        from_token=req.query.get("from"),
+        limit=parse_limit(req.query_int("limit"), DEFAULT_LIMIT),
+    )
+
+
 def register(router: Router) -> None:
+    router.add("GET", "/_matrix/client/v1/rooms/{roomId}/threads", get_threads)
     base = "/rooms/{roomId}/relations/{eventId}"
     for prefix in ("/_matrix/client/v1", *CLIENT_PREFIXES):
         router.add("GET", prefix + base, get_relations)

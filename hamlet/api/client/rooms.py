@@ -10,6 +10,7 @@ from hamlet.handlers.admin_users import fake_event_id
 from hamlet.handlers.errors import (
     BadJsonError,
     InvalidParamError,
+    MissingParamError,
     NotFoundError,
 )
 from hamlet.handlers.streams import StreamToken
@@ -187,6 +188,19 @@ async def joined_rooms(req: ApiRequest) -> dict[str, Any]:
     return {"joined_rooms": [m.room_id for m in rooms]}
 
 
+async def upgrade_room(req: ApiRequest) -> dict[str, Any]:
+    requester = await req.hs.auth.get_user_by_req(req)
+    room_id = req.params["roomId"]
+    _check_room_id(room_id)
+    body = await req.json_object()
+    if "new_version" not in body:
+        raise MissingParamError("Missing new_version")
+    new_room_id = await req.hs.room_upgrade.upgrade_room(
+        requester.user_id, room_id, body["new_version"]
+    )
+    return {"replacement_room": new_room_id}
+
+
 def register(router: Router) -> None:
     router.add_client("POST", "/createRoom", create_room)
     router.add_client("PUT", "/rooms/{roomId}/send/{eventType}/{txnId}", send_event)
@@ -200,3 +214,4 @@ def register(router: Router) -> None:
     router.add_client("GET", "/rooms/{roomId}/members", get_members)
     router.add_client("GET", "/rooms/{roomId}/joined_members", get_joined_members)
     router.add_client("GET", "/joined_rooms", joined_rooms)
+    router.add_client("POST", "/rooms/{roomId}/upgrade", upgrade_room)

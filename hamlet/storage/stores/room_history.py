@@ -241,3 +241,69 @@ class RoomHistoryStore:
             )
             out.extend(_row_to_event(r) for r in rows)
         return out
+
+    # Threads list and jump-to-date.
+
+    async def get_thread_roots(
+        self, room_id: str, *, before: int | None, upto: int | None, limit: int
+    ) -> list[tuple[str, int]]:
+        """(root event_id, latest reply position), most recently active thread first.
+
+        Only threads whose latest unredacted reply at or before `upto` is at
+        or before `before` are listed (`upto` hides replies the user cannot
+        see at all, e.g. after they left).
+        """
+        clauses = ["room_id = ?", "rel_type = ?", "redacted_by IS NULL"]
+        args: list[Any] = [room_id, "m.thread"]
+        if upto is not None:
+            clauses.append("stream_ordering <= ?")
+            args.append(upto)
+        having = ""
+        if before is not None:
+            having = " HAVING MAX(stream_ordering) <= ?"
+            args.append(before)
+        rows = await self.db.fetchall(
+            "get_thread_roots",
+            f"SELECT relates_to, MAX(stream_ordering) FROM events WHERE {' AND '.join(clauses)}"
+            f" GROUP BY relates_to{having} ORDER BY MAX(stream_ordering) DESC LIMIT ?",
+            *args,
+            limit,
+        )
+        return [(str(r[0]), int(r[1])) for r in rows]
+
+    async def get_events_by_timestamp(
+        self,
+        room_id: str,
+        ts: int,
+        *,
+        forwards: bool,
+        after: tuple[int, int] | None,
+        upto: int | None,
+        limit: int,
+    ) -> list[StoredEvent]:
+        """Events at/after (forwards) or at/before `ts`, nearest first.
+
+        Ordered by (origin_server_ts, stream_ordering), ascending forwards and
+        descending backwards; `after` is the (ts, stream) of the last event
+        of the previous batch, to continue past it.
+        """
+        op, order = (">", "ASC") if forwards else ("<", "DESC")
+        clauses = ["e.room_id = ?", f"e.origin_server_ts {op}= ?"]
+        args: list[Any] = [room_id, ts]
+        if after is not None:
+            clauses.append(
+                f"(e.origin_server_ts {op} ?"
+                f" OR (e.origin_server_ts = ? AND e.stream_ordering {op} ?))"
+            )
+            args.extend([after[0], after[0], after[1]])
+        if upto is not None:
+            clauses.append("e.stream_ordering <= ?")
+            args.append(upto)
+        rows = await self.db.fetchall(
+            "get_events_by_timestamp",
+            f"SELECT {_EVENT_COLUMNS} {_FROM} WHERE {' AND '.join(clauses)}"
+            f" ORDER BY e.origin_server_ts {order}, e.stream_ordering {order} LIMIT ?",
+            *args,
+            limit,
+        )
+        return [_row_to_event(r) for r in rows]

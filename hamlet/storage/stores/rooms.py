@@ -190,3 +190,12 @@ class RoomsStore:
             room_id,
         )
         return [str(r[0]) for r in rows]
+
+    async def move_aliases(self, old_room_id: str, new_room_id: str) -> None:
+        """Point every alias of one room at another (a room upgrade)."""
+        await self.db.execute(
+            "move_aliases",
+            "UPDATE room_aliases SET room_id = ? WHERE room_id = ?",
+            new_room_id,
+            old_room_id,
+        )
