@@ -436,7 +436,7 @@ class HomeServer:
         self.push_rules = PushRulesHandler(
             store=PushRulesStore(self.db),
             account_data=self.account_data,
-            events=self.events_store,
+            history=self.room_history_store,
             state=self.room_state,
         )
         self._own(self.push_rules)
@@ -447,6 +447,7 @@ class HomeServer:
             rooms=self.rooms_store,
             room_builder=RoomSyncBuilder(
                 events=self.events_store,
+                history=self.room_history_store,
                 rooms=self.rooms_store,
                 state=self.room_state,
                 visibility=self.visibility,

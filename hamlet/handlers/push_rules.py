@@ -37,8 +37,8 @@ from hamlet.handlers.account_data import AccountDataHandler
 from hamlet.handlers.errors import BadJsonError, InvalidParamError, MatrixError, NotFoundError
 from hamlet.handlers.state import StateHandler
 from hamlet.runtime.lru import LruCache
-from hamlet.storage.stores.events import EventsStore
 from hamlet.storage.stores.push_rules import PushRulesStore
+from hamlet.storage.stores.room_history import RoomHistoryStore
 
 PUSH_RULES_TYPE: Final = "m.push_rules"
 #: Unread events of a room looked at for its notification counts (newest first).
@@ -77,13 +77,13 @@ class PushRulesHandler:
         *,
         store: PushRulesStore,
         account_data: AccountDataHandler,
-        events: EventsStore,
+        history: RoomHistoryStore,
         state: StateHandler,
         cache_size: int = 500,
     ) -> None:
         self._store = store
         self._account_data = account_data
-        self._events = events
+        self._history = history
         self._state = state
         self._cache: LruCache[str, Ruleset] = LruCache(cache_size)
         # Bumped by every change, so a reader that loaded before a change
@@ -180,7 +180,7 @@ class PushRulesHandler:
         `UNREAD_LIMIT` events in (after, upto] sent by others."""
         if upto <= after:
             return 0, 0
-        events = await self._events.get_room_events(
+        events = await self._history.get_room_events(
             room_id, after=after, before=upto, limit=UNREAD_LIMIT, backwards=True
         )
         candidates = [

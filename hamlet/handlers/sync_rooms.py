@@ -14,6 +14,7 @@ from hamlet.handlers.state import StateHandler
 from hamlet.handlers.streams import StreamToken
 from hamlet.handlers.visibility import VisibilityHandler
 from hamlet.storage.stores.events import EventsStore, StoredEvent
+from hamlet.storage.stores.room_history import RoomHistoryStore
 from hamlet.storage.stores.rooms import Membership, RoomsStore
 
 #: State an invitee sees before joining (the spec's recommended stripped state).
@@ -45,6 +46,7 @@ class RoomSyncBuilder:
         self,
         *,
         events: EventsStore,
+        history: RoomHistoryStore,
         rooms: RoomsStore,
         state: StateHandler,
         visibility: VisibilityHandler,
@@ -53,6 +55,7 @@ class RoomSyncBuilder:
     ) -> None:
         self.push_rules = push_rules
         self.events = events
+        self.history = history
         self.rooms = rooms
         self.state = state
         self.visibility = visibility
@@ -158,8 +161,13 @@ class RoomSyncBuilder:
         collected: list[StoredEvent] = []
         before = upto
         while len(collected) <= limit:
-            batch = await self.events.get_room_events(
-                room_id, after=after, before=before, limit=page, backwards=True
+            batch = await self.history.get_room_events(
+                room_id,
+                after=after,
+                before=before,
+                limit=page,
+                backwards=True,
+                event_filter=timeline_filter,
             )
             if batch:
                 before = batch[-1].stream_ordering - 1

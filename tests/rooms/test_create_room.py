@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from hamlet.core.filters import RoomEventFilter
 from tests.rooms.helpers import (
     V3,
     assert_error,
@@ -176,8 +177,13 @@ async def test_initial_state_overrides_preset(harness: Harness) -> None:
     assert state[("m.room.history_visibility", "")]["content"] == {"history_visibility": "joined"}
     assert state[("org.example.custom", "k")]["content"] == {"x": 1}
     # Only one join rules event was sent (the preset's was skipped).
-    events = await harness.hs.events_store.get_room_events(
-        room_id, limit=100, backwards=False, types=["m.room.join_rules"]
+    events = await harness.hs.room_history_store.get_room_events(
+        room_id,
+        after=None,
+        before=None,
+        limit=100,
+        backwards=False,
+        event_filter=RoomEventFilter(types=("m.room.join_rules",)),
     )
     assert len(events) == 1
     resp = await join(harness, bob, room_id)

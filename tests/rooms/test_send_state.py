@@ -477,7 +477,9 @@ async def test_concurrent_sends_make_a_line(fast_harness: Harness) -> None:
     assert all(r.status == 200 for r in responses), [r.json for r in responses]
     ids = [r.json["event_id"] for r in responses]
     assert len(set(ids)) == 50
-    events = await h.hs.events_store.get_room_events(room_id, limit=1000, backwards=False)
+    events = await h.hs.room_history_store.get_room_events(
+        room_id, after=None, before=None, limit=1000, backwards=False
+    )
     assert {e.event.event_id for e in events} >= set(ids)
     streams = [e.stream_ordering for e in events]
     assert len(set(streams)) == len(streams) and streams == sorted(streams)
@@ -503,7 +505,9 @@ async def test_concurrent_sends_into_two_rooms(fast_harness: Harness) -> None:
     assert all(r.status == 200 for r in responses)
     all_streams: list[int] = []
     for room in (r1, r2):
-        events = await h.hs.events_store.get_room_events(room, limit=1000, backwards=False)
+        events = await h.hs.room_history_store.get_room_events(
+            room, after=None, before=None, limit=1000, backwards=False
+        )
         assert len(events) == await count_events(h, room)
         for prev, cur in itertools.pairwise(events):
             assert cur.event.prev_events == [prev.event.event_id]

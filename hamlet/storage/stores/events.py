@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import orjson
 
@@ -238,38 +237,6 @@ class EventsStore:
                 stored = _row_to_event(row)
                 found[stored.event.event_id] = stored
         return found
-
-    async def get_room_events(
-        self,
-        room_id: str,
-        *,
-        after: int | None = None,
-        before: int | None = None,
-        limit: int,
-        backwards: bool,
-        types: Collection[str] | None = None,
-    ) -> list[StoredEvent]:
-        """Events of a room with after < stream_ordering <= before, in the order asked."""
-        clauses = ["e.room_id = ?"]
-        args: list[Any] = [room_id]
-        if after is not None:
-            clauses.append("e.stream_ordering > ?")
-            args.append(after)
-        if before is not None:
-            clauses.append("e.stream_ordering <= ?")
-            args.append(before)
-        if types:
-            clauses.append(f"e.type IN ({','.join('?' * len(types))})")
-            args.extend(types)
-        order = "DESC" if backwards else "ASC"
-        rows = await self.db.fetchall(
-            "get_room_events",
-            f"SELECT {_EVENT_COLUMNS} FROM events e JOIN rooms r USING (room_id)"
-            f" WHERE {' AND '.join(clauses)} ORDER BY e.stream_ordering {order} LIMIT ?",
-            *args,
-            limit,
-        )
-        return [_row_to_event(r) for r in rows]
 
     async def get_rooms_changed(self, room_ids: Collection[str], after: int, upto: int) -> set[str]:
         """Which of `room_ids` have events with after < stream_ordering <= upto."""
