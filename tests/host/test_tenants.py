@@ -426,3 +426,31 @@ async def test_tenant_cli_drives_the_control_api(
     assert code == 1 and "404" in out
     code = await asyncio.to_thread(cli, ["tenant", "--url", url, "--secret", "wrong", "list"])
     assert code == 1 and "401" in capsys.readouterr().err
+
+
+async def test_postgres_tenants_share_one_bounded_pool(make_host: MakeHost, engine: str) -> None:
+    if engine != "postgres":
+        pytest.skip("the shared pool is PostgreSQL's")
+    host = await make_host()
+    names = [f"pool{i}.test" for i in range(6)]
+    for name in names:
+        status, body = await host.control("POST", "/tenants", {"server_name": name})
+        assert status == 200, body
+    tokens = [await host.register(name, "user") for name in names]
+    await asyncio.gather(
+        *(
+            host.call(name, "GET", "/_matrix/client/v3/joined_rooms", token=token)
+            for name, token in zip(names, tokens, strict=True)
+            for _ in range(5)
+        )
+    )
+    manager = host.process.manager
+    pools = set()
+    for name in names:
+        hs = host.process.registry.get(name)
+        assert hs is not None
+        pools.add(id(hs.db._pool))  # type: ignore[attr-defined]
+        assert hs.db.schema == schema_for(name)  # type: ignore[attr-defined]
+    assert pools == {id(manager._pg_pool)}
+    pool = await manager._pg_pool.get()  # type: ignore[union-attr]
+    assert pool.get_size() <= 4  # host.database cp_max, whatever the number of tenants
