@@ -239,6 +239,7 @@ class HomeServer:
         self._build_sync()
         self._build_spaces_and_admin_rooms()
         self._build_admin_user_services()
+        await self.db.release_memory()
 
     async def _build_room_services(self) -> None:
         """Rooms, events and state; they read their stream positions from storage."""

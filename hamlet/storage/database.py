@@ -62,6 +62,9 @@ class Database(abc.ABC):
     async def close(self) -> None:
         """Release every connection and file handle. Idempotent."""
 
+    async def release_memory(self) -> None:
+        """Hand back memory the engine caches but an idle tenant does not need."""
+
     @abc.abstractmethod
     async def _run(self, fn: Callable[[Transaction], Awaitable[T]]) -> T: ...
 

@@ -90,6 +90,13 @@ class SqliteDatabase(Database):
             async with self._lock:
                 await run_blocking(conn.close)
 
+    async def release_memory(self) -> None:
+        # Migrations and start-up reads fill SQLite's page cache; an idle
+        # tenant pays for it in RSS until something shrinks it.
+        async with self._lock:
+            if self._conn is not None:
+                await run_blocking(_execute, self._conn, "PRAGMA shrink_memory", ())
+
     @property
     def is_open(self) -> bool:
         return self._conn is not None
