@@ -27,6 +27,7 @@ from hamlet.handlers.event_cache import EventCache
 from hamlet.handlers.state import StateHandler
 from hamlet.runtime.clock import Clock
 from hamlet.runtime.linearizer import Linearizer
+from hamlet.runtime.lru import LruCache
 from hamlet.storage.stores.events import SNAPSHOT_EVERY, EventsStore, PersistRequest, StoredEvent
 from hamlet.storage.stores.rooms import RoomsStore
 
@@ -64,6 +65,7 @@ class EventCreator:
         self.cache = cache
         self._linearizer = Linearizer()
         self._heads: dict[str, _RoomHead] = {}
+        self._versions: LruCache[str, RoomVersion] = LruCache(1000)
         self._stream = 0
         # Positions handed out but not yet persisted: readers must not see
         # past the lowest of them, or they would skip it when it lands.
@@ -91,10 +93,15 @@ class EventCreator:
         return self._stream
 
     async def room_version(self, room_id: str) -> RoomVersion:
-        room = await self.rooms_store.get_room(room_id)
-        if room is None:
-            raise NotFoundError("Unknown room")
-        return get_room_version(room.room_version)
+        version = self._versions.get(room_id)
+        if version is None:
+            room = await self.rooms_store.get_room(room_id)
+            if room is None:
+                raise NotFoundError("Unknown room")
+            # A room's version never changes (an upgrade makes a new room).
+            version = get_room_version(room.room_version)
+            self._versions.set(room_id, version)
+        return version
 
     async def find_txn(self, room_id: str, txn: tuple[str, str, str]) -> Event | None:
         """The event a (user, device, txn id) already made in this room, if any."""
@@ -283,6 +290,8 @@ class EventCreator:
 
     def forget_room(self, room_id: str) -> None:
         self._heads.pop(room_id, None)
+        self._versions.pop(room_id)
 
     def clear_caches(self) -> None:
         self._heads.clear()
+        self._versions.clear()

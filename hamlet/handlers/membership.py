@@ -146,11 +146,12 @@ class MembershipHandler:
         await self.rooms.forget(room_id, user_id)
 
     async def is_joined(self, user_id: str, room_id: str) -> bool:
-        current = await self.rooms.get_membership(room_id, user_id)
-        return current is not None and current.membership == "join"
+        # The cached current state answers this on the hot paths (every send).
+        member = await self.state.get_current_state_event(room_id, MEMBER, user_id)
+        return member is not None and member.content.get("membership") == "join"
 
     async def require_joined(self, user_id: str, room_id: str) -> None:
-        if await self.rooms.get_room(room_id) is None:
+        if ("m.room.create", "") not in await self.state.get_current_state_ids(room_id):
             raise NotFoundError("Unknown room")
         if not await self.is_joined(user_id, room_id):
             raise ForbiddenError(f"User {user_id} not in room {room_id}")

@@ -62,6 +62,7 @@ class Database(abc.ABC):
     async def close(self) -> None:
         """Release every connection and file handle. Idempotent."""
 
+    @abc.abstractmethod
     async def release_memory(self) -> None:
         """Hand back memory the engine caches but an idle tenant does not need."""
 

@@ -104,6 +104,9 @@ class PostgresDatabase(Database):
         if self._owns_pool:
             await self._pool.close()
 
+    async def release_memory(self) -> None:
+        """Nothing to do: the shared pool's connections hold no per-tenant cache."""
+
     async def drop_schema(self) -> None:
         pool = await self._pool.get()
         async with pool.acquire() as conn:
