@@ -368,7 +368,7 @@ class AdminUsersHandler:
         return _device_json(device)
 
     async def create_device(self, user_id: str, device_id: str) -> None:
-        await self._devices.store.ensure_device(user_id, device_id, None, self._clock.time_msec())
+        await self._devices.create_device(user_id, device_id)
 
     async def update_device(self, user_id: str, device_id: str, body: dict[str, Any]) -> None:
         display_name = body.get("display_name")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 import string
+from typing import Protocol
 
 from hamlet.handlers.auth import AuthHandler
 from hamlet.runtime.clock import Clock
@@ -16,6 +17,12 @@ from hamlet.storage.stores.devices import DeviceRecord, DeviceStore
 _DEVICE_ID_ALPHABET = string.ascii_uppercase
 MAX_DEVICE_ID_LENGTH = 255
 MAX_DISPLAY_NAME_LENGTH = 100
+
+
+class DeviceListUpdates(Protocol):
+    async def devices_changed(self, user_id: str) -> None:
+        """The user's devices changed: bump the device list stream."""
+        ...
 
 
 def generate_device_id() -> str:
@@ -27,6 +34,12 @@ class DeviceHandler:
         self._clock = clock
         self.store = store
         self._auth = auth
+        # Set once the device list stream exists (it is built after this handler).
+        self.device_lists: DeviceListUpdates | None = None
+
+    async def _changed(self, user_id: str) -> None:
+        if self.device_lists is not None:
+            await self.device_lists.devices_changed(user_id)
 
     async def login_device(
         self, user_id: str, device_id: str | None, display_name: str | None
@@ -39,12 +52,18 @@ class DeviceHandler:
                     user_id, device_id, display_name, self._clock.time_msec()
                 ):
                     break
-        else:
-            await self.store.ensure_device(
-                user_id, device_id, display_name, self._clock.time_msec()
-            )
+            await self._changed(user_id)
+        elif await self.store.ensure_device(
+            user_id, device_id, display_name, self._clock.time_msec()
+        ):
+            await self._changed(user_id)
         token = await self._auth.issue_token(user_id, device_id)
         return device_id, token
+
+    async def create_device(self, user_id: str, device_id: str) -> None:
+        """Create a device without a token (admin API); nothing if it exists."""
+        if await self.store.ensure_device(user_id, device_id, None, self._clock.time_msec()):
+            await self._changed(user_id)
 
     async def get_devices(self, user_id: str) -> list[DeviceRecord]:
         return await self.store.get_devices(user_id)
@@ -53,11 +72,15 @@ class DeviceHandler:
         return await self.store.get_device(user_id, device_id)
 
     async def set_display_name(self, user_id: str, device_id: str, display_name: str) -> bool:
-        return await self.store.set_display_name(user_id, device_id, display_name)
+        changed = await self.store.set_display_name(user_id, device_id, display_name)
+        if changed:
+            await self._changed(user_id)
+        return changed
 
     async def delete_devices(self, user_id: str, device_ids: list[str]) -> None:
         revoked = await self.store.delete_devices(user_id, device_ids)
         self._auth.invalidate_tokens(revoked)
+        await self._changed(user_id)
 
     async def delete_all_devices(
         self, user_id: str, *, except_device_id: str | None = None
@@ -66,6 +89,7 @@ class DeviceHandler:
         self._auth.invalidate_tokens(revoked)
         if except_device_id is None:
             self._auth.invalidate_user(user_id)
+        await self._changed(user_id)
 
     async def shutdown(self) -> None:
         return None

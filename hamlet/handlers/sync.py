@@ -13,6 +13,8 @@ from typing import Any
 from hamlet.core.filters import Filter
 from hamlet.handlers.account_data import AccountDataHandler
 from hamlet.handlers.auth import Requester
+from hamlet.handlers.device_lists import DeviceListHandler
+from hamlet.handlers.e2e_keys import E2eKeysHandler
 from hamlet.handlers.errors import InvalidParamError
 from hamlet.handlers.notifier import Notifier
 from hamlet.handlers.presence import PresenceHandler
@@ -52,6 +54,8 @@ class SyncHandler:
         to_device: ToDeviceHandler,
         presence: PresenceHandler,
         push_rules: PushRulesHandler,
+        e2e_keys: E2eKeysHandler,
+        device_lists: DeviceListHandler,
     ) -> None:
         self.notifier = notifier
         self.rooms = rooms
@@ -62,6 +66,8 @@ class SyncHandler:
         self.to_device = to_device
         self.presence = presence
         self.push_rules = push_rules
+        self.e2e_keys = e2e_keys
+        self.device_lists = device_lists
         self.active_syncs = 0
 
     async def sync(self, request: SyncRequest) -> dict[str, Any]:
@@ -130,6 +136,7 @@ class SyncHandler:
             )
         presence = await self.presence.get_updates(user_id, since.presence if since else 0)
         next_batch = now.copy_and_replace("to_device", max(to_device_pos, 0))
+        e2e = await self._e2e(requester, since, now)
         return {
             "next_batch": next_batch.to_string(),
             "rooms": rooms,
@@ -138,6 +145,27 @@ class SyncHandler:
             },
             "presence": {"events": request.filter.presence.filter(presence)},
             "to_device": {"events": to_device_events},
-            "device_lists": {"changed": [], "left": []},
-            "device_one_time_keys_count": {},
+            **e2e,
+        }
+
+    async def _e2e(
+        self, requester: Requester, since: StreamToken | None, now: StreamToken
+    ) -> dict[str, Any]:
+        """Device list changes since the token (none on an initial sync) and
+        the requesting device's one-time and fallback key state."""
+        user_id = requester.user_id
+        if since is None:
+            device_lists: dict[str, list[str]] = {"changed": [], "left": []}
+        else:
+            changes = await self.device_lists.get_changes(user_id, since, now)
+            device_lists = changes.to_json()
+        counts: dict[str, int] = {}
+        fallback: list[str] = []
+        if requester.device_id is not None:
+            counts = await self.e2e_keys.one_time_key_counts(user_id, requester.device_id)
+            fallback = await self.e2e_keys.unused_fallback_key_types(user_id, requester.device_id)
+        return {
+            "device_lists": device_lists,
+            "device_one_time_keys_count": counts,
+            "device_unused_fallback_key_types": fallback,
         }

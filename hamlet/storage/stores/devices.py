@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hamlet.storage.database import Database, Transaction
+from hamlet.storage.stores.e2e_keys import delete_device_keys_txn
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +135,7 @@ class DeviceStore:
                     "DELETE FROM devices WHERE user_id = ? AND device_id = ?",
                     (user_id, device_id),
                 )
+            await delete_device_keys_txn(txn, user_id, device_ids)
             return hashes
 
         return await self.db.run_interaction("delete_devices", txn_fn)
@@ -148,6 +150,12 @@ class DeviceStore:
         """
 
         async def txn_fn(txn: Transaction) -> list[str]:
+            devices = await txn.fetchall(
+                "SELECT device_id FROM devices WHERE user_id = ?", (user_id,)
+            )
+            await delete_device_keys_txn(
+                txn, user_id, [str(r[0]) for r in devices if r[0] != except_device_id]
+            )
             if except_device_id is None:
                 rows = await txn.fetchall(
                     "SELECT token_hash FROM access_tokens WHERE user_id = ?", (user_id,)

@@ -1,0 +1,81 @@
+"""End-to-end encryption keys: /keys/upload, query, claim, changes,
+device_signing/upload and signatures/upload."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hamlet.api.client._fields import uia_request_key
+from hamlet.api.request import ApiRequest
+from hamlet.api.router import Router
+from hamlet.handlers.account import PASSWORD_FLOWS
+from hamlet.handlers.errors import MissingParamError
+from hamlet.handlers.streams import StreamToken
+
+
+async def upload_keys(req: ApiRequest) -> dict[str, Any]:
+    requester = await req.hs.auth.get_user_by_req(req, allow_guest=True)
+    body = await req.json_object()
+    counts = await req.hs.e2e_keys.upload_keys(requester.user_id, requester.device_id, body)
+    return {"one_time_key_counts": counts}
+
+
+async def query_keys(req: ApiRequest) -> dict[str, Any]:
+    requester = await req.hs.auth.get_user_by_req(req, allow_guest=True)
+    body = await req.json_object()
+    if "device_keys" not in body:
+        raise MissingParamError("Missing param: device_keys")
+    return await req.hs.e2e_keys.query_keys(requester.user_id, body["device_keys"])
+
+
+async def claim_keys(req: ApiRequest) -> dict[str, Any]:
+    await req.hs.auth.get_user_by_req(req, allow_guest=True)
+    body = await req.json_object()
+    if "one_time_keys" not in body:
+        raise MissingParamError("Missing param: one_time_keys")
+    return await req.hs.e2e_keys.claim_keys(body["one_time_keys"])
+
+
+async def key_changes(req: ApiRequest) -> dict[str, Any]:
+    requester = await req.hs.auth.get_user_by_req(req, allow_guest=True)
+    since_raw = req.query.get("from")
+    upto_raw = req.query.get("to")
+    if since_raw is None or upto_raw is None:
+        raise MissingParamError("Missing param: 'from' and 'to' are required")
+    since = StreamToken.parse(since_raw)
+    upto = StreamToken.parse(upto_raw)
+    changes = await req.hs.device_lists.get_changes(requester.user_id, since, upto)
+    return changes.to_json()
+
+
+async def upload_signing_keys(req: ApiRequest) -> dict[str, Any]:
+    hs = req.hs
+    requester = await hs.auth.get_user_by_req(req)
+    body = await req.json_object()
+    keys = await hs.e2e_keys.parse_signing_keys(requester.user_id, body)
+    if not await hs.e2e_keys.signing_keys_need_uia(requester.user_id, keys):
+        await hs.e2e_keys.upload_signing_keys(requester.user_id, keys)
+        return {}
+    async with hs.uia.authenticate(
+        body.get("auth"),
+        request_key=uia_request_key(req),
+        flows=PASSWORD_FLOWS,
+        user_id=requester.user_id,
+    ):
+        await hs.e2e_keys.upload_signing_keys(requester.user_id, keys)
+    return {}
+
+
+async def upload_signatures(req: ApiRequest) -> dict[str, Any]:
+    requester = await req.hs.auth.get_user_by_req(req)
+    body = await req.json_object()
+    return await req.hs.e2e_keys.upload_signatures(requester.user_id, body)
+
+
+def register(router: Router) -> None:
+    router.add_client("POST", "/keys/upload", upload_keys)
+    router.add_client("POST", "/keys/query", query_keys)
+    router.add_client("POST", "/keys/claim", claim_keys)
+    router.add_client("GET", "/keys/changes", key_changes)
+    router.add_client("POST", "/keys/device_signing/upload", upload_signing_keys)
+    router.add_client("POST", "/keys/signatures/upload", upload_signatures)
