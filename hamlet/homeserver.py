@@ -29,15 +29,19 @@ from hamlet.handlers.account_ratelimits import AccountRatelimiters
 from hamlet.handlers.admin_rooms import AdminRoomsHandler
 from hamlet.handlers.admin_users import AdminUsersHandler
 from hamlet.handlers.auth import AuthHandler
+from hamlet.handlers.device_lists import DeviceListHandler
 from hamlet.handlers.devices import DeviceHandler
 from hamlet.handlers.directory import DirectoryHandler
+from hamlet.handlers.e2e_keys import E2eKeysHandler
 from hamlet.handlers.errors import LimitExceededError
 from hamlet.handlers.event_cache import EventCache
 from hamlet.handlers.event_creation import EventCreator
 from hamlet.handlers.event_reports import EventReportsHandler
 from hamlet.handlers.event_serializer import EventSerializer
 from hamlet.handlers.filters import FilterHandler
+from hamlet.handlers.key_backup import KeyBackupHandler
 from hamlet.handlers.login import LoginHandler
+from hamlet.handlers.media import MediaRepository
 from hamlet.handlers.membership import MembershipHandler
 from hamlet.handlers.notifier import Notifier
 from hamlet.handlers.pagination import PaginationHandler
@@ -71,15 +75,19 @@ from hamlet.runtime.logcontext import LoggingContext
 from hamlet.storage.database import Database
 from hamlet.storage.engines.postgres import PgPool
 from hamlet.storage.factory import make_database
+from hamlet.storage.media_files import MediaFiles
 from hamlet.storage.migrations import migrate
 from hamlet.storage.stores.account_data import AccountDataStore
 from hamlet.storage.stores.accounts import AccountStore
 from hamlet.storage.stores.admin_rooms import AdminRoomsStore
 from hamlet.storage.stores.admin_users import AdminUserStore
 from hamlet.storage.stores.devices import DeviceStore
+from hamlet.storage.stores.e2e_keys import E2eKeysStore
 from hamlet.storage.stores.event_reports import EventReportStore
 from hamlet.storage.stores.events import EventsStore, StoredEvent
 from hamlet.storage.stores.filters import FilterStore
+from hamlet.storage.stores.key_backup import KeyBackupStore
+from hamlet.storage.stores.media import MediaStore
 from hamlet.storage.stores.profiles import ProfilesStore
 from hamlet.storage.stores.push_rules import PushRulesStore
 from hamlet.storage.stores.ratelimit_overrides import RatelimitOverrideStore
@@ -168,6 +176,10 @@ class HomeServer:
     filters: FilterHandler
     push_rules: PushRulesHandler
     sync: SyncHandler
+    # End-to-end encryption: keys, the device list stream, key backup.
+    device_lists: DeviceListHandler
+    e2e_keys: E2eKeysHandler
+    key_backup: KeyBackupHandler
     # Spaces and the rooms side of the admin API.
     spaces: SpaceHierarchyHandler
     admin_rooms: AdminRoomsHandler
@@ -177,6 +189,8 @@ class HomeServer:
     admin_users: AdminUsersHandler
     event_reports: EventReportsHandler
     server_notices: ServerNoticesHandler
+    # The media repository (uploads, downloads, thumbnails).
+    media: MediaRepository
 
     def __init__(self, config: HomeServerConfig, *, pg_pool: PgPool | None = None) -> None:
         self.config = config
@@ -236,9 +250,11 @@ class HomeServer:
         self._build_services()
         await self._build_room_services()
         await self._build_user_stream_services()
+        await self._build_e2e_services()
         self._build_sync()
         self._build_spaces_and_admin_rooms()
         self._build_admin_user_services()
+        await self._build_media()
         await self.db.release_memory()
 
     async def _build_room_services(self) -> None:
@@ -433,6 +449,25 @@ class HomeServer:
         ):
             self.notifier.register_stream(provider.name, provider)
 
+    async def _build_e2e_services(self) -> None:
+        """Device keys, cross-signing, the device list stream and key backup."""
+        e2e_store = E2eKeysStore(self.db)
+        self.device_lists = DeviceListHandler(e2e_store, self.rooms_store, self.notifier)
+        await self.device_lists.load()
+        self._own(self.device_lists)
+        self.notifier.register_stream(self.device_lists.name, self.device_lists)
+        self.devices.device_lists = self.device_lists
+        self.e2e_keys = E2eKeysHandler(
+            server_name=self.server_name,
+            clock=self.clock,
+            store=e2e_store,
+            device_lists=self.device_lists,
+            devices=self.devices,
+        )
+        self._own(self.e2e_keys)
+        self.key_backup = KeyBackupHandler(KeyBackupStore(self.db))
+        self._own(self.key_backup)
+
     def _build_sync(self) -> None:
         self.push_rules = PushRulesHandler(
             store=PushRulesStore(self.db),
@@ -461,6 +496,8 @@ class HomeServer:
             to_device=self.to_device,
             presence=self.presence,
             push_rules=self.push_rules,
+            e2e_keys=self.e2e_keys,
+            device_lists=self.device_lists,
         )
 
     def _build_spaces_and_admin_rooms(self) -> None:
@@ -538,6 +575,17 @@ class HomeServer:
             account_data=self.account_data,
         )
 
+    async def _build_media(self) -> None:
+        self.media = MediaRepository(
+            server_name=self.server_name,
+            clock=self.clock,
+            config=self.config,
+            store=MediaStore(self.db),
+            files=MediaFiles(self.config.media_store_path),
+        )
+        self._own(self.media)
+        await self.media.prepare()
+
     def _start_background_work(self) -> None:
         self.db.start_txn_logging(self.clock)
         self.admin_users.start()
@@ -545,6 +593,7 @@ class HomeServer:
         self.room_ratelimits.start()
         self.presence.start()
         self.to_device.start()
+        self.media.start()
         logger.info("Homeserver %s running", self.server_name)
 
     # Rough per-entry sizes for the memory estimate (measured on typical entries).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +57,20 @@ class ApiRequest:
                 chunks.append(chunk)
             self._body = b"".join(chunks)
         return self._body
+
+    async def stream_body(self, limit: int) -> AsyncIterator[bytes]:
+        """The body in chunks as they arrive, for uploads bigger than `body()` allows.
+
+        Raises `TooLargeError` as soon as the body is known to exceed `limit`.
+        """
+        if self.http.content_length is not None and self.http.content_length > limit:
+            raise TooLargeError("Upload request body is too large")
+        size = 0
+        async for chunk in self.http.content.iter_chunked(65536):
+            size += len(chunk)
+            if size > limit:
+                raise TooLargeError("Upload request body is too large")
+            yield chunk
 
     async def json(self) -> Any:
         raw = await self.body()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from hamlet.api.admin import devices as admin_devices
 from hamlet.api.admin import event_reports as admin_event_reports
+from hamlet.api.admin import media as admin_media
 from hamlet.api.admin import register as admin_register
 from hamlet.api.admin import registration_tokens as admin_registration_tokens
 from hamlet.api.admin import rooms as admin_rooms
@@ -16,6 +17,7 @@ from hamlet.api.client import (
     devices,
     directory,
     filter,
+    keys,
     login,
     membership,
     messages,
@@ -25,6 +27,7 @@ from hamlet.api.client import (
     receipts,
     register,
     relations,
+    room_keys,
     rooms,
     spaces,
     sync,
@@ -33,6 +36,7 @@ from hamlet.api.client import (
     user_directory,
     versions,
 )
+from hamlet.api.media import content as media_content
 from hamlet.api.router import Router
 
 
@@ -59,6 +63,8 @@ def build_router() -> Router:
         admin_event_reports,
         admin_server_notices,
         admin_rooms,
+        admin_media,
+        media_content,
         spaces,
         typing,
         receipts,
@@ -68,6 +74,8 @@ def build_router() -> Router:
         to_device,
         filter,
         sync,
+        keys,
+        room_keys,
     ):
         module.register(router)
     return router

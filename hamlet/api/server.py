@@ -139,6 +139,7 @@ class HttpFrontend:
             finally:
                 ctx.usage.wall_s = time.monotonic() - ctx.started_at
             status = response.status
+            nbytes = response.content_length or 0  # a streamed file says its length
             if isinstance(response, web.Response) and response.body is not None:
                 body = response.body
                 nbytes = len(body) if isinstance(body, bytes | bytearray) else 0
