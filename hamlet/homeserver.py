@@ -257,6 +257,58 @@ class HomeServer:
         await self._build_media()
         await self.db.release_memory()
 
+    def _build_services(self) -> None:
+        """Build every service, dependencies first."""
+        self.notifier = Notifier(self.clock)
+        self._own(self.notifier)
+        self._build_account_services()
+
+    def _build_account_services(self) -> None:
+        config = self.config
+        self.account_store = AccountStore(self.db)
+        self.device_store = DeviceStore(self.db)
+        self.registration_token_store = RegistrationTokenStore(self.db)
+        self.password_hasher = PasswordHasher(
+            pepper=config.password_config.pepper, rounds=config.bcrypt_rounds
+        )
+        self.account_ratelimiters = AccountRatelimiters(self.clock, config)
+        self._own(self.account_ratelimiters)
+        self.auth = AuthHandler(self.clock, self.device_store)
+        self._own(self.auth)
+        self.devices = DeviceHandler(self.clock, self.device_store, self.auth)
+        self.login = LoginHandler(
+            config,
+            self.account_store,
+            self.password_hasher,
+            self.devices,
+            self.account_ratelimiters,
+        )
+        checkers = stage_checkers(
+            clock=self.clock,
+            server_name=self.server_name,
+            login=self.login,
+            tokens=self.registration_token_store,
+        )
+        self.uia = UiaHandler(self.clock, checkers)
+        self._own(self.uia)
+        self.registration = RegistrationHandler(
+            config,
+            self.clock,
+            self.account_store,
+            self.registration_token_store,
+            self.password_hasher,
+            self.devices,
+            self.uia,
+            self.account_ratelimiters,
+        )
+        self.account = AccountHandler(
+            config, self.account_store, self.password_hasher, self.devices, self.auth, self.uia
+        )
+        self.shared_secret_registration = SharedSecretRegistration(
+            self.clock, config, self.registration
+        )
+        self._own(self.shared_secret_registration)
+
     async def _build_room_services(self) -> None:
         """Rooms, events and state; they read their stream positions from storage."""
         self.events_store = EventsStore(self.db)
@@ -351,65 +403,6 @@ class HomeServer:
             state=self.room_state,
         )
 
-    def _build_services(self) -> None:
-        """Build every service, dependencies first."""
-        self.notifier = Notifier(self.clock)
-        self._own(self.notifier)
-        self._build_account_services()
-
-    def _build_account_services(self) -> None:
-        config = self.config
-        self.account_store = AccountStore(self.db)
-        self.device_store = DeviceStore(self.db)
-        self.registration_token_store = RegistrationTokenStore(self.db)
-        self.password_hasher = PasswordHasher(
-            pepper=config.password_config.pepper, rounds=config.bcrypt_rounds
-        )
-        self.account_ratelimiters = AccountRatelimiters(self.clock, config)
-        self._own(self.account_ratelimiters)
-        self.auth = AuthHandler(self.clock, self.device_store)
-        self._own(self.auth)
-        self.devices = DeviceHandler(self.clock, self.device_store, self.auth)
-        self.login = LoginHandler(
-            config,
-            self.account_store,
-            self.password_hasher,
-            self.devices,
-            self.account_ratelimiters,
-        )
-        checkers = stage_checkers(
-            clock=self.clock,
-            server_name=self.server_name,
-            login=self.login,
-            tokens=self.registration_token_store,
-        )
-        self.uia = UiaHandler(self.clock, checkers)
-        self._own(self.uia)
-        self.registration = RegistrationHandler(
-            config,
-            self.clock,
-            self.account_store,
-            self.registration_token_store,
-            self.password_hasher,
-            self.devices,
-            self.uia,
-            self.account_ratelimiters,
-        )
-        self.account = AccountHandler(
-            config, self.account_store, self.password_hasher, self.devices, self.auth, self.uia
-        )
-        self.shared_secret_registration = SharedSecretRegistration(
-            self.clock, config, self.registration
-        )
-        self._own(self.shared_secret_registration)
-
-    async def start(self) -> None:
-        if self.state != "ready":
-            raise RuntimeError(f"start() called on a homeserver that is {self.state}")
-        self.clock.start()
-        self.clock.call_when_running(self._start_background_work)
-        self.state = "running"
-
     async def _build_user_stream_services(self) -> None:
         """Typing, receipts, account data, presence, to-device, filters.
 
@@ -500,6 +493,13 @@ class HomeServer:
             device_lists=self.device_lists,
         )
 
+    def _notify_event(self, stored: StoredEvent) -> None:
+        event = stored.event
+        users = [event.state_key] if event.type == "m.room.member" and event.state_key else []
+        self.notifier.notify(
+            "events", self.event_creator.current_stream, rooms=[event.room_id], users=users
+        )
+
     def _build_spaces_and_admin_rooms(self) -> None:
         self.spaces = SpaceHierarchyHandler(
             server_name=self.server_name,
@@ -524,13 +524,6 @@ class HomeServer:
             serializer=self.event_serializer,
             history=self.room_history_store,
             current_stream=lambda: creator.current_stream,
-        )
-
-    def _notify_event(self, stored: StoredEvent) -> None:
-        event = stored.event
-        users = [event.state_key] if event.type == "m.room.member" and event.state_key else []
-        self.notifier.notify(
-            "events", self.event_creator.current_stream, rooms=[event.room_id], users=users
         )
 
     def _build_admin_user_services(self) -> None:
@@ -585,6 +578,13 @@ class HomeServer:
         )
         self._own(self.media)
         await self.media.prepare()
+
+    async def start(self) -> None:
+        if self.state != "ready":
+            raise RuntimeError(f"start() called on a homeserver that is {self.state}")
+        self.clock.start()
+        self.clock.call_when_running(self._start_background_work)
+        self.state = "running"
 
     def _start_background_work(self) -> None:
         self.db.start_txn_logging(self.clock)

@@ -16,8 +16,13 @@ from hamlet.api.server import CORS_HEADERS
 SPEC_VERSIONS = ["r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6"]
 
 
+# Features from later spec versions that we serve, as Synapse announces them:
+# authenticated media (MSC3916, stable in v1.11) lets clients use /_matrix/client/v1/media.
+UNSTABLE_FEATURES = {"org.matrix.msc3916.stable": True}
+
+
 async def versions(req: ApiRequest) -> dict[str, Any]:
-    return {"versions": SPEC_VERSIONS, "unstable_features": {}}
+    return {"versions": SPEC_VERSIONS, "unstable_features": UNSTABLE_FEATURES}
 
 
 async def well_known_client(req: ApiRequest) -> dict[str, Any]:
