@@ -7,6 +7,7 @@ from typing import Any
 
 from hamlet.core import errors as core_errors
 from hamlet.core.auth_rules import validate_power_levels_content
+from hamlet.core.canonical_json import encode_canonical_json
 from hamlet.core.ids import RoomAlias, UserID, generate_room_id
 from hamlet.core.presets import (
     default_power_levels_content,
@@ -15,10 +16,13 @@ from hamlet.core.presets import (
     preset_initial_state,
 )
 from hamlet.core.room_versions import KNOWN_ROOM_VERSIONS
-from hamlet.handlers.errors import BadJsonError, InvalidParamError, MatrixError
+from hamlet.handlers.errors import BadJsonError, InvalidParamError, MatrixError, TooLargeError
 from hamlet.handlers.event_creation import EventCreator
 from hamlet.handlers.membership import MembershipHandler
 from hamlet.storage.stores.rooms import RoomsStore
+
+# Room for the rest of a PDU (ids, hashes, signature) under the 65536-byte limit.
+MAX_CONTENT_BYTES = 60_000
 
 
 def _opt_str(body: Mapping[str, Any], key: str) -> str | None:
@@ -110,6 +114,18 @@ class RoomCreationHandler:
                 validate_power_levels_content(room_version, content)
             except core_errors.AuthError as e:
                 raise BadJsonError(f"Invalid power levels: {e}") from None
+
+        contents: list[Mapping[str, Any]] = [creation_content, pl_content]
+        contents += [e["content"] for e in initial_state]
+        contents += [{"name": name}] if name is not None else []
+        contents += [{"topic": topic}] if topic is not None else []
+        for content in contents:
+            try:
+                size = len(encode_canonical_json(content))
+            except core_errors.EventFormatError as e:
+                raise BadJsonError(str(e)) from None
+            if size > MAX_CONTENT_BYTES:
+                raise TooLargeError("An initial event of the room would be too large")
 
         alias: str | None = None
         if alias_name is not None:

@@ -322,3 +322,20 @@ async def test_creator_in_invite_list_is_ignored(harness: Harness) -> None:
     room_id = await create_room(harness, alice, invite=[alice.user_id])
     content = await member_content(harness, alice, room_id, alice.user_id)
     assert content is not None and content["membership"] == "join"
+
+
+async def test_oversized_initial_content_is_refused_before_the_room_exists(
+    harness: Harness,
+) -> None:
+    alice = await make_user(harness, "bigtopic")
+    before = await harness.hs.rooms_store.count_rooms()
+    for body in (
+        {"topic": "x" * 70_000},
+        {"name": "n" * 70_000},
+        {"initial_state": [{"type": "org.example.big", "content": {"v": "y" * 70_000}}]},
+    ):
+        resp = await harness.request(
+            "POST", "/_matrix/client/v3/createRoom", json=body, token=alice.token
+        )
+        assert (resp.status, resp.json["errcode"]) == (413, "M_TOO_LARGE")
+    assert await harness.hs.rooms_store.count_rooms() == before
