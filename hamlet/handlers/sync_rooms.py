@@ -113,6 +113,7 @@ class RoomSyncBuilder:
                     m.room_id in changed,
                     room_filter,
                     room_account_data.get(m.room_id, []),
+                    newly_joined=newly and since_pos is not None,
                 )
                 room["ephemeral"] = {"events": ephemeral.get(m.room_id, [])}
             elif m.membership == "invite" and (newly or full_state):
@@ -251,6 +252,8 @@ class RoomSyncBuilder:
         changed: bool,
         room_filter: RoomFilter,
         account_data: list[dict[str, Any]],
+        *,
+        newly_joined: bool = False,
     ) -> dict[str, Any]:
         room_id = membership.room_id
         timeline: list[StoredEvent] = []
@@ -259,6 +262,11 @@ class RoomSyncBuilder:
             timeline, limited = await self._timeline(
                 user_id, room_id, since_pos, now.events, room_filter
             )
+        # A room joined since the last sync is always `limited` (as in
+        # Synapse): a client that knew the room (from an invite) resets its
+        # timeline only then, and so takes prev_batch as its back-pagination
+        # token; otherwise it has none and paginates from the room's end.
+        limited = limited or newly_joined
         prev_pos = timeline[0].stream_ordering - 1 if timeline else now.events
         state: list[dict[str, Any]] = []
         if full_state or limited:
