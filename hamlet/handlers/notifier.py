@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Collection, Iterable
 
 from hamlet.handlers.streams import STREAM_NAMES, StreamProvider, StreamToken
@@ -19,6 +20,9 @@ from hamlet.runtime.clock import Clock
 from hamlet.runtime.timeout import with_timeout
 
 logger = logging.getLogger(__name__)
+
+# Users (and, separately, rooms) whose last stream positions are remembered.
+POSITION_KEYS = 10_000
 
 
 class _Waiter:
@@ -37,6 +41,47 @@ class _Waiter:
             self.future.set_result(True)
 
 
+class _Positions:
+    """The last position of each stream per key (user or room), bounded.
+
+    The least recently moved keys are evicted past `max_keys`; their
+    positions fold into a per-stream watermark, and a key that is not held
+    counts as changed for any token older than the watermark. So eviction
+    can only make a sync return early (and empty), never miss a change.
+    """
+
+    def __init__(self, max_keys: int) -> None:
+        self.max_keys = max_keys
+        self._table: OrderedDict[str, dict[str, int]] = OrderedDict()
+        self._evicted: dict[str, int] = {}
+
+    def advance(self, key: str, stream: str, position: int) -> None:
+        positions = self._table.get(key)
+        if positions is None:
+            self._table[key] = {stream: position}
+            if len(self._table) > self.max_keys:
+                _old, dropped = self._table.popitem(last=False)
+                for name, pos in dropped.items():
+                    if self._evicted.get(name, 0) < pos:
+                        self._evicted[name] = pos
+            return
+        self._table.move_to_end(key)
+        if positions.get(stream, 0) < position:
+            positions[stream] = position
+
+    def past(self, key: str, since: StreamToken) -> bool:
+        positions = self._table.get(key)
+        if positions is None:
+            positions = self._evicted
+        return any(pos > since.get(stream) for stream, pos in positions.items())
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def entries(self) -> int:
+        return sum(len(p) for p in self._table.values())
+
+
 class Notifier:
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
@@ -44,8 +89,8 @@ class Notifier:
         self._user_waiters: dict[str, set[_Waiter]] = {}
         self._room_waiters: dict[str, set[_Waiter]] = {}
         # Last position each stream reached for a user / a room.
-        self._user_positions: dict[str, dict[str, int]] = {}
-        self._room_positions: dict[str, dict[str, int]] = {}
+        self._user_positions = _Positions(POSITION_KEYS)
+        self._room_positions = _Positions(POSITION_KEYS)
         self._waiter_count = 0
 
     # --- streams ---
@@ -75,21 +120,13 @@ class Notifier:
         if stream not in STREAM_NAMES:
             raise ValueError(f"unknown stream {stream!r}")
         for user_id in users:
-            self._advance(self._user_positions, user_id, stream, position)
+            self._user_positions.advance(user_id, stream, position)
             for waiter in self._user_waiters.get(user_id, ()):
                 waiter.wake_if_past(stream, position)
         for room_id in rooms:
-            self._advance(self._room_positions, room_id, stream, position)
+            self._room_positions.advance(room_id, stream, position)
             for waiter in self._room_waiters.get(room_id, ()):
                 waiter.wake_if_past(stream, position)
-
-    @staticmethod
-    def _advance(table: dict[str, dict[str, int]], key: str, stream: str, position: int) -> None:
-        positions = table.get(key)
-        if positions is None:
-            table[key] = {stream: position}
-        elif positions.get(stream, 0) < position:
-            positions[stream] = position
 
     # --- waiting ---
 
@@ -98,15 +135,9 @@ class Notifier:
         if since.ahead_streams(self.current_token()):
             # A token from before a restart: the caller sends the current state.
             return True
-        if self._past(self._user_positions.get(user_id), since):
+        if self._user_positions.past(user_id, since):
             return True
-        return any(self._past(self._room_positions.get(r), since) for r in room_ids)
-
-    @staticmethod
-    def _past(positions: dict[str, int] | None, since: StreamToken) -> bool:
-        if not positions:
-            return False
-        return any(pos > since.get(stream) for stream, pos in positions.items())
+        return any(self._room_positions.past(r, since) for r in room_ids)
 
     async def wait_for_change(
         self, user_id: str, room_ids: Collection[str], since: StreamToken, timeout_s: float
@@ -162,11 +193,7 @@ class Notifier:
 
     def memory_usage(self) -> int:
         """Roughly how many entries this notifier holds."""
-        return (
-            self._waiter_count
-            + sum(len(p) for p in self._user_positions.values())
-            + sum(len(p) for p in self._room_positions.values())
-        )
+        return self._waiter_count + self._user_positions.entries() + self._room_positions.entries()
 
     def clear_caches(self) -> None:
         """Nothing to drop: the positions are what makes catch-up correct."""

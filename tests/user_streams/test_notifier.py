@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from hamlet.handlers.notifier import Notifier
+from hamlet.handlers.notifier import Notifier, _Positions
 from hamlet.handlers.streams import StreamToken
 from hamlet.runtime.clock import Clock
 from hamlet.runtime.logcontext import LoggingContext, current_context
@@ -155,3 +155,22 @@ async def test_many_waiters_one_room() -> None:
     assert all(results)
     assert notifier.waiter_count == 0
     await clock.shutdown()
+
+
+def test_remembered_positions_are_bounded_and_eviction_never_hides_a_change() -> None:
+    positions = _Positions(max_keys=3)
+    for i, user in enumerate(["@a:t", "@b:t", "@c:t", "@d:t"], start=1):
+        positions.advance(user, "receipts", i)
+    assert len(positions) == 3  # @a:t was evicted
+    # Tokens from before @a's change still see one for @a (and, conservatively,
+    # for anyone not remembered); tokens past it see nothing.
+    assert positions.past("@a:t", StreamToken(receipts=0))
+    assert positions.past("@nobody:t", StreamToken(receipts=0))
+    assert not positions.past("@a:t", StreamToken(receipts=1))
+    assert positions.past("@d:t", StreamToken(receipts=3))
+    assert not positions.past("@d:t", StreamToken(receipts=4))
+    # Moving a key keeps it from being evicted next.
+    positions.advance("@b:t", "receipts", 5)
+    positions.advance("@e:t", "receipts", 6)
+    assert positions.past("@b:t", StreamToken(receipts=4))
+    assert not positions.past("@b:t", StreamToken(receipts=5))
