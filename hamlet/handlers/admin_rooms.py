@@ -29,7 +29,12 @@ from hamlet.handlers.event_cache import EventCache
 from hamlet.handlers.event_creation import EventCreator
 from hamlet.handlers.event_serializer import EventSerializer
 from hamlet.handlers.membership import MembershipHandler
-from hamlet.handlers.pagination import make_pagination_token, parse_pagination_token, scan_visible
+from hamlet.handlers.pagination import (
+    everything,
+    make_pagination_token,
+    page_room,
+    parse_pagination_token,
+)
 from hamlet.handlers.room_creation import RoomCreationHandler
 from hamlet.handlers.state import StateHandler
 from hamlet.runtime.clock import Clock
@@ -365,29 +370,15 @@ class AdminRoomsHandler:
         limit: int,
         event_filter: RoomEventFilter | None,
     ) -> tuple[list[StoredEvent], int | None]:
-        async def fetch(
-            after: int | None, before: int | None, n: int, back: bool
-        ) -> list[StoredEvent]:
-            return await self.history.get_room_events(
-                room_id,
-                after=after,
-                before=before,
-                limit=n,
-                backwards=back,
-                event_filter=event_filter,
-            )
-
-        async def everything(events: list[StoredEvent]) -> list[StoredEvent]:
-            return events
-
-        return await scan_visible(
-            fetch,
+        return await page_room(
+            self.history,
+            room_id,
             visible=everything,
             start=start,
             bound=bound,
             backwards=backwards,
             limit=limit,
-            keep=(lambda s: event_filter.matches(s.event)) if event_filter else None,
+            event_filter=event_filter,
         )
 
     async def context(

@@ -83,10 +83,47 @@ def parse_event_filter_param(raw: str | None) -> RoomEventFilter | None:
         raise InvalidParamError(f"Invalid filter: {e}") from None
 
 
+Visible = Callable[[list[StoredEvent]], Awaitable[list[StoredEvent]]]
+
+
+async def everything(events: list[StoredEvent]) -> list[StoredEvent]:
+    """The visibility of a reader that may see every event (the server's admin)."""
+    return events
+
+
+async def page_room(
+    history: RoomHistoryStore,
+    room_id: str,
+    *,
+    visible: Visible,
+    start: int | None,
+    bound: int | None,
+    backwards: bool,
+    limit: int,
+    event_filter: RoomEventFilter | None,
+) -> tuple[list[StoredEvent], int | None]:
+    """One page of a room's timeline as `visible` lets its reader see it."""
+
+    async def fetch(after: int | None, before: int | None, n: int, back: bool) -> list[StoredEvent]:
+        return await history.get_room_events(
+            room_id, after=after, before=before, limit=n, backwards=back, event_filter=event_filter
+        )
+
+    return await scan_visible(
+        fetch,
+        visible=visible,
+        start=start,
+        bound=bound,
+        backwards=backwards,
+        limit=limit,
+        keep=(lambda s: event_filter.matches(s.event)) if event_filter else None,
+    )
+
+
 async def scan_visible(
     fetch: Fetch,
     *,
-    visible: Callable[[list[StoredEvent]], Awaitable[list[StoredEvent]]],
+    visible: Visible,
     start: int | None,
     bound: int | None,
     backwards: bool,
@@ -166,24 +203,7 @@ class PaginationHandler:
             f"User {user_id} not in room {room_id}, and room previews are disabled"
         )
 
-    def _fetcher(self, room_id: str, event_filter: RoomEventFilter | None) -> Fetch:
-        async def fetch(
-            after: int | None, before: int | None, limit: int, backwards: bool
-        ) -> list[StoredEvent]:
-            return await self.history.get_room_events(
-                room_id,
-                after=after,
-                before=before,
-                limit=limit,
-                backwards=backwards,
-                event_filter=event_filter,
-            )
-
-        return fetch
-
-    def _visible(
-        self, user_id: str, joined: bool
-    ) -> Callable[[list[StoredEvent]], Awaitable[list[StoredEvent]]]:
+    def _visible(self, user_id: str, joined: bool) -> Visible:
         async def visible(events: list[StoredEvent]) -> list[StoredEvent]:
             return await self.visibility.filter_for_user(user_id, events, currently_joined=joined)
 
@@ -203,14 +223,15 @@ class PaginationHandler:
     ) -> tuple[list[StoredEvent], int | None]:
         if limit == 0:
             return [], None
-        return await scan_visible(
-            self._fetcher(room_id, event_filter),
+        return await page_room(
+            self.history,
+            room_id,
             visible=self._visible(user_id, joined),
             start=start,
             bound=bound,
             backwards=backwards,
             limit=limit,
-            keep=(lambda s: event_filter.matches(s.event)) if event_filter else None,
+            event_filter=event_filter,
         )
 
     async def get_messages(
