@@ -18,7 +18,7 @@ from aiohttp import web
 
 from hamlet.api.server import HOST_SERVER_NAME
 from hamlet.host.manager import TenantError, TenantManager
-from hamlet.host.metrics import render_metrics, tenant_summary
+from hamlet.host.metrics import refresh_counts, render_metrics, tenant_summary
 from hamlet.runtime.logcontext import LoggingContext
 
 logger = logging.getLogger(__name__)
@@ -75,6 +75,8 @@ class ControlApi:
             return response
 
     async def list_tenants(self, request: web.Request) -> web.Response:
+        for tenant in self.manager.registry.tenants():
+            await refresh_counts(tenant)
         now = self.manager.clock.monotonic()
         tenants = [tenant_summary(t, now) for t in self.manager.registry.tenants()]
         tenants.sort(key=lambda t: str(t["server_name"]))
@@ -84,11 +86,8 @@ class ControlApi:
         tenant = self.manager.registry.get_tenant(request.match_info["name"])
         if tenant is None:
             return _error(404, "M_NOT_FOUND", "No such tenant")
-        summary = tenant_summary(tenant, self.manager.clock.monotonic())
-        if tenant.hs is not None:
-            summary["users"] = await tenant.hs.account_store.count_users()
-            summary["rooms"] = await tenant.hs.rooms_store.count_rooms()
-        return _json(200, summary)
+        await refresh_counts(tenant)
+        return _json(200, tenant_summary(tenant, self.manager.clock.monotonic()))
 
     async def add_tenant(self, request: web.Request) -> web.Response:
         try:

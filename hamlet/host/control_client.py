@@ -69,10 +69,14 @@ def _print_table(tenants: list[dict[str, Any]]) -> None:
         "state",
         "idle_s",
         "requests",
+        "avg_latency_ms",
+        "db_time_s",
         "active_syncs",
+        "users",
+        "rooms",
         "memory_estimate_bytes",
     )
-    rows = [[str(t.get(c, "")) for c in columns] for t in tenants]
+    rows = [["-" if t.get(c) is None else str(t[c]) for c in columns] for t in tenants]
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
     print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)))
     for row in rows:

@@ -20,16 +20,31 @@ from prometheus_client.core import (
 from hamlet.host.tenant import LATENCY_BUCKETS, Tenant
 
 
+async def refresh_counts(tenant: Tenant) -> None:
+    """Read users and rooms of an awake tenant; a hibernated one keeps its last figures."""
+    hs = tenant.hs
+    if hs is not None:
+        tenant.last_counts = (
+            await hs.account_store.count_users(),
+            await hs.rooms_store.count_rooms(),
+        )
+
+
 def tenant_summary(tenant: Tenant, now: float) -> dict[str, Any]:
     hs = tenant.hs
+    stats = tenant.stats
+    users, rooms = tenant.last_counts
     return {
         "server_name": tenant.server_name,
         "state": tenant.state.value,
         "static": tenant.static,
         "idle_s": round(now - tenant.last_activity, 1),
         "inflight": tenant.inflight,
-        "requests": tenant.stats.count,
+        "requests": stats.count,
+        "avg_latency_ms": round(1000 * stats.latency_sum_s / stats.count, 2) if stats.count else 0,
         "wakes": tenant.wake_count,
+        "users": users,
+        "rooms": rooms,
         "active_syncs": hs.sync.active_syncs if hs is not None else 0,
         "db_time_s": round(hs.db.total_time_s, 3) if hs is not None else 0.0,
         "memory_estimate_bytes": hs.memory_estimate_bytes() if hs is not None else 0,
@@ -98,12 +113,7 @@ class _SnapshotCollector:
 async def render_metrics(manager: Any) -> bytes:
     snapshot = _Snapshot()
     for tenant in manager.registry.tenants():
-        hs = tenant.hs
-        if hs is not None:
-            tenant.last_counts = (
-                await hs.account_store.count_users(),
-                await hs.rooms_store.count_rooms(),
-            )
+        await refresh_counts(tenant)
         n_users, n_rooms = tenant.last_counts
         snapshot.rows.append((tenant, n_users, n_rooms))
     registry = CollectorRegistry(auto_describe=False)

@@ -411,6 +411,9 @@ async def test_tenant_cli_drives_the_control_api(
     assert code == 0 and '"state": "active"' in out
     code, out = await run("list")
     assert code == 0 and "cli.test" in out and "main.test" in out and "active" in out
+    header = out.splitlines()[0]
+    for column in ("STATE", "IDLE_S", "REQUESTS", "DB_TIME_S", "ACTIVE_SYNCS", "USERS", "ROOMS"):
+        assert column in header
     code, out = await run("show", "cli.test")
     assert code == 0 and '"users": 0' in out
     code, out = await run("suspend", "cli.test")
