@@ -9,6 +9,7 @@ from functools import lru_cache
 from typing import Any, Literal, TypeVar
 
 from hamlet.core.errors import FilterError
+from hamlet.core.json_paths import split_path
 
 DEFAULT_TIMELINE_LIMIT = 10
 
@@ -252,32 +253,11 @@ def parse_filter(value: Any) -> Filter:
 # --- event_fields ---
 
 
-def _split_path(path: str) -> list[str]:
-    """Split a dot-separated property path, honouring ``\\.`` and ``\\\\`` escapes."""
-    parts: list[str] = []
-    current: list[str] = []
-    i = 0
-    while i < len(path):
-        char = path[i]
-        if char == "\\" and i + 1 < len(path) and path[i + 1] in ".\\":
-            current.append(path[i + 1])
-            i += 2
-            continue
-        if char == ".":
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-        i += 1
-    parts.append("".join(current))
-    return parts
-
-
 def apply_event_fields(event: Mapping[str, Any], fields: Iterable[str]) -> dict[str, Any]:
     """Keep only the listed dot-separated paths of a client-format event."""
     out: dict[str, Any] = {}
     for path in fields:
-        parts = _split_path(path)
+        parts = split_path(path)
         source: Any = event
         for part in parts:
             if not isinstance(source, Mapping) or part not in source:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from hamlet.core.errors import CoreError
+from hamlet.core.json_paths import split_path
 from hamlet.core.power_levels import (
     CREATOR_LEVEL_WITHOUT_POWER_LEVELS,
     DEFAULT_USERS,
@@ -568,27 +569,6 @@ class PushContext:
         if isinstance(users, Mapping) and sender in users:
             return as_int(users[sender], default)
         return default
-
-
-def split_path(path: str) -> list[str]:
-    """`content.m\\.relates_to` -> ["content", "m.relates_to"]."""
-    parts: list[str] = []
-    current: list[str] = []
-    i = 0
-    while i < len(path):
-        ch = path[i]
-        if ch == "\\" and i + 1 < len(path) and path[i + 1] in ".\\":
-            current.append(path[i + 1])
-            i += 2
-            continue
-        if ch == ".":
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(ch)
-        i += 1
-    parts.append("".join(current))
-    return parts
 
 
 _MISSING: Final = object()

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from hamlet.core.json_paths import split_path
 from hamlet.core.push_rules import (
     DEFAULT_RULE_IDS,
     InvalidRuleError,
@@ -24,7 +25,6 @@ from hamlet.core.push_rules import (
     notifies,
     set_actions,
     set_enabled,
-    split_path,
 )
 
 ALICE = "@alice:test.local"
