@@ -64,6 +64,33 @@ class RoomHistoryStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
+    async def _page(
+        self,
+        desc: str,
+        clauses: list[str],
+        args: list[Any],
+        after: int | None,
+        before: int | None,
+        backwards: bool,
+        limit: int,
+    ) -> list[StoredEvent]:
+        """Events matching `clauses` with after < stream_ordering <= before, in order."""
+        if after is not None:
+            clauses.append("e.stream_ordering > ?")
+            args.append(after)
+        if before is not None:
+            clauses.append("e.stream_ordering <= ?")
+            args.append(before)
+        order = "DESC" if backwards else "ASC"
+        rows = await self.db.fetchall(
+            desc,
+            f"SELECT {_EVENT_COLUMNS} {_FROM} WHERE {' AND '.join(clauses)}"
+            f" ORDER BY e.stream_ordering {order} LIMIT ?",
+            *args,
+            limit,
+        )
+        return [_row_to_event(r) for r in rows]
+
     async def get_room_events(
         self,
         room_id: str,
@@ -77,24 +104,12 @@ class RoomHistoryStore:
         """Events with after < stream_ordering <= before, narrowed by what SQL can filter."""
         clauses = ["e.room_id = ?"]
         args: list[Any] = [room_id]
-        if after is not None:
-            clauses.append("e.stream_ordering > ?")
-            args.append(after)
-        if before is not None:
-            clauses.append("e.stream_ordering <= ?")
-            args.append(before)
         more, more_args = _filter_clauses(event_filter)
         clauses.extend(more)
         args.extend(more_args)
-        order = "DESC" if backwards else "ASC"
-        rows = await self.db.fetchall(
-            "history_room_events",
-            f"SELECT {_EVENT_COLUMNS} {_FROM} WHERE {' AND '.join(clauses)}"
-            f" ORDER BY e.stream_ordering {order} LIMIT ?",
-            *args,
-            limit,
+        return await self._page(
+            "history_room_events", clauses, args, after, before, backwards, limit
         )
-        return [_row_to_event(r) for r in rows]
 
     async def get_relations(
         self,
@@ -117,21 +132,7 @@ class RoomHistoryStore:
         if event_type is not None:
             clauses.append("e.type = ?")
             args.append(event_type)
-        if after is not None:
-            clauses.append("e.stream_ordering > ?")
-            args.append(after)
-        if before is not None:
-            clauses.append("e.stream_ordering <= ?")
-            args.append(before)
-        order = "DESC" if backwards else "ASC"
-        rows = await self.db.fetchall(
-            "get_relations",
-            f"SELECT {_EVENT_COLUMNS} {_FROM} WHERE {' AND '.join(clauses)}"
-            f" ORDER BY e.stream_ordering {order} LIMIT ?",
-            *args,
-            limit,
-        )
-        return [_row_to_event(r) for r in rows]
+        return await self._page("get_relations", clauses, args, after, before, backwards, limit)
 
     async def get_child_ids(self, parent_ids: Collection[str], rel_type: str | None) -> set[str]:
         """Ids of unredacted events relating directly to any of `parent_ids`."""
