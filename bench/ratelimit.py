@@ -45,7 +45,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hamlet.handlers.ratelimit import DEFAULT_PRUNE_BATCH, Ratelimiter
+from hamlet.handlers.common.ratelimit import DEFAULT_PRUNE_BATCH, Ratelimiter
 from hamlet.runtime.clock import Clock
 from hamlet.runtime.virtual_time import VirtualTimeEventLoop
 

@@ -83,7 +83,7 @@ def cmd_register_user(args: argparse.Namespace) -> int:
     import urllib.error
     import urllib.request
 
-    from hamlet.handlers.shared_secret import registration_mac
+    from hamlet.handlers.accounts.shared_secret import registration_mac
 
     path = Path(args.config)
     try:

@@ -10,10 +10,10 @@ import orjson
 from aiohttp import web
 from multidict import MultiMapping
 
-from hamlet.handlers.errors import BadJsonError, MatrixError, TooLargeError
+from hamlet.handlers.common.errors import BadJsonError, MatrixError, TooLargeError
 
 if TYPE_CHECKING:
-    from hamlet.handlers.auth import Requester
+    from hamlet.handlers.accounts.auth import Requester
     from hamlet.homeserver import HomeServer
 
 

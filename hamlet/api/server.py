@@ -19,7 +19,7 @@ from aiohttp import web
 
 from hamlet.api.request import ApiRequest
 from hamlet.api.router import Route, Router
-from hamlet.handlers.errors import MatrixError, TooLargeError, UnrecognizedError
+from hamlet.handlers.common.errors import MatrixError, TooLargeError, UnrecognizedError
 from hamlet.runtime.logcontext import LoggingContext, measure_cpu
 
 if TYPE_CHECKING:

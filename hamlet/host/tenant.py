@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from hamlet.config import HomeServerConfig
-from hamlet.handlers.errors import MatrixError, UnrecognizedError
+from hamlet.handlers.common.errors import MatrixError, UnrecognizedError
 from hamlet.homeserver import HomeServer
 from hamlet.runtime.clock import Clock
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from hamlet.cli import main as cli_main
-from hamlet.handlers.shared_secret import registration_mac
+from hamlet.handlers.accounts.shared_secret import registration_mac
 from tests.accounts.conftest import MakeConfig
 from tests.accounts.helpers import assert_error, login
 from tests.support.harness import Harness, start_harness

@@ -13,7 +13,7 @@ from hamlet.api.request import ApiRequest
 from hamlet.api.router import Router
 from hamlet.api.routes import build_router
 from hamlet.config import HomeServerConfig
-from hamlet.handlers.errors import LimitExceededError
+from hamlet.handlers.common.errors import LimitExceededError
 from tests.support.harness import Harness, RecordingHandler, start_harness
 
 MakeConfig = Callable[..., HomeServerConfig]

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from hamlet.handlers.ratelimit import (
+from hamlet.handlers.common.ratelimit import (
     NEVER_RETRY_AFTER_MS,
     ZERO_RATE_KEEP_S,
     LimitExceededError,

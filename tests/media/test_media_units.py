@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hamlet.api.media.headers import content_disposition, served_content_type
-from hamlet.handlers.thumbnailer import THUMBNAIL_SIZES, plan, select_size
+from hamlet.handlers.media.thumbnailer import THUMBNAIL_SIZES, plan, select_size
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from hamlet.handlers import thumbnailer
+from hamlet.handlers.media import thumbnailer
 from tests.media.support import image_format, image_size, jpeg, png, upload_ok
 from tests.support.harness import Harness
 from tests.support.users import TestUser, make_user

@@ -338,7 +338,7 @@ async def test_put_member_state(harness: Harness) -> None:
 
 
 async def test_members_and_joined_members(harness: Harness) -> None:
-    from hamlet.handlers.streams import StreamToken
+    from hamlet.handlers.common.streams import StreamToken
 
     alice = await make_user(harness, "alice")
     bob = await make_user(harness, "bob")

@@ -8,8 +8,8 @@ from urllib.parse import urlencode
 import orjson
 import pytest
 
-from hamlet.handlers.pagination import make_pagination_token, parse_pagination_token
-from hamlet.handlers.streams import StreamToken
+from hamlet.handlers.common.streams import StreamToken
+from hamlet.handlers.history.pagination import make_pagination_token, parse_pagination_token
 from tests.rooms.helpers import (
     V3,
     assert_error,

@@ -12,7 +12,7 @@ from urllib.parse import quote
 import pytest
 
 from hamlet.config import HomeServerConfig
-from hamlet.handlers.streams import StreamToken
+from hamlet.handlers.common.streams import StreamToken
 from tests.support.harness import Harness, RecordingHandler, start_harness
 from tests.support.users import TestUser, make_user
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from hamlet.handlers.notifier import Notifier, _Positions
-from hamlet.handlers.streams import StreamToken
+from hamlet.handlers.common.notifier import Notifier, _Positions
+from hamlet.handlers.common.streams import StreamToken
 from hamlet.runtime.clock import Clock
 from hamlet.runtime.logcontext import LoggingContext, current_context
 from tests.conftest import advance

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from hamlet.handlers.errors import MatrixError
-from hamlet.handlers.streams import STREAM_NAMES, StreamToken
+from hamlet.handlers.common.errors import MatrixError
+from hamlet.handlers.common.streams import STREAM_NAMES, StreamToken
 from hamlet.storage.stream_ids import StreamIdGenerator
 
 

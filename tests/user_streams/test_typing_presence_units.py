@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from hamlet.handlers.errors import MatrixError
-from hamlet.handlers.notifier import Notifier
-from hamlet.handlers.presence import PresenceHandler
-from hamlet.handlers.typing import TypingHandler
+from hamlet.handlers.common.errors import MatrixError
+from hamlet.handlers.common.notifier import Notifier
+from hamlet.handlers.user_streams.presence import PresenceHandler
+from hamlet.handlers.user_streams.typing import TypingHandler
 from hamlet.runtime.clock import Clock
 from tests.conftest import advance
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from hamlet.api.request import ApiRequest
-from hamlet.handlers.errors import InvalidParamError
+from hamlet.handlers.common.errors import InvalidParamError
 
 
 def offset_and_limit(req: ApiRequest, default_limit: int = 100) -> tuple[int, int]:

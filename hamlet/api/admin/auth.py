@@ -14,8 +14,8 @@ from typing import Final
 
 from hamlet.api.request import ApiRequest
 from hamlet.api.router import Route, Router
-from hamlet.handlers.auth import Requester
-from hamlet.handlers.errors import ForbiddenError
+from hamlet.handlers.accounts.auth import Requester
+from hamlet.handlers.common.errors import ForbiddenError
 
 logger = logging.getLogger("hamlet.admin")
 

@@ -7,7 +7,7 @@ from typing import Any
 from hamlet.api.admin.auth import require_admin
 from hamlet.api.request import ApiRequest
 from hamlet.api.router import Router
-from hamlet.handlers.errors import InvalidParamError, MissingParamError
+from hamlet.handlers.common.errors import InvalidParamError, MissingParamError
 
 BASE = "/_synapse/admin/v2/users/{userId}"
 

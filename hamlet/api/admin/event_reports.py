@@ -8,7 +8,7 @@ from hamlet.api.admin._params import direction, offset_and_limit
 from hamlet.api.admin.auth import require_admin
 from hamlet.api.request import ApiRequest
 from hamlet.api.router import Router
-from hamlet.handlers.errors import InvalidParamError
+from hamlet.handlers.common.errors import InvalidParamError
 
 BASE = "/_synapse/admin/v1/event_reports"
 

@@ -12,7 +12,7 @@ from hamlet.api.admin._params import optional_bool
 from hamlet.api.admin.auth import require_admin
 from hamlet.api.request import ApiRequest
 from hamlet.api.router import Router
-from hamlet.handlers.errors import InvalidParamError, NotFoundError
+from hamlet.handlers.common.errors import InvalidParamError, NotFoundError
 
 BASE = "/_synapse/admin/v1/registration_tokens"
 TOKEN_CHARS: Final = string.ascii_letters + string.digits + "._~-"

@@ -10,8 +10,8 @@ from hamlet.api.admin.auth import require_admin
 from hamlet.api.client.spaces import HierarchyQuery
 from hamlet.api.request import ApiRequest
 from hamlet.api.router import Router
-from hamlet.handlers.errors import BadJsonError, MissingParamError
-from hamlet.handlers.pagination import parse_event_filter_param, parse_limit
+from hamlet.handlers.common.errors import BadJsonError, MissingParamError
+from hamlet.handlers.history.pagination import parse_event_filter_param, parse_limit
 
 logger = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from hamlet.api.admin._params import direction, offset_and_limit, optional_bool,
 from hamlet.api.admin.auth import require_admin
 from hamlet.api.request import ApiRequest
 from hamlet.api.router import Router
-from hamlet.handlers.admin_users import user_details_json
-from hamlet.handlers.errors import InvalidParamError, MatrixError, MissingParamError
+from hamlet.handlers.admin.users import user_details_json
+from hamlet.handlers.common.errors import InvalidParamError, MatrixError, MissingParamError
 from hamlet.storage.stores.admin_users import ORDER_COLUMNS, UserListQuery
 
 V1 = "/_synapse/admin/v1"

@@ -6,7 +6,7 @@ from typing import Any
 
 from hamlet.api.request import ApiRequest
 from hamlet.api.router import CLIENT_PREFIXES
-from hamlet.handlers.errors import BadJsonError, MissingParamError
+from hamlet.handlers.common.errors import BadJsonError, MissingParamError
 
 
 def uia_request_key(req: ApiRequest) -> str:

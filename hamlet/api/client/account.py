@@ -7,7 +7,7 @@ from typing import Any
 from hamlet.api.client._fields import opt_bool, uia_request_key
 from hamlet.api.request import ApiRequest
 from hamlet.api.router import Router
-from hamlet.handlers.errors import MatrixError, MissingParamError
+from hamlet.handlers.common.errors import MatrixError, MissingParamError
 
 
 async def change_password(req: ApiRequest) -> dict[str, Any]:

@@ -6,7 +6,12 @@ from typing import Any
 
 from hamlet.api.request import ApiRequest
 from hamlet.api.router import Router
-from hamlet.handlers.account_data import PUSH_RULES, check_can_set, check_own, check_room_id
+from hamlet.handlers.user_streams.account_data import (
+    PUSH_RULES,
+    check_can_set,
+    check_own,
+    check_room_id,
+)
 
 
 async def put_global(req: ApiRequest) -> dict[str, Any]:

@@ -7,9 +7,14 @@ from typing import Any
 from hamlet.api.client._fields import uia_request_key
 from hamlet.api.request import ApiRequest
 from hamlet.api.router import Router
-from hamlet.handlers.account import PASSWORD_FLOWS
-from hamlet.handlers.devices import MAX_DISPLAY_NAME_LENGTH
-from hamlet.handlers.errors import BadJsonError, MatrixError, MissingParamError, NotFoundError
+from hamlet.handlers.accounts.account import PASSWORD_FLOWS
+from hamlet.handlers.accounts.devices import MAX_DISPLAY_NAME_LENGTH
+from hamlet.handlers.common.errors import (
+    BadJsonError,
+    MatrixError,
+    MissingParamError,
+    NotFoundError,
+)
 from hamlet.storage.stores.devices import DeviceRecord
 
 

@@ -6,8 +6,8 @@ from typing import Any
 
 from hamlet.api.request import ApiRequest
 from hamlet.api.router import Router
-from hamlet.handlers.auth import Requester
-from hamlet.handlers.errors import BadJsonError, InvalidParamError, MissingParamError
+from hamlet.handlers.accounts.auth import Requester
+from hamlet.handlers.common.errors import BadJsonError, InvalidParamError, MissingParamError
 
 
 async def put_alias(req: ApiRequest) -> dict[str, Any]:

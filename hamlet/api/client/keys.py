@@ -8,9 +8,9 @@ from typing import Any
 from hamlet.api.client._fields import uia_request_key
 from hamlet.api.request import ApiRequest
 from hamlet.api.router import Router
-from hamlet.handlers.account import PASSWORD_FLOWS
-from hamlet.handlers.errors import MissingParamError
-from hamlet.handlers.streams import StreamToken
+from hamlet.handlers.accounts.account import PASSWORD_FLOWS
+from hamlet.handlers.common.errors import MissingParamError
+from hamlet.handlers.common.streams import StreamToken
 
 
 async def upload_keys(req: ApiRequest) -> dict[str, Any]:

@@ -7,8 +7,8 @@ from typing import Any
 
 from hamlet.api.request import ApiRequest
 from hamlet.api.router import Router
-from hamlet.handlers.errors import MissingParamError
-from hamlet.handlers.pagination import (
+from hamlet.handlers.common.errors import MissingParamError
+from hamlet.handlers.history.pagination import (
     DEFAULT_LIMIT,
     parse_direction,
     parse_event_filter_param,

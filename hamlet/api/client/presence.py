@@ -6,7 +6,7 @@ from typing import Any
 
 from hamlet.api.request import ApiRequest
 from hamlet.api.router import Router
-from hamlet.handlers.errors import MissingParamError
+from hamlet.handlers.common.errors import MissingParamError
 
 
 async def put_status(req: ApiRequest) -> dict[str, Any]:

@@ -6,8 +6,8 @@ from typing import Any
 
 from hamlet.api.request import ApiRequest
 from hamlet.api.router import Router
-from hamlet.handlers.auth import Requester
-from hamlet.handlers.errors import MissingParamError
+from hamlet.handlers.accounts.auth import Requester
+from hamlet.handlers.common.errors import MissingParamError
 
 
 async def _lookup_requester(req: ApiRequest) -> Requester | None:

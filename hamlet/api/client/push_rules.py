@@ -6,8 +6,8 @@ from typing import Any
 
 from hamlet.api.request import ApiRequest
 from hamlet.api.router import Router
-from hamlet.handlers.errors import BadJsonError
-from hamlet.handlers.push_rules import check_kind, check_scope
+from hamlet.handlers.common.errors import BadJsonError
+from hamlet.handlers.push.rules import check_kind, check_scope
 
 
 async def get_all(req: ApiRequest) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from typing import Any
 
 from hamlet.api.request import ApiRequest
 from hamlet.api.router import Router
-from hamlet.handlers.errors import BadJsonError, InvalidParamError
+from hamlet.handlers.common.errors import BadJsonError, InvalidParamError
 
 
 async def post_receipt(req: ApiRequest) -> dict[str, Any]:

@@ -7,8 +7,8 @@ from typing import Any
 from hamlet.api.client._fields import opt_bool, opt_str, uia_request_key
 from hamlet.api.request import ApiRequest
 from hamlet.api.router import Router
-from hamlet.handlers.devices import MAX_DEVICE_ID_LENGTH
-from hamlet.handlers.errors import MatrixError, MissingParamError
+from hamlet.handlers.accounts.devices import MAX_DEVICE_ID_LENGTH
+from hamlet.handlers.common.errors import MatrixError, MissingParamError
 
 
 async def post_register(req: ApiRequest) -> dict[str, Any]:

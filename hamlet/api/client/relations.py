@@ -7,8 +7,8 @@ from typing import Any
 
 from hamlet.api.request import ApiRequest
 from hamlet.api.router import CLIENT_PREFIXES, Router
-from hamlet.handlers.pagination import parse_direction, parse_limit
-from hamlet.handlers.relations import DEFAULT_LIMIT
+from hamlet.handlers.history.pagination import parse_direction, parse_limit
+from hamlet.handlers.history.relations import DEFAULT_LIMIT
 
 
 async def get_relations(req: ApiRequest) -> dict[str, Any]:

@@ -6,14 +6,14 @@ from typing import Any
 
 from hamlet.api.request import ApiRequest
 from hamlet.api.router import Router
-from hamlet.handlers.admin_users import fake_event_id
-from hamlet.handlers.errors import (
+from hamlet.handlers.admin.users import fake_event_id
+from hamlet.handlers.common.errors import (
     BadJsonError,
     InvalidParamError,
     MissingParamError,
     NotFoundError,
 )
-from hamlet.handlers.streams import StreamToken
+from hamlet.handlers.common.streams import StreamToken
 
 
 async def create_room(req: ApiRequest) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Any
 
 from hamlet.api.request import ApiRequest
 from hamlet.api.router import Router
-from hamlet.handlers.errors import InvalidParamError
+from hamlet.handlers.common.errors import InvalidParamError
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,9 +10,9 @@ from hamlet.api.request import ApiRequest
 from hamlet.api.router import Router
 from hamlet.core import errors as core_errors
 from hamlet.core.filters import DEFAULT_FILTER, Filter, parse_filter
-from hamlet.handlers.errors import BadJsonError, InvalidParamError
-from hamlet.handlers.streams import StreamToken
-from hamlet.handlers.sync import SyncRequest
+from hamlet.handlers.common.errors import BadJsonError, InvalidParamError
+from hamlet.handlers.common.streams import StreamToken
+from hamlet.handlers.sync.handler import SyncRequest
 
 PRESENCE_STATES = ("online", "offline", "unavailable")
 

@@ -6,8 +6,8 @@ from typing import Any
 
 from hamlet.api.request import ApiRequest
 from hamlet.api.router import Router
-from hamlet.handlers.errors import BadJsonError, MissingParamError
-from hamlet.handlers.typing import DEFAULT_TIMEOUT_MS
+from hamlet.handlers.common.errors import BadJsonError, MissingParamError
+from hamlet.handlers.user_streams.typing import DEFAULT_TIMEOUT_MS
 
 
 async def set_typing(req: ApiRequest) -> dict[str, Any]:

@@ -6,8 +6,8 @@ from typing import Any
 
 from hamlet.api.request import ApiRequest
 from hamlet.api.router import Router
-from hamlet.handlers.errors import BadJsonError, MissingParamError
-from hamlet.handlers.user_directory import DEFAULT_LIMIT, MAX_LIMIT
+from hamlet.handlers.accounts.user_directory import DEFAULT_LIMIT, MAX_LIMIT
+from hamlet.handlers.common.errors import BadJsonError, MissingParamError
 
 
 async def search(req: ApiRequest) -> dict[str, Any]:

@@ -19,9 +19,9 @@ from hamlet.api.media.headers import media_headers
 from hamlet.api.request import ApiRequest
 from hamlet.api.router import Router
 from hamlet.api.server import CORS_HEADERS
-from hamlet.handlers.errors import InvalidParamError, MissingParamError
-from hamlet.handlers.media import DEFAULT_TIMEOUT_MS, MediaFile
-from hamlet.handlers.thumbnailer import Method
+from hamlet.handlers.common.errors import InvalidParamError, MissingParamError
+from hamlet.handlers.media.repository import DEFAULT_TIMEOUT_MS, MediaFile
+from hamlet.handlers.media.thumbnailer import Method
 
 logger = logging.getLogger(__name__)
 

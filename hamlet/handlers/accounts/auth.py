@@ -1,0 +1,199 @@
+"""Access tokens: issuing them, and turning a request's token into a `Requester`.
+
+Tokens carry 256 bits of randomness and are stored only as their SHA-256
+hash, so a copy of the database yields no usable token. Lookups are cached
+per homeserver (bounded, LRU) and the cache is invalidated whenever tokens
+are revoked. A token is never logged.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from hamlet.handlers.common.errors import AuthError, ForbiddenError
+from hamlet.runtime.clock import Clock
+from hamlet.storage.stores.devices import DeviceStore, TokenOwner
+
+if TYPE_CHECKING:
+    from hamlet.api.request import ApiRequest
+
+TOKEN_CACHE_SIZE = 10_000
+# How often (at most) a device's last-seen time and address are written.
+LAST_SEEN_INTERVAL_S = 60.0
+_LAST_SEEN_TRACKED = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Requester:
+    """Who is making a request."""
+
+    user_id: str
+    device_id: str | None
+    is_guest: bool = False
+    is_admin: bool = False
+    shadow_banned: bool = False
+    # The SHA-256 hash of the access token used (never the token itself).
+    token_id: str | None = None
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def generate_access_token(user_id: str) -> str:
+    """`syt_<base64 localpart>_<43 chars of urlsafe randomness: 256 bits>`."""
+    localpart = user_id[1:].split(":", 1)[0]
+    b64 = base64.urlsafe_b64encode(localpart.encode("utf-8")).decode("ascii").rstrip("=")
+    return f"syt_{b64}_{secrets.token_urlsafe(32)}"
+
+
+class AuthHandler:
+    def __init__(self, clock: Clock, devices: DeviceStore) -> None:
+        self._clock = clock
+        self._devices = devices
+        self._cache: OrderedDict[str, TokenOwner] = OrderedDict()
+        self._by_user: dict[str, set[str]] = {}
+        # Bumped on every invalidation: a lookup that started before one
+        # must not put what it read into the cache.
+        self._generation = 0
+        self._last_seen: OrderedDict[tuple[str, str], float] = OrderedDict()
+
+    # Issuing and revoking
+
+    async def issue_token(self, user_id: str, device_id: str | None) -> str:
+        token = generate_access_token(user_id)
+        await self._devices.add_access_token(
+            hash_token(token), user_id, device_id, self._clock.time_msec()
+        )
+        return token
+
+    async def revoke_token(self, token_id: str) -> None:
+        await self._devices.delete_access_token(token_id)
+        self.invalidate_tokens([token_id])
+
+    def invalidate_tokens(self, token_ids: list[str]) -> None:
+        self._generation += 1
+        for token_id in token_ids:
+            owner = self._cache.pop(token_id, None)
+            if owner is not None:
+                hashes = self._by_user.get(owner.user_id)
+                if hashes is not None:
+                    hashes.discard(token_id)
+                    if not hashes:
+                        del self._by_user[owner.user_id]
+
+    def invalidate_user(self, user_id: str) -> None:
+        """Forget every cached token of the user (after any change to the user)."""
+        self._generation += 1
+        for token_id in self._by_user.pop(user_id, set()):
+            self._cache.pop(token_id, None)
+
+    def __len__(self) -> int:
+        """Cached token owners."""
+        return len(self._cache)
+
+    def clear_caches(self) -> None:
+        self._generation += 1
+        self._cache.clear()
+        self._by_user.clear()
+
+    def _remember(self, token_id: str, owner: TokenOwner) -> None:
+        self._cache[token_id] = owner
+        self._by_user.setdefault(owner.user_id, set()).add(token_id)
+        while len(self._cache) > TOKEN_CACHE_SIZE:
+            old_id, old = self._cache.popitem(last=False)
+            hashes = self._by_user.get(old.user_id)
+            if hashes is not None:
+                hashes.discard(old_id)
+                if not hashes:
+                    del self._by_user[old.user_id]
+
+    # Looking up
+
+    async def _owner(self, token_id: str) -> TokenOwner | None:
+        owner = self._cache.get(token_id)
+        if owner is not None:
+            self._cache.move_to_end(token_id)
+            return owner
+        generation = self._generation
+        owner = await self._devices.get_token_owner(token_id)
+        if owner is not None and generation == self._generation:
+            self._remember(token_id, owner)
+        return owner
+
+    async def get_user_by_access_token(
+        self, token: str | None, *, allow_guest: bool = False
+    ) -> Requester:
+        if token is None:
+            raise AuthError("M_MISSING_TOKEN", "Missing access token", soft_logout=False)
+        token_id = hash_token(token)
+        owner = await self._owner(token_id)
+        if owner is None or owner.deactivated:
+            raise AuthError("M_UNKNOWN_TOKEN", "Unknown access token", soft_logout=False)
+        if owner.locked:
+            raise AuthError("M_USER_LOCKED", "This account has been locked", soft_logout=True)
+        if owner.is_guest and not allow_guest:
+            raise ForbiddenError("Guest access not allowed", errcode="M_GUEST_ACCESS_FORBIDDEN")
+        return Requester(
+            user_id=owner.user_id,
+            device_id=owner.device_id,
+            is_guest=owner.is_guest,
+            is_admin=owner.admin,
+            shadow_banned=owner.shadow_banned,
+            token_id=token_id,
+        )
+
+    async def get_user_by_req(
+        self, req_or_token: ApiRequest | str | None, *, allow_guest: bool = False
+    ) -> Requester:
+        """The requester behind a request (or a bare token).
+
+        `401 M_MISSING_TOKEN` without a token, `401 M_UNKNOWN_TOKEN` for one
+        that is not (or no longer) valid. Given a request, sets
+        `req.requester` (the access log names the user) and notes the
+        device's last-seen time and address.
+        """
+        if req_or_token is None or isinstance(req_or_token, str):
+            return await self.get_user_by_access_token(req_or_token, allow_guest=allow_guest)
+        req = req_or_token
+        requester = await self.get_user_by_access_token(req.access_token(), allow_guest=allow_guest)
+        req.requester = requester
+        if requester.device_id is not None:
+            self._note_last_seen(
+                requester.user_id,
+                requester.device_id,
+                req.client_ip,
+                req.http.headers.get("User-Agent"),
+            )
+        return requester
+
+    def _note_last_seen(
+        self, user_id: str, device_id: str, ip: str, user_agent: str | None
+    ) -> None:
+        key = (user_id, device_id)
+        now = self._clock.time()
+        last = self._last_seen.get(key)
+        if last is not None and now - last < LAST_SEEN_INTERVAL_S:
+            return
+        self._last_seen[key] = now
+        self._last_seen.move_to_end(key)
+        while len(self._last_seen) > _LAST_SEEN_TRACKED:
+            self._last_seen.popitem(last=False)
+        self._clock.run_as_background_process(
+            "update_device_last_seen",
+            self._devices.update_last_seen,
+            user_id,
+            device_id,
+            int(now * 1000),
+            ip,
+            user_agent,
+        )
+
+    async def shutdown(self) -> None:
+        self.clear_caches()
+        self._last_seen.clear()

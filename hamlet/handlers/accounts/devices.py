@@ -1,0 +1,95 @@
+"""Devices: creating them at login, listing, renaming and deleting them.
+
+Deleting a device revokes its access tokens (and drops them from the
+token cache) in the same step.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+from typing import Protocol
+
+from hamlet.handlers.accounts.auth import AuthHandler
+from hamlet.runtime.clock import Clock
+from hamlet.storage.stores.devices import DeviceRecord, DeviceStore
+
+_DEVICE_ID_ALPHABET = string.ascii_uppercase
+MAX_DEVICE_ID_LENGTH = 255
+MAX_DISPLAY_NAME_LENGTH = 100
+
+
+class DeviceListUpdates(Protocol):
+    async def devices_changed(self, user_id: str) -> None:
+        """The user's devices changed: bump the device list stream."""
+        ...
+
+
+def generate_device_id() -> str:
+    return "".join(secrets.choice(_DEVICE_ID_ALPHABET) for _ in range(10))
+
+
+class DeviceHandler:
+    def __init__(self, clock: Clock, store: DeviceStore, auth: AuthHandler) -> None:
+        self._clock = clock
+        self.store = store
+        self._auth = auth
+        # Set once the device list stream exists (it is built after this handler).
+        self.device_lists: DeviceListUpdates | None = None
+
+    async def _changed(self, user_id: str) -> None:
+        if self.device_lists is not None:
+            await self.device_lists.devices_changed(user_id)
+
+    async def login_device(
+        self, user_id: str, device_id: str | None, display_name: str | None
+    ) -> tuple[str, str]:
+        """Create (or reuse) a device and issue it an access token: (device_id, token)."""
+        if device_id is None:
+            while True:
+                device_id = generate_device_id()
+                if await self.store.ensure_device(
+                    user_id, device_id, display_name, self._clock.time_msec()
+                ):
+                    break
+            await self._changed(user_id)
+        elif await self.store.ensure_device(
+            user_id, device_id, display_name, self._clock.time_msec()
+        ):
+            await self._changed(user_id)
+        token = await self._auth.issue_token(user_id, device_id)
+        return device_id, token
+
+    async def create_device(self, user_id: str, device_id: str) -> None:
+        """Create a device without a token (admin API); nothing if it exists."""
+        if await self.store.ensure_device(user_id, device_id, None, self._clock.time_msec()):
+            await self._changed(user_id)
+
+    async def get_devices(self, user_id: str) -> list[DeviceRecord]:
+        return await self.store.get_devices(user_id)
+
+    async def get_device(self, user_id: str, device_id: str) -> DeviceRecord | None:
+        return await self.store.get_device(user_id, device_id)
+
+    async def set_display_name(self, user_id: str, device_id: str, display_name: str) -> bool:
+        changed = await self.store.set_display_name(user_id, device_id, display_name)
+        if changed:
+            await self._changed(user_id)
+        return changed
+
+    async def delete_devices(self, user_id: str, device_ids: list[str]) -> None:
+        revoked = await self.store.delete_devices(user_id, device_ids)
+        self._auth.invalidate_tokens(revoked)
+        await self._changed(user_id)
+
+    async def delete_all_devices(
+        self, user_id: str, *, except_device_id: str | None = None
+    ) -> None:
+        revoked = await self.store.delete_all_devices(user_id, except_device_id=except_device_id)
+        self._auth.invalidate_tokens(revoked)
+        if except_device_id is None:
+            self._auth.invalidate_user(user_id)
+        await self._changed(user_id)
+
+    async def shutdown(self) -> None:
+        return None

@@ -1,0 +1,123 @@
+"""Display names and avatars: reading, changing, and carrying changes into rooms."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from hamlet.config import HomeServerConfig
+from hamlet.core.ids import UserID
+from hamlet.handlers.accounts.auth import Requester
+from hamlet.handlers.common.errors import (
+    ForbiddenError,
+    InvalidParamError,
+    MatrixError,
+    NotFoundError,
+)
+from hamlet.handlers.rooms.membership import MembershipHandler
+from hamlet.storage.stores.accounts import AccountStore
+from hamlet.storage.stores.profiles import ProfilesStore
+from hamlet.storage.stores.rooms import RoomsStore
+
+logger = logging.getLogger(__name__)
+
+MAX_DISPLAYNAME_LEN = 256
+MAX_AVATAR_URL_LEN = 1000
+FIELDS = ("displayname", "avatar_url")
+
+
+class ProfileHandler:
+    def __init__(
+        self,
+        *,
+        config: HomeServerConfig,
+        accounts: AccountStore,
+        profiles: ProfilesStore,
+        rooms: RoomsStore,
+        membership: MembershipHandler,
+    ) -> None:
+        self.config = config
+        self.server_name = config.server_name
+        self.accounts = accounts
+        self.profiles = profiles
+        self.rooms = rooms
+        self.membership = membership
+
+    def _is_mine(self, user_id: str) -> bool:
+        return UserID.is_valid(user_id) and UserID.from_string(user_id).domain == self.server_name
+
+    async def check_may_look_up(self, requester: Requester | None, target: str) -> None:
+        """`limit_profile_requests_to_users_who_share_rooms`: only people you share a room with."""
+        if requester is None or not self.config.limit_profile_requests_to_users_who_share_rooms:
+            return
+        if requester.user_id == target:
+            return
+        if target not in await self.rooms.users_sharing_rooms(requester.user_id):
+            raise ForbiddenError("You don't share a room with this user")
+
+    async def get_profile(self, target: str) -> dict[str, Any]:
+        if not UserID.is_valid(target):
+            raise InvalidParamError(f"{target!r} is not a valid user ID")
+        if not self._is_mine(target) or not await self.accounts.user_exists(target):
+            # No federation: remote profiles are unknown here.
+            raise NotFoundError("Profile was not found")
+        profile = await self.profiles.get_profile(target)
+        out: dict[str, Any] = {}
+        if profile is not None:
+            for name, value in zip(FIELDS, profile, strict=True):
+                if value is not None:
+                    out[name] = value
+        return out
+
+    async def get_field(self, target: str, field: str) -> dict[str, Any]:
+        profile = await self.get_profile(target)
+        if field not in profile:
+            raise NotFoundError("The requested profile key does not exist")
+        return {field: profile[field]}
+
+    async def set_field(self, requester: Requester, target: str, field: str, value: Any) -> None:
+        if field not in FIELDS:
+            raise InvalidParamError(f"Unknown profile field {field!r}")
+        if requester.user_id != target and not requester.is_admin:
+            raise ForbiddenError(f"Cannot set another user's {field}")
+        if not self._is_mine(target):
+            raise MatrixError(400, "M_INVALID_PARAM", "User is not hosted on this homeserver")
+        enabled = (
+            self.config.enable_set_displayname
+            if field == "displayname"
+            else self.config.enable_set_avatar_url
+        )
+        if not enabled and not requester.is_admin:
+            raise ForbiddenError(f"Changing {field} is disabled on this server")
+        if value is not None and not isinstance(value, str):
+            raise InvalidParamError(f"{field} must be a string")
+        limit = MAX_DISPLAYNAME_LEN if field == "displayname" else MAX_AVATAR_URL_LEN
+        if value is not None and len(value) > limit:
+            raise InvalidParamError(f"{field} is too long (max {limit})")
+        if value == "":
+            value = None
+        user = await self.accounts.get_user(target)
+        if user is None:
+            raise NotFoundError("Profile was not found")
+        if user.deactivated and not requester.is_admin:
+            raise ForbiddenError("The user has been deactivated")
+        current = await self.profiles.get_profile(target)
+        if current is not None and current[FIELDS.index(field)] == value:
+            return
+        await self.profiles.set_field(target, field, value)
+        await self.update_join_events(target)
+
+    async def update_join_events(self, user_id: str) -> None:
+        """A new join event carrying the new profile in every room the user is in."""
+        for membership in await self.rooms.get_rooms_for_user(user_id):
+            try:
+                await self.membership.update_membership(
+                    user_id, membership.room_id, user_id, "join"
+                )
+            except MatrixError as e:
+                logger.warning(
+                    "Could not update the profile of %s in %s: %s",
+                    user_id,
+                    membership.room_id,
+                    e.message,
+                )

@@ -1,0 +1,52 @@
+"""The rate limiters guarding login and registration, one set per homeserver."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+
+from hamlet.config import HomeServerConfig
+from hamlet.config.model import RateLimitConfig
+from hamlet.handlers.common import ratelimit
+from hamlet.handlers.common.errors import LimitExceededError
+from hamlet.runtime.clock import Clock
+
+
+async def check(limiter: ratelimit.Ratelimiter, key: Hashable, *, update: bool = True) -> None:
+    """`limiter.ratelimit`, raising the HTTP-facing `LimitExceededError`."""
+    try:
+        await limiter.ratelimit(key, update=update)
+    except ratelimit.LimitExceededError as e:
+        raise LimitExceededError(e.retry_after_ms) from None
+
+
+class AccountRatelimiters:
+    """`rc_login` (address, account, failed_attempts) and `rc_registration`."""
+
+    def __init__(self, clock: Clock, config: HomeServerConfig) -> None:
+        def make(name: str, rc: RateLimitConfig) -> ratelimit.Ratelimiter:
+            return ratelimit.Ratelimiter(
+                clock, name=name, per_second=rc.per_second, burst_count=rc.burst_count
+            )
+
+        self.login_address = make("login_address", config.rc_login.address)
+        self.login_account = make("login_account", config.rc_login.account)
+        self.login_failed = make("login_failed_attempts", config.rc_login.failed_attempts)
+        self.registration = make("registration", config.rc_registration)
+        self.token_validity = make(
+            "registration_token_validity", config.rc_registration_token_validity
+        )
+        self._all = (
+            self.login_address,
+            self.login_account,
+            self.login_failed,
+            self.registration,
+            self.token_validity,
+        )
+
+    def start(self) -> None:
+        for limiter in self._all:
+            limiter.start()
+
+    async def shutdown(self) -> None:
+        for limiter in self._all:
+            limiter.stop()

@@ -1,0 +1,427 @@
+"""End-to-end encryption keys: upload, query, claim, cross-signing, signatures.
+
+The server stores and relays what clients publish; it never decrypts. It
+does check what it can without secrets: that uploaded keys belong to the
+uploader, and that cross-signing signatures verify against the keys they
+claim to be made with.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any, Final, Protocol
+
+from hamlet.core.crypto import verify_signed_json
+from hamlet.core.errors import SignatureError
+from hamlet.core.ids import get_domain_from_id, is_valid_user_id
+from hamlet.handlers.common.errors import (
+    BadJsonError,
+    ForbiddenError,
+    InvalidParamError,
+    MatrixError,
+)
+from hamlet.runtime.clock import Clock
+from hamlet.storage.stores.e2e_keys import E2eKeysStore, OneTimeKey, Signature
+
+logger = logging.getLogger(__name__)
+
+MASTER: Final = "master"
+SELF_SIGNING: Final = "self_signing"
+USER_SIGNING: Final = "user_signing"
+KEY_TYPES: Final = (MASTER, SELF_SIGNING, USER_SIGNING)
+# Clients count on this one being present, even at 0 (as Synapse does).
+SIGNED_CURVE25519: Final = "signed_curve25519"
+MAX_KEYS_PER_UPLOAD = 1000
+_ERROR_NO_FEDERATION = {"status": 503, "message": "Federation is not available"}
+
+
+class DeviceListUpdates(Protocol):
+    async def devices_changed(self, user_id: str) -> None: ...
+
+    async def keys_changed_for_observer(self, observer: str, user_ids: Sequence[str]) -> None: ...
+
+
+class _Device(Protocol):
+    @property
+    def device_id(self) -> str: ...
+
+
+class DeviceLister(Protocol):
+    async def get_devices(self, user_id: str) -> Sequence[_Device]: ...
+
+
+def _strip(obj: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in obj.items() if k not in ("signatures", "unsigned")}
+
+
+def _split_key_id(name: str, what: str) -> tuple[str, str]:
+    algorithm, sep, key_id = name.partition(":")
+    if not sep or not algorithm or not key_id:
+        raise BadJsonError(f"Invalid {what} id {name[:100]!r}: expected 'algorithm:key_id'")
+    return algorithm, key_id
+
+
+def _parse_keys(value: Any, what: str) -> list[OneTimeKey]:
+    if value is None:
+        return []
+    if not isinstance(value, Mapping):
+        raise BadJsonError(f"'{what}' must be an object")
+    if len(value) > MAX_KEYS_PER_UPLOAD:
+        raise BadJsonError(f"Too many {what} (max {MAX_KEYS_PER_UPLOAD})")
+    keys = []
+    for name, key in value.items():
+        algorithm, key_id = _split_key_id(name, what)
+        if not isinstance(key, str | Mapping):
+            raise BadJsonError(f"Key {name[:100]!r} must be a string or an object")
+        keys.append(OneTimeKey(algorithm, key_id, key))
+    return keys
+
+
+def _check_device_keys(keys: Any, user_id: str, device_id: str) -> dict[str, Any]:
+    if not isinstance(keys, Mapping):
+        raise BadJsonError("'device_keys' must be an object")
+    if keys.get("user_id") != user_id or keys.get("device_id") != device_id:
+        raise BadJsonError(
+            "User ID and device ID in 'device_keys' must match the requesting device"
+        )
+    algorithms = keys.get("algorithms")
+    if not isinstance(algorithms, list) or not all(isinstance(a, str) for a in algorithms):
+        raise BadJsonError("'device_keys.algorithms' must be a list of strings")
+    inner = keys.get("keys")
+    if not isinstance(inner, Mapping) or not all(isinstance(v, str) for v in inner.values()):
+        raise BadJsonError("'device_keys.keys' must be an object of strings")
+    if not isinstance(keys.get("signatures"), Mapping):
+        raise BadJsonError("'device_keys.signatures' must be an object")
+    return dict(keys)
+
+
+def _public_key(key: Mapping[str, Any]) -> str:
+    """The one ed25519 public key of a cross-signing key (checked already)."""
+    (value,) = key["keys"].values()
+    return str(value)
+
+
+def _check_cross_signing_key(key: Any, user_id: str, key_type: str) -> dict[str, Any]:
+    if not isinstance(key, Mapping):
+        raise BadJsonError(f"'{key_type}_key' must be an object")
+    if key.get("user_id") != user_id:
+        raise BadJsonError(f"'{key_type}_key.user_id' must be {user_id}")
+    usage = key.get("usage")
+    if not isinstance(usage, list) or key_type not in usage:
+        raise BadJsonError(f"'{key_type}_key.usage' must include {key_type!r}")
+    inner = key.get("keys")
+    if not isinstance(inner, Mapping) or len(inner) != 1:
+        raise BadJsonError(f"'{key_type}_key.keys' must hold exactly one key")
+    ((key_id, public),) = inner.items()
+    if not isinstance(public, str) or key_id != f"ed25519:{public}":
+        raise BadJsonError(f"'{key_type}_key.keys' must map 'ed25519:<key>' to the key")
+    signatures = key.get("signatures", {})
+    if not isinstance(signatures, Mapping):
+        raise BadJsonError(f"'{key_type}_key.signatures' must be an object")
+    return dict(key)
+
+
+def _verify(obj: Mapping[str, Any], user_id: str, public_key: str, key_id: str = "") -> None:
+    """`obj` carries a valid signature by `user_id` with this ed25519 key
+    (under `key_id`, by default `ed25519:<public key>`)."""
+    try:
+        verify_signed_json(obj, user_id, {key_id or f"ed25519:{public_key}": public_key})
+    except (SignatureError, ValueError) as e:
+        raise MatrixError(400, "M_INVALID_SIGNATURE", f"Invalid signature: {e}") from None
+
+
+class E2eKeysHandler:
+    def __init__(
+        self,
+        *,
+        server_name: str,
+        clock: Clock,
+        store: E2eKeysStore,
+        device_lists: DeviceListUpdates,
+        devices: DeviceLister,
+    ) -> None:
+        self._server_name = server_name
+        self._clock = clock
+        self.store = store
+        self._device_lists = device_lists
+        self._devices = devices
+
+    def _is_local(self, user_id: str) -> bool:
+        return get_domain_from_id(user_id) == self._server_name
+
+    # --- /keys/upload ---
+
+    async def upload_keys(
+        self, user_id: str, device_id: str | None, body: Mapping[str, Any]
+    ) -> dict[str, int]:
+        if device_id is None:
+            raise BadJsonError("Keys can only be uploaded by a device", "M_UNKNOWN")
+        device_keys = body.get("device_keys")
+        checked = (
+            None if device_keys is None else _check_device_keys(device_keys, user_id, device_id)
+        )
+        one_time = _parse_keys(body.get("one_time_keys"), "one_time_keys")
+        fallback = _parse_keys(body.get("fallback_keys"), "fallback_keys")
+        if not fallback:
+            fallback = _parse_keys(body.get("org.matrix.msc2732.fallback_keys"), "fallback_keys")
+        if len({k.algorithm for k in fallback}) != len(fallback):
+            raise BadJsonError("At most one fallback key per algorithm")
+        now = self._clock.time_msec()
+        conflicts = await self.store.add_one_time_keys(user_id, device_id, one_time, now)
+        if conflicts:
+            raise BadJsonError(
+                f"One time key {conflicts[0]} already exists with different content",
+                "M_INVALID_PARAM",
+            )
+        if fallback:
+            await self.store.set_fallback_keys(user_id, device_id, fallback)
+        if checked is not None and await self.store.set_device_keys(
+            user_id, device_id, checked, now
+        ):
+            await self._device_lists.devices_changed(user_id)
+        return await self.one_time_key_counts(user_id, device_id)
+
+    async def one_time_key_counts(self, user_id: str, device_id: str) -> dict[str, int]:
+        counts = await self.store.count_one_time_keys(user_id, device_id)
+        counts.setdefault(SIGNED_CURVE25519, 0)
+        return counts
+
+    async def unused_fallback_key_types(self, user_id: str, device_id: str) -> list[str]:
+        return await self.store.get_unused_fallback_key_types(user_id, device_id)
+
+    # --- /keys/query ---
+
+    async def query_keys(self, requester: str, device_keys: Any) -> dict[str, Any]:
+        if not isinstance(device_keys, Mapping):
+            raise BadJsonError("'device_keys' must be an object")
+        local: dict[str, list[str]] = {}
+        failures: dict[str, Any] = {}
+        for user_id, devices in device_keys.items():
+            if not is_valid_user_id(user_id):
+                raise InvalidParamError(f"Invalid user ID {user_id[:100]!r}")
+            if devices is None:
+                devices = []
+            if not isinstance(devices, list) or not all(isinstance(d, str) for d in devices):
+                raise BadJsonError(f"Devices of {user_id} must be a list of device IDs")
+            if self._is_local(user_id):
+                local[user_id] = devices
+            else:
+                failures[get_domain_from_id(user_id)] = dict(_ERROR_NO_FEDERATION)
+        found = await self.store.get_device_keys(local)
+        cross = await self.store.get_cross_signing_keys(list(local))
+        signatures = await self.store.get_signatures(list(local))
+        extra_sigs: dict[tuple[str, str], list[Signature]] = {}
+        for sig in signatures:
+            extra_sigs.setdefault((sig.target_user_id, sig.target_key_id), []).append(sig)
+        result: dict[str, Any] = {
+            "device_keys": {},
+            "master_keys": {},
+            "self_signing_keys": {},
+            "user_signing_keys": {},
+            "failures": failures,
+        }
+        for user_id in local:
+            by_device: dict[str, Any] = {}
+            for device_id, (keys, display_name) in found.get(user_id, {}).items():
+                keys = _merge_signatures(keys, extra_sigs.get((user_id, device_id), ()))
+                unsigned = dict(keys.get("unsigned") or {})
+                if display_name is not None:
+                    unsigned["device_display_name"] = display_name
+                keys["unsigned"] = unsigned
+                by_device[device_id] = keys
+            result["device_keys"][user_id] = by_device
+            own = cross.get(user_id, {})
+            if MASTER in own:
+                master = own[MASTER]
+                visible = [
+                    s
+                    for s in extra_sigs.get((user_id, _public_key(master)), ())
+                    if s.signer_user_id in (user_id, requester)
+                ]
+                result["master_keys"][user_id] = _merge_signatures(master, visible)
+            if SELF_SIGNING in own:
+                result["self_signing_keys"][user_id] = own[SELF_SIGNING]
+            if USER_SIGNING in own and user_id == requester:
+                result["user_signing_keys"][user_id] = own[USER_SIGNING]
+        return result
+
+    # --- /keys/claim ---
+
+    async def claim_keys(self, one_time_keys: Any) -> dict[str, Any]:
+        if not isinstance(one_time_keys, Mapping):
+            raise BadJsonError("'one_time_keys' must be an object")
+        claims: list[tuple[str, str, str]] = []
+        failures: dict[str, Any] = {}
+        for user_id, devices in one_time_keys.items():
+            if not is_valid_user_id(user_id):
+                raise InvalidParamError(f"Invalid user ID {user_id[:100]!r}")
+            if not isinstance(devices, Mapping) or not all(
+                isinstance(a, str) for a in devices.values()
+            ):
+                raise BadJsonError(f"Claims for {user_id} must map device IDs to algorithms")
+            if not self._is_local(user_id):
+                failures[get_domain_from_id(user_id)] = dict(_ERROR_NO_FEDERATION)
+                continue
+            claims.extend((user_id, device_id, alg) for device_id, alg in devices.items())
+        claimed = await self.store.claim_keys(claims)
+        out: dict[str, dict[str, Any]] = {}
+        for (user_id, device_id), key in claimed.items():
+            out.setdefault(user_id, {})[device_id] = {f"{key.algorithm}:{key.key_id}": key.key}
+        return {"one_time_keys": out, "failures": failures}
+
+    # --- cross-signing keys ---
+
+    async def parse_signing_keys(
+        self, user_id: str, body: Mapping[str, Any]
+    ) -> dict[str, dict[str, Any]]:
+        """The keys in a /keys/device_signing/upload body, checked: {key_type: key}."""
+        keys: dict[str, dict[str, Any]] = {}
+        for key_type in KEY_TYPES:
+            value = body.get(f"{key_type}_key")
+            if value is not None:
+                keys[key_type] = _check_cross_signing_key(value, user_id, key_type)
+        return keys
+
+    async def signing_keys_need_uia(self, user_id: str, keys: Mapping[str, Any]) -> bool:
+        """UIA is needed unless the user has no master key yet, or the request
+        only repeats keys already stored (the spec's two exceptions)."""
+        stored = (await self.store.get_cross_signing_keys([user_id])).get(user_id, {})
+        if MASTER not in stored:
+            return False
+        return any(stored.get(key_type) != key for key_type, key in keys.items())
+
+    async def upload_signing_keys(self, user_id: str, keys: Mapping[str, dict[str, Any]]) -> None:
+        stored = (await self.store.get_cross_signing_keys([user_id])).get(user_id, {})
+        master = keys.get(MASTER, stored.get(MASTER))
+        if master is None:
+            raise MatrixError(400, "M_MISSING_PARAM", "No master key available to verify")
+        master_public = _public_key(master)
+        device_ids = {d.device_id for d in await self._devices.get_devices(user_id)}
+        new: dict[str, tuple[str, Mapping[str, Any]]] = {}
+        for key_type, key in keys.items():
+            public = _public_key(key)
+            if public in device_ids:
+                raise ForbiddenError("Key ID in use")
+            if key_type != MASTER:
+                _verify(key, user_id, master_public)
+            if stored.get(key_type) != key:
+                new[key_type] = (public, key)
+        if not new:
+            return
+        await self.store.set_cross_signing_keys(user_id, new, self._clock.time_msec())
+        await self._device_lists.devices_changed(user_id)
+
+    # --- /keys/signatures/upload ---
+
+    async def upload_signatures(self, user_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        failures: dict[str, dict[str, Any]] = {}
+        accepted: list[Signature] = []
+        own_changed = False
+        others_changed: list[str] = []
+        cross = await self.store.get_cross_signing_keys([user_id])
+        mine = cross.get(user_id, {})
+        for target_user, by_key in body.items():
+            if not isinstance(by_key, Mapping):
+                raise BadJsonError(f"Signatures for {target_user[:100]!r} must be an object")
+            for key_id, signed in by_key.items():
+                try:
+                    if not isinstance(signed, Mapping):
+                        raise BadJsonError("The signed object must be an object")
+                    if not self._is_local(target_user):
+                        raise MatrixError(404, "M_NOT_FOUND", "Unknown user")
+                    found = await self._check_signature(user_id, mine, target_user, key_id, signed)
+                except MatrixError as e:
+                    failures.setdefault(target_user, {})[key_id] = {
+                        "errcode": e.errcode,
+                        "error": e.message,
+                    }
+                    continue
+                accepted.extend(found)
+                if target_user == user_id:
+                    own_changed = True
+                else:
+                    others_changed.append(target_user)
+        await self.store.add_signatures(accepted)
+        if own_changed:
+            await self._device_lists.devices_changed(user_id)
+        if others_changed:
+            await self._device_lists.keys_changed_for_observer(user_id, others_changed)
+        return {"failures": failures}
+
+    async def _check_signature(
+        self,
+        user_id: str,
+        mine: Mapping[str, Mapping[str, Any]],
+        target_user: str,
+        key_id: str,
+        signed: Mapping[str, Any],
+    ) -> list[Signature]:
+        """The signatures in `signed` that verify, or a MatrixError to report."""
+        target: Mapping[str, Any] | None
+        signer_keys: dict[str, str]
+        if target_user != user_id:
+            # Another user's master key, signed with our user-signing key.
+            theirs = (await self.store.get_cross_signing_keys([target_user])).get(target_user, {})
+            target = theirs.get(MASTER)
+            if target is None or _public_key(target) != key_id:
+                raise MatrixError(404, "M_NOT_FOUND", "Unknown master key")
+            if USER_SIGNING not in mine:
+                raise MatrixError(400, "M_MISSING_PARAM", "No user-signing key uploaded")
+            usk = _public_key(mine[USER_SIGNING])
+            signer_keys = {f"ed25519:{usk}": usk}
+        elif MASTER in mine and key_id == _public_key(mine[MASTER]):
+            # Our own master key, signed by one of our devices.
+            target = mine[MASTER]
+            devices = (await self.store.get_device_keys({user_id: []})).get(user_id, {})
+            signer_keys = {}
+            for device_id, (keys, _name) in devices.items():
+                public = keys.get("keys", {}).get(f"ed25519:{device_id}")
+                if isinstance(public, str):
+                    signer_keys[f"ed25519:{device_id}"] = public
+        else:
+            # One of our devices, signed with our self-signing key.
+            devices = (await self.store.get_device_keys({user_id: [key_id]})).get(user_id, {})
+            if key_id not in devices:
+                raise MatrixError(404, "M_NOT_FOUND", "Unknown device")
+            target = devices[key_id][0]
+            if SELF_SIGNING not in mine:
+                raise MatrixError(400, "M_MISSING_PARAM", "No self-signing key uploaded")
+            ssk = _public_key(mine[SELF_SIGNING])
+            signer_keys = {f"ed25519:{ssk}": ssk}
+        assert target is not None
+        if _strip(signed) != _strip(target):
+            raise BadJsonError("The signed object does not match the stored key")
+        sigs = signed.get("signatures", {})
+        by_me = sigs.get(user_id) if isinstance(sigs, Mapping) else None
+        if not isinstance(by_me, Mapping):
+            raise MatrixError(400, "M_INVALID_SIGNATURE", "No signature by the uploader")
+        out = []
+        for signer_key_id, signature in by_me.items():
+            public = signer_keys.get(signer_key_id)
+            if public is None:
+                continue
+            if not isinstance(signature, str):
+                raise MatrixError(400, "M_INVALID_SIGNATURE", "Malformed signature")
+            single = {**_strip(signed), "signatures": {user_id: {signer_key_id: signature}}}
+            _verify(single, user_id, public, signer_key_id)
+            out.append(Signature(target_user, key_id, user_id, signer_key_id, signature))
+        if not out:
+            raise MatrixError(400, "M_INVALID_SIGNATURE", "No signature by a key that may sign")
+        return out
+
+    async def shutdown(self) -> None:
+        return None
+
+
+def _merge_signatures(
+    key: Mapping[str, Any], extra: Sequence[Signature] | tuple[()]
+) -> dict[str, Any]:
+    out = dict(key)
+    if not extra:
+        return out
+    signatures = {u: dict(s) for u, s in dict(key.get("signatures") or {}).items()}
+    for sig in extra:
+        signatures.setdefault(sig.signer_user_id, {})[sig.signer_key_id] = sig.signature
+    out["signatures"] = signatures
+    return out

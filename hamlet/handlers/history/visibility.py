@@ -1,0 +1,73 @@
+"""History visibility: which events a user may see, on every read path."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from hamlet.handlers.rooms.state import StateHandler
+from hamlet.storage.stores.events import StoredEvent
+from hamlet.storage.stores.rooms import RoomsStore
+
+HISTORY_KEY = ("m.room.history_visibility", "")
+
+
+class VisibilityHandler:
+    def __init__(self, state: StateHandler, rooms: RoomsStore) -> None:
+        self.state = state
+        self.rooms = rooms
+
+    async def _visibility_and_membership(self, group: int, user_id: str) -> tuple[str, str | None]:
+        state = await self.state.get_state_at_group(
+            group, {HISTORY_KEY, ("m.room.member", user_id)}
+        )
+        hv_event = state.get(HISTORY_KEY)
+        visibility = "shared"
+        if hv_event is not None:
+            value = hv_event.content.get("history_visibility")
+            if isinstance(value, str):
+                visibility = value
+        member = state.get(("m.room.member", user_id))
+        membership = member.content.get("membership") if member is not None else None
+        return visibility, membership if isinstance(membership, str) else None
+
+    async def filter_for_user(
+        self, user_id: str, events: Sequence[StoredEvent], *, currently_joined: bool | None = None
+    ) -> list[StoredEvent]:
+        """Keep the events `user_id` may see (order preserved).
+
+        `currently_joined` may be passed when the caller knows it (all
+        events from one room); it matters for `shared` visibility.
+        """
+        visible: list[StoredEvent] = []
+        joined_now: dict[str, bool] = {}
+        for stored in events:
+            event = stored.event
+            if event.type == "m.room.member" and event.state_key == user_id:
+                visible.append(stored)
+                continue
+            visibility, membership = await self._visibility_and_membership(
+                stored.state_group, user_id
+            )
+            if visibility == "world_readable" or membership == "join":
+                visible.append(stored)
+            elif visibility == "invited" and membership == "invite":
+                visible.append(stored)
+            elif visibility == "shared":
+                room_id = event.room_id
+                if room_id not in joined_now:
+                    if currently_joined is not None:
+                        joined_now[room_id] = currently_joined
+                    else:
+                        current = await self.rooms.get_membership(room_id, user_id)
+                        joined_now[room_id] = current is not None and current.membership == "join"
+                if joined_now[room_id]:
+                    visible.append(stored)
+        return visible
+
+    async def may_see_room_history(self, user_id: str, room_id: str) -> bool:
+        """Whether a user may read a room at all (member now, or world readable)."""
+        current = await self.rooms.get_membership(room_id, user_id)
+        if current is not None and current.membership in ("join", "leave", "ban", "invite"):
+            return True
+        event = await self.state.get_current_state_event(room_id, *HISTORY_KEY)
+        return event is not None and event.content.get("history_visibility") == "world_readable"

@@ -1,0 +1,194 @@
+"""POST /createRoom: the initial events of a new room, in Synapse's order."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from hamlet.core import errors as core_errors
+from hamlet.core.auth_rules import validate_power_levels_content
+from hamlet.core.canonical_json import encode_canonical_json
+from hamlet.core.ids import RoomAlias, UserID, generate_room_id
+from hamlet.core.presets import (
+    default_power_levels_content,
+    get_preset,
+    preset_for_visibility,
+    preset_initial_state,
+)
+from hamlet.core.room_versions import KNOWN_ROOM_VERSIONS
+from hamlet.handlers.common.errors import (
+    BadJsonError,
+    InvalidParamError,
+    MatrixError,
+    TooLargeError,
+)
+from hamlet.handlers.rooms.event_creation import EventCreator
+from hamlet.handlers.rooms.membership import MembershipHandler
+from hamlet.storage.stores.rooms import RoomsStore
+
+# Room for the rest of a PDU (ids, hashes, signature) under the 65536-byte limit.
+MAX_CONTENT_BYTES = 60_000
+
+
+def _opt_str(body: Mapping[str, Any], key: str) -> str | None:
+    value = body.get(key)
+    if value is not None and not isinstance(value, str):
+        raise BadJsonError(f"{key} must be a string")
+    return value
+
+
+def _opt_dict(body: Mapping[str, Any], key: str) -> dict[str, Any]:
+    value = body.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadJsonError(f"{key} must be an object")
+    return value
+
+
+class RoomCreationHandler:
+    def __init__(
+        self,
+        *,
+        server_name: str,
+        default_room_version: str,
+        creator: EventCreator,
+        membership: MembershipHandler,
+        rooms: RoomsStore,
+    ) -> None:
+        self.server_name = server_name
+        self.default_room_version = default_room_version
+        self.creator = creator
+        self.membership = membership
+        self.rooms = rooms
+
+    async def create_room(self, user_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        version = body.get("room_version", self.default_room_version)
+        if not isinstance(version, str) or version not in KNOWN_ROOM_VERSIONS:
+            raise MatrixError(
+                400, "M_UNSUPPORTED_ROOM_VERSION", f"Room version {version!r} is not supported"
+            )
+        visibility = body.get("visibility", "private")
+        if visibility not in ("public", "private"):
+            raise BadJsonError("visibility must be 'public' or 'private'")
+        preset_name = body.get("preset") or preset_for_visibility(visibility)
+        try:
+            get_preset(preset_name) if isinstance(preset_name, str) else None
+        except core_errors.EventFormatError:
+            raise BadJsonError(f"Unknown preset {preset_name!r}") from None
+        if not isinstance(preset_name, str):
+            raise BadJsonError("preset must be a string")
+        name = _opt_str(body, "name")
+        topic = _opt_str(body, "topic")
+        alias_name = _opt_str(body, "room_alias_name")
+        creation_content = _opt_dict(body, "creation_content")
+        pl_override = _opt_dict(body, "power_level_content_override")
+        invites = body.get("invite", [])
+        if not isinstance(invites, list) or not all(
+            isinstance(u, str) and UserID.is_valid(u) for u in invites
+        ):
+            raise InvalidParamError("invite must be a list of user IDs")
+        is_direct = body.get("is_direct", False)
+        if not isinstance(is_direct, bool):
+            raise BadJsonError("is_direct must be a boolean")
+        initial_state = body.get("initial_state", [])
+        if not isinstance(initial_state, list):
+            raise BadJsonError("initial_state must be a list")
+        for entry in initial_state:
+            if (
+                not isinstance(entry, dict)
+                or not isinstance(entry.get("type"), str)
+                or not isinstance(entry.get("state_key", ""), str)
+                or not isinstance(entry.get("content"), dict)
+            ):
+                raise BadJsonError("initial_state entries need type, state_key and content")
+            if "\x00" in entry["type"] + entry.get("state_key", ""):
+                raise BadJsonError("initial_state type and state_key may not contain NUL")
+
+        for entry in initial_state:
+            if entry["type"] == "m.room.create":
+                raise BadJsonError("initial_state cannot contain m.room.create")
+        # Everything the auth rules would refuse half-way through is refused
+        # here, before the room exists (no half-made rooms).
+        room_version = KNOWN_ROOM_VERSIONS[version]
+        pl_content = default_power_levels_content(user_id, preset_name, invites, pl_override)
+        for content in [pl_content] + [
+            e["content"] for e in initial_state if e["type"] == "m.room.power_levels"
+        ]:
+            try:
+                validate_power_levels_content(room_version, content)
+            except core_errors.AuthError as e:
+                raise BadJsonError(f"Invalid power levels: {e}") from None
+
+        contents: list[Mapping[str, Any]] = [creation_content, pl_content]
+        contents += [e["content"] for e in initial_state]
+        contents += [{"name": name}] if name is not None else []
+        contents += [{"topic": topic}] if topic is not None else []
+        for content in contents:
+            try:
+                size = len(encode_canonical_json(content))
+            except core_errors.EventFormatError as e:
+                raise BadJsonError(str(e)) from None
+            if size > MAX_CONTENT_BYTES:
+                raise TooLargeError("An initial event of the room would be too large")
+
+        alias: str | None = None
+        if alias_name is not None:
+            alias = f"#{alias_name}:{self.server_name}"
+            if (
+                ":" in alias_name
+                or not alias_name
+                or any(c.isspace() for c in alias_name)
+                or not RoomAlias.is_valid(alias)
+            ):
+                raise InvalidParamError("Invalid room_alias_name")
+            if await self.rooms.get_alias(alias) is not None:
+                raise MatrixError(400, "M_ROOM_IN_USE", "Room alias already taken")
+
+        room_id = generate_room_id(self.server_name)
+        create_content = dict(creation_content)
+        if not KNOWN_ROOM_VERSIONS[version].creator_from_sender:
+            create_content["creator"] = user_id
+        create_content["room_version"] = version
+        send = self.creator.send
+        await send(
+            user_id, room_id, "m.room.create", create_content, state_key="", create_version=version
+        )
+        await self.membership.update_membership(user_id, room_id, user_id, "join")
+
+        await send(user_id, room_id, "m.room.power_levels", pl_content, state_key="")
+
+        if alias is not None:
+            if not await self.rooms.create_alias(alias, room_id, user_id):
+                raise MatrixError(400, "M_ROOM_IN_USE", "Room alias already taken")
+            await send(user_id, room_id, "m.room.canonical_alias", {"alias": alias}, state_key="")
+
+        given = {(e["type"], e.get("state_key", "")) for e in initial_state}
+        for event_type, state_key, content in preset_initial_state(preset_name):
+            if (event_type, state_key) not in given:
+                await send(user_id, room_id, event_type, content, state_key=state_key)
+        for entry in initial_state:
+            await send(
+                user_id,
+                room_id,
+                entry["type"],
+                entry["content"],
+                state_key=entry.get("state_key", ""),
+            )
+        if name is not None:
+            await send(user_id, room_id, "m.room.name", {"name": name}, state_key="")
+        if topic is not None:
+            await send(user_id, room_id, "m.room.topic", {"topic": topic}, state_key="")
+        for invitee in dict.fromkeys(invites):
+            if invitee == user_id:
+                continue
+            extra = {"is_direct": True} if is_direct else None
+            await self.membership.update_membership(
+                user_id, room_id, invitee, "invite", extra=extra
+            )
+        if visibility == "public":
+            await self.rooms.set_room_public(room_id, True)
+        result: dict[str, Any] = {"room_id": room_id}
+        if alias is not None:
+            result["room_alias"] = alias
+        return result

@@ -1,0 +1,85 @@
+"""Rate limiters for room actions: messages, joins and invites, one set per homeserver."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from hamlet.config import HomeServerConfig, RateLimitConfig
+from hamlet.handlers.accounts.auth import Requester
+from hamlet.handlers.accounts.ratelimits import check
+from hamlet.handlers.common import ratelimit
+from hamlet.handlers.common.errors import LimitExceededError
+from hamlet.handlers.common.ratelimit import Ratelimiter
+from hamlet.runtime.clock import Clock
+
+
+class RatelimitOverrideLookup(Protocol):
+    async def get(self, user_id: str) -> tuple[int, int] | None:
+        """A user's `(messages_per_second, burst_count)` override, if any."""
+
+
+class RoomRatelimiters:
+    def __init__(self, clock: Clock, config: HomeServerConfig) -> None:
+        def make(name: str, rc: RateLimitConfig) -> Ratelimiter:
+            return Ratelimiter(
+                clock, name=name, per_second=rc.per_second, burst_count=rc.burst_count
+            )
+
+        self.messages = make("rc_message", config.rc_message)
+        # Per-user overrides of rc_message (the admin API sets them).
+        self.overrides: RatelimitOverrideLookup | None = None
+        self.joins_local = make("rc_joins.local", config.rc_joins.local)
+        self.joins_per_room = make("rc_joins_per_room", config.rc_joins_per_room)
+        self.invites_per_room = make("rc_invites.per_room", config.rc_invites.per_room)
+        self.invites_per_user = make("rc_invites.per_user", config.rc_invites.per_user)
+        self.invites_per_issuer = make("rc_invites.per_issuer", config.rc_invites.per_issuer)
+        self._all = (
+            self.messages,
+            self.joins_local,
+            self.joins_per_room,
+            self.invites_per_room,
+            self.invites_per_user,
+            self.invites_per_issuer,
+        )
+
+    def start(self) -> None:
+        for limiter in self._all:
+            limiter.start()
+
+    async def shutdown(self) -> None:
+        for limiter in self._all:
+            limiter.stop()
+
+    @staticmethod
+    def _exempt(requester: Requester) -> bool:
+        return requester.is_admin
+
+    async def message(self, requester: Requester) -> None:
+        if self._exempt(requester):
+            return
+        override = None
+        if self.overrides is not None:
+            override = await self.overrides.get(requester.user_id)
+        if override is None:
+            await check(self.messages, requester.user_id)
+            return
+        per_second, burst_count = override
+        if per_second == 0:
+            return  # 0 messages per second: not rate limited at all
+        try:
+            await self.messages.ratelimit(
+                requester.user_id, rate_hz=per_second, burst_count=burst_count
+            )
+        except ratelimit.LimitExceededError as e:
+            raise LimitExceededError(e.retry_after_ms) from None
+
+    async def join(self, requester: Requester, room_id: str) -> None:
+        if not self._exempt(requester):
+            await check(self.joins_local, requester.user_id)
+            await check(self.joins_per_room, room_id)
+
+    async def invite(self, requester: Requester, room_id: str, invitee: str) -> None:
+        if not self._exempt(requester):
+            await check(self.invites_per_room, room_id)
+            await check(self.invites_per_user, invitee)
+            await check(self.invites_per_issuer, requester.user_id)

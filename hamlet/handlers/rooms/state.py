@@ -1,0 +1,80 @@
+"""Room state: the current state of each room and the state at any event."""
+
+from __future__ import annotations
+
+from hamlet.core.events import Event
+from hamlet.core.power_levels import StateKey
+from hamlet.handlers.rooms.event_cache import EventCache
+from hamlet.runtime.lru import LruCache
+from hamlet.storage.stores.events import EventsStore
+from hamlet.storage.stores.rooms import RoomsStore
+
+StateIds = dict[StateKey, str]
+
+
+class StateHandler:
+    def __init__(self, events: EventsStore, rooms: RoomsStore, cache: EventCache) -> None:
+        self.events_store = events
+        self.rooms_store = rooms
+        self.event_cache = cache
+        self._current: LruCache[str, StateIds] = LruCache(500)
+        # State groups never change once written, so this cache needs no invalidation.
+        self._groups: LruCache[int, StateIds] = LruCache(1000)
+
+    async def get_current_state_ids(self, room_id: str) -> StateIds:
+        cached = self._current.get(room_id)
+        if cached is None:
+            cached = await self.rooms_store.get_current_state_ids(room_id)
+            self._current.set(room_id, cached)
+        return cached
+
+    async def get_current_state(
+        self, room_id: str, keys: set[StateKey] | None = None
+    ) -> dict[StateKey, Event]:
+        ids = await self.get_current_state_ids(room_id)
+        return await self._load(ids, keys)
+
+    async def get_current_state_event(
+        self, room_id: str, type: str, state_key: str
+    ) -> Event | None:
+        ids = await self.get_current_state_ids(room_id)
+        event_id = ids.get((type, state_key))
+        if event_id is None:
+            return None
+        stored = await self.event_cache.get(event_id)
+        return stored.event if stored is not None else None
+
+    async def get_state_ids_at_group(self, group: int) -> StateIds:
+        cached = self._groups.get(group)
+        if cached is None:
+            cached = await self.events_store.get_state_ids(group)
+            self._groups.set(group, cached)
+        return cached
+
+    async def get_state_at_group(
+        self, group: int, keys: set[StateKey] | None = None
+    ) -> dict[StateKey, Event]:
+        return await self._load(await self.get_state_ids_at_group(group), keys)
+
+    async def _load(self, ids: StateIds, keys: set[StateKey] | None) -> dict[StateKey, Event]:
+        wanted = ids if keys is None else {k: v for k, v in ids.items() if k in keys}
+        found = await self.event_cache.get_many(wanted.values())
+        return {k: found[v].event for k, v in wanted.items() if v in found}
+
+    def state_changed(self, room_id: str, key: StateKey, event_id: str) -> None:
+        """Keep the cached current state in step with a persisted state event."""
+        cached = self._current.get(room_id)
+        if cached is not None:
+            updated = dict(cached)
+            updated[key] = event_id
+            self._current.set(room_id, updated)
+
+    def cache_group(self, group: int, ids: StateIds) -> None:
+        self._groups.set(group, ids)
+
+    def cached_rooms(self) -> int:
+        return len(self._current) + len(self._groups)
+
+    def clear(self) -> None:
+        self._current.clear()
+        self._groups.clear()

@@ -1,0 +1,187 @@
+"""Account data (global and per room), room tags and the fully-read marker."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Final, TypeVar
+
+from hamlet.core.ids import RoomID
+from hamlet.handlers.common.errors import (
+    ForbiddenError,
+    InvalidParamError,
+    MatrixError,
+    NotFoundError,
+)
+from hamlet.handlers.common.notifier import Notifier
+from hamlet.storage.stores.account_data import AccountDataStore
+from hamlet.storage.stream_ids import StreamIdGenerator
+
+FULLY_READ: Final = "m.fully_read"
+PUSH_RULES: Final = "m.push_rules"
+TAG: Final = "m.tag"
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class AccountDataUpdates:
+    """What changed for a user: events as `{"type", "content"}` dicts."""
+
+    global_events: list[dict[str, Any]] = field(default_factory=list)
+    room_events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+def check_can_set(data_type: str) -> None:
+    """The read marker and push rules have their own APIs (Synapse: 405 M_BAD_JSON)."""
+    if data_type == FULLY_READ:
+        raise MatrixError(
+            405,
+            "M_BAD_JSON",
+            "Cannot set m.fully_read through this API. Use /rooms/!roomId:server.name/read_markers",
+        )
+    if data_type == PUSH_RULES:
+        raise MatrixError(
+            405, "M_BAD_JSON", "Cannot set m.push_rules through this API. Use /pushrules"
+        )
+
+
+def check_own(requester: str, user_id: str, verb: str = "add") -> None:
+    if requester != user_id:
+        raise ForbiddenError(f"Cannot {verb} account data for other users.")
+
+
+def check_room_id(room_id: str) -> None:
+    if not RoomID.is_valid(room_id):
+        raise InvalidParamError(f"{room_id} is not a valid room ID")
+
+
+class AccountDataHandler:
+    """The `account_data` stream: a stream id per change, stored in the database."""
+
+    name = "account_data"
+
+    def __init__(self, store: AccountDataStore, notifier: Notifier) -> None:
+        self._store = store
+        self._notifier = notifier
+        self.stream_ids = StreamIdGenerator("account_data")
+        # Tag changes are read-modify-write of the m.tag entry: one at a time.
+        self._tag_lock = asyncio.Lock()
+
+    async def load(self) -> None:
+        await self.stream_ids.load(self._store.db, "account_data", "stream_id")
+
+    def current_position(self) -> int:
+        return self.stream_ids.current()
+
+    # --- global and room account data ---
+
+    async def set_global(self, user_id: str, data_type: str, content: dict[str, Any]) -> int:
+        return await self._put(user_id, None, data_type, content)
+
+    async def set_room(
+        self, user_id: str, room_id: str, data_type: str, content: dict[str, Any]
+    ) -> int:
+        check_room_id(room_id)
+        return await self._put(user_id, room_id, data_type, content)
+
+    async def get_global(self, user_id: str, data_type: str) -> dict[str, Any]:
+        content = await self._store.get(user_id, None, data_type)
+        if content is None:
+            raise NotFoundError("Account data not found")
+        return dict(content)
+
+    async def get_room(self, user_id: str, room_id: str, data_type: str) -> dict[str, Any]:
+        check_room_id(room_id)
+        if data_type == PUSH_RULES:
+            return {}  # room-specific push rules are not supported
+        content = await self._store.get(user_id, room_id, data_type)
+        if content is None:
+            raise NotFoundError("Room account data not found")
+        return dict(content)
+
+    async def set_fully_read(self, user_id: str, room_id: str, event_id: str) -> int:
+        """The read marker is room account data `m.fully_read`."""
+        return await self._put(user_id, room_id, FULLY_READ, {"event_id": event_id})
+
+    async def write_with(self, user_id: str, write: Callable[[int], Awaitable[T]]) -> T:
+        """For a service that writes a user's account data inside its own
+        transaction (push rules): allocates the stream id for `write(stream_id)`
+        and wakes the user's syncs once it committed."""
+        with self.stream_ids.allocate() as stream_id:
+            result = await write(stream_id)
+        self._notifier.notify("account_data", stream_id, users=[user_id])
+        return result
+
+    async def _put(
+        self, user_id: str, room_id: str | None, data_type: str, content: dict[str, Any]
+    ) -> int:
+        with self.stream_ids.allocate() as stream_id:
+            await self._store.put(user_id, room_id, data_type, content, stream_id)
+        self._notifier.notify("account_data", stream_id, users=[user_id])
+        return stream_id
+
+    # --- tags (room account data m.tag) ---
+
+    async def get_tags(self, user_id: str, room_id: str) -> dict[str, Any]:
+        content = await self._store.get(user_id, room_id, TAG)
+        tags = content.get("tags") if isinstance(content, dict) else None
+        return dict(tags) if isinstance(tags, dict) else {}
+
+    async def add_tag(self, user_id: str, room_id: str, tag: str, content: dict[str, Any]) -> int:
+        order = content.get("order")
+        if order is not None and (
+            isinstance(order, bool) or not isinstance(order, int | float) or not 0 <= order <= 1
+        ):
+            raise InvalidParamError("'order' must be a number between 0 and 1")
+
+        def change(old: dict[str, Any] | None) -> dict[str, Any]:
+            tags = _tags_of(old)
+            tags[tag] = content
+            return {"tags": tags}
+
+        return await self._update_tags(user_id, room_id, change)
+
+    async def remove_tag(self, user_id: str, room_id: str, tag: str) -> int:
+        def change(old: dict[str, Any] | None) -> dict[str, Any]:
+            tags = _tags_of(old)
+            tags.pop(tag, None)
+            return {"tags": tags}
+
+        return await self._update_tags(user_id, room_id, change)
+
+    async def _update_tags(
+        self, user_id: str, room_id: str, change: Callable[[dict[str, Any] | None], dict[str, Any]]
+    ) -> int:
+        check_room_id(room_id)
+        async with self._tag_lock:
+            with self.stream_ids.allocate() as stream_id:
+                await self._store.update(user_id, room_id, TAG, change, stream_id)
+        self._notifier.notify("account_data", stream_id, users=[user_id])
+        return stream_id
+
+    # --- provider ---
+
+    async def get_updates(self, user_id: str, since_pos: int) -> AccountDataUpdates:
+        """Global and per-room account data of the user changed after `since_pos`
+        (everything for 0, or for a position ahead of the stream)."""
+        upto = self.current_position()
+        if since_pos > upto:
+            since_pos = 0
+        updates = AccountDataUpdates()
+        for row in await self._store.get_changed(user_id, since_pos, upto):
+            event = {"type": row.type, "content": row.content}
+            if row.room_id is None:
+                updates.global_events.append(event)
+            else:
+                updates.room_events.setdefault(row.room_id, []).append(event)
+        return updates
+
+    async def shutdown(self) -> None:
+        """Nothing in memory but the stream position."""
+
+
+def _tags_of(content: dict[str, Any] | None) -> dict[str, Any]:
+    tags = content.get("tags") if content is not None else None
+    return dict(tags) if isinstance(tags, dict) else {}
