@@ -38,6 +38,9 @@ class RoomVersion:
     strict_canonical_json: bool
     #: ``notifications`` changes are subject to power level checks (v6+).
     limit_notifications_power_levels: bool
+    #: State resolution: ``"v2"`` (room versions 2-11) or ``"v2.1"`` (v12: the
+    #: first auth-check round starts empty; the conflicted state subgraph counts).
+    state_res: str = "v2"
 
 
 ROOM_VERSION_10 = RoomVersion(
