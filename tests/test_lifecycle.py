@@ -15,6 +15,9 @@ from typing import Any
 import pytest
 
 from hamlet.config import HomeServerConfig
+from hamlet.handlers.common.service import BuildContext, Service, ServiceBase
+from hamlet.handlers.container import Services
+from hamlet.handlers.media.repository import MediaRepository
 from hamlet.homeserver import HomeServer
 from hamlet.storage import migrations
 from hamlet.storage.engines.postgres import PostgresDatabase
@@ -177,23 +180,23 @@ async def test_shutdown_after_a_service_constructor_fails(
 ) -> None:
     built: list[Any] = []
 
-    class Service:
-        def __init__(self, hs: HomeServer) -> None:
+    class Service(ServiceBase):
+        def __init__(self, hs: Services) -> None:
             self.hs = hs  # services hold their homeserver
             self.stopped = False
 
         async def shutdown(self) -> None:
             self.stopped = True
 
-    def build(self: HomeServer) -> None:
-        service = Service(self)
+    def build(ctx: BuildContext, hs: Services) -> None:
+        service = Service(hs)
         built.append(weakref.ref(service))
-        self._own(service)
-        self.clock.looping_call(lambda: None, 5)
-        self.clock.call_later(100, lambda: None)
+        ctx.own(service)
+        ctx.clock.looping_call(lambda: None, 5)
+        ctx.clock.call_later(100, lambda: None)
         raise ValueError("service constructor bug")
 
-    monkeypatch.setattr(HomeServer, "_build_services", build)
+    monkeypatch.setattr(HomeServer, "builders", (*HomeServer.builders[:1], build))
     baseline = Baseline()
     hs = HomeServer(make_hs_config())
     with pytest.raises(ValueError, match="service constructor bug") as info:
@@ -258,3 +261,50 @@ def read_key_file(path: Path) -> tuple[str, int] | None:
     if not path.exists():
         return None
     return path.read_text(), stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.parametrize("late_step", ["last_builder", "last_load"])
+async def test_a_late_setup_failure_shuts_every_service_down_in_reverse_order(
+    make_hs_config: MakeConfig, monkeypatch: pytest.MonkeyPatch, late_step: str
+) -> None:
+    registered: list[Service] = []
+    stopped: list[Service] = []
+
+    def watch(service: Service) -> None:
+        real = service.shutdown
+
+        async def shutdown() -> None:
+            stopped.append(service)
+            await real()
+
+        setattr(service, "shutdown", shutdown)  # noqa: B010 (an instance override)
+
+    def last_builder(ctx: BuildContext, hs: Services) -> None:
+        registered.extend(ctx.registry)
+        for service in registered:
+            watch(service)
+        if late_step == "last_builder":
+            raise ValueError("late builder bug")
+
+    async def failing_load(self: MediaRepository) -> None:
+        raise OSError("media store unreadable")
+
+    monkeypatch.setattr(HomeServer, "builders", (*HomeServer.builders, last_builder))
+    if late_step == "last_load":
+        monkeypatch.setattr(MediaRepository, "load", failing_load)
+    baseline = Baseline()
+    hs = HomeServer(make_hs_config())
+    with pytest.raises((ValueError, OSError)) as info:
+        await hs.setup()
+    forget(info)
+    assert hs.state == "shut_down"
+    assert len(registered) > 20
+    assert hs.notifier in registered and hs.media in registered
+    assert stopped == registered[::-1]
+    assert hs.services == ()
+    await assert_nothing_left(hs, baseline)
+    registered.clear()
+    stopped.clear()
+    ref = weakref.ref(hs)
+    del hs
+    assert_collected(ref)

@@ -240,10 +240,10 @@ def _fail_migration(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _fail_service(monkeypatch: pytest.MonkeyPatch) -> None:
-    def boom(self: Any) -> None:
+    def boom(self: Any, **kwargs: Any) -> None:
         raise RuntimeError("a service constructor failed")
 
-    monkeypatch.setattr(HomeServer, "_build_sync", boom)
+    monkeypatch.setattr("hamlet.handlers.sync.handler.SyncHandler.__init__", boom)
 
 
 def _fail_start(monkeypatch: pytest.MonkeyPatch) -> None:

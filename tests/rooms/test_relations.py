@@ -334,7 +334,7 @@ async def test_aggregation_queries_per_batch(harness: Harness) -> None:
 
     hs.db.run_interaction = counting  # type: ignore[method-assign]
     try:
-        result = await hs.relations.aggregate(page, alice.user_id)
+        result = await hs.aggregations.aggregate(page, alice.user_id)
     finally:
         del hs.db.run_interaction
     roots = [s for s in page if s.event.content.get("body", "").startswith("p")]
@@ -349,7 +349,7 @@ async def test_aggregation_queries_per_batch(harness: Harness) -> None:
     plain = [s for s in page if s.event.type != "m.room.message"]
     hs.db.run_interaction = counting  # type: ignore[method-assign]
     try:
-        assert await hs.relations.aggregate(plain, alice.user_id) == {}
+        assert await hs.aggregations.aggregate(plain, alice.user_id) == {}
     finally:
         del hs.db.run_interaction
     assert calls == ["get_relation_kinds"]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from hamlet.handlers.common.errors import AuthError, ForbiddenError
+from hamlet.handlers.common.service import ENTRY_BYTES, ServiceBase
 from hamlet.runtime.clock import Clock
 from hamlet.storage.stores.devices import DeviceStore, TokenOwner
 
@@ -52,7 +53,7 @@ def generate_access_token(user_id: str) -> str:
     return f"syt_{b64}_{secrets.token_urlsafe(32)}"
 
 
-class AuthHandler:
+class AuthHandler(ServiceBase):
     def __init__(self, clock: Clock, devices: DeviceStore) -> None:
         self._clock = clock
         self._devices = devices
@@ -96,6 +97,9 @@ class AuthHandler:
     def __len__(self) -> int:
         """Cached token owners."""
         return len(self._cache)
+
+    def memory_usage(self) -> int:
+        return len(self._cache) * ENTRY_BYTES
 
     def clear_caches(self) -> None:
         self._generation += 1

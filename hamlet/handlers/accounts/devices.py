@@ -30,16 +30,16 @@ def generate_device_id() -> str:
 
 
 class DeviceHandler:
-    def __init__(self, clock: Clock, store: DeviceStore, auth: AuthHandler) -> None:
+    def __init__(
+        self, clock: Clock, store: DeviceStore, auth: AuthHandler, device_lists: DeviceListUpdates
+    ) -> None:
         self._clock = clock
         self.store = store
         self._auth = auth
-        # Set once the device list stream exists (it is built after this handler).
-        self.device_lists: DeviceListUpdates | None = None
+        self._device_lists = device_lists
 
     async def _changed(self, user_id: str) -> None:
-        if self.device_lists is not None:
-            await self.device_lists.devices_changed(user_id)
+        await self._device_lists.devices_changed(user_id)
 
     async def login_device(
         self, user_id: str, device_id: str | None, display_name: str | None

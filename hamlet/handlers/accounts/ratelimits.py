@@ -8,6 +8,7 @@ from hamlet.config import HomeServerConfig
 from hamlet.config.model import RateLimitConfig
 from hamlet.handlers.common import ratelimit
 from hamlet.handlers.common.errors import LimitExceededError
+from hamlet.handlers.common.service import ServiceBase
 from hamlet.runtime.clock import Clock
 
 
@@ -19,7 +20,7 @@ async def check(limiter: ratelimit.Ratelimiter, key: Hashable, *, update: bool =
         raise LimitExceededError(e.retry_after_ms) from None
 
 
-class AccountRatelimiters:
+class AccountRatelimiters(ServiceBase):
     """`rc_login` (address, account, failed_attempts) and `rc_registration`."""
 
     def __init__(self, clock: Clock, config: HomeServerConfig) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 from hamlet.config import HomeServerConfig
 from hamlet.handlers.accounts.register import RegistrationHandler
 from hamlet.handlers.common.errors import BadJsonError, ForbiddenError, MatrixError
+from hamlet.handlers.common.service import ServiceBase
 from hamlet.runtime.clock import Clock, DelayedCall
 
 NONCE_LIFETIME_S = 60.0
@@ -56,7 +57,7 @@ def _str_field(body: dict[str, Any], name: str, *, required: bool = True) -> str
     return value
 
 
-class SharedSecretRegistration:
+class SharedSecretRegistration(ServiceBase):
     def __init__(
         self, clock: Clock, config: HomeServerConfig, registration: RegistrationHandler
     ) -> None:

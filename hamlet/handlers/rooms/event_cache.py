@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
+from hamlet.handlers.common.service import ServiceBase
 from hamlet.runtime.lru import LruCache
 from hamlet.storage.stores.events import EventsStore, StoredEvent
 
 EVENT_CACHE_SIZE = 5000
+# A typical cached event in memory (measured), for the memory estimate.
+EVENT_BYTES = 3_000
 
 
-class EventCache:
+class EventCache(ServiceBase):
     def __init__(self, store: EventsStore, size: int = EVENT_CACHE_SIZE) -> None:
         self.store = store
         self._cache: LruCache[str, StoredEvent] = LruCache(size)
@@ -46,8 +49,11 @@ class EventCache:
     def invalidate(self, event_id: str) -> None:
         self._cache.pop(event_id)
 
-    def clear(self) -> None:
+    def clear_caches(self) -> None:
         self._cache.clear()
 
     def __len__(self) -> int:
         return len(self._cache)
+
+    def memory_usage(self) -> int:
+        return len(self._cache) * EVENT_BYTES

@@ -23,6 +23,8 @@ from hamlet.core.events import Event, build_event
 from hamlet.core.power_levels import AuthState
 from hamlet.core.room_versions import RoomVersion, get_room_version
 from hamlet.handlers.common.errors import BadJsonError, ForbiddenError, NotFoundError, TooLargeError
+from hamlet.handlers.common.notifier import Notifier
+from hamlet.handlers.common.service import ServiceBase
 from hamlet.handlers.rooms.event_cache import EventCache
 from hamlet.handlers.rooms.state import StateHandler
 from hamlet.runtime.clock import Clock
@@ -33,8 +35,6 @@ from hamlet.storage.stores.rooms import RoomsStore
 
 logger = logging.getLogger(__name__)
 
-EventListener = Callable[[StoredEvent], None]
-
 
 @dataclass(slots=True)
 class _RoomHead:
@@ -44,7 +44,7 @@ class _RoomHead:
     delta_depth: int
 
 
-class EventCreator:
+class EventCreator(ServiceBase):
     def __init__(
         self,
         *,
@@ -55,6 +55,7 @@ class EventCreator:
         rooms: RoomsStore,
         state: StateHandler,
         cache: EventCache,
+        notifier: Notifier,
     ) -> None:
         self.server_name = server_name
         self.clock = clock
@@ -71,14 +72,12 @@ class EventCreator:
         # past the lowest of them, or they would skip it when it lands.
         self._in_flight: set[int] = set()
         self._group = 0
-        self._listeners: list[EventListener] = []
+        self._notifier = notifier
         self._unannounced: list[StoredEvent] = []
+        notifier.register_stream(self.name, self)
 
     async def load(self) -> None:
         self._stream, self._group = await self.events_store.max_positions()
-
-    def add_listener(self, listener: EventListener) -> None:
-        self._listeners.append(listener)
 
     name = "events"
 
@@ -262,7 +261,7 @@ class EventCreator:
         return event
 
     def _announce(self) -> None:
-        """Tell listeners about persisted events, in order, once none before them is pending."""
+        """Wake syncs for persisted events, in order, once none before them is pending."""
         upto = self.current_stream
         ready = sorted(
             (s for s in self._unannounced if s.stream_ordering <= upto),
@@ -272,11 +271,9 @@ class EventCreator:
             return
         self._unannounced = [s for s in self._unannounced if s.stream_ordering > upto]
         for stored in ready:
-            for listener in self._listeners:
-                try:
-                    listener(stored)
-                except Exception:
-                    logger.exception("Event listener failed for %s", stored.event.event_id)
+            event = stored.event
+            members = [event.state_key] if event.type == "m.room.member" and event.state_key else []
+            self._notifier.notify("events", upto, rooms=[event.room_id], users=members)
 
     @staticmethod
     def _room_row(event: Event, version: RoomVersion) -> tuple[str, str, str | None]:

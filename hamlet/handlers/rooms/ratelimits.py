@@ -10,6 +10,7 @@ from hamlet.handlers.accounts.ratelimits import check
 from hamlet.handlers.common import ratelimit
 from hamlet.handlers.common.errors import LimitExceededError
 from hamlet.handlers.common.ratelimit import Ratelimiter
+from hamlet.handlers.common.service import ServiceBase
 from hamlet.runtime.clock import Clock
 
 
@@ -18,8 +19,10 @@ class RatelimitOverrideLookup(Protocol):
         """A user's `(messages_per_second, burst_count)` override, if any."""
 
 
-class RoomRatelimiters:
-    def __init__(self, clock: Clock, config: HomeServerConfig) -> None:
+class RoomRatelimiters(ServiceBase):
+    def __init__(
+        self, clock: Clock, config: HomeServerConfig, overrides: RatelimitOverrideLookup
+    ) -> None:
         def make(name: str, rc: RateLimitConfig) -> Ratelimiter:
             return Ratelimiter(
                 clock, name=name, per_second=rc.per_second, burst_count=rc.burst_count
@@ -27,7 +30,7 @@ class RoomRatelimiters:
 
         self.messages = make("rc_message", config.rc_message)
         # Per-user overrides of rc_message (the admin API sets them).
-        self.overrides: RatelimitOverrideLookup | None = None
+        self.overrides = overrides
         self.joins_local = make("rc_joins.local", config.rc_joins.local)
         self.joins_per_room = make("rc_joins_per_room", config.rc_joins_per_room)
         self.invites_per_room = make("rc_invites.per_room", config.rc_invites.per_room)
@@ -57,9 +60,7 @@ class RoomRatelimiters:
     async def message(self, requester: Requester) -> None:
         if self._exempt(requester):
             return
-        override = None
-        if self.overrides is not None:
-            override = await self.overrides.get(requester.user_id)
+        override = await self.overrides.get(requester.user_id)
         if override is None:
             await check(self.messages, requester.user_id)
             return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from hamlet.core.events import Event
 from hamlet.core.power_levels import StateKey
+from hamlet.handlers.common.service import ServiceBase
 from hamlet.handlers.rooms.event_cache import EventCache
 from hamlet.runtime.lru import LruCache
 from hamlet.storage.stores.events import EventsStore
@@ -11,8 +12,11 @@ from hamlet.storage.stores.rooms import RoomsStore
 
 StateIds = dict[StateKey, str]
 
+# One cached room's (or state group's) state map in memory, for the memory estimate.
+STATE_MAP_BYTES = 8_000
 
-class StateHandler:
+
+class StateHandler(ServiceBase):
     def __init__(self, events: EventsStore, rooms: RoomsStore, cache: EventCache) -> None:
         self.events_store = events
         self.rooms_store = rooms
@@ -75,6 +79,9 @@ class StateHandler:
     def cached_rooms(self) -> int:
         return len(self._current) + len(self._groups)
 
-    def clear(self) -> None:
+    def memory_usage(self) -> int:
+        return self.cached_rooms() * STATE_MAP_BYTES
+
+    def clear_caches(self) -> None:
         self._current.clear()
         self._groups.clear()

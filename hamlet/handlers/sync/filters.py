@@ -7,10 +7,11 @@ from typing import Any
 from hamlet.core.errors import FilterError
 from hamlet.core.filters import Filter, parse_filter
 from hamlet.handlers.common.errors import BadJsonError, ForbiddenError, NotFoundError
+from hamlet.handlers.common.service import ServiceBase
 from hamlet.storage.stores.filters import FilterStore
 
 
-class FilterHandler:
+class FilterHandler(ServiceBase):
     def __init__(self, server_name: str, store: FilterStore) -> None:
         self._server_name = server_name
         self._store = store

@@ -15,6 +15,7 @@ from hamlet.handlers.common.errors import (
     NotFoundError,
 )
 from hamlet.handlers.common.notifier import Notifier
+from hamlet.handlers.common.service import ServiceBase
 from hamlet.storage.stores.account_data import AccountDataStore
 from hamlet.storage.stream_ids import StreamIdGenerator
 
@@ -57,7 +58,7 @@ def check_room_id(room_id: str) -> None:
         raise InvalidParamError(f"{room_id} is not a valid room ID")
 
 
-class AccountDataHandler:
+class AccountDataHandler(ServiceBase):
     """The `account_data` stream: a stream id per change, stored in the database."""
 
     name = "account_data"
@@ -68,6 +69,7 @@ class AccountDataHandler:
         self.stream_ids = StreamIdGenerator("account_data")
         # Tag changes are read-modify-write of the m.tag entry: one at a time.
         self._tag_lock = asyncio.Lock()
+        notifier.register_stream(self.name, self)
 
     async def load(self) -> None:
         await self.stream_ids.load(self._store.db, "account_data", "stream_id")

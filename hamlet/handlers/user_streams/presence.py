@@ -18,6 +18,7 @@ from typing import Any, Final
 from hamlet.handlers.common.errors import ForbiddenError, InvalidParamError
 from hamlet.handlers.common.notifier import Notifier
 from hamlet.handlers.common.room_access import RoomSharing
+from hamlet.handlers.common.service import ENTRY_BYTES, ServiceBase
 from hamlet.runtime.clock import Clock
 
 logger = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ class UserPresence:
         return out
 
 
-class PresenceHandler:
+class PresenceHandler(ServiceBase):
     """The `presence` stream: a serial in memory, moved by every state change."""
 
     name = "presence"
@@ -71,6 +72,7 @@ class PresenceHandler:
         self._states: dict[str, UserPresence] = {}
         self._syncing: dict[str, int] = {}  # user -> syncs in flight
         self._position = 0
+        notifier.register_stream(self.name, self)
 
     def start(self) -> None:
         if self.enabled:
@@ -220,7 +222,7 @@ class PresenceHandler:
         return events
 
     def memory_usage(self) -> int:
-        return len(self._states) + len(self._syncing)
+        return ENTRY_BYTES * (len(self._states) + len(self._syncing))
 
     def clear_caches(self) -> None:
         """Presence is state, not a cache."""

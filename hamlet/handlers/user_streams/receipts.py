@@ -9,6 +9,7 @@ from hamlet.core.ids import RoomID, is_valid_event_id
 from hamlet.handlers.common.errors import ForbiddenError, InvalidParamError, MatrixError
 from hamlet.handlers.common.notifier import Notifier
 from hamlet.handlers.common.room_access import MembershipChecker
+from hamlet.handlers.common.service import ServiceBase
 from hamlet.handlers.user_streams.account_data import AccountDataHandler
 from hamlet.runtime.clock import Clock
 from hamlet.storage.stores.receipts import ReceiptStore
@@ -21,7 +22,7 @@ RECEIPT_TYPES: Final = frozenset({READ, READ_PRIVATE})
 MAIN_TIMELINE: Final = "main"
 
 
-class ReceiptsHandler:
+class ReceiptsHandler(ServiceBase):
     """The `receipts` stream: a stream id per receipt update, stored in the database."""
 
     name = "receipts"
@@ -40,6 +41,7 @@ class ReceiptsHandler:
         self._membership = membership
         self._account_data = account_data
         self.stream_ids = StreamIdGenerator("receipts")
+        notifier.register_stream(self.name, self)
 
     async def load(self) -> None:
         await self.stream_ids.load(self._store.db, "receipts", "stream_id")

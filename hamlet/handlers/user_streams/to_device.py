@@ -9,6 +9,7 @@ from typing import Any, Protocol
 from hamlet.core.ids import get_domain_from_id, is_valid_user_id
 from hamlet.handlers.common.errors import BadJsonError
 from hamlet.handlers.common.notifier import Notifier
+from hamlet.handlers.common.service import ServiceBase
 from hamlet.runtime.clock import Clock
 from hamlet.storage.stores.to_device import TO_DEVICE_STREAM, InboxMessage, ToDeviceStore
 from hamlet.storage.stream_ids import StreamIdGenerator
@@ -33,7 +34,7 @@ class DeviceLister(Protocol):
         ...
 
 
-class ToDeviceHandler:
+class ToDeviceHandler(ServiceBase):
     """The `to_device` stream: a stream id per stored message."""
 
     name = "to_device"
@@ -52,6 +53,7 @@ class ToDeviceHandler:
         self._notifier = notifier
         self._devices = devices
         self.stream_ids = StreamIdGenerator(TO_DEVICE_STREAM)
+        notifier.register_stream(self.name, self)
 
     async def load(self) -> None:
         await self.stream_ids.load(self._store.db, "device_inbox", "stream_id")

@@ -9,6 +9,7 @@ from typing import Any
 from hamlet.handlers.common.errors import ForbiddenError
 from hamlet.handlers.common.notifier import Notifier
 from hamlet.handlers.common.room_access import MembershipChecker
+from hamlet.handlers.common.service import ENTRY_BYTES, ServiceBase
 from hamlet.runtime.clock import Clock, DelayedCall
 
 logger = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ class _RoomTyping:
         self.users: dict[str, DelayedCall] = {}  # user -> its expiry timer
 
 
-class TypingHandler:
+class TypingHandler(ServiceBase):
     """The `typing` stream: a serial that moves each time a room's typing set changes."""
 
     name = "typing"
@@ -36,6 +37,7 @@ class TypingHandler:
         self._membership = membership
         self._rooms: dict[str, _RoomTyping] = {}
         self._position = 0
+        notifier.register_stream(self.name, self)
 
     def current_position(self) -> int:
         return self._position
@@ -110,7 +112,7 @@ class TypingHandler:
         return out
 
     def memory_usage(self) -> int:
-        return sum(1 + len(r.users) for r in self._rooms.values())
+        return ENTRY_BYTES * sum(1 + len(r.users) for r in self._rooms.values())
 
     def clear_caches(self) -> None:
         """Typing state is not a cache."""

@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Final
 
+from hamlet.handlers.common.service import ServiceBase
 from hamlet.storage.stores.ratelimit_overrides import RatelimitOverrideStore
 
 CACHE_SIZE: Final = 10_000
 _MISSING: Final = (-1, -1)
 
 
-class RatelimitOverrides:
+class RatelimitOverrides(ServiceBase):
     def __init__(self, store: RatelimitOverrideStore) -> None:
         self._store = store
         # user_id -> override, or _MISSING for "looked up, none set".

@@ -1,0 +1,130 @@
+"""Every service of one homeserver, by name, as the package builders fill them in.
+
+The HomeServer is a `Services` (so the API layer reads `hs.sync`, `hs.auth`);
+each package's `services.build(ctx, s)` sets its own attributes and reads
+those of the packages built before it. A new package declares its
+attributes here and adds its builder to the HomeServer's list.
+"""
+
+from __future__ import annotations
+
+from hamlet.handlers.accounts.account import AccountHandler
+from hamlet.handlers.accounts.auth import AuthHandler
+from hamlet.handlers.accounts.devices import DeviceHandler
+from hamlet.handlers.accounts.login import LoginHandler
+from hamlet.handlers.accounts.passwords import PasswordHasher
+from hamlet.handlers.accounts.profile import ProfileHandler
+from hamlet.handlers.accounts.ratelimits import AccountRatelimiters
+from hamlet.handlers.accounts.register import RegistrationHandler
+from hamlet.handlers.accounts.shared_secret import SharedSecretRegistration
+from hamlet.handlers.accounts.uia import UiaHandler
+from hamlet.handlers.accounts.user_directory import UserDirectoryHandler
+from hamlet.handlers.admin.event_reports import EventReportsHandler
+from hamlet.handlers.admin.rooms import AdminRoomsHandler
+from hamlet.handlers.admin.server_notices import ServerNoticesHandler
+from hamlet.handlers.admin.users import AdminUsersHandler
+from hamlet.handlers.common.notifier import Notifier
+from hamlet.handlers.common.ratelimit_overrides import RatelimitOverrides
+from hamlet.handlers.e2ee.device_lists import DeviceListHandler
+from hamlet.handlers.e2ee.key_backup import KeyBackupHandler
+from hamlet.handlers.e2ee.keys import E2eKeysHandler
+from hamlet.handlers.history.aggregations import BundledAggregations
+from hamlet.handlers.history.pagination import PaginationHandler
+from hamlet.handlers.history.reader import RoomReader
+from hamlet.handlers.history.relations import RelationsHandler
+from hamlet.handlers.history.serializer import EventSerializer
+from hamlet.handlers.history.visibility import VisibilityHandler
+from hamlet.handlers.media.repository import MediaRepository
+from hamlet.handlers.push.rules import PushRulesHandler
+from hamlet.handlers.rooms.creation import RoomCreationHandler
+from hamlet.handlers.rooms.directory import DirectoryHandler
+from hamlet.handlers.rooms.event_cache import EventCache
+from hamlet.handlers.rooms.event_creation import EventCreator
+from hamlet.handlers.rooms.membership import MembershipHandler
+from hamlet.handlers.rooms.ratelimits import RoomRatelimiters
+from hamlet.handlers.rooms.state import StateHandler
+from hamlet.handlers.rooms.upgrade import RoomUpgradeHandler
+from hamlet.handlers.spaces.hierarchy import SpaceHierarchyHandler
+from hamlet.handlers.sync.filters import FilterHandler
+from hamlet.handlers.sync.handler import SyncHandler
+from hamlet.handlers.user_streams.account_data import AccountDataHandler
+from hamlet.handlers.user_streams.presence import PresenceHandler
+from hamlet.handlers.user_streams.receipts import ReceiptsHandler
+from hamlet.handlers.user_streams.to_device import ToDeviceHandler
+from hamlet.handlers.user_streams.typing import TypingHandler
+from hamlet.storage.stores.accounts import AccountStore
+from hamlet.storage.stores.devices import DeviceStore
+from hamlet.storage.stores.events import EventsStore
+from hamlet.storage.stores.profiles import ProfilesStore
+from hamlet.storage.stores.registration_token_admin import RegistrationTokenAdminStore
+from hamlet.storage.stores.registration_tokens import RegistrationTokenStore
+from hamlet.storage.stores.room_history import RoomHistoryStore
+from hamlet.storage.stores.rooms import RoomsStore
+from hamlet.storage.stores.user_directory import UserDirectoryStore
+
+
+class Services:
+    # common: the notifier, rate limit overrides and the stores several packages read.
+    notifier: Notifier
+    ratelimit_overrides: RatelimitOverrides
+    account_store: AccountStore
+    device_store: DeviceStore
+    events_store: EventsStore
+    rooms_store: RoomsStore
+    profiles_store: ProfilesStore
+    room_history_store: RoomHistoryStore
+    user_directory_store: UserDirectoryStore
+    # e2ee: keys, the device list stream, key backup.
+    device_lists: DeviceListHandler
+    e2e_keys: E2eKeysHandler
+    key_backup: KeyBackupHandler
+    # rooms: events, state, membership and the room directory.
+    event_cache: EventCache
+    room_state: StateHandler
+    event_creator: EventCreator
+    membership: MembershipHandler
+    room_ratelimits: RoomRatelimiters
+    directory: DirectoryHandler
+    room_creation: RoomCreationHandler
+    room_upgrade: RoomUpgradeHandler
+    # accounts: users, devices, tokens, login, registration, profiles.
+    registration_token_store: RegistrationTokenStore
+    password_hasher: PasswordHasher
+    account_ratelimiters: AccountRatelimiters
+    auth: AuthHandler
+    devices: DeviceHandler
+    login: LoginHandler
+    uia: UiaHandler
+    registration: RegistrationHandler
+    account: AccountHandler
+    shared_secret_registration: SharedSecretRegistration
+    profile: ProfileHandler
+    user_directory: UserDirectoryHandler
+    # history: what a user may see, served, paginated and with relations.
+    visibility: VisibilityHandler
+    room_reader: RoomReader
+    aggregations: BundledAggregations
+    event_serializer: EventSerializer
+    pagination: PaginationHandler
+    relations: RelationsHandler
+    # user_streams: what /sync reads besides rooms.
+    typing: TypingHandler
+    account_data: AccountDataHandler
+    receipts: ReceiptsHandler
+    presence: PresenceHandler
+    to_device: ToDeviceHandler
+    # push
+    push_rules: PushRulesHandler
+    # sync
+    filters: FilterHandler
+    sync: SyncHandler
+    # spaces
+    spaces: SpaceHierarchyHandler
+    # admin
+    admin_rooms: AdminRoomsHandler
+    registration_token_admin: RegistrationTokenAdminStore
+    admin_users: AdminUsersHandler
+    event_reports: EventReportsHandler
+    server_notices: ServerNoticesHandler
+    # media
+    media: MediaRepository

@@ -1,0 +1,62 @@
+"""Builds the rooms services: events, state, membership and the room directory."""
+
+from __future__ import annotations
+
+from hamlet.handlers.common.service import BuildContext
+from hamlet.handlers.container import Services
+from hamlet.handlers.rooms.creation import RoomCreationHandler
+from hamlet.handlers.rooms.directory import DirectoryHandler
+from hamlet.handlers.rooms.event_cache import EventCache
+from hamlet.handlers.rooms.event_creation import EventCreator
+from hamlet.handlers.rooms.membership import MembershipHandler
+from hamlet.handlers.rooms.ratelimits import RoomRatelimiters
+from hamlet.handlers.rooms.state import StateHandler
+from hamlet.handlers.rooms.upgrade import RoomUpgradeHandler
+
+
+def build(ctx: BuildContext, s: Services) -> None:
+    server_name = ctx.server_name
+    s.event_cache = ctx.own(EventCache(s.events_store))
+    s.room_state = ctx.own(StateHandler(s.events_store, s.rooms_store, s.event_cache))
+    s.event_creator = ctx.own(
+        EventCreator(
+            server_name=server_name,
+            clock=ctx.clock,
+            signing_key=ctx.signing_key,
+            events=s.events_store,
+            rooms=s.rooms_store,
+            state=s.room_state,
+            cache=s.event_cache,
+            notifier=s.notifier,
+        )
+    )
+    s.membership = MembershipHandler(
+        server_name=server_name,
+        creator=s.event_creator,
+        state=s.room_state,
+        rooms=s.rooms_store,
+        profiles=s.profiles_store,
+    )
+    s.room_ratelimits = ctx.own(RoomRatelimiters(ctx.clock, ctx.config, s.ratelimit_overrides))
+    s.directory = DirectoryHandler(
+        server_name=server_name,
+        rooms=s.rooms_store,
+        state=s.room_state,
+        creator=s.event_creator,
+        counts=s.user_directory_store,
+    )
+    s.room_creation = RoomCreationHandler(
+        server_name=server_name,
+        default_room_version=ctx.config.default_room_version,
+        creator=s.event_creator,
+        membership=s.membership,
+        rooms=s.rooms_store,
+    )
+    s.room_upgrade = RoomUpgradeHandler(
+        server_name=server_name,
+        creator=s.event_creator,
+        membership=s.membership,
+        state=s.room_state,
+        rooms=s.rooms_store,
+        events=s.events_store,
+    )

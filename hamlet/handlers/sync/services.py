@@ -1,0 +1,35 @@
+"""Builds the sync services: filters and /sync itself."""
+
+from __future__ import annotations
+
+from hamlet.handlers.common.service import BuildContext
+from hamlet.handlers.container import Services
+from hamlet.handlers.sync.filters import FilterHandler
+from hamlet.handlers.sync.handler import SyncHandler
+from hamlet.handlers.sync.rooms import RoomSyncBuilder
+from hamlet.storage.stores.filters import FilterStore
+
+
+def build(ctx: BuildContext, s: Services) -> None:
+    s.filters = ctx.own(FilterHandler(ctx.server_name, FilterStore(ctx.db)))
+    s.sync = SyncHandler(
+        notifier=s.notifier,
+        rooms=s.rooms_store,
+        room_builder=RoomSyncBuilder(
+            events=s.events_store,
+            history=s.room_history_store,
+            rooms=s.rooms_store,
+            state=s.room_state,
+            visibility=s.visibility,
+            serializer=s.event_serializer,
+            push_rules=s.push_rules,
+        ),
+        typing=s.typing,
+        receipts=s.receipts,
+        account_data=s.account_data,
+        to_device=s.to_device,
+        presence=s.presence,
+        push_rules=s.push_rules,
+        e2e_keys=s.e2e_keys,
+        device_lists=s.device_lists,
+    )

@@ -1,0 +1,29 @@
+"""Builds the user streams /sync reads: typing, account data, receipts, presence, to-device."""
+
+from __future__ import annotations
+
+from hamlet.handlers.common.service import BuildContext
+from hamlet.handlers.container import Services
+from hamlet.handlers.user_streams.account_data import AccountDataHandler
+from hamlet.handlers.user_streams.presence import PresenceHandler
+from hamlet.handlers.user_streams.receipts import ReceiptsHandler
+from hamlet.handlers.user_streams.to_device import ToDeviceHandler
+from hamlet.handlers.user_streams.typing import TypingHandler
+from hamlet.storage.stores.account_data import AccountDataStore
+from hamlet.storage.stores.receipts import ReceiptStore
+from hamlet.storage.stores.to_device import ToDeviceStore
+
+
+def build(ctx: BuildContext, s: Services) -> None:
+    clock, db, notifier = ctx.clock, ctx.db, s.notifier
+    s.typing = ctx.own(TypingHandler(clock, notifier, s.membership))
+    s.account_data = ctx.own(AccountDataHandler(AccountDataStore(db), notifier))
+    s.receipts = ctx.own(
+        ReceiptsHandler(clock, ReceiptStore(db), notifier, s.membership, s.account_data)
+    )
+    s.presence = ctx.own(
+        PresenceHandler(clock, notifier, s.rooms_store, enabled=ctx.config.presence.enabled)
+    )
+    s.to_device = ctx.own(
+        ToDeviceHandler(ctx.server_name, clock, ToDeviceStore(db), notifier, s.devices)
+    )
