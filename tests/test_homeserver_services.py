@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_type_hints
 
 from hamlet.handlers.common.service import ENTRY_BYTES
+from hamlet.handlers.container import Services
 from hamlet.handlers.rooms.event_cache import EVENT_BYTES
 from hamlet.homeserver import HomeServer
 from tests.support.harness import Harness
@@ -87,3 +88,8 @@ async def test_memory_estimate_is_zero_unless_set_up(harness: Harness) -> None:
     assert hs.memory_estimate_bytes() >= HomeServer.BASE_BYTES
     await hs.shutdown()
     assert hs.memory_estimate_bytes() == 0
+
+
+async def test_every_declared_service_is_built(harness: Harness) -> None:
+    missing = [name for name in get_type_hints(Services) if not hasattr(harness.hs, name)]
+    assert missing == []
