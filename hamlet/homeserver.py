@@ -57,6 +57,7 @@ from hamlet.handlers.rooms.directory import DirectoryHandler
 from hamlet.handlers.rooms.event_cache import EventCache
 from hamlet.handlers.rooms.event_creation import EventCreator
 from hamlet.handlers.rooms.membership import MembershipHandler
+from hamlet.handlers.rooms.pipeline import EventPipeline
 from hamlet.handlers.rooms.ratelimits import RoomRatelimiters
 from hamlet.handlers.rooms.state import StateHandler
 from hamlet.handlers.rooms.upgrade import RoomUpgradeHandler
@@ -154,6 +155,7 @@ class HomeServer:
     membership: MembershipHandler
     room_creation: RoomCreationHandler
     room_upgrade: RoomUpgradeHandler
+    event_pipeline: EventPipeline
     room_ratelimits: RoomRatelimiters
     directory: DirectoryHandler
     visibility: VisibilityHandler
@@ -351,7 +353,6 @@ class HomeServer:
             visibility=self.visibility,
         )
         self.event_serializer = EventSerializer(self.clock, self.event_cache, self.events_store)
-        self._build_history_services()
         self.room_creation = RoomCreationHandler(
             server_name=self.server_name,
             default_room_version=self.config.default_room_version,
@@ -367,6 +368,17 @@ class HomeServer:
             rooms=self.rooms_store,
             events=self.events_store,
         )
+        self.event_pipeline = EventPipeline(
+            server_name=self.server_name,
+            creator=self.event_creator,
+            membership=self.membership,
+            state=self.room_state,
+            directory=self.directory,
+            creation=self.room_creation,
+            upgrade=self.room_upgrade,
+            ratelimits=self.room_ratelimits,
+        )
+        self._build_history_services()
 
     def _build_history_services(self) -> None:
         """History, relations (and the serializer's bundled aggregations), profiles."""
@@ -394,7 +406,7 @@ class HomeServer:
             accounts=self.account_store,
             profiles=self.profiles_store,
             rooms=self.rooms_store,
-            membership=self.membership,
+            pipeline=self.event_pipeline,
         )
         self.user_directory = UserDirectoryHandler(
             config=self.config,
@@ -520,7 +532,7 @@ class HomeServer:
             cache=self.event_cache,
             creator=creator,
             membership=self.membership,
-            room_creation=self.room_creation,
+            pipeline=self.event_pipeline,
             serializer=self.event_serializer,
             history=self.room_history_store,
             current_stream=lambda: creator.current_stream,
@@ -543,7 +555,7 @@ class HomeServer:
             devices=self.devices,
             account=self.account,
             registration=self.registration,
-            membership=self.membership,
+            pipeline=self.event_pipeline,
             profile=self.profile,
             overrides=self.ratelimit_overrides,
         )
@@ -562,9 +574,7 @@ class HomeServer:
             accounts=self.account_store,
             profiles=self.profiles_store,
             rooms=self.rooms_store,
-            room_creation=self.room_creation,
-            membership=self.membership,
-            creator=self.event_creator,
+            pipeline=self.event_pipeline,
             account_data=self.account_data,
         )
 
