@@ -258,6 +258,32 @@ async def test_redactions_rate_limited(strict_hs: Harness) -> None:
     assert ok_id(await redact(h, alice, room_id, targets[0], f"r{targets[0]}")) == redactions[0]
 
 
+async def test_upgrade_rate_limited_and_shadow_banned(strict_hs: Harness) -> None:
+    h = strict_hs
+    admin = await make_user(h, "admin", admin=True)
+    alice = await make_user(h, "alice")
+    rooms = [await create_room(h, alice) for _ in range(2)]
+
+    async def upgrade(room_id: str) -> Response:
+        return await h.request(
+            "POST",
+            f"{V3}/rooms/{q(room_id)}/upgrade",
+            json={"new_version": "10"},
+            token=alice.token,
+        )
+
+    replaced = await upgrade(rooms[0])
+    assert replaced.status == 200, replaced.json
+    assert_limited(await upgrade(rooms[1]))
+    await advance(10)
+    await shadow_ban(h, admin, alice)
+    fake = await upgrade(rooms[1])
+    assert fake.status == 200, fake.json
+    assert await h.hs.rooms_store.get_room(fake.json["replacement_room"]) is None
+    tombstone = await h.hs.room_state.get_current_state_event(rooms[1], "m.room.tombstone", "")
+    assert tombstone is None
+
+
 async def test_admins_exempt_everywhere(strict_hs: Harness) -> None:
     h = strict_hs
     admin = await make_user(h, "admin", admin=True)
