@@ -337,14 +337,6 @@ class HomeServer:
         )
         self.room_ratelimits = RoomRatelimiters(self.clock, self.config)
         self._own(self.room_ratelimits)
-        self.user_directory_store = UserDirectoryStore(self.db)
-        self.directory = DirectoryHandler(
-            server_name=self.server_name,
-            rooms=self.rooms_store,
-            state=self.room_state,
-            creator=self.event_creator,
-            counts=self.user_directory_store,
-        )
         self.visibility = VisibilityHandler(self.room_state, self.rooms_store)
         self.room_reader = RoomReader(
             state=self.room_state,
@@ -373,10 +365,17 @@ class HomeServer:
             creator=self.event_creator,
             membership=self.membership,
             state=self.room_state,
-            directory=self.directory,
             creation=self.room_creation,
             upgrade=self.room_upgrade,
             ratelimits=self.room_ratelimits,
+        )
+        self.user_directory_store = UserDirectoryStore(self.db)
+        self.directory = DirectoryHandler(
+            server_name=self.server_name,
+            rooms=self.rooms_store,
+            state=self.room_state,
+            pipeline=self.event_pipeline,
+            counts=self.user_directory_store,
         )
         self._build_history_services()
 

@@ -144,6 +144,21 @@ async def test_shadow_banned_invites_are_dropped(open_hs: Harness) -> None:
     assert gone is not None and gone.membership == "leave"
 
 
+async def test_shadow_banned_alias_deletion_leaves_canonical_alias(open_hs: Harness) -> None:
+    """The alias goes; the canonical alias event it would cause is dropped (Synapse)."""
+    h = open_hs
+    admin = await make_user(h, "admin", admin=True)
+    alice = await make_user(h, "alice")
+    room_id = await create_room(h, alice, room_alias_name="spot")
+    await shadow_ban(h, admin, alice)
+    alias = "#spot:test.local"
+    resp = await h.request("DELETE", f"{V3}/directory/room/{q(alias)}", token=alice.token)
+    assert resp.status == 200, resp.json
+    assert await h.hs.rooms_store.get_alias(alias) is None
+    canonical = await h.hs.room_state.get_current_state_event(room_id, "m.room.canonical_alias", "")
+    assert canonical is not None and canonical.content == {"alias": alias}
+
+
 # --- rate limits on every path ---
 
 

@@ -1,9 +1,10 @@
 """The one way in for every event a local user or the server sends.
 
-The client API (send, state, redact, membership, createRoom, upgrade), the
-admin API (force-join, make room admin, room deletion), server notices, a
-profile change's new join events and deactivation all come through here,
-so each policy is applied once, in this order:
+The client API (send, state, redact, membership, createRoom, upgrade, the
+canonical alias fix-up when an alias is deleted), the admin API
+(force-join, make room admin, room deletion), server notices, a profile
+change's new join events and deactivation all come through here, so each
+policy is applied once, in this order:
 
 1. a repeated transaction ID answers with the event it made, before any
    check or limit (the client lost the first answer);
@@ -24,9 +25,8 @@ Internal senders (`Sender.server`) skip 4 and 5, as Synapse sends these
 with `ratelimit=False`. The events a createRoom or an upgrade makes are
 limited once, as the request, never one by one. Below this, `EventCreator`
 builds, authorises and persists, and `MembershipHandler` shapes membership
-events; besides this pipeline only room creation and upgrade (which it
-fronts) and the directory's canonical-alias fix-up after an alias is
-deleted call them to send.
+events; besides this pipeline only room creation and upgrade, which it
+fronts, call them to send.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ from typing import Any, Final
 
 from hamlet.core.ids import generate_room_id
 from hamlet.handlers.common.errors import BadJsonError, InvalidParamError
+from hamlet.handlers.rooms.canonical_alias import check_canonical_alias
 from hamlet.handlers.rooms.creation import RoomCreationHandler
-from hamlet.handlers.rooms.directory import DirectoryHandler
 from hamlet.handlers.rooms.event_creation import EventCreator
 from hamlet.handlers.rooms.membership import MEMBER, MembershipHandler
 from hamlet.handlers.rooms.ratelimits import RoomRatelimiters
@@ -67,7 +67,6 @@ class EventPipeline:
         creator: EventCreator,
         membership: MembershipHandler,
         state: StateHandler,
-        directory: DirectoryHandler,
         creation: RoomCreationHandler,
         upgrade: RoomUpgradeHandler,
         ratelimits: RoomRatelimiters,
@@ -76,7 +75,6 @@ class EventPipeline:
         self._creator = creator
         self._membership = membership
         self._state = state
-        self._directory = directory
         self._creation = creation
         self._upgrade = upgrade
         self._ratelimits = ratelimits
@@ -106,7 +104,9 @@ class EventPipeline:
         await self._membership.require_joined(sender.user_id, room_id)
         if state_key is not None:
             if event_type == CANONICAL_ALIAS and state_key == "":
-                await self._directory.check_canonical_alias(room_id, content)
+                await check_canonical_alias(
+                    self._membership.rooms, self.server_name, room_id, content
+                )
             current = await self._state.get_current_state_event(room_id, event_type, state_key)
             if current is not None and current.sender == sender.user_id:
                 if current.content == content:
