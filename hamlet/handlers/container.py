@@ -41,6 +41,7 @@ from hamlet.handlers.rooms.directory import DirectoryHandler
 from hamlet.handlers.rooms.event_cache import EventCache
 from hamlet.handlers.rooms.event_creation import EventCreator
 from hamlet.handlers.rooms.membership import MembershipHandler
+from hamlet.handlers.rooms.pipeline import EventPipeline
 from hamlet.handlers.rooms.ratelimits import RoomRatelimiters
 from hamlet.handlers.rooms.state import StateHandler
 from hamlet.handlers.rooms.upgrade import RoomUpgradeHandler
@@ -87,6 +88,7 @@ class Services:
     directory: DirectoryHandler
     room_creation: RoomCreationHandler
     room_upgrade: RoomUpgradeHandler
+    event_pipeline: EventPipeline
     # accounts: users, devices, tokens, login, registration, profiles.
     registration_token_store: RegistrationTokenStore
     password_hasher: PasswordHasher

@@ -78,6 +78,22 @@ async def put_state(
     )
 
 
+async def redact(
+    harness: Harness,
+    user: TestUser,
+    room_id: str,
+    event_id: str,
+    txn: str,
+    body: Any = None,
+) -> Response:
+    return await harness.request(
+        "PUT",
+        f"{V3}/rooms/{q(room_id)}/redact/{q(event_id)}/{q(txn)}",
+        json=body if body is not None else {},
+        token=user.token,
+    )
+
+
 async def get_state(harness: Harness, user: TestUser, room_id: str) -> Response:
     return await harness.request("GET", f"{V3}/rooms/{q(room_id)}/state", token=user.token)
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from tests.rooms.helpers import (
     V3,
     assert_error,
@@ -14,22 +12,12 @@ from tests.rooms.helpers import (
     join,
     put_state,
     q,
+    redact,
     send_ok,
     state_map,
 )
 from tests.support.harness import Harness
-from tests.support.users import TestUser, make_user
-
-
-async def redact(
-    harness: Harness, user: TestUser, room_id: str, event_id: str, txn: str, body: Any = None
-) -> Any:
-    return await harness.request(
-        "PUT",
-        f"{V3}/rooms/{q(room_id)}/redact/{q(event_id)}/{q(txn)}",
-        json=body if body is not None else {},
-        token=user.token,
-    )
+from tests.support.users import make_user
 
 
 async def test_redact_own_event(harness: Harness) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 from hamlet.api.request import ApiRequest
 from hamlet.api.router import Handler, Router
 from hamlet.handlers.common.errors import BadJsonError, MissingParamError
+from hamlet.handlers.rooms.sender import Sender
 
 
 def _reason(body: dict[str, Any]) -> str | None:
@@ -26,30 +27,24 @@ def _target(body: dict[str, Any]) -> str:
 
 
 async def join(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
-    body = await req.json_object(allow_empty=True)
-    hs = req.hs
-    room_id = await hs.membership.resolve_room(
-        req.params.get("roomIdOrAlias") or req.params["roomId"]
+    return await _self_membership(
+        req, "join", req.params.get("roomIdOrAlias") or req.params["roomId"]
     )
-    await hs.room_ratelimits.join(requester, room_id)
-    await hs.membership.update_membership(
-        requester.user_id, room_id, requester.user_id, "join", reason=_reason(body)
-    )
-    return {"room_id": room_id}
 
 
 async def knock(req: ApiRequest) -> dict[str, Any]:
     """`server_name`/`via` name servers to knock through; every room we can
     knock on is local, so they are accepted and ignored."""
+    return await _self_membership(req, "knock", req.params["roomIdOrAlias"])
+
+
+async def _self_membership(req: ApiRequest, membership: str, room: str) -> dict[str, Any]:
     requester = await req.hs.auth.get_user_by_req(req)
     body = await req.json_object(allow_empty=True)
-    hs = req.hs
-    room_id = await hs.membership.resolve_room(req.params["roomIdOrAlias"])
-    # Synapse counts a knock against the per-user action limit, not the join one.
-    await hs.room_ratelimits.message(requester)
-    await hs.membership.update_membership(
-        requester.user_id, room_id, requester.user_id, "knock", reason=_reason(body)
+    pipeline = req.hs.event_pipeline
+    room_id = await pipeline.resolve_room(room)
+    await pipeline.update_membership(
+        Sender.of(requester), room_id, requester.user_id, membership, reason=_reason(body)
     )
     return {"room_id": room_id}
 
@@ -57,31 +52,24 @@ async def knock(req: ApiRequest) -> dict[str, Any]:
 async def leave(req: ApiRequest) -> dict[str, Any]:
     requester = await req.hs.auth.get_user_by_req(req)
     body = await req.json_object(allow_empty=True)
-    await req.hs.membership.update_membership(
-        requester.user_id, req.params["roomId"], requester.user_id, "leave", reason=_reason(body)
-    )
-    return {}
-
-
-async def invite(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
-    body = await req.json_object()
-    target = _target(body)
-    room_id = req.params["roomId"]
-    hs = req.hs
-    await hs.room_ratelimits.invite(requester, room_id, target)
-    await hs.membership.update_membership(
-        requester.user_id, room_id, target, "invite", reason=_reason(body)
+    await req.hs.event_pipeline.update_membership(
+        Sender.of(requester),
+        req.params["roomId"],
+        requester.user_id,
+        "leave",
+        reason=_reason(body),
     )
     return {}
 
 
 def _action(membership: str, action: str) -> Handler:
+    """invite, kick, ban, unban: a membership change for the body's `user_id`."""
+
     async def handler(req: ApiRequest) -> dict[str, Any]:
         requester = await req.hs.auth.get_user_by_req(req)
         body = await req.json_object()
-        await req.hs.membership.update_membership(
-            requester.user_id,
+        await req.hs.event_pipeline.update_membership(
+            Sender.of(requester),
             req.params["roomId"],
             _target(body),
             membership,
@@ -104,7 +92,7 @@ def register(router: Router) -> None:
     router.add_client("POST", "/rooms/{roomId}/join", join)
     router.add_client("POST", "/knock/{roomIdOrAlias}", knock)
     router.add_client("POST", "/rooms/{roomId}/leave", leave)
-    router.add_client("POST", "/rooms/{roomId}/invite", invite)
+    router.add_client("POST", "/rooms/{roomId}/invite", _action("invite", "invite"))
     router.add_client("POST", "/rooms/{roomId}/kick", _action("leave", "kick"))
     router.add_client("POST", "/rooms/{roomId}/ban", _action("ban", "ban"))
     router.add_client("POST", "/rooms/{roomId}/unban", _action("leave", "unban"))

@@ -6,86 +6,41 @@ from typing import Any
 
 from hamlet.api.request import ApiRequest
 from hamlet.api.router import Router
-from hamlet.handlers.admin.users import fake_event_id
-from hamlet.handlers.common.errors import (
-    BadJsonError,
-    InvalidParamError,
-    MissingParamError,
-    NotFoundError,
-)
+from hamlet.handlers.common.errors import BadJsonError, MissingParamError, NotFoundError
 from hamlet.handlers.common.streams import StreamToken
+from hamlet.handlers.rooms.sender import Sender
 
 
 async def create_room(req: ApiRequest) -> dict[str, Any]:
     requester = await req.hs.auth.get_user_by_req(req)
     body = await req.json_object()
-    return await req.hs.room_creation.create_room(requester.user_id, body)
-
-
-def _txn(req: ApiRequest, user_id: str, device_id: str | None) -> tuple[str, str, str]:
-    return (user_id, device_id or "", req.params["txnId"])
-
-
-def _check_room_id(room_id: str) -> None:
-    if not room_id.startswith("!") or ":" not in room_id:
-        raise InvalidParamError(f"{room_id!r} is not a room ID")
+    return await req.hs.event_pipeline.create_room(Sender.of(requester), body)
 
 
 async def send_event(req: ApiRequest) -> dict[str, Any]:
     requester = await req.hs.auth.get_user_by_req(req)
-    room_id = req.params["roomId"]
-    _check_room_id(room_id)
-    hs = req.hs
-    txn = _txn(req, requester.user_id, requester.device_id)
-    # A retried transaction gets its event back before any check or rate
-    # limit (the client was told nothing, or lost the answer).
-    earlier = await hs.event_creator.find_txn(room_id, txn)
-    if earlier is not None:
-        return {"event_id": earlier.event_id}
     content = await req.json_object()
-    await hs.membership.require_joined(requester.user_id, room_id)
-    await hs.room_ratelimits.message(requester)
-    if requester.shadow_banned:
-        # Looks sent; nothing is stored and nobody sees it.
-        return {"event_id": fake_event_id()}
-    event = await hs.event_creator.send(
-        requester.user_id, room_id, req.params["eventType"], content, txn=txn
+    event_id = await req.hs.event_pipeline.send(
+        Sender.of(requester),
+        req.params["roomId"],
+        req.params["eventType"],
+        content,
+        txn_id=req.params["txnId"],
     )
-    return {"event_id": event.event_id}
+    return {"event_id": event_id}
 
 
 async def put_state(req: ApiRequest) -> dict[str, Any]:
     requester = await req.hs.auth.get_user_by_req(req)
-    room_id = req.params["roomId"]
-    _check_room_id(room_id)
     content = await req.json_object()
-    event_type = req.params["eventType"]
-    state_key = req.params.get("stateKey", "")
-    hs = req.hs
-    if event_type == "m.room.member":
-        membership = content.get("membership")
-        if not isinstance(membership, str):
-            raise BadJsonError("membership must be a string")
-        event = await hs.membership.update_membership(
-            requester.user_id,
-            room_id,
-            state_key,
-            membership,
-            extra={k: v for k, v in content.items() if k != "membership"},
-        )
-        return {"event_id": event.event_id}
-    await hs.membership.require_joined(requester.user_id, room_id)
-    if event_type == "m.room.canonical_alias":
-        await hs.directory.check_canonical_alias(room_id, content)
-    current = await hs.room_state.get_current_state_event(room_id, event_type, state_key)
-    if current is not None and current.sender == requester.user_id and current.content == content:
-        # PUT is idempotent: the same state again by the same sender makes
-        # no new event (as Synapse).
-        return {"event_id": current.event_id}
-    event = await hs.event_creator.send(
-        requester.user_id, room_id, event_type, content, state_key=state_key
+    event_id = await req.hs.event_pipeline.send(
+        Sender.of(requester),
+        req.params["roomId"],
+        req.params["eventType"],
+        content,
+        state_key=req.params.get("stateKey", ""),
     )
-    return {"event_id": event.event_id}
+    return {"event_id": event_id}
 
 
 async def get_state_event(req: ApiRequest) -> dict[str, Any]:
@@ -121,31 +76,18 @@ async def get_event(req: ApiRequest) -> dict[str, Any]:
 
 async def redact(req: ApiRequest) -> dict[str, Any]:
     requester = await req.hs.auth.get_user_by_req(req)
-    room_id = req.params["roomId"]
-    _check_room_id(room_id)
-    hs = req.hs
-    txn = _txn(req, requester.user_id, requester.device_id)
-    earlier = await hs.event_creator.find_txn(room_id, txn)
-    if earlier is not None:
-        return {"event_id": earlier.event_id}
     body = await req.json_object(allow_empty=True)
-    await hs.membership.require_joined(requester.user_id, room_id)
-    target = req.params["eventId"]
-    content: dict[str, Any] = {}
     reason = body.get("reason")
-    if reason is not None:
-        if not isinstance(reason, str):
-            raise BadJsonError("reason must be a string")
-        content["reason"] = reason
-    event = await hs.event_creator.send(
-        requester.user_id,
-        room_id,
-        "m.room.redaction",
-        content,
-        redacts=target,
-        txn=txn,
+    if reason is not None and not isinstance(reason, str):
+        raise BadJsonError("reason must be a string")
+    event_id = await req.hs.event_pipeline.redact(
+        Sender.of(requester),
+        req.params["roomId"],
+        req.params["eventId"],
+        reason=reason,
+        txn_id=req.params["txnId"],
     )
-    return {"event_id": event.event_id}
+    return {"event_id": event_id}
 
 
 async def get_members(req: ApiRequest) -> dict[str, Any]:
@@ -190,13 +132,11 @@ async def joined_rooms(req: ApiRequest) -> dict[str, Any]:
 
 async def upgrade_room(req: ApiRequest) -> dict[str, Any]:
     requester = await req.hs.auth.get_user_by_req(req)
-    room_id = req.params["roomId"]
-    _check_room_id(room_id)
     body = await req.json_object()
     if "new_version" not in body:
         raise MissingParamError("Missing new_version")
-    new_room_id = await req.hs.room_upgrade.upgrade_room(
-        requester.user_id, room_id, body["new_version"]
+    new_room_id = await req.hs.event_pipeline.upgrade_room(
+        Sender.of(requester), req.params["roomId"], body["new_version"]
     )
     return {"replacement_room": new_room_id}
 

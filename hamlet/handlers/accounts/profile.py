@@ -14,7 +14,8 @@ from hamlet.handlers.common.errors import (
     MatrixError,
     NotFoundError,
 )
-from hamlet.handlers.rooms.membership import MembershipHandler
+from hamlet.handlers.rooms.pipeline import EventPipeline
+from hamlet.handlers.rooms.sender import Sender
 from hamlet.storage.stores.accounts import AccountStore
 from hamlet.storage.stores.profiles import ProfilesStore
 from hamlet.storage.stores.rooms import RoomsStore
@@ -34,14 +35,14 @@ class ProfileHandler:
         accounts: AccountStore,
         profiles: ProfilesStore,
         rooms: RoomsStore,
-        membership: MembershipHandler,
+        pipeline: EventPipeline,
     ) -> None:
         self.config = config
         self.server_name = config.server_name
         self.accounts = accounts
         self.profiles = profiles
         self.rooms = rooms
-        self.membership = membership
+        self.pipeline = pipeline
 
     def _is_mine(self, user_id: str) -> bool:
         return UserID.is_valid(user_id) and UserID.from_string(user_id).domain == self.server_name
@@ -111,8 +112,8 @@ class ProfileHandler:
         """A new join event carrying the new profile in every room the user is in."""
         for membership in await self.rooms.get_rooms_for_user(user_id):
             try:
-                await self.membership.update_membership(
-                    user_id, membership.room_id, user_id, "join"
+                await self.pipeline.update_membership(
+                    Sender.server(user_id), membership.room_id, user_id, "join"
                 )
             except MatrixError as e:
                 logger.warning(

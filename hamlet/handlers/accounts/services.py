@@ -55,7 +55,7 @@ def build(ctx: BuildContext, s: Services) -> None:
         accounts=s.account_store,
         profiles=s.profiles_store,
         rooms=s.rooms_store,
-        membership=s.membership,
+        pipeline=s.event_pipeline,
     )
     s.user_directory = UserDirectoryHandler(
         config=config, store=s.user_directory_store, rooms=s.rooms_store, state=s.room_state

@@ -32,10 +32,11 @@ from hamlet.handlers.history.pagination import (
     parse_pagination_token,
 )
 from hamlet.handlers.history.serializer import EventSerializer
-from hamlet.handlers.rooms.creation import RoomCreationHandler
 from hamlet.handlers.rooms.event_cache import EventCache
 from hamlet.handlers.rooms.event_creation import EventCreator
 from hamlet.handlers.rooms.membership import MembershipHandler
+from hamlet.handlers.rooms.pipeline import EventPipeline
+from hamlet.handlers.rooms.sender import Sender
 from hamlet.handlers.rooms.state import StateHandler
 from hamlet.runtime.clock import Clock
 from hamlet.storage.stores.accounts import AccountStore
@@ -219,7 +220,7 @@ class AdminRoomsHandler:
         cache: EventCache,
         creator: EventCreator,
         membership: MembershipHandler,
-        room_creation: RoomCreationHandler,
+        pipeline: EventPipeline,
         serializer: EventSerializer,
         history: RoomHistoryStore,
         current_stream: Callable[[], int],
@@ -233,7 +234,7 @@ class AdminRoomsHandler:
         self.cache = cache
         self.creator = creator
         self.membership = membership
-        self.room_creation = room_creation
+        self.pipeline = pipeline
         self.serializer = serializer
         self.history = history
         self._current_stream = current_stream
@@ -466,8 +467,8 @@ class AdminRoomsHandler:
         already = current is not None and current.membership in ("join", "invite")
         if not is_public and not already:
             # As Synapse: the admin invites (so must be able to), then the user joins.
-            await self.membership.update_membership(admin, room_id, user_id, "invite")
-        await self.membership.update_membership(user_id, room_id, user_id, "join")
+            await self.pipeline.update_membership(Sender.server(admin), room_id, user_id, "invite")
+        await self.pipeline.update_membership(Sender.server(user_id), room_id, user_id, "join")
         logger.info("Admin %s joined %s to room %s", admin, user_id, room_id)
         return {"room_id": room_id}
 
@@ -513,8 +514,12 @@ class AdminRoomsHandler:
         new_users[user_id] = new_users.get(room_admin, 100)
         pl_content["users"] = new_users
         try:
-            await self.creator.send(
-                room_admin, room_id, "m.room.power_levels", pl_content, state_key=""
+            await self.pipeline.send(
+                Sender.server(room_admin),
+                room_id,
+                "m.room.power_levels",
+                pl_content,
+                state_key="",
             )
         except ForbiddenError:
             raise MatrixError(
@@ -529,7 +534,7 @@ class AdminRoomsHandler:
         join_rules = state.get(JOIN_RULES_KEY)
         if join_rules is not None and join_rules.content.get("join_rule") == "public":
             return {}
-        await self.membership.update_membership(room_admin, room_id, user_id, "invite")
+        await self.pipeline.update_membership(Sender.server(room_admin), room_id, user_id, "invite")
         return {}
 
     # Deleting
@@ -630,8 +635,8 @@ class AdminRoomsHandler:
             await self.store.block_room(room_id, params.requester, self.clock.time_msec())
         await self.rooms.set_room_public(room_id, False)
         if params.new_room_user_id is not None:
-            created = await self.room_creation.create_room(
-                params.new_room_user_id,
+            created = await self.pipeline.create_room(
+                Sender.server(params.new_room_user_id),
                 {
                     "preset": "public_chat",
                     "name": params.room_name,
@@ -639,8 +644,8 @@ class AdminRoomsHandler:
                 },
             )
             result.new_room_id = created["room_id"]
-            await self.creator.send(
-                params.new_room_user_id,
+            await self.pipeline.send(
+                Sender.server(params.new_room_user_id),
                 result.new_room_id,
                 "m.room.message",
                 {"body": params.message, "msgtype": "m.text"},
@@ -653,11 +658,13 @@ class AdminRoomsHandler:
         for member in sorted(members, key=lambda m: m.user_id):
             user_id = member.user_id
             try:
-                await self.membership.update_membership(user_id, room_id, user_id, "leave")
+                await self.pipeline.update_membership(
+                    Sender.server(user_id), room_id, user_id, "leave"
+                )
                 await self.membership.forget(user_id, room_id)
                 if result.new_room_id is not None and member.membership == "join":
-                    await self.membership.update_membership(
-                        user_id, result.new_room_id, user_id, "join"
+                    await self.pipeline.update_membership(
+                        Sender.server(user_id), result.new_room_id, user_id, "join"
                     )
             except Exception:
                 logger.exception("Failed to move %s out of room %s", user_id, room_id)
@@ -670,8 +677,8 @@ class AdminRoomsHandler:
                 if await self.rooms.create_alias(alias, result.new_room_id, params.requester):
                     result.local_aliases.append(alias)
             if result.local_aliases:
-                await self.creator.send(
-                    params.new_room_user_id or params.requester,
+                await self.pipeline.send(
+                    Sender.server(params.new_room_user_id or params.requester),
                     result.new_room_id,
                     "m.room.canonical_alias",
                     {"alias": result.local_aliases[0]},

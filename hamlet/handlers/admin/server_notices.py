@@ -16,9 +16,8 @@ from typing import Any, Final
 from hamlet.config import HomeServerConfig, ServerNoticesConfig
 from hamlet.core.ids import UserID
 from hamlet.handlers.common.errors import InvalidParamError, MatrixError, NotFoundError
-from hamlet.handlers.rooms.creation import RoomCreationHandler
-from hamlet.handlers.rooms.event_creation import EventCreator
-from hamlet.handlers.rooms.membership import MembershipHandler
+from hamlet.handlers.rooms.pipeline import EventPipeline
+from hamlet.handlers.rooms.sender import Sender
 from hamlet.handlers.user_streams.account_data import AccountDataHandler
 from hamlet.runtime.clock import Clock
 from hamlet.runtime.linearizer import Linearizer
@@ -43,9 +42,7 @@ class ServerNoticesHandler:
         accounts: AccountStore,
         profiles: ProfilesStore,
         rooms: RoomsStore,
-        room_creation: RoomCreationHandler,
-        membership: MembershipHandler,
-        creator: EventCreator,
+        pipeline: EventPipeline,
         account_data: AccountDataHandler,
     ) -> None:
         self._server_name = config.server_name
@@ -55,9 +52,7 @@ class ServerNoticesHandler:
         self._accounts = accounts
         self._profiles = profiles
         self._rooms = rooms
-        self._room_creation = room_creation
-        self._membership = membership
-        self._creator = creator
+        self._pipeline = pipeline
         self._account_data = account_data
         self._linearizer = Linearizer()
         self._system_user_ready = False
@@ -95,16 +90,17 @@ class ServerNoticesHandler:
         async with self._linearizer.queue(user_id):
             await self._ensure_system_user(config, system_user)
             room_id = await self._notice_room(config, system_user, user_id)
-            event = await self._creator.send(
-                system_user,
+            scope = f"server_notices {txn[0]}" if txn else None
+            event_id = await self._pipeline.send(
+                Sender.server(system_user, txn_scope=scope),
                 room_id,
                 event_type,
                 content,
                 state_key=state_key,
-                txn=(system_user, f"server_notices {txn[0]}", txn[1]) if txn else None,
+                txn_id=txn[1] if txn else None,
             )
-        logger.info("Sent server notice %s to %s", event.event_id, user_id)
-        return event.event_id
+        logger.info("Sent server notice %s to %s", event_id, user_id)
+        return event_id
 
     async def _ensure_system_user(self, config: ServerNoticesConfig, system_user: str) -> None:
         if self._system_user_ready:
@@ -135,8 +131,8 @@ class ServerNoticesHandler:
             membership = await self._rooms.get_membership(room_id, user_id)
             if membership is not None and membership.membership in ("join", "invite"):
                 return room_id
-        created = await self._room_creation.create_room(
-            system_user,
+        created = await self._pipeline.create_room(
+            Sender.server(system_user),
             {
                 "preset": "private_chat",
                 "name": config.room_name,
@@ -147,7 +143,7 @@ class ServerNoticesHandler:
         room_id = str(created["room_id"])
         await self._account_data.add_tag(user_id, room_id, SERVER_NOTICE_TAG, {})
         if config.auto_join:
-            await self._membership.update_membership(user_id, room_id, user_id, "join")
+            await self._pipeline.update_membership(Sender.server(user_id), room_id, user_id, "join")
         await self._store.set_room(user_id, room_id)
         logger.info("Created server notices room %s for %s", room_id, user_id)
         return room_id

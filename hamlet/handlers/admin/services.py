@@ -28,7 +28,7 @@ def build(ctx: BuildContext, s: Services) -> None:
         cache=s.event_cache,
         creator=creator,
         membership=s.membership,
-        room_creation=s.room_creation,
+        pipeline=s.event_pipeline,
         serializer=s.event_serializer,
         history=s.room_history_store,
         current_stream=lambda: creator.current_stream,
@@ -46,7 +46,7 @@ def build(ctx: BuildContext, s: Services) -> None:
             devices=s.devices,
             account=s.account,
             registration=s.registration,
-            membership=s.membership,
+            pipeline=s.event_pipeline,
             profile=s.profile,
             overrides=s.ratelimit_overrides,
         )
@@ -65,8 +65,6 @@ def build(ctx: BuildContext, s: Services) -> None:
         accounts=s.account_store,
         profiles=s.profiles_store,
         rooms=s.rooms_store,
-        room_creation=s.room_creation,
-        membership=s.membership,
-        creator=creator,
+        pipeline=s.event_pipeline,
         account_data=s.account_data,
     )

@@ -10,8 +10,6 @@ effect on their next request.
 from __future__ import annotations
 
 import logging
-import secrets
-import string
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -29,7 +27,8 @@ from hamlet.handlers.common.errors import (
 )
 from hamlet.handlers.common.ratelimit_overrides import RatelimitOverrides
 from hamlet.handlers.common.service import ServiceBase
-from hamlet.handlers.rooms.membership import MembershipHandler
+from hamlet.handlers.rooms.pipeline import EventPipeline
+from hamlet.handlers.rooms.sender import Sender
 from hamlet.runtime.clock import Clock, LoopingCall
 from hamlet.storage.stores.accounts import AccountStore
 from hamlet.storage.stores.admin_users import AdminUserRow, AdminUserStore, UserListQuery
@@ -44,12 +43,6 @@ MAX_DISPLAYNAME_LENGTH: Final = 256
 # How often tokens past their `valid_until_ms` are swept (a timer also fires
 # at each expiry while the server runs; the sweep covers restarts).
 TOKEN_SWEEP_INTERVAL_S: Final = 60.0
-_EVENT_ID_ALPHABET: Final = string.ascii_letters + string.digits + "-_"
-
-
-def fake_event_id() -> str:
-    """An event ID that looks real but names nothing (for shadow-banned senders)."""
-    return "$" + "".join(secrets.choice(_EVENT_ID_ALPHABET) for _ in range(43))
 
 
 def _bool(body: dict[str, Any], key: str) -> bool | None:
@@ -188,7 +181,7 @@ class AdminUsersHandler(ServiceBase):
         devices: DeviceHandler,
         account: AccountHandler,
         registration: RegistrationHandler,
-        membership: MembershipHandler,
+        pipeline: EventPipeline,
         profile: ProfileHandler,
         overrides: RatelimitOverrides,
     ) -> None:
@@ -203,7 +196,7 @@ class AdminUsersHandler(ServiceBase):
         self._devices = devices
         self._account = account
         self._registration = registration
-        self._membership = membership
+        self._pipeline = pipeline
         self._profile = profile
         self.overrides = overrides
         self._sweep: LoopingCall | None = None
@@ -316,8 +309,8 @@ class AdminUsersHandler(ServiceBase):
             user_id, ("join", "invite", "knock")
         ):
             try:
-                await self._membership.update_membership(
-                    user_id, membership.room_id, user_id, "leave"
+                await self._pipeline.update_membership(
+                    Sender.server(user_id), membership.room_id, user_id, "leave"
                 )
             except MatrixError as e:
                 logger.warning(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from hamlet.core import errors as core_errors
@@ -46,6 +47,24 @@ def _opt_dict(body: Mapping[str, Any], key: str) -> dict[str, Any]:
     return value
 
 
+@dataclass(frozen=True, slots=True)
+class RoomPlan:
+    """A checked createRoom request: making the room can no longer fail on its input."""
+
+    creator: str
+    version: str
+    visibility: str
+    preset: str
+    name: str | None
+    topic: str | None
+    alias: str | None
+    creation_content: Mapping[str, Any]
+    power_levels: Mapping[str, Any]
+    initial_state: tuple[Mapping[str, Any], ...]
+    invites: tuple[str, ...]
+    is_direct: bool
+
+
 class RoomCreationHandler:
     def __init__(
         self,
@@ -62,7 +81,8 @@ class RoomCreationHandler:
         self.membership = membership
         self.rooms = rooms
 
-    async def create_room(self, user_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    async def plan(self, user_id: str, body: Mapping[str, Any]) -> RoomPlan:
+        """Check a createRoom body; everything that could refuse it is refused here."""
         version = body.get("room_version", self.default_room_version)
         if not isinstance(version, str) or version not in KNOWN_ROOM_VERSIONS:
             raise MatrixError(
@@ -145,8 +165,26 @@ class RoomCreationHandler:
             if await self.rooms.get_alias(alias) is not None:
                 raise MatrixError(400, "M_ROOM_IN_USE", "Room alias already taken")
 
+        return RoomPlan(
+            creator=user_id,
+            version=version,
+            visibility=visibility,
+            preset=preset_name,
+            name=name,
+            topic=topic,
+            alias=alias,
+            creation_content=creation_content,
+            power_levels=pl_content,
+            initial_state=tuple(initial_state),
+            invites=tuple(dict.fromkeys(u for u in invites if u != user_id)),
+            is_direct=is_direct,
+        )
+
+    async def create(self, plan: RoomPlan) -> dict[str, Any]:
+        """Make the planned room: its initial events, in Synapse's order."""
+        user_id, version, alias = plan.creator, plan.version, plan.alias
         room_id = generate_room_id(self.server_name)
-        create_content = dict(creation_content)
+        create_content = dict(plan.creation_content)
         if not KNOWN_ROOM_VERSIONS[version].creator_from_sender:
             create_content["creator"] = user_id
         create_content["room_version"] = version
@@ -156,18 +194,18 @@ class RoomCreationHandler:
         )
         await self.membership.update_membership(user_id, room_id, user_id, "join")
 
-        await send(user_id, room_id, "m.room.power_levels", pl_content, state_key="")
+        await send(user_id, room_id, "m.room.power_levels", plan.power_levels, state_key="")
 
         if alias is not None:
             if not await self.rooms.create_alias(alias, room_id, user_id):
                 raise MatrixError(400, "M_ROOM_IN_USE", "Room alias already taken")
             await send(user_id, room_id, "m.room.canonical_alias", {"alias": alias}, state_key="")
 
-        given = {(e["type"], e.get("state_key", "")) for e in initial_state}
-        for event_type, state_key, content in preset_initial_state(preset_name):
+        given = {(e["type"], e.get("state_key", "")) for e in plan.initial_state}
+        for event_type, state_key, content in preset_initial_state(plan.preset):
             if (event_type, state_key) not in given:
                 await send(user_id, room_id, event_type, content, state_key=state_key)
-        for entry in initial_state:
+        for entry in plan.initial_state:
             await send(
                 user_id,
                 room_id,
@@ -175,18 +213,16 @@ class RoomCreationHandler:
                 entry["content"],
                 state_key=entry.get("state_key", ""),
             )
-        if name is not None:
-            await send(user_id, room_id, "m.room.name", {"name": name}, state_key="")
-        if topic is not None:
-            await send(user_id, room_id, "m.room.topic", {"topic": topic}, state_key="")
-        for invitee in dict.fromkeys(invites):
-            if invitee == user_id:
-                continue
-            extra = {"is_direct": True} if is_direct else None
+        if plan.name is not None:
+            await send(user_id, room_id, "m.room.name", {"name": plan.name}, state_key="")
+        if plan.topic is not None:
+            await send(user_id, room_id, "m.room.topic", {"topic": plan.topic}, state_key="")
+        extra = {"is_direct": True} if plan.is_direct else None
+        for invitee in plan.invites:
             await self.membership.update_membership(
                 user_id, room_id, invitee, "invite", extra=extra
             )
-        if visibility == "public":
+        if plan.visibility == "public":
             await self.rooms.set_room_public(room_id, True)
         result: dict[str, Any] = {"room_id": room_id}
         if alias is not None:

@@ -1,4 +1,4 @@
-"""Room aliases, the canonical alias rules, and the published room directory."""
+"""Room aliases and the published room directory."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ from hamlet.handlers.common.errors import (
     NotFoundError,
 )
 from hamlet.handlers.history.visibility import HISTORY_KEY
-from hamlet.handlers.rooms.event_creation import EventCreator
+from hamlet.handlers.rooms.pipeline import EventPipeline
+from hamlet.handlers.rooms.sender import Sender
 from hamlet.handlers.rooms.state import StateHandler
 from hamlet.storage.stores.rooms import RoomsStore
 from hamlet.storage.stores.user_directory import UserDirectoryStore
@@ -79,13 +80,13 @@ class DirectoryHandler:
         server_name: str,
         rooms: RoomsStore,
         state: StateHandler,
-        creator: EventCreator | None = None,
+        pipeline: EventPipeline | None = None,
         counts: UserDirectoryStore | None = None,
     ) -> None:
         self.server_name = server_name
         self.rooms = rooms
         self.state = state
-        self.creator = creator
+        self.pipeline = pipeline
         self.counts = counts
 
     def _local_alias(self, alias: str) -> RoomAlias:
@@ -146,11 +147,14 @@ class DirectoryHandler:
         if creator != requester.user_id and not await self.can_change_room_list(requester, room_id):
             raise ForbiddenError("You don't have permission to delete the alias")
         await self.rooms.delete_alias(alias)
-        await self._drop_from_canonical_alias(requester.user_id, room_id, alias)
+        await self._drop_from_canonical_alias(requester, room_id, alias)
 
-    async def _drop_from_canonical_alias(self, user_id: str, room_id: str, alias: str) -> None:
-        """Like Synapse: a deleted alias is also removed from m.room.canonical_alias."""
-        if self.creator is None:
+    async def _drop_from_canonical_alias(
+        self, requester: Requester, room_id: str, alias: str
+    ) -> None:
+        """Like Synapse: a deleted alias is also removed from m.room.canonical_alias
+        (by the deleter, so not if they are shadow-banned or may not)."""
+        if self.pipeline is None:
             return
         event = await self.state.get_current_state_event(room_id, CANONICAL_ALIAS, "")
         if event is None:
@@ -167,7 +171,9 @@ class DirectoryHandler:
         if not changed:
             return
         try:
-            await self.creator.send(user_id, room_id, CANONICAL_ALIAS, content, state_key="")
+            await self.pipeline.send(
+                Sender.of(requester), room_id, CANONICAL_ALIAS, content, state_key=""
+            )
         except MatrixError as e:
             logger.info(
                 "Could not remove %s from the canonical alias of %s: %s", alias, room_id, e.message
@@ -181,25 +187,6 @@ class DirectoryHandler:
             if hv is None or hv.content.get("history_visibility") != "world_readable":
                 raise ForbiddenError(f"User {user_id} not in room {room_id}")
         return await self.rooms.get_aliases_for_room(room_id)
-
-    async def check_canonical_alias(self, room_id: str, content: Mapping[str, Any]) -> None:
-        """m.room.canonical_alias may only name local aliases that point at the room."""
-        alias = content.get("alias")
-        alt = content.get("alt_aliases", [])
-        if alias is not None and not isinstance(alias, str):
-            raise MatrixError(400, "M_INVALID_PARAM", "alias must be a string")
-        if not isinstance(alt, list) or not all(isinstance(a, str) for a in alt):
-            raise MatrixError(400, "M_INVALID_PARAM", "alt_aliases must be a list of strings")
-        for candidate in ([alias] if alias else []) + list(alt):
-            if not RoomAlias.is_valid(candidate):
-                raise MatrixError(400, "M_INVALID_PARAM", f"{candidate!r} is not a room alias")
-            if RoomAlias.from_string(candidate).domain != self.server_name:
-                continue
-            found = await self.rooms.get_alias(candidate)
-            if found is None or found[0] != room_id:
-                raise MatrixError(
-                    400, "M_BAD_ALIAS", f"Room alias {candidate} does not point to the room"
-                )
 
     # The published room list
 

@@ -7,7 +7,7 @@ DAG is a line: an event's only prev_event is the room's newest event.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,13 +121,13 @@ class EventCreator(ServiceBase):
         redacts: str | None = None,
         txn: tuple[str, str, str] | None = None,
         create_version: str | None = None,
-        check: Callable[[Event, dict[tuple[str, str], Event]], None] | None = None,
     ) -> Event:
         """Create and persist one event; returns it (or the earlier one for a repeated txn).
 
         `create_version` is given only for the m.room.create event of a new
-        room. `check` runs after the auth rules with the auth state, for
-        policies stricter than the rules (e.g. who may invite).
+        room. Policy beyond the auth rules (membership checks, rate limits,
+        shadow bans, idempotent state) is `EventPipeline`'s, which every
+        sending path goes through.
         """
         if "\x00" in type or (state_key is not None and "\x00" in state_key):
             raise BadJsonError("Event type and state key may not contain NUL")
@@ -176,8 +176,6 @@ class EventCreator(ServiceBase):
                 raise ForbiddenError(str(e)) from None
             if event.redacts is not None:
                 await self._check_redaction(event, auth_state)
-            if check is not None:
-                check(event, auth_state)
             return await self._persist(event, version, head, current_ids, txn)
 
     async def _check_redaction(self, event: Event, auth_state: AuthState) -> None:

@@ -75,7 +75,6 @@ class MembershipHandler:
         action: str | None = None,
         reason: str | None = None,
         extra: Mapping[str, Any] | None = None,
-        txn: tuple[str, str, str] | None = None,
     ) -> Event:
         """Send `target`'s new membership; `action` is the endpoint's verb (`kick`,
         `unban`, ...) when it says more than the membership does."""
@@ -135,7 +134,7 @@ class MembershipHandler:
             and (current is None or current.membership not in ("join", "invite", "knock", "ban"))
         ):
             raise ForbiddenError(f"{target} is not in this room")
-        return await self.creator.send(sender, room_id, MEMBER, content, state_key=target, txn=txn)
+        return await self.creator.send(sender, room_id, MEMBER, content, state_key=target)
 
     async def forget(self, user_id: str, room_id: str) -> None:
         current = await self.rooms.get_membership(room_id, user_id)

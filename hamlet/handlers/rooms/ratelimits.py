@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Protocol
 
 from hamlet.config import HomeServerConfig, RateLimitConfig
-from hamlet.handlers.accounts.auth import Requester
 from hamlet.handlers.accounts.ratelimits import check
 from hamlet.handlers.common import ratelimit
 from hamlet.handlers.common.errors import LimitExceededError
 from hamlet.handlers.common.ratelimit import Ratelimiter
 from hamlet.handlers.common.service import ServiceBase
+from hamlet.handlers.rooms.sender import Sender
 from hamlet.runtime.clock import Clock
 
 
@@ -53,34 +53,30 @@ class RoomRatelimiters(ServiceBase):
         for limiter in self._all:
             limiter.stop()
 
-    @staticmethod
-    def _exempt(requester: Requester) -> bool:
-        return requester.is_admin
-
-    async def message(self, requester: Requester) -> None:
-        if self._exempt(requester):
+    async def message(self, sender: Sender) -> None:
+        if sender.exempt_from_limits:
             return
-        override = await self.overrides.get(requester.user_id)
+        override = await self.overrides.get(sender.user_id)
         if override is None:
-            await check(self.messages, requester.user_id)
+            await check(self.messages, sender.user_id)
             return
         per_second, burst_count = override
         if per_second == 0:
             return  # 0 messages per second: not rate limited at all
         try:
             await self.messages.ratelimit(
-                requester.user_id, rate_hz=per_second, burst_count=burst_count
+                sender.user_id, rate_hz=per_second, burst_count=burst_count
             )
         except ratelimit.LimitExceededError as e:
             raise LimitExceededError(e.retry_after_ms) from None
 
-    async def join(self, requester: Requester, room_id: str) -> None:
-        if not self._exempt(requester):
-            await check(self.joins_local, requester.user_id)
+    async def join(self, sender: Sender, room_id: str) -> None:
+        if not sender.exempt_from_limits:
+            await check(self.joins_local, sender.user_id)
             await check(self.joins_per_room, room_id)
 
-    async def invite(self, requester: Requester, room_id: str, invitee: str) -> None:
-        if not self._exempt(requester):
+    async def invite(self, sender: Sender, room_id: str, invitee: str) -> None:
+        if not sender.exempt_from_limits:
             await check(self.invites_per_room, room_id)
             await check(self.invites_per_user, invitee)
-            await check(self.invites_per_issuer, requester.user_id)
+            await check(self.invites_per_issuer, sender.user_id)

@@ -9,6 +9,7 @@ from hamlet.handlers.rooms.directory import DirectoryHandler
 from hamlet.handlers.rooms.event_cache import EventCache
 from hamlet.handlers.rooms.event_creation import EventCreator
 from hamlet.handlers.rooms.membership import MembershipHandler
+from hamlet.handlers.rooms.pipeline import EventPipeline
 from hamlet.handlers.rooms.ratelimits import RoomRatelimiters
 from hamlet.handlers.rooms.state import StateHandler
 from hamlet.handlers.rooms.upgrade import RoomUpgradeHandler
@@ -38,13 +39,6 @@ def build(ctx: BuildContext, s: Services) -> None:
         profiles=s.profiles_store,
     )
     s.room_ratelimits = ctx.own(RoomRatelimiters(ctx.clock, ctx.config, s.ratelimit_overrides))
-    s.directory = DirectoryHandler(
-        server_name=server_name,
-        rooms=s.rooms_store,
-        state=s.room_state,
-        creator=s.event_creator,
-        counts=s.user_directory_store,
-    )
     s.room_creation = RoomCreationHandler(
         server_name=server_name,
         default_room_version=ctx.config.default_room_version,
@@ -59,4 +53,20 @@ def build(ctx: BuildContext, s: Services) -> None:
         state=s.room_state,
         rooms=s.rooms_store,
         events=s.events_store,
+    )
+    s.event_pipeline = EventPipeline(
+        server_name=server_name,
+        creator=s.event_creator,
+        membership=s.membership,
+        state=s.room_state,
+        creation=s.room_creation,
+        upgrade=s.room_upgrade,
+        ratelimits=s.room_ratelimits,
+    )
+    s.directory = DirectoryHandler(
+        server_name=server_name,
+        rooms=s.rooms_store,
+        state=s.room_state,
+        pipeline=s.event_pipeline,
+        counts=s.user_directory_store,
     )

@@ -95,7 +95,8 @@ class RoomUpgradeHandler:
         #: Rooms being upgraded now: a second upgrade waits for no one, it is refused.
         self._in_progress: set[str] = set()
 
-    async def upgrade_room(self, user_id: str, room_id: str, new_version: Any) -> str:
+    async def check(self, user_id: str, room_id: str, new_version: Any) -> AuthState:
+        """Refuse an upgrade the user may not make; returns the old room's auth state."""
         if not isinstance(new_version, str) or new_version not in KNOWN_ROOM_VERSIONS:
             raise MatrixError(
                 400,
@@ -111,6 +112,12 @@ class RoomUpgradeHandler:
             raise ForbiddenError(f"User {user_id} not in room {room_id}")
         if not user_can_send(user_id, TOMBSTONE, True, auth_state):
             raise ForbiddenError("You don't have permission to upgrade the room")
+        return auth_state
+
+    async def upgrade_room(
+        self, user_id: str, room_id: str, new_version: str, auth_state: AuthState
+    ) -> str:
+        """Make the upgrade `check` allowed; returns the new room's ID."""
         if room_id in self._in_progress:
             raise MatrixError(400, "M_UNKNOWN", "An upgrade for this room is currently in progress")
         self._in_progress.add(room_id)
