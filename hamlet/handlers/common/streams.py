@@ -23,7 +23,10 @@ STREAM_NAMES: Final = (
 #: Streams kept in memory only: they restart from 0 with the process.
 IN_MEMORY_STREAMS: Final = frozenset({"typing", "presence"})
 
-_TOKEN = re.compile(r"^s(\d{1,19}(?:_\d{1,19})*)$")
+# A token from a newer version may carry streams this one does not know;
+# bounded so a hostile token cannot make parsing expensive.
+MAX_TOKEN_PARTS: Final = 32
+_TOKEN = re.compile(rf"^s(\d{{1,19}}(?:_\d{{1,19}}){{0,{MAX_TOKEN_PARTS - 1}}})$")
 
 
 class StreamProvider(Protocol):
@@ -54,13 +57,27 @@ class StreamToken:
 
     @classmethod
     def parse(cls, text: str) -> StreamToken:
-        """Parse a token from `to_string()`; anything else is a 400 M_INVALID_PARAM."""
+        """Parse a token from `to_string()` of this or any other version.
+
+        Tokens are open-ended, so adding a stream never invalidates the
+        `since` a client stored:
+        - A token minted before a stream existed lacks its position, which
+          reads as 0 (as in Synapse). That is exact for a stream added by an
+          upgrade: it recorded nothing before it existed, so every row in it
+          is news to that client. And position 0 never replays history: each
+          provider answers "since 0" with the stream's current state (account
+          data, receipts, typing, presence), its undelivered inbox (to-device,
+          which must not be skipped: delivery deletes it) or the changes it
+          recorded (device lists, all made after the upgrade).
+        - Trailing parts this version does not know (a token from a newer
+          version, after a downgrade) are ignored; `next_batch` drops them,
+          and were they to come back they read as missing, i.e. 0.
+        Anything else is a 400 M_INVALID_PARAM.
+        """
         m = _TOKEN.match(text)
         if m is None:
             raise InvalidParamError(f"Invalid stream token {text[:64]!r}")
-        parts = m.group(1).split("_")
-        if len(parts) != len(STREAM_NAMES):
-            raise InvalidParamError(f"Invalid stream token {text[:64]!r}")
+        parts = m.group(1).split("_")[: len(STREAM_NAMES)]
         return cls(*(int(p) for p in parts))
 
     def get(self, stream: str) -> int:
