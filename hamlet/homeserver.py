@@ -64,6 +64,7 @@ from hamlet.handlers.spaces.hierarchy import SpaceHierarchyHandler
 from hamlet.handlers.sync.filters import FilterHandler
 from hamlet.handlers.sync.handler import SyncHandler
 from hamlet.handlers.sync.rooms import RoomSyncBuilder
+from hamlet.handlers.sync.to_device import ToDeviceProvider
 from hamlet.handlers.user_streams.account_data import AccountDataHandler
 from hamlet.handlers.user_streams.presence import PresenceHandler
 from hamlet.handlers.user_streams.receipts import ReceiptsHandler
@@ -475,6 +476,7 @@ class HomeServer:
             notifier=self.notifier,
             rooms=self.rooms_store,
             room_builder=RoomSyncBuilder(
+                position=self.event_creator,
                 events=self.events_store,
                 history=self.room_history_store,
                 rooms=self.rooms_store,
@@ -486,7 +488,7 @@ class HomeServer:
             typing=self.typing,
             receipts=self.receipts,
             account_data=self.account_data,
-            to_device=self.to_device,
+            to_device=ToDeviceProvider(self.to_device),
             presence=self.presence,
             push_rules=self.push_rules,
             e2e_keys=self.e2e_keys,

@@ -15,7 +15,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Collection, Iterable
 
-from hamlet.handlers.common.streams import STREAM_NAMES, StreamProvider, StreamToken
+from hamlet.handlers.common.streams import STREAM_NAMES, StreamPosition, StreamToken
 from hamlet.runtime.clock import Clock
 from hamlet.runtime.timeout import with_timeout
 
@@ -85,7 +85,7 @@ class _Positions:
 class Notifier:
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
-        self._providers: dict[str, StreamProvider] = {}
+        self._providers: dict[str, StreamPosition] = {}
         self._user_waiters: dict[str, set[_Waiter]] = {}
         self._room_waiters: dict[str, set[_Waiter]] = {}
         # Last position each stream reached for a user / a room.
@@ -95,7 +95,7 @@ class Notifier:
 
     # --- streams ---
 
-    def register_stream(self, name: str, provider: StreamProvider) -> None:
+    def register_stream(self, name: str, provider: StreamPosition) -> None:
         if name not in STREAM_NAMES:
             raise ValueError(f"unknown stream {name!r}")
         self._providers[name] = provider

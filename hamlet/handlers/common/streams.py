@@ -1,11 +1,19 @@
-"""Sync tokens: one position per stream, and what a stream offers the notifier."""
+"""Sync tokens (one position per stream) and the interface every stream offers.
+
+A stream provider answers two things: where the stream is now
+(`current_position()`, all the notifier needs), and what changed for one
+user between two tokens (`changes()`), as a typed result of its own. /sync
+v3 assembles its response from the providers and the API layer turns the
+typed results into JSON; sliding sync (MSC4186) reads the same providers
+for other rooms and windows and shapes its own JSON.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import re
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Final, Protocol, TypeVar
 
 from hamlet.handlers.common.errors import InvalidParamError
 
@@ -29,12 +37,47 @@ MAX_TOKEN_PARTS: Final = 32
 _TOKEN = re.compile(rf"^s(\d{{1,19}}(?:_\d{{1,19}}){{0,{MAX_TOKEN_PARTS - 1}}})$")
 
 
-class StreamProvider(Protocol):
+class StreamPosition(Protocol):
     """One stream the notifier knows the position of."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def current_position(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SyncScope:
+    """Whose changes a provider reads, and in which rooms.
+
+    `room_ids` are the rooms the consumer wants room-keyed news of (typing,
+    receipts): all joined rooms for /sync v3, only the rooms of its windows
+    for sliding sync. That is why it is an argument and not looked up by
+    each provider.
+    """
+
+    user_id: str
+    device_id: str | None
+    room_ids: frozenset[str] = frozenset()
+
+
+R_co = TypeVar("R_co", covariant=True)
+
+
+class StreamProvider(StreamPosition, Protocol[R_co]):
+    """A stream /sync (and sliding sync) reads: its position, and its changes.
+
+    `changes(scope, since, upto)` is what changed for `scope` after `since`
+    up to and including `upto`; `since=None` means an initial sync: everything
+    as of `upto`. Both are whole tokens because some streams need another
+    stream's position too (device lists read membership changes between the
+    `events` positions) and the result may carry tokens (`prev_batch`). The
+    result is a typed value, never JSON: each consumer shapes its own.
+    """
+
+    async def changes(
+        self, scope: SyncScope, since: StreamToken | None, upto: StreamToken
+    ) -> R_co: ...
 
 
 @dataclass(frozen=True, slots=True)
