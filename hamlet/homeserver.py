@@ -473,6 +473,7 @@ class HomeServer:
         self.notifier.register_stream("events", self.event_creator)
         self.event_creator.add_listener(self._notify_event)
         self.sync = SyncHandler(
+            clock=self.clock,
             notifier=self.notifier,
             rooms=self.rooms_store,
             room_builder=RoomSyncBuilder(
@@ -493,6 +494,7 @@ class HomeServer:
             push_rules=self.push_rules,
             e2e_keys=self.e2e_keys,
             device_lists=self.device_lists,
+            max_syncs_per_user=self.config.limits.max_concurrent_syncs_per_user,
         )
 
     def _notify_event(self, stored: StoredEvent) -> None:

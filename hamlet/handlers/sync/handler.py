@@ -2,16 +2,23 @@
 
 Every stream is read between the client's `since` token and a `now` token
 taken once the wait is over; the result's `next_batch` is that `now`.
+
+Identical requests share one computation: a client (or a bug in one) that
+opens the same long-poll many times costs one notifier waiter and one set
+of queries per wake, not one per request. A user's distinct syncs in flight
+are capped (`limits.max_concurrent_syncs_per_user`); past it, 429.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Hashable
 from dataclasses import dataclass
 
 from hamlet.core.filters import Filter
 from hamlet.handlers.accounts.auth import Requester
-from hamlet.handlers.common.errors import InvalidParamError
+from hamlet.handlers.common.errors import InvalidParamError, LimitExceededError
 from hamlet.handlers.common.notifier import Notifier
 from hamlet.handlers.common.streams import StreamProvider, StreamToken, SyncScope
 from hamlet.handlers.e2ee.device_lists import DeviceListChanges
@@ -23,11 +30,14 @@ from hamlet.handlers.user_streams.account_data import AccountDataEntry, AccountD
 from hamlet.handlers.user_streams.presence import PresenceHandler, PresenceUpdates
 from hamlet.handlers.user_streams.receipts import RoomReceipts
 from hamlet.handlers.user_streams.typing import RoomTyping
+from hamlet.runtime.clock import Clock
 from hamlet.storage.stores.rooms import RoomsStore
 
 logger = logging.getLogger(__name__)
 
 MAX_TIMEOUT_MS = 5 * 60 * 1000
+# A client over its cap of syncs is asked to come back this much later.
+SYNC_CAP_RETRY_MS = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,11 +49,36 @@ class SyncRequest:
     filter: Filter
     set_presence: str | None
 
+    def sharing_key(self) -> Hashable:
+        """Requests with the same key get the same response. `set_presence`
+        is not part of it: it is applied per request, around the computation."""
+        r = self.requester
+        return (
+            r.user_id,
+            r.device_id,
+            r.token_id,
+            self.since,
+            self.timeout_ms,
+            self.full_state,
+            self.filter,
+        )
+
+
+class _Shared:
+    """One computation and the requests awaiting it."""
+
+    __slots__ = ("task", "waiters")
+
+    def __init__(self, task: asyncio.Task[SyncResult | BaseException | None]) -> None:
+        self.task = task
+        self.waiters = 0
+
 
 class SyncHandler:
     def __init__(
         self,
         *,
+        clock: Clock,
         notifier: Notifier,
         rooms: RoomsStore,
         room_builder: RoomSyncBuilder,
@@ -56,7 +91,9 @@ class SyncHandler:
         push_rules: PushRulesHandler,
         e2e_keys: E2eKeysHandler,
         device_lists: StreamProvider[DeviceListChanges],
+        max_syncs_per_user: int = 10,
     ) -> None:
+        self.clock = clock
         self.notifier = notifier
         self.rooms = rooms
         self.room_builder = room_builder
@@ -68,15 +105,85 @@ class SyncHandler:
         self.push_rules = push_rules
         self.e2e_keys = e2e_keys
         self.device_lists = device_lists
+        self.max_syncs_per_user = max_syncs_per_user
         self.active_syncs = 0
+        self._shared: dict[Hashable, _Shared] = {}
+        self._computing: dict[str, int] = {}  # user -> computations in flight
 
     async def sync(self, request: SyncRequest) -> SyncResult:
         self.active_syncs += 1
         try:
             async with self.presence.syncing(request.requester.user_id, request.set_presence):
-                return await self._sync(request)
+                return await self._join(request)
         finally:
             self.active_syncs -= 1
+
+    async def _join(self, request: SyncRequest) -> SyncResult:
+        """Await the computation of this request, started now unless an
+        identical one is running.
+
+        The computation is a background process of the homeserver, not a
+        task of the first request: it runs in its own logging context, and
+        a client that disconnects only stops awaiting it (`shield`). When
+        the last one has gone, nobody wants it and it is cancelled.
+        """
+        key = request.sharing_key()
+        shared = self._shared.get(key)
+        if shared is None:
+            shared = self._start(key, request)
+        shared.waiters += 1
+        try:
+            outcome = await asyncio.shield(shared.task)
+        finally:
+            shared.waiters -= 1
+            if not shared.waiters and not shared.task.done():
+                if self._shared.get(key) is shared:
+                    del self._shared[key]
+                shared.task.cancel()
+        if isinstance(outcome, BaseException):
+            raise outcome
+        if outcome is None:
+            # The background process logged why it failed.
+            raise RuntimeError("sync computation failed")
+        return outcome
+
+    def _start(self, key: Hashable, request: SyncRequest) -> _Shared:
+        user_id = request.requester.user_id
+        running = self._computing.get(user_id, 0)
+        if running >= self.max_syncs_per_user:
+            raise LimitExceededError(
+                SYNC_CAP_RETRY_MS, f"Too many concurrent /sync requests (max {running})"
+            )
+
+        async def compute() -> SyncResult | BaseException:
+            # Errors go to every waiter (as a 400 or, with its traceback in
+            # their request's log, a 500), not to the background log.
+            try:
+                return await self._sync(request)
+            except Exception as e:
+                return e
+
+        task = self.clock.run_as_background_process("sync", compute)
+        shared = _Shared(task)
+        self._shared[key] = shared
+        self._computing[user_id] = running + 1
+
+        def finished(_task: object) -> None:
+            if self._shared.get(key) is shared:
+                del self._shared[key]
+            left = self._computing[user_id] - 1
+            if left:
+                self._computing[user_id] = left
+            else:
+                del self._computing[user_id]
+
+        task.add_done_callback(finished)
+        return shared
+
+    @property
+    def computations(self) -> int:
+        """Sync computations in flight (each serving one or more requests)."""
+        return sum(self._computing.values())
 
     async def _sync(self, request: SyncRequest) -> SyncResult:
         user_id = request.requester.user_id
