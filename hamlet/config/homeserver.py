@@ -38,6 +38,7 @@ from hamlet.config.model import (
     DEFAULT_RC_REGISTRATION_TOKEN_VALIDITY,
     DEFAULT_ROOM_VERSION,
     DEFAULT_SQLITE_CP,
+    DEFAULT_SYNCS_PER_USER,
     DatabaseConfig,
     DatabaseEngine,
     HomeServerConfig,
@@ -572,4 +573,9 @@ def _limits(root: Section) -> LimitsConfig:
         max_concurrent_requests=s.opt_int("max_concurrent_requests", 1),
         max_users=s.opt_int("max_users", 0),
         max_media_bytes=s.opt_size("max_media_bytes"),
+        max_concurrent_syncs_per_user=s.get(
+            "max_concurrent_syncs_per_user",
+            DEFAULT_SYNCS_PER_USER,
+            int_range(1, 10_000),
+        ),
     )

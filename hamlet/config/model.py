@@ -181,6 +181,9 @@ class ServerNoticesConfig:
     auto_join: bool = False
 
 
+DEFAULT_SYNCS_PER_USER = 10
+
+
 @dataclass(frozen=True, slots=True)
 class LimitsConfig:
     """``limits`` (Hamlet's own): per-tenant caps; ``None`` means no cap."""
@@ -188,6 +191,8 @@ class LimitsConfig:
     max_concurrent_requests: int | None = None
     max_users: int | None = None
     max_media_bytes: int | None = None
+    #: Distinct /sync requests one user may have in flight (identical ones share one).
+    max_concurrent_syncs_per_user: int = DEFAULT_SYNCS_PER_USER
 
 
 @dataclass(frozen=True, slots=True)

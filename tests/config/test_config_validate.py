@@ -89,6 +89,7 @@ def test_defaults() -> None:
     assert c.limits.max_concurrent_requests is None
     assert c.limits.max_users is None
     assert c.limits.max_media_bytes is None
+    assert c.limits.max_concurrent_syncs_per_user == 10
 
 
 def test_default_rate_limits_match_synapse() -> None:
@@ -419,7 +420,12 @@ def test_misc_keys() -> None:
             default_room_version=11,
             server_notices={"system_mxid_localpart": "notices", "room_name": "News"},
             auto_join_rooms=["#welcome:example.com", "!abc:example.com"],
-            limits={"max_concurrent_requests": 10, "max_users": 100, "max_media_bytes": "1G"},
+            limits={
+                "max_concurrent_requests": 10,
+                "max_users": 100,
+                "max_media_bytes": "1G",
+                "max_concurrent_syncs_per_user": 4,
+            },
             enable_set_displayname=False,
         )
     )
@@ -435,6 +441,7 @@ def test_misc_keys() -> None:
     assert c.limits.max_concurrent_requests == 10
     assert c.limits.max_users == 100
     assert c.limits.max_media_bytes == 1024**3
+    assert c.limits.max_concurrent_syncs_per_user == 4
     assert c.enable_set_displayname is False
 
 
@@ -444,7 +451,7 @@ def test_misc_errors() -> None:
             default_room_version="99",
             server_notices={"room_name": "x"},
             auto_join_rooms=["welcome"],
-            limits={"max_concurrent_requests": 0},
+            limits={"max_concurrent_requests": 0, "max_concurrent_syncs_per_user": 0},
             registration_shared_secret="",
         )
     )
@@ -456,6 +463,7 @@ def test_misc_errors() -> None:
         "10, 11, 12)",
         "server_notices.system_mxid_localpart: missing required key",
         "limits.max_concurrent_requests: must be an integer >= 1",
+        "limits.max_concurrent_syncs_per_user: must be an integer between 1 and 10000",
     ]
 
 

@@ -136,7 +136,7 @@ async def test_bad_parameters(harness: Harness) -> None:
     for params in (
         {"from": "garbage"},
         {"from": "t12x"},
-        {"to": "s1_2"},
+        {"to": "s1_x"},
         {"dir": "sideways"},
         {"limit": "ten"},
         {"limit": "-1"},

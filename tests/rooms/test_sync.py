@@ -62,7 +62,7 @@ async def test_bad_tokens_are_400(h: Harness) -> None:
     first = await sync(h, alice)
     token = StreamToken.parse(first["next_batch"])
     future = token.copy_and_replace("events", token.events + 1000).to_string()
-    for since in (future, "garbage", "s1_2", "s-1_0_0_0_0_0_0"):
+    for since in (future, "garbage", "s1_", "s-1_0_0_0_0_0_0"):
         resp = await h.request("GET", f"{C}/sync?since={quote(since)}", token=alice.token)
         assert (resp.status, resp.json["errcode"]) == (400, "M_INVALID_PARAM"), since
     for query in ("?timeout=-5", "?timeout=abc", "?set_presence=busy", "?full_state=maybe"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+from hamlet.handlers.user_streams.account_data import AccountDataEntry
 from hamlet.homeserver import HomeServer
 from tests.support.harness import Harness, start_harness
 from tests.support.users import make_user
@@ -25,7 +26,7 @@ async def test_global_account_data(harness: Harness) -> None:
     assert resp.status == 200 and resp.json == {"a": 1}
     resp = await call(harness, "PUT", f"/user/{me}/account_data/org.example", alice, {"a": 2})
     updates = await harness.hs.account_data.get_updates(alice.user_id, pos)
-    assert updates.global_events == [{"type": "org.example", "content": {"a": 2}}]
+    assert updates.global_events == [AccountDataEntry("org.example", {"a": 2})]
     assert updates.room_events == {}
     assert (await harness.hs.account_data.get_updates(bob.user_id, 0)).global_events == []
 
@@ -92,8 +93,8 @@ async def test_room_account_data_and_tags(harness: Harness) -> None:
     updates = await harness.hs.account_data.get_updates(alice.user_id, pos)
     assert updates.global_events == []
     assert updates.room_events[ROOM] == [
-        {"type": "org.example", "content": {"r": True}},
-        {"type": "m.tag", "content": {"tags": {"u.work/stuff": {}}}},
+        AccountDataEntry("org.example", {"r": True}),
+        AccountDataEntry("m.tag", {"tags": {"u.work/stuff": {}}}),
     ]
 
 

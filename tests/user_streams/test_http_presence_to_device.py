@@ -39,8 +39,8 @@ async def test_presence(harness: Harness) -> None:
     resp = await call(harness, "PUT", path, alice, body=b"{")
     assert resp.status == 400 and resp.json["errcode"] == "M_NOT_JSON"
 
-    events = await harness.hs.presence.get_updates(bob.user_id, 0)
-    assert [e["sender"] for e in events] == [alice.user_id]
+    updates = await harness.hs.presence.get_updates(bob.user_id, 0)
+    assert [s.user_id for s in updates.states] == [alice.user_id]
     # Idle for 5 minutes while "syncing": unavailable; then offline once syncs stop.
     async with harness.hs.presence.syncing(alice.user_id, "online"):
         await advance(5 * 60 + 6)
@@ -60,7 +60,7 @@ async def test_presence_disabled(make_hs_config) -> None:  # type: ignore[no-unt
         assert resp.status == 200
         resp = await call(harness, "GET", path, alice)
         assert resp.status == 200 and resp.json["presence"] == "offline"
-        assert await harness.hs.presence.get_updates(alice.user_id, 0) == []
+        assert (await harness.hs.presence.get_updates(alice.user_id, 0)).states == []
     finally:
         await harness.close()
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from urllib.parse import quote
 
+from hamlet.api.client.sync_json import receipts_content
+from hamlet.handlers.user_streams.account_data import AccountDataEntry
 from tests.conftest import advance
 from tests.support.harness import Harness
 from tests.support.users import make_user
@@ -20,7 +22,7 @@ async def test_typing(harness: Harness) -> None:
     resp = await call(harness, "PUT", path, alice, {"typing": True, "timeout": 5000})
     assert resp.status == 200 and resp.json == {}
     typing = harness.hs.typing
-    assert typing.get_updates([room], 0)[room]["content"]["user_ids"] == [alice.user_id]
+    assert typing.get_updates([room], 0)[room].user_ids == (alice.user_id,)
     # Someone else's typing: 403. Not in the room: 403.
     resp = await call(harness, "PUT", path, bob, {"typing": True, "timeout": 5000})
     assert resp.status == 403 and resp.json["errcode"] == "M_FORBIDDEN"
@@ -72,25 +74,28 @@ async def test_receipts_and_private_receipts(harness: Harness) -> None:
     assert receipts.current_position() == start + 3
 
     as_bob = await receipts.get_updates(bob.user_id, [room], start)
-    content = as_bob[room]["content"]
-    assert as_bob[room]["type"] == "m.receipt"
+    content = receipts_content(as_bob[room])
+    assert as_bob[room].type == "m.receipt"
     assert set(content[ev1]["m.read"]) == {bob.user_id}
     assert "thread_id" not in content[ev1]["m.read"][bob.user_id]
     assert content[ev2]["m.read"][bob.user_id]["thread_id"] == "main"
     assert isinstance(content[ev2]["m.read"][bob.user_id]["ts"], int)
     assert "m.read.private" not in content[ev2]  # alice's private receipt
     as_alice = await receipts.get_updates(alice.user_id, [room], start)
-    assert as_alice[room]["content"][ev2]["m.read.private"] == {
-        alice.user_id: as_alice[room]["content"][ev2]["m.read.private"][alice.user_id]
+    alice_content = receipts_content(as_alice[room])
+    assert alice_content[ev2]["m.read.private"] == {
+        alice.user_id: alice_content[ev2]["m.read.private"][alice.user_id]
     }
     # Incremental: only what moved; moving bob's unthreaded receipt replaces it.
     pos = receipts.current_position()
     assert await receipts.get_updates(bob.user_id, [room], pos) == {}
     resp = await call(harness, "POST", f"/rooms/{room}/receipt/m.read/{ev2}", bob, {})
     changed = await receipts.get_updates(bob.user_id, [room], pos)
-    assert list(changed[room]["content"]) == [ev2]
+    assert list(receipts_content(changed[room])) == [ev2]
     everything = await receipts.get_updates(bob.user_id, [room], 0)
-    assert ev1 not in everything[room]["content"]  # linearized: one row per (type, user, thread)
+    assert ev1 not in receipts_content(
+        everything[room]
+    )  # linearized: one row per (type, user, thread)
 
     # Refusals.
     resp = await call(harness, "POST", f"/rooms/{room}/receipt/m.read/{ev1}", eve, {})
@@ -131,9 +136,9 @@ async def test_read_markers(harness: Harness) -> None:
     )
     assert resp.status == 200 and resp.json == {"event_id": ev}
     updates = await data.get_updates(alice.user_id, pos)
-    assert updates.room_events[room] == [{"type": "m.fully_read", "content": {"event_id": ev}}]
+    assert updates.room_events[room] == [AccountDataEntry("m.fully_read", {"event_id": ev})]
     receipts = await harness.hs.receipts.get_updates(alice.user_id, [room], 0)
-    assert set(receipts[room]["content"][ev]) == {"m.read", "m.read.private"}
+    assert set(receipts_content(receipts[room])[ev]) == {"m.read", "m.read.private"}
     # m.fully_read through /receipt is the read marker too.
     ev2 = await send_text(harness, alice, room, "again")
     resp = await call(harness, "POST", f"/rooms/{room}/receipt/m.fully_read/{ev2}", alice, {})

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from hamlet.api.client.sync_json import presence_json
 from hamlet.handlers.common.errors import MatrixError
 from hamlet.handlers.common.notifier import Notifier
 from hamlet.handlers.user_streams.presence import PresenceHandler
-from hamlet.handlers.user_streams.typing import TypingHandler
+from hamlet.handlers.user_streams.typing import RoomTyping, TypingHandler
 from hamlet.runtime.clock import Clock
 from tests.conftest import advance
 
@@ -34,7 +35,7 @@ async def test_typing_expires_on_the_clock() -> None:
     await typing.set_typing(ALICE, ALICE, ROOM, True, 10_000)
     assert typing.current_position() == 1
     updates = typing.get_updates([ROOM, "!other:hs.test"], 0)
-    assert updates == {ROOM: {"type": "m.typing", "content": {"user_ids": [ALICE]}}}
+    assert updates == {ROOM: RoomTyping((ALICE,))}
     assert typing.get_updates([ROOM], 1) == {}
     await advance(9)
     assert typing.typing_users(ROOM) == [ALICE]
@@ -46,9 +47,7 @@ async def test_typing_expires_on_the_clock() -> None:
     await advance(2)
     assert typing.typing_users(ROOM) == []
     assert typing.current_position() == 2
-    assert typing.get_updates([ROOM], 1) == {
-        ROOM: {"type": "m.typing", "content": {"user_ids": []}}
-    }
+    assert typing.get_updates([ROOM], 1) == {ROOM: RoomTyping(())}
     assert clock.pending_count() == 0
     # A token from before a restart gets the current state.
     assert ROOM in typing.get_updates([ROOM], 999)
@@ -79,11 +78,11 @@ async def test_presence_idle_then_offline() -> None:
     await presence.set_state_from_sync(ALICE, None)
     assert presence.get_state(ALICE).state == "online"
     # Bob shares a room with her and sees it; Eve does not.
-    bob_events = await presence.get_updates(BOB, 0)
+    bob_events = presence_json(await presence.get_updates(BOB, 0))
     assert [e["sender"] for e in bob_events] == [ALICE]
     assert bob_events[0]["content"]["presence"] == "online"
     assert bob_events[0]["content"]["currently_active"] is True
-    assert await presence.get_updates(EVE, 0) == []
+    assert (await presence.get_updates(EVE, 0)).states == []
     with pytest.raises(MatrixError) as info:
         await presence.get_presence_for(EVE, ALICE)
     assert info.value.status == 403
@@ -93,14 +92,14 @@ async def test_presence_idle_then_offline() -> None:
         pos = presence.current_position()
         await advance(5 * 60 + 10)
         assert presence.get_state(ALICE).state == "unavailable"
-        changed = await presence.get_updates(BOB, pos)
+        changed = presence_json(await presence.get_updates(BOB, pos))
         assert changed[0]["content"]["presence"] == "unavailable"
         assert changed[0]["content"]["last_active_ago"] >= 5 * 60 * 1000
     # Her syncs stop: 30 s later she is offline.
     await advance(40)
     assert presence.get_state(ALICE).state == "offline"
     # Offline users are left out of an initial sync.
-    assert await presence.get_updates(BOB, 0) == []
+    assert (await presence.get_updates(BOB, 0)).states == []
     await clock.shutdown()
 
 
@@ -111,7 +110,7 @@ async def test_presence_disabled() -> None:
     await presence.set_presence(ALICE, ALICE, "online", "hi")
     await presence.set_state_from_sync(ALICE, "online")
     assert (await presence.get_presence_for(ALICE, ALICE))["presence"] == "offline"
-    assert await presence.get_updates(BOB, 0) == []
+    assert (await presence.get_updates(BOB, 0)).states == []
     assert presence.current_position() == 0
     assert clock.pending_count() == 0
     await clock.shutdown()

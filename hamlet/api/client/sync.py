@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 
+from hamlet.api.client.sync_json import sync_response
 from hamlet.api.request import ApiRequest
 from hamlet.api.router import Router
 from hamlet.core import errors as core_errors
@@ -49,7 +50,7 @@ async def sync(req: ApiRequest) -> dict[str, Any]:
         filter=await _filter(req, requester.user_id),
         set_presence=set_presence,
     )
-    return await req.hs.sync.sync(request)
+    return sync_response(await req.hs.sync.sync(request))
 
 
 def register(router: Router) -> None:

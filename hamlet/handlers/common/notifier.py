@@ -16,7 +16,7 @@ from collections import OrderedDict
 from collections.abc import Collection, Iterable
 
 from hamlet.handlers.common.service import ENTRY_BYTES, ServiceBase
-from hamlet.handlers.common.streams import STREAM_NAMES, StreamProvider, StreamToken
+from hamlet.handlers.common.streams import STREAM_NAMES, StreamPosition, StreamToken
 from hamlet.runtime.clock import Clock
 from hamlet.runtime.timeout import with_timeout
 
@@ -86,7 +86,7 @@ class _Positions:
 class Notifier(ServiceBase):
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
-        self._providers: dict[str, StreamProvider] = {}
+        self._providers: dict[str, StreamPosition] = {}
         self._user_waiters: dict[str, set[_Waiter]] = {}
         self._room_waiters: dict[str, set[_Waiter]] = {}
         # Last position each stream reached for a user / a room.
@@ -96,7 +96,7 @@ class Notifier(ServiceBase):
 
     # --- streams ---
 
-    def register_stream(self, name: str, provider: StreamProvider) -> None:
+    def register_stream(self, name: str, provider: StreamPosition) -> None:
         """Called by each stream provider's constructor.
 
         Providers need the notifier to wake syncs and the notifier needs

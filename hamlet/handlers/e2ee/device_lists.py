@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from hamlet.handlers.common.notifier import Notifier
 from hamlet.handlers.common.service import ServiceBase
-from hamlet.handlers.common.streams import StreamToken
+from hamlet.handlers.common.streams import StreamToken, SyncScope
 from hamlet.storage.stores.e2e_keys import DEVICE_LISTS_STREAM, E2eKeysStore
 from hamlet.storage.stores.rooms import RoomsStore
 from hamlet.storage.stream_ids import StreamIdGenerator
@@ -77,6 +77,15 @@ class DeviceListHandler(ServiceBase):
             for sid in allocated:
                 self.stream_ids.finish(sid)
         self._notifier.notify(DEVICE_LISTS_STREAM, max(allocated), users=[observer])
+
+    async def changes(
+        self, scope: SyncScope, since: StreamToken | None, upto: StreamToken
+    ) -> DeviceListChanges:
+        """The provider: nothing on an initial sync (a client fetches the keys
+        of everyone it meets then), else `get_changes`."""
+        if since is None:
+            return DeviceListChanges()
+        return await self.get_changes(scope.user_id, since, upto)
 
     async def get_changes(
         self, user_id: str, since: StreamToken, upto: StreamToken

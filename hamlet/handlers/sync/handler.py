@@ -1,34 +1,43 @@
 """GET /sync: waits for something new, then assembles the response from each stream.
 
 Every stream is read between the client's `since` token and a `now` token
-taken once the wait is over; the response's `next_batch` is that `now`.
+taken once the wait is over; the result's `next_batch` is that `now`.
+
+Identical requests share one computation: a client (or a bug in one) that
+opens the same long-poll many times costs one notifier waiter and one set
+of queries per wake, not one per request. A user's distinct syncs in flight
+are capped (`limits.max_concurrent_syncs_per_user`); past it, 429.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Any
 
 from hamlet.core.filters import Filter
 from hamlet.handlers.accounts.auth import Requester
-from hamlet.handlers.common.errors import InvalidParamError
+from hamlet.handlers.common.errors import InvalidParamError, LimitExceededError
 from hamlet.handlers.common.notifier import Notifier
-from hamlet.handlers.common.streams import StreamToken
-from hamlet.handlers.e2ee.device_lists import DeviceListHandler
+from hamlet.handlers.common.streams import StreamProvider, StreamToken, SyncScope
+from hamlet.handlers.e2ee.device_lists import DeviceListChanges
 from hamlet.handlers.e2ee.keys import E2eKeysHandler
 from hamlet.handlers.push.rules import PUSH_RULES_TYPE, PushRulesHandler
+from hamlet.handlers.sync.results import DeviceKeyState, Ephemeral, SyncResult, ToDeviceResult
 from hamlet.handlers.sync.rooms import RoomSyncBuilder
-from hamlet.handlers.user_streams.account_data import AccountDataHandler
-from hamlet.handlers.user_streams.presence import PresenceHandler
-from hamlet.handlers.user_streams.receipts import ReceiptsHandler
-from hamlet.handlers.user_streams.to_device import ToDeviceHandler
-from hamlet.handlers.user_streams.typing import TypingHandler
+from hamlet.handlers.user_streams.account_data import AccountDataEntry, AccountDataUpdates
+from hamlet.handlers.user_streams.presence import PresenceHandler, PresenceUpdates
+from hamlet.handlers.user_streams.receipts import RoomReceipts
+from hamlet.handlers.user_streams.typing import RoomTyping
+from hamlet.runtime.clock import Clock
 from hamlet.storage.stores.rooms import RoomsStore
 
 logger = logging.getLogger(__name__)
 
 MAX_TIMEOUT_MS = 5 * 60 * 1000
+# A client over its cap of syncs is asked to come back this much later.
+SYNC_CAP_RETRY_MS = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,23 +49,51 @@ class SyncRequest:
     filter: Filter
     set_presence: str | None
 
+    def sharing_key(self) -> Hashable:
+        """Requests with the same key get the same response. `set_presence`
+        is not part of it: it is applied per request, around the computation."""
+        r = self.requester
+        return (
+            r.user_id,
+            r.device_id,
+            r.token_id,
+            self.since,
+            self.timeout_ms,
+            self.full_state,
+            self.filter,
+        )
+
+
+class _Shared:
+    """One computation and the requests awaiting it."""
+
+    __slots__ = ("task", "waiters")
+
+    def __init__(self, task: asyncio.Task[SyncResult | BaseException | None]) -> None:
+        self.task = task
+        self.waiters = 0
+
 
 class SyncHandler:
     def __init__(
         self,
         *,
+        clock: Clock,
         notifier: Notifier,
         rooms: RoomsStore,
         room_builder: RoomSyncBuilder,
-        typing: TypingHandler,
-        receipts: ReceiptsHandler,
-        account_data: AccountDataHandler,
-        to_device: ToDeviceHandler,
+        typing: StreamProvider[dict[str, RoomTyping]],
+        receipts: StreamProvider[dict[str, RoomReceipts]],
+        account_data: StreamProvider[AccountDataUpdates],
+        to_device: StreamProvider[ToDeviceResult],
+        # Also a StreamProvider; the concrete type for `syncing()`.
         presence: PresenceHandler,
         push_rules: PushRulesHandler,
         e2e_keys: E2eKeysHandler,
-        device_lists: DeviceListHandler,
+        device_lists: StreamProvider[DeviceListChanges],
+        max_syncs_per_user: int = 10,
     ) -> None:
+        self.clock = clock
         self.notifier = notifier
         self.rooms = rooms
         self.room_builder = room_builder
@@ -68,17 +105,87 @@ class SyncHandler:
         self.push_rules = push_rules
         self.e2e_keys = e2e_keys
         self.device_lists = device_lists
+        self.max_syncs_per_user = max_syncs_per_user
         self.active_syncs = 0
+        self._shared: dict[Hashable, _Shared] = {}
+        self._computing: dict[str, int] = {}  # user -> computations in flight
 
-    async def sync(self, request: SyncRequest) -> dict[str, Any]:
+    async def sync(self, request: SyncRequest) -> SyncResult:
         self.active_syncs += 1
         try:
             async with self.presence.syncing(request.requester.user_id, request.set_presence):
-                return await self._sync(request)
+                return await self._join(request)
         finally:
             self.active_syncs -= 1
 
-    async def _sync(self, request: SyncRequest) -> dict[str, Any]:
+    async def _join(self, request: SyncRequest) -> SyncResult:
+        """Await the computation of this request, started now unless an
+        identical one is running.
+
+        The computation is a background process of the homeserver, not a
+        task of the first request: it runs in its own logging context, and
+        a client that disconnects only stops awaiting it (`shield`). When
+        the last one has gone, nobody wants it and it is cancelled.
+        """
+        key = request.sharing_key()
+        shared = self._shared.get(key)
+        if shared is None:
+            shared = self._start(key, request)
+        shared.waiters += 1
+        try:
+            outcome = await asyncio.shield(shared.task)
+        finally:
+            shared.waiters -= 1
+            if not shared.waiters and not shared.task.done():
+                if self._shared.get(key) is shared:
+                    del self._shared[key]
+                shared.task.cancel()
+        if isinstance(outcome, BaseException):
+            raise outcome
+        if outcome is None:
+            # The background process logged why it failed.
+            raise RuntimeError("sync computation failed")
+        return outcome
+
+    def _start(self, key: Hashable, request: SyncRequest) -> _Shared:
+        user_id = request.requester.user_id
+        running = self._computing.get(user_id, 0)
+        if running >= self.max_syncs_per_user:
+            raise LimitExceededError(
+                SYNC_CAP_RETRY_MS, f"Too many concurrent /sync requests (max {running})"
+            )
+
+        async def compute() -> SyncResult | BaseException:
+            # Errors go to every waiter (as a 400 or, with its traceback in
+            # their request's log, a 500), not to the background log.
+            try:
+                return await self._sync(request)
+            except Exception as e:
+                return e
+
+        task = self.clock.run_as_background_process("sync", compute)
+        shared = _Shared(task)
+        self._shared[key] = shared
+        self._computing[user_id] = running + 1
+
+        def finished(_task: object) -> None:
+            if self._shared.get(key) is shared:
+                del self._shared[key]
+            left = self._computing[user_id] - 1
+            if left:
+                self._computing[user_id] = left
+            else:
+                del self._computing[user_id]
+
+        task.add_done_callback(finished)
+        return shared
+
+    @property
+    def computations(self) -> int:
+        """Sync computations in flight (each serving one or more requests)."""
+        return sum(self._computing.values())
+
+    async def _sync(self, request: SyncRequest) -> SyncResult:
         user_id = request.requester.user_id
         since = request.since
         if since is not None and since.events > self.notifier.current_token().events:
@@ -90,82 +197,69 @@ class SyncHandler:
         now = self.notifier.current_token()
         return await self._build(request, now)
 
-    async def _build(self, request: SyncRequest, now: StreamToken) -> dict[str, Any]:
+    async def _build(self, request: SyncRequest, now: StreamToken) -> SyncResult:
         requester = request.requester
         user_id = requester.user_id
         since = request.since
         full_state = request.full_state or since is None
-        account_data = await self.account_data.get_updates(
-            user_id, since.account_data if since else 0
-        )
-        if since is None and all(e["type"] != PUSH_RULES_TYPE for e in account_data.global_events):
+        joined_ids = frozenset(m.room_id for m in await self.rooms.get_rooms_for_user(user_id))
+        scope = SyncScope(user_id, requester.device_id, joined_ids)
+        account_data = await self.account_data.changes(scope, since, now)
+        if since is None and all(e.type != PUSH_RULES_TYPE for e in account_data.global_events):
             # Never changed, so never stored: an initial sync still carries them.
             account_data.global_events.append(
-                {"type": PUSH_RULES_TYPE, "content": await self.push_rules.get_rules(user_id)}
+                AccountDataEntry(PUSH_RULES_TYPE, await self.push_rules.get_rules(user_id))
             )
-        joined_ids = [m.room_id for m in await self.rooms.get_rooms_for_user(user_id)]
-        typing = self.typing.get_updates(joined_ids, since.typing if since else 0)
-        receipts = await self.receipts.get_updates(
-            user_id, joined_ids, since.receipts if since else 0
-        )
-        ephemeral: dict[str, list[dict[str, Any]]] = {}
+        typing = await self.typing.changes(scope, since, now)
+        receipts = await self.receipts.changes(scope, since, now)
+        ephemeral: dict[str, list[Ephemeral]] = {}
         for room_id in set(typing) | set(receipts):
-            events = [e for e in (typing.get(room_id), receipts.get(room_id)) if e]
+            events: list[Ephemeral] = [
+                e for e in (typing.get(room_id), receipts.get(room_id)) if e is not None
+            ]
             ephemeral[room_id] = request.filter.room.ephemeral.filter(events)
         rooms = await self.room_builder.build(
-            user_id=user_id,
-            device_id=requester.device_id,
+            scope=scope,
             since=since,
             now=now,
             full_state=full_state,
             room_filter=request.filter.room,
             room_account_data=account_data.room_events,
-            ephemeral=ephemeral,
+            other_news={room_id for room_id, events in ephemeral.items() if events},
         )
-        self.room_builder.drop_empty(
-            rooms, incremental=since is not None and not request.full_state
+        incremental = since is not None and not request.full_state
+        for room_id, room in list(rooms.join.items()):
+            room.ephemeral = ephemeral.get(room_id, [])
+            if incremental and room.is_empty():
+                del rooms.join[room_id]
+
+        to_device = await self.to_device.changes(scope, since, now)
+        presence = await self.presence.changes(scope, since, now)
+        presence_filter = request.filter.presence
+        shown = PresenceUpdates(
+            [
+                s
+                for s in presence.states
+                if presence_filter.matches({"type": "m.presence", "sender": s.user_id})
+            ],
+            presence.as_of_ms,
+        )
+        return SyncResult(
+            next_batch=now.copy_and_replace("to_device", to_device.position),
+            rooms=rooms,
+            account_data=request.filter.account_data.filter(account_data.global_events),
+            presence=shown,
+            to_device=to_device.messages,
+            device_lists=await self.device_lists.changes(scope, since, now),
+            device_keys=await self._device_keys(requester),
         )
 
-        to_device_events: list[dict[str, Any]] = []
-        to_device_pos = now.to_device
-        if requester.device_id is not None:
-            if since is not None and since.to_device:
-                await self.to_device.delete_delivered(user_id, requester.device_id, since.to_device)
-            to_device_events, to_device_pos = await self.to_device.get_updates(
-                user_id, requester.device_id, since.to_device if since else 0
-            )
-        presence = await self.presence.get_updates(user_id, since.presence if since else 0)
-        next_batch = now.copy_and_replace("to_device", max(to_device_pos, 0))
-        e2e = await self._e2e(requester, since, now)
-        return {
-            "next_batch": next_batch.to_string(),
-            "rooms": rooms,
-            "account_data": {
-                "events": request.filter.account_data.filter(account_data.global_events)
-            },
-            "presence": {"events": request.filter.presence.filter(presence)},
-            "to_device": {"events": to_device_events},
-            **e2e,
-        }
-
-    async def _e2e(
-        self, requester: Requester, since: StreamToken | None, now: StreamToken
-    ) -> dict[str, Any]:
-        """Device list changes since the token (none on an initial sync) and
-        the requesting device's one-time and fallback key state."""
-        user_id = requester.user_id
-        if since is None:
-            device_lists: dict[str, list[str]] = {"changed": [], "left": []}
-        else:
-            changes = await self.device_lists.get_changes(user_id, since, now)
-            device_lists = changes.to_json()
-        counts: dict[str, int] = {}
-        fallback: list[str] = []
-        if requester.device_id is not None:
-            counts = await self.e2e_keys.one_time_key_counts(user_id, requester.device_id)
-            fallback = await self.e2e_keys.unused_fallback_key_types(user_id, requester.device_id)
-        return {
-            "device_lists": device_lists,
-            "device_one_time_keys_count": counts,
-            "device_unused_fallback_key_types": fallback,
-        }
+    async def _device_keys(self, requester: Requester) -> DeviceKeyState:
+        """The requesting device's one-time key counts and unused fallback key types."""
+        if requester.device_id is None:
+            return DeviceKeyState({}, [])
+        user_id, device_id = requester.user_id, requester.device_id
+        return DeviceKeyState(
+            await self.e2e_keys.one_time_key_counts(user_id, device_id),
+            await self.e2e_keys.unused_fallback_key_types(user_id, device_id),
+        )

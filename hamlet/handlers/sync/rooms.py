@@ -1,18 +1,35 @@
-"""The `rooms` section of /sync: joined, invited and left rooms of one user."""
+"""The `events` stream provider: joined, invited, left and knocked rooms of one user.
+
+/sync v3 asks for every room at once (`build`); sliding sync asks room by
+room with its own timeline limit and required state (`joined_room` with a
+`RoomWindow`). Both get the same typed results (`sync/results.py`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 
 from hamlet.core.events import Event
-from hamlet.core.filters import RoomFilter
+from hamlet.core.filters import RoomEventFilter, RoomFilter
 from hamlet.core.power_levels import StateKey
-from hamlet.handlers.common.streams import StreamToken
+from hamlet.handlers.common.streams import StreamPosition, StreamToken, SyncScope
 from hamlet.handlers.history.serializer import EventSerializer
 from hamlet.handlers.history.visibility import VisibilityHandler
 from hamlet.handlers.push.rules import PushRulesHandler
 from hamlet.handlers.rooms.state import StateHandler
+from hamlet.handlers.sync.results import (
+    ClientEvent,
+    JoinedRoom,
+    LeftRoom,
+    RoomsResult,
+    RoomSummary,
+    StrippedRoom,
+    StrippedStateEvent,
+    Timeline,
+    UnreadCounts,
+)
+from hamlet.handlers.user_streams.account_data import AccountDataEntry
 from hamlet.storage.stores.events import EventsStore, StoredEvent
 from hamlet.storage.stores.room_history import RoomHistoryStore
 from hamlet.storage.stores.rooms import Membership, RoomsStore
@@ -30,21 +47,53 @@ STRIPPED_STATE_TYPES = frozenset(
     }
 )
 MAX_HEROES = 5
+WILDCARD = "*"
+ALL_EVENTS = RoomEventFilter()
+ALL_ROOMS = RoomFilter()
 
 
-def _stripped(event: Event) -> dict[str, Any]:
-    return {
-        "type": event.type,
-        "state_key": event.state_key,
-        "content": dict(event.content),
-        "sender": event.sender,
-    }
+@dataclass(frozen=True, slots=True)
+class RoomWindow:
+    """What a consumer wants of one joined room.
+
+    Why a value of its own rather than the /sync filter: sliding sync asks
+    per room list for a different `timeline_limit` and `required_state`
+    (`(type, state_key)` pairs, `"*"` for any state key), which a v3 filter
+    cannot say. /sync v3 derives one window for all rooms from its filter.
+    """
+
+    timeline_limit: int
+    timeline_filter: RoomEventFilter = ALL_EVENTS
+    state_filter: RoomEventFilter = ALL_EVENTS
+    #: None: all state the filter lets through; else only these pairs.
+    required_state: frozenset[tuple[str, str]] | None = None
+
+    @classmethod
+    def from_filter(cls, room_filter: RoomFilter) -> RoomWindow:
+        return cls(room_filter.timeline_limit, room_filter.timeline, room_filter.state)
+
+    def wants_state(self, event_type: str, state_key: str) -> bool:
+        if self.required_state is None:
+            return True
+        return (event_type, state_key) in self.required_state or (
+            event_type,
+            WILDCARD,
+        ) in self.required_state
+
+
+def _stripped(event: Event) -> StrippedStateEvent:
+    return StrippedStateEvent(event.type, event.state_key, dict(event.content), event.sender)
 
 
 class RoomSyncBuilder:
+    """The `events` stream's provider (rooms, their timelines and invites)."""
+
+    name = "events"
+
     def __init__(
         self,
         *,
+        position: StreamPosition,
         events: EventsStore,
         history: RoomHistoryStore,
         rooms: RoomsStore,
@@ -53,6 +102,7 @@ class RoomSyncBuilder:
         serializer: EventSerializer,
         push_rules: PushRulesHandler,
     ) -> None:
+        self._position = position
         self.push_rules = push_rules
         self.events = events
         self.history = history
@@ -61,20 +111,38 @@ class RoomSyncBuilder:
         self.visibility = visibility
         self.serializer = serializer
 
+    def current_position(self) -> int:
+        return self._position.current_position()
+
+    async def changes(
+        self, scope: SyncScope, since: StreamToken | None, upto: StreamToken
+    ) -> RoomsResult:
+        """The provider, with no filter and no news from other streams."""
+        return await self.build(
+            scope=scope,
+            since=since,
+            now=upto,
+            full_state=False,
+            room_filter=ALL_ROOMS,
+            room_account_data={},
+            other_news=(),
+        )
+
     async def build(
         self,
         *,
-        user_id: str,
-        device_id: str | None,
+        scope: SyncScope,
         since: StreamToken | None,
         now: StreamToken,
         full_state: bool,
         room_filter: RoomFilter,
-        room_account_data: Mapping[str, list[dict[str, Any]]],
-        ephemeral: Mapping[str, list[dict[str, Any]]],
-    ) -> dict[str, dict[str, Any]]:
-        """The rooms section. In an incremental sync, joined rooms where
-        nothing happened are not even looked at."""
+        room_account_data: Mapping[str, list[AccountDataEntry]],
+        other_news: Collection[str],
+    ) -> RoomsResult:
+        """Every room of the user. In an incremental sync, joined rooms where
+        nothing happened are not even looked at; `other_news` are rooms with
+        news from another stream (ephemeral events), which are."""
+        user_id = scope.user_id
         memberships = [
             m
             for m in await self.rooms.get_memberships_of_user(user_id)
@@ -87,7 +155,8 @@ class RoomSyncBuilder:
             if since_pos is not None and not full_state
             else {m.room_id for m in joined}
         )
-        out: dict[str, dict[str, Any]] = {"join": {}, "invite": {}, "leave": {}, "knock": {}}
+        window = RoomWindow.from_filter(room_filter)
+        out = RoomsResult()
         for m in memberships:
             if m.stream_ordering > now.events:
                 continue
@@ -98,52 +167,66 @@ class RoomSyncBuilder:
                     and not full_state
                     and not newly
                     and m.room_id not in changed
-                    and not ephemeral.get(m.room_id)
+                    and m.room_id not in other_news
                     and not room_account_data.get(m.room_id)
                 )
                 if quiet:
                     continue
-                room = out["join"][m.room_id] = await self._joined_room(
-                    user_id,
-                    device_id,
+                room = await self._joined_room(
+                    scope,
                     m,
                     None if newly else since_pos,
                     now,
                     full_state or newly,
                     m.room_id in changed,
-                    room_filter,
-                    room_account_data.get(m.room_id, []),
+                    window,
                     newly_joined=newly and since_pos is not None,
                 )
-                room["ephemeral"] = {"events": ephemeral.get(m.room_id, [])}
+                room.account_data = room_filter.account_data.filter(
+                    room_account_data.get(m.room_id, [])
+                )
+                out.join[m.room_id] = room
             elif m.membership == "invite" and (newly or full_state):
-                out["invite"][m.room_id] = await self._invited_room(m)
+                out.invite[m.room_id] = StrippedRoom(await self._stripped_state(m))
             elif m.membership in ("leave", "ban"):
                 if since_pos is None and not room_filter.include_leave:
                     continue
                 if since_pos is not None and not newly and not full_state:
                     continue
-                out["leave"][m.room_id] = await self._left_room(
-                    user_id, device_id, m, since_pos, room_filter
-                )
+                out.leave[m.room_id] = await self._left_room(scope, m, since_pos, window)
             elif m.membership == "knock" and (newly or full_state):
-                out["knock"][m.room_id] = {"knock_state": {"events": await self._stripped_state(m)}}
+                out.knock[m.room_id] = StrippedRoom(await self._stripped_state(m))
         return out
 
-    @staticmethod
-    def drop_empty(rooms: dict[str, dict[str, Any]], *, incremental: bool) -> None:
-        """In an incremental sync, leave out joined rooms where nothing happened."""
-        if not incremental:
-            return
-        for room_id in list(rooms["join"]):
-            room = rooms["join"][room_id]
-            if (
-                not room["timeline"]["events"]
-                and not room["state"]["events"]
-                and not room["ephemeral"]["events"]
-                and not room["account_data"]["events"]
-            ):
-                del rooms["join"][room_id]
+    async def joined_room(
+        self,
+        scope: SyncScope,
+        room_id: str,
+        since: StreamToken | None,
+        upto: StreamToken,
+        window: RoomWindow,
+    ) -> JoinedRoom | None:
+        """One joined room for a consumer that goes room by room (sliding
+        sync): its timeline after `since` (None: the newest events) up to
+        `upto`, state, counts and summary; None if the user is not joined."""
+        membership = await self.rooms.get_membership(room_id, scope.user_id)
+        if membership is None or membership.membership != "join":
+            return None
+        newly = since is None or membership.stream_ordering > since.events
+        since_pos = None if newly or since is None else since.events
+        changed = since_pos is None or bool(
+            await self.events.get_rooms_changed([room_id], since_pos, upto.events)
+        )
+        return await self._joined_room(
+            scope,
+            membership,
+            since_pos,
+            upto,
+            newly,
+            changed,
+            window,
+            newly_joined=newly and since is not None,
+        )
 
     async def _timeline(
         self,
@@ -151,13 +234,13 @@ class RoomSyncBuilder:
         room_id: str,
         after: int | None,
         upto: int,
-        room_filter: RoomFilter,
+        window: RoomWindow,
     ) -> tuple[list[StoredEvent], bool]:
         """The newest visible, filter-matching events in (after, upto]; and `limited`."""
-        limit = room_filter.timeline_limit
+        limit = window.timeline_limit
         if limit <= 0:
             return [], True
-        timeline_filter = room_filter.timeline
+        timeline_filter = window.timeline_filter
         page = limit * 2 + 1
         collected: list[StoredEvent] = []
         before = upto
@@ -187,8 +270,8 @@ class RoomSyncBuilder:
         room_id: str,
         group: int | None,
         timeline: list[StoredEvent],
-        room_filter: RoomFilter,
-    ) -> list[dict[str, Any]]:
+        window: RoomWindow,
+    ) -> list[ClientEvent]:
         if timeline:
             # The spec's `state` is the state at the start of the timeline:
             # a client seeds its start-of-timeline state with it and replays
@@ -200,13 +283,15 @@ class RoomSyncBuilder:
         else:
             state = await self.state.get_state_at_group(group)
         in_timeline = {s.event.event_id for s in timeline}
-        state_filter = room_filter.state
+        state_filter = window.state_filter
         wanted_members: set[str] | None = None
         if state_filter.lazy_load_members:
             wanted_members = {s.event.sender for s in timeline} | {user_id}
         served: list[Event] = []
         for (event_type, state_key), event in state.items():
             if event.event_id in in_timeline or not state_filter.matches(event):
+                continue
+            if not window.wants_state(event_type, state_key):
                 continue
             if (
                 wanted_members is not None
@@ -243,24 +328,23 @@ class RoomSyncBuilder:
 
     async def _joined_room(
         self,
-        user_id: str,
-        device_id: str | None,
+        scope: SyncScope,
         membership: Membership,
         since_pos: int | None,
         now: StreamToken,
         full_state: bool,
         changed: bool,
-        room_filter: RoomFilter,
-        account_data: list[dict[str, Any]],
+        window: RoomWindow,
         *,
         newly_joined: bool = False,
-    ) -> dict[str, Any]:
+    ) -> JoinedRoom:
+        user_id = scope.user_id
         room_id = membership.room_id
         timeline: list[StoredEvent] = []
         limited = False
         if changed or since_pos is None:
             timeline, limited = await self._timeline(
-                user_id, room_id, since_pos, now.events, room_filter
+                user_id, room_id, since_pos, now.events, window
             )
         # A room joined since the last sync is always `limited` (as in
         # Synapse): a client that knew the room (from an invite) resets its
@@ -268,11 +352,11 @@ class RoomSyncBuilder:
         # token; otherwise it has none and paginates from the room's end.
         limited = limited or newly_joined
         prev_pos = timeline[0].stream_ordering - 1 if timeline else now.events
-        state: list[dict[str, Any]] = []
+        state: list[ClientEvent] = []
         if full_state or limited:
-            state = await self._state_for(user_id, room_id, None, timeline, room_filter)
+            state = await self._state_for(user_id, room_id, None, timeline, window)
         served = await self.serializer.serialize(
-            timeline, user_id=user_id, device_id=device_id, include_room_id=False
+            timeline, user_id=user_id, device_id=scope.device_id, include_room_id=False
         )
         read_pos = await self.events.get_read_position(room_id, user_id)
         summary = await self._summary(room_id, user_id)
@@ -281,41 +365,26 @@ class RoomSyncBuilder:
             room_id,
             after=read_pos,
             upto=now.events,
-            member_count=summary["m.joined_member_count"],
+            member_count=summary.joined_member_count,
         )
-        return {
-            "timeline": {
-                "events": served,
-                "limited": limited,
-                "prev_batch": now.copy_and_replace("events", prev_pos).to_string(),
-            },
-            "state": {"events": state},
-            "account_data": {"events": room_filter.account_data.filter(account_data)},
-            "ephemeral": {"events": []},
-            "unread_notifications": {
-                "notification_count": notification_count,
-                "highlight_count": highlight_count,
-            },
-            "summary": summary,
-        }
+        return JoinedRoom(
+            timeline=Timeline(served, limited, now.copy_and_replace("events", prev_pos)),
+            state=state,
+            account_data=[],
+            unread=UnreadCounts(notification_count, highlight_count),
+            summary=summary,
+        )
 
-    async def _summary(self, room_id: str, user_id: str) -> dict[str, Any]:
+    async def _summary(self, room_id: str, user_id: str) -> RoomSummary:
         members = await self.rooms.get_members(room_id, None)
         joined = [m for m in members if m.membership == "join"]
         invited = [m for m in members if m.membership == "invite"]
         others = sorted(
             (m for m in joined + invited if m.user_id != user_id), key=lambda m: m.stream_ordering
         )
-        return {
-            "m.heroes": [m.user_id for m in others[:MAX_HEROES]],
-            "m.joined_member_count": len(joined),
-            "m.invited_member_count": len(invited),
-        }
+        return RoomSummary([m.user_id for m in others[:MAX_HEROES]], len(joined), len(invited))
 
-    async def _invited_room(self, membership: Membership) -> dict[str, Any]:
-        return {"invite_state": {"events": await self._stripped_state(membership)}}
-
-    async def _stripped_state(self, membership: Membership) -> list[dict[str, Any]]:
+    async def _stripped_state(self, membership: Membership) -> list[StrippedStateEvent]:
         """The stripped state an invitee or knocker sees, ending with their own member event."""
         state = await self.state.get_current_state(membership.room_id)
         events = [_stripped(e) for (t, _k), e in state.items() if t in STRIPPED_STATE_TYPES]
@@ -326,29 +395,21 @@ class RoomSyncBuilder:
 
     async def _left_room(
         self,
-        user_id: str,
-        device_id: str | None,
+        scope: SyncScope,
         membership: Membership,
         since_pos: int | None,
-        room_filter: RoomFilter,
-    ) -> dict[str, Any]:
+        window: RoomWindow,
+    ) -> LeftRoom:
+        user_id = scope.user_id
         room_id = membership.room_id
         timeline, limited = await self._timeline(
-            user_id, room_id, since_pos, membership.stream_ordering, room_filter
+            user_id, room_id, since_pos, membership.stream_ordering, window
         )
         leave_event = await self.state.event_cache.get(membership.event_id)
         group = leave_event.state_group if leave_event is not None else None
-        state = await self._state_for(user_id, room_id, group, timeline, room_filter)
+        state = await self._state_for(user_id, room_id, group, timeline, window)
         served = await self.serializer.serialize(
-            timeline, user_id=user_id, device_id=device_id, include_room_id=False
+            timeline, user_id=user_id, device_id=scope.device_id, include_room_id=False
         )
         prev_pos = timeline[0].stream_ordering - 1 if timeline else membership.stream_ordering
-        return {
-            "timeline": {
-                "events": served,
-                "limited": limited,
-                "prev_batch": StreamToken(events=prev_pos).to_string(),
-            },
-            "state": {"events": state},
-            "account_data": {"events": []},
-        }
+        return LeftRoom(Timeline(served, limited, StreamToken(events=prev_pos)), state)

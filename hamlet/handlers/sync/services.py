@@ -7,15 +7,18 @@ from hamlet.handlers.container import Services
 from hamlet.handlers.sync.filters import FilterHandler
 from hamlet.handlers.sync.handler import SyncHandler
 from hamlet.handlers.sync.rooms import RoomSyncBuilder
+from hamlet.handlers.sync.to_device import ToDeviceProvider
 from hamlet.storage.stores.filters import FilterStore
 
 
 def build(ctx: BuildContext, s: Services) -> None:
     s.filters = ctx.own(FilterHandler(ctx.server_name, FilterStore(ctx.db)))
     s.sync = SyncHandler(
+        clock=ctx.clock,
         notifier=s.notifier,
         rooms=s.rooms_store,
         room_builder=RoomSyncBuilder(
+            position=s.event_creator,
             events=s.events_store,
             history=s.room_history_store,
             rooms=s.rooms_store,
@@ -27,9 +30,10 @@ def build(ctx: BuildContext, s: Services) -> None:
         typing=s.typing,
         receipts=s.receipts,
         account_data=s.account_data,
-        to_device=s.to_device,
+        to_device=ToDeviceProvider(s.to_device),
         presence=s.presence,
         push_rules=s.push_rules,
         e2e_keys=s.e2e_keys,
         device_lists=s.device_lists,
+        max_syncs_per_user=ctx.config.limits.max_concurrent_syncs_per_user,
     )

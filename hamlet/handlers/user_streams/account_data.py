@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
@@ -16,6 +16,7 @@ from hamlet.handlers.common.errors import (
 )
 from hamlet.handlers.common.notifier import Notifier
 from hamlet.handlers.common.service import ServiceBase
+from hamlet.handlers.common.streams import StreamToken, SyncScope
 from hamlet.storage.stores.account_data import AccountDataStore
 from hamlet.storage.stream_ids import StreamIdGenerator
 
@@ -26,12 +27,20 @@ TAG: Final = "m.tag"
 T = TypeVar("T")
 
 
+@dataclass(frozen=True, slots=True)
+class AccountDataEntry:
+    """One account data event: its type and current content."""
+
+    type: str
+    content: Mapping[str, Any]
+
+
 @dataclass(slots=True)
 class AccountDataUpdates:
-    """What changed for a user: events as `{"type", "content"}` dicts."""
+    """What changed for a user, global and per room."""
 
-    global_events: list[dict[str, Any]] = field(default_factory=list)
-    room_events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    global_events: list[AccountDataEntry] = field(default_factory=list)
+    room_events: dict[str, list[AccountDataEntry]] = field(default_factory=dict)
 
 
 def check_can_set(data_type: str) -> None:
@@ -165,15 +174,26 @@ class AccountDataHandler(ServiceBase):
 
     # --- provider ---
 
-    async def get_updates(self, user_id: str, since_pos: int) -> AccountDataUpdates:
+    async def changes(
+        self, scope: SyncScope, since: StreamToken | None, upto: StreamToken
+    ) -> AccountDataUpdates:
+        """The provider: the user's account data changed between the tokens."""
+        return await self.get_updates(
+            scope.user_id, since.account_data if since else 0, upto.account_data
+        )
+
+    async def get_updates(
+        self, user_id: str, since_pos: int, upto: int | None = None
+    ) -> AccountDataUpdates:
         """Global and per-room account data of the user changed after `since_pos`
         (everything for 0, or for a position ahead of the stream)."""
-        upto = self.current_position()
-        if since_pos > upto:
+        current = self.current_position()
+        upto = current if upto is None else min(upto, current)
+        if since_pos > current:
             since_pos = 0
         updates = AccountDataUpdates()
         for row in await self._store.get_changed(user_id, since_pos, upto):
-            event = {"type": row.type, "content": row.content}
+            event = AccountDataEntry(row.type, row.content)
             if row.room_id is None:
                 updates.global_events.append(event)
             else:

@@ -19,6 +19,7 @@ from hamlet.handlers.common.errors import ForbiddenError, InvalidParamError
 from hamlet.handlers.common.notifier import Notifier
 from hamlet.handlers.common.room_access import RoomSharing
 from hamlet.handlers.common.service import ENTRY_BYTES, ServiceBase
+from hamlet.handlers.common.streams import StreamToken, SyncScope
 from hamlet.runtime.clock import Clock
 
 logger = logging.getLogger(__name__)
@@ -55,6 +56,14 @@ class UserPresence:
         if self.state == ONLINE:
             out["currently_active"] = self.currently_active
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceUpdates:
+    """Presence states to send, by user id; `last_active_ago` counts from `as_of_ms`."""
+
+    states: list[UserPresence]
+    as_of_ms: int
 
 
 class PresenceHandler(ServiceBase):
@@ -198,17 +207,23 @@ class PresenceHandler(ServiceBase):
 
     # --- provider ---
 
-    async def get_updates(self, user_id: str, since_pos: int) -> list[dict[str, Any]]:
-        """`m.presence` events of the user and of users sharing a room with them,
-        changed after `since_pos`; on an initial sync (0, or a position ahead of
-        the stream) only users who are not offline."""
+    async def changes(
+        self, scope: SyncScope, since: StreamToken | None, upto: StreamToken
+    ) -> PresenceUpdates:
+        """The provider (in memory, so always as of now)."""
+        return await self.get_updates(scope.user_id, since.presence if since else 0)
+
+    async def get_updates(self, user_id: str, since_pos: int) -> PresenceUpdates:
+        """Presence of the user and of users sharing a room with them, changed
+        after `since_pos`; on an initial sync (0, or a position ahead of the
+        stream) only users who are not offline."""
+        now = self._clock.time_msec()
+        states: list[UserPresence] = []
         if not self.enabled:
-            return []
+            return PresenceUpdates(states, now)
         initial = since_pos == 0 or since_pos > self._position
         users = await self._rooms.users_sharing_rooms(user_id)
         users.add(user_id)
-        now = self._clock.time_msec()
-        events = []
         for uid in sorted(users):
             state = self._states.get(uid)
             if state is None:
@@ -218,8 +233,8 @@ class PresenceHandler(ServiceBase):
                     continue
             elif state.stream_id <= since_pos:
                 continue
-            events.append({"type": "m.presence", "sender": uid, "content": state.content(now)})
-        return events
+            states.append(state)
+        return PresenceUpdates(states, now)
 
     def memory_usage(self) -> int:
         return ENTRY_BYTES * (len(self._states) + len(self._syncing))

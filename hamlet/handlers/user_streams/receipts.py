@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Any, Final
+from dataclasses import dataclass, field
+from typing import ClassVar, Final
 
 from hamlet.core.ids import RoomID, is_valid_event_id
 from hamlet.handlers.common.errors import ForbiddenError, InvalidParamError, MatrixError
 from hamlet.handlers.common.notifier import Notifier
 from hamlet.handlers.common.room_access import MembershipChecker
 from hamlet.handlers.common.service import ServiceBase
+from hamlet.handlers.common.streams import StreamToken, SyncScope
 from hamlet.handlers.user_streams.account_data import AccountDataHandler
 from hamlet.runtime.clock import Clock
-from hamlet.storage.stores.receipts import ReceiptStore
+from hamlet.storage.stores.receipts import Receipt, ReceiptStore
 from hamlet.storage.stream_ids import StreamIdGenerator
 
 READ: Final = "m.read"
@@ -20,6 +22,14 @@ READ_PRIVATE: Final = "m.read.private"
 FULLY_READ: Final = "m.fully_read"
 RECEIPT_TYPES: Final = frozenset({READ, READ_PRIVATE})
 MAIN_TIMELINE: Final = "main"
+
+
+@dataclass(slots=True)
+class RoomReceipts:
+    """A room's receipts the user may see (an `m.receipt` ephemeral event), oldest first."""
+
+    type: ClassVar[str] = "m.receipt"
+    receipts: list[Receipt] = field(default_factory=list)
 
 
 class ReceiptsHandler(ServiceBase):
@@ -121,27 +131,31 @@ class ReceiptsHandler(ServiceBase):
 
     # --- provider ---
 
+    async def changes(
+        self, scope: SyncScope, since: StreamToken | None, upto: StreamToken
+    ) -> dict[str, RoomReceipts]:
+        """The provider: receipts in the scope's rooms, by room."""
+        return await self.get_updates(
+            scope.user_id, scope.room_ids, since.receipts if since else 0, upto.receipts
+        )
+
     async def get_updates(
-        self, user_id: str, room_ids: Collection[str], since_pos: int
-    ) -> dict[str, dict[str, Any]]:
-        """An `m.receipt` event per room with receipts newer than `since_pos`, as
-        `user_id` may see them (private receipts only their owner's).
+        self, user_id: str, room_ids: Collection[str], since_pos: int, upto: int | None = None
+    ) -> dict[str, RoomReceipts]:
+        """Receipts per room newer than `since_pos`, as `user_id` may see them
+        (private receipts only their owner's).
 
         A position ahead of the stream (token from another database) gets every receipt.
         """
-        upto = self.current_position()
-        if since_pos > upto:
+        current = self.current_position()
+        upto = current if upto is None else min(upto, current)
+        if since_pos > current:
             since_pos = 0
-        receipts = await self._store.get_receipts_in_rooms(room_ids, since_pos, upto)
-        out: dict[str, dict[str, Any]] = {}
-        for r in receipts:
+        out: dict[str, RoomReceipts] = {}
+        for r in await self._store.get_receipts_in_rooms(room_ids, since_pos, upto):
             if r.receipt_type == READ_PRIVATE and r.user_id != user_id:
                 continue
-            content = out.setdefault(r.room_id, {"type": "m.receipt", "content": {}})["content"]
-            entry: dict[str, Any] = {"ts": r.ts}
-            if r.thread_id is not None:
-                entry["thread_id"] = r.thread_id
-            content.setdefault(r.event_id, {}).setdefault(r.receipt_type, {})[r.user_id] = entry
+            out.setdefault(r.room_id, RoomReceipts()).receipts.append(r)
         return out
 
     async def shutdown(self) -> None:

@@ -4,18 +4,28 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection
-from typing import Any
+from dataclasses import dataclass
+from typing import ClassVar
 
 from hamlet.handlers.common.errors import ForbiddenError
 from hamlet.handlers.common.notifier import Notifier
 from hamlet.handlers.common.room_access import MembershipChecker
 from hamlet.handlers.common.service import ENTRY_BYTES, ServiceBase
+from hamlet.handlers.common.streams import StreamToken, SyncScope
 from hamlet.runtime.clock import Clock, DelayedCall
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_MS = 30_000
 MAX_TIMEOUT_MS = 120_000
+
+
+@dataclass(frozen=True, slots=True)
+class RoomTyping:
+    """Who is typing in a room now (an `m.typing` ephemeral event)."""
+
+    type: ClassVar[str] = "m.typing"
+    user_ids: tuple[str, ...]
 
 
 class _RoomTyping:
@@ -95,20 +105,27 @@ class TypingHandler(ServiceBase):
         room = self._rooms.get(room_id)
         return sorted(room.users) if room is not None else []
 
-    def get_updates(self, room_ids: Collection[str], since_pos: int) -> dict[str, dict[str, Any]]:
-        """An `m.typing` event for each of `room_ids` whose typing set changed after `since_pos`.
+    async def changes(
+        self, scope: SyncScope, since: StreamToken | None, upto: StreamToken
+    ) -> dict[str, RoomTyping]:
+        """The provider: typing in the scope's rooms, by room (in memory, so
+        always as of now)."""
+        return self.get_updates(scope.room_ids, since.typing if since else 0)
+
+    def get_updates(self, room_ids: Collection[str], since_pos: int) -> dict[str, RoomTyping]:
+        """Who types in each of `room_ids` whose typing set changed after `since_pos`.
 
         A position ahead of this stream (a token from before a restart) gets
         the current state of every room that has one.
         """
         if since_pos > self._position:
             since_pos = 0
-        out: dict[str, dict[str, Any]] = {}
+        out: dict[str, RoomTyping] = {}
         for room_id in room_ids:
             room = self._rooms.get(room_id)
             if room is None or room.serial <= since_pos:
                 continue
-            out[room_id] = {"type": "m.typing", "content": {"user_ids": sorted(room.users)}}
+            out[room_id] = RoomTyping(tuple(sorted(room.users)))
         return out
 
     def memory_usage(self) -> int:
