@@ -196,7 +196,7 @@ async def delete_override_ratelimit(req: ApiRequest) -> dict[str, Any]:
 
 async def client_whois(req: ApiRequest) -> dict[str, Any]:
     """`GET /_matrix/client/v3/admin/whois/{userId}`: admins, or users about themselves."""
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     user_id = req.params["userId"]
     if not requester.is_admin and requester.user_id != user_id:
         raise MatrixError(403, "M_FORBIDDEN", "You are not a server admin")

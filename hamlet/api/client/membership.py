@@ -26,7 +26,7 @@ def _target(body: dict[str, Any]) -> str:
 
 
 async def join(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     body = await req.json_object(allow_empty=True)
     hs = req.hs
     room_id = await hs.membership.resolve_room(
@@ -42,7 +42,7 @@ async def join(req: ApiRequest) -> dict[str, Any]:
 async def knock(req: ApiRequest) -> dict[str, Any]:
     """`server_name`/`via` name servers to knock through; every room we can
     knock on is local, so they are accepted and ignored."""
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     body = await req.json_object(allow_empty=True)
     hs = req.hs
     room_id = await hs.membership.resolve_room(req.params["roomIdOrAlias"])
@@ -55,7 +55,7 @@ async def knock(req: ApiRequest) -> dict[str, Any]:
 
 
 async def leave(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     body = await req.json_object(allow_empty=True)
     await req.hs.membership.update_membership(
         requester.user_id, req.params["roomId"], requester.user_id, "leave", reason=_reason(body)
@@ -64,7 +64,7 @@ async def leave(req: ApiRequest) -> dict[str, Any]:
 
 
 async def invite(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     body = await req.json_object()
     target = _target(body)
     room_id = req.params["roomId"]
@@ -78,7 +78,7 @@ async def invite(req: ApiRequest) -> dict[str, Any]:
 
 def _action(membership: str, action: str) -> Handler:
     async def handler(req: ApiRequest) -> dict[str, Any]:
-        requester = await req.hs.auth.get_user_by_req(req)
+        requester = await req.authenticate()
         body = await req.json_object()
         await req.hs.membership.update_membership(
             requester.user_id,
@@ -94,7 +94,7 @@ def _action(membership: str, action: str) -> Handler:
 
 
 async def forget(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     await req.hs.membership.forget(requester.user_id, req.params["roomId"])
     return {}
 

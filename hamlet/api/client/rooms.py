@@ -17,7 +17,7 @@ from hamlet.handlers.common.streams import StreamToken
 
 
 async def create_room(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     body = await req.json_object()
     return await req.hs.room_creation.create_room(requester.user_id, body)
 
@@ -32,7 +32,7 @@ def _check_room_id(room_id: str) -> None:
 
 
 async def send_event(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     room_id = req.params["roomId"]
     _check_room_id(room_id)
     hs = req.hs
@@ -55,7 +55,7 @@ async def send_event(req: ApiRequest) -> dict[str, Any]:
 
 
 async def put_state(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     room_id = req.params["roomId"]
     _check_room_id(room_id)
     content = await req.json_object()
@@ -89,7 +89,7 @@ async def put_state(req: ApiRequest) -> dict[str, Any]:
 
 
 async def get_state_event(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     room_id = req.params["roomId"]
     state = await req.hs.room_reader.get_state_for_user(requester.user_id, room_id)
     key = (req.params["eventType"], req.params.get("stateKey", ""))
@@ -102,7 +102,7 @@ async def get_state_event(req: ApiRequest) -> dict[str, Any]:
 
 
 async def get_state(req: ApiRequest) -> Any:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     room_id = req.params["roomId"]
     state = await req.hs.room_reader.get_state_for_user(requester.user_id, room_id)
     served = await req.hs.room_reader.serialize_state(state)
@@ -110,7 +110,7 @@ async def get_state(req: ApiRequest) -> Any:
 
 
 async def get_event(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     stored = await req.hs.room_reader.get_event_for_user(
         requester.user_id, req.params["roomId"], req.params["eventId"]
     )
@@ -120,7 +120,7 @@ async def get_event(req: ApiRequest) -> dict[str, Any]:
 
 
 async def redact(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     room_id = req.params["roomId"]
     _check_room_id(room_id)
     hs = req.hs
@@ -149,7 +149,7 @@ async def redact(req: ApiRequest) -> dict[str, Any]:
 
 
 async def get_members(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     room_id = req.params["roomId"]
     hs = req.hs
     at = req.query.get("at")
@@ -167,7 +167,7 @@ async def get_members(req: ApiRequest) -> dict[str, Any]:
 
 
 async def get_joined_members(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     room_id = req.params["roomId"]
     hs = req.hs
     await hs.membership.require_joined(requester.user_id, room_id)
@@ -183,13 +183,13 @@ async def get_joined_members(req: ApiRequest) -> dict[str, Any]:
 
 
 async def joined_rooms(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     rooms = await req.hs.rooms_store.get_rooms_for_user(requester.user_id)
     return {"joined_rooms": [m.room_id for m in rooms]}
 
 
 async def upgrade_room(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     room_id = req.params["roomId"]
     _check_room_id(room_id)
     body = await req.json_object()

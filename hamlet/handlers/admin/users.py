@@ -18,7 +18,7 @@ from typing import Any, Final
 from hamlet.config import HomeServerConfig
 from hamlet.core.ids import UserID
 from hamlet.handlers.accounts.account import AccountHandler
-from hamlet.handlers.accounts.auth import AuthHandler, Requester, generate_access_token, hash_token
+from hamlet.handlers.accounts.auth import AuthHandler, generate_access_token, hash_token
 from hamlet.handlers.accounts.devices import MAX_DISPLAY_NAME_LENGTH, DeviceHandler
 from hamlet.handlers.accounts.profile import ProfileHandler
 from hamlet.handlers.accounts.register import USER_TYPES, RegistrationHandler
@@ -28,6 +28,7 @@ from hamlet.handlers.common.errors import (
     MatrixError,
     NotFoundError,
 )
+from hamlet.handlers.common.requester import Requester
 from hamlet.handlers.rooms.membership import MembershipHandler
 from hamlet.runtime.clock import Clock, LoopingCall
 from hamlet.storage.stores.accounts import AccountStore
@@ -40,9 +41,11 @@ logger = logging.getLogger(__name__)
 
 MAX_PASSWORD_LENGTH: Final = 512
 MAX_DISPLAYNAME_LENGTH: Final = 256
-# How often tokens past their `valid_until_ms` are swept (a timer also fires
-# at each expiry while the server runs; the sweep covers restarts).
-TOKEN_SWEEP_INTERVAL_S: Final = 60.0
+# An expired login-as token is refused at lookup (`soft_logout: true`) from
+# the moment it expires; its row is kept this long so a client coming back
+# still hears "soft logout" rather than "unknown token", then swept.
+EXPIRED_TOKEN_RETENTION_MS: Final = 7 * 24 * 3600 * 1000
+TOKEN_SWEEP_INTERVAL_S: Final = 3600.0
 _EVENT_ID_ALPHABET: Final = string.ascii_letters + string.digits + "-_"
 
 
@@ -399,11 +402,13 @@ class AdminUsersHandler:
         token = generate_access_token(user_id)
         token_hash = hash_token(token)
         await self._devices.store.add_access_token(
-            token_hash, user_id, None, now, puppets_user_id=requester.user_id
+            token_hash,
+            user_id,
+            None,
+            now,
+            puppets_user_id=requester.user_id,
+            valid_until_ms=valid_until_ms,
         )
-        if valid_until_ms is not None:
-            await self.store.add_token_expiry(token_hash, valid_until_ms)
-            self._clock.call_later((valid_until_ms - now) / 1000, self._expire_in_background)
         return {"access_token": token}
 
     def start(self) -> None:
@@ -417,8 +422,10 @@ class AdminUsersHandler:
         return self._clock.run_as_background_process("expire_access_tokens", self.expire_tokens)
 
     async def expire_tokens(self) -> int:
-        """Revoke every access token past its `valid_until_ms`; returns how many."""
-        revoked = await self.store.delete_expired_tokens(self._clock.time_msec())
+        """Revoke every access token expired for longer than the retention; returns how many."""
+        revoked = await self.store.delete_expired_tokens(
+            self._clock.time_msec() - EXPIRED_TOKEN_RETENTION_MS
+        )
         if revoked:
             self._auth.invalidate_tokens(revoked)
             logger.info("Revoked %d expired access token(s)", len(revoked))

@@ -5,11 +5,8 @@ from __future__ import annotations
 from typing import Protocol
 
 from hamlet.config import HomeServerConfig, RateLimitConfig
-from hamlet.handlers.accounts.auth import Requester
-from hamlet.handlers.accounts.ratelimits import check
-from hamlet.handlers.common import ratelimit
-from hamlet.handlers.common.errors import LimitExceededError
 from hamlet.handlers.common.ratelimit import Ratelimiter
+from hamlet.handlers.common.requester import Requester
 from hamlet.runtime.clock import Clock
 
 
@@ -61,25 +58,22 @@ class RoomRatelimiters:
         if self.overrides is not None:
             override = await self.overrides.get(requester.user_id)
         if override is None:
-            await check(self.messages, requester.user_id)
+            await self.messages.ratelimit(requester.user_id)
             return
         per_second, burst_count = override
         if per_second == 0:
             return  # 0 messages per second: not rate limited at all
-        try:
-            await self.messages.ratelimit(
-                requester.user_id, rate_hz=per_second, burst_count=burst_count
-            )
-        except ratelimit.LimitExceededError as e:
-            raise LimitExceededError(e.retry_after_ms) from None
+        await self.messages.ratelimit(
+            requester.user_id, rate_hz=per_second, burst_count=burst_count
+        )
 
     async def join(self, requester: Requester, room_id: str) -> None:
         if not self._exempt(requester):
-            await check(self.joins_local, requester.user_id)
-            await check(self.joins_per_room, room_id)
+            await self.joins_local.ratelimit(requester.user_id)
+            await self.joins_per_room.ratelimit(room_id)
 
     async def invite(self, requester: Requester, room_id: str, invitee: str) -> None:
         if not self._exempt(requester):
-            await check(self.invites_per_room, room_id)
-            await check(self.invites_per_user, invitee)
-            await check(self.invites_per_issuer, requester.user_id)
+            await self.invites_per_room.ratelimit(room_id)
+            await self.invites_per_user.ratelimit(invitee)
+            await self.invites_per_issuer.ratelimit(requester.user_id)

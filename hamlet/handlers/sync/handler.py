@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from hamlet.core.filters import Filter
-from hamlet.handlers.accounts.auth import Requester
 from hamlet.handlers.common.errors import InvalidParamError
 from hamlet.handlers.common.notifier import Notifier
+from hamlet.handlers.common.requester import Requester
 from hamlet.handlers.common.streams import StreamToken
 from hamlet.handlers.e2ee.device_lists import DeviceListHandler
 from hamlet.handlers.e2ee.keys import E2eKeysHandler
