@@ -37,6 +37,7 @@ from hamlet.handlers.accounts.uia_stages import stage_checkers
 from hamlet.handlers.accounts.user_directory import UserDirectoryHandler
 from hamlet.handlers.admin.event_reports import EventReportsHandler
 from hamlet.handlers.admin.ratelimit_overrides import RatelimitOverrides
+from hamlet.handlers.admin.registration_tokens import RegistrationTokensAdmin
 from hamlet.handlers.admin.rooms import AdminRoomsHandler
 from hamlet.handlers.admin.server_notices import ServerNoticesHandler
 from hamlet.handlers.admin.users import AdminUsersHandler
@@ -185,7 +186,7 @@ class HomeServer:
     admin_rooms: AdminRoomsHandler
     # The users side of the admin API.
     ratelimit_overrides: RatelimitOverrides
-    registration_token_admin: RegistrationTokenAdminStore
+    registration_token_admin: RegistrationTokensAdmin
     admin_users: AdminUsersHandler
     event_reports: EventReportsHandler
     server_notices: ServerNoticesHandler
@@ -531,7 +532,9 @@ class HomeServer:
         self.ratelimit_overrides = RatelimitOverrides(RatelimitOverrideStore(self.db))
         self._own(self.ratelimit_overrides)
         self.room_ratelimits.overrides = self.ratelimit_overrides
-        self.registration_token_admin = RegistrationTokenAdminStore(self.db)
+        self.registration_token_admin = RegistrationTokensAdmin(
+            self.clock, self.registration_token_store, RegistrationTokenAdminStore(self.db)
+        )
         self.admin_users = AdminUsersHandler(
             config=self.config,
             clock=self.clock,

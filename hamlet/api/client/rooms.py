@@ -184,8 +184,7 @@ async def get_joined_members(req: ApiRequest) -> dict[str, Any]:
 
 async def joined_rooms(req: ApiRequest) -> dict[str, Any]:
     requester = await req.authenticate()
-    rooms = await req.hs.rooms_store.get_rooms_for_user(requester.user_id)
-    return {"joined_rooms": [m.room_id for m in rooms]}
+    return {"joined_rooms": await req.hs.membership.joined_room_ids(requester.user_id)}
 
 
 async def upgrade_room(req: ApiRequest) -> dict[str, Any]:

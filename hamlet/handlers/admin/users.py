@@ -19,7 +19,7 @@ from hamlet.config import HomeServerConfig
 from hamlet.core.ids import UserID
 from hamlet.handlers.accounts.account import AccountHandler
 from hamlet.handlers.accounts.auth import AuthHandler, generate_access_token, hash_token
-from hamlet.handlers.accounts.devices import MAX_DISPLAY_NAME_LENGTH, DeviceHandler
+from hamlet.handlers.accounts.devices import MAX_DISPLAY_NAME_LENGTH, DeviceHandler, device_json
 from hamlet.handlers.accounts.profile import ProfileHandler
 from hamlet.handlers.accounts.register import USER_TYPES, RegistrationHandler
 from hamlet.handlers.admin.ratelimit_overrides import RatelimitOverrides
@@ -32,7 +32,10 @@ from hamlet.handlers.common.requester import Requester
 from hamlet.handlers.rooms.membership import MembershipHandler
 from hamlet.runtime.clock import Clock, LoopingCall
 from hamlet.storage.stores.accounts import AccountStore
-from hamlet.storage.stores.admin_users import AdminUserRow, AdminUserStore, UserListQuery
+from hamlet.storage.stores.admin_users import ORDER_COLUMNS, AdminUserRow, AdminUserStore
+
+# The listing's filters, part of this handler's interface (the API builds one).
+from hamlet.storage.stores.admin_users import UserListQuery as UserListQuery
 from hamlet.storage.stores.devices import DeviceRecord
 from hamlet.storage.stores.profiles import ProfilesStore
 from hamlet.storage.stores.rooms import RoomsStore
@@ -62,12 +65,10 @@ def _bool(body: dict[str, Any], key: str) -> bool | None:
 
 
 def _device_json(device: DeviceRecord) -> dict[str, Any]:
+    """A device as the admin API shows it (more than its owner sees)."""
     return {
-        "device_id": device.device_id,
-        "display_name": device.display_name,
-        "last_seen_ip": device.last_seen_ip,
+        **device_json(device),
         "last_seen_user_agent": device.last_seen_user_agent,
-        "last_seen_ts": device.last_seen_ts,
         "user_id": device.user_id,
         "dehydrated": False,
     }
@@ -227,6 +228,8 @@ class AdminUsersHandler:
         return row
 
     async def list_users(self, query: UserListQuery, start: int, limit: int) -> dict[str, Any]:
+        if query.order_by not in ORDER_COLUMNS:
+            raise InvalidParamError("Unknown value for order_by")
         rows, total = await self.store.list_users(query, start, limit)
         result: dict[str, Any] = {"users": [user_list_json(r) for r in rows], "total": total}
         if start + len(rows) < total:
