@@ -10,10 +10,10 @@ import orjson
 from aiohttp import web
 from multidict import MultiMapping
 
-from hamlet.handlers.common.errors import BadJsonError, MatrixError, TooLargeError
+from hamlet.handlers.common.errors import AuthError, BadJsonError, MatrixError, TooLargeError
+from hamlet.handlers.common.requester import ClientInfo, Requester
 
 if TYPE_CHECKING:
-    from hamlet.handlers.accounts.auth import Requester
     from hamlet.homeserver import HomeServer
 
 
@@ -35,13 +35,39 @@ class ApiRequest:
         return self.http.query
 
     def access_token(self) -> str | None:
+        """The `Authorization: Bearer` token, else the `access_token` query parameter.
+
+        Both at once is `401 M_MISSING_TOKEN`, as in Synapse: a proxy or log
+        that strips one must not leave the request authenticated as the other.
+        """
         header = self.http.headers.get("Authorization")
         if header is not None:
+            if "access_token" in self.http.query:
+                raise AuthError(
+                    "M_MISSING_TOKEN",
+                    "Mixing Authorization headers and access_token query parameters.",
+                )
             scheme, _, token = header.partition(" ")
             if scheme.lower() == "bearer" and token.strip():
                 return token.strip()
             return None
         return self.http.query.get("access_token")
+
+    def client_info(self) -> ClientInfo:
+        return ClientInfo(
+            access_token=self.access_token(),
+            ip=self.client_ip,
+            user_agent=self.http.headers.get("User-Agent"),
+        )
+
+    async def authenticate(self, *, allow_guest: bool = False) -> Requester:
+        """The requester behind this request (401/403 as `AuthHandler` decides).
+
+        Also remembers it on `requester`, so the access log names the user.
+        """
+        requester = await self.hs.auth.get_user_by_req(self.client_info(), allow_guest=allow_guest)
+        self.requester = requester
+        return requester
 
     async def body(self) -> bytes:
         if self._body is None:

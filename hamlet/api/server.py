@@ -1,8 +1,11 @@
 """The aiohttp front door: picks the tenant, runs the route, shapes errors.
 
-Everything that turns exceptions into HTTP happens here, once: handlers
-raise `MatrixError`, anything else is a bug logged with its traceback under
-the request's context and answered with a bare 500.
+Everything that turns exceptions into HTTP happens here, once, whatever
+failed: an unknown host, a tenant that is suspended, cannot wake (its
+storage will not open) or is over its concurrency cap, a handler's
+`MatrixError`, or a bug (logged with its traceback under the request's
+context and answered `500 M_UNKNOWN`). Every response carries the CORS
+headers, writes one access-log line and is counted in the host's figures.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import itertools
 import logging
 import time
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
@@ -38,7 +42,13 @@ CORS_HEADERS = {
 }
 
 
-class TenantGate(Protocol):
+class RequestObserver(Protocol):
+    """Where the host counts answered requests (status and wall time)."""
+
+    def observe(self, status: int, wall_s: float) -> None: ...
+
+
+class TenantGate(RequestObserver, Protocol):
     """What the front door needs of a tenant: a way in, and a place to count requests."""
 
     server_name: str
@@ -46,10 +56,12 @@ class TenantGate(Protocol):
     def open(self) -> AbstractAsyncContextManager[HomeServer]:
         """The running homeserver, for the duration of one request (waking it if needed)."""
 
-    def observe(self, status: int, wall_s: float) -> None: ...
-
 
 class TenantResolver(Protocol):
+    @property
+    def unrouted(self) -> RequestObserver:
+        """Counts the requests no tenant answered (unknown Host)."""
+
     def resolve(self, host: str | None) -> TenantGate | None:
         """The tenant serving this Host header (port already stripped), if any."""
 
@@ -65,6 +77,17 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
 
 def error_response(err: MatrixError) -> web.Response:
     return json_response(err.status, err.to_json(), err.headers())
+
+
+@dataclass(slots=True)
+class _Exchange:
+    """What the access log needs to know of a request once it has been routed."""
+
+    request: ApiRequest | None = None
+
+
+def _client_ip(http: web.Request) -> str:
+    return http.remote or "-"
 
 
 def strip_port(host: str | None) -> str | None:
@@ -92,75 +115,83 @@ class HttpFrontend:
         return app
 
     async def handle(self, http: web.Request) -> web.StreamResponse:
-        if http.method == "OPTIONS":
-            return web.Response(status=204, headers=CORS_HEADERS)
         host = strip_port(http.headers.get("Host"))
         gate = self.resolver.resolve(host)
-        if gate is None:
-            with LoggingContext(f"{http.method}-{next(self._counter)}", HOST_SERVER_NAME):
-                logger.warning("Refused request for unknown host %r: %s", host, http.path)
-            return error_response(UnrecognizedError(404, f"Unknown host {host!r}"))
-        started = time.monotonic()
-        try:
-            async with gate.open() as hs:
-                response = await self.dispatch(hs, http)
-        except MatrixError as e:
-            response = error_response(e)
-        gate.observe(response.status, time.monotonic() - started)
-        return response
-
-    async def dispatch(self, hs: HomeServer, http: web.Request) -> web.StreamResponse:
+        observer = gate if gate is not None else self.resolver.unrouted
+        server_name = gate.server_name if gate is not None else HOST_SERVER_NAME
         name = f"{http.method}-{next(self._counter)}"
-        client_ip = http.remote or "-"
-        with LoggingContext(name, hs.server_name, request=name) as ctx:
-            request: ApiRequest | None = None
+        exchange = _Exchange()
+        with LoggingContext(name, server_name, request=name) as ctx:
             try:
-                path = http.raw_path.split("?", 1)[0]
-                route, params, known = self.router.match(http.method, path)
-                if route is None:
-                    raise UnrecognizedError(405 if known else 404)
-                if any("\x00" in value for value in params.values()):
-                    # No ID, type or key may hold NUL (PostgreSQL text refuses it).
-                    raise MatrixError(400, "M_INVALID_PARAM", "NUL in a path parameter")
-                request = ApiRequest(hs=hs, http=http, params=params, client_ip=client_ip)
-                response = await measure_cpu(self._call(hs, route, request), ctx)
-            except MatrixError as e:
-                response = error_response(e)
-            except web.HTTPRequestEntityTooLarge:
-                response = error_response(TooLargeError())
+                response = await self._respond(gate, host, http, ctx, exchange)
             except asyncio.CancelledError:
                 # The client went away (or the server is stopping): still one line.
-                ctx.usage.wall_s = time.monotonic() - ctx.started_at
-                self._log_access(hs, http, ctx, client_ip, request, 499, 0)
+                self._finish(observer, server_name, http, ctx, exchange, 499, 0)
                 raise
-            except Exception:
-                logger.exception("Request failed: %s %s", http.method, http.path)
-                response = error_response(MatrixError(500, "M_UNKNOWN", "Internal server error"))
-            finally:
-                ctx.usage.wall_s = time.monotonic() - ctx.started_at
-            status = response.status
             nbytes = response.content_length or 0  # a streamed file says its length
             if isinstance(response, web.Response) and response.body is not None:
                 body = response.body
                 nbytes = len(body) if isinstance(body, bytes | bytearray) else 0
-            self._log_access(hs, http, ctx, client_ip, request, status, nbytes)
+            self._finish(observer, server_name, http, ctx, exchange, response.status, nbytes)
             return response
 
-    @staticmethod
-    def _log_access(
-        hs: HomeServer,
+    async def _respond(
+        self,
+        gate: TenantGate | None,
+        host: str | None,
         http: web.Request,
         ctx: LoggingContext,
-        client_ip: str,
-        request: ApiRequest | None,
+        exchange: _Exchange,
+    ) -> web.StreamResponse:
+        """The response, with every failure (waking included) shaped into Matrix JSON."""
+        try:
+            if http.method == "OPTIONS":
+                return web.Response(status=204, headers=CORS_HEADERS)
+            if gate is None:
+                logger.warning("Refused request for unknown host %r: %s", host, http.path)
+                raise UnrecognizedError(404, f"Unknown host {host!r}")
+            async with gate.open() as hs:
+                return await self.dispatch(hs, http, ctx, exchange)
+        except MatrixError as e:
+            return error_response(e)
+        except web.HTTPRequestEntityTooLarge:
+            return error_response(TooLargeError())
+        except Exception:
+            logger.exception("Request failed: %s %s", http.method, http.path)
+            return error_response(MatrixError(500, "M_UNKNOWN", "Internal server error"))
+
+    async def dispatch(
+        self, hs: HomeServer, http: web.Request, ctx: LoggingContext, exchange: _Exchange
+    ) -> web.StreamResponse:
+        path = http.raw_path.split("?", 1)[0]
+        route, params, known = self.router.match(http.method, path)
+        if route is None:
+            raise UnrecognizedError(405 if known else 404)
+        if any("\x00" in value for value in params.values()):
+            # No ID, type or key may hold NUL (PostgreSQL text refuses it).
+            raise MatrixError(400, "M_INVALID_PARAM", "NUL in a path parameter")
+        exchange.request = ApiRequest(hs=hs, http=http, params=params, client_ip=_client_ip(http))
+        return await measure_cpu(self._call(hs, route, exchange.request), ctx)
+
+    @staticmethod
+    def _finish(
+        observer: RequestObserver,
+        server_name: str,
+        http: web.Request,
+        ctx: LoggingContext,
+        exchange: _Exchange,
         status: int,
         nbytes: int,
     ) -> None:
+        """The one access-log line and the host's count, for every request."""
+        ctx.usage.wall_s = time.monotonic() - ctx.started_at
+        observer.observe(status, ctx.usage.wall_s)
+        request = exchange.request
         user = request.requester.user_id if request and request.requester else "-"
         access_logger.info(
             '%s - %s - {%s} Processed request: %.3fsec/%.3fsec (%.3fsec, %d txns) %dB %d "%s %s"',
-            client_ip,
-            hs.server_name,
+            _client_ip(http),
+            server_name,
             user,
             ctx.usage.wall_s,
             ctx.usage.cpu_s,

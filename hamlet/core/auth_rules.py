@@ -15,7 +15,7 @@ import nacl.exceptions
 import nacl.signing
 
 from hamlet.core.canonical_json import encode_canonical_json
-from hamlet.core.errors import AuthError, EventFormatError, InvalidIdError
+from hamlet.core.errors import EventAuthError, EventFormatError, InvalidIdError
 from hamlet.core.events import Event
 from hamlet.core.ids import UserID, get_domain_from_id
 from hamlet.core.power_levels import (
@@ -52,7 +52,7 @@ def _domain(user_id: str) -> str:
     try:
         return get_domain_from_id(user_id)
     except InvalidIdError as exc:
-        raise AuthError(f"invalid ID {user_id!r}") from exc
+        raise EventAuthError(f"invalid ID {user_id!r}") from exc
 
 
 def _is_int(value: Any) -> TypeGuard[int]:
@@ -122,31 +122,31 @@ def check_auth_events(
     seen: set[StateKey] = set()
     for auth_event in auth_events:
         if auth_event.state_key is None:
-            raise AuthError(f"auth event {auth_event.event_id} is not a state event")
+            raise EventAuthError(f"auth event {auth_event.event_id} is not a state event")
         key = (auth_event.type, auth_event.state_key)
         if key in seen:
-            raise AuthError(f"duplicate auth event for {key}")
+            raise EventAuthError(f"duplicate auth event for {key}")
         if key not in allowed:
-            raise AuthError(f"unexpected auth event for {key}")
+            raise EventAuthError(f"unexpected auth event for {key}")
         if auth_event.room_id != event.room_id:
-            raise AuthError(f"auth event {auth_event.event_id} is in a different room")
+            raise EventAuthError(f"auth event {auth_event.event_id} is in a different room")
         seen.add(key)
     if CREATE_KEY not in seen:
-        raise AuthError("no m.room.create event in auth events")
+        raise EventAuthError("no m.room.create event in auth events")
 
 
 # --- the rules ---
 
 
 def auth_check(room_version: RoomVersion, event: Event, auth_state: AuthState) -> None:
-    """Raise :class:`AuthError` unless ``event`` is allowed given ``auth_state``.
+    """Raise :class:`EventAuthError` unless ``event`` is allowed given ``auth_state``.
 
     ``auth_state`` maps ``(type, state_key)`` to the state the event is
     authorised against (at least the pairs from :func:`auth_types_for_event`;
     extra entries are ignored).
     """
     if event.room_id == "" or event.sender == "":
-        raise AuthError("event has no room_id or sender")
+        raise EventAuthError("event has no room_id or sender")
 
     # Rule 1: m.room.create
     if event.type == "m.room.create":
@@ -156,7 +156,7 @@ def auth_check(room_version: RoomVersion, event: Event, auth_state: AuthState) -
     # Rule 2 (the parts that can be judged from the state we were given)
     create = auth_state.get(CREATE_KEY)
     if create is None:
-        raise AuthError("no m.room.create event in auth events")
+        raise EventAuthError("no m.room.create event in auth events")
     for key, auth_event in auth_state.items():
         if (
             key[0]
@@ -169,13 +169,13 @@ def auth_check(room_version: RoomVersion, event: Event, auth_state: AuthState) -
             )
             and auth_event.room_id != event.room_id
         ):
-            raise AuthError(f"auth event {auth_event.event_id} is in a different room")
+            raise EventAuthError(f"auth event {auth_event.event_id} is in a different room")
 
     # Rule 3: m.federate
     if create.content.get("m.federate", True) is False and _domain(event.sender) != _domain(
         create.sender
     ):
-        raise AuthError("this room does not allow users from other servers")
+        raise EventAuthError("this room does not allow users from other servers")
 
     # Rule 4: m.room.member
     if event.type == MEMBER:
@@ -184,7 +184,7 @@ def auth_check(room_version: RoomVersion, event: Event, auth_state: AuthState) -
 
     # Rule 5: sender must be joined
     if get_membership(auth_state, event.sender) != JOIN:
-        raise AuthError(f"{event.sender} is not in the room")
+        raise EventAuthError(f"{event.sender} is not in the room")
 
     sender_level = get_user_power_level(event.sender, auth_state)
     power_levels = get_power_levels_content(auth_state)
@@ -193,19 +193,19 @@ def auth_check(room_version: RoomVersion, event: Event, auth_state: AuthState) -
     if event.type == "m.room.third_party_invite":
         if sender_level >= get_named_level(power_levels, "invite"):
             return
-        raise AuthError("you don't have permission to invite users")
+        raise EventAuthError("you don't have permission to invite users")
 
     # Rule 7: required power level for the event type
     required = get_required_level(event.type, event.is_state(), power_levels)
     if required > sender_level:
-        raise AuthError(
+        raise EventAuthError(
             f"you need power level {required} to send {event.type} events (you have {sender_level})"
         )
 
     # Rule 8: state keys that look like user IDs are reserved for that user
     state_key = event.state_key
     if state_key is not None and state_key.startswith("@") and state_key != event.sender:
-        raise AuthError("you are not allowed to set state for another user")
+        raise EventAuthError("you are not allowed to set state for another user")
 
     # Rule 9: m.room.power_levels
     if event.type == "m.room.power_levels":
@@ -216,14 +216,14 @@ def auth_check(room_version: RoomVersion, event: Event, auth_state: AuthState) -
 
 def _check_create(room_version: RoomVersion, event: Event) -> None:
     if event.prev_events:
-        raise AuthError("m.room.create must not have prev_events")
+        raise EventAuthError("m.room.create must not have prev_events")
     if _domain(event.room_id) != _domain(event.sender):
-        raise AuthError("room ID domain does not match the creator's server")
+        raise EventAuthError("room ID domain does not match the creator's server")
     version = event.content.get("room_version", "1")
     if not isinstance(version, str) or version not in KNOWN_ROOM_VERSIONS:
-        raise AuthError(f"unsupported room version {version!r}")
+        raise EventAuthError(f"unsupported room version {version!r}")
     if not room_version.creator_from_sender and "creator" not in event.content:
-        raise AuthError("m.room.create content has no 'creator'")
+        raise EventAuthError("m.room.create content has no 'creator'")
 
 
 def _check_membership(
@@ -232,14 +232,14 @@ def _check_membership(
     target = event.state_key
     membership = event.content.get("membership")
     if target is None or not isinstance(membership, str):
-        raise AuthError("m.room.member needs a state_key and a membership")
+        raise EventAuthError("m.room.member needs a state_key and a membership")
 
     authoriser = event.content.get("join_authorised_via_users_server")
     if authoriser is not None:
         if not isinstance(authoriser, str):
-            raise AuthError("join_authorised_via_users_server must be a user ID")
+            raise EventAuthError("join_authorised_via_users_server must be a user ID")
         if _domain(authoriser) not in event.signatures:
-            raise AuthError("join not signed by the authorising user's server")
+            raise EventAuthError("join not signed by the authorising user's server")
 
     sender = event.sender
     sender_membership = get_membership(auth_state, sender)
@@ -254,30 +254,30 @@ def _check_membership(
         if len(prev) == 1 and prev[0] == create.event_id and target == get_room_creator(create):
             return
         if sender != target:
-            raise AuthError("you cannot make another user join")
+            raise EventAuthError("you cannot make another user join")
         if target_membership == BAN:
-            raise AuthError(f"{sender} is banned from the room")
+            raise EventAuthError(f"{sender} is banned from the room")
         if join_rule in (INVITE, KNOCK):
             if target_membership in (INVITE, JOIN):
                 return
-            raise AuthError("you are not invited to this room")
+            raise EventAuthError("you are not invited to this room")
         if join_rule == "restricted" or (
             join_rule == "knock_restricted" and room_version.knock_restricted_join_rule
         ):
             if target_membership in (JOIN, INVITE):
                 return
             if not isinstance(authoriser, str):
-                raise AuthError("joining a restricted room needs an authorising user")
+                raise EventAuthError("joining a restricted room needs an authorising user")
             if get_membership(auth_state, authoriser) != JOIN:
-                raise AuthError("the authorising user is not in the room")
+                raise EventAuthError("the authorising user is not in the room")
             if get_user_power_level(authoriser, auth_state) < get_named_level(
                 power_levels, "invite"
             ):
-                raise AuthError("the authorising user cannot invite")
+                raise EventAuthError("the authorising user cannot invite")
             return
         if join_rule == "public":
             return
-        raise AuthError(f"you cannot join a room with join rule {join_rule!r}")
+        raise EventAuthError(f"you cannot join a room with join rule {join_rule!r}")
 
     if membership == INVITE:
         tpi = event.content.get("third_party_invite")
@@ -285,46 +285,46 @@ def _check_membership(
             _check_third_party_invite(event, tpi, auth_state, target_membership)
             return
         if sender_membership != JOIN:
-            raise AuthError(f"{sender} is not in the room")
+            raise EventAuthError(f"{sender} is not in the room")
         if target_membership in (JOIN, BAN):
-            raise AuthError(f"{target} is already in the room or banned")
+            raise EventAuthError(f"{target} is already in the room or banned")
         if sender_level >= get_named_level(power_levels, "invite"):
             return
-        raise AuthError("you don't have permission to invite users")
+        raise EventAuthError("you don't have permission to invite users")
 
     if membership == LEAVE:
         if sender == target:
             if target_membership in (INVITE, JOIN, KNOCK):
                 return
-            raise AuthError(f"{target} is not in the room")
+            raise EventAuthError(f"{target} is not in the room")
         if sender_membership != JOIN:
-            raise AuthError(f"{sender} is not in the room")
+            raise EventAuthError(f"{sender} is not in the room")
         if target_membership == BAN and sender_level < get_named_level(power_levels, "ban"):
-            raise AuthError("you don't have permission to unban users")
+            raise EventAuthError("you don't have permission to unban users")
         if sender_level >= get_named_level(power_levels, "kick") and target_level < sender_level:
             return
-        raise AuthError("you don't have permission to kick this user")
+        raise EventAuthError("you don't have permission to kick this user")
 
     if membership == BAN:
         if sender_membership != JOIN:
-            raise AuthError(f"{sender} is not in the room")
+            raise EventAuthError(f"{sender} is not in the room")
         if sender_level >= get_named_level(power_levels, "ban") and target_level < sender_level:
             return
-        raise AuthError("you don't have permission to ban this user")
+        raise EventAuthError("you don't have permission to ban this user")
 
     if membership == KNOCK and room_version.knock_join_rule:
         allowed_rules = [KNOCK]
         if room_version.knock_restricted_join_rule:
             allowed_rules.append("knock_restricted")
         if join_rule not in allowed_rules:
-            raise AuthError("this room does not accept knocks")
+            raise EventAuthError("this room does not accept knocks")
         if sender != target:
-            raise AuthError("you cannot knock on behalf of another user")
+            raise EventAuthError("you cannot knock on behalf of another user")
         if sender_membership not in (BAN, INVITE, JOIN):
             return
-        raise AuthError("you cannot knock on a room you are banned from, invited to or in")
+        raise EventAuthError("you cannot knock on a room you are banned from, invited to or in")
 
-    raise AuthError(f"unknown membership {membership!r}")
+    raise EventAuthError(f"unknown membership {membership!r}")
 
 
 def _check_third_party_invite(
@@ -332,22 +332,22 @@ def _check_third_party_invite(
 ) -> None:
     target = event.state_key
     if target_membership == BAN:
-        raise AuthError(f"{target} is banned from the room")
+        raise EventAuthError(f"{target} is banned from the room")
     if not isinstance(tpi, Mapping) or not isinstance(tpi.get("signed"), Mapping):
-        raise AuthError("third_party_invite has no 'signed' object")
+        raise EventAuthError("third_party_invite has no 'signed' object")
     signed = tpi["signed"]
     mxid, token = signed.get("mxid"), signed.get("token")
     if not isinstance(mxid, str) or not isinstance(token, str):
-        raise AuthError("third_party_invite.signed needs 'mxid' and 'token'")
+        raise EventAuthError("third_party_invite.signed needs 'mxid' and 'token'")
     if mxid != target:
-        raise AuthError("third_party_invite mxid does not match the invited user")
+        raise EventAuthError("third_party_invite mxid does not match the invited user")
     invite_event = auth_state.get(("m.room.third_party_invite", token))
     if invite_event is None:
-        raise AuthError("no m.room.third_party_invite event for this token")
+        raise EventAuthError("no m.room.third_party_invite event for this token")
     if invite_event.sender != event.sender:
-        raise AuthError("the third party invite was sent by someone else")
+        raise EventAuthError("the third party invite was sent by someone else")
     if not _third_party_signature_ok(signed, invite_event.content):
-        raise AuthError("third_party_invite signature does not match any public key")
+        raise EventAuthError("third_party_invite signature does not match any public key")
 
 
 def _third_party_signature_ok(signed: Mapping[str, Any], invite_content: Mapping[str, Any]) -> bool:
@@ -388,7 +388,7 @@ def _third_party_signature_ok(signed: Mapping[str, Any], invite_content: Mapping
 
 
 def validate_power_levels_content(room_version: RoomVersion, content: Mapping[str, Any]) -> None:
-    """Raise :class:`AuthError` unless ``content`` is a well-formed power levels content."""
+    """Raise :class:`EventAuthError` unless ``content`` is a well-formed power levels content."""
     _validate_power_levels_content(room_version, content)
 
 
@@ -396,20 +396,20 @@ def _validate_power_levels_content(room_version: RoomVersion, content: Mapping[s
     if room_version.integer_power_levels:
         for name in _PL_INT_FIELDS:
             if name in content and not _is_int(content[name]):
-                raise AuthError(f"power level {name!r} must be an integer")
+                raise EventAuthError(f"power level {name!r} must be an integer")
         for name in _PL_MAP_FIELDS:
             if name in content:
                 value = content[name]
                 if not isinstance(value, Mapping) or not all(_is_int(v) for v in value.values()):
-                    raise AuthError(f"power level {name!r} must map to integers")
+                    raise EventAuthError(f"power level {name!r} must map to integers")
     users = content.get("users", {})
     if not isinstance(users, Mapping):
-        raise AuthError("power level 'users' must be an object")
+        raise EventAuthError("power level 'users' must be an object")
     for user_id, level in users.items():
         if not isinstance(user_id, str) or not UserID.is_valid(user_id):
-            raise AuthError(f"power level 'users' has an invalid user ID {user_id!r}")
+            raise EventAuthError(f"power level 'users' has an invalid user ID {user_id!r}")
         if not _is_int(level):
-            raise AuthError(f"power level for {user_id} must be an integer")
+            raise EventAuthError(f"power level for {user_id} must be an integer")
 
 
 def _check_power_levels(
@@ -427,9 +427,9 @@ def _check_power_levels(
         if old_value == new_value:
             continue
         if _is_int(old_value) and old_value > sender_level:
-            raise AuthError(f"you cannot change {name!r} from a level above your own")
+            raise EventAuthError(f"you cannot change {name!r} from a level above your own")
         if _is_int(new_value) and new_value > sender_level:
-            raise AuthError(f"you cannot set {name!r} above your own level")
+            raise EventAuthError(f"you cannot set {name!r} above your own level")
 
     map_fields = ["events"]
     if room_version.limit_notifications_power_levels:
@@ -444,9 +444,9 @@ def _check_power_levels(
             if old_value == new_value:
                 continue
             if key in old_map and _is_int(old_value) and old_value > sender_level:
-                raise AuthError(f"you cannot change {name}.{key} from a level above your own")
+                raise EventAuthError(f"you cannot change {name}.{key} from a level above your own")
             if key in new_map and _is_int(new_value) and new_value > sender_level:
-                raise AuthError(f"you cannot set {name}.{key} above your own level")
+                raise EventAuthError(f"you cannot set {name}.{key} above your own level")
 
     old_users = old.get("users")
     new_users = new.get("users")
@@ -458,9 +458,9 @@ def _check_power_levels(
             continue
         if user_id in old_users and user_id != event.sender:
             if _is_int(old_value) and old_value >= sender_level:
-                raise AuthError(f"you cannot change the level of {user_id}")
+                raise EventAuthError(f"you cannot change the level of {user_id}")
         if user_id in new_users and _is_int(new_value) and new_value > sender_level:
-            raise AuthError(f"you cannot give {user_id} a level above your own")
+            raise EventAuthError(f"you cannot give {user_id} a level above your own")
 
 
 # --- redactions (not part of auth for v3+; see "Handling redactions") ---

@@ -10,8 +10,8 @@ class CoreError(Exception):
     """Base class for errors raised by :mod:`hamlet.core`."""
 
 
-class AuthError(CoreError):
-    """An event is not allowed by the room's authorization rules."""
+class EventAuthError(CoreError):
+    """An event is not allowed by the room's authorization rules (not an HTTP 401)."""
 
 
 class EventFormatError(CoreError):

@@ -20,6 +20,7 @@ from hamlet.handlers.accounts.shared_secret import SharedSecretRegistration
 from hamlet.handlers.accounts.uia import UiaHandler
 from hamlet.handlers.accounts.user_directory import UserDirectoryHandler
 from hamlet.handlers.admin.event_reports import EventReportsHandler
+from hamlet.handlers.admin.registration_tokens import RegistrationTokensAdmin
 from hamlet.handlers.admin.rooms import AdminRoomsHandler
 from hamlet.handlers.admin.server_notices import ServerNoticesHandler
 from hamlet.handlers.admin.users import AdminUsersHandler
@@ -57,7 +58,6 @@ from hamlet.storage.stores.accounts import AccountStore
 from hamlet.storage.stores.devices import DeviceStore
 from hamlet.storage.stores.events import EventsStore
 from hamlet.storage.stores.profiles import ProfilesStore
-from hamlet.storage.stores.registration_token_admin import RegistrationTokenAdminStore
 from hamlet.storage.stores.registration_tokens import RegistrationTokenStore
 from hamlet.storage.stores.room_history import RoomHistoryStore
 from hamlet.storage.stores.rooms import RoomsStore
@@ -124,7 +124,7 @@ class Services:
     spaces: SpaceHierarchyHandler
     # admin
     admin_rooms: AdminRoomsHandler
-    registration_token_admin: RegistrationTokenAdminStore
+    registration_token_admin: RegistrationTokensAdmin
     admin_users: AdminUsersHandler
     event_reports: EventReportsHandler
     server_notices: ServerNoticesHandler

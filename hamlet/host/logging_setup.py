@@ -1,4 +1,4 @@
-"""Process logging: a dictConfig YAML file (Synapse's log_config) or stderr."""
+"""Process logging: a dictConfig YAML file (Synapse's log_config) or stderr, secrets scrubbed."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ from pathlib import Path
 
 import yaml
 
+from hamlet.host.log_redaction import install_redaction
 from hamlet.runtime.logcontext import DEFAULT_LOG_FORMAT
 
 
 def setup_logging(log_config: Path | None, level: int = logging.INFO) -> None:
+    install_redaction()
     if log_config is not None:
         with log_config.open() as f:
             logging.config.dictConfig(yaml.safe_load(f))

@@ -17,7 +17,7 @@ from prometheus_client.core import (
     Metric,
 )
 
-from hamlet.host.tenant import LATENCY_BUCKETS, Tenant
+from hamlet.host.tenant import LATENCY_BUCKETS, RequestStats, Tenant
 
 
 async def refresh_counts(tenant: Tenant) -> None:
@@ -56,6 +56,7 @@ class _Snapshot:
 
     def __init__(self) -> None:
         self.rows: list[tuple[Tenant, int | None, int | None]] = []
+        self.unrouted = RequestStats()
 
 
 class _SnapshotCollector:
@@ -107,11 +108,17 @@ class _SnapshotCollector:
             if n_rooms is not None:
                 rooms.add_metric(name, n_rooms)
             state.add_metric([tenant.server_name, tenant.state.value], 1)
+        unrouted = CounterMetricFamily(
+            "hamlet_http_unrouted_requests", "HTTP requests for a host no tenant serves"
+        )
+        unrouted.add_metric([], self.snapshot.unrouted.count)
+        yield unrouted
         yield from (requests, errors, latency, db_time, db_txns, syncs, users, rooms, memory, state)
 
 
 async def render_metrics(manager: Any) -> bytes:
     snapshot = _Snapshot()
+    snapshot.unrouted = manager.registry.unrouted
     for tenant in manager.registry.tenants():
         await refresh_counts(tenant)
         n_users, n_rooms = tenant.last_counts

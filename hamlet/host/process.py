@@ -12,6 +12,7 @@ from hamlet.api.routes import build_router
 from hamlet.api.server import HOST_SERVER_NAME, HttpFrontend
 from hamlet.config import HomeServerConfig, HostConfig, ListenerConfig
 from hamlet.host.control import ControlApi
+from hamlet.host.log_redaction import install_redaction
 from hamlet.host.manager import Closer, TenantManager
 from hamlet.host.registry import OneTenantResolver, TenantRegistry
 from hamlet.host.tenant import Tenant
@@ -45,6 +46,9 @@ class HostProcess:
         self.control_port: int | None = None
 
     async def start(self) -> None:
+        # Also here, not only in setup_logging: an embedding program may
+        # configure logging its own way, and still no token may be logged.
+        install_redaction()
         with LoggingContext("startup", HOST_SERVER_NAME):
             try:
                 await self.manager.start()

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 from hamlet.api.server import strip_port
 from hamlet.config import HomeServerConfig
 from hamlet.homeserver import HomeServer
-from hamlet.host.tenant import Tenant
+from hamlet.host.tenant import RequestStats, Tenant
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +29,8 @@ class TenantRegistry:
         self.single_tenant_fallback = single_tenant_fallback
         self._by_name: dict[str, Tenant] = {}
         self._by_host: dict[str, Tenant] = {}
+        # Requests naming no tenant (answered 404 M_UNRECOGNIZED).
+        self.unrouted = RequestStats()
 
     def add(self, hs: HomeServer) -> Tenant:
         """Register a homeserver that is already running."""
@@ -84,6 +86,8 @@ class OneTenantResolver:
 
     def __init__(self, tenant: Tenant) -> None:
         self.tenant = tenant
+        # Stays empty: this resolver routes everything.
+        self.unrouted = RequestStats()
 
     def resolve(self, host: str | None) -> Tenant | None:
         return self.tenant

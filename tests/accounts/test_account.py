@@ -105,9 +105,9 @@ async def test_deactivate(h: Harness) -> None:
 async def test_set_admin_is_seen_by_cached_tokens(h: Harness) -> None:
     first = await register_ok(h, "erin")
     token = first["access_token"]
-    requester = await h.hs.auth.get_user_by_req(token)
+    requester = await h.hs.auth.get_user_by_access_token(token)
     assert not requester.is_admin
     await h.hs.account.set_admin("@erin:test.local", True)
-    requester = await h.hs.auth.get_user_by_req(token)
+    requester = await h.hs.auth.get_user_by_access_token(token)
     assert requester.is_admin and requester.user_id == "@erin:test.local"
     assert requester.token_id is not None and token not in requester.token_id

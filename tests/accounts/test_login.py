@@ -131,6 +131,20 @@ async def test_whoami_and_token_errors(h: Harness) -> None:
     assert resp.status == 200 and resp.json["user_id"] == "@carol:test.local"
 
 
+async def test_header_and_query_token_together_are_refused(h: Harness) -> None:
+    token = (await register_ok(h, "erin"))["access_token"]
+    # Even the same valid token twice: which one a proxy strips must not matter.
+    for query_token in (token, "syt_other"):
+        resp = await h.request(
+            "GET", f"{V3}/account/whoami?access_token={query_token}", token=token
+        )
+        assert_error(resp, 401, "M_MISSING_TOKEN")
+        assert "Mixing" in resp.json["error"]
+    # An endpoint where a token is optional refuses the mix too.
+    resp = await h.request("GET", f"{V3}/publicRooms?access_token={token}", token=token)
+    assert_error(resp, 401, "M_MISSING_TOKEN")
+
+
 async def test_logout_and_logout_all(h: Harness) -> None:
     await register_ok(h, "dan", "pw-dan-123")
     a = (await login(h, "dan", "pw-dan-123")).json

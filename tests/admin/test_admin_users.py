@@ -3,9 +3,12 @@
 # ruff: noqa: F811  (fixtures imported from users_support)
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
+import pytest
+
+from hamlet.handlers.admin import users as admin_users_handler
+from hamlet.handlers.admin.users import TOKEN_SWEEP_INTERVAL_S
 from hamlet.storage.stores.admin_users import ORDER_COLUMNS
 from tests.admin.users_support import (  # noqa: F401
     CLIENT,
@@ -562,26 +565,50 @@ async def test_login_as_user(ah: Harness, admin: TestUser, alice: TestUser) -> N
         assert_error(resp, 400, "M_INVALID_PARAM")
 
 
-async def test_login_as_user_token_expires(ah: Harness, admin: TestUser, alice: TestUser) -> None:
-    until = ah.hs.clock.time_msec() + 30_000
+async def login_as(ah: Harness, admin: TestUser, user: TestUser, valid_until_ms: int) -> str:
     resp = await ah.request(
         "POST",
-        f"{V1}/users/{alice.user_id}/login",
-        json={"valid_until_ms": until},
+        f"{V1}/users/{user.user_id}/login",
+        json={"valid_until_ms": valid_until_ms},
         token=admin.token,
     )
-    token = ok(resp)["access_token"]
+    token: str = ok(resp)["access_token"]
+    return token
+
+
+async def test_login_as_user_token_expires(ah: Harness, admin: TestUser, alice: TestUser) -> None:
+    until = ah.hs.clock.time_msec() + 30_000
+    token = await login_as(ah, admin, alice, until)
+    # Used once before expiry, so the owner is in the token cache.
     assert ok(await ah.request("GET", f"{CLIENT}/account/whoami", token=token))
-    await advance(31)
-    # The revocation runs in the background (and SQLite works in a thread).
-    for _ in range(200):
-        resp = await ah.request("GET", f"{CLIENT}/account/whoami", token=token)
-        if resp.status != 200:
-            break
-        await asyncio.sleep(0.01)
+    # The loop's clock also runs in real time, so leave a margin a slow
+    # database cannot eat up.
+    await advance((until - ah.hs.clock.time_msec()) / 1000 - 1)
+    assert ok(await ah.request("GET", f"{CLIENT}/account/whoami", token=token))
+    await advance(1)
+    # Refused the moment it expires (no background job to wait for), as a soft logout.
+    resp = await ah.request("GET", f"{CLIENT}/account/whoami", token=token)
     assert_error(resp, 401, "M_UNKNOWN_TOKEN")
-    # The user's own session is untouched.
+    assert resp.json["soft_logout"] is True
+    # Still a soft logout after the hourly sweep; the user's own session is untouched.
+    await advance(TOKEN_SWEEP_INTERVAL_S + 1)
+    resp = await ah.request("GET", f"{CLIENT}/account/whoami", token=token)
+    assert_error(resp, 401, "M_UNKNOWN_TOKEN")
+    assert resp.json["soft_logout"] is True
     assert ok(await ah.request("GET", f"{CLIENT}/account/whoami", token=alice.token))
+
+
+async def test_expired_login_as_tokens_are_swept(
+    ah: Harness, admin: TestUser, alice: TestUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(admin_users_handler, "EXPIRED_TOKEN_RETENTION_MS", 0)
+    until = ah.hs.clock.time_msec() + 1000
+    token = await login_as(ah, admin, alice, until)
+    await advance(1)
+    assert await ah.hs.admin_users.expire_tokens() == 1
+    resp = await ah.request("GET", f"{CLIENT}/account/whoami", token=token)
+    assert_error(resp, 401, "M_UNKNOWN_TOKEN")
+    assert resp.json["soft_logout"] is False
 
 
 async def test_username_available(ah: Harness, admin: TestUser, alice: TestUser) -> None:

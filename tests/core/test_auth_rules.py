@@ -14,7 +14,7 @@ from hamlet.core.auth_rules import (
     user_may_redact,
 )
 from hamlet.core.crypto import sign_json, signing_key_from_seed
-from hamlet.core.errors import AuthError
+from hamlet.core.errors import EventAuthError
 from hamlet.core.events import Event
 from hamlet.core.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from hamlet.core.unpadded_base64 import encode_base64
@@ -33,7 +33,7 @@ def allowed(room: Room, event: Event) -> None:
 
 
 def refused(room: Room, event: Event, match: str | None = None) -> None:
-    with pytest.raises(AuthError, match=match):
+    with pytest.raises(EventAuthError, match=match):
         auth_check(room.room_version, event, room.state)
 
 
@@ -94,7 +94,7 @@ def test_create_without_creator_v10_refused_v11_allowed() -> None:
 def test_no_create_event_refused(rv: RoomVersion) -> None:
     room = joined_room(rv)
     event = room.make("m.room.message", ALICE, {"body": "x"})
-    with pytest.raises(AuthError, match="create"):
+    with pytest.raises(EventAuthError, match="create"):
         auth_check(rv, event, {k: v for k, v in room.state.items() if k[0] != "m.room.create"})
 
 
@@ -123,11 +123,11 @@ def test_check_auth_events_selection(rv: RoomVersion) -> None:
     pl = room.state[("m.room.power_levels", "")]
     jr = room.state[("m.room.join_rules", "")]
     check_auth_events(rv, event, [create, pl, jr])
-    with pytest.raises(AuthError, match="duplicate"):
+    with pytest.raises(EventAuthError, match="duplicate"):
         check_auth_events(rv, event, [create, pl, pl])
-    with pytest.raises(AuthError, match="unexpected"):
+    with pytest.raises(EventAuthError, match="unexpected"):
         check_auth_events(rv, event, [create, room.state[("m.room.member", ALICE)]])
-    with pytest.raises(AuthError, match="create"):
+    with pytest.raises(EventAuthError, match="create"):
         check_auth_events(rv, event, [pl])
 
 

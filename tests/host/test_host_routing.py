@@ -13,6 +13,7 @@ import pytest
 
 from hamlet.api.request import ApiRequest
 from hamlet.api.routes import build_router
+from hamlet.api.server import HOST_SERVER_NAME
 from hamlet.config import HomeServerConfig, ListenerConfig
 from hamlet.host.process import HostProcess
 from hamlet.runtime.logcontext import current_context
@@ -138,7 +139,9 @@ async def test_host_process_serves_two_tenants_on_a_real_port(
             ) as resp:
                 assert resp.status == 404
         servers = {r.args[1] for r in log_records.records if r.name == "hamlet.access"}  # type: ignore[index]
-        assert servers == {"a.test", "b.test"}
+        # The refused host gets its access line too, under the host's own name.
+        assert servers == {"a.test", "b.test", HOST_SERVER_NAME}
+        assert process.registry.unrouted.count == 1
         homeservers = process.registry.all()
         assert [hs.server_name for hs in homeservers] == ["a.test", "b.test"]
     finally:

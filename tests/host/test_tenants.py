@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from hamlet.api.server import HOST_SERVER_NAME
 from hamlet.config import HomeServerConfig, validate_config
 from hamlet.homeserver import HomeServer
 from hamlet.host.manager import schema_for
@@ -457,3 +458,75 @@ async def test_postgres_tenants_share_one_bounded_pool(make_host: MakeHost, engi
     assert pools == {id(manager._pg_pool)}
     pool = await manager._pg_pool.get()  # type: ignore[union-attr]
     assert pool.get_size() <= 4  # host.database cp_max, whatever the number of tenants
+
+
+async def _metrics(host: Host) -> str:
+    url = f"http://127.0.0.1:{host.process.control_port}/metrics"
+    async with host.session.get(url, headers={"Authorization": f"Bearer {SECRET}"}) as resp:
+        return await resp.text()
+
+
+def _metric(text: str, line_prefix: str) -> float:
+    (line,) = [line for line in text.splitlines() if line.startswith(line_prefix + " ")]
+    return float(line.rsplit(" ", 1)[1])
+
+
+async def test_failed_wake_is_a_shaped_logged_counted_500(
+    make_host: MakeHost, monkeypatch: pytest.MonkeyPatch, log_records: RecordingHandler
+) -> None:
+    host = await make_host(hibernate_after="60s")
+    await host.control("POST", "/tenants", {"server_name": "frail.test"})
+    tenant = host.process.registry.get_tenant("frail.test")
+    assert tenant is not None
+    await asyncio.get_running_loop().advance(75)
+    assert tenant.state == TenantState.HIBERNATED
+    errors = 'hamlet_http_server_errors_total{server_name="frail.test"}'
+    requests = 'hamlet_http_requests_total{server_name="frail.test"}'
+    before = await _metrics(host)
+
+    _fail_storage(monkeypatch)
+    url = f"http://127.0.0.1:{host.port}/_matrix/client/versions"
+    async with host.session.get(url, headers={"Host": "frail.test"}) as resp:
+        status, headers, body = resp.status, resp.headers, await resp.json()
+    assert status == 500
+    assert body == {"errcode": "M_UNKNOWN", "error": "Internal server error"}
+    assert headers["Access-Control-Allow-Origin"] == "*"
+    # The traceback is in the log (under the request's context), never in the body.
+    (failure,) = log_records.matching("Request failed")
+    assert failure.exc_info is not None and failure.server_name == "frail.test"  # type: ignore[attr-defined]
+    access = [r for r in log_records.records if r.name == "hamlet.access"]
+    assert [(r.args[1], r.args[8]) for r in access] == [("frail.test", 500)]  # type: ignore[index]
+    after = await _metrics(host)
+    assert _metric(after, errors) == _metric(before, errors) + 1
+    assert _metric(after, requests) == _metric(before, requests) + 1
+    assert tenant.state == TenantState.HIBERNATED
+
+    # Once storage is back, the next request wakes it.
+    monkeypatch.undo()
+    status, _ = await host.call("frail.test", "GET", "/_matrix/client/versions")
+    assert status == 200 and tenant.state == TenantState.ACTIVE
+
+
+async def test_refusals_before_routing_are_shaped_logged_and_counted(
+    make_host: MakeHost, log_records: RecordingHandler
+) -> None:
+    host = await make_host()
+    await host.control("POST", "/tenants", {"server_name": "held.test"})
+    await host.control("POST", "/tenants/held.test/suspend")
+    url = f"http://127.0.0.1:{host.port}/_matrix/client/versions"
+    for name, status, errcode in (
+        ("held.test", 503, "M_UNKNOWN"),
+        ("nobody.test", 404, "M_UNRECOGNIZED"),
+    ):
+        async with host.session.get(url, headers={"Host": name}) as resp:
+            assert resp.status == status
+            assert resp.headers["Access-Control-Allow-Origin"] == "*"
+            assert (await resp.json())["errcode"] == errcode
+    access = [r for r in log_records.records if r.name == "hamlet.access"]
+    assert [(r.args[1], r.args[8]) for r in access[-2:]] == [  # type: ignore[index]
+        ("held.test", 503),
+        (HOST_SERVER_NAME, 404),
+    ]
+    text = await _metrics(host)
+    assert _metric(text, 'hamlet_http_server_errors_total{server_name="held.test"}') == 1
+    assert _metric(text, "hamlet_http_unrouted_requests_total") == 1

@@ -116,14 +116,14 @@ async def test_cancelled_request_leaks_no_context_into_the_next(
 
     async def connection() -> None:
         try:
-            await frontend.dispatch(hs, mocked("/slow", hs.server_name))
+            await frontend.handle(mocked("/slow", hs.server_name))
         except asyncio.CancelledError:
             task = asyncio.current_task()
             assert task is not None
             task.uncancel()
             outcome.append("cancelled")
         outcome.append(current_context())
-        response = await frontend.dispatch(hs, mocked("/fast", hs.server_name))
+        response = await frontend.handle(mocked("/fast", hs.server_name))
         outcome.append(response)
         outcome.append(current_context())
 

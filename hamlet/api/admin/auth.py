@@ -14,8 +14,8 @@ from typing import Final
 
 from hamlet.api.request import ApiRequest
 from hamlet.api.router import Route, Router
-from hamlet.handlers.accounts.auth import Requester
 from hamlet.handlers.common.errors import ForbiddenError
+from hamlet.handlers.common.requester import Requester
 
 logger = logging.getLogger("hamlet.admin")
 
@@ -33,7 +33,7 @@ PUBLIC_ADMIN_ROUTES: Final = frozenset(
 
 
 async def require_admin(req: ApiRequest) -> Requester:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     if not requester.is_admin:
         raise ForbiddenError("You are not a server admin")
     logger.info("Admin %s: %s %s", requester.user_id, req.method, req.http.path)

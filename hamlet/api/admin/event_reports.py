@@ -23,7 +23,7 @@ def _report_id(req: ApiRequest) -> int:
 
 
 async def report_event(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     body = await req.json_object(allow_empty=True)
     await req.hs.event_reports.report(
         requester.user_id, req.params["roomId"], req.params["eventId"], body

@@ -12,7 +12,7 @@ from hamlet.handlers.common.errors import MatrixError, MissingParamError
 
 async def change_password(req: ApiRequest) -> dict[str, Any]:
     hs = req.hs
-    requester = await hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     body = await req.json_object()
     new_password = body.get("new_password")
     if new_password is None:
@@ -31,7 +31,7 @@ async def change_password(req: ApiRequest) -> dict[str, Any]:
 
 async def deactivate(req: ApiRequest) -> dict[str, Any]:
     hs = req.hs
-    requester = await hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     body = await req.json_object(allow_empty=True)
     opt_bool(body, "erase", False)
     await hs.account.deactivate(requester, auth=body.get("auth"), request_key=uia_request_key(req))

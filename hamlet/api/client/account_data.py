@@ -15,7 +15,7 @@ from hamlet.handlers.user_streams.account_data import (
 
 
 async def put_global(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     user_id, data_type = req.params["userId"], req.params["type"]
     check_own(requester.user_id, user_id)
     check_can_set(data_type)
@@ -25,7 +25,7 @@ async def put_global(req: ApiRequest) -> dict[str, Any]:
 
 
 async def get_global(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     user_id = req.params["userId"]
     check_own(requester.user_id, user_id, "get")
     if req.params["type"] == PUSH_RULES:
@@ -35,7 +35,7 @@ async def get_global(req: ApiRequest) -> dict[str, Any]:
 
 
 async def put_room(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     user_id, room_id, data_type = req.params["userId"], req.params["roomId"], req.params["type"]
     check_own(requester.user_id, user_id)
     check_room_id(room_id)
@@ -46,14 +46,14 @@ async def put_room(req: ApiRequest) -> dict[str, Any]:
 
 
 async def get_room(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     user_id = req.params["userId"]
     check_own(requester.user_id, user_id, "get")
     return await req.hs.account_data.get_room(user_id, req.params["roomId"], req.params["type"])
 
 
 async def get_tags(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     user_id, room_id = req.params["userId"], req.params["roomId"]
     check_own(requester.user_id, user_id, "get tags of")
     check_room_id(room_id)
@@ -61,7 +61,7 @@ async def get_tags(req: ApiRequest) -> dict[str, Any]:
 
 
 async def put_tag(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     user_id, room_id = req.params["userId"], req.params["roomId"]
     check_own(requester.user_id, user_id, "add tags for")
     body = await req.json_object()
@@ -70,7 +70,7 @@ async def put_tag(req: ApiRequest) -> dict[str, Any]:
 
 
 async def delete_tag(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     user_id, room_id = req.params["userId"], req.params["roomId"]
     check_own(requester.user_id, user_id, "remove tags for")
     await req.hs.account_data.remove_tag(user_id, room_id, req.params["tag"])

@@ -11,7 +11,7 @@ from hamlet.core.room_versions import KNOWN_ROOM_VERSIONS
 
 async def capabilities(req: ApiRequest) -> dict[str, Any]:
     hs = req.hs
-    await hs.auth.get_user_by_req(req, allow_guest=True)
+    await req.authenticate(allow_guest=True)
     config = hs.config
     return {
         "capabilities": {

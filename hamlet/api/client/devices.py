@@ -8,41 +8,31 @@ from hamlet.api.client._fields import uia_request_key
 from hamlet.api.request import ApiRequest
 from hamlet.api.router import Router
 from hamlet.handlers.accounts.account import PASSWORD_FLOWS
-from hamlet.handlers.accounts.devices import MAX_DISPLAY_NAME_LENGTH
+from hamlet.handlers.accounts.devices import MAX_DISPLAY_NAME_LENGTH, device_json
 from hamlet.handlers.common.errors import (
     BadJsonError,
     MatrixError,
     MissingParamError,
     NotFoundError,
 )
-from hamlet.storage.stores.devices import DeviceRecord
-
-
-def _device_json(device: DeviceRecord) -> dict[str, Any]:
-    return {
-        "device_id": device.device_id,
-        "display_name": device.display_name,
-        "last_seen_ip": device.last_seen_ip,
-        "last_seen_ts": device.last_seen_ts,
-    }
 
 
 async def list_devices(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req, allow_guest=True)
+    requester = await req.authenticate(allow_guest=True)
     devices = await req.hs.devices.get_devices(requester.user_id)
-    return {"devices": [_device_json(d) for d in devices]}
+    return {"devices": [device_json(d) for d in devices]}
 
 
 async def get_device(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req, allow_guest=True)
+    requester = await req.authenticate(allow_guest=True)
     device = await req.hs.devices.get_device(requester.user_id, req.params["deviceId"])
     if device is None:
         raise NotFoundError("No device found")
-    return _device_json(device)
+    return device_json(device)
 
 
 async def update_device(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req, allow_guest=True)
+    requester = await req.authenticate(allow_guest=True)
     body = await req.json_object()
     display_name = body.get("display_name")
     if display_name is None:
@@ -78,13 +68,13 @@ async def _delete(req: ApiRequest, device_ids: list[str], auth: object) -> dict[
 
 
 async def delete_device(req: ApiRequest) -> dict[str, Any]:
-    await req.hs.auth.get_user_by_req(req)
+    await req.authenticate()
     body = await req.json_object(allow_empty=True)
     return await _delete(req, [req.params["deviceId"]], body.get("auth"))
 
 
 async def delete_devices(req: ApiRequest) -> dict[str, Any]:
-    await req.hs.auth.get_user_by_req(req)
+    await req.authenticate()
     body = await req.json_object()
     devices = body.get("devices")
     if devices is None:

@@ -6,12 +6,12 @@ from typing import Any
 
 from hamlet.api.request import ApiRequest
 from hamlet.api.router import Router
-from hamlet.handlers.accounts.auth import Requester
 from hamlet.handlers.common.errors import BadJsonError, InvalidParamError, MissingParamError
+from hamlet.handlers.common.requester import Requester
 
 
 async def put_alias(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     body = await req.json_object()
     room_id = body.get("room_id")
     if room_id is None:
@@ -27,13 +27,13 @@ async def get_alias(req: ApiRequest) -> dict[str, Any]:
 
 
 async def delete_alias(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     await req.hs.directory.delete_alias(requester, req.params["roomAlias"])
     return {}
 
 
 async def room_aliases(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     aliases = await req.hs.directory.get_room_aliases(requester.user_id, req.params["roomId"])
     return {"aliases": aliases}
 
@@ -43,7 +43,7 @@ async def get_visibility(req: ApiRequest) -> dict[str, Any]:
 
 
 async def put_visibility(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     body = await req.json_object(allow_empty=True)
     await req.hs.directory.set_visibility(
         requester, req.params["roomId"], body.get("visibility", "public")
@@ -54,7 +54,7 @@ async def put_visibility(req: ApiRequest) -> dict[str, Any]:
 async def _optional_requester(req: ApiRequest) -> Requester | None:
     if req.access_token() is None and req.hs.config.allow_public_rooms_without_auth:
         return None
-    return await req.hs.auth.get_user_by_req(req, allow_guest=True)
+    return await req.authenticate(allow_guest=True)
 
 
 async def get_public_rooms(req: ApiRequest) -> dict[str, Any]:
@@ -69,7 +69,7 @@ async def get_public_rooms(req: ApiRequest) -> dict[str, Any]:
 
 
 async def post_public_rooms(req: ApiRequest) -> dict[str, Any]:
-    await req.hs.auth.get_user_by_req(req, allow_guest=True)
+    await req.authenticate(allow_guest=True)
     body = await req.json_object(allow_empty=True)
     limit = body.get("limit")
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool)):

@@ -9,14 +9,14 @@ from hamlet.api.router import Router
 
 
 async def create_filter(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     body = await req.json_object()
     filter_id = await req.hs.filters.create(requester.user_id, req.params["userId"], body)
     return {"filter_id": filter_id}
 
 
 async def get_filter(req: ApiRequest) -> Any:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     return await req.hs.filters.get_definition(
         requester.user_id, req.params["userId"], req.params["filterId"]
     )

@@ -14,14 +14,14 @@ from hamlet.handlers.common.streams import StreamToken
 
 
 async def upload_keys(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req, allow_guest=True)
+    requester = await req.authenticate(allow_guest=True)
     body = await req.json_object()
     counts = await req.hs.e2e_keys.upload_keys(requester.user_id, requester.device_id, body)
     return {"one_time_key_counts": counts}
 
 
 async def query_keys(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req, allow_guest=True)
+    requester = await req.authenticate(allow_guest=True)
     body = await req.json_object()
     if "device_keys" not in body:
         raise MissingParamError("Missing param: device_keys")
@@ -29,7 +29,7 @@ async def query_keys(req: ApiRequest) -> dict[str, Any]:
 
 
 async def claim_keys(req: ApiRequest) -> dict[str, Any]:
-    await req.hs.auth.get_user_by_req(req, allow_guest=True)
+    await req.authenticate(allow_guest=True)
     body = await req.json_object()
     if "one_time_keys" not in body:
         raise MissingParamError("Missing param: one_time_keys")
@@ -37,7 +37,7 @@ async def claim_keys(req: ApiRequest) -> dict[str, Any]:
 
 
 async def key_changes(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req, allow_guest=True)
+    requester = await req.authenticate(allow_guest=True)
     since_raw = req.query.get("from")
     upto_raw = req.query.get("to")
     if since_raw is None or upto_raw is None:
@@ -50,7 +50,7 @@ async def key_changes(req: ApiRequest) -> dict[str, Any]:
 
 async def upload_signing_keys(req: ApiRequest) -> dict[str, Any]:
     hs = req.hs
-    requester = await hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     body = await req.json_object()
     keys = await hs.e2e_keys.parse_signing_keys(requester.user_id, body)
     if not await hs.e2e_keys.signing_keys_need_uia(requester.user_id, keys):
@@ -67,7 +67,7 @@ async def upload_signing_keys(req: ApiRequest) -> dict[str, Any]:
 
 
 async def upload_signatures(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     body = await req.json_object()
     return await req.hs.e2e_keys.upload_signatures(requester.user_id, body)
 

@@ -19,7 +19,7 @@ async def post_login(req: ApiRequest) -> dict[str, Any]:
 
 async def logout(req: ApiRequest) -> dict[str, Any]:
     hs = req.hs
-    requester = await hs.auth.get_user_by_req(req, allow_guest=True)
+    requester = await req.authenticate(allow_guest=True)
     if requester.device_id is not None:
         await hs.devices.delete_devices(requester.user_id, [requester.device_id])
     elif requester.token_id is not None:
@@ -29,13 +29,13 @@ async def logout(req: ApiRequest) -> dict[str, Any]:
 
 async def logout_all(req: ApiRequest) -> dict[str, Any]:
     hs = req.hs
-    requester = await hs.auth.get_user_by_req(req, allow_guest=True)
+    requester = await req.authenticate(allow_guest=True)
     await hs.devices.delete_all_devices(requester.user_id)
     return {}
 
 
 async def whoami(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req, allow_guest=True)
+    requester = await req.authenticate(allow_guest=True)
     result: dict[str, Any] = {"user_id": requester.user_id, "is_guest": requester.is_guest}
     if requester.device_id is not None:
         result["device_id"] = requester.device_id

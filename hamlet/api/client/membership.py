@@ -39,7 +39,7 @@ async def knock(req: ApiRequest) -> dict[str, Any]:
 
 
 async def _self_membership(req: ApiRequest, membership: str, room: str) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     body = await req.json_object(allow_empty=True)
     pipeline = req.hs.event_pipeline
     room_id = await pipeline.resolve_room(room)
@@ -50,7 +50,7 @@ async def _self_membership(req: ApiRequest, membership: str, room: str) -> dict[
 
 
 async def leave(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     body = await req.json_object(allow_empty=True)
     await req.hs.event_pipeline.update_membership(
         Sender.of(requester),
@@ -66,7 +66,7 @@ def _action(membership: str, action: str) -> Handler:
     """invite, kick, ban, unban: a membership change for the body's `user_id`."""
 
     async def handler(req: ApiRequest) -> dict[str, Any]:
-        requester = await req.hs.auth.get_user_by_req(req)
+        requester = await req.authenticate()
         body = await req.json_object()
         await req.hs.event_pipeline.update_membership(
             Sender.of(requester),
@@ -82,7 +82,7 @@ def _action(membership: str, action: str) -> Handler:
 
 
 async def forget(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     await req.hs.membership.forget(requester.user_id, req.params["roomId"])
     return {}
 

@@ -17,7 +17,7 @@ from hamlet.handlers.history.pagination import (
 
 
 async def get_messages(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req, allow_guest=True)
+    requester = await req.authenticate(allow_guest=True)
     return await req.hs.pagination.get_messages(
         requester.user_id,
         requester.device_id,
@@ -31,7 +31,7 @@ async def get_messages(req: ApiRequest) -> dict[str, Any]:
 
 
 async def get_context(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req, allow_guest=True)
+    requester = await req.authenticate(allow_guest=True)
     return await req.hs.pagination.get_context(
         requester.user_id,
         requester.device_id,
@@ -43,7 +43,7 @@ async def get_context(req: ApiRequest) -> dict[str, Any]:
 
 
 async def timestamp_to_event(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     ts = req.query_int("ts")
     if ts is None:
         raise MissingParamError("Missing integer query parameter 'ts'")

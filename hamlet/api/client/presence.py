@@ -10,7 +10,7 @@ from hamlet.handlers.common.errors import MissingParamError
 
 
 async def put_status(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     body = await req.json_object()
     if "presence" not in body:
         raise MissingParamError("Missing param: presence")
@@ -21,7 +21,7 @@ async def put_status(req: ApiRequest) -> dict[str, Any]:
 
 
 async def get_status(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     return await req.hs.presence.get_presence_for(requester.user_id, req.params["userId"])
 
 

@@ -6,13 +6,13 @@ from typing import Any
 
 from hamlet.api.request import ApiRequest
 from hamlet.api.router import Router
-from hamlet.handlers.accounts.auth import Requester
 from hamlet.handlers.common.errors import MissingParamError
+from hamlet.handlers.common.requester import Requester
 
 
 async def _lookup_requester(req: ApiRequest) -> Requester | None:
     if req.hs.config.require_auth_for_profile_requests or req.access_token() is not None:
-        return await req.hs.auth.get_user_by_req(req, allow_guest=True)
+        return await req.authenticate(allow_guest=True)
     return None
 
 
@@ -31,7 +31,7 @@ def _field_handlers(field: str):  # type: ignore[no-untyped-def]
         return await req.hs.profile.get_field(target, field)
 
     async def put_field(req: ApiRequest) -> dict[str, Any]:
-        requester = await req.hs.auth.get_user_by_req(req, allow_guest=True)
+        requester = await req.authenticate(allow_guest=True)
         body = await req.json_object()
         if field not in body:
             raise MissingParamError(f"Missing key '{field}'")

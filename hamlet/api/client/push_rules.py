@@ -11,25 +11,25 @@ from hamlet.handlers.push.rules import check_kind, check_scope
 
 
 async def get_all(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     return await req.hs.push_rules.get_rules(requester.user_id)
 
 
 async def get_scope(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     check_scope(req.params["scope"])
     rules: dict[str, Any] = (await req.hs.push_rules.get_rules(requester.user_id))["global"]
     return rules
 
 
 async def get_kind(req: ApiRequest) -> list[dict[str, Any]]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     check_scope(req.params["scope"])
     return await req.hs.push_rules.get_kind(requester.user_id, req.params["kind"])
 
 
 async def get_rule(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     check_scope(req.params["scope"])
     return await req.hs.push_rules.get_rule(
         requester.user_id, req.params["kind"], req.params["ruleId"]
@@ -37,7 +37,7 @@ async def get_rule(req: ApiRequest) -> dict[str, Any]:
 
 
 async def put_rule(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     check_scope(req.params["scope"])
     check_kind(req.params["kind"])
     body = await req.json_object()
@@ -53,7 +53,7 @@ async def put_rule(req: ApiRequest) -> dict[str, Any]:
 
 
 async def delete_rule(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     check_scope(req.params["scope"])
     await req.hs.push_rules.delete_rule(requester.user_id, req.params["kind"], req.params["ruleId"])
     return {}
@@ -65,7 +65,7 @@ async def get_enabled(req: ApiRequest) -> dict[str, Any]:
 
 
 async def put_enabled(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     check_scope(req.params["scope"])
     check_kind(req.params["kind"])
     body = await req.json_object()
@@ -84,7 +84,7 @@ async def get_actions(req: ApiRequest) -> dict[str, Any]:
 
 
 async def put_actions(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     check_scope(req.params["scope"])
     check_kind(req.params["kind"])
     body = await req.json_object()

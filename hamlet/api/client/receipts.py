@@ -10,7 +10,7 @@ from hamlet.handlers.common.errors import BadJsonError, InvalidParamError
 
 
 async def post_receipt(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     body = await req.json_object(allow_empty=True)
     thread_id = None
     if "thread_id" in body:
@@ -35,7 +35,7 @@ def _event_id(body: dict[str, Any], key: str) -> str | None:
 
 
 async def post_read_markers(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     body = await req.json_object()
     await req.hs.receipts.set_read_markers(
         requester.user_id,

@@ -12,7 +12,7 @@ from hamlet.handlers.history.relations import DEFAULT_LIMIT
 
 
 async def get_relations(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req, allow_guest=True)
+    requester = await req.authenticate(allow_guest=True)
     return await req.hs.relations.get_relations(
         requester.user_id,
         requester.device_id,
@@ -29,7 +29,7 @@ async def get_relations(req: ApiRequest) -> dict[str, Any]:
 
 
 async def get_threads(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     return await req.hs.relations.get_threads(
         requester.user_id,
         requester.device_id,

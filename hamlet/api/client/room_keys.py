@@ -9,29 +9,29 @@ from hamlet.api.router import Router
 
 
 async def create_version(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     body = await req.json_object()
     return await req.hs.key_backup.create_version(requester.user_id, body)
 
 
 async def get_version(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     return await req.hs.key_backup.get_version(requester.user_id, req.params.get("version"))
 
 
 async def update_version(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     body = await req.json_object()
     return await req.hs.key_backup.update_version(requester.user_id, req.params["version"], body)
 
 
 async def delete_version(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     return await req.hs.key_backup.delete_version(requester.user_id, req.params.get("version"))
 
 
 async def put_keys(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     body = await req.json_object()
     return await req.hs.key_backup.put_keys(
         requester.user_id,
@@ -43,7 +43,7 @@ async def put_keys(req: ApiRequest) -> dict[str, Any]:
 
 
 async def get_keys(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     return await req.hs.key_backup.get_keys(
         requester.user_id,
         req.query.get("version"),
@@ -53,7 +53,7 @@ async def get_keys(req: ApiRequest) -> dict[str, Any]:
 
 
 async def delete_keys(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     return await req.hs.key_backup.delete_keys(
         requester.user_id,
         req.query.get("version"),

@@ -12,13 +12,13 @@ from hamlet.handlers.rooms.sender import Sender
 
 
 async def create_room(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     body = await req.json_object()
     return await req.hs.event_pipeline.create_room(Sender.of(requester), body)
 
 
 async def send_event(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     content = await req.json_object()
     event_id = await req.hs.event_pipeline.send(
         Sender.of(requester),
@@ -31,7 +31,7 @@ async def send_event(req: ApiRequest) -> dict[str, Any]:
 
 
 async def put_state(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     content = await req.json_object()
     event_id = await req.hs.event_pipeline.send(
         Sender.of(requester),
@@ -44,7 +44,7 @@ async def put_state(req: ApiRequest) -> dict[str, Any]:
 
 
 async def get_state_event(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     room_id = req.params["roomId"]
     state = await req.hs.room_reader.get_state_for_user(requester.user_id, room_id)
     key = (req.params["eventType"], req.params.get("stateKey", ""))
@@ -57,7 +57,7 @@ async def get_state_event(req: ApiRequest) -> dict[str, Any]:
 
 
 async def get_state(req: ApiRequest) -> Any:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     room_id = req.params["roomId"]
     state = await req.hs.room_reader.get_state_for_user(requester.user_id, room_id)
     served = await req.hs.room_reader.serialize_state(state)
@@ -65,7 +65,7 @@ async def get_state(req: ApiRequest) -> Any:
 
 
 async def get_event(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     stored = await req.hs.room_reader.get_event_for_user(
         requester.user_id, req.params["roomId"], req.params["eventId"]
     )
@@ -75,7 +75,7 @@ async def get_event(req: ApiRequest) -> dict[str, Any]:
 
 
 async def redact(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     body = await req.json_object(allow_empty=True)
     reason = body.get("reason")
     if reason is not None and not isinstance(reason, str):
@@ -91,7 +91,7 @@ async def redact(req: ApiRequest) -> dict[str, Any]:
 
 
 async def get_members(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     room_id = req.params["roomId"]
     hs = req.hs
     at = req.query.get("at")
@@ -109,7 +109,7 @@ async def get_members(req: ApiRequest) -> dict[str, Any]:
 
 
 async def get_joined_members(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     room_id = req.params["roomId"]
     hs = req.hs
     await hs.membership.require_joined(requester.user_id, room_id)
@@ -125,13 +125,12 @@ async def get_joined_members(req: ApiRequest) -> dict[str, Any]:
 
 
 async def joined_rooms(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
-    rooms = await req.hs.rooms_store.get_rooms_for_user(requester.user_id)
-    return {"joined_rooms": [m.room_id for m in rooms]}
+    requester = await req.authenticate()
+    return {"joined_rooms": await req.hs.membership.joined_room_ids(requester.user_id)}
 
 
 async def upgrade_room(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     body = await req.json_object()
     if "new_version" not in body:
         raise MissingParamError("Missing new_version")

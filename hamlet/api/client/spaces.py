@@ -31,7 +31,7 @@ class HierarchyQuery:
 
 
 async def hierarchy(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req, allow_guest=True)
+    requester = await req.authenticate(allow_guest=True)
     query = HierarchyQuery.parse(req)
     return await req.hs.spaces.get_hierarchy(
         requester.user_id,

@@ -33,7 +33,7 @@ async def _filter(req: ApiRequest, user_id: str) -> Filter:
 
 
 async def sync(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req, allow_guest=True)
+    requester = await req.authenticate(allow_guest=True)
     since_raw = req.query.get("since")
     since = StreamToken.parse(since_raw) if since_raw else None
     timeout = req.query_int("timeout", 0) or 0

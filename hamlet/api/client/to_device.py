@@ -10,7 +10,7 @@ from hamlet.handlers.common.errors import MissingParamError
 
 
 async def send_to_device(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     body = await req.json_object()
     if "messages" not in body:
         raise MissingParamError("Missing param: messages")

@@ -11,7 +11,7 @@ from hamlet.handlers.user_streams.typing import DEFAULT_TIMEOUT_MS
 
 
 async def set_typing(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     body = await req.json_object()
     typing = body.get("typing")
     if typing is None:

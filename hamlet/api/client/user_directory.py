@@ -11,7 +11,7 @@ from hamlet.handlers.common.errors import BadJsonError, MissingParamError
 
 
 async def search(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     body = await req.json_object()
     term = body.get("search_term")
     if term is None:

@@ -49,7 +49,7 @@ def _upload_name(req: ApiRequest) -> str | None:
 
 
 async def upload(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     content_type, upload_name = _content_type(req), _upload_name(req)
     media = req.hs.media
     await media.check_upload_allowed(requester, req.http.content_length)
@@ -63,12 +63,12 @@ async def upload(req: ApiRequest) -> dict[str, Any]:
 
 
 async def create(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     return await req.hs.media.create(requester)
 
 
 async def upload_to(req: ApiRequest) -> dict[str, Any]:
-    requester = await req.hs.auth.get_user_by_req(req)
+    requester = await req.authenticate()
     content_type, upload_name = _content_type(req), _upload_name(req)
     media = req.hs.media
     server_name, media_id = req.params["serverName"], req.params["mediaId"]
@@ -86,7 +86,7 @@ async def upload_to(req: ApiRequest) -> dict[str, Any]:
 
 
 async def config(req: ApiRequest) -> dict[str, Any]:
-    await req.hs.auth.get_user_by_req(req, allow_guest=True)
+    await req.authenticate(allow_guest=True)
     return {"m.upload.size": req.hs.config.max_upload_size}
 
 
@@ -134,7 +134,7 @@ async def download(req: ApiRequest) -> web.StreamResponse:
 
 
 async def download_authed(req: ApiRequest) -> web.StreamResponse:
-    await req.hs.auth.get_user_by_req(req, allow_guest=True)
+    await req.authenticate(allow_guest=True)
     return await _download(req)
 
 
@@ -172,7 +172,7 @@ async def thumbnail(req: ApiRequest) -> web.StreamResponse:
 
 
 async def thumbnail_authed(req: ApiRequest) -> web.StreamResponse:
-    await req.hs.auth.get_user_by_req(req, allow_guest=True)
+    await req.authenticate(allow_guest=True)
     return await _thumbnail(req)
 
 

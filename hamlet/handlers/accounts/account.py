@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 
 from hamlet.config import HomeServerConfig
-from hamlet.handlers.accounts.auth import AuthHandler, Requester
+from hamlet.handlers.accounts.auth import AuthHandler
 from hamlet.handlers.accounts.devices import DeviceHandler
 from hamlet.handlers.accounts.login import LOGIN_TYPE_PASSWORD
 from hamlet.handlers.accounts.passwords import PasswordHasher, validate_password
 from hamlet.handlers.accounts.uia import Flows, UiaHandler
 from hamlet.handlers.common.errors import ForbiddenError
+from hamlet.handlers.common.requester import Requester
 from hamlet.storage.stores.accounts import AccountStore
 
 logger = logging.getLogger(__name__)

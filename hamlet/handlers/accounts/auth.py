@@ -1,6 +1,7 @@
-"""Access tokens: issuing them, and turning a request's token into a `Requester`.
+"""Access tokens: issuing them, and turning a client's token into a `Requester`.
 
-Tokens carry 256 bits of randomness and are stored only as their SHA-256
+The API layer hands over a `ClientInfo` (token, address, user agent); this
+module never sees HTTP. Tokens carry 256 bits of randomness and are stored only as their SHA-256
 hash, so a copy of the database yields no usable token. Lookups are cached
 per homeserver (bounded, LRU) and the cache is invalidated whenever tokens
 are revoked. A token is never logged.
@@ -12,34 +13,17 @@ import base64
 import hashlib
 import secrets
 from collections import OrderedDict
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from hamlet.handlers.common.errors import AuthError, ForbiddenError
+from hamlet.handlers.common.requester import ClientInfo, Requester
 from hamlet.handlers.common.service import ENTRY_BYTES, ServiceBase
 from hamlet.runtime.clock import Clock
 from hamlet.storage.stores.devices import DeviceStore, TokenOwner
-
-if TYPE_CHECKING:
-    from hamlet.api.request import ApiRequest
 
 TOKEN_CACHE_SIZE = 10_000
 # How often (at most) a device's last-seen time and address are written.
 LAST_SEEN_INTERVAL_S = 60.0
 _LAST_SEEN_TRACKED = 10_000
-
-
-@dataclass(frozen=True, slots=True)
-class Requester:
-    """Who is making a request."""
-
-    user_id: str
-    device_id: str | None
-    is_guest: bool = False
-    is_admin: bool = False
-    shadow_banned: bool = False
-    # The SHA-256 hash of the access token used (never the token itself).
-    token_id: str | None = None
 
 
 def hash_token(token: str) -> str:
@@ -133,12 +117,22 @@ class AuthHandler(ServiceBase):
     async def get_user_by_access_token(
         self, token: str | None, *, allow_guest: bool = False
     ) -> Requester:
+        """The requester behind a bare token.
+
+        `401 M_MISSING_TOKEN` without a token, `401 M_UNKNOWN_TOKEN` for one
+        that is not (or no longer) valid; an expired login-as token is
+        `M_UNKNOWN_TOKEN` with `soft_logout: true`, checked against the clock
+        on every lookup (a cached owner included), not only when the sweep
+        deletes it.
+        """
         if token is None:
             raise AuthError("M_MISSING_TOKEN", "Missing access token", soft_logout=False)
         token_id = hash_token(token)
         owner = await self._owner(token_id)
         if owner is None or owner.deactivated:
             raise AuthError("M_UNKNOWN_TOKEN", "Unknown access token", soft_logout=False)
+        if owner.valid_until_ms is not None and owner.valid_until_ms <= self._clock.time_msec():
+            raise AuthError("M_UNKNOWN_TOKEN", "Access token has expired", soft_logout=True)
         if owner.locked:
             raise AuthError("M_USER_LOCKED", "This account has been locked", soft_logout=True)
         if owner.is_guest and not allow_guest:
@@ -152,27 +146,17 @@ class AuthHandler(ServiceBase):
             token_id=token_id,
         )
 
-    async def get_user_by_req(
-        self, req_or_token: ApiRequest | str | None, *, allow_guest: bool = False
-    ) -> Requester:
-        """The requester behind a request (or a bare token).
+    async def get_user_by_req(self, client: ClientInfo, *, allow_guest: bool = False) -> Requester:
+        """The requester behind a client's request; notes the device's last-seen time and address.
 
-        `401 M_MISSING_TOKEN` without a token, `401 M_UNKNOWN_TOKEN` for one
-        that is not (or no longer) valid. Given a request, sets
-        `req.requester` (the access log names the user) and notes the
-        device's last-seen time and address.
+        Errors as `get_user_by_access_token`.
         """
-        if req_or_token is None or isinstance(req_or_token, str):
-            return await self.get_user_by_access_token(req_or_token, allow_guest=allow_guest)
-        req = req_or_token
-        requester = await self.get_user_by_access_token(req.access_token(), allow_guest=allow_guest)
-        req.requester = requester
+        requester = await self.get_user_by_access_token(
+            client.access_token, allow_guest=allow_guest
+        )
         if requester.device_id is not None:
             self._note_last_seen(
-                requester.user_id,
-                requester.device_id,
-                req.client_ip,
-                req.http.headers.get("User-Agent"),
+                requester.user_id, requester.device_id, client.ip, client.user_agent
             )
         return requester
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 import string
-from typing import Protocol
+from typing import Any, Protocol
 
 from hamlet.handlers.accounts.auth import AuthHandler
 from hamlet.runtime.clock import Clock
@@ -23,6 +23,16 @@ class DeviceListUpdates(Protocol):
     async def devices_changed(self, user_id: str) -> None:
         """The user's devices changed: bump the device list stream."""
         ...
+
+
+def device_json(device: DeviceRecord) -> dict[str, Any]:
+    """A device as the client API shows it to its owner."""
+    return {
+        "device_id": device.device_id,
+        "display_name": device.display_name,
+        "last_seen_ip": device.last_seen_ip,
+        "last_seen_ts": device.last_seen_ts,
+    }
 
 
 def generate_device_id() -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 from hamlet.config import HomeServerConfig
-from hamlet.handlers.accounts import ratelimits as account_ratelimits
 from hamlet.handlers.accounts.devices import MAX_DEVICE_ID_LENGTH, DeviceHandler
 from hamlet.handlers.accounts.passwords import MAX_PASSWORD_LENGTH, PasswordHasher
 from hamlet.handlers.accounts.ratelimits import AccountRatelimiters
@@ -103,7 +102,7 @@ class LoginHandler:
         return user
 
     async def login(self, body: dict[str, Any], client_ip: str) -> dict[str, Any]:
-        await account_ratelimits.check(self._limits.login_address, (client_ip,))
+        await self._limits.login_address.ratelimit((client_ip,))
         login_type = body.get("type")
         if not isinstance(login_type, str):
             raise BadJsonError("'type' must be a string")
@@ -121,12 +120,12 @@ class LoginHandler:
         password = password_from(body)
 
         key = user_id.lower()
-        await account_ratelimits.check(self._limits.login_account, key)
+        await self._limits.login_account.ratelimit(key)
         # Refused already if this account has had too many failed attempts.
-        await account_ratelimits.check(self._limits.login_failed, key, update=False)
+        await self._limits.login_failed.ratelimit(key, update=False)
         user = await self.check_password(user_id, password)
         if user is None:
-            await account_ratelimits.check(self._limits.login_failed, key)
+            await self._limits.login_failed.ratelimit(key)
             raise ForbiddenError(INVALID_CREDENTIALS)
         if user.deactivated:
             raise ForbiddenError("This account has been deactivated", errcode="M_USER_DEACTIVATED")

@@ -7,13 +7,13 @@ from typing import Any
 
 from hamlet.config import HomeServerConfig
 from hamlet.core.ids import UserID
-from hamlet.handlers.accounts.auth import Requester
 from hamlet.handlers.common.errors import (
     ForbiddenError,
     InvalidParamError,
     MatrixError,
     NotFoundError,
 )
+from hamlet.handlers.common.requester import Requester
 from hamlet.handlers.rooms.pipeline import EventPipeline
 from hamlet.handlers.rooms.sender import Sender
 from hamlet.storage.stores.accounts import AccountStore

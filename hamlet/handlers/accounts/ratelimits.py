@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable
-
 from hamlet.config import HomeServerConfig
 from hamlet.config.model import RateLimitConfig
 from hamlet.handlers.common import ratelimit
-from hamlet.handlers.common.errors import LimitExceededError
 from hamlet.handlers.common.service import ServiceBase
 from hamlet.runtime.clock import Clock
-
-
-async def check(limiter: ratelimit.Ratelimiter, key: Hashable, *, update: bool = True) -> None:
-    """`limiter.ratelimit`, raising the HTTP-facing `LimitExceededError`."""
-    try:
-        await limiter.ratelimit(key, update=update)
-    except ratelimit.LimitExceededError as e:
-        raise LimitExceededError(e.retry_after_ms) from None
 
 
 class AccountRatelimiters(ServiceBase):

@@ -12,7 +12,6 @@ from typing import Any
 
 from hamlet.config import HomeServerConfig
 from hamlet.core.ids import MAX_ID_LENGTH, is_valid_localpart
-from hamlet.handlers.accounts import ratelimits as account_ratelimits
 from hamlet.handlers.accounts.devices import DeviceHandler
 from hamlet.handlers.accounts.passwords import PasswordHasher, validate_password
 from hamlet.handlers.accounts.ratelimits import AccountRatelimiters
@@ -187,7 +186,7 @@ class RegistrationHandler:
     ) -> dict[str, Any]:
         if not self._config.allow_guest_access:
             raise ForbiddenError("Guest access is disabled", errcode="M_GUEST_ACCESS_FORBIDDEN")
-        await account_ratelimits.check(self._limits.registration, (client_ip,))
+        await self._limits.registration.ratelimit((client_ip,))
         user_id = await self.register_user(None, is_guest=True)
         return await self.create_login(user_id, device_id, display_name)
 
@@ -206,7 +205,7 @@ class RegistrationHandler:
         """A user's own registration, behind User-Interactive Auth."""
         if not self._config.enable_registration:
             raise ForbiddenError("Registration has been disabled")
-        await account_ratelimits.check(self._limits.registration, (client_ip,), update=False)
+        await self._limits.registration.ratelimit((client_ip,), update=False)
         if password is not None:
             validate_password(password, self._config.password_config)
         if username is not None:
@@ -216,7 +215,7 @@ class RegistrationHandler:
         ) as session:
             if password is None:
                 raise MissingParamError("Missing params: password")
-            await account_ratelimits.check(self._limits.registration, (client_ip,))
+            await self._limits.registration.ratelimit((client_ip,))
             token = session.completed.get(STAGE_REGISTRATION_TOKEN)
             user_id = await self.register_user(
                 username, password, registration_token=token if isinstance(token, str) else None
@@ -228,7 +227,7 @@ class RegistrationHandler:
     async def is_token_valid(self, token: str, client_ip: str) -> bool:
         if not self._config.registration_requires_token:
             raise ForbiddenError("Registration tokens are not enabled")
-        await account_ratelimits.check(self._limits.token_validity, (client_ip,))
+        await self._limits.token_validity.ratelimit((client_ip,))
         return await self.tokens.is_valid(token, self._clock.time_msec())
 
     async def shutdown(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from hamlet.handlers.admin.event_reports import EventReportsHandler
+from hamlet.handlers.admin.registration_tokens import RegistrationTokensAdmin
 from hamlet.handlers.admin.rooms import AdminRoomsHandler
 from hamlet.handlers.admin.server_notices import ServerNoticesHandler
 from hamlet.handlers.admin.users import AdminUsersHandler
@@ -33,7 +34,9 @@ def build(ctx: BuildContext, s: Services) -> None:
         history=s.room_history_store,
         current_stream=lambda: creator.current_stream,
     )
-    s.registration_token_admin = RegistrationTokenAdminStore(db)
+    s.registration_token_admin = RegistrationTokensAdmin(
+        clock, s.registration_token_store, RegistrationTokenAdminStore(db)
+    )
     s.admin_users = ctx.own(
         AdminUsersHandler(
             config=config,

@@ -16,8 +16,8 @@ from typing import Any, Final
 from hamlet.config import HomeServerConfig
 from hamlet.core.ids import UserID
 from hamlet.handlers.accounts.account import AccountHandler
-from hamlet.handlers.accounts.auth import AuthHandler, Requester, generate_access_token, hash_token
-from hamlet.handlers.accounts.devices import MAX_DISPLAY_NAME_LENGTH, DeviceHandler
+from hamlet.handlers.accounts.auth import AuthHandler, generate_access_token, hash_token
+from hamlet.handlers.accounts.devices import MAX_DISPLAY_NAME_LENGTH, DeviceHandler, device_json
 from hamlet.handlers.accounts.profile import ProfileHandler
 from hamlet.handlers.accounts.register import USER_TYPES, RegistrationHandler
 from hamlet.handlers.common.errors import (
@@ -26,12 +26,16 @@ from hamlet.handlers.common.errors import (
     NotFoundError,
 )
 from hamlet.handlers.common.ratelimit_overrides import RatelimitOverrides
+from hamlet.handlers.common.requester import Requester
 from hamlet.handlers.common.service import ServiceBase
 from hamlet.handlers.rooms.pipeline import EventPipeline
 from hamlet.handlers.rooms.sender import Sender
 from hamlet.runtime.clock import Clock, LoopingCall
 from hamlet.storage.stores.accounts import AccountStore
-from hamlet.storage.stores.admin_users import AdminUserRow, AdminUserStore, UserListQuery
+from hamlet.storage.stores.admin_users import ORDER_COLUMNS, AdminUserRow, AdminUserStore
+
+# The listing's filters, part of this handler's interface (the API builds one).
+from hamlet.storage.stores.admin_users import UserListQuery as UserListQuery
 from hamlet.storage.stores.devices import DeviceRecord
 from hamlet.storage.stores.profiles import ProfilesStore
 from hamlet.storage.stores.rooms import RoomsStore
@@ -40,9 +44,11 @@ logger = logging.getLogger(__name__)
 
 MAX_PASSWORD_LENGTH: Final = 512
 MAX_DISPLAYNAME_LENGTH: Final = 256
-# How often tokens past their `valid_until_ms` are swept (a timer also fires
-# at each expiry while the server runs; the sweep covers restarts).
-TOKEN_SWEEP_INTERVAL_S: Final = 60.0
+# An expired login-as token is refused at lookup (`soft_logout: true`) from
+# the moment it expires; its row is kept this long so a client coming back
+# still hears "soft logout" rather than "unknown token", then swept.
+EXPIRED_TOKEN_RETENTION_MS: Final = 7 * 24 * 3600 * 1000
+TOKEN_SWEEP_INTERVAL_S: Final = 3600.0
 
 
 def _bool(body: dict[str, Any], key: str) -> bool | None:
@@ -53,12 +59,10 @@ def _bool(body: dict[str, Any], key: str) -> bool | None:
 
 
 def _device_json(device: DeviceRecord) -> dict[str, Any]:
+    """A device as the admin API shows it (more than its owner sees)."""
     return {
-        "device_id": device.device_id,
-        "display_name": device.display_name,
-        "last_seen_ip": device.last_seen_ip,
+        **device_json(device),
         "last_seen_user_agent": device.last_seen_user_agent,
-        "last_seen_ts": device.last_seen_ts,
         "user_id": device.user_id,
         "dehydrated": False,
     }
@@ -218,6 +222,8 @@ class AdminUsersHandler(ServiceBase):
         return row
 
     async def list_users(self, query: UserListQuery, start: int, limit: int) -> dict[str, Any]:
+        if query.order_by not in ORDER_COLUMNS:
+            raise InvalidParamError("Unknown value for order_by")
         rows, total = await self.store.list_users(query, start, limit)
         result: dict[str, Any] = {"users": [user_list_json(r) for r in rows], "total": total}
         if start + len(rows) < total:
@@ -393,11 +399,13 @@ class AdminUsersHandler(ServiceBase):
         token = generate_access_token(user_id)
         token_hash = hash_token(token)
         await self._devices.store.add_access_token(
-            token_hash, user_id, None, now, puppets_user_id=requester.user_id
+            token_hash,
+            user_id,
+            None,
+            now,
+            puppets_user_id=requester.user_id,
+            valid_until_ms=valid_until_ms,
         )
-        if valid_until_ms is not None:
-            await self.store.add_token_expiry(token_hash, valid_until_ms)
-            self._clock.call_later((valid_until_ms - now) / 1000, self._expire_in_background)
         return {"access_token": token}
 
     def start(self) -> None:
@@ -411,8 +419,10 @@ class AdminUsersHandler(ServiceBase):
         return self._clock.run_as_background_process("expire_access_tokens", self.expire_tokens)
 
     async def expire_tokens(self) -> int:
-        """Revoke every access token past its `valid_until_ms`; returns how many."""
-        revoked = await self.store.delete_expired_tokens(self._clock.time_msec())
+        """Revoke every access token expired for longer than the retention; returns how many."""
+        revoked = await self.store.delete_expired_tokens(
+            self._clock.time_msec() - EXPIRED_TOKEN_RETENTION_MS
+        )
         if revoked:
             self._auth.invalidate_tokens(revoked)
             logger.info("Revoked %d expired access token(s)", len(revoked))

@@ -58,9 +58,21 @@ class AuthError(MatrixError):
 
 
 class LimitExceededError(MatrixError):
-    def __init__(self, retry_after_ms: int, message: str = "Too many requests") -> None:
+    """429: over a rate limit or a concurrency cap; the client may retry after a while.
+
+    `limiter_name` says which limiter refused (for tests and logs, never sent).
+    """
+
+    def __init__(
+        self,
+        retry_after_ms: int,
+        message: str = "Too many requests",
+        *,
+        limiter_name: str | None = None,
+    ) -> None:
         super().__init__(429, "M_LIMIT_EXCEEDED", message, retry_after_ms=retry_after_ms)
         self.retry_after_ms = retry_after_ms
+        self.limiter_name = limiter_name
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(max(1, -(-self.retry_after_ms // 1000)))}

@@ -55,6 +55,7 @@ import time
 from collections.abc import Hashable
 from typing import Final
 
+from hamlet.handlers.common.errors import LimitExceededError
 from hamlet.runtime.clock import Clock, LoopingCall
 from hamlet.runtime.wheel_timer import WheelTimer
 
@@ -87,17 +88,6 @@ _MAX_SCHEDULE_AHEAD_S: Final = 86400.0
 # (action_count, time_start, rate_hz). A plain tuple of numbers: compact,
 # and the garbage collector stops tracking it after its first collection.
 _Bucket = tuple[float, float, float]
-
-
-class LimitExceededError(Exception):
-    """The action is over its rate limit; the client may retry after a while."""
-
-    retry_after_ms: int
-
-    def __init__(self, retry_after_ms: int, limiter_name: str | None = None) -> None:
-        super().__init__(f"Too many requests; retry after {retry_after_ms} ms")
-        self.retry_after_ms = retry_after_ms
-        self.limiter_name = limiter_name
 
 
 def _empty_at(bucket: _Bucket) -> float:

@@ -35,8 +35,6 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from hamlet.config import HomeServerConfig
-from hamlet.handlers.accounts.auth import Requester
-from hamlet.handlers.accounts.ratelimits import check
 from hamlet.handlers.common.errors import (
     ForbiddenError,
     LimitExceededError,
@@ -45,6 +43,7 @@ from hamlet.handlers.common.errors import (
     TooLargeError,
 )
 from hamlet.handlers.common.ratelimit import Ratelimiter
+from hamlet.handlers.common.requester import Requester
 from hamlet.handlers.common.service import ServiceBase
 from hamlet.handlers.media import thumbnailer
 from hamlet.runtime.blocking import run_blocking
@@ -158,7 +157,7 @@ class MediaRepository(ServiceBase):
 
     async def _ratelimit(self, requester: Requester) -> None:
         if not requester.is_admin:
-            await check(self.create_limiter, requester.user_id)
+            await self.create_limiter.ratelimit(requester.user_id)
 
     async def _check_cap(self, extra: int) -> None:
         cap = self.config.limits.max_media_bytes

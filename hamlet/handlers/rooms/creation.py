@@ -137,7 +137,7 @@ class RoomCreationHandler:
         ]:
             try:
                 validate_power_levels_content(room_version, content)
-            except core_errors.AuthError as e:
+            except core_errors.EventAuthError as e:
                 raise BadJsonError(f"Invalid power levels: {e}") from None
 
         contents: list[Mapping[str, Any]] = [creation_content, pl_content]

@@ -16,13 +16,13 @@ from hamlet.core.power_levels import (
     get_required_level,
     get_user_power_level,
 )
-from hamlet.handlers.accounts.auth import Requester
 from hamlet.handlers.common.errors import (
     ForbiddenError,
     InvalidParamError,
     MatrixError,
     NotFoundError,
 )
+from hamlet.handlers.common.requester import Requester
 from hamlet.handlers.history.visibility import HISTORY_KEY
 from hamlet.handlers.rooms.pipeline import EventPipeline
 from hamlet.handlers.rooms.sender import Sender

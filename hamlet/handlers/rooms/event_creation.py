@@ -168,11 +168,11 @@ class EventCreator(ServiceBase):
             if type == "m.room.power_levels" and state_key == "":
                 try:
                     validate_power_levels_content(version, content)
-                except core_errors.AuthError as e:
+                except core_errors.EventAuthError as e:
                     raise BadJsonError(str(e)) from None
             try:
                 auth_check(version, event, auth_state)
-            except core_errors.AuthError as e:
+            except core_errors.EventAuthError as e:
                 raise ForbiddenError(str(e)) from None
             if event.redacts is not None:
                 await self._check_redaction(event, auth_state)

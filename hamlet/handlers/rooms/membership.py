@@ -154,3 +154,6 @@ class MembershipHandler:
             raise NotFoundError("Unknown room")
         if not await self.is_joined(user_id, room_id):
             raise ForbiddenError(f"User {user_id} not in room {room_id}")
+
+    async def joined_room_ids(self, user_id: str) -> list[str]:
+        return [m.room_id for m in await self.rooms.get_rooms_for_user(user_id)]

@@ -5,9 +5,6 @@ from __future__ import annotations
 from typing import Protocol
 
 from hamlet.config import HomeServerConfig, RateLimitConfig
-from hamlet.handlers.accounts.ratelimits import check
-from hamlet.handlers.common import ratelimit
-from hamlet.handlers.common.errors import LimitExceededError
 from hamlet.handlers.common.ratelimit import Ratelimiter
 from hamlet.handlers.common.service import ServiceBase
 from hamlet.handlers.rooms.sender import Sender
@@ -58,25 +55,22 @@ class RoomRatelimiters(ServiceBase):
             return
         override = await self.overrides.get(sender.user_id)
         if override is None:
-            await check(self.messages, sender.user_id)
+            await self.messages.ratelimit(sender.user_id)
             return
         per_second, burst_count = override
         if per_second == 0:
             return  # 0 messages per second: not rate limited at all
-        try:
-            await self.messages.ratelimit(
-                sender.user_id, rate_hz=per_second, burst_count=burst_count
-            )
-        except ratelimit.LimitExceededError as e:
-            raise LimitExceededError(e.retry_after_ms) from None
+        await self.messages.ratelimit(
+            sender.user_id, rate_hz=per_second, burst_count=burst_count
+        )
 
     async def join(self, sender: Sender, room_id: str) -> None:
         if not sender.exempt_from_limits:
-            await check(self.joins_local, sender.user_id)
-            await check(self.joins_per_room, room_id)
+            await self.joins_local.ratelimit(sender.user_id)
+            await self.joins_per_room.ratelimit(room_id)
 
     async def invite(self, sender: Sender, room_id: str, invitee: str) -> None:
         if not sender.exempt_from_limits:
-            await check(self.invites_per_room, room_id)
-            await check(self.invites_per_user, invitee)
-            await check(self.invites_per_issuer, sender.user_id)
+            await self.invites_per_room.ratelimit(room_id)
+            await self.invites_per_user.ratelimit(invitee)
+            await self.invites_per_issuer.ratelimit(sender.user_id)

@@ -7,7 +7,7 @@ import string
 from dataclasses import dataclass
 from typing import Final
 
-from hamlet.handlers.accounts.auth import Requester
+from hamlet.handlers.common.requester import Requester
 
 _EVENT_ID_ALPHABET: Final = string.ascii_letters + string.digits + "-_"
 

@@ -17,9 +17,9 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 
 from hamlet.core.filters import Filter
-from hamlet.handlers.accounts.auth import Requester
 from hamlet.handlers.common.errors import InvalidParamError, LimitExceededError
 from hamlet.handlers.common.notifier import Notifier
+from hamlet.handlers.common.requester import Requester
 from hamlet.handlers.common.streams import StreamProvider, StreamToken, SyncScope
 from hamlet.handlers.e2ee.device_lists import DeviceListChanges
 from hamlet.handlers.e2ee.keys import E2eKeysHandler

@@ -213,20 +213,12 @@ class AdminUserStore:
 
     # Access tokens that expire
 
-    async def add_token_expiry(self, token_hash: str, valid_until_ms: int) -> None:
-        await self.db.execute(
-            "add_token_expiry",
-            "INSERT INTO access_token_expiry (token_hash, valid_until_ms) VALUES (?, ?)",
-            token_hash,
-            valid_until_ms,
-        )
-
-    async def delete_expired_tokens(self, now_ms: int) -> list[str]:
-        """Delete every access token past its expiry; returns their hashes."""
+    async def delete_expired_tokens(self, before_ms: int) -> list[str]:
+        """Delete every access token that expired at or before `before_ms`; returns their hashes."""
 
         async def txn_fn(txn: Transaction) -> list[str]:
             rows = await txn.fetchall(
-                "SELECT token_hash FROM access_token_expiry WHERE valid_until_ms <= ?", (now_ms,)
+                "SELECT token_hash FROM access_token_expiry WHERE valid_until_ms <= ?", (before_ms,)
             )
             hashes = [str(r[0]) for r in rows]
             for token_hash in hashes:

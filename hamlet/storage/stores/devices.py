@@ -30,6 +30,8 @@ class TokenOwner:
     deactivated: bool
     locked: bool
     puppets_user_id: str | None
+    # When the token stops working (an admin's login-as token), else None.
+    valid_until_ms: int | None = None
 
 
 _DEVICE_COLUMNS = (
@@ -190,24 +192,32 @@ class DeviceStore:
         device_id: str | None,
         created_ts: int,
         puppets_user_id: str | None = None,
+        valid_until_ms: int | None = None,
     ) -> None:
-        await self.db.execute(
-            "add_access_token",
-            "INSERT INTO access_tokens (token_hash, user_id, device_id, created_ts,"
-            " last_used_ts, puppets_user_id) VALUES (?, ?, ?, ?, NULL, ?)",
-            token_hash,
-            user_id,
-            device_id,
-            created_ts,
-            puppets_user_id,
-        )
+        """Store a token; one with `valid_until_ms` gets its expiry in the same transaction,
+        so no lookup ever sees it without one."""
+
+        async def txn_fn(txn: Transaction) -> None:
+            await txn.execute(
+                "INSERT INTO access_tokens (token_hash, user_id, device_id, created_ts,"
+                " last_used_ts, puppets_user_id) VALUES (?, ?, ?, ?, NULL, ?)",
+                (token_hash, user_id, device_id, created_ts, puppets_user_id),
+            )
+            if valid_until_ms is not None:
+                await txn.execute(
+                    "INSERT INTO access_token_expiry (token_hash, valid_until_ms) VALUES (?, ?)",
+                    (token_hash, valid_until_ms),
+                )
+
+        await self.db.run_interaction("add_access_token", txn_fn)
 
     async def get_token_owner(self, token_hash: str) -> TokenOwner | None:
         row = await self.db.fetchone(
             "get_token_owner",
             "SELECT t.user_id, t.device_id, u.is_guest, u.admin, u.shadow_banned,"
-            " u.deactivated, u.locked, t.puppets_user_id"
+            " u.deactivated, u.locked, t.puppets_user_id, e.valid_until_ms"
             " FROM access_tokens AS t JOIN users AS u ON u.user_id = t.user_id"
+            " LEFT JOIN access_token_expiry AS e ON e.token_hash = t.token_hash"
             " WHERE t.token_hash = ?",
             token_hash,
         )
@@ -222,6 +232,7 @@ class DeviceStore:
             deactivated=bool(row[5]),
             locked=bool(row[6]),
             puppets_user_id=None if row[7] is None else str(row[7]),
+            valid_until_ms=None if row[8] is None else int(row[8]),
         )
 
     async def delete_access_token(self, token_hash: str) -> None:
