@@ -69,7 +69,7 @@ from hamlet.handlers.user_streams.presence import PresenceHandler
 from hamlet.handlers.user_streams.receipts import ReceiptsHandler
 from hamlet.handlers.user_streams.to_device import ToDeviceHandler
 from hamlet.handlers.user_streams.typing import TypingHandler
-from hamlet.runtime.blocking import run_blocking
+from hamlet.runtime.blocking import run_file_io
 from hamlet.runtime.clock import Clock
 from hamlet.runtime.logcontext import LoggingContext
 from hamlet.storage.database import Database
@@ -237,7 +237,7 @@ class HomeServer:
             self.state = "ready"
 
     async def _setup(self) -> None:
-        self._signing_key = await run_blocking(
+        self._signing_key = await run_file_io(
             load_or_create_signing_key, self.config.signing_key_path
         )
         self._db = make_database(self.config, self._pg_pool)
@@ -269,7 +269,9 @@ class HomeServer:
         self.device_store = DeviceStore(self.db)
         self.registration_token_store = RegistrationTokenStore(self.db)
         self.password_hasher = PasswordHasher(
-            pepper=config.password_config.pepper, rounds=config.bcrypt_rounds
+            pepper=config.password_config.pepper,
+            rounds=config.bcrypt_rounds,
+            tenant=config.server_name,
         )
         self.account_ratelimiters = AccountRatelimiters(self.clock, config)
         self._own(self.account_ratelimiters)

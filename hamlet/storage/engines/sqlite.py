@@ -1,4 +1,4 @@
-"""SQLite engine: one connection per tenant, driven from the shared blocking pool."""
+"""SQLite engine: one connection per tenant, driven from the shared database pool."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from hamlet.runtime.blocking import run_blocking
+from hamlet.runtime.blocking import run_db
 from hamlet.storage.database import Args, Database, Row, Transaction
 from hamlet.storage.errors import IntegrityError, StorageError
 
@@ -20,13 +20,13 @@ class SqliteTransaction(Transaction):
         self._conn = conn
 
     async def execute(self, sql: str, args: Args = ()) -> int:
-        return await run_blocking(_execute, self._conn, sql, tuple(args))
+        return await run_db(_execute, self._conn, sql, tuple(args))
 
     async def executemany(self, sql: str, rows: Iterable[Args]) -> None:
-        await run_blocking(_executemany, self._conn, sql, [tuple(r) for r in rows])
+        await run_db(_executemany, self._conn, sql, [tuple(r) for r in rows])
 
     async def fetchall(self, sql: str, args: Args = ()) -> list[Row]:
-        return await run_blocking(_fetchall, self._conn, sql, tuple(args))
+        return await run_db(_fetchall, self._conn, sql, tuple(args))
 
 
 def _wrap(e: sqlite3.Error) -> StorageError:
@@ -82,20 +82,20 @@ class SqliteDatabase(Database):
 
     async def open(self) -> None:
         if self._conn is None:
-            self._conn = await run_blocking(_connect, self.path)
+            self._conn = await run_db(_connect, self.path)
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
             async with self._lock:
-                await run_blocking(conn.close)
+                await run_db(conn.close)
 
     async def release_memory(self) -> None:
         # Migrations and start-up reads fill SQLite's page cache; an idle
         # tenant pays for it in RSS until something shrinks it.
         async with self._lock:
             if self._conn is not None:
-                await run_blocking(_execute, self._conn, "PRAGMA shrink_memory", ())
+                await run_db(_execute, self._conn, "PRAGMA shrink_memory", ())
 
     @property
     def is_open(self) -> bool:
@@ -106,15 +106,15 @@ class SqliteDatabase(Database):
             conn = self._conn
             if conn is None:
                 raise StorageError("database is closed")
-            # run_blocking finishes each statement even if this task is
+            # run_db finishes each statement even if this task is
             # cancelled, so the rollback below never races a running one and
             # the lock is never released with a transaction left open.
             try:
-                await run_blocking(_execute, conn, "BEGIN", ())
+                await run_db(_execute, conn, "BEGIN", ())
                 result = await fn(SqliteTransaction(conn))
-                await run_blocking(_execute, conn, "COMMIT", ())
+                await run_db(_execute, conn, "COMMIT", ())
             except BaseException:
-                await run_blocking(_rollback, conn)
+                await run_db(_rollback, conn)
                 raise
             return result
 
