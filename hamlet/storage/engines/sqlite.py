@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
@@ -13,6 +15,8 @@ from hamlet.storage.database import Args, Database, Row, Transaction
 from hamlet.storage.errors import IntegrityError, StorageError
 
 T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
 
 
 class SqliteTransaction(Transaction):
@@ -56,9 +60,35 @@ def _fetchall(conn: sqlite3.Connection, sql: str, args: tuple[object, ...]) -> l
         raise _wrap(e) from e
 
 
+# The database holds password hashes and access tokens: owner only, like
+# the signing key. SQLite gives the -wal and -shm files the main file's mode.
+DB_FILE_MODE = 0o600
+
+
+def _restrict(path: str) -> None:
+    """Create the database file owner-only, and take back what older runs left open."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, DB_FILE_MODE))
+    except FileExistsError:
+        pass
+    for name in (path, f"{path}-wal", f"{path}-shm", f"{path}-journal"):
+        try:
+            mode = os.stat(name).st_mode & 0o777
+            if mode & ~DB_FILE_MODE:
+                os.chmod(name, mode & DB_FILE_MODE)
+        except FileNotFoundError:
+            pass
+        except PermissionError:
+            logger.warning("Cannot make %s owner-only (it is not ours)", name)
+
+
 def _connect(path: str) -> sqlite3.Connection:
     if path != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            _restrict(path)
+        except OSError as e:
+            raise StorageError(f"cannot open SQLite database {path}: {e}") from e
     try:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
