@@ -158,7 +158,11 @@ async def _make_admin(config: HomeServerConfig, user: str) -> str | None:
 
 
 def cmd_admin_make_admin(args: argparse.Namespace) -> int:
-    """Make an existing user a server admin, straight in the database (no server needed)."""
+    """Make an existing user a server admin, straight in the database (no server needed).
+
+    A running server sees it too: the admin API reads the flag afresh, and
+    every other check within `TOKEN_CACHE_TTL_S`.
+    """
     path = Path(args.config)
     try:
         config, _warnings = load_config(path)

@@ -52,6 +52,7 @@ from hamlet.handlers.history.serializer import EventSerializer
 from hamlet.handlers.history.visibility import VisibilityHandler
 from hamlet.handlers.media.repository import MediaRepository
 from hamlet.handlers.push.rules import PushRulesHandler
+from hamlet.handlers.rooms.auto_join import AutoJoinHandler
 from hamlet.handlers.rooms.creation import RoomCreationHandler
 from hamlet.handlers.rooms.directory import DirectoryHandler
 from hamlet.handlers.rooms.event_cache import EventCache
@@ -275,7 +276,9 @@ class HomeServer:
         )
         self.account_ratelimiters = AccountRatelimiters(self.clock, config)
         self._own(self.account_ratelimiters)
-        self.auth = AuthHandler(self.clock, self.device_store)
+        self.auth = AuthHandler(
+            self.clock, self.device_store, session_lifetime_ms=config.session_lifetime
+        )
         self._own(self.auth)
         self.devices = DeviceHandler(self.clock, self.device_store, self.auth)
         self.login = LoginHandler(
@@ -369,6 +372,13 @@ class HomeServer:
             rooms=self.rooms_store,
             events=self.events_store,
         )
+        if self.config.auto_join_rooms:
+            self.registration.after_registration = AutoJoinHandler(
+                config=self.config,
+                directory=self.directory,
+                creation=self.room_creation,
+                membership=self.membership,
+            ).on_registered
 
     def _build_history_services(self) -> None:
         """History, relations (and the serializer's bundled aggregations), profiles."""

@@ -8,6 +8,8 @@ the request's context and answered with a bare 500.
 from __future__ import annotations
 
 import asyncio
+import functools
+import ipaddress
 import itertools
 import logging
 import time
@@ -19,6 +21,7 @@ from aiohttp import web
 
 from hamlet.api.request import ApiRequest
 from hamlet.api.router import Route, Router
+from hamlet.config.model import ListenerConfig
 from hamlet.handlers.common.errors import MatrixError, TooLargeError, UnrecognizedError
 from hamlet.runtime.logcontext import LoggingContext, measure_cpu
 
@@ -77,6 +80,33 @@ def strip_port(host: str | None) -> str | None:
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
+def client_address(http: web.Request, x_forwarded: bool) -> str:
+    """The client's IP: the peer, or on an `x_forwarded` listener what the proxy says.
+
+    As Synapse does, the first address of the first X-Forwarded-For header
+    (the proxy in front is trusted to have set it). Only a well-formed IP
+    address is taken: the value keys rate limits and is stored as a
+    device's last-seen address.
+    """
+    peer = http.remote or "-"
+    if not x_forwarded:
+        return peer
+    header = http.headers.get("X-Forwarded-For")
+    if header is None:
+        return peer
+    first = header.split(",", 1)[0].strip()
+    try:
+        return str(ipaddress.ip_address(first))
+    except ValueError:
+        return peer
+
+
+def _compresses(listener: ListenerConfig | None) -> bool:
+    # Every listener serves every API (resource names pick nothing yet), so
+    # one resource asking for compression turns it on for the listener.
+    return listener is not None and any(r.compress for r in listener.resources)
+
+
 class HttpFrontend:
     """Serves every tenant the resolver knows, on any number of listeners."""
 
@@ -85,13 +115,21 @@ class HttpFrontend:
         self.router = router
         self._counter = itertools.count(1)
 
-    def make_app(self) -> web.Application:
+    def make_app(self, listener: ListenerConfig | None = None) -> web.Application:
+        """The app for one listener; its `x_forwarded` and `compress` apply to it alone."""
         # The real size limit is per tenant (ApiRequest.body); this is a backstop.
         app = web.Application(client_max_size=1024**3, handler_args={"access_log": None})
-        app.router.add_route("*", "/{tail:.*}", self.handle)
+        handler = functools.partial(
+            self.handle,
+            x_forwarded=listener is not None and listener.x_forwarded,
+            compress=_compresses(listener),
+        )
+        app.router.add_route("*", "/{tail:.*}", handler)
         return app
 
-    async def handle(self, http: web.Request) -> web.StreamResponse:
+    async def handle(
+        self, http: web.Request, *, x_forwarded: bool = False, compress: bool = False
+    ) -> web.StreamResponse:
         if http.method == "OPTIONS":
             return web.Response(status=204, headers=CORS_HEADERS)
         host = strip_port(http.headers.get("Host"))
@@ -103,15 +141,22 @@ class HttpFrontend:
         started = time.monotonic()
         try:
             async with gate.open() as hs:
-                response = await self.dispatch(hs, http)
+                response = await self.dispatch(hs, http, client_address(http, x_forwarded))
         except MatrixError as e:
             response = error_response(e)
         gate.observe(response.status, time.monotonic() - started)
+        if compress and response.content_type == "application/json" and not response.prepared:
+            # Negotiated from Accept-Encoding; media is already compressed.
+            response.enable_compression()
         return response
 
-    async def dispatch(self, hs: HomeServer, http: web.Request) -> web.StreamResponse:
+    async def dispatch(
+        self, hs: HomeServer, http: web.Request, client_ip: str | None = None
+    ) -> web.StreamResponse:
+        """Run one request for `hs`; `client_ip` defaults to the peer's address."""
         name = f"{http.method}-{next(self._counter)}"
-        client_ip = http.remote or "-"
+        if client_ip is None:
+            client_ip = client_address(http, x_forwarded=False)
         with LoggingContext(name, hs.server_name, request=name) as ctx:
             request: ApiRequest | None = None
             try:

@@ -30,6 +30,7 @@ class TokenOwner:
     deactivated: bool
     locked: bool
     puppets_user_id: str | None
+    token_created_ts: int
 
 
 _DEVICE_COLUMNS = (
@@ -206,7 +207,7 @@ class DeviceStore:
         row = await self.db.fetchone(
             "get_token_owner",
             "SELECT t.user_id, t.device_id, u.is_guest, u.admin, u.shadow_banned,"
-            " u.deactivated, u.locked, t.puppets_user_id"
+            " u.deactivated, u.locked, t.puppets_user_id, t.created_ts"
             " FROM access_tokens AS t JOIN users AS u ON u.user_id = t.user_id"
             " WHERE t.token_hash = ?",
             token_hash,
@@ -222,6 +223,7 @@ class DeviceStore:
             deactivated=bool(row[5]),
             locked=bool(row[6]),
             puppets_user_id=None if row[7] is None else str(row[7]),
+            token_created_ts=int(row[8]),
         )
 
     async def delete_access_token(self, token_hash: str) -> None:
