@@ -11,6 +11,7 @@ from hamlet.handlers.accounts.shared_secret import registration_mac
 from tests.accounts.conftest import OPEN_REGISTRATION, MakeConfig
 from tests.accounts.helpers import V3, assert_error, login, password_auth, register, register_ok
 from tests.support.harness import Harness, start_harness
+from tests.support.users import make_user
 
 LONG = "é" * 40  # 40 characters, 80 bytes
 AT_LIMIT = "é" * 36  # 72 bytes
@@ -96,3 +97,20 @@ async def test_check_accepts_a_hash_made_over_the_truncated_input() -> None:
     assert await hasher.check(composed, synapse_hash(composed, PEPPER))
     assert not await hasher.check("file password", legacy)
     assert not await hasher.check(password, "not a bcrypt hash")
+
+
+async def test_admin_api_refuses_a_long_password_before_changing_anything(h: Harness) -> None:
+    admin = await make_user(h, "root", admin=True)
+    await register_ok(h, "dora", "pw-dora-123")
+    url = "/_synapse/admin/v2/users/@dora:test.local"
+    resp = await h.request(
+        "PUT", url, token=admin.token, json={"displayname": "Renamed", "password": LONG}
+    )
+    assert_error(resp, 400, "M_INVALID_PARAM")
+    assert (await h.request("GET", url, token=admin.token)).json["displayname"] == "dora"
+    assert (await login(h, "dora", "pw-dora-123")).status == 200
+
+    url = "/_synapse/admin/v2/users/@newbie:test.local"
+    resp = await h.request("PUT", url, token=admin.token, json={"password": LONG})
+    assert_error(resp, 400, "M_INVALID_PARAM")
+    assert await h.hs.account_store.get_user("@newbie:test.local") is None
