@@ -507,11 +507,14 @@ def test_keys_that_change_nothing_warn() -> None:
             listeners=[{"port": 8008, "resources": [{"names": ["client", "federation"]}]}],
             rc_admin_redaction={"per_second": 1, "burst_count": 5},
             allow_public_rooms_over_federation=True,
+            rc_joins={"remote": {"per_second": 1, "burst_count": 5}},
         ),
         config_dir=Path("/srv"),
     )
     assert sorted(warnings) == sorted(
         [
+            "unsupported key 'rc_joins.remote' has no effect: there is no federation yet, "
+            "so no remote joins",
             "unsupported key 'database.txn_limit' has no effect: connections are never "
             "recycled after N transactions",
             "unsupported key 'listeners[0].resources[0].names' has no effect: 'federation' is "
