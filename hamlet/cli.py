@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -45,6 +46,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         for error in e.errors:
             print(f"{config_path}: {error}", file=sys.stderr)
         return 1
+    # Nothing the server writes (logs, rotated logs, media) is for other
+    # users of the machine; the database and keys are 0600 on top of this.
+    os.umask(0o027)
     setup_logging(main_config.log_config)
     for warning in warnings:
         logger.warning("config: %s", warning)
@@ -154,7 +158,11 @@ async def _make_admin(config: HomeServerConfig, user: str) -> str | None:
 
 
 def cmd_admin_make_admin(args: argparse.Namespace) -> int:
-    """Make an existing user a server admin, straight in the database (no server needed)."""
+    """Make an existing user a server admin, straight in the database (no server needed).
+
+    A running server sees it too: the admin API reads the flag afresh, and
+    every other check within `TOKEN_CACHE_TTL_S`.
+    """
     path = Path(args.config)
     try:
         config, _warnings = load_config(path)

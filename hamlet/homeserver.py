@@ -38,7 +38,7 @@ from hamlet.handlers.rooms import services as rooms
 from hamlet.handlers.spaces import services as spaces
 from hamlet.handlers.sync import services as sync
 from hamlet.handlers.user_streams import services as user_streams
-from hamlet.runtime.blocking import run_blocking
+from hamlet.runtime.blocking import run_file_io
 from hamlet.runtime.clock import Clock
 from hamlet.runtime.logcontext import LoggingContext
 from hamlet.storage.database import Database
@@ -142,7 +142,7 @@ class HomeServer(Services):
             self.state = "ready"
 
     async def _setup(self) -> None:
-        signing_key = await run_blocking(load_or_create_signing_key, self.config.signing_key_path)
+        signing_key = await run_file_io(load_or_create_signing_key, self.config.signing_key_path)
         self._signing_key = signing_key
         self._db = db = make_database(self.config, self._pg_pool)
         await db.open()

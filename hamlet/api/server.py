@@ -11,6 +11,8 @@ headers, writes one access-log line and is counted in the host's figures.
 from __future__ import annotations
 
 import asyncio
+import functools
+import ipaddress
 import itertools
 import logging
 import time
@@ -23,6 +25,7 @@ from aiohttp import web
 
 from hamlet.api.request import ApiRequest
 from hamlet.api.router import Route, Router
+from hamlet.config.model import ListenerConfig
 from hamlet.handlers.common.errors import MatrixError, TooLargeError, UnrecognizedError
 from hamlet.runtime.logcontext import LoggingContext, measure_cpu
 
@@ -83,11 +86,35 @@ def error_response(err: MatrixError) -> web.Response:
 class _Exchange:
     """What the access log needs to know of a request once it has been routed."""
 
+    client_ip: str = "-"
     request: ApiRequest | None = None
 
 
-def _client_ip(http: web.Request) -> str:
-    return http.remote or "-"
+def client_address(http: web.Request, x_forwarded: bool) -> str:
+    """The client's IP: the peer, or on an `x_forwarded` listener what the proxy says.
+
+    As Synapse does, the first address of the first X-Forwarded-For header
+    (the proxy in front is trusted to have set it). Only a well-formed IP
+    address is taken: the value keys rate limits and is stored as a
+    device's last-seen address.
+    """
+    peer = http.remote or "-"
+    if not x_forwarded:
+        return peer
+    header = http.headers.get("X-Forwarded-For")
+    if header is None:
+        return peer
+    first = header.split(",", 1)[0].strip()
+    try:
+        return str(ipaddress.ip_address(first))
+    except ValueError:
+        return peer
+
+
+def _compresses(listener: ListenerConfig | None) -> bool:
+    # Every listener serves every API (resource names pick nothing yet), so
+    # one resource asking for compression turns it on for the listener.
+    return listener is not None and any(r.compress for r in listener.resources)
 
 
 def strip_port(host: str | None) -> str | None:
@@ -108,19 +135,27 @@ class HttpFrontend:
         self.router = router
         self._counter = itertools.count(1)
 
-    def make_app(self) -> web.Application:
+    def make_app(self, listener: ListenerConfig | None = None) -> web.Application:
+        """The app for one listener; its `x_forwarded` and `compress` apply to it alone."""
         # The real size limit is per tenant (ApiRequest.body); this is a backstop.
         app = web.Application(client_max_size=1024**3, handler_args={"access_log": None})
-        app.router.add_route("*", "/{tail:.*}", self.handle)
+        handler = functools.partial(
+            self.handle,
+            x_forwarded=listener is not None and listener.x_forwarded,
+            compress=_compresses(listener),
+        )
+        app.router.add_route("*", "/{tail:.*}", handler)
         return app
 
-    async def handle(self, http: web.Request) -> web.StreamResponse:
+    async def handle(
+        self, http: web.Request, *, x_forwarded: bool = False, compress: bool = False
+    ) -> web.StreamResponse:
         host = strip_port(http.headers.get("Host"))
         gate = self.resolver.resolve(host)
         observer = gate if gate is not None else self.resolver.unrouted
         server_name = gate.server_name if gate is not None else HOST_SERVER_NAME
         name = f"{http.method}-{next(self._counter)}"
-        exchange = _Exchange()
+        exchange = _Exchange(client_ip=client_address(http, x_forwarded))
         with LoggingContext(name, server_name, request=name) as ctx:
             try:
                 response = await self._respond(gate, host, http, ctx, exchange)
@@ -133,6 +168,9 @@ class HttpFrontend:
                 body = response.body
                 nbytes = len(body) if isinstance(body, bytes | bytearray) else 0
             self._finish(observer, server_name, http, ctx, exchange, response.status, nbytes)
+            if compress and response.content_type == "application/json" and not response.prepared:
+                # Negotiated from Accept-Encoding; media is already compressed.
+                response.enable_compression()
             return response
 
     async def _respond(
@@ -170,7 +208,7 @@ class HttpFrontend:
         if any("\x00" in value for value in params.values()):
             # No ID, type or key may hold NUL (PostgreSQL text refuses it).
             raise MatrixError(400, "M_INVALID_PARAM", "NUL in a path parameter")
-        exchange.request = ApiRequest(hs=hs, http=http, params=params, client_ip=_client_ip(http))
+        exchange.request = ApiRequest(hs=hs, http=http, params=params, client_ip=exchange.client_ip)
         return await measure_cpu(self._call(hs, route, exchange.request), ctx)
 
     @staticmethod
@@ -190,7 +228,7 @@ class HttpFrontend:
         user = request.requester.user_id if request and request.requester else "-"
         access_logger.info(
             '%s - %s - {%s} Processed request: %.3fsec/%.3fsec (%.3fsec, %d txns) %dB %d "%s %s"',
-            _client_ip(http),
+            exchange.client_ip,
             server_name,
             user,
             ctx.usage.wall_s,

@@ -117,6 +117,10 @@ class Section:
     def has(self, key: str) -> bool:
         return self.raw.get(key) is not None
 
+    def unsupported(self, key: str, why: str) -> None:
+        """Warn that ``key`` is read but changes nothing (yet), and why."""
+        self.ctx.warnings.append(f"unsupported key '{self.key_path(key)}' has no effect: {why}")
+
     def ignore(self, *keys: str) -> None:
         """Accept these keys silently without using them."""
         self.seen.update(keys)

@@ -57,7 +57,9 @@ from hamlet.config.model import (
 )
 
 KNOWN_ROOM_VERSIONS = frozenset(str(v) for v in range(1, 13))
-LISTENER_TYPES = ("http", "metrics")
+LISTENER_TYPES = ("http",)
+# What every http listener serves, whatever its resources say.
+SERVED_RESOURCES = frozenset({"client", "media", "health"})
 
 _DNS_LABEL_RE = re.compile(r"^[A-Za-z0-9-]{1,63}$")
 _PG_IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -247,6 +249,8 @@ def _build(ctx: Context, root: Section) -> HomeServerConfig | None:
             local=_ratelimit(rc_joins_s, "local", rc_joins.local),
             remote=_ratelimit(rc_joins_s, "remote", rc_joins.remote),
         )
+        if rc_joins_s.has("remote"):
+            rc_joins_s.unsupported("remote", "there is no federation yet, so no remote joins")
     rc_invites_s = root.section("rc_invites")
     rc_invites = InviteRateLimits()
     if rc_invites_s is not None:
@@ -258,6 +262,7 @@ def _build(ctx: Context, root: Section) -> HomeServerConfig | None:
     rc_admin_redaction = None
     if root.has("rc_admin_redaction"):
         rc_admin_redaction = _ratelimit(root, "rc_admin_redaction", DEFAULT_RC_ADMIN_REDACTION)
+        root.unsupported("rc_admin_redaction", "there is no admin redaction API yet")
     root.ignore("rc_admin_redaction")
 
     user_directory = UserDirectoryConfig()
@@ -294,6 +299,8 @@ def _build(ctx: Context, root: Section) -> HomeServerConfig | None:
         bcrypt_rounds=root.int_("bcrypt_rounds", 12, 4, 31),
         session_lifetime=root.get("session_lifetime", None, parse_duration_ms),
         auto_join_rooms=root.get("auto_join_rooms", (), _to_room_refs),
+        autocreate_auto_join_rooms=root.bool_("autocreate_auto_join_rooms", True),
+        auto_join_rooms_for_guests=root.bool_("auto_join_rooms_for_guests", True),
         rc_message=_ratelimit(root, "rc_message", DEFAULT_RC_MESSAGE),
         rc_registration=_ratelimit(root, "rc_registration", DEFAULT_RC_REGISTRATION),
         rc_registration_token_validity=_ratelimit(
@@ -323,12 +330,21 @@ def _build(ctx: Context, root: Section) -> HomeServerConfig | None:
         ),
         server_notices=_server_notices(root),
         allow_public_rooms_without_auth=root.bool_("allow_public_rooms_without_auth", False),
-        allow_public_rooms_over_federation=root.bool_("allow_public_rooms_over_federation", False),
+        allow_public_rooms_over_federation=_without_federation(
+            root, "allow_public_rooms_over_federation"
+        ),
         tenants=_tenants(root),
         limits=_limits(root),
         host=_host(ctx, root),
     )
     return config if server_name is not None else None
+
+
+def _without_federation(root: Section, key: str) -> bool:
+    value = root.bool_(key, False)
+    if value:
+        root.unsupported(key, "there is no federation yet")
+    return value
 
 
 def _positive_size(s: Section, key: str, default: int) -> int:
@@ -357,8 +373,15 @@ def _listeners(root: Section) -> tuple[ListenerConfig, ...]:
     for s in sections:
         port = s.require("port", int_range(0, 65535))
         ltype = s.str_("type", "http")
-        if ltype not in LISTENER_TYPES:
-            s.error("type", f"unsupported listener type {ltype!r} (expected http or metrics)")
+        if ltype == "metrics":
+            # It would serve the client API on a port meant for scrapers.
+            s.error(
+                "type",
+                "metrics listeners are not supported: metrics are served by the host's "
+                "control API (host.control, GET /metrics)",
+            )
+        elif ltype not in LISTENER_TYPES:
+            s.error("type", f"unsupported listener type {ltype!r} (expected http)")
         if s.has("bind_addresses"):
             bind = s.str_list("bind_addresses", ("127.0.0.1",))
             s.ignore("bind_address")
@@ -370,13 +393,27 @@ def _listeners(root: Section) -> tuple[ListenerConfig, ...]:
         resources: list[ResourceConfig] = []
         for r in s.section_list("resources") or []:
             names = r.require("names", _to_names)
+            for name in names or ():
+                if name not in SERVED_RESOURCES:
+                    r.unsupported(
+                        "names",
+                        f"{name!r} is not served; every http listener serves the client, "
+                        "media and admin APIs and /health, whatever its resources list",
+                    )
             resources.append(ResourceConfig(names=names or (), compress=r.bool_("compress", False)))
+        tls = s.bool_("tls", False)
+        if tls:
+            s.error(
+                "tls",
+                "TLS listeners are not supported yet (this one would serve plain HTTP): "
+                "terminate TLS in a reverse proxy and set x_forwarded: true",
+            )
         listeners.append(
             ListenerConfig(
                 port=port or 0,
                 bind_addresses=bind,
                 type=ltype,
-                tls=s.bool_("tls", False),
+                tls=tls,
                 x_forwarded=s.bool_("x_forwarded", False),
                 resources=tuple(resources),
             )
@@ -407,6 +444,8 @@ def _database(ctx: Context, root: Section) -> DatabaseConfig:
     s.ignore("allow_unsafe_locale")
     engine = s.require("name", to_str)
     txn_limit = s.int_("txn_limit", 0, 0)
+    if txn_limit:
+        s.unsupported("txn_limit", "connections are never recycled after N transactions")
     a = s.section("args")
     if engine not in ("sqlite3", "psycopg2"):
         if engine is not None:

@@ -261,6 +261,8 @@ class HomeServerConfig:
     bcrypt_rounds: int = 12
     session_lifetime: int | None = None  # milliseconds
     auto_join_rooms: tuple[str, ...] = ()
+    autocreate_auto_join_rooms: bool = True
+    auto_join_rooms_for_guests: bool = True
 
     # Rate limits
     rc_message: RateLimitConfig = DEFAULT_RC_MESSAGE

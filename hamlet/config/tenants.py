@@ -6,7 +6,7 @@ from pathlib import Path
 
 from hamlet.config.errors import ConfigError
 from hamlet.config.homeserver import load_config
-from hamlet.config.model import HomeServerConfig
+from hamlet.config.model import DEFAULT_LISTENERS, HomeServerConfig
 
 TENANT_SUFFIXES = (".yaml", ".yml")
 
@@ -62,6 +62,7 @@ def load_tenant_configs(
             continue
         if warnings is not None:
             warnings.extend(f"{path}: {w}" for w in file_warnings)
+            warnings.extend(f"{path}: {w}" for w in _process_keys_in_tenant(config))
         if config.tenants:
             errors.append(f"{path}: tenants: only the main config may list tenants")
         configs.append((path, config))
@@ -70,6 +71,22 @@ def load_tenant_configs(
     if errors:
         raise ConfigError(errors)
     return [c for _, c in configs[1:]]
+
+
+def _process_keys_in_tenant(config: HomeServerConfig) -> list[str]:
+    """The keys that only the main config's copy of takes effect."""
+    ignored = []
+    if config.listeners and config.listeners != DEFAULT_LISTENERS:
+        ignored.append("listeners")
+    if config.log_config is not None:
+        ignored.append("log_config")
+    if config.host is not None:
+        ignored.append("host")
+    return [
+        f"unsupported key '{key}' has no effect: in a tenant's config it is the main "
+        "config's that counts (one process, one set of listeners and logs)"
+        for key in ignored
+    ]
 
 
 def _clashes(configs: list[tuple[Path | None, HomeServerConfig]]) -> list[str]:

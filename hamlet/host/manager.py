@@ -45,7 +45,7 @@ from hamlet.config.homeserver import validate_server_name
 from hamlet.homeserver import HomeServer
 from hamlet.host.registry import TenantRegistry
 from hamlet.host.tenant import Tenant, TenantState
-from hamlet.runtime.blocking import run_blocking
+from hamlet.runtime.blocking import run_file_io
 from hamlet.runtime.clock import Clock, LoopingCall
 from hamlet.runtime.logcontext import LoggingContext
 from hamlet.runtime.timeout import with_timeout
@@ -156,7 +156,7 @@ class TenantManager:
 
     async def _bring_up_record(self, record: TenantRecord) -> None:
         try:
-            config, _warnings = await run_blocking(load_config, Path(record.config_path))
+            config, _warnings = await run_file_io(load_config, Path(record.config_path))
         except (ConfigError, OSError) as e:
             logger.error("Tenant %s has a broken config: %s", record.server_name, e)
             return
@@ -306,7 +306,7 @@ class TenantManager:
         created = False
         hs: HomeServer | None = None
         try:
-            await run_blocking(_write_tenant_files, data_dir, config_path, raw)
+            await run_file_io(_write_tenant_files, data_dir, config_path, raw)
             created = True
             hs = self._new_hs(config)
             await hs.setup()
@@ -397,7 +397,7 @@ class TenantManager:
             finally:
                 if owned:
                     await pool.close()
-        await run_blocking(shutil.rmtree, data_dir, True)
+        await run_file_io(shutil.rmtree, data_dir, True)
 
     async def suspend(self, server_name: str) -> None:
         with LoggingContext(f"suspend-{server_name}", HOST_SERVER_NAME):
@@ -480,7 +480,7 @@ class TenantManager:
 
     async def _save_records(self) -> None:
         data = {r.server_name: r.to_json() for r in self.records.values()}
-        await run_blocking(_atomic_write_json, self.tenants_dir / REGISTRY_FILE, data)
+        await run_file_io(_atomic_write_json, self.tenants_dir / REGISTRY_FILE, data)
 
 
 def _write_tenant_files(data_dir: Path, config_path: Path, raw: dict[str, Any]) -> None:

@@ -71,7 +71,7 @@ class HostProcess:
 
     async def _listen(self, listener: ListenerConfig) -> None:
         ports = await self._serve(
-            self.frontend.make_app(), list(listener.bind_addresses), listener.port
+            self.frontend.make_app(listener), list(listener.bind_addresses), listener.port
         )
         self.bound_ports.extend(ports)
         for port in ports:

@@ -11,7 +11,7 @@ Sharding by the first four characters keeps directories small. A file is
 written under `tmp/`, flushed to disk, and only then renamed into place, so a
 crash never leaves a half-written file where a reader could find it (at
 worst an orphan in `tmp/`, which `clear_tmp()` removes at startup). Every
-call blocks in the shared pool (`run_blocking`), never on the event loop.
+call blocks in the shared pool (`run_file_io`), never on the event loop.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from collections.abc import AsyncIterable
 from pathlib import Path
 from typing import BinaryIO, Final
 
-from hamlet.runtime.blocking import run_blocking
+from hamlet.runtime.blocking import run_file_io
 
 # Media IDs we made are 24 letters; anything outside this set is no ID of
 # ours and must never reach a path (the spec's rule against traversal).
@@ -43,13 +43,13 @@ class MediaFileReader:
 
     async def chunks(self) -> AsyncIterable[bytes]:
         while True:
-            chunk = await run_blocking(self._f.read, READ_CHUNK)
+            chunk = await run_file_io(self._f.read, READ_CHUNK)
             if not chunk:
                 return
             yield chunk
 
     async def close(self) -> None:
-        await run_blocking(self._f.close)
+        await run_file_io(self._f.close)
 
 
 class MediaFiles:
@@ -84,7 +84,7 @@ class MediaFiles:
 
         On any error (too large, client gone) the partial file is removed.
         """
-        f, path = await run_blocking(_open_temp, self.tmp_dir)
+        f, path = await run_file_io(_open_temp, self.tmp_dir)
         try:
             size = 0
             batch: list[bytes] = []
@@ -94,38 +94,38 @@ class MediaFiles:
                 batch.append(chunk)
                 batched += len(chunk)
                 if batched >= WRITE_BATCH:
-                    await run_blocking(f.write, b"".join(batch))
+                    await run_file_io(f.write, b"".join(batch))
                     batch, batched = [], 0
             if batch:
-                await run_blocking(f.write, b"".join(batch))
-            await run_blocking(_sync_and_close, f)
+                await run_file_io(f.write, b"".join(batch))
+            await run_file_io(_sync_and_close, f)
         except BaseException:
-            await run_blocking(_discard, f, path)
+            await run_file_io(_discard, f, path)
             raise
         return path, size
 
     async def install(self, tmp: Path, dest: Path) -> None:
         """Move a finished file from tmp/ into place (atomically)."""
-        await run_blocking(_install, tmp, dest)
+        await run_file_io(_install, tmp, dest)
 
     async def write_atomic(self, dest: Path, data: bytes) -> None:
-        await run_blocking(_write_atomic, self.tmp_dir, dest, data)
+        await run_file_io(_write_atomic, self.tmp_dir, dest, data)
 
     async def discard(self, path: Path) -> None:
-        await run_blocking(_unlink_quietly, path)
+        await run_file_io(_unlink_quietly, path)
 
     async def delete_media(self, media_id: str) -> None:
-        await run_blocking(_delete, self.content_path(media_id), self.thumbnails_dir(media_id))
+        await run_file_io(_delete, self.content_path(media_id), self.thumbnails_dir(media_id))
 
     async def clear_tmp(self) -> None:
         """Remove files left in tmp/ by a process that died mid-upload."""
-        await run_blocking(_clear_dir, self.tmp_dir)
+        await run_file_io(_clear_dir, self.tmp_dir)
 
     # --- reading ---
 
     async def open(self, path: Path) -> MediaFileReader | None:
         """The file opened for reading, or None if it is not there."""
-        return await run_blocking(_open_for_read, path)
+        return await run_file_io(_open_for_read, path)
 
 
 # The blocking halves, run on the pool.

@@ -170,6 +170,24 @@ def test_tenants_files_and_directory(tmp_path: Path) -> None:
     assert warnings == [f"{tmp_path / 'tenants.d' / 'b.yml'}: unknown key 'frobnicate'"]
 
 
+def test_process_keys_in_a_tenant_config_warn(tmp_path: Path) -> None:
+    process_keys = (
+        "listeners: [{port: 9999}]\n"
+        "log_config: log.yaml\n"
+        f"host: {{tenants_dir: {tmp_path / 'td'}}}\n"
+    )
+    write(tmp_path / "a.yaml", tenant_yaml("a.test") + process_keys)
+    write(tmp_path / "b.yaml", tenant_yaml("b.test") + "listeners: []\n")
+    warnings: list[str] = []
+    load_tenant_configs(load_main(tmp_path, "[a.yaml, b.yaml]"), warnings=warnings)
+    why = "in a tenant's config it is the main config's that counts"
+    assert [w.split(" has no effect: ")[0] for w in warnings] == [
+        f"{tmp_path / 'a.yaml'}: unsupported key '{key}'"
+        for key in ("listeners", "log_config", "host")
+    ]
+    assert all(why in w for w in warnings)
+
+
 def test_no_tenants(tmp_path: Path) -> None:
     assert load_tenant_configs(load_main(tmp_path, "[]")) == []
 

@@ -268,7 +268,7 @@ def test_listeners_parsed() -> None:
                     "x_forwarded": True,
                     "resources": [{"names": ["client", "federation"], "compress": True}],
                 },
-                {"port": 9000, "type": "metrics", "bind_address": "127.0.0.1"},
+                {"port": 9000, "bind_address": "127.0.0.1"},
             ]
         )
     )
@@ -279,8 +279,20 @@ def test_listeners_parsed() -> None:
             x_forwarded=True,
             resources=(ResourceConfig(names=("client", "federation"), compress=True),),
         ),
-        ListenerConfig(port=9000, type="metrics"),
+        ListenerConfig(port=9000),
     )
+
+
+def test_tls_and_metrics_listeners_are_refused() -> None:
+    # Either would serve something else than it says: plain HTTP, or the client API.
+    assert errors(
+        base(listeners=[{"port": 8448, "tls": True}, {"port": 9000, "type": "metrics"}])
+    ) == [
+        "listeners[0].tls: TLS listeners are not supported yet (this one would serve plain "
+        "HTTP): terminate TLS in a reverse proxy and set x_forwarded: true",
+        "listeners[1].type: metrics listeners are not supported: metrics are served by the "
+        "host's control API (host.control, GET /metrics)",
+    ]
 
 
 @pytest.mark.parametrize("port", [65536, -1, "8008", 8008.0, True, None])
@@ -310,7 +322,7 @@ def test_listener_errors_have_index_paths() -> None:
     )
     assert errs == [
         "listeners[2]: must be a mapping",
-        "listeners[1].type: unsupported listener type 'manhole' (expected http or metrics)",
+        "listeners[1].type: unsupported listener type 'manhole' (expected http)",
         "listeners[1].bind_addresses: must be a list of strings",
         "listeners[1].resources[1]: must be a mapping",
         "listeners[1].resources[0].names: must be a list of resource names (e.g. [client])",
@@ -494,6 +506,44 @@ def test_unknown_keys_warn() -> None:
             "unknown key 'rc_login.address.per_minute'",
         ]
     )
+
+
+def test_keys_that_change_nothing_warn() -> None:
+    _, warnings = validate_config(
+        base(
+            database={"name": "sqlite3", "txn_limit": 10, "args": {"database": "x.db"}},
+            listeners=[{"port": 8008, "resources": [{"names": ["client", "federation"]}]}],
+            rc_admin_redaction={"per_second": 1, "burst_count": 5},
+            allow_public_rooms_over_federation=True,
+            rc_joins={"remote": {"per_second": 1, "burst_count": 5}},
+        ),
+        config_dir=Path("/srv"),
+    )
+    assert sorted(warnings) == sorted(
+        [
+            "unsupported key 'rc_joins.remote' has no effect: there is no federation yet, "
+            "so no remote joins",
+            "unsupported key 'database.txn_limit' has no effect: connections are never "
+            "recycled after N transactions",
+            "unsupported key 'listeners[0].resources[0].names' has no effect: 'federation' is "
+            "not served; every http listener serves the client, media and admin APIs and "
+            "/health, whatever its resources list",
+            "unsupported key 'rc_admin_redaction' has no effect: there is no admin redaction "
+            "API yet",
+            "unsupported key 'allow_public_rooms_over_federation' has no effect: there is no "
+            "federation yet",
+        ]
+    )
+    # Their harmless values say nothing.
+    _, warnings = validate_config(
+        base(
+            database={"name": "sqlite3", "txn_limit": 0, "args": {"database": "x.db"}},
+            listeners=[{"port": 8008, "resources": [{"names": ["client", "media"]}]}],
+            allow_public_rooms_over_federation=False,
+        ),
+        config_dir=Path("/srv"),
+    )
+    assert warnings == []
 
 
 def test_allow_unsafe_locale_is_ignored_silently() -> None:

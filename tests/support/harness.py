@@ -17,6 +17,7 @@ from hamlet.api.router import Router
 from hamlet.api.routes import build_router
 from hamlet.api.server import HttpFrontend
 from hamlet.config import HomeServerConfig, validate_config
+from hamlet.config.model import ListenerConfig
 from hamlet.homeserver import HomeServer
 from hamlet.host.registry import TenantRegistry
 from tests.support.postgres import PostgresCluster
@@ -102,12 +103,18 @@ class Harness:
         raw = await resp.read()
         return Response(resp.status, resp.headers, raw)
 
-    async def restart(self, server_name: str | None = None) -> HomeServer:
-        """Shut a homeserver down and bring up a new one on the same config and data."""
+    async def restart(
+        self, server_name: str | None = None, *, config: HomeServerConfig | None = None
+    ) -> HomeServer:
+        """Shut a homeserver down and bring up a new one on the same data.
+
+        `config` replaces its config (same server and database), as an
+        operator editing the file and restarting would.
+        """
         old = self.servers[server_name] if server_name else self.hs
         self.registry.remove(old.server_name)
         await old.shutdown()
-        hs = HomeServer(old.config)
+        hs = HomeServer(config or old.config)
         await hs.setup()
         await hs.start()
         self.registry.add(hs)
@@ -125,8 +132,12 @@ async def start_harness(
     *,
     router: Router | None = None,
     single_tenant_fallback: bool = False,
+    listener: ListenerConfig | None = None,
 ) -> Harness:
-    """`router` replaces the real route table (tests that need their own endpoints)."""
+    """`router` replaces the real route table (tests that need their own endpoints).
+
+    `listener` gives the test client's listener its options (x_forwarded, compress).
+    """
     registry = TenantRegistry(single_tenant_fallback=single_tenant_fallback)
     frontend = HttpFrontend(registry, router if router is not None else build_router())
     servers: dict[str, HomeServer] = {}
@@ -136,7 +147,7 @@ async def start_harness(
         await hs.start()
         registry.add(hs)
         servers[config.server_name] = hs
-    client: TestClient[Any, Any] = TestClient(TestServer(frontend.make_app()))
+    client: TestClient[Any, Any] = TestClient(TestServer(frontend.make_app(listener)))
     await client.start_server()
     return Harness(client, registry, servers, frontend)
 

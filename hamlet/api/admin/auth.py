@@ -34,6 +34,7 @@ PUBLIC_ADMIN_ROUTES: Final = frozenset(
 
 async def require_admin(req: ApiRequest) -> Requester:
     requester = await req.authenticate()
+    requester = req.requester = await req.hs.account.current_admin_flag(requester)
     if not requester.is_admin:
         raise ForbiddenError("You are not a server admin")
     logger.info("Admin %s: %s %s", requester.user_id, req.method, req.http.path)

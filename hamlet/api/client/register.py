@@ -46,7 +46,7 @@ async def available(req: ApiRequest) -> dict[str, Any]:
     username = req.query.get("username")
     if username is None:
         raise MissingParamError("Missing param: username")
-    await hs.registration.check_username(username)
+    await hs.registration.check_requested_username(username)
     return {"available": True}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from hamlet.config import HomeServerConfig
@@ -90,6 +91,22 @@ class AccountHandler:
         await self._devices.delete_all_devices(user_id)
         self._auth.invalidate_user(user_id)
         logger.info("Deactivated %s", user_id)
+
+    async def current_admin_flag(self, requester: Requester) -> Requester:
+        """The requester with `is_admin` as the database has it now.
+
+        The token cache is trusted for a short while, but `hamlet admin
+        make-admin` writes the database from another process; where the flag
+        grants power (the admin API) it is read afresh, so a promotion or a
+        demotion counts from the next request. A change seen here is pushed
+        into the cache for everything else.
+        """
+        user = await self._accounts.get_user(requester.user_id)
+        admin = user is not None and user.admin
+        if admin == requester.is_admin:
+            return requester
+        self._auth.invalidate_user(requester.user_id)
+        return dataclasses.replace(requester, is_admin=admin)
 
     async def set_admin(self, user_id: str, admin: bool) -> None:
         """Grant or revoke server admin; cached tokens see the change at once."""

@@ -21,6 +21,11 @@ from hamlet.runtime.clock import Clock
 from hamlet.storage.stores.devices import DeviceStore, TokenOwner
 
 TOKEN_CACHE_SIZE = 10_000
+# How long a cached token owner (and its admin/locked/... flags) is trusted.
+# Changes made through this server invalidate the cache at once; this bounds
+# how long one written to the database from outside (`hamlet admin
+# make-admin`, another process, SQL by hand) goes unseen.
+TOKEN_CACHE_TTL_S = 30.0
 # How often (at most) a device's last-seen time and address are written.
 LAST_SEEN_INTERVAL_S = 60.0
 _LAST_SEEN_TRACKED = 10_000
@@ -38,10 +43,14 @@ def generate_access_token(user_id: str) -> str:
 
 
 class AuthHandler(ServiceBase):
-    def __init__(self, clock: Clock, devices: DeviceStore) -> None:
+    def __init__(
+        self, clock: Clock, devices: DeviceStore, *, session_lifetime_ms: int | None = None
+    ) -> None:
         self._clock = clock
         self._devices = devices
-        self._cache: OrderedDict[str, TokenOwner] = OrderedDict()
+        self._session_lifetime_ms = session_lifetime_ms
+        # token hash -> (owner, when it was read, on the clock's monotonic time)
+        self._cache: OrderedDict[str, tuple[TokenOwner, float]] = OrderedDict()
         self._by_user: dict[str, set[str]] = {}
         # Bumped on every invalidation: a lookup that started before one
         # must not put what it read into the cache.
@@ -64,8 +73,9 @@ class AuthHandler(ServiceBase):
     def invalidate_tokens(self, token_ids: list[str]) -> None:
         self._generation += 1
         for token_id in token_ids:
-            owner = self._cache.pop(token_id, None)
-            if owner is not None:
+            cached = self._cache.pop(token_id, None)
+            if cached is not None:
+                owner = cached[0]
                 hashes = self._by_user.get(owner.user_id)
                 if hashes is not None:
                     hashes.discard(token_id)
@@ -91,10 +101,10 @@ class AuthHandler(ServiceBase):
         self._by_user.clear()
 
     def _remember(self, token_id: str, owner: TokenOwner) -> None:
-        self._cache[token_id] = owner
+        self._cache[token_id] = (owner, self._clock.monotonic())
         self._by_user.setdefault(owner.user_id, set()).add(token_id)
         while len(self._cache) > TOKEN_CACHE_SIZE:
-            old_id, old = self._cache.popitem(last=False)
+            old_id, (old, _read_at) = self._cache.popitem(last=False)
             hashes = self._by_user.get(old.user_id)
             if hashes is not None:
                 hashes.discard(old_id)
@@ -104,10 +114,10 @@ class AuthHandler(ServiceBase):
     # Looking up
 
     async def _owner(self, token_id: str) -> TokenOwner | None:
-        owner = self._cache.get(token_id)
-        if owner is not None:
+        cached = self._cache.get(token_id)
+        if cached is not None and self._clock.monotonic() - cached[1] < TOKEN_CACHE_TTL_S:
             self._cache.move_to_end(token_id)
-            return owner
+            return cached[0]
         generation = self._generation
         owner = await self._devices.get_token_owner(token_id)
         if owner is not None and generation == self._generation:
@@ -129,7 +139,7 @@ class AuthHandler(ServiceBase):
             raise AuthError("M_MISSING_TOKEN", "Missing access token", soft_logout=False)
         token_id = hash_token(token)
         owner = await self._owner(token_id)
-        if owner is None or owner.deactivated:
+        if owner is None or owner.deactivated or self._expired(owner):
             raise AuthError("M_UNKNOWN_TOKEN", "Unknown access token", soft_logout=False)
         if owner.valid_until_ms is not None and owner.valid_until_ms <= self._clock.time_msec():
             raise AuthError("M_UNKNOWN_TOKEN", "Access token has expired", soft_logout=True)
@@ -145,6 +155,16 @@ class AuthHandler(ServiceBase):
             shadow_banned=owner.shadow_banned,
             token_id=token_id,
         )
+
+    def _expired(self, owner: TokenOwner) -> bool:
+        """Is the token older than `session_lifetime`?
+
+        Synapse fixes a token's expiry when it is issued; here the lifetime
+        applies to the token's age, so turning it on (or shortening it)
+        after a leak also ends the sessions already open.
+        """
+        lifetime = self._session_lifetime_ms
+        return lifetime is not None and self._clock.time_msec() - owner.token_created_ts >= lifetime
 
     async def get_user_by_req(self, client: ClientInfo, *, allow_guest: bool = False) -> Requester:
         """The requester behind a client's request; notes the device's last-seen time and address.

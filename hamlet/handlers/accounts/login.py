@@ -79,8 +79,10 @@ class LoginHandler:
 
     @property
     def password_enabled(self) -> bool:
+        """May one log in with a password? (`enabled: only_for_reauth` keeps it
+        for re-authenticating an open session only, as in Synapse.)"""
         pc = self._config.password_config
-        return pc.enabled and pc.localdb_enabled
+        return pc.enabled and pc.localdb_enabled and not pc.only_for_reauth
 
     def flows(self) -> list[dict[str, Any]]:
         return [{"type": LOGIN_TYPE_PASSWORD}] if self.password_enabled else []

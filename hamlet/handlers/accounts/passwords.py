@@ -1,41 +1,87 @@
-"""Password hashing (Synapse-compatible bcrypt) and the password policy."""
+"""Password hashing (Synapse-compatible bcrypt) and the password policy.
+
+bcrypt reads at most 72 bytes. Old bcrypt releases silently dropped the
+rest; bcrypt 5 raises instead. Synapse hashes `NFKC(password) + pepper`
+encoded as UTF-8 and, since bcrypt 5, cuts that to 72 bytes itself, so
+every Synapse hash of a long password was made over its first 72 bytes.
+
+- Checking cuts the input to 72 bytes the same way, so such an imported
+  hash (and a Synapse user's long password) still logs in.
+- A *new* password whose own bytes exceed 72 is refused with 400
+  `M_INVALID_PARAM`, rather than hashed with its tail ignored: a user
+  who typed 100 characters must not be able to log in with the first 72
+  (or a prefix they never chose). Pre-hashing (bcrypt over a SHA-256 of
+  the input) would lift the limit, but the stored hash would no longer be
+  one that Synapse or any other bcrypt user can check, and moving
+  accounts between servers is the reason the format is Synapse's. Only
+  the pepper's tail may be cut for a password near 72 bytes, as Synapse
+  does: the pepper exists to lengthen short passwords.
+"""
 
 from __future__ import annotations
+
+import unicodedata
 
 import bcrypt
 
 from hamlet.config.model import PasswordConfig
 from hamlet.handlers.common.errors import MatrixError
-from hamlet.runtime.blocking import run_blocking
+from hamlet.runtime.blocking import run_cpu
 
 MAX_PASSWORD_LENGTH = 512
+BCRYPT_MAX_BYTES = 72
 
 
 def _hash(password: bytes, rounds: int) -> str:
-    return bcrypt.hashpw(password, bcrypt.gensalt(rounds)).decode("ascii")
+    return bcrypt.hashpw(password[:BCRYPT_MAX_BYTES], bcrypt.gensalt(rounds)).decode("ascii")
 
 
-def _check(password: bytes, stored: bytes) -> bool:
+def _check(candidates: tuple[bytes, ...], stored: bytes) -> bool:
     try:
-        return bcrypt.checkpw(password, stored)
+        return any(bcrypt.checkpw(c[:BCRYPT_MAX_BYTES], stored) for c in candidates)
     except ValueError:
         # Not a bcrypt hash (an imported account with another scheme).
         return False
 
 
-class PasswordHasher:
-    """Hashes as Synapse does: `bcrypt(password + pepper)`, stored as `$2b$...`."""
+def check_password_length(password: str) -> None:
+    """400 if bcrypt could not use every byte of `password` (see the module doc)."""
+    if len(unicodedata.normalize("NFKC", password).encode("utf-8")) > BCRYPT_MAX_BYTES:
+        raise MatrixError(
+            400,
+            "M_INVALID_PARAM",
+            f"The password must be at most {BCRYPT_MAX_BYTES} bytes long in UTF-8",
+        )
 
-    def __init__(self, *, pepper: str, rounds: int) -> None:
+
+class PasswordHasher:
+    """Hashes as Synapse does: `bcrypt(NFKC(password) + pepper)`, stored as `$2b$...`.
+
+    The bcrypt work runs on the CPU pool, charged to `tenant`.
+    """
+
+    def __init__(self, *, pepper: str, rounds: int, tenant: str) -> None:
         self._pepper = pepper
         self._rounds = rounds
+        self._tenant = tenant
         self._dummy_hash: str | None = None
 
     def _peppered(self, password: str) -> bytes:
         return (password + self._pepper).encode("utf-8")
 
+    def _candidates(self, password: str) -> tuple[bytes, ...]:
+        # Hashes Hamlet made before it normalised as Synapse does were made
+        # over the password as typed; the two differ only for a few inputs.
+        normalised = unicodedata.normalize("NFKC", password)
+        if normalised == password:
+            return (self._peppered(password),)
+        return (self._peppered(normalised), self._peppered(password))
+
     async def hash(self, password: str) -> str:
-        return await run_blocking(_hash, self._peppered(password), self._rounds)
+        """A new hash; 400 for a password too long for bcrypt."""
+        check_password_length(password)
+        normalised = unicodedata.normalize("NFKC", password)
+        return await run_cpu(self._tenant, _hash, self._peppered(normalised), self._rounds)
 
     async def check(self, password: str, stored_hash: str | None) -> bool:
         """Does `password` match? A missing hash is checked against a dummy one.
@@ -43,18 +89,20 @@ class PasswordHasher:
         Checking even when there is nothing to check against keeps an unknown
         user as slow to refuse as a wrong password.
         """
+        candidates = self._candidates(password)
         if stored_hash is None:
             if self._dummy_hash is None:
                 self._dummy_hash = await self.hash("not the password of anyone")
-            await run_blocking(_check, self._peppered(password), self._dummy_hash.encode())
+            await run_cpu(self._tenant, _check, candidates, self._dummy_hash.encode())
             return False
-        return await run_blocking(_check, self._peppered(password), stored_hash.encode("ascii"))
+        return await run_cpu(self._tenant, _check, candidates, stored_hash.encode())
 
 
 def validate_password(password: object, policy: PasswordConfig) -> str:
     """The password if it is a string within the policy; otherwise a 400."""
     if not isinstance(password, str) or len(password) > MAX_PASSWORD_LENGTH:
         raise MatrixError(400, "M_INVALID_PARAM", "Invalid password")
+    check_password_length(password)
     if len(password) < policy.minimum_length:
         raise MatrixError(
             400,

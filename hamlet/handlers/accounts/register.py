@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, Protocol
 
 from hamlet.config import HomeServerConfig
 from hamlet.core.ids import MAX_ID_LENGTH, is_valid_localpart
@@ -32,6 +33,14 @@ STAGE_REGISTRATION_TOKEN = "m.login.registration_token"
 USER_TYPES = ("support", "bot")
 
 
+class AfterRegistration(Protocol):
+    """Work for every new user once it exists (rooms/auto_join.py joins its rooms)."""
+
+    def __call__(
+        self, user_id: str, *, is_guest: bool, user_type: str | None
+    ) -> Awaitable[None]: ...
+
+
 def invalid_username(message: str) -> MatrixError:
     return MatrixError(400, "M_INVALID_USERNAME", message)
 
@@ -47,6 +56,7 @@ class RegistrationHandler:
         devices: DeviceHandler,
         uia: UiaHandler,
         ratelimiters: AccountRatelimiters,
+        after_registration: AfterRegistration | None = None,
     ) -> None:
         self._config = config
         self._clock = clock
@@ -57,6 +67,7 @@ class RegistrationHandler:
         self._uia = uia
         self._limits = ratelimiters
         self._next_numeric: int | None = None
+        self.after_registration = after_registration
         self._numeric_lock = asyncio.Lock()
 
     @property
@@ -91,6 +102,18 @@ class RegistrationHandler:
         if await self._accounts.user_exists(user_id):
             raise MatrixError(400, "M_USER_IN_USE", "User ID already taken.")
         return user_id
+
+    async def check_requested_username(self, localpart: str) -> str:
+        """`check_username` for what clients ask before registering.
+
+        With `inhibit_user_in_use_error` a taken name is not revealed here,
+        as in Synapse: `/register/available` says it is free and
+        registration goes through its auth stages, failing with
+        `M_USER_IN_USE` only when it completes.
+        """
+        if self._config.inhibit_user_in_use_error:
+            return self.check_localpart(localpart)
+        return await self.check_username(localpart)
 
     async def generate_localpart(self) -> str:
         """The next free numeric localpart (as Synapse: one more than the largest)."""
@@ -160,6 +183,8 @@ class RegistrationHandler:
             except RegistrationTokenUnavailableError:
                 raise MatrixError(401, "M_UNAUTHORIZED", "Invalid registration token") from None
             logger.info("Registered user %s", user_id)
+            if self.after_registration is not None:
+                await self.after_registration(user_id, is_guest=is_guest, user_type=user_type)
             return user_id
         raise MatrixError(500, "M_UNKNOWN", "Could not find a free user ID")
 
@@ -209,7 +234,7 @@ class RegistrationHandler:
         if password is not None:
             validate_password(password, self._config.password_config)
         if username is not None:
-            await self.check_username(username)
+            await self.check_requested_username(username)
         async with self._uia.authenticate(
             auth, request_key=request_key, flows=self.flows()
         ) as session:

@@ -16,6 +16,7 @@ from hamlet.handlers.accounts.uia_stages import stage_checkers
 from hamlet.handlers.accounts.user_directory import UserDirectoryHandler
 from hamlet.handlers.common.service import BuildContext
 from hamlet.handlers.container import Services
+from hamlet.handlers.rooms.auto_join import AutoJoinHandler
 from hamlet.storage.stores.registration_tokens import RegistrationTokenStore
 
 
@@ -23,10 +24,14 @@ def build(ctx: BuildContext, s: Services) -> None:
     config, clock = ctx.config, ctx.clock
     s.registration_token_store = RegistrationTokenStore(ctx.db)
     s.password_hasher = PasswordHasher(
-        pepper=config.password_config.pepper, rounds=config.bcrypt_rounds
+        pepper=config.password_config.pepper,
+        rounds=config.bcrypt_rounds,
+        tenant=config.server_name,
     )
     s.account_ratelimiters = ctx.own(AccountRatelimiters(clock, config))
-    s.auth = ctx.own(AuthHandler(clock, s.device_store))
+    s.auth = ctx.own(
+        AuthHandler(clock, s.device_store, session_lifetime_ms=config.session_lifetime)
+    )
     s.devices = DeviceHandler(clock, s.device_store, s.auth, s.device_lists)
     s.login = LoginHandler(
         config, s.account_store, s.password_hasher, s.devices, s.account_ratelimiters
@@ -38,6 +43,11 @@ def build(ctx: BuildContext, s: Services) -> None:
         tokens=s.registration_token_store,
     )
     s.uia = ctx.own(UiaHandler(clock, checkers))
+    auto_join = (
+        AutoJoinHandler(config=config, directory=s.directory, pipeline=s.event_pipeline)
+        if config.auto_join_rooms
+        else None
+    )
     s.registration = RegistrationHandler(
         config,
         clock,
@@ -47,6 +57,7 @@ def build(ctx: BuildContext, s: Services) -> None:
         s.devices,
         s.uia,
         s.account_ratelimiters,
+        after_registration=auto_join.on_registered if auto_join is not None else None,
     )
     s.account = AccountHandler(config, s.account_store, s.password_hasher, s.devices, s.auth, s.uia)
     s.shared_secret_registration = ctx.own(SharedSecretRegistration(clock, config, s.registration))

@@ -18,6 +18,7 @@ from hamlet.core.ids import UserID
 from hamlet.handlers.accounts.account import AccountHandler
 from hamlet.handlers.accounts.auth import AuthHandler, generate_access_token, hash_token
 from hamlet.handlers.accounts.devices import MAX_DISPLAY_NAME_LENGTH, DeviceHandler, device_json
+from hamlet.handlers.accounts.passwords import check_password_length
 from hamlet.handlers.accounts.profile import ProfileHandler
 from hamlet.handlers.accounts.register import USER_TYPES, RegistrationHandler
 from hamlet.handlers.common.errors import (
@@ -138,6 +139,9 @@ class UserChanges:
             not isinstance(password, str) or len(password) > MAX_PASSWORD_LENGTH
         ):
             raise InvalidParamError("Invalid password")
+        if password is not None:
+            # Before any change is made: a refused password leaves the user as it was.
+            check_password_length(password)
         logout_devices = _bool(body, "logout_devices")
         displayname = body.get("displayname")
         if displayname is not None and (

@@ -18,9 +18,9 @@ of any other server is simply not found.
   finds the ID still empty waits (up to `timeout_ms`) and is woken the
   moment the upload lands.
 * **Thumbnails** (see `thumbnailer.py`) are made on first request, one per
-  configured size, with Pillow on the blocking pool, one at a time per
-  homeserver (so one tenant's images cannot occupy the whole shared
-  pool), and kept on disk with a row each.
+  configured size, with Pillow on the CPU pool (which takes tenants in
+  turn), one at a time per homeserver (a decoded image is the big memory
+  cost), and kept on disk with a row each.
 * `rc_media_create` limits `create` and `upload` per user; admins are exempt.
 """
 
@@ -46,7 +46,7 @@ from hamlet.handlers.common.ratelimit import Ratelimiter
 from hamlet.handlers.common.requester import Requester
 from hamlet.handlers.common.service import ServiceBase
 from hamlet.handlers.media import thumbnailer
-from hamlet.runtime.blocking import run_blocking
+from hamlet.runtime.blocking import run_cpu
 from hamlet.runtime.clock import Clock
 from hamlet.runtime.linearizer import Linearizer
 from hamlet.runtime.timeout import with_timeout
@@ -359,8 +359,8 @@ class MediaRepository(ServiceBase):
             source = self.files.content_path(media.media_id)
             async with self._thumbnail_slot:
                 try:
-                    data = await run_blocking(
-                        thumbnailer.render, source, t_w, t_h, t_method, out_type
+                    data = await run_cpu(
+                        self.server_name, thumbnailer.render, source, t_w, t_h, t_method, out_type
                     )
                 except thumbnailer.ImageTooLargeError:
                     raise MatrixError(

@@ -1,7 +1,7 @@
 """Thumbnails with Pillow: choosing a size, and the blocking work of making one.
 
 Everything that touches Pillow here blocks; the media repository runs it on
-the blocking pool (`run_blocking`). Pillow is imported on first use, so a
+the CPU pool (`run_cpu`). Pillow is imported on first use, so a
 homeserver that never makes a thumbnail never loads it.
 
 Sizes are the spec's recommended set (Synapse's default `thumbnail_sizes`);
@@ -107,7 +107,7 @@ def plan(orig_w: int, orig_h: int, width: int, height: int, method: Method) -> P
 def render(source: Path, width: int, height: int, method: Method, out_type: str) -> bytes | None:
     """The encoded thumbnail, or None when the original should be served as is.
 
-    Blocking: run it on the blocking pool.
+    Blocking and CPU-bound: run it on the CPU pool.
     """
     from PIL import Image, ImageOps
 

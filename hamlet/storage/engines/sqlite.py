@@ -1,18 +1,22 @@
-"""SQLite engine: one connection per tenant, driven from the shared blocking pool."""
+"""SQLite engine: one connection per tenant, driven from the shared database pool."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from hamlet.runtime.blocking import run_blocking
+from hamlet.runtime.blocking import run_db
 from hamlet.storage.database import Args, Database, Row, Transaction
 from hamlet.storage.errors import IntegrityError, StorageError
 
 T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
 
 
 class SqliteTransaction(Transaction):
@@ -20,13 +24,13 @@ class SqliteTransaction(Transaction):
         self._conn = conn
 
     async def execute(self, sql: str, args: Args = ()) -> int:
-        return await run_blocking(_execute, self._conn, sql, tuple(args))
+        return await run_db(_execute, self._conn, sql, tuple(args))
 
     async def executemany(self, sql: str, rows: Iterable[Args]) -> None:
-        await run_blocking(_executemany, self._conn, sql, [tuple(r) for r in rows])
+        await run_db(_executemany, self._conn, sql, [tuple(r) for r in rows])
 
     async def fetchall(self, sql: str, args: Args = ()) -> list[Row]:
-        return await run_blocking(_fetchall, self._conn, sql, tuple(args))
+        return await run_db(_fetchall, self._conn, sql, tuple(args))
 
 
 def _wrap(e: sqlite3.Error) -> StorageError:
@@ -56,9 +60,35 @@ def _fetchall(conn: sqlite3.Connection, sql: str, args: tuple[object, ...]) -> l
         raise _wrap(e) from e
 
 
+# The database holds password hashes and access tokens: owner only, like
+# the signing key. SQLite gives the -wal and -shm files the main file's mode.
+DB_FILE_MODE = 0o600
+
+
+def _restrict(path: str) -> None:
+    """Create the database file owner-only, and take back what older runs left open."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, DB_FILE_MODE))
+    except FileExistsError:
+        pass
+    for name in (path, f"{path}-wal", f"{path}-shm", f"{path}-journal"):
+        try:
+            mode = os.stat(name).st_mode & 0o777
+            if mode & ~DB_FILE_MODE:
+                os.chmod(name, mode & DB_FILE_MODE)
+        except FileNotFoundError:
+            pass
+        except PermissionError:
+            logger.warning("Cannot make %s owner-only (it is not ours)", name)
+
+
 def _connect(path: str) -> sqlite3.Connection:
     if path != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            _restrict(path)
+        except OSError as e:
+            raise StorageError(f"cannot open SQLite database {path}: {e}") from e
     try:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
@@ -82,20 +112,20 @@ class SqliteDatabase(Database):
 
     async def open(self) -> None:
         if self._conn is None:
-            self._conn = await run_blocking(_connect, self.path)
+            self._conn = await run_db(_connect, self.path)
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
             async with self._lock:
-                await run_blocking(conn.close)
+                await run_db(conn.close)
 
     async def release_memory(self) -> None:
         # Migrations and start-up reads fill SQLite's page cache; an idle
         # tenant pays for it in RSS until something shrinks it.
         async with self._lock:
             if self._conn is not None:
-                await run_blocking(_execute, self._conn, "PRAGMA shrink_memory", ())
+                await run_db(_execute, self._conn, "PRAGMA shrink_memory", ())
 
     @property
     def is_open(self) -> bool:
@@ -106,15 +136,15 @@ class SqliteDatabase(Database):
             conn = self._conn
             if conn is None:
                 raise StorageError("database is closed")
-            # run_blocking finishes each statement even if this task is
+            # run_db finishes each statement even if this task is
             # cancelled, so the rollback below never races a running one and
             # the lock is never released with a transaction left open.
             try:
-                await run_blocking(_execute, conn, "BEGIN", ())
+                await run_db(_execute, conn, "BEGIN", ())
                 result = await fn(SqliteTransaction(conn))
-                await run_blocking(_execute, conn, "COMMIT", ())
+                await run_db(_execute, conn, "COMMIT", ())
             except BaseException:
-                await run_blocking(_rollback, conn)
+                await run_db(_rollback, conn)
                 raise
             return result
 

@@ -30,6 +30,7 @@ class TokenOwner:
     deactivated: bool
     locked: bool
     puppets_user_id: str | None
+    token_created_ts: int
     # When the token stops working (an admin's login-as token), else None.
     valid_until_ms: int | None = None
 
@@ -215,7 +216,7 @@ class DeviceStore:
         row = await self.db.fetchone(
             "get_token_owner",
             "SELECT t.user_id, t.device_id, u.is_guest, u.admin, u.shadow_banned,"
-            " u.deactivated, u.locked, t.puppets_user_id, e.valid_until_ms"
+            " u.deactivated, u.locked, t.puppets_user_id, t.created_ts, e.valid_until_ms"
             " FROM access_tokens AS t JOIN users AS u ON u.user_id = t.user_id"
             " LEFT JOIN access_token_expiry AS e ON e.token_hash = t.token_hash"
             " WHERE t.token_hash = ?",
@@ -232,7 +233,8 @@ class DeviceStore:
             deactivated=bool(row[5]),
             locked=bool(row[6]),
             puppets_user_id=None if row[7] is None else str(row[7]),
-            valid_until_ms=None if row[8] is None else int(row[8]),
+            token_created_ts=int(row[8]),
+            valid_until_ms=None if row[9] is None else int(row[9]),
         )
 
     async def delete_access_token(self, token_hash: str) -> None:

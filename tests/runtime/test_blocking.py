@@ -1,0 +1,148 @@
+"""The thread pools: CPU work never takes database threads, and tenants take turns at the CPU.
+
+Jobs that hold a thread until the test lets them go make the outcomes
+ordering facts rather than timings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+
+import pytest
+
+from hamlet.config import HomeServerConfig
+from hamlet.handlers.accounts.passwords import PasswordHasher
+from hamlet.runtime import blocking
+from hamlet.runtime.blocking import CPU_JOBS_PER_TENANT, CPU_THREADS, run_cpu
+from hamlet.storage.factory import make_database
+
+MakeConfig = Callable[..., HomeServerConfig]
+
+# Generous, and only reached if the behaviour under test is broken (a hang).
+DEADLOCK_GUARD_S = 30
+
+
+class HeldJobs:
+    """CPU jobs that each hold their thread until `release()`."""
+
+    def __init__(self) -> None:
+        self.release_all = threading.Event()
+        self.started: list[str] = []
+        self._lock = threading.Lock()
+
+    def job(self, name: str) -> str:
+        with self._lock:
+            self.started.append(name)
+        self.release_all.wait(DEADLOCK_GUARD_S)
+        return name
+
+
+async def _until(predicate: Callable[[], bool]) -> None:
+    for _ in range(10_000):
+        if predicate():
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError("condition never became true")
+
+
+async def test_cpu_work_never_holds_a_tenants_database_threads(
+    make_hs_config: MakeConfig,
+) -> None:
+    db = make_database(make_hs_config(server_name="b.test"))
+    await db.open()
+    held = HeldJobs()
+    # Far more CPU jobs than any pool has threads, from tenants A1..A8.
+    jobs = [
+        asyncio.ensure_future(run_cpu(f"a{i % 8}.test", held.job, f"a{i}"))
+        for i in range(4 * CPU_THREADS + 8)
+    ]
+    await _until(lambda: len(held.started) == CPU_THREADS)
+    try:
+        result = await asyncio.wait_for(db.fetchval("select_one", "SELECT 1"), DEADLOCK_GUARD_S)
+        assert result == 1
+        assert not any(job.done() for job in jobs), "B's query finished first"
+    finally:
+        held.release_all.set()
+        await asyncio.gather(*jobs)
+        await db.close()
+    assert blocking.in_flight() == 0
+
+
+async def test_a_query_finishes_while_bcrypt_hashes_for_another_tenant_run(
+    make_hs_config: MakeConfig,
+) -> None:
+    db = make_database(make_hs_config(server_name="b.test"))
+    await db.open()
+    hasher = PasswordHasher(pepper="", rounds=13, tenant="a.test")
+    hashes = [asyncio.ensure_future(hasher.hash(f"password {i}")) for i in range(2 * CPU_THREADS)]
+    try:
+        await _until(lambda: blocking.in_flight() == len(hashes))
+        assert await db.fetchval("select_one", "SELECT 1") == 1
+        assert not any(h.done() for h in hashes)
+    finally:
+        await asyncio.gather(*hashes)
+        await db.close()
+
+
+async def test_a_busy_tenant_cannot_fill_the_cpu_pool() -> None:
+    held = HeldJobs()
+    busy = [asyncio.ensure_future(run_cpu("busy.test", held.job, f"busy{i}")) for i in range(200)]
+    try:
+        await _until(lambda: len(held.started) == CPU_JOBS_PER_TENANT)
+        # The busy tenant's other 200 - k jobs are queued, not holding threads,
+        # so another tenant's job runs to the end while they all wait.
+        other = await asyncio.wait_for(run_cpu("quiet.test", lambda: "quiet ran"), DEADLOCK_GUARD_S)
+        assert other == "quiet ran"
+        assert len(held.started) == CPU_JOBS_PER_TENANT
+    finally:
+        held.release_all.set()
+        assert await asyncio.gather(*busy) == [f"busy{i}" for i in range(200)]
+    assert blocking.in_flight() == 0
+
+
+async def test_freed_cpu_threads_go_round_the_tenants_in_turn() -> None:
+    gates: dict[str, threading.Event] = {}
+    started: list[str] = []
+
+    def job(name: str) -> None:
+        started.append(name)
+        gates[name].wait(DEADLOCK_GUARD_S)
+
+    def submit(tenant: str, name: str) -> asyncio.Future[None]:
+        gates[name] = threading.Event()
+        return asyncio.ensure_future(run_cpu(tenant, job, name))
+
+    # Fill every thread, then queue three jobs for x and three for y.
+    jobs = [submit(f"f{i}.test", f"f{i}") for i in range(CPU_THREADS)]
+    await _until(lambda: len(started) == CPU_THREADS)
+    jobs += [submit("x.test", f"x{i}") for i in range(3)]
+    jobs += [submit("y.test", f"y{i}") for i in range(3)]
+    # Free one thread at a time (the longest-running job) and see who gets it.
+    for n in range(6):
+        gates[started[n]].set()
+        await _until(lambda n=n: len(started) == CPU_THREADS + n + 1)  # type: ignore[misc]
+    assert started[CPU_THREADS:] == ["x0", "y0", "x1", "y1", "x2", "y2"]
+    for gate in gates.values():
+        gate.set()
+    await asyncio.gather(*jobs)
+
+
+async def test_a_cancelled_queued_cpu_job_never_runs_and_frees_its_place() -> None:
+    held = HeldJobs()
+    running = [
+        asyncio.ensure_future(run_cpu("t.test", held.job, f"r{i}"))
+        for i in range(CPU_JOBS_PER_TENANT)
+    ]
+    await _until(lambda: len(held.started) == CPU_JOBS_PER_TENANT)
+    queued = asyncio.ensure_future(run_cpu("t.test", held.job, "queued"))
+    await asyncio.sleep(0)
+    queued.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await queued
+    held.release_all.set()
+    await asyncio.gather(*running)
+    assert "queued" not in held.started
+    assert await run_cpu("t.test", lambda: 7) == 7
+    assert blocking.in_flight() == 0
