@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from hamlet.core import push_rules as rules_core
+from hamlet.core.glob import WorkBudget
 from hamlet.core.power_levels import (
     CREATE_KEY,
     POWER_LEVELS_KEY,
@@ -27,6 +28,8 @@ from hamlet.core.push_rules import (
     PushRuleError,
     RuleNotFoundError,
     Ruleset,
+    RuleTooLargeError,
+    TooManyRulesError,
     UserPushRules,
     build_ruleset,
     evaluate,
@@ -35,6 +38,7 @@ from hamlet.core.push_rules import (
 )
 from hamlet.handlers.common.errors import (
     BadJsonError,
+    ForbiddenError,
     InvalidParamError,
     MatrixError,
     NotFoundError,
@@ -49,13 +53,24 @@ PUSH_RULES_TYPE: Final = "m.push_rules"
 #: Unread events of a room looked at for its notification counts (newest first).
 UNREAD_LIMIT: Final = 100
 SCOPES: Final = frozenset({"global"})
+#: Push rule matching one /sync may do over all its rooms (see
+#: core/glob.py for the unit: about 50 ms of the worst kind of work).
+REQUEST_STEPS: Final = 50_000_000
+
+
+def request_budget() -> WorkBudget:
+    """The matching budget of one request's unread counts."""
+    return WorkBudget(REQUEST_STEPS)
 
 
 def _matrix_error(error: PushRuleError) -> MatrixError:
     if isinstance(error, RuleNotFoundError):
         return NotFoundError("The push rule was not found.")
-    if isinstance(error, InvalidRuleIdError):
+    if isinstance(error, InvalidRuleIdError | RuleTooLargeError):
         return InvalidParamError(str(error))
+    if isinstance(error, TooManyRulesError):
+        # 403, not 429: waiting does not help, deleting a rule does.
+        return ForbiddenError(str(error), errcode="M_LIMIT_EXCEEDED")
     if isinstance(error, InvalidRuleError):
         return BadJsonError(str(error))
     # RelativeRuleError: the spec's example for an unknown before/after rule.
@@ -179,10 +194,19 @@ class PushRulesHandler:
     # --- /sync ---
 
     async def unread_counts(
-        self, user_id: str, room_id: str, *, after: int, upto: int, member_count: int
+        self,
+        user_id: str,
+        room_id: str,
+        *,
+        after: int,
+        upto: int,
+        member_count: int,
+        budget: WorkBudget | None = None,
     ) -> tuple[int, int]:
         """(notification_count, highlight_count) over the room's newest
-        `UNREAD_LIMIT` events in (after, upto] sent by others."""
+        `UNREAD_LIMIT` events in (after, upto] sent by others. Matching
+        spends `budget` (the request's; a fresh `request_budget()` without
+        one); events evaluated after it ran out count as not notifying."""
         if upto <= after:
             return 0, 0
         events = await self._history.get_room_events(
@@ -195,6 +219,7 @@ class PushRulesHandler:
             return 0, 0
         ruleset = await self.get_ruleset(user_id)
         context = await self._context(user_id, room_id, member_count)
+        budget = budget or request_budget()
         notifications = highlight = 0
         for event in candidates:
             event_dict: dict[str, Any] = {
@@ -205,7 +230,7 @@ class PushRulesHandler:
             }
             if event.state_key is not None:
                 event_dict["state_key"] = event.state_key
-            actions = evaluate(ruleset, event_dict, context)
+            actions = evaluate(ruleset, event_dict, context, budget)
             if notifies(actions):
                 notifications += 1
                 if highlights(actions):

@@ -7,11 +7,12 @@ from typing import Any
 
 from hamlet.core.events import Event
 from hamlet.core.filters import RoomFilter
+from hamlet.core.glob import WorkBudget
 from hamlet.core.power_levels import StateKey
 from hamlet.handlers.common.streams import StreamToken
 from hamlet.handlers.history.serializer import EventSerializer
 from hamlet.handlers.history.visibility import VisibilityHandler
-from hamlet.handlers.push.rules import PushRulesHandler
+from hamlet.handlers.push.rules import PushRulesHandler, request_budget
 from hamlet.handlers.rooms.state import StateHandler
 from hamlet.storage.stores.events import EventsStore, StoredEvent
 from hamlet.storage.stores.room_history import RoomHistoryStore
@@ -88,6 +89,7 @@ class RoomSyncBuilder:
             else {m.room_id for m in joined}
         )
         out: dict[str, dict[str, Any]] = {"join": {}, "invite": {}, "leave": {}, "knock": {}}
+        push_budget = request_budget()
         for m in memberships:
             if m.stream_ordering > now.events:
                 continue
@@ -114,6 +116,7 @@ class RoomSyncBuilder:
                     room_filter,
                     room_account_data.get(m.room_id, []),
                     newly_joined=newly and since_pos is not None,
+                    push_budget=push_budget,
                 )
                 room["ephemeral"] = {"events": ephemeral.get(m.room_id, [])}
             elif m.membership == "invite" and (newly or full_state):
@@ -254,6 +257,7 @@ class RoomSyncBuilder:
         account_data: list[dict[str, Any]],
         *,
         newly_joined: bool = False,
+        push_budget: WorkBudget | None = None,
     ) -> dict[str, Any]:
         room_id = membership.room_id
         timeline: list[StoredEvent] = []
@@ -282,6 +286,7 @@ class RoomSyncBuilder:
             after=read_pos,
             upto=now.events,
             member_count=summary["m.joined_member_count"],
+            budget=push_budget,
         )
         return {
             "timeline": {
