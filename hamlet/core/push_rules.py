@@ -363,7 +363,7 @@ class UserPushRules:
     def count(self) -> int:
         return sum(len(rules) for rules in self.custom.values())
 
-    def _find(self, kind: str, rule_id: str) -> int | None:
+    def find(self, kind: str, rule_id: str) -> int | None:
         for i, rule in enumerate(self.custom.get(kind, [])):
             if rule.get("rule_id") == rule_id:
                 return i
@@ -477,7 +477,7 @@ def add_rule(
             raise RelativeRuleError(f"Cannot place a rule relative to {anchor!r}")
     out = user_rules.copy()
     rules = out.custom.setdefault(kind, [])
-    existing = out._find(kind, rule_id)
+    existing = out.find(kind, rule_id)
     if existing is None and out.count() >= MAX_USER_RULES:
         raise TooManyRulesError(f"A user has at most {MAX_USER_RULES} push rules")
     position: int | None = None
@@ -489,7 +489,7 @@ def add_rule(
         rule["enabled"] = True
     anchor = before if before is not None else after
     if anchor is not None:
-        index = out._find(kind, anchor)
+        index = out.find(kind, anchor)
         if index is None:
             raise RelativeRuleError(f"before/after rule not found: {anchor}")
         position = index if before is not None else index + 1
@@ -499,7 +499,7 @@ def add_rule(
 
 def delete_rule(user_rules: UserPushRules, kind: str, rule_id: str) -> UserPushRules:
     check_kind(kind)
-    index = user_rules._find(kind, rule_id)
+    index = user_rules.find(kind, rule_id)
     if index is None:
         raise RuleNotFoundError("Push rule not found")
     out = user_rules.copy()
@@ -510,7 +510,7 @@ def delete_rule(user_rules: UserPushRules, kind: str, rule_id: str) -> UserPushR
 def set_enabled(user_rules: UserPushRules, kind: str, rule_id: str, enabled: bool) -> UserPushRules:
     check_kind(kind)
     out = user_rules.copy()
-    index = out._find(kind, rule_id)
+    index = out.find(kind, rule_id)
     if index is not None:
         out.custom[kind][index]["enabled"] = enabled
     elif rule_id in DEFAULT_RULE_IDS[kind]:
@@ -524,7 +524,7 @@ def set_actions(user_rules: UserPushRules, kind: str, rule_id: str, actions: Any
     check_kind(kind)
     checked = check_actions(actions)
     out = user_rules.copy()
-    index = out._find(kind, rule_id)
+    index = out.find(kind, rule_id)
     if index is not None:
         out.custom[kind][index]["actions"] = checked
     elif rule_id in DEFAULT_RULE_IDS[kind]:

@@ -1,15 +1,17 @@
 """Push rules per user, and the unread notification counts /sync serves.
 
-A user's changes to the default rules are stored by `PushRulesStore`; each
-change also writes the merged ruleset as the user's `m.push_rules` global
+A user's own rules and changes to the default rules are stored by
+`PushRulesStore`, a row each, so a change writes only what it changes;
+it also writes the merged ruleset as the user's `m.push_rules` global
 account data in the same transaction, at a new account data stream id, so
-/sync carries it. The merged `Ruleset` is cached per user.
+/sync carries it. What is stored and the merged `Ruleset` are cached per
+user; changes are serialised by a lock and applied to the cached copy.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
 from hamlet.core import push_rules as rules_core
@@ -46,13 +48,20 @@ from hamlet.handlers.common.errors import (
 from hamlet.handlers.rooms.state import StateHandler
 from hamlet.handlers.user_streams.account_data import AccountDataHandler
 from hamlet.runtime.lru import LruCache
-from hamlet.storage.stores.push_rules import PushRulesStore
+from hamlet.storage.stores.push_rules import (
+    PRIORITY,
+    PushRulesStore,
+    priority_between,
+    renumbered,
+)
 from hamlet.storage.stores.room_history import RoomHistoryStore
 
 PUSH_RULES_TYPE: Final = "m.push_rules"
 #: Unread events of a room looked at for its notification counts (newest first).
 UNREAD_LIMIT: Final = 100
 SCOPES: Final = frozenset({"global"})
+#: Stores one change, given the merged ruleset and its account data stream id.
+Write = Callable[[dict[str, Any], int], Awaitable[None]]
 #: Push rule matching one /sync may do over all its rooms (see
 #: core/glob.py for the unit: about 50 ms of the worst kind of work).
 REQUEST_STEPS: Final = 50_000_000
@@ -105,7 +114,9 @@ class PushRulesHandler:
         self._account_data = account_data
         self._history = history
         self._state = state
-        self._cache: LruCache[str, Ruleset] = LruCache(cache_size)
+        # What the store holds for a user (rules with their priorities), and
+        # the merged ruleset built from it.
+        self._cache: LruCache[str, tuple[UserPushRules, Ruleset]] = LruCache(cache_size)
         # Bumped by every change, so a reader that loaded before a change
         # committed does not cache what it read.
         self._generation = 0
@@ -113,15 +124,19 @@ class PushRulesHandler:
 
     # --- reading ---
 
-    async def get_ruleset(self, user_id: str) -> Ruleset:
+    async def _load(self, user_id: str) -> tuple[UserPushRules, Ruleset]:
         cached = self._cache.get(user_id)
         if cached is not None:
             return cached
         generation = self._generation
-        ruleset = build_ruleset(user_id, UserPushRules.from_json(await self._store.get(user_id)))
+        stored = await self._store.get(user_id)
+        loaded = (stored, build_ruleset(user_id, stored))
         if generation == self._generation:
-            self._cache.set(user_id, ruleset)
-        return ruleset
+            self._cache.set(user_id, loaded)
+        return loaded
+
+    async def get_ruleset(self, user_id: str) -> Ruleset:
+        return (await self._load(user_id))[1]
 
     async def get_rules(self, user_id: str) -> dict[str, Any]:
         """`{"global": {kind: [rule, ...]}}`: also the `m.push_rules` content."""
@@ -138,7 +153,8 @@ class PushRulesHandler:
             raise NotFoundError("The push rule was not found.")
         return rule.to_json()
 
-    # --- changing ---
+    # --- changing: each writes the one rule it changes (and rarely its
+    # siblings' priorities), plus the merged ruleset as account data ---
 
     async def add_rule(
         self,
@@ -150,46 +166,94 @@ class PushRulesHandler:
         before: str | None = None,
         after: str | None = None,
     ) -> None:
-        await self._change(
-            user_id,
-            lambda rules: rules_core.add_rule(
-                rules, kind, rule_id, body, before=before, after=after
-            ),
-        )
+        def apply(old: UserPushRules) -> tuple[UserPushRules, Write]:
+            new = rules_core.add_rule(old, kind, rule_id, body, before=before, after=after)
+            rules = new.custom[kind]
+            index = new.find(kind, rule_id)
+            assert index is not None
+            rule = rules[index]
+            previous = old.find(kind, rule_id)
+            if previous is not None and before is None and after is None:
+                priority: int | None = old.custom[kind][previous][PRIORITY]
+            else:
+                neighbour = [
+                    rules[i].get(PRIORITY) if 0 <= i < len(rules) else None
+                    for i in (index - 1, index + 1)
+                ]
+                priority = priority_between(neighbour[0], neighbour[1])
+            reorder: list[tuple[str, int]] = []
+            if priority is None:
+                reorder = renumbered(rules)
+                for other, (_, renumber) in zip(rules, reorder, strict=True):
+                    other[PRIORITY] = renumber
+            else:
+                rule[PRIORITY] = priority
+            return new, lambda ruleset, stream_id: self._store.put_rule(
+                user_id, kind, rule, ruleset, stream_id, reorder=reorder
+            )
+
+        await self._change(user_id, apply)
 
     async def delete_rule(self, user_id: str, kind: str, rule_id: str) -> None:
-        await self._change(user_id, lambda rules: rules_core.delete_rule(rules, kind, rule_id))
+        def apply(old: UserPushRules) -> tuple[UserPushRules, Write]:
+            new = rules_core.delete_rule(old, kind, rule_id)
+            return new, lambda ruleset, stream_id: self._store.delete_rule(
+                user_id, kind, rule_id, ruleset, stream_id
+            )
+
+        await self._change(user_id, apply)
 
     async def set_enabled(self, user_id: str, kind: str, rule_id: str, enabled: bool) -> None:
         await self._change(
-            user_id, lambda rules: rules_core.set_enabled(rules, kind, rule_id, enabled)
+            user_id,
+            lambda old: self._changed_rule(
+                user_id, kind, rule_id, rules_core.set_enabled(old, kind, rule_id, enabled)
+            ),
         )
 
     async def set_actions(self, user_id: str, kind: str, rule_id: str, actions: Any) -> None:
         await self._change(
-            user_id, lambda rules: rules_core.set_actions(rules, kind, rule_id, actions)
+            user_id,
+            lambda old: self._changed_rule(
+                user_id, kind, rule_id, rules_core.set_actions(old, kind, rule_id, actions)
+            ),
         )
 
-    async def _change(self, user_id: str, apply: Callable[[UserPushRules], UserPushRules]) -> None:
-        built: list[Ruleset] = []
+    def _changed_rule(
+        self, user_id: str, kind: str, rule_id: str, new: UserPushRules
+    ) -> tuple[UserPushRules, Write]:
+        """The write for `enabled` or `actions` of a rule changed in `new`:
+        a user rule's row, or the changes to a default rule."""
+        index = new.find(kind, rule_id)
+        if index is not None:
+            rule = new.custom[kind][index]
+            return new, lambda ruleset, stream_id: self._store.put_rule(
+                user_id, kind, rule, ruleset, stream_id
+            )
+        key = f"{kind}/{rule_id}"
+        changes = {"enabled": new.enabled.get(key), "actions": new.actions.get(key)}
+        return new, lambda ruleset, stream_id: self._store.put_default_changes(
+            user_id, kind, rule_id, changes, ruleset, stream_id
+        )
 
-        def change(old: Any | None) -> tuple[Any, dict[str, Any]]:
-            new = apply(UserPushRules.from_json(old))
-            ruleset = build_ruleset(user_id, new)
-            built.append(ruleset)
-            return new.to_json(), ruleset.to_json()
-
+    async def _change(
+        self, user_id: str, apply: Callable[[UserPushRules], tuple[UserPushRules, Write]]
+    ) -> None:
         async with self._lock:
+            old, _ = await self._load(user_id)
             try:
-                await self._account_data.write_with(
-                    user_id, lambda stream_id: self._store.update(user_id, change, stream_id)
-                )
+                new, write = apply(old)
             except PushRuleError as e:
                 raise _matrix_error(e) from None
+            ruleset = build_ruleset(user_id, new)
+            try:
+                await self._account_data.write_with(
+                    user_id, lambda stream_id: write(ruleset.to_json(), stream_id)
+                )
             finally:
                 self._generation += 1
                 self._cache.pop(user_id)
-            self._cache.set(user_id, built[-1])
+            self._cache.set(user_id, (new, ruleset))
 
     # --- /sync ---
 
