@@ -19,12 +19,16 @@ from hamlet.storage.stores.devices import DeviceRecord
 
 
 def _device_json(device: DeviceRecord) -> dict[str, Any]:
-    return {
-        "device_id": device.device_id,
-        "display_name": device.display_name,
-        "last_seen_ip": device.last_seen_ip,
-        "last_seen_ts": device.last_seen_ts,
-    }
+    """The spec's Device: fields the server does not know are left out, not null."""
+    out: dict[str, Any] = {"device_id": device.device_id}
+    for name, value in (
+        ("display_name", device.display_name),
+        ("last_seen_ip", device.last_seen_ip),
+        ("last_seen_ts", device.last_seen_ts),
+    ):
+        if value is not None:
+            out[name] = value
+    return out
 
 
 async def list_devices(req: ApiRequest) -> dict[str, Any]:
