@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -10,7 +11,7 @@ import orjson
 from aiohttp import web
 from multidict import MultiMapping
 
-from hamlet.core.canonical_json import nesting_depth
+from hamlet.core.canonical_json import MAX_SAFE_INTEGER, MIN_SAFE_INTEGER, nesting_depth
 from hamlet.handlers.common.errors import BadJsonError, MatrixError, TooLargeError
 
 #: Levels of objects and arrays a request's JSON may have. What clients
@@ -21,6 +22,17 @@ from hamlet.handlers.common.errors import BadJsonError, MatrixError, TooLargeErr
 #: envelope, and is far beyond what any Matrix payload needs. (The spec is
 #: silent; Synapse's parser allows what Python's recursion limit does.)
 MAX_JSON_DEPTH = 100
+
+
+_INTEGER = re.compile(r"-?[0-9]{1,16}")
+
+
+def parse_int(text: str) -> int | None:
+    """`text` as a decimal integer within +-(2^53 - 1), or None."""
+    if _INTEGER.fullmatch(text) is None:
+        return None
+    value = int(text)
+    return value if MIN_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER else None
 
 
 def parse_json(raw: bytes | str) -> Any:
@@ -108,15 +120,21 @@ class ApiRequest:
         return value
 
     def query_int(self, name: str, default: int | None = None) -> int | None:
+        """An integer query parameter: ASCII digits with an optional minus,
+        within what JSON (and every integer column) holds exactly; anything
+        else is 400 M_INVALID_PARAM rather than an overflow further down.
+        Callers still check the range their parameter means."""
         raw = self.http.query.get(name)
         if raw is None:
             return default
-        try:
-            return int(raw)
-        except ValueError:
+        value = parse_int(raw)
+        if value is None:
             raise MatrixError(
-                400, "M_INVALID_PARAM", f"Query parameter {name!r} must be an integer"
-            ) from None
+                400,
+                "M_INVALID_PARAM",
+                f"Query parameter {name!r} must be an integer of at most 2^53 - 1",
+            )
+        return value
 
     def query_bool(self, name: str, default: bool = False) -> bool:
         raw = self.http.query.get(name)

@@ -23,7 +23,7 @@ STREAM_NAMES: Final = (
 #: Streams kept in memory only: they restart from 0 with the process.
 IN_MEMORY_STREAMS: Final = frozenset({"typing", "presence"})
 
-_TOKEN = re.compile(r"^s(\d{1,19}(?:_\d{1,19})*)$")
+_TOKEN = re.compile(r"^s([0-9]{1,18}(?:_[0-9]{1,18})*)$")
 
 
 class StreamProvider(Protocol):
