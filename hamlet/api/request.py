@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -10,8 +11,42 @@ import orjson
 from aiohttp import web
 from multidict import MultiMapping
 
+from hamlet.core.canonical_json import MAX_SAFE_INTEGER, MIN_SAFE_INTEGER, nesting_depth
 from hamlet.handlers.common.errors import AuthError, BadJsonError, MatrixError, TooLargeError
 from hamlet.handlers.common.requester import ClientInfo, Requester
+
+#: Levels of objects and arrays a request's JSON may have. What clients
+#: send comes back embedded in envelopes (a /sync response puts event
+#: content about 8 levels down, a bundled edit inside a thread summary
+#: about 20) and is stored and re-encoded by orjson, which stops at 254;
+#: canonical JSON (events) stops there too. 100 leaves room for every
+#: envelope, and is far beyond what any Matrix payload needs. (The spec is
+#: silent; Synapse's parser allows what Python's recursion limit does.)
+MAX_JSON_DEPTH = 100
+
+
+_INTEGER = re.compile(r"-?[0-9]{1,16}")
+
+
+def parse_int(text: str) -> int | None:
+    """`text` as a decimal integer within +-(2^53 - 1), or None."""
+    if _INTEGER.fullmatch(text) is None:
+        return None
+    value = int(text)
+    return value if MIN_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER else None
+
+
+def parse_json(raw: bytes | str) -> Any:
+    """JSON from a client: 400 M_NOT_JSON if it is none, M_BAD_JSON if
+    nested deeper than `MAX_JSON_DEPTH`."""
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise MatrixError(400, "M_NOT_JSON", "Content not JSON.") from None
+    if nesting_depth(value, stop_above=MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        raise BadJsonError(f"JSON must not be nested more than {MAX_JSON_DEPTH} levels deep")
+    return value
+
 
 if TYPE_CHECKING:
     from hamlet.homeserver import HomeServer
@@ -99,11 +134,7 @@ class ApiRequest:
             yield chunk
 
     async def json(self) -> Any:
-        raw = await self.body()
-        try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise MatrixError(400, "M_NOT_JSON", "Content not JSON.") from None
+        return parse_json(await self.body())
 
     async def json_object(self, *, allow_empty: bool = False) -> dict[str, Any]:
         """The body as a JSON object; an empty body is `{}` when allowed."""
@@ -115,15 +146,21 @@ class ApiRequest:
         return value
 
     def query_int(self, name: str, default: int | None = None) -> int | None:
+        """An integer query parameter: ASCII digits with an optional minus,
+        within what JSON (and every integer column) holds exactly; anything
+        else is 400 M_INVALID_PARAM rather than an overflow further down.
+        Callers still check the range their parameter means."""
         raw = self.http.query.get(name)
         if raw is None:
             return default
-        try:
-            return int(raw)
-        except ValueError:
+        value = parse_int(raw)
+        if value is None:
             raise MatrixError(
-                400, "M_INVALID_PARAM", f"Query parameter {name!r} must be an integer"
-            ) from None
+                400,
+                "M_INVALID_PARAM",
+                f"Query parameter {name!r} must be an integer of at most 2^53 - 1",
+            )
+        return value
 
     def query_bool(self, name: str, default: bool = False) -> bool:
         raw = self.http.query.get(name)

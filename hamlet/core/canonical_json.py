@@ -16,15 +16,40 @@ from hamlet.core.errors import CanonicalJsonError
 
 MAX_SAFE_INTEGER = 2**53 - 1
 MIN_SAFE_INTEGER = -(2**53) + 1
+#: Levels of objects and arrays canonical JSON encodes: all orjson encodes,
+#: refused here before the checking recursion gets near Python's.
+MAX_DEPTH = 254
 
 JsonDict = dict[str, Any]
 
 
-def _normalise(value: Any, *, allow_integral_floats: bool) -> Any:
+def nesting_depth(value: Any, *, stop_above: int) -> int:
+    """How many levels of objects and arrays `value` has (a scalar: 0),
+    counted without recursion; counting stops once above `stop_above`."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > stop_above:
+            break
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return deepest
+
+
+def _normalise(value: Any, *, allow_integral_floats: bool, depth: int = 1) -> Any:
     """Return ``value`` checked for canonical JSON, converting integral floats.
 
     Raises :class:`CanonicalJsonError` on anything that cannot be encoded.
     """
+    if isinstance(value, dict | list | tuple) and depth > MAX_DEPTH:
+        raise CanonicalJsonError(f"JSON nested deeper than {MAX_DEPTH} levels")
     if value is None or value is True or value is False or isinstance(value, str):
         return value
     if isinstance(value, int):
@@ -40,10 +65,15 @@ def _normalise(value: Any, *, allow_integral_floats: bool) -> Any:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise CanonicalJsonError(f"object keys must be strings, not {type(key).__name__}")
-            out[key] = _normalise(item, allow_integral_floats=allow_integral_floats)
+            out[key] = _normalise(
+                item, allow_integral_floats=allow_integral_floats, depth=depth + 1
+            )
         return out
     if isinstance(value, list | tuple):
-        return [_normalise(item, allow_integral_floats=allow_integral_floats) for item in value]
+        return [
+            _normalise(item, allow_integral_floats=allow_integral_floats, depth=depth + 1)
+            for item in value
+        ]
     raise CanonicalJsonError(f"cannot encode {type(value).__name__} as canonical JSON")
 
 

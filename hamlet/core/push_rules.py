@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from hamlet.core.errors import CoreError
+from hamlet.core.glob import LOOP_COST, BudgetExhaustedError, Glob, WorkBudget, fold
 from hamlet.core.json_paths import split_path
 from hamlet.core.power_levels import (
     CREATOR_LEVEL_WITHOUT_POWER_LEVELS,
@@ -71,6 +72,28 @@ class InvalidRuleIdError(PushRuleError):
 
 class RelativeRuleError(PushRuleError):
     """`before` / `after` names no user rule of the same kind."""
+
+
+class RuleTooLargeError(InvalidRuleError):
+    """A rule whose id, pattern, conditions or actions exceed their bounds."""
+
+
+class TooManyRulesError(PushRuleError):
+    """The user already has `MAX_USER_RULES` rules of their own."""
+
+
+# --- bounds on what one user may store ---------------------------------------
+# Every rule is evaluated against every event the user can see, so their
+# number and size bound the work a user's rules cost the server. Synapse
+# has no such caps; these are far above what clients create.
+
+#: A user's own rules, all kinds together.
+MAX_USER_RULES: Final = 500
+MAX_RULE_ID_LENGTH: Final = 255
+#: Characters of a glob pattern, and of any condition's string fields.
+MAX_PATTERN_LENGTH: Final = 1000
+MAX_CONDITIONS: Final = 32
+MAX_ACTIONS: Final = 32
 
 
 # --- the server-default rules ---------------------------------------------
@@ -215,6 +238,18 @@ class PushRule:
     enabled: bool
     conditions: Sequence[Mapping[str, Any]] = ()
     pattern: str | None = None
+    #: Compiled once per rule: the pattern's glob (content rules), or one
+    #: per condition (None where it is no `event_match`).
+    globs: tuple[Glob | None, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.kind == "content":
+            globs: tuple[Glob | None, ...] = (
+                None if self.pattern is None else Glob.compile(self.pattern),
+            )
+        else:
+            globs = tuple(_event_match_glob(c) for c in self.conditions)
+        object.__setattr__(self, "globs", globs)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -325,7 +360,10 @@ class UserPushRules:
     def copy(self) -> UserPushRules:
         return UserPushRules.from_json(copy.deepcopy(self.to_json()))
 
-    def _find(self, kind: str, rule_id: str) -> int | None:
+    def count(self) -> int:
+        return sum(len(rules) for rules in self.custom.values())
+
+    def find(self, kind: str, rule_id: str) -> int | None:
         for i, rule in enumerate(self.custom.get(kind, [])):
             if rule.get("rule_id") == rule_id:
                 return i
@@ -341,6 +379,8 @@ def check_rule_id(rule_id: str) -> None:
     """A user rule id: not empty, no slashes, not starting with a dot."""
     if not rule_id:
         raise InvalidRuleIdError("Push rule ids must not be empty")
+    if len(rule_id) > MAX_RULE_ID_LENGTH:
+        raise InvalidRuleIdError(f"Push rule ids are at most {MAX_RULE_ID_LENGTH} characters")
     if "/" in rule_id or "\\" in rule_id:
         raise InvalidRuleIdError("Push rule ids must not contain slashes or backslashes")
     if rule_id.startswith("."):
@@ -350,6 +390,8 @@ def check_rule_id(rule_id: str) -> None:
 def check_actions(actions: Any) -> list[Any]:
     if not isinstance(actions, list):
         raise InvalidRuleError("'actions' must be a list")
+    if len(actions) > MAX_ACTIONS:
+        raise RuleTooLargeError(f"A push rule has at most {MAX_ACTIONS} actions")
     for action in actions:
         if isinstance(action, str):
             if action != "notify" and action not in HISTORICAL_ACTIONS:
@@ -357,17 +399,47 @@ def check_actions(actions: Any) -> list[Any]:
         elif isinstance(action, Mapping):
             if not isinstance(action.get("set_tweak"), str):
                 raise InvalidRuleError("An action object must have a string 'set_tweak'")
+            _check_strings(action)
         else:
             raise InvalidRuleError(f"Unrecognised action {action!r}")
     return list(actions)
 
 
+def _check_pattern(pattern: str) -> None:
+    if not 1 <= len(pattern) <= MAX_PATTERN_LENGTH:
+        raise RuleTooLargeError(f"A pattern has 1 to {MAX_PATTERN_LENGTH} characters")
+
+
+def _check_strings(obj: Mapping[str, Any]) -> None:
+    """An action's or condition's own fields: few, with short keys and
+    simple or short values (nothing nested beyond a list of simple ones)."""
+    if len(obj) > MAX_CONDITIONS:
+        raise RuleTooLargeError(f"At most {MAX_CONDITIONS} fields per condition or action")
+    for key, value in obj.items():
+        if len(key) > MAX_PATTERN_LENGTH:
+            raise RuleTooLargeError(f"Field names are at most {MAX_PATTERN_LENGTH} characters")
+        items = value if isinstance(value, list) else [value]
+        if len(items) > MAX_CONDITIONS:
+            raise RuleTooLargeError(f"Lists in a rule have at most {MAX_CONDITIONS} items")
+        for item in items:
+            if isinstance(item, str) and len(item) > MAX_PATTERN_LENGTH:
+                raise RuleTooLargeError(f"Strings in a rule are at most {MAX_PATTERN_LENGTH} long")
+            if isinstance(item, Mapping | list):
+                raise InvalidRuleError(f"{key!r} must hold a simple value")
+
+
 def _check_conditions(conditions: Any) -> list[dict[str, Any]]:
     if not isinstance(conditions, list):
         raise InvalidRuleError("'conditions' must be a list")
+    if len(conditions) > MAX_CONDITIONS:
+        raise RuleTooLargeError(f"A push rule has at most {MAX_CONDITIONS} conditions")
     for condition in conditions:
         if not isinstance(condition, Mapping) or not isinstance(condition.get("kind"), str):
             raise InvalidRuleError("Each condition must be an object with a string 'kind'")
+        _check_strings(condition)
+        pattern = condition.get("pattern")
+        if condition["kind"] == "event_match" and isinstance(pattern, str):
+            _check_pattern(pattern)
     return [dict(c) for c in conditions]
 
 
@@ -379,6 +451,7 @@ def _rule_from_body(kind: str, rule_id: str, body: Mapping[str, Any]) -> dict[st
         pattern = body.get("pattern")
         if not isinstance(pattern, str):
             raise InvalidRuleError("Content rules need a string 'pattern'")
+        _check_pattern(pattern)
         rule["pattern"] = pattern
     return rule
 
@@ -404,7 +477,9 @@ def add_rule(
             raise RelativeRuleError(f"Cannot place a rule relative to {anchor!r}")
     out = user_rules.copy()
     rules = out.custom.setdefault(kind, [])
-    existing = out._find(kind, rule_id)
+    existing = out.find(kind, rule_id)
+    if existing is None and out.count() >= MAX_USER_RULES:
+        raise TooManyRulesError(f"A user has at most {MAX_USER_RULES} push rules")
     position: int | None = None
     if existing is not None:
         rule["enabled"] = rules[existing].get("enabled", True) is not False
@@ -414,7 +489,7 @@ def add_rule(
         rule["enabled"] = True
     anchor = before if before is not None else after
     if anchor is not None:
-        index = out._find(kind, anchor)
+        index = out.find(kind, anchor)
         if index is None:
             raise RelativeRuleError(f"before/after rule not found: {anchor}")
         position = index if before is not None else index + 1
@@ -424,7 +499,7 @@ def add_rule(
 
 def delete_rule(user_rules: UserPushRules, kind: str, rule_id: str) -> UserPushRules:
     check_kind(kind)
-    index = user_rules._find(kind, rule_id)
+    index = user_rules.find(kind, rule_id)
     if index is None:
         raise RuleNotFoundError("Push rule not found")
     out = user_rules.copy()
@@ -435,7 +510,7 @@ def delete_rule(user_rules: UserPushRules, kind: str, rule_id: str) -> UserPushR
 def set_enabled(user_rules: UserPushRules, kind: str, rule_id: str, enabled: bool) -> UserPushRules:
     check_kind(kind)
     out = user_rules.copy()
-    index = out._find(kind, rule_id)
+    index = out.find(kind, rule_id)
     if index is not None:
         out.custom[kind][index]["enabled"] = enabled
     elif rule_id in DEFAULT_RULE_IDS[kind]:
@@ -449,7 +524,7 @@ def set_actions(user_rules: UserPushRules, kind: str, rule_id: str, actions: Any
     check_kind(kind)
     checked = check_actions(actions)
     out = user_rules.copy()
-    index = out._find(kind, rule_id)
+    index = out.find(kind, rule_id)
     if index is not None:
         out.custom[kind][index]["actions"] = checked
     elif rule_id in DEFAULT_RULE_IDS[kind]:
@@ -560,6 +635,11 @@ class PushContext:
     power_levels: Mapping[str, Any] | None = None
     #: The room creator (level 100 when the room has no power levels).
     creator: str | None = None
+    display_name_glob: Glob | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        name = self.display_name
+        object.__setattr__(self, "display_name_glob", Glob.literal(name) if name else None)
 
     def sender_level(self, sender: str) -> int:
         if self.power_levels is None:
@@ -572,6 +652,11 @@ class PushContext:
 
 
 _MISSING: Final = object()
+BODY_KEY: Final = "content.body"
+#: Matching work one event's evaluation may do (core/glob.py's unit, about
+#: a character scanned; 5-15 ms of the worst kind of work): dozens of rules
+#: scanning a 64 KiB body fit, a pattern made to rescan it does not.
+EVENT_STEPS: Final = 5_000_000
 
 
 def lookup(event: Mapping[str, Any], path: str) -> Any:
@@ -584,24 +669,38 @@ def lookup(event: Mapping[str, Any], path: str) -> Any:
     return value
 
 
-_WORD_CHARS: Final = "A-Za-z0-9_"
+class _Values:
+    """One event's string values, folded once however many rules read them,
+    and the work budget its evaluation spends."""
+
+    __slots__ = ("_folded", "budget", "event")
+
+    def __init__(self, event: Mapping[str, Any], budget: WorkBudget) -> None:
+        self.event = event
+        self.budget = budget
+        self._folded: dict[str, tuple[str, str] | None] = {}
+
+    def string(self, key: str) -> tuple[str, str] | None:
+        """(original, folded) of the string at `key`, or None."""
+        if key not in self._folded:
+            value = lookup(self.event, key)
+            if isinstance(value, str):
+                self.budget.spend(len(value))
+                self._folded[key] = (value, fold(value))
+            else:
+                self._folded[key] = None
+        return self._folded[key]
 
 
-def glob_to_regex(glob: str, *, words: bool = False) -> re.Pattern[str]:
-    """A case-insensitive regex for a glob (`*`, `?`): whole value, or with
-    `words`, any substring that starts and ends at a word boundary."""
-    body = "".join(".*?" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in glob)
-    if words:
-        regex = f"(?:^|[^{_WORD_CHARS}]){body}(?:[^{_WORD_CHARS}]|$)"
-    else:
-        regex = f"^{body}$"
-    return re.compile(regex, re.IGNORECASE | re.DOTALL)
-
-
-def _glob_matches(pattern: str, value: str, *, words: bool) -> bool:
-    if words:
-        return glob_to_regex(pattern, words=True).search(value) is not None
-    return glob_to_regex(pattern).match(value) is not None
+def _glob_matches(glob: Glob, values: _Values, key: str) -> bool:
+    """`content.body` matches on word boundaries, anything else whole."""
+    found = values.string(key)
+    if found is None:
+        return False
+    original, folded = found
+    if key == BODY_KEY:
+        return glob.matches(folded, values.budget, original=original)
+    return glob.matches(folded, values.budget)
 
 
 def _is_simple_value(value: Any) -> bool:
@@ -636,19 +735,21 @@ def _member_count_matches(spec: Any, count: int | None) -> bool:
     return count >= number
 
 
-def condition_matches(
-    condition: Mapping[str, Any], event: Mapping[str, Any], context: PushContext
+def _event_match_glob(condition: Mapping[str, Any]) -> Glob | None:
+    pattern = condition.get("pattern")
+    if condition.get("kind") != "event_match" or not isinstance(pattern, str):
+        return None
+    return Glob.compile(pattern)
+
+
+def _condition_matches(
+    condition: Mapping[str, Any], glob: Glob | None, values: _Values, context: PushContext
 ) -> bool:
-    """One condition; an unknown kind or a malformed condition never matches."""
     kind = condition.get("kind")
+    event = values.event
     if kind == "event_match":
-        key, pattern = condition.get("key"), condition.get("pattern")
-        if not isinstance(key, str) or not isinstance(pattern, str):
-            return False
-        value = lookup(event, key)
-        if not isinstance(value, str):
-            return False
-        return _glob_matches(pattern, value, words=key == "content.body")
+        key = condition.get("key")
+        return isinstance(key, str) and glob is not None and _glob_matches(glob, values, key)
     if kind == "event_property_is":
         key, expected = condition.get("key"), condition.get("value", _MISSING)
         if not isinstance(key, str) or not _is_simple_value(expected):
@@ -659,17 +760,14 @@ def condition_matches(
         key, expected = condition.get("key"), condition.get("value", _MISSING)
         if not isinstance(key, str) or not _is_simple_value(expected):
             return False
-        values = lookup(event, key)
-        if not isinstance(values, list):
+        found = lookup(event, key)
+        if not isinstance(found, list):
             return False
-        return any(_is_simple_value(v) and _same_value(v, expected) for v in values)
+        values.budget.spend(len(found))
+        return any(_is_simple_value(v) and _same_value(v, expected) for v in found)
     if kind == "contains_display_name":
-        name = context.display_name
-        body = lookup(event, "content.body")
-        if not name or not isinstance(body, str):
-            return False
-        regex = f"(?:^|[^{_WORD_CHARS}]){re.escape(name)}(?:[^{_WORD_CHARS}]|$)"
-        return re.search(regex, body, re.IGNORECASE) is not None
+        name_glob = context.display_name_glob
+        return name_glob is not None and _glob_matches(name_glob, values, BODY_KEY)
     if kind == "room_member_count":
         return _member_count_matches(condition.get("is"), context.member_count)
     if kind == "sender_notification_permission":
@@ -681,31 +779,64 @@ def condition_matches(
     return False
 
 
-def rule_matches(rule: PushRule, event: Mapping[str, Any], context: PushContext) -> bool:
+def condition_matches(
+    condition: Mapping[str, Any],
+    event: Mapping[str, Any],
+    context: PushContext,
+    budget: WorkBudget | None = None,
+) -> bool:
+    """One condition; an unknown kind or a malformed condition never matches."""
+    values = _Values(event, budget or WorkBudget(EVENT_STEPS))
+    return _condition_matches(condition, _event_match_glob(condition), values, context)
+
+
+def _rule_matches(rule: PushRule, values: _Values, context: PushContext) -> bool:
     if rule.kind == "content":
-        if rule.pattern is None:
-            return False
-        body = lookup(event, "content.body")
-        return isinstance(body, str) and _glob_matches(rule.pattern, body, words=True)
+        return rule.globs[0] is not None and _glob_matches(rule.globs[0], values, BODY_KEY)
     if rule.kind == "room":
-        return event.get("room_id") == rule.rule_id
+        return values.event.get("room_id") == rule.rule_id
     if rule.kind == "sender":
-        return event.get("sender") == rule.rule_id
-    return all(condition_matches(c, event, context) for c in rule.conditions)
+        return values.event.get("sender") == rule.rule_id
+    return all(
+        _condition_matches(c, glob, values, context)
+        for c, glob in zip(rule.conditions, rule.globs, strict=True)
+    )
 
 
-def evaluate(rules: Ruleset, event: Mapping[str, Any], context: PushContext) -> list[Any] | None:
-    """The actions of the first enabled rule matching `event`, or None."""
+def evaluate(
+    rules: Ruleset,
+    event: Mapping[str, Any],
+    context: PushContext,
+    budget: WorkBudget | None = None,
+) -> list[Any] | None:
+    """The actions of the first enabled rule matching `event`, or None.
+
+    At most `EVENT_STEPS` of matching work is done, less if `budget` (the
+    request's) has less left; what is done is taken from `budget`. An
+    event whose evaluation runs out of budget matches no rule, so it
+    neither notifies nor highlights: a hostile pattern or body costs its
+    owner their notifications, never the server its time."""
+    allowed = EVENT_STEPS if budget is None else min(EVENT_STEPS, budget.remaining)
+    values = _Values(event, WorkBudget(allowed))
     content = event.get("content")
     has_mentions = isinstance(content, Mapping) and isinstance(content.get("m.mentions"), Mapping)
-    for rule in (r for kind in KINDS for r in rules.by_kind.get(kind, ())):
-        if not rule.enabled:
-            continue
-        if has_mentions and rule.default and (rule.kind, rule.rule_id) in LEGACY_MENTION_RULES:
-            continue
-        if rule_matches(rule, event, context):
-            return [a for a in rule.actions if not (isinstance(a, str) and a in HISTORICAL_ACTIONS)]
-    return None
+    try:
+        for rule in (r for kind in KINDS for r in rules.by_kind.get(kind, ())):
+            if not rule.enabled:
+                continue
+            if has_mentions and rule.default and (rule.kind, rule.rule_id) in LEGACY_MENTION_RULES:
+                continue
+            values.budget.spend(LOOP_COST)
+            if _rule_matches(rule, values, context):
+                return [
+                    a for a in rule.actions if not (isinstance(a, str) and a in HISTORICAL_ACTIONS)
+                ]
+        return None
+    except BudgetExhaustedError:
+        return None
+    finally:
+        if budget is not None:
+            budget.remaining -= allowed - values.budget.remaining
 
 
 def notifies(actions: Sequence[Any] | None) -> bool:

@@ -27,7 +27,14 @@ async def test_list_get_and_rename(h: Harness) -> None:
     ids = {d["device_id"] for d in resp.json["devices"]}
     assert ids == {first["device_id"], "SECOND"}
     for d in resp.json["devices"]:
-        assert set(d) == {"device_id", "display_name", "last_seen_ip", "last_seen_ts"}
+        # Unknown fields are left out, never null (the spec has no nulls here).
+        assert (
+            {"device_id"} <= set(d) <= {"device_id", "display_name", "last_seen_ip", "last_seen_ts"}
+        )
+        assert None not in d.values()
+    # SECOND was never used with its token: nothing seen, nothing named.
+    by_id = {d["device_id"]: d for d in resp.json["devices"]}
+    assert by_id["SECOND"] == {"device_id": "SECOND"}
 
     resp = await h.request("GET", f"{V3}/devices/SECOND", token=token)
     assert resp.status == 200 and resp.json["device_id"] == "SECOND"

@@ -8,8 +8,10 @@ from typing import Any
 import pytest
 
 from hamlet.core.canonical_json import (
+    MAX_DEPTH,
     decode_json,
     encode_canonical_json,
+    nesting_depth,
     validate_canonical_json,
 )
 from hamlet.core.errors import CanonicalJsonError
@@ -94,3 +96,29 @@ def test_booleans_are_not_integers() -> None:
 def test_decode_json_errors() -> None:
     with pytest.raises(CanonicalJsonError):
         decode_json(b"{not json")
+
+
+def _nested(levels: int, *, lists: bool = False) -> Any:
+    value: Any = [] if lists else {}
+    for _ in range(levels - 1):
+        value = [value] if lists else {"a": value}
+    return value
+
+
+@pytest.mark.parametrize("lists", [False, True])
+def test_nesting_beyond_the_limit_is_a_canonical_json_error(lists: bool) -> None:
+    assert encode_canonical_json(_nested(MAX_DEPTH, lists=lists))
+    for levels in (MAX_DEPTH + 1, 600, 1023):
+        with pytest.raises(CanonicalJsonError):
+            encode_canonical_json(_nested(levels, lists=lists))
+        with pytest.raises(CanonicalJsonError):
+            validate_canonical_json(_nested(levels, lists=lists))
+
+
+def test_nesting_depth() -> None:
+    assert nesting_depth(1, stop_above=10) == 0
+    assert nesting_depth({}, stop_above=10) == 1
+    assert nesting_depth({"a": [1, {"b": []}], "c": {}}, stop_above=10) == 4
+    assert nesting_depth(_nested(5000, lists=True), stop_above=5000) == 5000
+    # Counting stops soon after the bound.
+    assert nesting_depth(_nested(5000), stop_above=100) == 101

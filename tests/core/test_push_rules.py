@@ -6,14 +6,22 @@ from typing import Any
 
 import pytest
 
+from hamlet.core.glob import WorkBudget
 from hamlet.core.json_paths import split_path
 from hamlet.core.push_rules import (
     DEFAULT_RULE_IDS,
+    EVENT_STEPS,
+    MAX_ACTIONS,
+    MAX_CONDITIONS,
+    MAX_PATTERN_LENGTH,
+    MAX_USER_RULES,
     InvalidRuleError,
     InvalidRuleIdError,
     PushContext,
     RelativeRuleError,
     RuleNotFoundError,
+    RuleTooLargeError,
+    TooManyRulesError,
     UserPushRules,
     add_rule,
     build_ruleset,
@@ -326,3 +334,61 @@ def test_split_path_and_tweaks() -> None:
     assert highlights([{"set_tweak": "highlight"}])
     assert not highlights([{"set_tweak": "highlight", "value": False}])
     assert not highlights(["notify"]) and not notifies([]) and not notifies(None)
+
+
+def test_rule_count_and_size_are_capped() -> None:
+    rules = UserPushRules()
+    for i in range(MAX_USER_RULES):
+        rules.custom.setdefault("room", []).append({"rule_id": f"!r{i}:x", "actions": []})
+    with pytest.raises(TooManyRulesError):
+        add_rule(rules, "sender", "@new:x", {"actions": []})
+    # Replacing one of them is not a new rule.
+    assert add_rule(rules, "room", "!r0:x", {"actions": ["notify"]}).count() == MAX_USER_RULES
+
+    too_big: list[tuple[str, dict[str, Any]]] = [
+        ("content", {"actions": [], "pattern": ""}),
+        ("content", {"actions": [], "pattern": "a" * (MAX_PATTERN_LENGTH + 1)}),
+        ("override", {"actions": [], "conditions": [{"kind": "x"}] * (MAX_CONDITIONS + 1)}),
+        (
+            "override",
+            {
+                "actions": [],
+                "conditions": [
+                    {"kind": "event_match", "key": "a", "pattern": "*" * (MAX_PATTERN_LENGTH + 1)}
+                ],
+            },
+        ),
+        ("override", {"actions": [], "conditions": [{"kind": "x", "key": "k" * 5000}]}),
+        ("room", {"actions": ["notify"] * (MAX_ACTIONS + 1)}),
+    ]
+    for kind, body in too_big:
+        with pytest.raises(RuleTooLargeError):
+            add_rule(UserPushRules(), kind, "big", body)
+    with pytest.raises(InvalidRuleError):
+        add_rule(UserPushRules(), "override", "n", {"actions": [], "conditions": [{"kind": {}}]})
+    with pytest.raises(InvalidRuleError):
+        add_rule(
+            UserPushRules(),
+            "override",
+            "n",
+            {"actions": [], "conditions": [{"kind": "x", "v": {}}]},
+        )
+    with pytest.raises(InvalidRuleIdError):
+        check_rule_id("r" * 256)
+
+
+def test_evaluation_stops_when_its_budget_runs_out() -> None:
+    hostile = add_rule(
+        UserPushRules(), "content", "slow", {"pattern": "a?" * 400 + "b", "actions": ["notify"]}
+    )
+    ruleset = build_ruleset(ALICE, hostile)
+    event = msg("a " * 30_000)
+    request = WorkBudget(3 * EVENT_STEPS)
+    # Each evaluation gives up at EVENT_STEPS and charges them to the request:
+    # the event neither notifies nor highlights.
+    for _ in range(3):
+        assert evaluate(ruleset, event, CTX, request) is None
+    assert request.remaining <= 0
+    # Once the request's budget is spent, nothing is evaluated at all.
+    assert evaluate(ruleset, msg("hi alice"), CTX, request) is None
+    assert highlights(evaluate(ruleset, msg("hi alice"), CTX, WorkBudget(EVENT_STEPS)))

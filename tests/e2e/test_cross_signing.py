@@ -191,3 +191,53 @@ async def test_signatures_upload(harness: Harness) -> None:
     assert resp.json["failures"][alice.user_id][alice.device_id]["errcode"] == "M_BAD_JSON"
     resp = await call(harness, "POST", "/keys/signatures/upload", alice, {alice.user_id: []})
     assert resp.status == 400
+
+
+NONSENSE: list[Any] = [None, True, 0, -1, 2**60, 1.5, "", "x", [], [1, "a"], [{}], {}, {"a": []}]
+
+
+async def test_signatures_upload_nonsense_at_every_level(harness: Harness) -> None:
+    """Whatever shape a level of the upload has, the answer is 200 with
+    failures or a 400, never a 500, and nothing is stored."""
+    alice = await make_user(harness, "alice")
+    alice_device = Ed25519()
+    keys = device_keys(alice, alice_device)
+    assert (await call(harness, "POST", "/keys/upload", alice, {"device_keys": keys})).status == 200
+    acs = CrossSigning()
+    abody = acs.body(alice)
+    resp = await call(harness, "POST", "/keys/device_signing/upload", alice, abody)
+    assert resp.status == 200, resp.json
+    signed_device = acs.self_signing.sign(keys, alice.user_id)
+    me, device, master = alice.user_id, alice.device_id, acs.master.public
+    sig_id = f"ed25519:{acs.self_signing.public}"
+
+    def uploads(value: Any) -> list[Any]:
+        signatures = signed_device["signatures"]
+        return [
+            value,
+            {me: value},
+            {"not a user": {device: signed_device}},
+            {"@nobody:elsewhere": {master: value}},
+            {me: {device: value}},
+            {me: {master: value}},
+            {me: {"unknown": value}},
+            {me: {device: {**signed_device, "signatures": value}}},
+            {me: {device: {**signed_device, "signatures": {me: value}}}},
+            {me: {device: {**signed_device, "signatures": {me: {sig_id: value}}}}},
+            {me: {device: {**signed_device, "keys": value, "signatures": signatures}}},
+            {me: {device: {**signed_device, "extra": value}}},
+            {me: {master: {**abody["master_key"], "keys": value}}},
+        ]
+
+    for value in NONSENSE:
+        for body in uploads(value):
+            resp = await call(harness, "POST", "/keys/signatures/upload", alice, body)
+            assert resp.status in (200, 400), (body, resp.json)
+            if resp.status == 200 and value != {}:
+                assert resp.json["failures"], (body, resp.json)
+    many = {me: {f"D{i}": signed_device for i in range(1001)}}
+    resp = await call(harness, "POST", "/keys/signatures/upload", alice, many)
+    assert (resp.status, resp.json["errcode"]) == (400, "M_BAD_JSON")
+    got = await _query(harness, alice, alice)
+    sigs = got["device_keys"][alice.user_id][alice.device_id]["signatures"][alice.user_id]
+    assert sig_id not in sigs

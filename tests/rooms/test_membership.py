@@ -403,6 +403,7 @@ async def test_members_and_joined_members(harness: Harness) -> None:
     assert set(resp.json["joined"]) == {alice.user_id, carol.user_id}
     for info in resp.json["joined"].values():
         assert set(info) <= {"display_name", "avatar_url"}
+        assert all(isinstance(v, str) for v in info.values())
     resp = await harness.request("GET", f"{V3}/rooms/{q(room_id)}/joined_members", token=eve.token)
     assert_error(resp, 403)
     resp = await harness.request("GET", f"{V3}/rooms/{q(room_id)}/joined_members", token=bob.token)

@@ -353,3 +353,57 @@ async def test_aggregation_queries_per_batch(harness: Harness) -> None:
     finally:
         del hs.db.run_interaction
     assert calls == ["get_relation_kinds"]
+
+
+async def test_relations_from_another_room_are_not_served(harness: Harness) -> None:
+    """A relation sent in private room R naming event E of public room P is
+    neither listed nor aggregated nor counted in P, nor makes E a thread of R."""
+    alice = await make_user(harness, "alice")
+    mallory = await make_user(harness, "mallory")
+    public = await create_room(harness, alice, preset="public_chat")
+    assert (await join(harness, mallory, public)).status == 200
+    private = await create_room(harness, mallory, preset="private_chat")
+    target = await send_ok(harness, alice, public, "target")
+    here = await send_rel(harness, alice, public, target, "m.thread", "in P")
+
+    secrets = [
+        await send_rel(harness, mallory, private, target, "m.thread", "secret thread"),
+        await send_rel(
+            harness,
+            mallory,
+            private,
+            target,
+            "m.annotation",
+            event_type="m.reaction",
+            extra={"m.relates_to": {"rel_type": "m.annotation", "event_id": target, "key": "x"}},
+        ),
+        await send_rel(harness, mallory, private, target, "m.reference", "secret ref"),
+        await send_rel(
+            harness,
+            mallory,
+            private,
+            target,
+            "m.replace",
+            "* secret edit",
+            extra={"m.new_content": {"msgtype": "m.text", "body": "secret edit"}},
+        ),
+    ]
+    for path, params in [((), {}), ((), {"recurse": "true"}), (("m.thread",), {})]:
+        resp = await relations(harness, alice, public, target, *path, **params)
+        assert resp.status == 200, resp.json
+        assert [e["event_id"] for e in resp.json["chunk"]] == [here], path
+
+    bundled = (await served(harness, alice, public, target))["unsigned"]["m.relations"]
+    assert set(bundled) == {"m.thread"}
+    assert bundled["m.thread"]["count"] == 1
+    assert bundled["m.thread"]["latest_event"]["event_id"] == here
+    assert bundled["m.thread"]["current_user_participated"] is True
+
+    # Nor is the public event a thread root of the private room.
+    resp = await harness.request("GET", f"{V1}/rooms/{q(private)}/threads", token=mallory.token)
+    assert resp.status == 200 and resp.json["chunk"] == [], resp.json
+    # Within the private room, the relations are ordinary (unrelated) events.
+    resp = await harness.request(
+        "GET", f"{V3}/rooms/{q(private)}/messages?dir=b&limit=10", token=mallory.token
+    )
+    assert set(secrets) <= {e["event_id"] for e in resp.json["chunk"]}

@@ -94,6 +94,29 @@ async def test_bad_params(harness: Harness) -> None:
     assert_error(resp, 401, "M_MISSING_TOKEN")
 
 
+async def test_out_of_range_integers(harness: Harness) -> None:
+    """Integers past what a column holds, and digits that are not ASCII, are
+    400 M_INVALID_PARAM on every integer query parameter, not 500s."""
+    alice = await make_user(harness, "alice")
+    room_id = await create_room(harness, alice)
+    for bad in (10**23, -(10**23), 2**53, "\u0661\u0662", "1_000", " 5", "+5", "0x10"):
+        resp = await lookup(harness, alice, room_id, ts=bad, dir="f")
+        assert_error(resp, 400, "M_INVALID_PARAM")
+    big = 10**30
+    for path in (
+        f"/_matrix/client/v3/rooms/{q(room_id)}/messages?dir=b&limit={big}",
+        f"/_matrix/client/v3/sync?timeout={big}",
+        f"/_matrix/client/v1/rooms/{q(room_id)}/threads?limit={big}",
+        f"/_matrix/client/v1/rooms/{q(room_id)}/hierarchy?max_depth={big}",
+        f"/_matrix/client/v3/rooms/{q(room_id)}/messages?dir=b&from=t{big}",
+    ):
+        resp = await harness.request("GET", path, token=alice.token)
+        assert_error(resp, 400, "M_INVALID_PARAM")
+    # The largest exact integer is fine.
+    resp = await lookup(harness, alice, room_id, ts=2**53 - 1, dir="b")
+    assert resp.status == 200, resp.json
+
+
 async def test_visibility_enforced(harness: Harness) -> None:
     alice = await make_user(harness, "alice")
     bob = await make_user(harness, "bob")

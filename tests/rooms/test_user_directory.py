@@ -74,12 +74,18 @@ async def test_sharing_rules(harness: Harness) -> None:
     assert await found(harness, bob, "dave") == []
 
 
-async def test_matching(harness: Harness) -> None:
+async def alice_and_robert(harness: Harness) -> tuple[TestUser, TestUser]:
+    """Alice, and bobby_tables ("Robert Tables") in a public room of hers."""
     alice = await make_user(harness, "alice")
     bob = await make_user(harness, "bobby_tables")
     room_id = await create_room(harness, alice, preset="public_chat")
     assert (await join(harness, bob, room_id)).status == 200
     await set_name(harness, bob, "Robert Tables")
+    return alice, bob
+
+
+async def test_matching(harness: Harness) -> None:
+    alice, bob = await alice_and_robert(harness)
     # Localpart prefix, display name word prefix, case-insensitive, several words.
     for term in ("bob", "BOBBY_T", "rob", "tab", "robert tab", "  Tables "):
         assert await found(harness, alice, term) == [bob.user_id], term
@@ -128,6 +134,17 @@ async def test_bad_requests(harness: Harness) -> None:
     assert_error(resp, 400)
     resp = await harness.request("POST", f"{V3}/user_directory/search", json={"search_term": "a"})
     assert_error(resp, 401, "M_MISSING_TOKEN")
+
+
+async def test_huge_terms(harness: Harness) -> None:
+    """Terms past a LIKE pattern's or a statement's limits are answered, not 500s."""
+    alice, bob = await alice_and_robert(harness)
+    assert_error(await search(harness, alice, "b" * 100_000), 400, "M_INVALID_PARAM")
+    assert_error(await search(harness, alice, "a " * 20_000), 400, "M_INVALID_PARAM")
+    # Many words within the length: the first few decide.
+    assert await found(harness, alice, "rob " * 200) == [bob.user_id]
+    assert await found(harness, alice, " ".join(f"w{i}" for i in range(150))) == []
+    assert await found(harness, alice, "b" * 1000) == []
 
 
 @pytest.fixture

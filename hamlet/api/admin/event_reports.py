@@ -6,7 +6,7 @@ from typing import Any
 
 from hamlet.api.admin._params import direction, offset_and_limit
 from hamlet.api.admin.auth import require_admin
-from hamlet.api.request import ApiRequest
+from hamlet.api.request import ApiRequest, parse_int
 from hamlet.api.router import Router
 from hamlet.handlers.common.errors import InvalidParamError
 
@@ -14,12 +14,12 @@ BASE = "/_synapse/admin/v1/event_reports"
 
 
 def _report_id(req: ApiRequest) -> int:
-    raw = req.params["reportId"]
-    if not raw.isdigit():
+    value = parse_int(req.params["reportId"])
+    if value is None or value < 0:
         raise InvalidParamError(
             "The report_id parameter must be a string representing a positive integer."
         )
-    return int(raw)
+    return value
 
 
 async def report_event(req: ApiRequest) -> dict[str, Any]:

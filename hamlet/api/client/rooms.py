@@ -117,10 +117,13 @@ async def get_joined_members(req: ApiRequest) -> dict[str, Any]:
     joined: dict[str, Any] = {}
     for (event_type, state_key), event in state.items():
         if event_type == "m.room.member" and event.content.get("membership") == "join":
-            joined[state_key] = {
-                "display_name": event.content.get("displayname"),
-                "avatar_url": event.content.get("avatar_url"),
-            }
+            # Strings the member set, or nothing (the spec has no nulls here).
+            name, avatar = event.content.get("displayname"), event.content.get("avatar_url")
+            member = joined[state_key] = {}
+            if isinstance(name, str):
+                member["display_name"] = name
+            if isinstance(avatar, str):
+                member["avatar_url"] = avatar
     return {"joined": joined}
 
 

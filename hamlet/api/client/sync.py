@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from hamlet.api.client.sync_json import sync_response
-from hamlet.api.request import ApiRequest
+from hamlet.api.request import ApiRequest, parse_json
 from hamlet.api.router import Router
 from hamlet.core import errors as core_errors
 from hamlet.core.filters import DEFAULT_FILTER, Filter, parse_filter
@@ -24,9 +22,7 @@ async def _filter(req: ApiRequest, user_id: str) -> Filter:
         return DEFAULT_FILTER
     if raw.lstrip().startswith("{"):
         try:
-            return parse_filter(orjson.loads(raw))
-        except orjson.JSONDecodeError:
-            raise BadJsonError("filter is not valid JSON", errcode="M_NOT_JSON") from None
+            return parse_filter(parse_json(raw))
         except core_errors.FilterError as e:
             raise BadJsonError(str(e)) from None
     return await req.hs.filters.get_filter(user_id, raw)

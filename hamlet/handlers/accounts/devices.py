@@ -26,13 +26,19 @@ class DeviceListUpdates(Protocol):
 
 
 def device_json(device: DeviceRecord) -> dict[str, Any]:
-    """A device as the client API shows it to its owner."""
-    return {
-        "device_id": device.device_id,
-        "display_name": device.display_name,
-        "last_seen_ip": device.last_seen_ip,
-        "last_seen_ts": device.last_seen_ts,
-    }
+    """A device as the client API shows it to its owner.
+
+    The spec's Device: fields the server does not know are left out, not null.
+    """
+    out: dict[str, Any] = {"device_id": device.device_id}
+    for name, value in (
+        ("display_name", device.display_name),
+        ("last_seen_ip", device.last_seen_ip),
+        ("last_seen_ts", device.last_seen_ts),
+    ):
+        if value is not None:
+            out[name] = value
+    return out
 
 
 def generate_device_id() -> str:

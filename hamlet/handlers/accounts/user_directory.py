@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from hamlet.config import HomeServerConfig
+from hamlet.handlers.common.errors import InvalidParamError
 from hamlet.handlers.rooms.state import StateHandler
 from hamlet.storage.stores.rooms import RoomsStore
 from hamlet.storage.stores.user_directory import DirectoryEntry, UserDirectoryStore
@@ -18,6 +19,12 @@ DEFAULT_LIMIT = 10
 MAX_LIMIT = 1000
 # Matching users considered per search before visibility is applied.
 MAX_CANDIDATES = 2000
+#: Longest search term: far beyond any name, short of what a LIKE pattern
+#: and a statement's bound parameters allow.
+MAX_TERM_LENGTH = 1000
+#: Words of a term that must each match; more only narrow the results
+#: further and cost a condition each, so the rest are not used.
+MAX_TERM_WORDS = 16
 
 
 class UserDirectoryHandler:
@@ -41,7 +48,9 @@ class UserDirectoryHandler:
         return cache[room_id]
 
     async def search(self, user_id: str, term: str, limit: int) -> dict[str, Any]:
-        words = term.split()
+        if len(term) > MAX_TERM_LENGTH:
+            raise InvalidParamError(f"search_term is longer than {MAX_TERM_LENGTH} characters")
+        words = list(dict.fromkeys(term.split()))[:MAX_TERM_WORDS]
         if not words or not self.config.user_directory.enabled:
             return {"results": [], "limited": False}
         candidates = await self.store.search(words, MAX_CANDIDATES)

@@ -108,7 +108,7 @@ def room_entry(stats: RoomStats) -> dict[str, Any]:
 def _sortable(value: Any) -> Any:
     # Room versions are numbers written as strings: compare "9" < "10".
     # Names and the like compare alphabetically, ignoring case.
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and value.isascii() and value.isdigit():
         return (0, int(value), "", value)
     if isinstance(value, str):
         return (1, 0, value.casefold(), value)

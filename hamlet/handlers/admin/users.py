@@ -17,7 +17,7 @@ from hamlet.config import HomeServerConfig
 from hamlet.core.ids import UserID
 from hamlet.handlers.accounts.account import AccountHandler
 from hamlet.handlers.accounts.auth import AuthHandler, generate_access_token, hash_token
-from hamlet.handlers.accounts.devices import MAX_DISPLAY_NAME_LENGTH, DeviceHandler, device_json
+from hamlet.handlers.accounts.devices import MAX_DISPLAY_NAME_LENGTH, DeviceHandler
 from hamlet.handlers.accounts.passwords import check_password_length
 from hamlet.handlers.accounts.profile import ProfileHandler
 from hamlet.handlers.accounts.register import USER_TYPES, RegistrationHandler
@@ -60,9 +60,12 @@ def _bool(body: dict[str, Any], key: str) -> bool | None:
 
 
 def _device_json(device: DeviceRecord) -> dict[str, Any]:
-    """A device as the admin API shows it (more than its owner sees)."""
+    """A device as Synapse's admin API shows it: every field, null when unknown."""
     return {
-        **device_json(device),
+        "device_id": device.device_id,
+        "display_name": device.display_name,
+        "last_seen_ip": device.last_seen_ip,
+        "last_seen_ts": device.last_seen_ts,
         "last_seen_user_agent": device.last_seen_user_agent,
         "user_id": device.user_id,
         "dehydrated": False,

@@ -34,7 +34,7 @@ IN_MEMORY_STREAMS: Final = frozenset({"typing", "presence"})
 # A token from a newer version may carry streams this one does not know;
 # bounded so a hostile token cannot make parsing expensive.
 MAX_TOKEN_PARTS: Final = 32
-_TOKEN = re.compile(rf"^s(\d{{1,19}}(?:_\d{{1,19}}){{0,{MAX_TOKEN_PARTS - 1}}})$")
+_TOKEN = re.compile(rf"^s([0-9]{{1,18}}(?:_[0-9]{{1,18}}){{0,{MAX_TOKEN_PARTS - 1}}})$")
 
 
 class StreamPosition(Protocol):

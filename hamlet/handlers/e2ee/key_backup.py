@@ -38,7 +38,7 @@ def parse_version(text: str | None) -> int:
     """A version as the client sent it; anything not ours is simply not found."""
     if text is None:
         raise MissingParamError("Missing param: version")
-    if not text.isdigit() or len(text) > 18:
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
         raise NotFoundError(f"Unknown backup version {text[:32]!r}")
     return int(text)
 

@@ -31,6 +31,8 @@ MASTER: Final = "master"
 SELF_SIGNING: Final = "self_signing"
 USER_SIGNING: Final = "user_signing"
 KEY_TYPES: Final = (MASTER, SELF_SIGNING, USER_SIGNING)
+#: Keys one /keys/signatures/upload may sign (each costs a lookup and a check).
+MAX_SIGNED_OBJECTS: Final = 1000
 # Clients count on this one being present, even at 0 (as Synapse does).
 SIGNED_CURVE25519: Final = "signed_curve25519"
 MAX_KEYS_PER_UPLOAD = 1000
@@ -149,7 +151,7 @@ class E2eKeysHandler(ServiceBase):
         self._devices = devices
 
     def _is_local(self, user_id: str) -> bool:
-        return get_domain_from_id(user_id) == self._server_name
+        return is_valid_user_id(user_id) and get_domain_from_id(user_id) == self._server_name
 
     # --- /keys/upload ---
 
@@ -320,6 +322,9 @@ class E2eKeysHandler(ServiceBase):
         accepted: list[Signature] = []
         own_changed = False
         others_changed: list[str] = []
+        count = sum(len(v) if isinstance(v, Mapping) else 1 for v in body.values())
+        if count > MAX_SIGNED_OBJECTS:
+            raise BadJsonError(f"At most {MAX_SIGNED_OBJECTS} signed objects per upload")
         cross = await self.store.get_cross_signing_keys([user_id])
         mine = cross.get(user_id, {})
         for target_user, by_key in body.items():

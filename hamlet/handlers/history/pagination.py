@@ -35,7 +35,7 @@ MAX_LIMIT = 1000
 # and hands back a token to continue from.
 MAX_SCANNED = 5000
 
-_PAGINATION_TOKEN = re.compile(r"^t(\d{1,19})$")
+_PAGINATION_TOKEN = re.compile(r"^t([0-9]{1,18})$")
 
 Fetch = Callable[[int | None, int | None, int, bool], Awaitable[list[StoredEvent]]]
 

@@ -12,11 +12,12 @@ from dataclasses import dataclass
 
 from hamlet.core.events import Event
 from hamlet.core.filters import RoomEventFilter, RoomFilter
+from hamlet.core.glob import WorkBudget
 from hamlet.core.power_levels import StateKey
 from hamlet.handlers.common.streams import StreamPosition, StreamToken, SyncScope
 from hamlet.handlers.history.serializer import EventSerializer
 from hamlet.handlers.history.visibility import VisibilityHandler
-from hamlet.handlers.push.rules import PushRulesHandler
+from hamlet.handlers.push.rules import PushRulesHandler, request_budget
 from hamlet.handlers.rooms.state import StateHandler
 from hamlet.handlers.sync.results import (
     ClientEvent,
@@ -157,6 +158,7 @@ class RoomSyncBuilder:
         )
         window = RoomWindow.from_filter(room_filter)
         out = RoomsResult()
+        push_budget = request_budget()
         for m in memberships:
             if m.stream_ordering > now.events:
                 continue
@@ -181,6 +183,7 @@ class RoomSyncBuilder:
                     m.room_id in changed,
                     window,
                     newly_joined=newly and since_pos is not None,
+                    push_budget=push_budget,
                 )
                 room.account_data = room_filter.account_data.filter(
                     room_account_data.get(m.room_id, [])
@@ -337,6 +340,7 @@ class RoomSyncBuilder:
         window: RoomWindow,
         *,
         newly_joined: bool = False,
+        push_budget: WorkBudget | None = None,
     ) -> JoinedRoom:
         user_id = scope.user_id
         room_id = membership.room_id
@@ -366,6 +370,7 @@ class RoomSyncBuilder:
             after=read_pos,
             upto=now.events,
             member_count=summary.joined_member_count,
+            budget=push_budget,
         )
         return JoinedRoom(
             timeline=Timeline(served, limited, now.copy_and_replace("events", prev_pos)),

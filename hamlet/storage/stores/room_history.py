@@ -13,6 +13,10 @@ from hamlet.storage.stores.events import _EVENT_COLUMNS, StoredEvent, _row_to_ev
 _FROM = "FROM events e JOIN rooms r USING (room_id)"
 # IN lists are split into chunks of this many ids.
 _CHUNK = 500
+# A relation counts only in its parent's room: anyone can send an event in
+# a room of their own that names an event of any other room as its parent,
+# and it must not show up (or be counted) where the parent is read.
+_SAME_ROOM = "e.room_id = (SELECT p.room_id FROM events p WHERE p.event_id = e.relates_to)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +128,11 @@ class RoomHistoryStore:
     ) -> list[StoredEvent]:
         """Unredacted events relating to any of `parent_ids`, one page of them."""
         parents = list(parent_ids)
-        clauses = [f"e.relates_to IN ({_marks(len(parents))})", "e.redacted_by IS NULL"]
+        clauses = [
+            f"e.relates_to IN ({_marks(len(parents))})",
+            "e.redacted_by IS NULL",
+            _SAME_ROOM,
+        ]
         args: list[Any] = list(parents)
         if rel_type is not None:
             clauses.append("e.rel_type = ?")
@@ -139,12 +147,12 @@ class RoomHistoryStore:
         found: set[str] = set()
         for chunk in _chunks(list(parent_ids)):
             sql = (
-                "SELECT event_id FROM events WHERE relates_to IN"
-                f" ({_marks(len(chunk))}) AND redacted_by IS NULL"
+                "SELECT e.event_id FROM events e WHERE e.relates_to IN"
+                f" ({_marks(len(chunk))}) AND e.redacted_by IS NULL AND {_SAME_ROOM}"
             )
             args: list[Any] = list(chunk)
             if rel_type is not None:
-                sql += " AND rel_type = ?"
+                sql += " AND e.rel_type = ?"
                 args.append(rel_type)
             rows = await self.db.fetchall("get_relation_child_ids", sql, *args)
             found.update(str(r[0]) for r in rows)
@@ -158,8 +166,9 @@ class RoomHistoryStore:
         for chunk in _chunks(parent_ids):
             rows = await self.db.fetchall(
                 "get_relation_kinds",
-                "SELECT DISTINCT relates_to, rel_type FROM events"
-                f" WHERE relates_to IN ({_marks(len(chunk))}) AND redacted_by IS NULL",
+                "SELECT DISTINCT e.relates_to, e.rel_type FROM events e"
+                f" WHERE e.relates_to IN ({_marks(len(chunk))}) AND e.redacted_by IS NULL"
+                f" AND {_SAME_ROOM}",
                 *chunk,
             )
             for r in rows:
@@ -175,7 +184,8 @@ class RoomHistoryStore:
             rows = await self.db.fetchall(
                 "get_related_events",
                 f"SELECT {_EVENT_COLUMNS} {_FROM} WHERE e.relates_to IN ({_marks(len(chunk))})"
-                " AND e.rel_type = ? AND e.redacted_by IS NULL ORDER BY e.stream_ordering",
+                f" AND e.rel_type = ? AND e.redacted_by IS NULL AND {_SAME_ROOM}"
+                " ORDER BY e.stream_ordering",
                 *chunk,
                 rel_type,
             )
@@ -190,9 +200,9 @@ class RoomHistoryStore:
         for chunk in _chunks(parent_ids):
             rows = await self.db.fetchall(
                 "get_related_ids",
-                f"SELECT relates_to, event_id FROM events WHERE relates_to IN"
-                f" ({_marks(len(chunk))}) AND rel_type = ? AND redacted_by IS NULL"
-                " ORDER BY stream_ordering",
+                f"SELECT e.relates_to, e.event_id FROM events e WHERE e.relates_to IN"
+                f" ({_marks(len(chunk))}) AND e.rel_type = ? AND e.redacted_by IS NULL"
+                f" AND {_SAME_ROOM} ORDER BY e.stream_ordering",
                 *chunk,
                 rel_type,
             )
@@ -204,9 +214,9 @@ class RoomHistoryStore:
         for chunk in _chunks(root_ids):
             rows = await self.db.fetchall(
                 "get_thread_summaries",
-                "SELECT relates_to, COUNT(*), MAX(stream_ordering) FROM events"
-                f" WHERE relates_to IN ({_marks(len(chunk))}) AND rel_type = ?"
-                " AND redacted_by IS NULL GROUP BY relates_to",
+                "SELECT e.relates_to, COUNT(*), MAX(e.stream_ordering) FROM events e"
+                f" WHERE e.relates_to IN ({_marks(len(chunk))}) AND e.rel_type = ?"
+                f" AND e.redacted_by IS NULL AND {_SAME_ROOM} GROUP BY e.relates_to",
                 *chunk,
                 "m.thread",
             )
@@ -219,9 +229,9 @@ class RoomHistoryStore:
         for chunk in _chunks(root_ids):
             rows = await self.db.fetchall(
                 "get_threads_participated",
-                "SELECT DISTINCT relates_to FROM events"
-                f" WHERE relates_to IN ({_marks(len(chunk))}) AND rel_type = ?"
-                " AND sender = ? AND redacted_by IS NULL",
+                "SELECT DISTINCT e.relates_to FROM events e"
+                f" WHERE e.relates_to IN ({_marks(len(chunk))}) AND e.rel_type = ?"
+                f" AND e.sender = ? AND e.redacted_by IS NULL AND {_SAME_ROOM}",
                 *chunk,
                 "m.thread",
                 user_id,
@@ -254,19 +264,20 @@ class RoomHistoryStore:
         or before `before` are listed (`upto` hides replies the user cannot
         see at all, e.g. after they left).
         """
-        clauses = ["room_id = ?", "rel_type = ?", "redacted_by IS NULL"]
+        clauses = ["e.room_id = ?", "e.rel_type = ?", "e.redacted_by IS NULL", _SAME_ROOM]
         args: list[Any] = [room_id, "m.thread"]
         if upto is not None:
-            clauses.append("stream_ordering <= ?")
+            clauses.append("e.stream_ordering <= ?")
             args.append(upto)
         having = ""
         if before is not None:
-            having = " HAVING MAX(stream_ordering) <= ?"
+            having = " HAVING MAX(e.stream_ordering) <= ?"
             args.append(before)
         rows = await self.db.fetchall(
             "get_thread_roots",
-            f"SELECT relates_to, MAX(stream_ordering) FROM events WHERE {' AND '.join(clauses)}"
-            f" GROUP BY relates_to{having} ORDER BY MAX(stream_ordering) DESC LIMIT ?",
+            f"SELECT e.relates_to, MAX(e.stream_ordering) FROM events e"
+            f" WHERE {' AND '.join(clauses)}"
+            f" GROUP BY e.relates_to{having} ORDER BY MAX(e.stream_ordering) DESC LIMIT ?",
             *args,
             limit,
         )
