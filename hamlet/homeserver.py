@@ -287,6 +287,7 @@ class HomeServer:
             clock=self.clock,
             server_name=self.server_name,
             login=self.login,
+            limits=self.account_ratelimiters,
             tokens=self.registration_token_store,
         )
         self.uia = UiaHandler(self.clock, checkers)
