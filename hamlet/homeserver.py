@@ -428,7 +428,14 @@ class HomeServer:
         )
         self._own(self.presence)
         self.to_device = ToDeviceHandler(
-            self.server_name, self.clock, ToDeviceStore(self.db), self.notifier, self.devices
+            self.server_name,
+            self.clock,
+            ToDeviceStore(self.db),
+            self.notifier,
+            self.devices,
+            limits=self.config.limits,
+            rc_to_device=self.config.rc_to_device,
+            rc_key_requests=self.config.rc_key_requests,
         )
         await self.to_device.load()
         self._own(self.to_device)

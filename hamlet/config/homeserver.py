@@ -32,10 +32,12 @@ from hamlet.config.model import (
     DEFAULT_PG_SCHEMA,
     DEFAULT_RC_ADMIN_REDACTION,
     DEFAULT_RC_JOINS_PER_ROOM,
+    DEFAULT_RC_KEY_REQUESTS,
     DEFAULT_RC_MEDIA_CREATE,
     DEFAULT_RC_MESSAGE,
     DEFAULT_RC_REGISTRATION,
     DEFAULT_RC_REGISTRATION_TOKEN_VALIDITY,
+    DEFAULT_RC_TO_DEVICE,
     DEFAULT_ROOM_VERSION,
     DEFAULT_SQLITE_CP,
     DatabaseConfig,
@@ -304,6 +306,8 @@ def _build(ctx: Context, root: Section) -> HomeServerConfig | None:
         rc_invites=rc_invites,
         rc_media_create=_ratelimit(root, "rc_media_create", DEFAULT_RC_MEDIA_CREATE),
         rc_admin_redaction=rc_admin_redaction,
+        rc_key_requests=_ratelimit(root, "rc_key_requests", DEFAULT_RC_KEY_REQUESTS),
+        rc_to_device=_ratelimit(root, "rc_to_device", DEFAULT_RC_TO_DEVICE),
         max_upload_size=_positive_size(root, "max_upload_size", DEFAULT_MAX_UPLOAD_SIZE),
         max_request_body_size=_positive_size(
             root, "max_request_body_size", DEFAULT_MAX_REQUEST_BODY_SIZE
@@ -566,10 +570,26 @@ def _host(ctx: Context, root: Section) -> HostConfig | None:
 
 def _limits(root: Section) -> LimitsConfig:
     s = root.section("limits")
+    defaults = LimitsConfig()
     if s is None:
-        return LimitsConfig()
+        return defaults
     return LimitsConfig(
         max_concurrent_requests=s.opt_int("max_concurrent_requests", 1),
         max_users=s.opt_int("max_users", 0),
         max_media_bytes=s.opt_size("max_media_bytes"),
+        max_to_device_message_size=_positive_size(
+            s, "max_to_device_message_size", defaults.max_to_device_message_size
+        ),
+        max_to_device_messages_per_request=s.int_(
+            "max_to_device_messages_per_request", defaults.max_to_device_messages_per_request, 1
+        ),
+        max_to_device_queue_per_sender=s.int_(
+            "max_to_device_queue_per_sender", defaults.max_to_device_queue_per_sender, 1
+        ),
+        max_to_device_queue_per_device=s.int_(
+            "max_to_device_queue_per_device", defaults.max_to_device_queue_per_device, 1
+        ),
+        max_to_device_sync_bytes=_positive_size(
+            s, "max_to_device_sync_bytes", defaults.max_to_device_sync_bytes
+        ),
     )

@@ -11,10 +11,12 @@ from hamlet.handlers.common.errors import LimitExceededError
 from hamlet.runtime.clock import Clock
 
 
-async def check(limiter: ratelimit.Ratelimiter, key: Hashable, *, update: bool = True) -> None:
+async def check(
+    limiter: ratelimit.Ratelimiter, key: Hashable, *, update: bool = True, n_actions: float = 1
+) -> None:
     """`limiter.ratelimit`, raising the HTTP-facing `LimitExceededError`."""
     try:
-        await limiter.ratelimit(key, update=update)
+        await limiter.ratelimit(key, update=update, n_actions=n_actions)
     except ratelimit.LimitExceededError as e:
         raise LimitExceededError(e.retry_after_ms) from None
 
