@@ -275,7 +275,12 @@ class HomeServer:
         self._own(self.account_ratelimiters)
         self.auth = AuthHandler(self.clock, self.device_store)
         self._own(self.auth)
-        self.devices = DeviceHandler(self.clock, self.device_store, self.auth)
+        self.devices = DeviceHandler(
+            self.clock,
+            self.device_store,
+            self.auth,
+            max_devices=config.limits.max_devices_per_user,
+        )
         self.login = LoginHandler(
             config,
             self.account_store,
@@ -412,7 +417,12 @@ class HomeServer:
         """
         self.typing = TypingHandler(self.clock, self.notifier, self.membership)
         self._own(self.typing)
-        self.account_data = AccountDataHandler(AccountDataStore(self.db), self.notifier)
+        self.account_data = AccountDataHandler(
+            AccountDataStore(self.db),
+            self.notifier,
+            max_size=self.config.limits.max_account_data_size,
+            max_entries=self.config.limits.max_account_data_entries,
+        )
         await self.account_data.load()
         self._own(self.account_data)
         self.receipts = ReceiptsHandler(
@@ -425,6 +435,7 @@ class HomeServer:
             self.notifier,
             self.rooms_store,
             enabled=self.config.presence.enabled,
+            max_status_msg_length=self.config.limits.max_status_msg_length,
         )
         self._own(self.presence)
         self.to_device = ToDeviceHandler(
@@ -464,6 +475,7 @@ class HomeServer:
             store=e2e_store,
             device_lists=self.device_lists,
             devices=self.devices,
+            max_one_time_keys=self.config.limits.max_one_time_keys_per_algorithm,
         )
         self._own(self.e2e_keys)
         self.key_backup = KeyBackupHandler(KeyBackupStore(self.db))

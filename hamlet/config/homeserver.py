@@ -592,4 +592,15 @@ def _limits(root: Section) -> LimitsConfig:
         max_to_device_sync_bytes=_positive_size(
             s, "max_to_device_sync_bytes", defaults.max_to_device_sync_bytes
         ),
+        max_devices_per_user=s.int_("max_devices_per_user", defaults.max_devices_per_user, 1),
+        max_one_time_keys_per_algorithm=s.int_(
+            "max_one_time_keys_per_algorithm", defaults.max_one_time_keys_per_algorithm, 1
+        ),
+        max_account_data_size=_positive_size(
+            s, "max_account_data_size", defaults.max_account_data_size
+        ),
+        max_account_data_entries=s.int_(
+            "max_account_data_entries", defaults.max_account_data_entries, 1
+        ),
+        max_status_msg_length=s.int_("max_status_msg_length", defaults.max_status_msg_length, 0),
     )

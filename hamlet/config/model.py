@@ -191,6 +191,12 @@ class LimitsConfig:
     sender may have queued for one device (its oldest go first) and that one
     device may hold in all (new ones are dropped), and the bytes of messages
     one ``/sync`` carries (at least one message, so a client always moves on).
+
+    Per user: ``max_devices_per_user`` (a new device beyond it retires the
+    least recently used ones), ``max_one_time_keys_per_algorithm`` stored per
+    device, ``max_account_data_size`` (bytes of JSON per entry, tags
+    included), ``max_account_data_entries`` (global and room entries) and
+    ``max_status_msg_length`` (characters of a presence ``status_msg``).
     """
 
     max_concurrent_requests: int | None = None
@@ -201,6 +207,11 @@ class LimitsConfig:
     max_to_device_queue_per_sender: int = 1000
     max_to_device_queue_per_device: int = 10_000
     max_to_device_sync_bytes: int = 1024 * 1024
+    max_devices_per_user: int = 500
+    max_one_time_keys_per_algorithm: int = 1000
+    max_account_data_size: int = 64 * 1024
+    max_account_data_entries: int = 10_000
+    max_status_msg_length: int = 1024
 
 
 @dataclass(frozen=True, slots=True)

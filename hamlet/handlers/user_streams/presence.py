@@ -62,9 +62,17 @@ class PresenceHandler:
     name = "presence"
 
     def __init__(
-        self, clock: Clock, notifier: Notifier, rooms: RoomSharing, *, enabled: bool = True
+        self,
+        clock: Clock,
+        notifier: Notifier,
+        rooms: RoomSharing,
+        *,
+        enabled: bool = True,
+        max_status_msg_length: int = 1024,
     ) -> None:
         self._clock = clock
+        # Every room-mate's /sync carries the status: it must stay small.
+        self._max_status_msg_length = max_status_msg_length
         self._notifier = notifier
         self._rooms = rooms
         self.enabled = enabled
@@ -104,6 +112,10 @@ class PresenceHandler:
             raise InvalidParamError(f"Invalid presence state {presence!r}")
         if status_msg is not None and not isinstance(status_msg, str):
             raise InvalidParamError("'status_msg' must be a string")
+        if status_msg is not None and len(status_msg) > self._max_status_msg_length:
+            raise InvalidParamError(
+                f"'status_msg' may be at most {self._max_status_msg_length} characters"
+            )
         if not self.enabled:
             return
         now = self._clock.time_msec()
