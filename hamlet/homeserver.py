@@ -25,6 +25,7 @@ from hamlet.core.crypto import (
 )
 from hamlet.handlers.accounts.account import AccountHandler
 from hamlet.handlers.accounts.auth import AuthHandler
+from hamlet.handlers.accounts.deactivation import DeactivationHandler
 from hamlet.handlers.accounts.devices import DeviceHandler
 from hamlet.handlers.accounts.login import LoginHandler
 from hamlet.handlers.accounts.passwords import PasswordHasher
@@ -186,6 +187,7 @@ class HomeServer:
     # The users side of the admin API.
     ratelimit_overrides: RatelimitOverrides
     registration_token_admin: RegistrationTokenAdminStore
+    deactivation: DeactivationHandler
     admin_users: AdminUsersHandler
     event_reports: EventReportsHandler
     server_notices: ServerNoticesHandler
@@ -552,10 +554,20 @@ class HomeServer:
         self._own(self.ratelimit_overrides)
         self.room_ratelimits.overrides = self.ratelimit_overrides
         self.registration_token_admin = RegistrationTokenAdminStore(self.db)
+        admin_user_store = AdminUserStore(self.db)
+        self.deactivation = DeactivationHandler(
+            account=self.account,
+            accounts=self.account_store,
+            profiles=self.profiles_store,
+            erased=admin_user_store,
+            rooms=self.rooms_store,
+            membership=self.membership,
+            uia=self.uia,
+        )
         self.admin_users = AdminUsersHandler(
             config=self.config,
             clock=self.clock,
-            store=AdminUserStore(self.db),
+            store=admin_user_store,
             accounts=self.account_store,
             profiles=self.profiles_store,
             rooms=self.rooms_store,
@@ -563,7 +575,7 @@ class HomeServer:
             devices=self.devices,
             account=self.account,
             registration=self.registration,
-            membership=self.membership,
+            deactivation=self.deactivation,
             profile=self.profile,
             overrides=self.ratelimit_overrides,
         )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from hamlet.core.events import Event
@@ -20,6 +21,8 @@ from hamlet.handlers.rooms.state import StateHandler
 from hamlet.handlers.spaces.hierarchy import RestrictedJoins
 from hamlet.storage.stores.profiles import ProfilesStore
 from hamlet.storage.stores.rooms import RoomsStore
+
+logger = logging.getLogger(__name__)
 
 MEMBER = "m.room.member"
 MEMBERSHIPS = frozenset({"join", "invite", "leave", "ban", "knock"})
@@ -64,6 +67,23 @@ class MembershipHandler:
             if avatar_url is not None:
                 content["avatar_url"] = avatar_url
         return content
+
+    async def set_own_membership(
+        self, user_id: str, room_ids: Iterable[str], membership: str
+    ) -> None:
+        """The user's own `membership` in each room (a fresh join event carrying a
+        new profile, or leaving); a room refusing it is logged and skipped."""
+        for room_id in room_ids:
+            try:
+                await self.update_membership(user_id, room_id, user_id, membership)
+            except MatrixError as e:
+                logger.warning(
+                    "Could not set %s's membership in %s to %s: %s",
+                    user_id,
+                    room_id,
+                    membership,
+                    e.message,
+                )
 
     async def update_membership(
         self,
