@@ -603,4 +603,12 @@ def _limits(root: Section) -> LimitsConfig:
             "max_account_data_entries", defaults.max_account_data_entries, 1
         ),
         max_status_msg_length=s.int_("max_status_msg_length", defaults.max_status_msg_length, 0),
+        http_keepalive_timeout_ms=s.get(
+            "http_keepalive_timeout", defaults.http_keepalive_timeout_ms, parse_duration_ms
+        ),
+        http_header_timeout_ms=s.get(
+            "http_header_timeout", defaults.http_header_timeout_ms, parse_duration_ms
+        ),
+        max_connections_per_ip=s.int_("max_connections_per_ip", defaults.max_connections_per_ip, 1),
+        max_connections=s.opt_int("max_connections", 1),
     )

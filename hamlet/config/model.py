@@ -197,6 +197,12 @@ class LimitsConfig:
     device, ``max_account_data_size`` (bytes of JSON per entry, tags
     included), ``max_account_data_entries`` (global and room entries) and
     ``max_status_msg_length`` (characters of a presence ``status_msg``).
+
+    HTTP connections (read from the main config only; they guard the whole
+    process): ``http_keepalive_timeout_ms`` closes an idle connection,
+    ``http_header_timeout_ms`` one that has not sent a complete request head
+    (slowloris); ``max_connections_per_ip`` and ``max_connections`` (``None``:
+    three quarters of the open-file limit) cap open connections.
     """
 
     max_concurrent_requests: int | None = None
@@ -212,6 +218,10 @@ class LimitsConfig:
     max_account_data_size: int = 64 * 1024
     max_account_data_entries: int = 10_000
     max_status_msg_length: int = 1024
+    http_keepalive_timeout_ms: int = 75_000
+    http_header_timeout_ms: int = 30_000
+    max_connections_per_ip: int = 200
+    max_connections: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
