@@ -49,13 +49,11 @@ class HostProcess:
         self.bound_ports: list[int] = []
         self.control_port: int | None = None
         limits = self.main.limits
-        max_connections = limits.max_connections
-        if max_connections is None:
-            max_connections = default_max_connections(raise_open_file_limit())
         # One guard for every listener: the file descriptors are the process's.
+        # Without a configured cap it is set from the open-file limit at start().
         self.connections = ConnectionGuard(
             self.manager.clock,
-            max_connections=max_connections,
+            max_connections=limits.max_connections or 0,
             max_per_ip=limits.max_connections_per_ip,
             header_timeout_s=limits.http_header_timeout_ms / 1000,
         )
@@ -63,6 +61,8 @@ class HostProcess:
 
     async def start(self) -> None:
         with LoggingContext("startup", HOST_SERVER_NAME):
+            if self.main.limits.max_connections is None:
+                self.connections.max_connections = default_max_connections(raise_open_file_limit())
             try:
                 await self.manager.start()
                 if self.registry.get_tenant(self.main.server_name) is None:

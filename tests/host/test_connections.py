@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import resource
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from hamlet.config import HomeServerConfig, ListenerConfig
+from hamlet.host.connections import default_max_connections
 from hamlet.host.process import HostProcess
 from tests.conftest import advance
 
@@ -105,6 +107,9 @@ async def test_an_incomplete_request_head_is_closed(make_hs_config: MakeConfig) 
     async with serving(
         make_hs_config, http_header_timeout="30s", http_keepalive_timeout="75s"
     ) as process:
+        # Uncapped in the config: three quarters of the (raised) open-file limit.
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        assert process.connections.max_connections == default_max_connections(soft)
         slow = await connect(process)
         slow[1].write(b"GET /_matrix/client/versions HTTP/1.1\r\nHost: solo")
         quick = await connect(process)
