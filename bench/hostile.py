@@ -146,16 +146,22 @@ def attacks(scale: float, server: Server) -> dict[str, Attack]:
         await in_batches(n(300), 20, one, c)
 
     async def devices(evil: Client, victim: Client, c: collections.Counter[int]) -> None:
+        body = {
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": evil.user_id},
+            "password": "hostile-pw-1",
+        }
+        anonymous = Client(evil.session, evil.server, evil.host)
+
         async def one(i: int) -> int:
-            body = {
-                "type": "m.login.password",
-                "identifier": {"type": "m.id.user", "user": evil.user_id},
-                "password": "hostile-pw-1",
-            }
-            anonymous = Client(evil.session, evil.server, evil.host)
             return (await anonymous.call("POST", "/login", body))[0]
 
         await in_batches(n(600), 20, one, c)
+        # Beyond the device cap the oldest devices (the attacker's first among
+        # them) are gone: carry on with a fresh one.
+        status, out = await anonymous.call("POST", "/login", body)
+        if status == 200:
+            evil.token, evil.device_id = out["access_token"], out["device_id"]
 
     async def account_data(evil: Client, victim: Client, c: collections.Counter[int]) -> None:
         async def one(i: int) -> int:
