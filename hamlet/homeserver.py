@@ -271,7 +271,9 @@ class HomeServer:
         self.device_store = DeviceStore(self.db)
         self.registration_token_store = RegistrationTokenStore(self.db)
         self.password_hasher = PasswordHasher(
-            pepper=config.password_config.pepper, rounds=config.bcrypt_rounds
+            pepper=config.password_config.pepper,
+            rounds=config.bcrypt_rounds,
+            max_concurrent=config.limits.max_concurrent_password_hashes,
         )
         self.account_ratelimiters = AccountRatelimiters(self.clock, config)
         self._own(self.account_ratelimiters)

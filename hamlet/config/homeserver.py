@@ -603,6 +603,9 @@ def _limits(root: Section) -> LimitsConfig:
             "max_account_data_entries", defaults.max_account_data_entries, 1
         ),
         max_status_msg_length=s.int_("max_status_msg_length", defaults.max_status_msg_length, 0),
+        max_concurrent_password_hashes=s.int_(
+            "max_concurrent_password_hashes", defaults.max_concurrent_password_hashes, 1
+        ),
         http_keepalive_timeout_ms=s.get(
             "http_keepalive_timeout", defaults.http_keepalive_timeout_ms, parse_duration_ms
         ),

@@ -197,6 +197,8 @@ class LimitsConfig:
     device, ``max_account_data_size`` (bytes of JSON per entry, tags
     included), ``max_account_data_entries`` (global and room entries) and
     ``max_status_msg_length`` (characters of a presence ``status_msg``).
+    ``max_concurrent_password_hashes`` bounds the bcrypt runs of the tenant
+    at once on the blocking pool all tenants share.
 
     HTTP connections (read from the main config only; they guard the whole
     process): ``http_keepalive_timeout_ms`` closes an idle connection,
@@ -218,6 +220,7 @@ class LimitsConfig:
     max_account_data_size: int = 64 * 1024
     max_account_data_entries: int = 10_000
     max_status_msg_length: int = 1024
+    max_concurrent_password_hashes: int = 1
     http_keepalive_timeout_ms: int = 75_000
     http_header_timeout_ms: int = 30_000
     max_connections_per_ip: int = 200

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -96,3 +97,13 @@ async def test_status_msg_length(h: Harness) -> None:
     body = {"presence": "online", "status_msg": "x" * 21}
     assert_error(await h.request("PUT", path, token=token, json=body), 400, "M_INVALID_PARAM")
     assert (await h.request("GET", path, token=token)).json["status_msg"] == "lunch"
+
+
+async def test_one_tenant_hashes_one_password_at_a_time(h: Harness) -> None:
+    """bcrypt runs on the pool all tenants share: a burst of logins queues per tenant."""
+    await register_ok(h, "erin", "pw-erin-1")
+    guesses = await asyncio.gather(*(login(h, "erin", f"guess-{i}") for i in range(8)))
+    assert [r.status for r in guesses] == [403] * 8
+    assert (await login(h, "erin", "pw-erin-1")).status == 200
+    assert h.hs.password_hasher.peak_in_flight == 1
+    assert h.hs.password_hasher.in_flight == 0

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+from typing import TypeVar
+
 import bcrypt
 
 from hamlet.config.model import PasswordConfig
@@ -9,6 +13,8 @@ from hamlet.handlers.common.errors import MatrixError
 from hamlet.runtime.blocking import run_blocking
 
 MAX_PASSWORD_LENGTH = 512
+
+T = TypeVar("T")
 
 
 def _hash(password: bytes, rounds: int) -> str:
@@ -24,18 +30,36 @@ def _check(password: bytes, stored: bytes) -> bool:
 
 
 class PasswordHasher:
-    """Hashes as Synapse does: `bcrypt(password + pepper)`, stored as `$2b$...`."""
+    """Hashes as Synapse does: `bcrypt(password + pepper)`, stored as `$2b$...`.
 
-    def __init__(self, *, pepper: str, rounds: int) -> None:
+    bcrypt runs on the blocking pool every tenant shares (their SQLite
+    statements too), so one homeserver runs at most `max_concurrent` hashes
+    at a time: a flood of logins or password guesses queues here instead of
+    taking every thread of the pool from the other tenants.
+    """
+
+    def __init__(self, *, pepper: str, rounds: int, max_concurrent: int = 1) -> None:
         self._pepper = pepper
         self._rounds = rounds
         self._dummy_hash: str | None = None
+        self._slots = asyncio.Semaphore(max_concurrent)
+        self.in_flight = 0
+        self.peak_in_flight = 0
 
     def _peppered(self, password: str) -> bytes:
         return (password + self._pepper).encode("utf-8")
 
+    async def _run(self, fn: Callable[..., T], *args: object) -> T:
+        async with self._slots:
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+            try:
+                return await run_blocking(fn, *args)
+            finally:
+                self.in_flight -= 1
+
     async def hash(self, password: str) -> str:
-        return await run_blocking(_hash, self._peppered(password), self._rounds)
+        return await self._run(_hash, self._peppered(password), self._rounds)
 
     async def check(self, password: str, stored_hash: str | None) -> bool:
         """Does `password` match? A missing hash is checked against a dummy one.
@@ -46,9 +70,9 @@ class PasswordHasher:
         if stored_hash is None:
             if self._dummy_hash is None:
                 self._dummy_hash = await self.hash("not the password of anyone")
-            await run_blocking(_check, self._peppered(password), self._dummy_hash.encode())
+            await self._run(_check, self._peppered(password), self._dummy_hash.encode())
             return False
-        return await run_blocking(_check, self._peppered(password), stored_hash.encode("ascii"))
+        return await self._run(_check, self._peppered(password), stored_hash.encode("ascii"))
 
 
 def validate_password(password: object, policy: PasswordConfig) -> str:
