@@ -32,6 +32,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -189,39 +191,48 @@ async def phase_memory(root: Path, tenants: int) -> dict[str, float]:
     return out
 
 
-async def phase_provision_and_flood(root: Path, provisions: int) -> dict[str, float]:
-    out: dict[str, float] = {}
-    connector = aiohttp.TCPConnector(limit=200)
+@asynccontextmanager
+async def serving(
+    root: Path, connections: int
+) -> AsyncIterator[tuple[aiohttp.ClientSession, Server]]:
+    """`hamlet serve` up and a client session with `connections` connections to it."""
+    connector = aiohttp.TCPConnector(limit=connections)
     async with aiohttp.ClientSession(connector=connector) as session:
         server = Server(root)
         try:
             await wait_up(session, server)
-            times = [await provision(session, server, f"p{i:03d}.bench") for i in range(provisions)]
-            out["provision_ms_p50"] = p(times, 0.5)
-            out["provision_ms_p99"] = p(times, 0.99)
-            await provision(session, server, "a.bench", {"limits": {"max_concurrent_requests": 8}})
-            await provision(session, server, "b.bench")
-            path = "/_matrix/client/v3/publicRooms"
-            idle = [await timed_get(session, server, "b.bench", path) for _ in range(100)]
-            stop = asyncio.Event()
-            flood_count = 0
-
-            async def flooder() -> None:
-                nonlocal flood_count
-                while not stop.is_set():
-                    await timed_get(session, server, "a.bench", path)
-                    flood_count += 1
-
-            flood = [asyncio.ensure_future(flooder()) for _ in range(100)]
-            await asyncio.sleep(1.0)
-            loaded = [await timed_get(session, server, "b.bench", path) for _ in range(100)]
-            stop.set()
-            await asyncio.gather(*flood)
-            out["neighbour_p99_ms_idle"] = p(idle, 0.99)
-            out["neighbour_p99_ms_under_flood"] = p(loaded, 0.99)
-            out["flood_requests"] = flood_count
+            yield session, server
         finally:
             server.stop()
+
+
+async def phase_provision_and_flood(root: Path, provisions: int) -> dict[str, float]:
+    out: dict[str, float] = {}
+    async with serving(root, 200) as (session, server):
+        times = [await provision(session, server, f"p{i:03d}.bench") for i in range(provisions)]
+        out["provision_ms_p50"] = p(times, 0.5)
+        out["provision_ms_p99"] = p(times, 0.99)
+        await provision(session, server, "a.bench", {"limits": {"max_concurrent_requests": 8}})
+        await provision(session, server, "b.bench")
+        path = "/_matrix/client/v3/publicRooms"
+        idle = [await timed_get(session, server, "b.bench", path) for _ in range(100)]
+        stop = asyncio.Event()
+        flood_count = 0
+
+        async def flooder() -> None:
+            nonlocal flood_count
+            while not stop.is_set():
+                await timed_get(session, server, "a.bench", path)
+                flood_count += 1
+
+        flood = [asyncio.ensure_future(flooder()) for _ in range(100)]
+        await asyncio.sleep(1.0)
+        loaded = [await timed_get(session, server, "b.bench", path) for _ in range(100)]
+        stop.set()
+        await asyncio.gather(*flood)
+        out["neighbour_p99_ms_idle"] = p(idle, 0.99)
+        out["neighbour_p99_ms_under_flood"] = p(loaded, 0.99)
+        out["flood_requests"] = flood_count
     return out
 
 

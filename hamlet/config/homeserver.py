@@ -32,10 +32,12 @@ from hamlet.config.model import (
     DEFAULT_PG_SCHEMA,
     DEFAULT_RC_ADMIN_REDACTION,
     DEFAULT_RC_JOINS_PER_ROOM,
+    DEFAULT_RC_KEY_REQUESTS,
     DEFAULT_RC_MEDIA_CREATE,
     DEFAULT_RC_MESSAGE,
     DEFAULT_RC_REGISTRATION,
     DEFAULT_RC_REGISTRATION_TOKEN_VALIDITY,
+    DEFAULT_RC_TO_DEVICE,
     DEFAULT_ROOM_VERSION,
     DEFAULT_SQLITE_CP,
     DEFAULT_SYNCS_PER_USER,
@@ -312,6 +314,8 @@ def _build(ctx: Context, root: Section) -> HomeServerConfig | None:
         rc_invites=rc_invites,
         rc_media_create=_ratelimit(root, "rc_media_create", DEFAULT_RC_MEDIA_CREATE),
         rc_admin_redaction=rc_admin_redaction,
+        rc_key_requests=_ratelimit(root, "rc_key_requests", DEFAULT_RC_KEY_REQUESTS),
+        rc_to_device=_ratelimit(root, "rc_to_device", DEFAULT_RC_TO_DEVICE),
         max_upload_size=_positive_size(root, "max_upload_size", DEFAULT_MAX_UPLOAD_SIZE),
         max_request_body_size=_positive_size(
             root, "max_request_body_size", DEFAULT_MAX_REQUEST_BODY_SIZE
@@ -606,8 +610,9 @@ def _host(ctx: Context, root: Section) -> HostConfig | None:
 
 def _limits(root: Section) -> LimitsConfig:
     s = root.section("limits")
+    defaults = LimitsConfig()
     if s is None:
-        return LimitsConfig()
+        return defaults
     return LimitsConfig(
         max_concurrent_requests=s.opt_int("max_concurrent_requests", 1),
         max_users=s.opt_int("max_users", 0),
@@ -617,4 +622,41 @@ def _limits(root: Section) -> LimitsConfig:
             DEFAULT_SYNCS_PER_USER,
             int_range(1, 10_000),
         ),
+        max_to_device_message_size=_positive_size(
+            s, "max_to_device_message_size", defaults.max_to_device_message_size
+        ),
+        max_to_device_messages_per_request=s.int_(
+            "max_to_device_messages_per_request", defaults.max_to_device_messages_per_request, 1
+        ),
+        max_to_device_queue_per_sender=s.int_(
+            "max_to_device_queue_per_sender", defaults.max_to_device_queue_per_sender, 1
+        ),
+        max_to_device_queue_per_device=s.int_(
+            "max_to_device_queue_per_device", defaults.max_to_device_queue_per_device, 1
+        ),
+        max_to_device_sync_bytes=_positive_size(
+            s, "max_to_device_sync_bytes", defaults.max_to_device_sync_bytes
+        ),
+        max_devices_per_user=s.int_("max_devices_per_user", defaults.max_devices_per_user, 1),
+        max_one_time_keys_per_algorithm=s.int_(
+            "max_one_time_keys_per_algorithm", defaults.max_one_time_keys_per_algorithm, 1
+        ),
+        max_account_data_size=_positive_size(
+            s, "max_account_data_size", defaults.max_account_data_size
+        ),
+        max_account_data_entries=s.int_(
+            "max_account_data_entries", defaults.max_account_data_entries, 1
+        ),
+        max_status_msg_length=s.int_("max_status_msg_length", defaults.max_status_msg_length, 0),
+        max_concurrent_password_hashes=s.int_(
+            "max_concurrent_password_hashes", defaults.max_concurrent_password_hashes, 1
+        ),
+        http_keepalive_timeout_ms=s.get(
+            "http_keepalive_timeout", defaults.http_keepalive_timeout_ms, parse_duration_ms
+        ),
+        http_header_timeout_ms=s.get(
+            "http_header_timeout", defaults.http_header_timeout_ms, parse_duration_ms
+        ),
+        max_connections_per_ip=s.int_("max_connections_per_ip", defaults.max_connections_per_ip, 1),
+        max_connections=s.opt_int("max_connections", 1),
     )

@@ -186,13 +186,50 @@ DEFAULT_SYNCS_PER_USER = 10
 
 @dataclass(frozen=True, slots=True)
 class LimitsConfig:
-    """``limits`` (Hamlet's own): per-tenant caps; ``None`` means no cap."""
+    """``limits`` (Hamlet's own): per-tenant caps; ``None`` means no cap.
+
+    The ``max_to_device_*`` caps bound what one user can make another store
+    and receive: a message's content (bytes of JSON), the messages of one
+    ``/sendToDevice`` (after ``*`` is expanded), the undelivered messages one
+    sender may have queued for one device (its oldest go first) and that one
+    device may hold in all (new ones are dropped), and the bytes of messages
+    one ``/sync`` carries (at least one message, so a client always moves on).
+
+    Per user: ``max_devices_per_user`` (a new device beyond it retires the
+    least recently used ones), ``max_one_time_keys_per_algorithm`` stored per
+    device, ``max_account_data_size`` (bytes of JSON per entry, tags
+    included), ``max_account_data_entries`` (global and room entries) and
+    ``max_status_msg_length`` (characters of a presence ``status_msg``).
+    ``max_concurrent_password_hashes`` bounds the bcrypt runs of the tenant
+    at once on the blocking pool all tenants share.
+
+    HTTP connections (read from the main config only; they guard the whole
+    process): ``http_keepalive_timeout_ms`` closes an idle connection,
+    ``http_header_timeout_ms`` one that has not sent a complete request head
+    (slowloris); ``max_connections_per_ip`` and ``max_connections`` (``None``:
+    three quarters of the open-file limit) cap open connections.
+    """
 
     max_concurrent_requests: int | None = None
     max_users: int | None = None
     max_media_bytes: int | None = None
     #: Distinct /sync requests one user may have in flight (identical ones share one).
     max_concurrent_syncs_per_user: int = DEFAULT_SYNCS_PER_USER
+    max_to_device_message_size: int = 64 * 1024
+    max_to_device_messages_per_request: int = 1000
+    max_to_device_queue_per_sender: int = 1000
+    max_to_device_queue_per_device: int = 10_000
+    max_to_device_sync_bytes: int = 1024 * 1024
+    max_devices_per_user: int = 500
+    max_one_time_keys_per_algorithm: int = 1000
+    max_account_data_size: int = 64 * 1024
+    max_account_data_entries: int = 10_000
+    max_status_msg_length: int = 1024
+    max_concurrent_password_hashes: int = 1
+    http_keepalive_timeout_ms: int = 75_000
+    http_header_timeout_ms: int = 30_000
+    max_connections_per_ip: int = 200
+    max_connections: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +262,9 @@ DEFAULT_RC_REGISTRATION_TOKEN_VALIDITY = RateLimitConfig(0.1, 5)
 DEFAULT_RC_JOINS_PER_ROOM = RateLimitConfig(1, 10)
 DEFAULT_RC_MEDIA_CREATE = RateLimitConfig(10, 50)
 DEFAULT_RC_ADMIN_REDACTION = RateLimitConfig(1, 50)  # used when the section is present
+DEFAULT_RC_KEY_REQUESTS = RateLimitConfig(20, 100)
+# Counted in messages: a room key shared with a large room is one burst.
+DEFAULT_RC_TO_DEVICE = RateLimitConfig(50, 2000)
 
 DEFAULT_MAX_UPLOAD_SIZE = 50 * 1024 * 1024
 DEFAULT_MAX_REQUEST_BODY_SIZE = 10 * 1024 * 1024
@@ -274,6 +314,8 @@ class HomeServerConfig:
     rc_invites: InviteRateLimits = InviteRateLimits()
     rc_media_create: RateLimitConfig = DEFAULT_RC_MEDIA_CREATE
     rc_admin_redaction: RateLimitConfig | None = None
+    rc_key_requests: RateLimitConfig = DEFAULT_RC_KEY_REQUESTS
+    rc_to_device: RateLimitConfig = DEFAULT_RC_TO_DEVICE
 
     # Sizes, in bytes
     max_upload_size: int = DEFAULT_MAX_UPLOAD_SIZE

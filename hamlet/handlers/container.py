@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from hamlet.handlers.accounts.account import AccountHandler
 from hamlet.handlers.accounts.auth import AuthHandler
+from hamlet.handlers.accounts.deactivation import DeactivationHandler
 from hamlet.handlers.accounts.devices import DeviceHandler
 from hamlet.handlers.accounts.login import LoginHandler
 from hamlet.handlers.accounts.passwords import PasswordHasher
@@ -125,6 +126,7 @@ class Services:
     # admin
     admin_rooms: AdminRoomsHandler
     registration_token_admin: RegistrationTokensAdmin
+    deactivation: DeactivationHandler
     admin_users: AdminUsersHandler
     event_reports: EventReportsHandler
     server_notices: ServerNoticesHandler

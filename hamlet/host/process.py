@@ -11,6 +11,11 @@ from aiohttp import web
 from hamlet.api.routes import build_router
 from hamlet.api.server import HOST_SERVER_NAME, HttpFrontend
 from hamlet.config import HomeServerConfig, HostConfig, ListenerConfig
+from hamlet.host.connections import (
+    ConnectionGuard,
+    default_max_connections,
+    raise_open_file_limit,
+)
 from hamlet.host.control import ControlApi
 from hamlet.host.log_redaction import install_redaction
 from hamlet.host.manager import Closer, TenantManager
@@ -44,12 +49,24 @@ class HostProcess:
         self._runners: list[web.AppRunner] = []
         self.bound_ports: list[int] = []
         self.control_port: int | None = None
+        limits = self.main.limits
+        # One guard for every listener: the file descriptors are the process's.
+        # Without a configured cap it is set from the open-file limit at start().
+        self.connections = ConnectionGuard(
+            self.manager.clock,
+            max_connections=limits.max_connections or 0,
+            max_per_ip=limits.max_connections_per_ip,
+            header_timeout_s=limits.http_header_timeout_ms / 1000,
+        )
+        self._keepalive_timeout_s = limits.http_keepalive_timeout_ms / 1000
 
     async def start(self) -> None:
         # Also here, not only in setup_logging: an embedding program may
         # configure logging its own way, and still no token may be logged.
         install_redaction()
         with LoggingContext("startup", HOST_SERVER_NAME):
+            if self.main.limits.max_connections is None:
+                self.connections.max_connections = default_max_connections(raise_open_file_limit())
             try:
                 await self.manager.start()
                 if self.registry.get_tenant(self.main.server_name) is None:
@@ -77,21 +94,23 @@ class HostProcess:
         for port in ports:
             logger.info("Listening on port %d", port)
 
-    async def _serve(self, app: web.Application, addresses: list[str], port: int) -> list[int]:
-        runner = web.AppRunner(app, access_log=None)
+    async def _runner(self, app: web.Application, addresses: list[str], port: int) -> web.AppRunner:
+        runner = web.AppRunner(app, access_log=None, keepalive_timeout=self._keepalive_timeout_s)
         await runner.setup()
-        self._runners.append(runner)
         for address in addresses:
-            await web.TCPSite(runner, address, port).start()
+            await GuardedSite(runner, address, port, self.connections).start()
+        return runner
+
+    async def _serve(self, app: web.Application, addresses: list[str], port: int) -> list[int]:
+        runner = await self._runner(app, addresses, port)
+        self._runners.append(runner)
         return [int(sockname[1]) for sockname in runner.addresses]
 
     async def _open_tenant_listener(
         self, tenant: Tenant, address: str, port: int
     ) -> tuple[int, Closer]:
         frontend = HttpFrontend(OneTenantResolver(tenant), self.frontend.router)
-        runner = web.AppRunner(frontend.make_app(), access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, address, port).start()
+        runner = await self._runner(frontend.make_app(), [address], port)
         bound = int(runner.addresses[0][1])
         logger.info("Tenant %s has its own listener on port %d", tenant.server_name, bound)
         return bound, runner.cleanup
@@ -113,3 +132,20 @@ class HostProcess:
             await stop.wait()
         finally:
             await self.stop()
+
+
+class GuardedSite(web.TCPSite):
+    """A TCP site whose connections pass the process's `ConnectionGuard`."""
+
+    def __init__(self, runner: web.AppRunner, host: str, port: int, guard: ConnectionGuard) -> None:
+        # A deeper accept queue: a flood is shed after accept, not in the kernel.
+        super().__init__(runner, host, port, backlog=1024)
+        self._guard = guard
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)  # registers the site with its runner
+        server = self._runner.server
+        assert server is not None
+        self._server = await asyncio.get_running_loop().create_server(
+            self._guard.wrap(server), self._host, self._port, backlog=self._backlog
+        )

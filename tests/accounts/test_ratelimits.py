@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from tests.accounts.conftest import GENEROUS, OPEN_REGISTRATION, MakeConfig
-from tests.accounts.helpers import login, register
+from tests.accounts.helpers import login, password_auth, register
 from tests.support.harness import Harness, Response, start_harness
 
 
@@ -20,6 +20,13 @@ def assert_limited(resp: Response) -> int:
 
 async def advance(seconds: float) -> None:
     await asyncio.get_running_loop().advance(seconds)  # type: ignore[attr-defined]
+
+
+FAILED_ATTEMPTS_3 = {
+    "address": GENEROUS,
+    "account": GENEROUS,
+    "failed_attempts": {"per_second": 0.1, "burst_count": 3},
+}
 
 
 async def _harness(make_hs_config: MakeConfig, **limits: object) -> Harness:
@@ -84,14 +91,7 @@ async def test_login_per_account(make_hs_config: MakeConfig) -> None:
 
 
 async def test_failed_attempts(make_hs_config: MakeConfig) -> None:
-    h = await _harness(
-        make_hs_config,
-        rc_login={
-            "address": GENEROUS,
-            "account": GENEROUS,
-            "failed_attempts": {"per_second": 0.1, "burst_count": 3},
-        },
-    )
+    h = await _harness(make_hs_config, rc_login=FAILED_ATTEMPTS_3)
     try:
         await h.hs.registration.register_user("dora", "pw-dora-123")
         # Successful logins do not count.
@@ -108,6 +108,33 @@ async def test_failed_attempts(make_hs_config: MakeConfig) -> None:
         assert_limited(await login(h, "ghost", "wrong"))
         await advance(retry_ms / 1000)
         assert (await login(h, "dora", "pw-dora-123")).status == 200
+    finally:
+        await h.close()
+
+
+async def test_failed_uia_passwords(make_hs_config: MakeConfig) -> None:
+    """A stolen access token cannot guess the account's password through UIA."""
+    h = await _harness(make_hs_config, rc_login=FAILED_ATTEMPTS_3)
+    try:
+        token = (await register(h, "erin", "pw-erin-123")).json["access_token"]
+
+        async def deactivate(password: str) -> Response:
+            first = await h.request("POST", "/_matrix/client/v3/account/deactivate", token=token)
+            auth = password_auth("erin", password, first.json["session"])
+            return await h.request(
+                "POST", "/_matrix/client/v3/account/deactivate", token=token, json={"auth": auth}
+            )
+
+        for n in range(3):
+            assert (await deactivate(f"guess-{n}")).status == 401
+        # Even the right password now waits out the limit, and the account is intact...
+        retry_ms = assert_limited(await deactivate("pw-erin-123"))
+        whoami = await h.request("GET", "/_matrix/client/v3/account/whoami", token=token)
+        assert whoami.status == 200
+        # ...which the failed logins do not share (Synapse keeps two buckets).
+        assert (await login(h, "erin", "pw-erin-123")).status == 200
+        await advance(retry_ms / 1000)
+        assert (await deactivate("pw-erin-123")).status == 200
     finally:
         await h.close()
 

@@ -39,6 +39,9 @@ async def test_round_trip_bytes_and_headers(harness: Harness) -> None:
         assert resp.headers["Content-Disposition"] == "inline; filename=cat.png"
         assert resp.headers["Content-Security-Policy"].startswith("sandbox; default-src 'none';")
         assert resp.headers["Cross-Origin-Resource-Policy"] == "cross-origin"
+        assert resp.headers["X-Content-Security-Policy"] == "sandbox"
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
+        assert resp.headers["Referrer-Policy"] == "no-referrer"
         assert resp.headers["Access-Control-Allow-Origin"] == "*"
 
 

@@ -75,8 +75,9 @@ async def test_a_query_finishes_while_bcrypt_hashes_for_another_tenant_run(
 ) -> None:
     db = make_database(make_hs_config(server_name="b.test"))
     await db.open()
-    hasher = PasswordHasher(pepper="", rounds=13, tenant="a.test")
-    hashes = [asyncio.ensure_future(hasher.hash(f"password {i}")) for i in range(2 * CPU_THREADS)]
+    hashes_at_once = 2 * CPU_THREADS
+    hasher = PasswordHasher(pepper="", rounds=13, tenant="a.test", max_concurrent=hashes_at_once)
+    hashes = [asyncio.ensure_future(hasher.hash(f"password {i}")) for i in range(hashes_at_once)]
     try:
         await _until(lambda: blocking.in_flight() == len(hashes))
         assert await db.fetchval("select_one", "SELECT 1") == 1

@@ -33,8 +33,10 @@ async def deactivate(req: ApiRequest) -> dict[str, Any]:
     hs = req.hs
     requester = await req.authenticate()
     body = await req.json_object(allow_empty=True)
-    opt_bool(body, "erase", False)
-    await hs.account.deactivate(requester, auth=body.get("auth"), request_key=uia_request_key(req))
+    erase = opt_bool(body, "erase", False)
+    await hs.deactivation.deactivate_own(
+        requester, auth=body.get("auth"), request_key=uia_request_key(req), erase=erase
+    )
     return {"id_server_unbind_result": "no-support"}
 
 

@@ -20,6 +20,7 @@ async def send_to_device(req: ApiRequest) -> dict[str, Any]:
         req.params["txnId"],
         req.params["eventType"],
         body["messages"],
+        ratelimit_exempt=requester.is_admin,
     )
     return {}
 

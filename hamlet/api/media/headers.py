@@ -108,6 +108,11 @@ def media_headers(content_type: str, upload_name: str | None, *, thumbnail: bool
         "Content-Type": served_content_type(content_type),
         "Content-Disposition": disposition,
         "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+        # Older browsers read only the prefixed header; Synapse sends both.
+        "X-Content-Security-Policy": "sandbox",
+        # A browser must not guess a script out of, say, text/plain.
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
         "Cross-Origin-Resource-Policy": "cross-origin",
         "Cache-Control": "public,max-age=86400,s-maxage=86400",
         "X-Robots-Tag": "noindex, nofollow, noarchive, noimageindex",

@@ -79,12 +79,6 @@ class AccountHandler:
             await self._devices.delete_all_devices(user_id, except_device_id=keep_device_id)
         logger.info("Password changed for %s", user_id)
 
-    async def deactivate(self, requester: Requester, *, auth: object, request_key: str) -> None:
-        async with self._uia.authenticate(
-            auth, request_key=request_key, flows=PASSWORD_FLOWS, user_id=requester.user_id
-        ):
-            await self.deactivate_user(requester.user_id)
-
     async def deactivate_user(self, user_id: str) -> None:
         """Mark the user deactivated and log out all of their devices."""
         await self._accounts.set_deactivated(user_id, True)

@@ -2,10 +2,18 @@
 
 Deleting a device revokes its access tokens (and drops them from the
 token cache) in the same step.
+
+A user has at most `limits.max_devices_per_user` devices: each one costs
+every room-mate's /sync and /keys/query. A new device beyond the cap retires
+the user's least recently used ones instead of refusing the login, as
+Synapse prunes old devices at login: a user who never logs out (scripts,
+cleared browsers) keeps being able to log in, and only devices long unused
+go.
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
 import string
 from typing import Any, Protocol
@@ -13,6 +21,8 @@ from typing import Any, Protocol
 from hamlet.handlers.accounts.auth import AuthHandler
 from hamlet.runtime.clock import Clock
 from hamlet.storage.stores.devices import DeviceRecord, DeviceStore
+
+logger = logging.getLogger(__name__)
 
 _DEVICE_ID_ALPHABET = string.ascii_uppercase
 MAX_DEVICE_ID_LENGTH = 255
@@ -47,15 +57,36 @@ def generate_device_id() -> str:
 
 class DeviceHandler:
     def __init__(
-        self, clock: Clock, store: DeviceStore, auth: AuthHandler, device_lists: DeviceListUpdates
+        self,
+        clock: Clock,
+        store: DeviceStore,
+        auth: AuthHandler,
+        device_lists: DeviceListUpdates,
+        *,
+        max_devices: int = 500,
     ) -> None:
         self._clock = clock
+        self._max_devices = max_devices
         self.store = store
         self._auth = auth
         self._device_lists = device_lists
 
     async def _changed(self, user_id: str) -> None:
         await self._device_lists.devices_changed(user_id)
+
+    async def _added(self, user_id: str, device_id: str) -> None:
+        deleted, revoked = await self.store.delete_least_recently_used(
+            user_id, device_id, self._max_devices
+        )
+        if deleted:
+            logger.info(
+                "%s has more than %d devices: deleted %d least recently used",
+                user_id,
+                self._max_devices,
+                len(deleted),
+            )
+            self._auth.invalidate_tokens(revoked)
+        await self._changed(user_id)
 
     async def login_device(
         self, user_id: str, device_id: str | None, display_name: str | None
@@ -68,18 +99,18 @@ class DeviceHandler:
                     user_id, device_id, display_name, self._clock.time_msec()
                 ):
                     break
-            await self._changed(user_id)
+            await self._added(user_id, device_id)
         elif await self.store.ensure_device(
             user_id, device_id, display_name, self._clock.time_msec()
         ):
-            await self._changed(user_id)
+            await self._added(user_id, device_id)
         token = await self._auth.issue_token(user_id, device_id)
         return device_id, token
 
     async def create_device(self, user_id: str, device_id: str) -> None:
         """Create a device without a token (admin API); nothing if it exists."""
         if await self.store.ensure_device(user_id, device_id, None, self._clock.time_msec()):
-            await self._changed(user_id)
+            await self._added(user_id, device_id)
 
     async def get_devices(self, user_id: str) -> list[DeviceRecord]:
         return await self.store.get_devices(user_id)

@@ -62,6 +62,10 @@ def password_from(body: dict[str, Any]) -> str:
     return password
 
 
+def _deactivated() -> ForbiddenError:
+    return ForbiddenError("This account has been deactivated", errcode="M_USER_DEACTIVATED")
+
+
 class LoginHandler:
     def __init__(
         self,
@@ -128,9 +132,14 @@ class LoginHandler:
         user = await self.check_password(user_id, password)
         if user is None:
             await self._limits.login_failed.ratelimit(key)
+            # Deactivation forgets the password; as in Synapse, such an account
+            # says it is deactivated rather than that the password is wrong.
+            found = await self._accounts.get_user(user_id)
+            if found is not None and found.deactivated and found.password_hash is None:
+                raise _deactivated()
             raise ForbiddenError(INVALID_CREDENTIALS)
         if user.deactivated:
-            raise ForbiddenError("This account has been deactivated", errcode="M_USER_DEACTIVATED")
+            raise _deactivated()
         if user.locked:
             raise MatrixError(401, "M_USER_LOCKED", "This account has been locked")
         device_id, token = await self._devices.login_device(user.user_id, device_id, display_name)

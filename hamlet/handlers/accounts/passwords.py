@@ -20,7 +20,10 @@ every Synapse hash of a long password was made over its first 72 bytes.
 
 from __future__ import annotations
 
+import asyncio
 import unicodedata
+from collections.abc import Callable
+from typing import TypeVar
 
 import bcrypt
 
@@ -30,6 +33,8 @@ from hamlet.runtime.blocking import run_cpu
 
 MAX_PASSWORD_LENGTH = 512
 BCRYPT_MAX_BYTES = 72
+
+T = TypeVar("T")
 
 
 def _hash(password: bytes, rounds: int) -> str:
@@ -57,14 +62,20 @@ def check_password_length(password: str) -> None:
 class PasswordHasher:
     """Hashes as Synapse does: `bcrypt(NFKC(password) + pepper)`, stored as `$2b$...`.
 
-    The bcrypt work runs on the CPU pool, charged to `tenant`.
+    The bcrypt work runs on the CPU pool, charged to `tenant`, and one
+    homeserver runs at most `max_concurrent` hashes at a time: a flood of
+    logins or password guesses queues here, in its own tenant, instead of
+    taking the CPU pool's turns from the others.
     """
 
-    def __init__(self, *, pepper: str, rounds: int, tenant: str) -> None:
+    def __init__(self, *, pepper: str, rounds: int, tenant: str, max_concurrent: int = 1) -> None:
         self._pepper = pepper
         self._rounds = rounds
         self._tenant = tenant
         self._dummy_hash: str | None = None
+        self._slots = asyncio.Semaphore(max_concurrent)
+        self.in_flight = 0
+        self.peak_in_flight = 0
 
     def _peppered(self, password: str) -> bytes:
         return (password + self._pepper).encode("utf-8")
@@ -81,7 +92,16 @@ class PasswordHasher:
         """A new hash; 400 for a password too long for bcrypt."""
         check_password_length(password)
         normalised = unicodedata.normalize("NFKC", password)
-        return await run_cpu(self._tenant, _hash, self._peppered(normalised), self._rounds)
+        return await self._run(_hash, self._peppered(normalised), self._rounds)
+
+    async def _run(self, fn: Callable[..., T], *args: object) -> T:
+        async with self._slots:
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+            try:
+                return await run_cpu(self._tenant, fn, *args)
+            finally:
+                self.in_flight -= 1
 
     async def check(self, password: str, stored_hash: str | None) -> bool:
         """Does `password` match? A missing hash is checked against a dummy one.
@@ -93,9 +113,9 @@ class PasswordHasher:
         if stored_hash is None:
             if self._dummy_hash is None:
                 self._dummy_hash = await self.hash("not the password of anyone")
-            await run_cpu(self._tenant, _check, candidates, self._dummy_hash.encode())
+            await self._run(_check, candidates, self._dummy_hash.encode())
             return False
-        return await run_cpu(self._tenant, _check, candidates, stored_hash.encode())
+        return await self._run(_check, candidates, stored_hash.encode())
 
 
 def validate_password(password: object, policy: PasswordConfig) -> str:

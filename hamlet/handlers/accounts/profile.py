@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from hamlet.config import HomeServerConfig
@@ -15,12 +14,9 @@ from hamlet.handlers.common.errors import (
 )
 from hamlet.handlers.common.requester import Requester
 from hamlet.handlers.rooms.pipeline import EventPipeline
-from hamlet.handlers.rooms.sender import Sender
 from hamlet.storage.stores.accounts import AccountStore
 from hamlet.storage.stores.profiles import ProfilesStore
 from hamlet.storage.stores.rooms import RoomsStore
-
-logger = logging.getLogger(__name__)
 
 MAX_DISPLAYNAME_LEN = 256
 MAX_AVATAR_URL_LEN = 1000
@@ -110,15 +106,5 @@ class ProfileHandler:
 
     async def update_join_events(self, user_id: str) -> None:
         """A new join event carrying the new profile in every room the user is in."""
-        for membership in await self.rooms.get_rooms_for_user(user_id):
-            try:
-                await self.pipeline.update_membership(
-                    Sender.server(user_id), membership.room_id, user_id, "join"
-                )
-            except MatrixError as e:
-                logger.warning(
-                    "Could not update the profile of %s in %s: %s",
-                    user_id,
-                    membership.room_id,
-                    e.message,
-                )
+        joined = await self.rooms.get_rooms_for_user(user_id)
+        await self.pipeline.set_own_membership(user_id, (m.room_id for m in joined), "join")

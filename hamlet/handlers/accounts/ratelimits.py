@@ -21,6 +21,10 @@ class AccountRatelimiters(ServiceBase):
         self.login_address = make("login_address", config.rc_login.address)
         self.login_account = make("login_account", config.rc_login.account)
         self.login_failed = make("login_failed_attempts", config.rc_login.failed_attempts)
+        # Wrong passwords given to user-interactive auth (a stolen access token
+        # guessing the password to take the account over) count against the same
+        # config as failed logins, in a bucket of their own, as in Synapse.
+        self.uia_failed = make("uia_failed_attempts", config.rc_login.failed_attempts)
         self.registration = make("registration", config.rc_registration)
         self.token_validity = make(
             "registration_token_validity", config.rc_registration_token_validity
@@ -29,6 +33,7 @@ class AccountRatelimiters(ServiceBase):
             self.login_address,
             self.login_account,
             self.login_failed,
+            self.uia_failed,
             self.registration,
             self.token_validity,
         )

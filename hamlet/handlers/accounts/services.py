@@ -27,12 +27,19 @@ def build(ctx: BuildContext, s: Services) -> None:
         pepper=config.password_config.pepper,
         rounds=config.bcrypt_rounds,
         tenant=config.server_name,
+        max_concurrent=config.limits.max_concurrent_password_hashes,
     )
     s.account_ratelimiters = ctx.own(AccountRatelimiters(clock, config))
     s.auth = ctx.own(
         AuthHandler(clock, s.device_store, session_lifetime_ms=config.session_lifetime)
     )
-    s.devices = DeviceHandler(clock, s.device_store, s.auth, s.device_lists)
+    s.devices = DeviceHandler(
+        clock,
+        s.device_store,
+        s.auth,
+        s.device_lists,
+        max_devices=config.limits.max_devices_per_user,
+    )
     s.login = LoginHandler(
         config, s.account_store, s.password_hasher, s.devices, s.account_ratelimiters
     )
@@ -40,6 +47,7 @@ def build(ctx: BuildContext, s: Services) -> None:
         clock=clock,
         server_name=ctx.server_name,
         login=s.login,
+        limits=s.account_ratelimiters,
         tokens=s.registration_token_store,
     )
     s.uia = ctx.own(UiaHandler(clock, checkers))

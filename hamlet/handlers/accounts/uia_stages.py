@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from hamlet.handlers.accounts import ratelimits as account_ratelimits
 from hamlet.handlers.accounts.login import (
     LOGIN_TYPE_PASSWORD,
     LoginHandler,
@@ -22,6 +23,7 @@ def stage_checkers(
     clock: Clock,
     server_name: str,
     login: LoginHandler,
+    limits: account_ratelimits.AccountRatelimiters,
     tokens: RegistrationTokenStore,
 ) -> dict[str, StageChecker]:
     async def dummy(auth: dict[str, Any], session: UiaSession) -> bool:
@@ -32,8 +34,11 @@ def stage_checkers(
         secret = auth.get("password")
         if not isinstance(secret, str):
             raise StageFailedError("Missing or invalid password", errcode="M_BAD_JSON")
+        key = (session.user_id or user_id).lower()
+        await limits.uia_failed.ratelimit(key, update=False)
         user = await login.check_password(user_id, secret)
         if user is None or user.deactivated:
+            await limits.uia_failed.ratelimit(key)
             raise StageFailedError("Invalid password")
         if session.user_id is not None and user.user_id != session.user_id:
             raise StageFailedError("Invalid auth")

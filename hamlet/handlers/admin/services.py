@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hamlet.handlers.accounts.deactivation import DeactivationHandler
 from hamlet.handlers.admin.event_reports import EventReportsHandler
 from hamlet.handlers.admin.registration_tokens import RegistrationTokensAdmin
 from hamlet.handlers.admin.rooms import AdminRoomsHandler
@@ -37,11 +38,21 @@ def build(ctx: BuildContext, s: Services) -> None:
     s.registration_token_admin = RegistrationTokensAdmin(
         clock, s.registration_token_store, RegistrationTokenAdminStore(db)
     )
+    admin_user_store = AdminUserStore(db)
+    s.deactivation = DeactivationHandler(
+        account=s.account,
+        accounts=s.account_store,
+        profiles=s.profiles_store,
+        erased=admin_user_store,
+        rooms=s.rooms_store,
+        pipeline=s.event_pipeline,
+        uia=s.uia,
+    )
     s.admin_users = ctx.own(
         AdminUsersHandler(
             config=config,
             clock=clock,
-            store=AdminUserStore(db),
+            store=admin_user_store,
             accounts=s.account_store,
             profiles=s.profiles_store,
             rooms=s.rooms_store,
@@ -49,7 +60,7 @@ def build(ctx: BuildContext, s: Services) -> None:
             devices=s.devices,
             account=s.account,
             registration=s.registration,
-            pipeline=s.event_pipeline,
+            deactivation=s.deactivation,
             profile=s.profile,
             overrides=s.ratelimit_overrides,
         )

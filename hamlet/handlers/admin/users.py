@@ -17,6 +17,7 @@ from hamlet.config import HomeServerConfig
 from hamlet.core.ids import UserID
 from hamlet.handlers.accounts.account import AccountHandler
 from hamlet.handlers.accounts.auth import AuthHandler, generate_access_token, hash_token
+from hamlet.handlers.accounts.deactivation import DeactivationHandler
 from hamlet.handlers.accounts.devices import MAX_DISPLAY_NAME_LENGTH, DeviceHandler
 from hamlet.handlers.accounts.passwords import check_password_length
 from hamlet.handlers.accounts.profile import ProfileHandler
@@ -29,8 +30,6 @@ from hamlet.handlers.common.errors import (
 from hamlet.handlers.common.ratelimit_overrides import RatelimitOverrides
 from hamlet.handlers.common.requester import Requester
 from hamlet.handlers.common.service import ServiceBase
-from hamlet.handlers.rooms.pipeline import EventPipeline
-from hamlet.handlers.rooms.sender import Sender
 from hamlet.runtime.clock import Clock, LoopingCall
 from hamlet.storage.stores.accounts import AccountStore
 from hamlet.storage.stores.admin_users import ORDER_COLUMNS, AdminUserRow, AdminUserStore
@@ -192,7 +191,7 @@ class AdminUsersHandler(ServiceBase):
         devices: DeviceHandler,
         account: AccountHandler,
         registration: RegistrationHandler,
-        pipeline: EventPipeline,
+        deactivation: DeactivationHandler,
         profile: ProfileHandler,
         overrides: RatelimitOverrides,
     ) -> None:
@@ -207,7 +206,7 @@ class AdminUsersHandler(ServiceBase):
         self._devices = devices
         self._account = account
         self._registration = registration
-        self._pipeline = pipeline
+        self._deactivation = deactivation
         self._profile = profile
         self.overrides = overrides
         self._sweep: LoopingCall | None = None
@@ -308,31 +307,7 @@ class AdminUsersHandler(ServiceBase):
         self._auth.invalidate_user(user_id)
 
     async def deactivate(self, user_id: str, *, erase: bool) -> None:
-        """Log the user out everywhere, forget their password, take them out of rooms.
-
-        With `erase`, the profile goes too and the user is marked erased.
-        """
-        await self._account.deactivate_user(user_id)
-        await self._accounts.set_password_hash(user_id, None)
-        if erase:
-            await self._profiles.set_field(user_id, "displayname", None)
-            await self._profiles.set_field(user_id, "avatar_url", None)
-            await self.store.mark_erased(user_id)
-        for membership in await self._rooms.get_rooms_for_user(
-            user_id, ("join", "invite", "knock")
-        ):
-            try:
-                await self._pipeline.update_membership(
-                    Sender.server(user_id), membership.room_id, user_id, "leave"
-                )
-            except MatrixError as e:
-                logger.warning(
-                    "Could not remove deactivated %s from %s: %s",
-                    user_id,
-                    membership.room_id,
-                    e.message,
-                )
-        logger.info("Deactivated %s (erase=%s) through the admin API", user_id, erase)
+        await self._deactivation.deactivate(user_id, erase=erase)
 
     async def reset_password(
         self, user_id: str, new_password: str, *, logout_devices: bool

@@ -23,7 +23,12 @@ from hamlet.handlers.common.errors import (
 )
 from hamlet.handlers.common.service import ServiceBase
 from hamlet.runtime.clock import Clock
-from hamlet.storage.stores.e2e_keys import E2eKeysStore, OneTimeKey, Signature
+from hamlet.storage.stores.e2e_keys import (
+    E2eKeysStore,
+    OneTimeKey,
+    Signature,
+    TooManyOneTimeKeysError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -143,7 +148,11 @@ class E2eKeysHandler(ServiceBase):
         store: E2eKeysStore,
         device_lists: DeviceListUpdates,
         devices: DeviceLister,
+        max_one_time_keys: int = 1000,
     ) -> None:
+        # Clients keep about 50 one-time keys stored; the cap leaves room for
+        # retries and stops a device from storing keys without bound.
+        self._max_one_time_keys = max_one_time_keys
         self._server_name = server_name
         self._clock = clock
         self.store = store
@@ -171,7 +180,16 @@ class E2eKeysHandler(ServiceBase):
         if len({k.algorithm for k in fallback}) != len(fallback):
             raise BadJsonError("At most one fallback key per algorithm")
         now = self._clock.time_msec()
-        conflicts = await self.store.add_one_time_keys(user_id, device_id, one_time, now)
+        try:
+            conflicts = await self.store.add_one_time_keys(
+                user_id,
+                device_id,
+                one_time,
+                now,
+                max_per_algorithm=self._max_one_time_keys,
+            )
+        except TooManyOneTimeKeysError as e:
+            raise InvalidParamError(str(e)) from None
         if conflicts:
             raise BadJsonError(
                 f"One time key {conflicts[0]} already exists with different content",

@@ -21,6 +21,7 @@ def build(ctx: BuildContext, s: Services) -> None:
             store=store,
             device_lists=s.device_lists,
             devices=s.device_store,
+            max_one_time_keys=ctx.config.limits.max_one_time_keys_per_algorithm,
         )
     )
     s.key_backup = ctx.own(KeyBackupHandler(KeyBackupStore(ctx.db)))

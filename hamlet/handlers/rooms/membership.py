@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,6 +21,8 @@ from hamlet.handlers.rooms.state import StateHandler
 from hamlet.handlers.spaces.hierarchy import RestrictedJoins
 from hamlet.storage.stores.profiles import ProfilesStore
 from hamlet.storage.stores.rooms import RoomsStore
+
+logger = logging.getLogger(__name__)
 
 MEMBER = "m.room.member"
 MEMBERSHIPS = frozenset({"join", "invite", "leave", "ban", "knock"})

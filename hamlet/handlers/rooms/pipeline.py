@@ -32,11 +32,12 @@ fronts, call them to send.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import logging
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from hamlet.core.ids import generate_room_id
-from hamlet.handlers.common.errors import BadJsonError, InvalidParamError
+from hamlet.handlers.common.errors import BadJsonError, InvalidParamError, MatrixError
 from hamlet.handlers.rooms.canonical_alias import check_canonical_alias
 from hamlet.handlers.rooms.creation import RoomCreationHandler
 from hamlet.handlers.rooms.event_creation import EventCreator
@@ -46,6 +47,8 @@ from hamlet.handlers.rooms.sender import Sender, fake_event_id
 from hamlet.handlers.rooms.state import StateHandler
 from hamlet.handlers.rooms.upgrade import RoomUpgradeHandler
 from hamlet.runtime.lru import LruCache
+
+logger = logging.getLogger(__name__)
 
 CANONICAL_ALIAS: Final = "m.room.canonical_alias"
 REDACTION: Final = "m.room.redaction"
@@ -161,6 +164,25 @@ class EventPipeline:
             raise BadJsonError("membership must be a string")
         extra = {k: v for k, v in content.items() if k != "membership"}
         return await self.update_membership(sender, room_id, target, membership, extra=extra)
+
+    async def set_own_membership(
+        self, user_id: str, room_ids: Iterable[str], membership: str
+    ) -> None:
+        """The server sets the user's own `membership` in each room (a fresh
+        join carrying a new profile, or leaving on deactivation); a room
+        refusing it is logged and skipped so the others still get theirs."""
+        sender = Sender.server(user_id)
+        for room_id in room_ids:
+            try:
+                await self.update_membership(sender, room_id, user_id, membership)
+            except MatrixError as e:
+                logger.warning(
+                    "Could not set %s's membership in %s to %s: %s",
+                    user_id,
+                    room_id,
+                    membership,
+                    e.message,
+                )
 
     async def update_membership(
         self,

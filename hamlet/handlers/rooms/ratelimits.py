@@ -60,9 +60,7 @@ class RoomRatelimiters(ServiceBase):
         per_second, burst_count = override
         if per_second == 0:
             return  # 0 messages per second: not rate limited at all
-        await self.messages.ratelimit(
-            sender.user_id, rate_hz=per_second, burst_count=burst_count
-        )
+        await self.messages.ratelimit(sender.user_id, rate_hz=per_second, burst_count=burst_count)
 
     async def join(self, sender: Sender, room_id: str) -> None:
         if not sender.exempt_from_limits:

@@ -7,12 +7,15 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
+import orjson
+
 from hamlet.core.ids import RoomID
 from hamlet.handlers.common.errors import (
     ForbiddenError,
     InvalidParamError,
     MatrixError,
     NotFoundError,
+    TooLargeError,
 )
 from hamlet.handlers.common.notifier import Notifier
 from hamlet.handlers.common.service import ServiceBase
@@ -72,9 +75,20 @@ class AccountDataHandler(ServiceBase):
 
     name = "account_data"
 
-    def __init__(self, store: AccountDataStore, notifier: Notifier) -> None:
+    def __init__(
+        self,
+        store: AccountDataStore,
+        notifier: Notifier,
+        *,
+        max_size: int = 64 * 1024,
+        max_entries: int = 10_000,
+    ) -> None:
         self._store = store
         self._notifier = notifier
+        # Each entry goes to every sync of every device of the user: bounded in
+        # size and, since room ids are not checked against memberships, in number.
+        self._max_size = max_size
+        self._max_entries = max_entries
         self.stream_ids = StreamIdGenerator("account_data")
         # Tag changes are read-modify-write of the m.tag entry: one at a time.
         self._tag_lock = asyncio.Lock()
@@ -128,10 +142,26 @@ class AccountDataHandler(ServiceBase):
     async def _put(
         self, user_id: str, room_id: str | None, data_type: str, content: dict[str, Any]
     ) -> int:
+        self._check_size(content)
         with self.stream_ids.allocate() as stream_id:
-            await self._store.put(user_id, room_id, data_type, content, stream_id)
+            stored = await self._store.put(
+                user_id, room_id, data_type, content, stream_id, max_entries=self._max_entries
+            )
+        if not stored:
+            raise self._too_many()
         self._notifier.notify("account_data", stream_id, users=[user_id])
         return stream_id
+
+    def _check_size(self, content: Any) -> None:
+        if len(orjson.dumps(content)) > self._max_size:
+            raise TooLargeError(f"Account data may be at most {self._max_size} bytes")
+
+    def _too_many(self) -> MatrixError:
+        return MatrixError(
+            403,
+            "M_LIMIT_EXCEEDED",
+            f"At most {self._max_entries} account data entries per user",
+        )
 
     # --- tags (room account data m.tag) ---
 
@@ -150,7 +180,9 @@ class AccountDataHandler(ServiceBase):
         def change(old: dict[str, Any] | None) -> dict[str, Any]:
             tags = _tags_of(old)
             tags[tag] = content
-            return {"tags": tags}
+            new = {"tags": tags}
+            self._check_size(new)
+            return new
 
         return await self._update_tags(user_id, room_id, change)
 
@@ -168,7 +200,11 @@ class AccountDataHandler(ServiceBase):
         check_room_id(room_id)
         async with self._tag_lock:
             with self.stream_ids.allocate() as stream_id:
-                await self._store.update(user_id, room_id, TAG, change, stream_id)
+                stored = await self._store.update(
+                    user_id, room_id, TAG, change, stream_id, max_entries=self._max_entries
+                )
+        if stored is None:
+            raise self._too_many()
         self._notifier.notify("account_data", stream_id, users=[user_id])
         return stream_id
 

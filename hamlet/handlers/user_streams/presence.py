@@ -72,9 +72,17 @@ class PresenceHandler(ServiceBase):
     name = "presence"
 
     def __init__(
-        self, clock: Clock, notifier: Notifier, rooms: RoomSharing, *, enabled: bool = True
+        self,
+        clock: Clock,
+        notifier: Notifier,
+        rooms: RoomSharing,
+        *,
+        enabled: bool = True,
+        max_status_msg_length: int = 1024,
     ) -> None:
         self._clock = clock
+        # Every room-mate's /sync carries the status: it must stay small.
+        self._max_status_msg_length = max_status_msg_length
         self._notifier = notifier
         self._rooms = rooms
         self.enabled = enabled
@@ -115,6 +123,10 @@ class PresenceHandler(ServiceBase):
             raise InvalidParamError(f"Invalid presence state {presence!r}")
         if status_msg is not None and not isinstance(status_msg, str):
             raise InvalidParamError("'status_msg' must be a string")
+        if status_msg is not None and len(status_msg) > self._max_status_msg_length:
+            raise InvalidParamError(
+                f"'status_msg' may be at most {self._max_status_msg_length} characters"
+            )
         if not self.enabled:
             return
         now = self._clock.time_msec()

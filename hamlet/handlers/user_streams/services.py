@@ -17,13 +17,36 @@ from hamlet.storage.stores.to_device import ToDeviceStore
 def build(ctx: BuildContext, s: Services) -> None:
     clock, db, notifier = ctx.clock, ctx.db, s.notifier
     s.typing = ctx.own(TypingHandler(clock, notifier, s.membership))
-    s.account_data = ctx.own(AccountDataHandler(AccountDataStore(db), notifier))
+    limits = ctx.config.limits
+    s.account_data = ctx.own(
+        AccountDataHandler(
+            AccountDataStore(db),
+            notifier,
+            max_size=limits.max_account_data_size,
+            max_entries=limits.max_account_data_entries,
+        )
+    )
     s.receipts = ctx.own(
         ReceiptsHandler(clock, ReceiptStore(db), notifier, s.membership, s.account_data)
     )
     s.presence = ctx.own(
-        PresenceHandler(clock, notifier, s.rooms_store, enabled=ctx.config.presence.enabled)
+        PresenceHandler(
+            clock,
+            notifier,
+            s.rooms_store,
+            enabled=ctx.config.presence.enabled,
+            max_status_msg_length=limits.max_status_msg_length,
+        )
     )
     s.to_device = ctx.own(
-        ToDeviceHandler(ctx.server_name, clock, ToDeviceStore(db), notifier, s.devices)
+        ToDeviceHandler(
+            ctx.server_name,
+            clock,
+            ToDeviceStore(db),
+            notifier,
+            s.devices,
+            limits=limits,
+            rc_to_device=ctx.config.rc_to_device,
+            rc_key_requests=ctx.config.rc_key_requests,
+        )
     )

@@ -1,4 +1,12 @@
-"""Send-to-device messaging: an inbox per device, delivered by /sync and then deleted."""
+"""Send-to-device messaging: an inbox per device, delivered by /sync and then deleted.
+
+Any user can message any device, so everything one sender can make another
+device store or download is bounded (`limits.max_to_device_*`): the size of
+a message and the messages of a request (413), the rate (`rc_to_device` per
+sender, 429; `rc_key_requests` per sending device for `m.room_key_request`,
+whose excess is dropped as Synapse does), the undelivered messages queued
+per sender and per device, and the bytes one /sync carries.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +14,21 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+import orjson
+
+from hamlet.config import LimitsConfig, RateLimitConfig
 from hamlet.core.ids import get_domain_from_id, is_valid_user_id
-from hamlet.handlers.common.errors import BadJsonError
+from hamlet.handlers.common import ratelimit
+from hamlet.handlers.common.errors import BadJsonError, LimitExceededError, TooLargeError
 from hamlet.handlers.common.notifier import Notifier
 from hamlet.handlers.common.service import ServiceBase
 from hamlet.runtime.clock import Clock
-from hamlet.storage.stores.to_device import TO_DEVICE_STREAM, InboxMessage, ToDeviceStore
+from hamlet.storage.stores.to_device import (
+    TO_DEVICE_STREAM,
+    InboxMessage,
+    QueueCaps,
+    ToDeviceStore,
+)
 from hamlet.storage.stream_ids import StreamIdGenerator
 
 logger = logging.getLogger(__name__)
@@ -21,6 +38,7 @@ ALL_DEVICES = "*"
 # How long a /sendToDevice txn id is remembered (Synapse keeps them ~30 minutes too).
 TXN_ID_LIFETIME_MS = 30 * 60 * 1000
 TXN_ID_PRUNE_INTERVAL_S = 10 * 60.0
+ROOM_KEY_REQUEST = "m.room_key_request"
 
 
 class _Device(Protocol):
@@ -46,12 +64,33 @@ class ToDeviceHandler(ServiceBase):
         store: ToDeviceStore,
         notifier: Notifier,
         devices: DeviceLister,
+        *,
+        limits: LimitsConfig,
+        rc_to_device: RateLimitConfig,
+        rc_key_requests: RateLimitConfig,
     ) -> None:
         self._server_name = server_name
         self._clock = clock
         self._store = store
         self._notifier = notifier
         self._devices = devices
+        self._limits = limits
+        self._caps = QueueCaps(
+            per_sender=limits.max_to_device_queue_per_sender,
+            per_device=limits.max_to_device_queue_per_device,
+        )
+        self._rate = ratelimit.Ratelimiter(
+            clock,
+            name="rc_to_device",
+            per_second=rc_to_device.per_second,
+            burst_count=rc_to_device.burst_count,
+        )
+        self._key_requests = ratelimit.Ratelimiter(
+            clock,
+            name="rc_key_requests",
+            per_second=rc_key_requests.per_second,
+            burst_count=rc_key_requests.burst_count,
+        )
         self.stream_ids = StreamIdGenerator(TO_DEVICE_STREAM)
         notifier.register_stream(self.name, self)
 
@@ -59,6 +98,8 @@ class ToDeviceHandler(ServiceBase):
         await self.stream_ids.load(self._store.db, "device_inbox", "stream_id")
 
     def start(self) -> None:
+        self._rate.start()
+        self._key_requests.start()
         self._clock.looping_call(self._prune_txn_ids, TXN_ID_PRUNE_INTERVAL_S)
 
     async def _prune_txn_ids(self) -> None:
@@ -74,6 +115,8 @@ class ToDeviceHandler(ServiceBase):
         txn_id: str,
         event_type: str,
         messages: Any,
+        *,
+        ratelimit_exempt: bool = False,
     ) -> None:
         """Handle `PUT /sendToDevice/{type}/{txnId}`; a repeated txn id does nothing."""
         if not isinstance(messages, Mapping):
@@ -88,6 +131,11 @@ class ToDeviceHandler(ServiceBase):
             for device_id, content in by_device.items():
                 if not isinstance(content, Mapping):
                     raise BadJsonError(f"Message for {user_id} {device_id} must be an object")
+                if len(orjson.dumps(content)) > self._limits.max_to_device_message_size:
+                    raise TooLargeError(
+                        f"A to-device message may be at most"
+                        f" {self._limits.max_to_device_message_size} bytes"
+                    )
                 if device_id == ALL_DEVICES:
                     for device in await self._devices.get_devices(user_id):
                         targets.append((user_id, device.device_id, content))
@@ -95,6 +143,15 @@ class ToDeviceHandler(ServiceBase):
                     targets.append((user_id, device_id, content))
         # One message per device even if it was addressed twice (by id and by "*").
         unique = {(u, d): c for u, d, c in targets}
+        if len(unique) > self._limits.max_to_device_messages_per_request:
+            raise TooLargeError(
+                f"At most {self._limits.max_to_device_messages_per_request}"
+                " to-device messages per request"
+            )
+        if not ratelimit_exempt:
+            await self._rate.ratelimit(sender, n_actions=len(unique))
+        if event_type == ROOM_KEY_REQUEST:
+            unique = await self._drop_excess_key_requests(sender, sender_device, unique)
         allocated = [self.stream_ids.next() for _ in unique]
         try:
             rows = [
@@ -102,15 +159,36 @@ class ToDeviceHandler(ServiceBase):
                 for ((u, d), c), sid in zip(unique.items(), allocated, strict=True)
             ]
             stored = await self._store.add_messages(
-                sender, sender_device, txn_id, rows, self._clock.time_msec()
+                sender, sender_device, txn_id, rows, self._clock.time_msec(), self._caps
             )
         finally:
             for sid in allocated:
                 self.stream_ids.finish(sid)
-        if not stored or not rows:
+        if not stored:
             return
-        top = max(allocated)
-        self._notifier.notify(TO_DEVICE_STREAM, top, users={u for u, _ in unique})
+        top = max(m.stream_id for m in stored)
+        self._notifier.notify(TO_DEVICE_STREAM, top, users={m.user_id for m in stored})
+
+    async def _drop_excess_key_requests(
+        self, sender: str, sender_device: str, unique: dict[tuple[str, str], Any]
+    ) -> dict[tuple[str, str], Any]:
+        """Key requests past `rc_key_requests` are dropped, not refused (as in
+        Synapse): a client asking every device for a key must not fail whole."""
+        key = (sender, sender_device)
+        kept: dict[tuple[str, str], Any] = {}
+        for target, content in unique.items():
+            if target[0] != sender:
+                try:
+                    await self._key_requests.ratelimit(key)
+                except LimitExceededError:
+                    logger.info(
+                        "Dropping room key request from %s to %s: rate limited",
+                        sender,
+                        target[0],
+                    )
+                    continue
+            kept[target] = content
+        return kept
 
     # --- provider ---
 
@@ -123,9 +201,11 @@ class ToDeviceHandler(ServiceBase):
         upto = self.current_position()
         if since_pos > upto:
             since_pos = 0
-        messages = await self._store.get_messages(user_id, device_id, since_pos, upto, limit)
+        messages, complete = await self._store.get_messages(
+            user_id, device_id, since_pos, upto, limit, self._limits.max_to_device_sync_bytes
+        )
         events = [{"sender": m.sender, "type": m.type, "content": m.content} for m in messages]
-        if len(messages) >= limit:
+        if len(messages) >= limit or not complete:
             upto = messages[-1].stream_id
         return events, upto
 
@@ -135,3 +215,5 @@ class ToDeviceHandler(ServiceBase):
 
     async def shutdown(self) -> None:
         """The txn-id pruning timer belongs to the Clock."""
+        self._rate.stop()
+        self._key_requests.stop()

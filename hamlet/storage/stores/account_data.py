@@ -46,17 +46,45 @@ async def put_account_data_txn(
     )
 
 
+async def _has_room_for(
+    txn: Transaction, user_id: str, room_key: str, data_type: str, max_entries: int
+) -> bool:
+    """Whether the entry exists already or the user has fewer than `max_entries`."""
+    found = await txn.fetchval(
+        "SELECT 1 FROM account_data WHERE user_id = ? AND room_id = ? AND type = ?",
+        (user_id, room_key, data_type),
+    )
+    if found is not None:
+        return True
+    count = await txn.fetchval("SELECT COUNT(*) FROM account_data WHERE user_id = ?", (user_id,))
+    return int(count) < max_entries
+
+
 class AccountDataStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
     async def put(
-        self, user_id: str, room_id: str | None, data_type: str, content: Any, stream_id: int
-    ) -> None:
-        async def run(txn: Transaction) -> None:
-            await put_account_data_txn(txn, user_id, room_id, data_type, content, stream_id)
+        self,
+        user_id: str,
+        room_id: str | None,
+        data_type: str,
+        content: Any,
+        stream_id: int,
+        *,
+        max_entries: int,
+    ) -> bool:
+        """Upsert one entry; False (nothing written) if it is new and the user
+        already has `max_entries`."""
+        room_key = room_id if room_id is not None else GLOBAL
 
-        await self.db.run_interaction("put_account_data", run)
+        async def run(txn: Transaction) -> bool:
+            if not await _has_room_for(txn, user_id, room_key, data_type, max_entries):
+                return False
+            await put_account_data_txn(txn, user_id, room_id, data_type, content, stream_id)
+            return True
+
+        return await self.db.run_interaction("put_account_data", run)
 
     async def update(
         self,
@@ -65,11 +93,16 @@ class AccountDataStore:
         data_type: str,
         change: Callable[[dict[str, Any] | None], dict[str, Any]],
         stream_id: int,
-    ) -> dict[str, Any]:
-        """Read-modify-write one entry in a transaction; returns the new content."""
+        *,
+        max_entries: int,
+    ) -> dict[str, Any] | None:
+        """Read-modify-write one entry in a transaction; returns the new content,
+        or None (nothing written) if it is new and the user has `max_entries`."""
         room_key = room_id if room_id is not None else GLOBAL
 
-        async def run(txn: Transaction) -> dict[str, Any]:
+        async def run(txn: Transaction) -> dict[str, Any] | None:
+            if not await _has_room_for(txn, user_id, room_key, data_type, max_entries):
+                return None
             raw = await txn.fetchval(
                 "SELECT content FROM account_data WHERE user_id = ? AND room_id = ? AND type = ?",
                 (user_id, room_key, data_type),
@@ -79,7 +112,9 @@ class AccountDataStore:
             await put_account_data_txn(txn, user_id, room_id, data_type, new, stream_id)
             return new
 
-        result: Awaitable[dict[str, Any]] = self.db.run_interaction("update_account_data", run)
+        result: Awaitable[dict[str, Any] | None] = self.db.run_interaction(
+            "update_account_data", run
+        )
         return await result
 
     async def get(self, user_id: str, room_id: str | None, data_type: str) -> Any | None:

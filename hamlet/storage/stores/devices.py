@@ -123,25 +123,31 @@ class DeviceStore:
         """Delete the devices and their tokens; returns the revoked token hashes."""
 
         async def txn_fn(txn: Transaction) -> list[str]:
-            hashes: list[str] = []
-            for device_id in device_ids:
-                rows = await txn.fetchall(
-                    "SELECT token_hash FROM access_tokens WHERE user_id = ? AND device_id = ?",
-                    (user_id, device_id),
-                )
-                hashes.extend(str(r[0]) for r in rows)
-                await txn.execute(
-                    "DELETE FROM access_tokens WHERE user_id = ? AND device_id = ?",
-                    (user_id, device_id),
-                )
-                await txn.execute(
-                    "DELETE FROM devices WHERE user_id = ? AND device_id = ?",
-                    (user_id, device_id),
-                )
-            await delete_device_keys_txn(txn, user_id, device_ids)
-            return hashes
+            return await _delete_devices_txn(txn, user_id, device_ids)
 
         return await self.db.run_interaction("delete_devices", txn_fn)
+
+    async def delete_least_recently_used(
+        self, user_id: str, keep: str, max_devices: int
+    ) -> tuple[list[str], list[str]]:
+        """Delete the user's least recently used devices (never `keep`) until at
+        most `max_devices` remain: (deleted device ids, revoked token hashes)."""
+
+        async def txn_fn(txn: Transaction) -> tuple[list[str], list[str]]:
+            count = int(
+                await txn.fetchval("SELECT COUNT(*) FROM devices WHERE user_id = ?", (user_id,))
+            )
+            if count <= max_devices:
+                return [], []
+            rows = await txn.fetchall(
+                "SELECT device_id FROM devices WHERE user_id = ? AND device_id <> ?"
+                " ORDER BY COALESCE(last_seen_ts, created_ts), device_id LIMIT ?",
+                (user_id, keep, count - max_devices),
+            )
+            device_ids = [str(r[0]) for r in rows]
+            return device_ids, await _delete_devices_txn(txn, user_id, device_ids)
+
+        return await self.db.run_interaction("delete_least_recently_used_devices", txn_fn)
 
     async def delete_all_devices(
         self, user_id: str, *, except_device_id: str | None = None
@@ -241,3 +247,24 @@ class DeviceStore:
         await self.db.execute(
             "delete_access_token", "DELETE FROM access_tokens WHERE token_hash = ?", token_hash
         )
+
+
+async def _delete_devices_txn(txn: Transaction, user_id: str, device_ids: list[str]) -> list[str]:
+    """Delete the devices, their tokens and keys; returns the revoked token hashes."""
+    hashes: list[str] = []
+    for device_id in device_ids:
+        rows = await txn.fetchall(
+            "SELECT token_hash FROM access_tokens WHERE user_id = ? AND device_id = ?",
+            (user_id, device_id),
+        )
+        hashes.extend(str(r[0]) for r in rows)
+        await txn.execute(
+            "DELETE FROM access_tokens WHERE user_id = ? AND device_id = ?",
+            (user_id, device_id),
+        )
+        await txn.execute(
+            "DELETE FROM devices WHERE user_id = ? AND device_id = ?",
+            (user_id, device_id),
+        )
+    await delete_device_keys_txn(txn, user_id, device_ids)
+    return hashes

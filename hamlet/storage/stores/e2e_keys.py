@@ -3,6 +3,7 @@ cross-signing keys and signatures, and the device list stream."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +43,13 @@ class Signature:
     signer_user_id: str
     signer_key_id: str
     signature: str
+
+
+class TooManyOneTimeKeysError(Exception):
+    def __init__(self, algorithm: str, limit: int) -> None:
+        super().__init__(f"At most {limit} one-time keys of {algorithm} per device")
+        self.algorithm = algorithm
+        self.limit = limit
 
 
 async def delete_device_keys_txn(txn: Transaction, user_id: str, device_ids: Iterable[str]) -> None:
@@ -125,11 +133,19 @@ class E2eKeysStore:
     # --- one-time keys ---
 
     async def add_one_time_keys(
-        self, user_id: str, device_id: str, keys: Sequence[OneTimeKey], ts: int
+        self,
+        user_id: str,
+        device_id: str,
+        keys: Sequence[OneTimeKey],
+        ts: int,
+        *,
+        max_per_algorithm: int,
     ) -> list[str]:
         """Store the new keys; a key id already stored with the same content is
         skipped. If any is stored with other content, nothing is written and
-        their `algorithm:key_id`s are returned."""
+        their `algorithm:key_id`s are returned. If the device would then hold
+        more than `max_per_algorithm` keys of one algorithm, nothing is written
+        and `TooManyOneTimeKeysError` is raised."""
         if not keys:
             return []
 
@@ -148,6 +164,16 @@ class E2eKeysStore:
                     conflicts.append(f"{key.algorithm}:{key.key_id}")
             if conflicts or not new:
                 return conflicts
+            rows = await txn.fetchall(
+                "SELECT algorithm, COUNT(*) FROM e2e_one_time_keys"
+                " WHERE user_id = ? AND device_id = ? GROUP BY algorithm",
+                (user_id, device_id),
+            )
+            counts = Counter({str(r[0]): int(r[1]) for r in rows})
+            counts.update(k.algorithm for k in new)
+            for algorithm, count in counts.items():
+                if count > max_per_algorithm:
+                    raise TooManyOneTimeKeysError(algorithm, max_per_algorithm)
             await txn.executemany(
                 "INSERT INTO e2e_one_time_keys"
                 " (user_id, device_id, algorithm, key_id, key_json, ts)"

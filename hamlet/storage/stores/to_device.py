@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -11,7 +12,18 @@ import orjson
 from hamlet.storage.database import Database, Transaction
 from hamlet.storage.stream_ids import record_high_water_mark
 
+logger = logging.getLogger(__name__)
+
 TO_DEVICE_STREAM = "to_device"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueCaps:
+    """How many undelivered messages one sender may queue for one device, and
+    how many one device may hold in all."""
+
+    per_sender: int
+    per_device: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,23 +49,30 @@ class ToDeviceStore:
         txn_id: str,
         messages: Sequence[InboxMessage],
         ts: int,
-    ) -> bool:
-        """Store the messages unless this (sender, device, txn_id) was seen: True if new."""
+        caps: QueueCaps,
+    ) -> list[InboxMessage] | None:
+        """Store the messages unless this (sender, device, txn_id) was seen (None).
 
-        async def run(txn: Transaction) -> bool:
+        Returns the messages stored. A sender at its cap for a device loses its
+        own oldest message there, so it can never crowd out other senders; a
+        device holding `caps.per_device` messages takes no more until it syncs.
+        """
+
+        async def run(txn: Transaction) -> list[InboxMessage] | None:
             seen = await txn.fetchval(
                 "SELECT 1 FROM device_inbox_txns"
                 " WHERE sender = ? AND sender_device = ? AND txn_id = ?",
                 (sender, sender_device, txn_id),
             )
             if seen is not None:
-                return False
+                return None
             await txn.execute(
                 "INSERT INTO device_inbox_txns (sender, sender_device, txn_id, ts)"
                 " VALUES (?, ?, ?, ?)",
                 (sender, sender_device, txn_id, ts),
             )
-            if messages:
+            kept = await _make_room(txn, sender, messages, caps)
+            if kept:
                 await txn.executemany(
                     "INSERT INTO device_inbox"
                     " (stream_id, user_id, device_id, sender, type, content)"
@@ -67,16 +86,19 @@ class ToDeviceStore:
                             m.type,
                             orjson.dumps(m.content).decode(),
                         )
-                        for m in messages
+                        for m in kept
                     ],
                 )
-            return True
+            return kept
 
         return await self.db.run_interaction("add_to_device_messages", run)
 
     async def get_messages(
-        self, user_id: str, device_id: str, since: int, upto: int, limit: int
-    ) -> list[InboxMessage]:
+        self, user_id: str, device_id: str, since: int, upto: int, limit: int, max_bytes: int
+    ) -> tuple[list[InboxMessage], bool]:
+        """The device's messages in (since, upto], oldest first, at most `limit`
+        and `max_bytes` of content (but always the first); and whether that
+        was all of them up to `limit`."""
         rows = await self.db.fetchall(
             "get_to_device_messages",
             "SELECT stream_id, sender, type, content FROM device_inbox"
@@ -88,10 +110,18 @@ class ToDeviceStore:
             upto,
             limit,
         )
-        return [
-            InboxMessage(user_id, device_id, r[1], r[2], orjson.loads(r[3]), int(r[0]))
-            for r in rows
-        ]
+        messages: list[InboxMessage] = []
+        size = 0
+        for stream_id, sender, type_, content in rows:
+            size += len(content)
+            if messages and size > max_bytes:
+                return messages, False
+            messages.append(
+                InboxMessage(
+                    user_id, device_id, sender, type_, orjson.loads(content), int(stream_id)
+                )
+            )
+        return messages, True
 
     async def delete_messages(self, user_id: str, device_id: str, upto: int) -> int:
         """Delete the device's messages with stream_id <= upto; returns how many."""
@@ -116,3 +146,51 @@ class ToDeviceStore:
         return await self.db.execute(
             "delete_old_to_device_txns", "DELETE FROM device_inbox_txns WHERE ts < ?", ts
         )
+
+
+_QUEUE_COUNT_CHUNK = 100
+
+
+async def _make_room(
+    txn: Transaction, sender: str, messages: Sequence[InboxMessage], caps: QueueCaps
+) -> list[InboxMessage]:
+    """The messages whose device can take them, after evicting the sender's
+    oldest where it is at its own cap. One message per device is assumed."""
+    counts: dict[tuple[str, str], tuple[int, int]] = {}
+    users = sorted({m.user_id for m in messages})
+    for start in range(0, len(users), _QUEUE_COUNT_CHUNK):
+        chunk = users[start : start + _QUEUE_COUNT_CHUNK]
+        rows = await txn.fetchall(
+            "SELECT user_id, device_id, COUNT(*),"
+            " SUM(CASE WHEN sender = ? THEN 1 ELSE 0 END) FROM device_inbox"
+            f" WHERE user_id IN ({', '.join('?' for _ in chunk)})"
+            " GROUP BY user_id, device_id",
+            (sender, *chunk),
+        )
+        for user_id, device_id, total, from_sender in rows:
+            counts[(user_id, device_id)] = (int(total), int(from_sender))
+    kept: list[InboxMessage] = []
+    for m in messages:
+        total, from_sender = counts.get((m.user_id, m.device_id), (0, 0))
+        if from_sender >= caps.per_sender:
+            await txn.execute(
+                "DELETE FROM device_inbox WHERE user_id = ? AND device_id = ? AND sender = ?"
+                " AND stream_id <= (SELECT stream_id FROM device_inbox"
+                "  WHERE user_id = ? AND device_id = ? AND sender = ?"
+                "  ORDER BY stream_id LIMIT 1 OFFSET ?)",
+                (
+                    *(m.user_id, m.device_id, sender) * 2,
+                    from_sender - caps.per_sender,
+                ),
+            )
+        elif total >= caps.per_device:
+            logger.info(
+                "Dropping to-device message from %s: %s's device %s has %d queued",
+                sender,
+                m.user_id,
+                m.device_id,
+                total,
+            )
+            continue
+        kept.append(m)
+    return kept
