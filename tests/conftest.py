@@ -67,8 +67,22 @@ def log_records() -> Iterator[RecordingHandler]:
     root.setLevel(old_level)
 
 
-def advance(seconds: float):  # type: ignore[no-untyped-def]
-    """Move the running test loop's virtual time forward."""
+def _loop() -> VirtualTimeEventLoop:
     loop = asyncio.get_running_loop()
     assert isinstance(loop, VirtualTimeEventLoop)
-    return loop.advance(seconds)
+    return loop
+
+
+async def advance(seconds: float) -> None:
+    """Move the running test loop's virtual time forward, settling at each due timer."""
+    await _loop().advance(seconds)
+
+
+async def settle() -> None:
+    """Wait, without moving virtual time, until work already started has finished.
+
+    Returns once no callback is ready, no timer is due and no database
+    round trip or pool thread is in flight (`VirtualTimeEventLoop.settle`):
+    a background write a request started has committed, on both engines.
+    """
+    await _loop().settle()

@@ -13,16 +13,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+from hamlet.runtime import pending_io
+
 T = TypeVar("T")
 
 _POOL_SIZE = 4
 _pool: ThreadPoolExecutor | None = None
-_in_flight = 0
-
-
-def in_flight() -> int:
-    """Blocking calls submitted and not finished (virtual-time tests wait for 0)."""
-    return _in_flight
 
 
 def _get_pool() -> ThreadPoolExecutor:
@@ -30,11 +26,6 @@ def _get_pool() -> ThreadPoolExecutor:
     if _pool is None:
         _pool = ThreadPoolExecutor(max_workers=_POOL_SIZE, thread_name_prefix="hamlet-blocking")
     return _pool
-
-
-def _finished(_fut: object) -> None:
-    global _in_flight
-    _in_flight -= 1
 
 
 async def run_blocking(fn: Callable[..., T], *args: object) -> T:
@@ -46,12 +37,14 @@ async def run_blocking(fn: Callable[..., T], *args: object) -> T:
     a resource (a SQLite connection and its lock) that a pool thread is
     still using, and a rollback it awaits while cancelled still happens.
     """
-    global _in_flight
     loop = asyncio.get_running_loop()
     ctx = contextvars.copy_context()
-    fut = loop.run_in_executor(_get_pool(), functools.partial(ctx.run, fn, *args))
-    _in_flight += 1
-    fut.add_done_callback(_finished)
+    with pending_io.track():
+        fut = loop.run_in_executor(_get_pool(), functools.partial(ctx.run, fn, *args))
+        return await _await_to_the_end(fut)
+
+
+async def _await_to_the_end(fut: asyncio.Future[T]) -> T:
     try:
         return await asyncio.shield(fut)
     except asyncio.CancelledError:
