@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -91,6 +92,15 @@ def _loop() -> VirtualTimeEventLoop:
 async def advance(seconds: float) -> None:
     """Move the running test loop's virtual time forward, settling at each due timer."""
     await _loop().advance(seconds)
+
+
+def time_stands_still() -> contextlib.AbstractContextManager[None]:
+    """`with time_stands_still():` real time no longer moves virtual time.
+
+    For counting what a rate limit lets through: the requests' own real
+    duration would otherwise leak allowance back. `advance()` still works.
+    """
+    return _loop().time_stands_still()
 
 
 async def settle() -> None:

@@ -51,7 +51,7 @@ class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
         everything a timer started (database writes included) is done
         before the next timer fires, however long it takes in real time.
         """
-        with self._frozen():
+        with self.time_stands_still():
             assert self._frozen_at is not None
             target = self._frozen_at + seconds
             while True:
@@ -74,11 +74,17 @@ class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
         `SETTLE_LIMIT_S` real seconds. A task that polls the loop
         (`sleep(0)` in a loop) is let be after `_SPIN_ROUNDS` rounds.
         """
-        with self._frozen():
+        with self.time_stands_still():
             await self._settle()
 
     @contextlib.contextmanager
-    def _frozen(self) -> Iterator[None]:
+    def time_stands_still(self) -> Iterator[None]:
+        """Hold time where it is; only `advance()` moves it meanwhile.
+
+        For tests whose outcome depends on how much time passes between
+        requests (rate limits), which real time would otherwise decide.
+        Nothing waiting on a timer makes progress unless advanced.
+        """
         if self._frozen_at is not None:  # nested: the outer call owns the clock
             yield
             return
