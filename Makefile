@@ -5,10 +5,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: serve test lint typecheck bench clean
 
-$(STAMP): pyproject.toml
+# constraints.txt pins every version CI used, so a fresh clone gets the same tools.
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --upgrade -c constraints.txt pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 serve: $(STAMP)

@@ -24,7 +24,7 @@ from hamlet.storage.engines.postgres import PostgresDatabase
 from hamlet.storage.engines.sqlite import SqliteDatabase
 from hamlet.storage.errors import MigrationError
 from hamlet.storage.migrations import Migration
-from tests.conftest import advance
+from tests.conftest import advance, settle
 from tests.support.harness import RecordingHandler
 
 MakeConfig = Callable[..., HomeServerConfig]
@@ -51,7 +51,7 @@ async def assert_nothing_left(hs: HomeServer, baseline: Baseline) -> None:
     assert hs.state == "shut_down"
     assert hs.clock.pending_count() == 0
     assert hs.clock.is_shut_down
-    await asyncio.sleep(0)
+    await settle()
     assert set(asyncio.all_tasks()) - baseline.tasks == set()
     db = hs._db
     if isinstance(db, SqliteDatabase):
@@ -59,7 +59,7 @@ async def assert_nothing_left(hs: HomeServer, baseline: Baseline) -> None:
     elif isinstance(db, PostgresDatabase):
         assert db._pool._pool is None  # its private pool is closed
     # Sockets and files: back to where we started.
-    await asyncio.sleep(0)
+    await settle()
     assert open_fds() - baseline.fds == set()
 
 

@@ -30,6 +30,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+from hamlet.runtime import pending_io
+
 T = TypeVar("T")
 
 DB_THREADS = 4
@@ -41,10 +43,7 @@ _in_flight = 0
 
 
 def in_flight() -> int:
-    """Blocking calls submitted (or queued) and not finished.
-
-    Virtual-time tests wait for this to reach 0.
-    """
+    """Blocking calls submitted (or queued for the CPU pool) and not finished."""
     return _in_flight
 
 
@@ -80,7 +79,13 @@ async def _run_in(executor: _Executor, fn: Callable[..., T], args: tuple[object,
     """
     loop = asyncio.get_running_loop()
     ctx = contextvars.copy_context()
-    fut = loop.run_in_executor(executor.get(), functools.partial(ctx.run, fn, *args))
+    with pending_io.track():
+        return await _await_to_the_end(
+            loop.run_in_executor(executor.get(), functools.partial(ctx.run, fn, *args))
+        )
+
+
+async def _await_to_the_end(fut: asyncio.Future[T]) -> T:
     try:
         return await asyncio.shield(fut)
     except asyncio.CancelledError:

@@ -10,6 +10,7 @@ from tests.accounts.helpers import (
     register_ok,
     whoami,
 )
+from tests.conftest import settle
 from tests.support.harness import Harness
 
 
@@ -77,7 +78,8 @@ async def test_devices_of_other_users_are_invisible(h: Harness) -> None:
 async def test_last_seen_is_recorded(h: Harness) -> None:
     first = await register_ok(h, "carl")
     await whoami(h, first["access_token"])
-    await h.request("GET", f"{V3}/devices", token=first["access_token"])
+    # The request notes the device's last use in a background write.
+    await settle()
     resp = await h.request("GET", f"{V3}/devices", token=first["access_token"])
     device = resp.json["devices"][0]
     assert device["last_seen_ip"] == "127.0.0.1"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from tests.conftest import advance, settle
 from tests.e2e.helpers import Ed25519, call, device_keys, one_time_keys, shared_room, sync
 from tests.support.harness import Harness
 from tests.support.users import make_user
@@ -23,21 +24,24 @@ async def test_sync_wakes_and_names_a_user_whose_keys_changed(harness: Harness) 
     started = loop.time()
     poll = asyncio.ensure_future(sync(harness, bob, f"?since={since}&timeout=30000"))
     carol_poll = asyncio.ensure_future(sync(harness, carol, f"?since={carol_since}&timeout=2000"))
-    await asyncio.sleep(0.1)
+    await settle()
+    assert harness.hs.notifier.waiter_count == 2, "the syncs are not waiting"
     assert not poll.done()
     key = Ed25519()
     resp = await call(
         harness, "POST", "/keys/upload", alice, {"device_keys": device_keys(alice, key)}
     )
     assert resp.status == 200
-    body = await asyncio.wait_for(poll, 10)
+    await settle()
+    assert poll.done(), "the long poll was not woken"
+    body = await poll
     assert loop.time() - started < 30, "the long poll was not woken"
     assert body["device_lists"] == {"changed": [alice.user_id], "left": []}
     # Carol's sync is not woken, and does not hear of alice.
-    await asyncio.sleep(0.05)
     assert not carol_poll.done()
-    await loop.advance(3)  # type: ignore[attr-defined]
-    carol_body = await asyncio.wait_for(carol_poll, 10)
+    await advance(3)
+    assert carol_poll.done(), "carol's sync did not time out"
+    carol_body = await carol_poll
     assert carol_body["device_lists"] == {"changed": [], "left": []}
 
     # /keys/changes over the same range agrees; an empty range has nothing.

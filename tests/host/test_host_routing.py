@@ -17,6 +17,7 @@ from hamlet.api.server import HOST_SERVER_NAME
 from hamlet.config import HomeServerConfig, ListenerConfig
 from hamlet.host.process import HostProcess
 from hamlet.runtime.logcontext import current_context
+from tests.conftest import settle
 from tests.support.harness import Harness, RecordingHandler, start_harness
 
 MakeConfig = Callable[..., HomeServerConfig]
@@ -150,7 +151,7 @@ async def test_host_process_serves_two_tenants_on_a_real_port(
     for hs in homeservers:
         assert hs.state == "shut_down"
         assert hs.clock.pending_count() == 0
-    await asyncio.sleep(0)
+    await settle()
     assert set(asyncio.all_tasks()) - before == set()
     # The listener is gone.
     async with aiohttp.ClientSession() as session:
@@ -207,5 +208,5 @@ async def test_host_process_stops_what_it_started_when_the_main_server_fails(
         await process.start()
     assert process.registry.all() == []
     assert process.bound_ports == []
-    await asyncio.sleep(0)
+    await settle()
     assert set(asyncio.all_tasks()) - before == set()

@@ -22,6 +22,7 @@ from hamlet.host.manager import schema_for
 from hamlet.host.process import HostProcess
 from hamlet.host.tenant import TenantState
 from hamlet.storage.errors import StorageError
+from tests.conftest import settle
 from tests.support.harness import RecordingHandler
 from tests.support.postgres import PostgresCluster
 
@@ -282,7 +283,7 @@ async def test_failed_provisioning_leaves_everything_as_it_was(
     assert sorted(t["server_name"] for t in body["tenants"]) == ["main.test", "ok.test"]
     status, _ = await host.call("ok.test", "GET", "/_matrix/client/versions")
     assert status == 200
-    await asyncio.sleep(0)
+    await settle()
     assert _our_tasks() - tasks_before == set()
     gc.collect()
     assert built and all(ref() is None for ref in built)
@@ -327,6 +328,8 @@ async def test_removal_under_load_leaves_nothing(make_host: MakeHost, tmp_path: 
     db_ref = weakref.ref(tenant.hs.db)
     tasks_before = _our_tasks()
 
+    first_served = asyncio.Event()
+
     async def load() -> list[int]:
         statuses = []
         for _ in range(20):
@@ -334,17 +337,19 @@ async def test_removal_under_load_leaves_nothing(make_host: MakeHost, tmp_path: 
                 "gone.test", "GET", "/_matrix/client/v3/account/whoami", token=token
             )
             statuses.append(status)
+            first_served.set()
         return statuses
 
     workers = [asyncio.ensure_future(load()) for _ in range(10)]
-    await asyncio.sleep(0.05)
+    # Removed while the load is under way, not before it started.
+    await first_served.wait()
     status, _ = await host.control("DELETE", "/tenants/gone.test?purge=true")
     assert status == 200
     results = await asyncio.gather(*workers)
     # Requests before the removal were served; after it the host is unknown.
     assert {s for r in results for s in r} <= {200, 404, 503}
     del tenant
-    await asyncio.sleep(0)
+    await settle()
     gc.collect()
     assert hs_ref() is None and clock_ref() is None and db_ref() is None
     assert _our_tasks() - tasks_before == set()

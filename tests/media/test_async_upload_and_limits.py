@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from hamlet.config import HomeServerConfig
-from tests.conftest import advance
+from tests.conftest import advance, settle
 from tests.media.support import upload, upload_ok
 from tests.support.harness import Harness, start_harness
 from tests.support.users import make_user
@@ -84,7 +84,8 @@ async def test_download_waits_for_the_upload(harness: Harness) -> None:
     waiting = asyncio.ensure_future(
         harness.request("GET", f"{V3}/download/test.local/{media_id}?timeout_ms=20000")
     )
-    await asyncio.sleep(0.05)
+    await settle()
+    assert media_id in harness.hs.media._waiters, "the download is not waiting"
     assert not waiting.done()
     resp = await harness.request(
         "PUT", f"{V3}/upload/test.local/{media_id}", body=b"arrived", token=alice.token
@@ -101,9 +102,9 @@ async def test_download_gives_up_after_timeout(harness: Harness) -> None:
     waiting = asyncio.ensure_future(
         harness.request("GET", f"{V3}/download/test.local/{media_id}?timeout_ms=5000")
     )
-    await asyncio.sleep(0.05)
+    await settle()
+    assert media_id in harness.hs.media._waiters, "the download is not waiting"
     await advance(4)
-    await asyncio.sleep(0.05)
     assert not waiting.done()
     await advance(2)
     resp = await waiting

@@ -13,6 +13,7 @@ import pytest
 
 from hamlet.config import HomeServerConfig
 from hamlet.handlers.common.streams import StreamToken
+from tests.conftest import advance, settle
 from tests.support.harness import Harness, RecordingHandler, start_harness
 from tests.support.users import TestUser, make_user
 
@@ -246,9 +247,10 @@ async def test_long_poll_wakes_on_events_and_times_out_cleanly(
     other = await create_room(h, alice)
     await send(h, alice, other, "not for bob", "x")
     poll = asyncio.ensure_future(sync(h, bob, f"?since={since}&timeout=30000"))
-    await asyncio.sleep(0.1)
+    await settle()
+    assert h.hs.notifier.waiter_count == 1, "bob's sync is not waiting"
     assert not poll.done(), "an unrelated room woke bob's sync"
-    await asyncio.get_running_loop().advance(31)
+    await advance(31)
     body = await poll
     assert body["rooms"]["join"] == {}
     assert body["rooms"]["invite"] == {} and body["rooms"]["leave"] == {}
@@ -267,9 +269,12 @@ async def test_long_poll_wakes_on_events_and_times_out_cleanly(
     # Something relevant: the long poll returns at once with it.
     since = body["next_batch"]
     poll = asyncio.ensure_future(sync(h, bob, f"?since={since}&timeout=30000"))
-    await asyncio.sleep(0.05)
+    await settle()
+    assert h.hs.notifier.waiter_count == 1, "bob's sync is not waiting"
     await send(h, alice, room, "wake up", "w")
-    body = await asyncio.wait_for(poll, 5)
+    await settle()
+    assert poll.done(), "the event did not wake bob's sync"
+    body = await poll
     events = body["rooms"]["join"][room]["timeline"]["events"]
     assert [e["content"]["body"] for e in events] == ["wake up"]
 
@@ -277,11 +282,14 @@ async def test_long_poll_wakes_on_events_and_times_out_cleanly(
     carol = await make_user(h, "carol")
     since = (await sync(h, carol))["next_batch"]
     poll = asyncio.ensure_future(sync(h, carol, f"?since={since}&timeout=30000"))
-    await asyncio.sleep(0.05)
+    await settle()
+    assert h.hs.notifier.waiter_count == 1, "carol's sync is not waiting"
     await h.request(
         "POST", f"{C}/rooms/{room}/invite", json={"user_id": carol.user_id}, token=alice.token
     )
-    body = await asyncio.wait_for(poll, 5)
+    await settle()
+    assert poll.done(), "the invite did not wake carol's sync"
+    body = await poll
     assert room in body["rooms"]["invite"]
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 
+from tests.conftest import settle
 from tests.support.harness import Harness
 from tests.support.users import make_user
 
@@ -25,19 +26,19 @@ async def test_sync_initial_and_incremental(harness: Harness) -> None:
     assert room_id in resp.json["rooms"]["join"], resp.json
     since = resp.json["next_batch"]
 
-    async def send_later() -> None:
-        await asyncio.sleep(0.05)
-        await harness.request(
-            "PUT",
-            f"/_matrix/client/v3/rooms/{room_id}/send/m.room.message/x1",
-            json={"msgtype": "m.text", "body": "hi bob"},
-            token=alice.token,
+    poll = asyncio.ensure_future(
+        harness.request(
+            "GET", f"/_matrix/client/v3/sync?since={since}&timeout=30000", token=bob.token
         )
-
-    sender = asyncio.ensure_future(send_later())
-    resp = await harness.request(
-        "GET", f"/_matrix/client/v3/sync?since={since}&timeout=30000", token=bob.token
     )
-    await sender
+    await settle()
+    assert harness.hs.notifier.waiter_count == 1, "bob's sync is not waiting"
+    await harness.request(
+        "PUT",
+        f"/_matrix/client/v3/rooms/{room_id}/send/m.room.message/x1",
+        json={"msgtype": "m.text", "body": "hi bob"},
+        token=alice.token,
+    )
+    resp = await poll
     events = resp.json["rooms"]["join"][room_id]["timeline"]["events"]
     assert [e["content"].get("body") for e in events] == ["hi bob"]

@@ -285,12 +285,12 @@ async def test_sqlite_cancel_while_a_statement_runs_in_a_thread(
 
     clock = Clock("test.local")
     task = clock.run_in_background(db.run_interaction, "ins", insert)
-    for _ in range(5000):  # real time: the pool thread is real
-        if started.is_set():
-            break
-        await asyncio.sleep(0.001)
+    assert await asyncio.to_thread(started.wait, 10), "BEGIN never ran"
     task.cancel()  # BEGIN is running in a pool thread
-    await asyncio.sleep(0.01)
+    # One turn of the loop delivers the cancellation; the task keeps waiting
+    # for the thread.
+    await asyncio.sleep(0)
+    assert not task.done()
     release.set()
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -49,11 +49,16 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_cluster() -> PostgresCluster | None:
+def missing_binaries() -> list[str]:
+    """The PostgreSQL server programs the suite needs and cannot find."""
+    return [name for name in ("initdb", "postgres") if _find_binary(name) is None]
+
+
+def start_cluster() -> PostgresCluster:
     initdb = _find_binary("initdb")
     postgres = _find_binary("postgres")
     if initdb is None or postgres is None:
-        return None
+        raise RuntimeError(f"PostgreSQL binaries not found: {', '.join(missing_binaries())}")
     root = Path(tempfile.mkdtemp(prefix="hamlet-pg-"))
     data_dir = root / "data"
     preexec = None

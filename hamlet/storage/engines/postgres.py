@@ -8,6 +8,7 @@ from typing import Any, Literal, TypeVar
 
 import asyncpg
 
+from hamlet.runtime import pending_io
 from hamlet.storage.database import Args, Database, Row, Transaction
 from hamlet.storage.errors import IntegrityError, StorageError
 
@@ -36,7 +37,8 @@ class PostgresTransaction(Transaction):
 
     async def execute(self, sql: str, args: Args = ()) -> int:
         try:
-            status: str = await self._conn.execute(to_pg_sql(sql), *args)
+            with pending_io.track():
+                status: str = await self._conn.execute(to_pg_sql(sql), *args)
         except asyncpg.PostgresError as e:
             raise _wrap(e) from e
         tail = status.rsplit(" ", 1)[-1]
@@ -44,13 +46,15 @@ class PostgresTransaction(Transaction):
 
     async def executemany(self, sql: str, rows: Iterable[Args]) -> None:
         try:
-            await self._conn.executemany(to_pg_sql(sql), [tuple(r) for r in rows])
+            with pending_io.track():
+                await self._conn.executemany(to_pg_sql(sql), [tuple(r) for r in rows])
         except asyncpg.PostgresError as e:
             raise _wrap(e) from e
 
     async def fetchall(self, sql: str, args: Args = ()) -> list[Row]:
         try:
-            records = await self._conn.fetch(to_pg_sql(sql), *args)
+            with pending_io.track():
+                records = await self._conn.fetch(to_pg_sql(sql), *args)
         except asyncpg.PostgresError as e:
             raise _wrap(e) from e
         return [tuple(r) for r in records]
@@ -68,17 +72,20 @@ class PgPool:
     async def get(self) -> Any:
         if self._pool is None:
             try:
-                self._pool = await asyncpg.create_pool(
-                    min_size=self.min_size, max_size=self.max_size, **self.dsn_kwargs
-                )
+                with pending_io.track():
+                    pool = await asyncpg.create_pool(
+                        min_size=self.min_size, max_size=self.max_size, **self.dsn_kwargs
+                    )
             except (OSError, asyncpg.PostgresError) as e:
                 raise StorageError(f"cannot connect to PostgreSQL: {e}") from e
+            self._pool = pool
         return self._pool
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:
-            await pool.close()
+            with pending_io.track():
+                await pool.close()
 
 
 class PostgresDatabase(Database):
@@ -95,8 +102,9 @@ class PostgresDatabase(Database):
 
     async def open(self) -> None:
         pool = await self._pool.get()
-        async with pool.acquire() as conn:
-            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+        with pending_io.track():
+            async with pool.acquire() as conn:
+                await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
         self._open = True
 
     async def close(self) -> None:
@@ -109,8 +117,9 @@ class PostgresDatabase(Database):
 
     async def drop_schema(self) -> None:
         pool = await self._pool.get()
-        async with pool.acquire() as conn:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
+        with pending_io.track():
+            async with pool.acquire() as conn:
+                await conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
 
     async def _run(self, fn: Callable[[Transaction], Awaitable[T]]) -> T:
         if not self._open:
@@ -118,9 +127,7 @@ class PostgresDatabase(Database):
         pool = await self._pool.get()
         for attempt in range(_RETRIES):
             try:
-                async with pool.acquire() as conn, conn.transaction():
-                    await conn.execute(f'SET LOCAL search_path TO "{self.schema}"')
-                    return await fn(PostgresTransaction(conn))
+                return await self._attempt(pool, fn)
             except (asyncpg.SerializationError, asyncpg.DeadlockDetectedError):
                 if attempt == _RETRIES - 1:
                     raise
@@ -134,3 +141,29 @@ class PostgresDatabase(Database):
             except (OSError, asyncpg.InterfaceError) as e:
                 raise StorageError(f"PostgreSQL connection failed: {e}") from e
         raise AssertionError("unreachable")
+
+    async def _attempt(self, pool: Any, fn: Callable[[Transaction], Awaitable[T]]) -> T:
+        # Each round trip is tracked on its own, `fn` as a whole is not: it
+        # may wait for timers or other tasks, which a virtual-time loop must
+        # be free to run. `acquire()` is tracked although with every pooled
+        # connection taken it waits for another transaction: the pool is
+        # sized for a tenant's concurrency, so that wait is short.
+        with pending_io.track():
+            conn = await pool.acquire()
+        try:
+            txn = conn.transaction()
+            with pending_io.track():
+                await txn.start()
+                await conn.execute(f'SET LOCAL search_path TO "{self.schema}"')
+            try:
+                result = await fn(PostgresTransaction(conn))
+            except BaseException:
+                with pending_io.track():
+                    await txn.rollback()
+                raise
+            with pending_io.track():
+                await txn.commit()
+            return result
+        finally:
+            with pending_io.track():
+                await pool.release(conn)
