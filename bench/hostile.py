@@ -171,9 +171,11 @@ def attacks(scale: float, server: Server) -> dict[str, Attack]:
         await in_batches(n(300), 20, one, c)
 
     async def push_rules(evil: Client, victim: Client, c: collections.Counter[int]) -> None:
+        # As many conditions as a rule may have, each a pattern that made the
+        # old backtracking matcher stall on a long message.
         conditions = [
-            {"kind": "event_match", "key": "content.body", "pattern": f"*{i}*a*b*c*"}
-            for i in range(200)
+            {"kind": "event_match", "key": "content.body", "pattern": f"*{i}*a*a*a*a*a*a*a*b"}
+            for i in range(32)
         ]
 
         async def one(i: int) -> int:
@@ -181,6 +183,19 @@ def attacks(scale: float, server: Server) -> dict[str, Attack]:
             return (await evil.call("PUT", f"/pushrules/global/override/bomb{i}", body))[0]
 
         await in_batches(n(100), 10, one, c)
+        # A room-mate's long messages make every rule run during evil's syncs.
+        _, out = await evil.call("POST", "/createRoom", {"preset": "public_chat"})
+        room = out["room_id"]
+        await victim.call("POST", f"/join/{room}", {})
+        for i in range(n(10)):
+            await victim.call(
+                "PUT", f"/rooms/{room}/send/m.room.message/bomb{i}", {"body": "a" * 40_000}
+            )
+
+        async def sync(i: int) -> int:
+            return (await evil.call("GET", "/sync?timeout=0"))[0]
+
+        await in_batches(n(20), 2, sync, c)
 
     async def deep_json(evil: Client, victim: Client, c: collections.Counter[int]) -> None:
         deep = b'{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
