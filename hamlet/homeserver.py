@@ -35,6 +35,7 @@ from hamlet.handlers.history import services as history
 from hamlet.handlers.media import services as media
 from hamlet.handlers.push import services as push
 from hamlet.handlers.rooms import services as rooms
+from hamlet.handlers.sliding_sync import services as sliding_sync
 from hamlet.handlers.spaces import services as spaces
 from hamlet.handlers.sync import services as sync
 from hamlet.handlers.user_streams import services as user_streams
@@ -65,6 +66,7 @@ PACKAGE_BUILDERS: tuple[PackageBuilder, ...] = (
     user_streams.build,
     push.build,
     sync.build,
+    sliding_sync.build,
     spaces.build,
     admin.build,
     media.build,
@@ -183,7 +185,11 @@ class HomeServer(Services):
 
     def is_idle(self) -> bool:
         """No sync waiting and no background job running: safe to hibernate."""
-        return self.sync.active_syncs == 0 and not self.clock.has_running_tasks()
+        return (
+            self.sync.active_syncs == 0
+            and self.sliding_sync.active_syncs == 0
+            and not self.clock.has_running_tasks()
+        )
 
     @contextlib.asynccontextmanager
     async def request_slot(self) -> AsyncIterator[None]:

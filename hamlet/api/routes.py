@@ -29,6 +29,7 @@ from hamlet.api.client import (
     relations,
     room_keys,
     rooms,
+    sliding_sync,
     spaces,
     sync,
     to_device,
@@ -74,6 +75,7 @@ def build_router() -> Router:
         to_device,
         filter,
         sync,
+        sliding_sync,
         keys,
         room_keys,
     ):

@@ -47,6 +47,7 @@ from hamlet.handlers.rooms.pipeline import EventPipeline
 from hamlet.handlers.rooms.ratelimits import RoomRatelimiters
 from hamlet.handlers.rooms.state import StateHandler
 from hamlet.handlers.rooms.upgrade import RoomUpgradeHandler
+from hamlet.handlers.sliding_sync.handler import SlidingSyncHandler
 from hamlet.handlers.spaces.hierarchy import SpaceHierarchyHandler
 from hamlet.handlers.sync.filters import FilterHandler
 from hamlet.handlers.sync.handler import SyncHandler
@@ -121,6 +122,7 @@ class Services:
     # sync
     filters: FilterHandler
     sync: SyncHandler
+    sliding_sync: SlidingSyncHandler
     # spaces
     spaces: SpaceHierarchyHandler
     # admin

@@ -17,8 +17,9 @@ SPEC_VERSIONS = ["r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6"]
 
 
 # Features from later spec versions that we serve, as Synapse announces them:
-# authenticated media (MSC3916, stable in v1.11) lets clients use /_matrix/client/v1/media.
-UNSTABLE_FEATURES = {"org.matrix.msc3916.stable": True}
+# authenticated media (MSC3916, stable in v1.11) lets clients use /_matrix/client/v1/media;
+# simplified sliding sync (MSC4186) is what Element X and matrix-rust-sdk sync with.
+UNSTABLE_FEATURES = {"org.matrix.msc3916.stable": True, "org.matrix.simplified_msc3575": True}
 
 
 async def versions(req: ApiRequest) -> dict[str, Any]:

@@ -205,11 +205,8 @@ class SyncHandler:
         joined_ids = frozenset(m.room_id for m in await self.rooms.get_rooms_for_user(user_id))
         scope = SyncScope(user_id, requester.device_id, joined_ids)
         account_data = await self.account_data.changes(scope, since, now)
-        if since is None and all(e.type != PUSH_RULES_TYPE for e in account_data.global_events):
-            # Never changed, so never stored: an initial sync still carries them.
-            account_data.global_events.append(
-                AccountDataEntry(PUSH_RULES_TYPE, await self.push_rules.get_rules(user_id))
-            )
+        if since is None:
+            await add_push_rules(account_data, self.push_rules, user_id)
         typing = await self.typing.changes(scope, since, now)
         receipts = await self.receipts.changes(scope, since, now)
         ephemeral: dict[str, list[Ephemeral]] = {}
@@ -251,15 +248,26 @@ class SyncHandler:
             presence=shown,
             to_device=to_device.messages,
             device_lists=await self.device_lists.changes(scope, since, now),
-            device_keys=await self._device_keys(requester),
+            device_keys=await device_key_state(self.e2e_keys, requester),
         )
 
-    async def _device_keys(self, requester: Requester) -> DeviceKeyState:
-        """The requesting device's one-time key counts and unused fallback key types."""
-        if requester.device_id is None:
-            return DeviceKeyState({}, [])
-        user_id, device_id = requester.user_id, requester.device_id
-        return DeviceKeyState(
-            await self.e2e_keys.one_time_key_counts(user_id, device_id),
-            await self.e2e_keys.unused_fallback_key_types(user_id, device_id),
+
+async def device_key_state(e2e_keys: E2eKeysHandler, requester: Requester) -> DeviceKeyState:
+    """The requesting device's one-time key counts and unused fallback key types."""
+    if requester.device_id is None:
+        return DeviceKeyState({}, [])
+    user_id, device_id = requester.user_id, requester.device_id
+    return DeviceKeyState(
+        await e2e_keys.one_time_key_counts(user_id, device_id),
+        await e2e_keys.unused_fallback_key_types(user_id, device_id),
+    )
+
+
+async def add_push_rules(
+    updates: AccountDataUpdates, push_rules: PushRulesHandler, user_id: str
+) -> None:
+    """For an initial sync: push rules never changed were never stored, yet are served."""
+    if all(e.type != PUSH_RULES_TYPE for e in updates.global_events):
+        updates.global_events.append(
+            AccountDataEntry(PUSH_RULES_TYPE, await push_rules.get_rules(user_id))
         )

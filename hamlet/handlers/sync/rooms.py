@@ -76,10 +76,13 @@ class RoomWindow:
     def wants_state(self, event_type: str, state_key: str) -> bool:
         if self.required_state is None:
             return True
-        return (event_type, state_key) in self.required_state or (
-            event_type,
-            WILDCARD,
-        ) in self.required_state
+        wanted = self.required_state
+        return (
+            (event_type, state_key) in wanted
+            or (event_type, WILDCARD) in wanted
+            or (WILDCARD, state_key) in wanted
+            or (WILDCARD, WILDCARD) in wanted
+        )
 
 
 def _stripped(event: Event) -> StrippedStateEvent:
@@ -190,7 +193,7 @@ class RoomSyncBuilder:
                 )
                 out.join[m.room_id] = room
             elif m.membership == "invite" and (newly or full_state):
-                out.invite[m.room_id] = StrippedRoom(await self._stripped_state(m))
+                out.invite[m.room_id] = StrippedRoom(await self.stripped_state(m))
             elif m.membership in ("leave", "ban"):
                 if since_pos is None and not room_filter.include_leave:
                     continue
@@ -198,7 +201,7 @@ class RoomSyncBuilder:
                     continue
                 out.leave[m.room_id] = await self._left_room(scope, m, since_pos, window)
             elif m.membership == "knock" and (newly or full_state):
-                out.knock[m.room_id] = StrippedRoom(await self._stripped_state(m))
+                out.knock[m.room_id] = StrippedRoom(await self.stripped_state(m))
         return out
 
     async def joined_room(
@@ -389,7 +392,7 @@ class RoomSyncBuilder:
         )
         return RoomSummary([m.user_id for m in others[:MAX_HEROES]], len(joined), len(invited))
 
-    async def _stripped_state(self, membership: Membership) -> list[StrippedStateEvent]:
+    async def stripped_state(self, membership: Membership) -> list[StrippedStateEvent]:
         """The stripped state an invitee or knocker sees, ending with their own member event."""
         state = await self.state.get_current_state(membership.room_id)
         events = [_stripped(e) for (t, _k), e in state.items() if t in STRIPPED_STATE_TYPES]

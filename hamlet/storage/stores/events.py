@@ -258,6 +258,30 @@ class EventsStore:
             changed.update(str(r[0]) for r in rows)
         return changed
 
+    async def get_latest_of_types(
+        self, room_ids: Collection[str], types: Collection[str], upto: int
+    ) -> dict[str, int]:
+        """Per room, the stream ordering of its newest event of `types` at or before `upto`."""
+        ids = list(room_ids)
+        kinds = list(types)
+        latest: dict[str, int] = {}
+        if not kinds:
+            return latest
+        type_marks = ",".join("?" * len(kinds))
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = await self.db.fetchall(
+                "get_latest_of_types",
+                f"SELECT room_id, MAX(stream_ordering) FROM events WHERE room_id IN ({marks})"
+                f" AND type IN ({type_marks}) AND stream_ordering <= ? GROUP BY room_id",
+                *chunk,
+                *kinds,
+                upto,
+            )
+            latest.update((str(r[0]), int(r[1])) for r in rows)
+        return latest
+
     async def get_read_position(self, room_id: str, user_id: str) -> int:
         """Where the user has read up to: their newest read receipt or own event."""
 

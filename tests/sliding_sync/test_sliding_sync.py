@@ -1,0 +1,246 @@
+"""Simplified sliding sync (MSC4186) over HTTP: lists, pos, long-poll, bad input."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from hamlet.config import HomeServerConfig
+from tests.conftest import advance, settle
+from tests.support.harness import Harness, Response
+from tests.support.users import TestUser, make_user
+from tests.sync.helpers import body, fast_harness
+from tests.user_streams.helpers import call, public_room, send_text
+
+SS = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync"
+ALL = {"ranges": [[0, 19]], "timeline_limit": 5, "required_state": [["m.room.create", ""]]}
+
+
+@pytest.fixture
+async def h(make_hs_config: Callable[..., HomeServerConfig]) -> AsyncIterator[Harness]:
+    async with fast_harness(make_hs_config) as h:
+        yield h
+
+
+async def slide(
+    h: Harness, user: TestUser, req: Any, pos: str | None = None, wait_ms: int | None = None
+) -> Response:
+    query = []
+    if pos is not None:
+        query.append(f"pos={quote(pos)}")
+    if wait_ms is not None:
+        query.append(f"timeout={wait_ms}")
+    path = SS + ("?" + "&".join(query) if query else "")
+    return await h.request("POST", path, json=req, token=user.token)
+
+
+async def test_versions_advertises_it(h: Harness) -> None:
+    resp = await h.request("GET", "/_matrix/client/versions")
+    assert resp.json["unstable_features"]["org.matrix.simplified_msc3575"] is True
+
+
+async def test_initial_list_orders_rooms_by_recency(h: Harness) -> None:
+    alice = await make_user(h, "alice")
+    older = await public_room(h, alice)
+    newer = await public_room(h, alice)
+    await send_text(h, alice, older, "bump")
+    got = body(await slide(h, alice, {"lists": {"all": ALL}}))
+    assert got["lists"] == {"all": {"count": 2}}
+    rooms = got["rooms"]
+    assert set(rooms) == {older, newer}
+    assert rooms[older]["bump_stamp"] > rooms[newer]["bump_stamp"]
+    room = rooms[older]
+    assert room["initial"] is True
+    assert room["membership"] == "join"
+    assert room["timeline"][-1]["content"]["body"] == "bump"
+    assert room["joined_count"] == 1 and room["invited_count"] == 0
+    assert [e["type"] for e in room["required_state"]] == ["m.room.create"]
+    assert "prev_batch" in room and room["num_live"] == 0
+    # Only the first room of the ordering in a one-room range.
+    one = {"ranges": [[0, 0]], "timeline_limit": 1}
+    got = body(await slide(h, alice, {"lists": {"top": one}}))
+    assert list(got["rooms"]) == [older]
+    assert got["lists"] == {"top": {"count": 2}}
+
+
+async def test_incremental_sends_only_the_room_with_news(h: Harness) -> None:
+    alice = await make_user(h, "alice")
+    quiet = await public_room(h, alice)
+    busy = await public_room(h, alice)
+    first = body(await slide(h, alice, {"lists": {"all": ALL}}))
+    assert set(first["rooms"]) == {quiet, busy}
+    event_id = await send_text(h, alice, busy, "news")
+    second = body(await slide(h, alice, {"lists": {"all": ALL}}, pos=first["pos"]))
+    assert list(second["rooms"]) == [busy]
+    room = second["rooms"][busy]
+    assert "initial" not in room
+    assert [e["event_id"] for e in room["timeline"]] == [event_id]
+    assert room["num_live"] == 1
+    # Nothing new: nothing sent; the newest pos still works and so does a retry of it.
+    third = body(await slide(h, alice, {"lists": {"all": ALL}}, pos=second["pos"]))
+    assert third["rooms"] == {}
+    retry = body(await slide(h, alice, {"lists": {"all": ALL}}, pos=second["pos"]))
+    assert retry["rooms"] == {}
+
+
+async def test_long_poll_is_woken_by_a_message(h: Harness) -> None:
+    alice = await make_user(h, "alice")
+    bob = await make_user(h, "bob")
+    room = await public_room(h, alice, bob)
+    first = body(await slide(h, alice, {"lists": {"all": ALL}}))
+    poll = asyncio.ensure_future(
+        slide(h, alice, {"lists": {"all": ALL}}, pos=first["pos"], wait_ms=30000)
+    )
+    await settle()
+    assert not poll.done()
+    assert h.hs.sliding_sync.active_syncs == 1
+    event_id = await send_text(h, bob, room, "wake")
+    got = body(await poll)
+    assert [e["event_id"] for e in got["rooms"][room]["timeline"]] == [event_id]
+
+
+async def test_long_poll_times_out_empty(h: Harness) -> None:
+    alice = await make_user(h, "alice")
+    await public_room(h, alice)
+    first = body(await slide(h, alice, {"lists": {"all": ALL}}))
+    poll = asyncio.ensure_future(
+        slide(h, alice, {"lists": {"all": ALL}}, pos=first["pos"], wait_ms=10000)
+    )
+    await settle()
+    assert not poll.done()
+    await advance(11)
+    got = body(await poll)
+    assert got["rooms"] == {}
+    assert got["pos"] != first["pos"]
+
+
+async def test_unknown_and_malformed_pos(h: Harness) -> None:
+    alice = await make_user(h, "alice")
+    bob = await make_user(h, "bob")
+    resp = await slide(h, alice, {}, pos="deadbeef_12345")
+    assert (resp.status, resp.json["errcode"]) == (400, "M_UNKNOWN_POS")
+    resp = await slide(h, alice, {}, pos="not a pos")
+    assert (resp.status, resp.json["errcode"]) == (400, "M_INVALID_PARAM")
+    # Another user's (or connection's) pos is unknown to this one.
+    mine = body(await slide(h, alice, {"lists": {"all": ALL}}))["pos"]
+    resp = await slide(h, bob, {}, pos=mine)
+    assert (resp.status, resp.json["errcode"]) == (400, "M_UNKNOWN_POS")
+    resp = await slide(h, alice, {"conn_id": "other"}, pos=mine)
+    assert resp.json["errcode"] == "M_UNKNOWN_POS"
+
+
+@pytest.mark.parametrize(
+    "req",
+    [
+        [],
+        {"lists": []},
+        {"lists": {"a": {"ranges": [[5, 1]]}}},
+        {"lists": {"a": {"ranges": [[-1, 3]]}}},
+        {"lists": {"a": {"ranges": [[0, 10**12]]}}},
+        {"lists": {"a": {"ranges": [[0, "9"]]}}},
+        {"lists": {"a": {"ranges": [[0]]}}},
+        {"lists": {"a": {"ranges": [[0, 1]] * 11}}},
+        {"lists": {"a": {"timeline_limit": -1}}},
+        {"lists": {"a": {"timeline_limit": True}}},
+        {"lists": {"a": {"required_state": [["m.room.name"]]}}},
+        {"lists": {"a": {"required_state": "all"}}},
+        {"lists": {str(i): {"ranges": [[0, 1]]} for i in range(101)}},
+        {"room_subscriptions": {"!r:x": 3}},
+        {"extensions": {"to_device": {"enabled": "yes"}}},
+        {"conn_id": 7},
+    ],
+)
+async def test_bad_input_is_a_400(h: Harness, req: Any) -> None:
+    alice = await make_user(h, "alice")
+    resp = await slide(h, alice, req)
+    assert resp.status == 400, resp.body
+    assert resp.json["errcode"] in ("M_BAD_JSON", "M_INVALID_PARAM", "M_NOT_JSON")
+    resp = await slide(h, alice, {}, wait_ms=-5)
+    assert resp.status == 400
+
+
+async def test_required_state_wildcards_and_me(h: Harness) -> None:
+    alice = await make_user(h, "alice")
+    bob = await make_user(h, "bob")
+    room = await public_room(h, alice, bob)
+    await send_text(h, alice, room, "hi")
+
+    async def state_of(required: list[list[str]]) -> set[tuple[str, str]]:
+        spec = {"ranges": [[0, 0]], "timeline_limit": 0, "required_state": required}
+        got = body(await slide(h, alice, {"lists": {"l": spec}}))
+        return {(e["type"], e["state_key"]) for e in got["rooms"][room]["required_state"]}
+
+    members = {("m.room.member", alice.user_id), ("m.room.member", bob.user_id)}
+    assert await state_of([["m.room.member", "*"]]) == members
+    assert await state_of([["m.room.member", "$ME"]]) == {("m.room.member", alice.user_id)}
+    everything = await state_of([["*", "*"]])
+    assert members | {("m.room.create", ""), ("m.room.power_levels", "")} <= everything
+    assert await state_of([]) == set()
+
+
+async def test_invite_shows_invite_state(h: Harness) -> None:
+    alice = await make_user(h, "alice")
+    bob = await make_user(h, "bob")
+    resp = await call(h, "POST", "/createRoom", alice, {"name": "Secret"})
+    room = resp.json["room_id"]
+    resp = await call(h, "POST", f"/rooms/{room}/invite", alice, {"user_id": bob.user_id})
+    assert resp.status == 200, resp.json
+    got = body(await slide(h, bob, {"lists": {"all": ALL}}))
+    invite = got["rooms"][room]
+    assert invite["membership"] == "invite"
+    assert invite["name"] == "Secret"
+    types = {e["type"] for e in invite["invite_state"]}
+    assert {"m.room.create", "m.room.name", "m.room.member"} <= types
+    assert "timeline" not in invite
+
+
+async def test_room_subscription_and_extensions(h: Harness) -> None:
+    alice = await make_user(h, "alice")
+    listed = await public_room(h, alice)
+    subscribed = await public_room(h, alice)
+    await send_text(h, alice, listed, "newest")
+    req = {
+        "lists": {"top": {"ranges": [[0, 0]], "timeline_limit": 1}},
+        "room_subscriptions": {
+            subscribed: {"timeline_limit": 2, "required_state": [["m.room.create", ""]]},
+            "!unknown:test.local": {"timeline_limit": 1},
+        },
+        "extensions": {
+            "to_device": {"enabled": True},
+            "e2ee": {"enabled": True},
+            "account_data": {"enabled": True},
+        },
+    }
+    got = body(await slide(h, alice, req))
+    assert set(got["rooms"]) == {listed, subscribed}
+    assert len(got["rooms"][subscribed]["timeline"]) == 2
+    ext = got["extensions"]
+    assert ext["to_device"]["events"] == [] and ext["to_device"]["next_batch"]
+    assert "device_one_time_keys_count" in ext["e2ee"]
+    assert any(e["type"] == "m.push_rules" for e in ext["account_data"]["global"])
+
+
+async def test_to_device_extension_delivers_and_confirms(h: Harness) -> None:
+    alice = await make_user(h, "alice")
+    bob = await make_user(h, "bob")
+    req = {"extensions": {"to_device": {"enabled": True}}}
+    first = body(await slide(h, alice, req))
+    messages = {alice.user_id: {alice.device_id: {"hello": "there"}}}
+    resp = await call(h, "PUT", "/sendToDevice/m.test/t1", bob, {"messages": messages})
+    assert resp.status == 200, resp.json
+    got = body(await slide(h, alice, req, pos=first["pos"], wait_ms=30000))
+    ext = got["extensions"]["to_device"]
+    assert [(e["sender"], e["content"]) for e in ext["events"]] == [
+        (bob.user_id, {"hello": "there"})
+    ]
+    # Confirmed with its `since`, the message is not sent again.
+    req["extensions"]["to_device"]["since"] = ext["next_batch"]
+    again = body(await slide(h, alice, req, pos=got["pos"]))
+    assert again["extensions"]["to_device"]["events"] == []
+    bad = {"extensions": {"to_device": {"enabled": True, "since": "x1"}}}
+    resp = await slide(h, alice, bad, pos=again["pos"])
+    assert resp.json["errcode"] == "M_INVALID_PARAM"
