@@ -244,3 +244,52 @@ async def test_to_device_extension_delivers_and_confirms(h: Harness) -> None:
     bad = {"extensions": {"to_device": {"enabled": True, "since": "x1"}}}
     resp = await slide(h, alice, bad, pos=again["pos"])
     assert resp.json["errcode"] == "M_INVALID_PARAM"
+
+
+async def test_room_back_in_range_gets_what_it_missed(h: Harness) -> None:
+    alice = await make_user(h, "alice")
+    other = await public_room(h, alice)
+    room = await public_room(h, alice)
+    top = {"lists": {"top": {"ranges": [[0, 0]], "timeline_limit": 10}}}
+    got = body(await slide(h, alice, top))
+    assert list(got["rooms"]) == [room]
+    await send_text(h, alice, other, "other moves up")
+    got = body(await slide(h, alice, top, pos=got["pos"]))
+    assert list(got["rooms"]) == [other]
+    # Out of range, the room gets a topic (no bump), then a message (back on top):
+    # the connection gets both, not only what came after its last response.
+    resp = await call(h, "PUT", f"/rooms/{room}/state/m.room.topic", alice, {"topic": "t"})
+    assert resp.status == 200, resp.json
+    topic = resp.json["event_id"]
+    message = await send_text(h, alice, room, "back")
+    got = body(await slide(h, alice, top, pos=got["pos"]))
+    assert list(got["rooms"]) == [room]
+    assert "initial" not in got["rooms"][room]
+    assert [e["event_id"] for e in got["rooms"][room]["timeline"]] == [topic, message]
+
+
+async def test_leaving_a_room_is_sent_once(h: Harness) -> None:
+    alice = await make_user(h, "alice")
+    bob = await make_user(h, "bob")
+    room = await public_room(h, alice, bob)
+    first = body(await slide(h, bob, {"lists": {"all": ALL}}))
+    assert room in first["rooms"]
+    resp = await call(h, "POST", f"/rooms/{room}/leave", bob, {})
+    assert resp.status == 200, resp.json
+    got = body(await slide(h, bob, {"lists": {"all": ALL}}, pos=first["pos"]))
+    left = got["rooms"][room]
+    assert left["membership"] == "leave"
+    assert left["timeline"][-1]["content"]["membership"] == "leave"
+    assert got["lists"] == {"all": {"count": 0}}
+    again = body(await slide(h, bob, {"lists": {"all": ALL}}, pos=got["pos"]))
+    assert again["rooms"] == {}
+
+
+async def test_pos_is_unknown_after_a_restart(h: Harness) -> None:
+    alice = await make_user(h, "alice")
+    await public_room(h, alice)
+    pos = body(await slide(h, alice, {"lists": {"all": ALL}}))["pos"]
+    await h.restart()
+    resp = await slide(h, alice, {"lists": {"all": ALL}}, pos=pos)
+    assert (resp.status, resp.json["errcode"]) == (400, "M_UNKNOWN_POS")
+    assert body(await slide(h, alice, {"lists": {"all": ALL}}))["rooms"]

@@ -14,11 +14,22 @@ from hamlet.handlers.common.errors import InvalidParamError
 from hamlet.handlers.sliding_sync.handler import SlidingSyncRequest
 from hamlet.handlers.sliding_sync.params import parse_params
 from hamlet.handlers.sliding_sync.results import SlidingRoom, SlidingSyncResult
-from hamlet.handlers.sync.results import StrippedRoom
+from hamlet.handlers.sync.results import ClientEvent, StrippedRoom, Timeline
 
 PATH = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync"
 
 JsonDict = dict[str, Any]
+
+
+def _timeline(timeline: Timeline, state: list[ClientEvent], num_live: int) -> JsonDict:
+    served = timeline_json(timeline)
+    return {
+        "required_state": state,
+        "timeline": served["events"],
+        "limited": served["limited"],
+        "prev_batch": served["prev_batch"],
+        "num_live": num_live,
+    }
 
 
 def room_json(room: SlidingRoom) -> JsonDict:
@@ -29,16 +40,14 @@ def room_json(room: SlidingRoom) -> JsonDict:
         out["name"] = room.name
     if room.invite_state is not None:
         out["invite_state"] = stripped_json(StrippedRoom(room.invite_state))["events"]
+    left = room.left
+    if left is not None:
+        out.update(_timeline(left.timeline, left.state, room.num_live))
     joined = room.joined
     if joined is not None:
-        timeline = timeline_json(joined.timeline)
+        out.update(_timeline(joined.timeline, joined.state, room.num_live))
         out.update(
             {
-                "required_state": joined.state,
-                "timeline": timeline["events"],
-                "limited": timeline["limited"],
-                "prev_batch": timeline["prev_batch"],
-                "num_live": room.num_live,
                 "joined_count": joined.summary.joined_member_count,
                 "invited_count": joined.summary.invited_member_count,
                 "notification_count": joined.unread.notification_count,

@@ -32,12 +32,21 @@ class UnknownPosError(MatrixError):
 
 
 @dataclass(frozen=True, slots=True)
+class SentRoom:
+    """A room as a connection has it: with which parameters, up to which event."""
+
+    params: RoomParams
+    #: The `events` position the room was last sent up to; a room that left
+    #: the lists' ranges keeps it, and gets what it missed once back.
+    position: int
+
+
+@dataclass(frozen=True, slots=True)
 class ConnectionState:
     """What a client has once it got the response carrying one `pos`."""
 
     token: StreamToken
-    #: Rooms it was sent, with the parameters they were sent with.
-    sent: dict[str, RoomParams] = field(default_factory=dict)
+    sent: dict[str, SentRoom] = field(default_factory=dict)
 
 
 class Connections:

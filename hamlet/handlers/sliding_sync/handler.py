@@ -24,7 +24,7 @@ from hamlet.handlers.e2ee.device_lists import DeviceListChanges
 from hamlet.handlers.e2ee.keys import E2eKeysHandler
 from hamlet.handlers.push.rules import PushRulesHandler
 from hamlet.handlers.rooms.state import StateHandler
-from hamlet.handlers.sliding_sync.connections import Connections, ConnectionState
+from hamlet.handlers.sliding_sync.connections import Connections, ConnectionState, SentRoom
 from hamlet.handlers.sliding_sync.params import LAZY, ME, RoomParams, SlidingSyncParams
 from hamlet.handlers.sliding_sync.results import (
     AccountDataExtension,
@@ -172,13 +172,14 @@ class SlidingSyncHandler:
         params = request.params
         requester = request.requester
         user_id = requester.user_id
+        all_memberships = await self.rooms.get_memberships_of_user(user_id)
         memberships = {
             m.room_id: m
-            for m in await self.rooms.get_memberships_of_user(user_id)
+            for m in all_memberships
             if m.membership in LISTED and not m.forgotten and m.stream_ordering <= now.events
         }
         joined = [r for r, m in memberships.items() if m.membership == "join"]
-        latest = await self.events.get_latest_of_types(joined, BUMP_TYPES, now.events)
+        latest = await self.events.get_latest_positions(joined, now.events, BUMP_TYPES)
         bumps = {r: max(m.stream_ordering, latest.get(r, 0)) for r, m in memberships.items()}
         ordered = sorted(memberships, key=lambda r: (-bumps[r], r))
 
@@ -195,31 +196,58 @@ class SlidingSyncHandler:
 
         since = previous.token if previous is not None else None
         sent = dict(previous.sent) if previous is not None else {}
-        changed = (
-            await self.events.get_rooms_changed(
-                [r for r in wanted if r in sent], since.events, now.events
-            )
-            if since is not None
-            else set()
-        )
+        known = [r for r in wanted if r in sent]
+        newest = await self.events.get_latest_positions(known, now.events)
         scope = SyncScope(user_id, requester.device_id, frozenset(wanted))
         result = SlidingSyncResult(pos="", lists={name: len(ordered) for name in params.lists})
+        await self._left(scope, all_memberships, sent, now, result)
         built = 0
         for room_id, room_params in wanted.items():
             m = memberships[room_id]
-            initial = sent.get(room_id) != room_params
-            moved = since is not None and m.stream_ordering > since.events
-            if not (initial or moved or room_id in changed):
+            had = sent.get(room_id)
+            # A new membership (an invite accepted) starts the room afresh, as do new parameters.
+            initial = had is None or had.params != room_params or m.stream_ordering > had.position
+            if had is not None and not initial and newest.get(room_id, 0) <= had.position:
                 continue
             if built >= MAX_ROOMS_PER_RESPONSE:
                 break
             built += 1
-            room = await self._room(scope, m, room_params, None if initial else since, now)
+            room_since = (
+                None if had is None or initial else now.copy_and_replace("events", had.position)
+            )
+            room = await self._room(scope, m, room_params, room_since, now)
             if room is not None:
                 result.rooms[room_id] = room
-                sent[room_id] = room_params
+                sent[room_id] = SentRoom(room_params, now.events)
         await self._extensions(result, request, since, now)
         return result, ConnectionState(now, sent)
+
+    async def _left(
+        self,
+        scope: SyncScope,
+        memberships: list[Membership],
+        sent: dict[str, SentRoom],
+        now: StreamToken,
+        result: SlidingSyncResult,
+    ) -> None:
+        """Rooms the connection has that the user has left (or was banned
+        from) since: their timeline up to the leave, and they are forgotten."""
+        for m in memberships:
+            had = sent.get(m.room_id)
+            if had is None or m.membership not in ("leave", "ban"):
+                continue
+            if not had.position < m.stream_ordering <= now.events:
+                continue
+            window = window_for(had.params, scope.user_id)
+            left = await self.room_builder.left_room(scope, m, had.position, window)
+            result.rooms[m.room_id] = SlidingRoom(
+                membership=m.membership,
+                initial=False,
+                bump_stamp=m.stream_ordering,
+                left=left,
+                num_live=len(left.timeline.events),
+            )
+            del sent[m.room_id]
 
     async def _room(
         self,
@@ -248,7 +276,7 @@ class SlidingSyncHandler:
             return None
         name_event = await self.state.get_current_state_event(room_id, "m.room.name", "")
         name = name_event.content.get("name") if name_event is not None else None
-        latest = await self.events.get_latest_of_types([room_id], BUMP_TYPES, now.events)
+        latest = await self.events.get_latest_positions([room_id], now.events, BUMP_TYPES)
         return SlidingRoom(
             membership="join",
             initial=initial,

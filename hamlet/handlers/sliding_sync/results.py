@@ -8,6 +8,7 @@ from hamlet.handlers.e2ee.device_lists import DeviceListChanges
 from hamlet.handlers.sync.results import (
     DeviceKeyState,
     JoinedRoom,
+    LeftRoom,
     StrippedStateEvent,
     ToDeviceMessage,
 )
@@ -23,6 +24,8 @@ class SlidingRoom:
     name: str | None = None
     #: A joined room's timeline, state and counts.
     joined: JoinedRoom | None = None
+    #: A room left since the connection had it: its timeline up to the leave.
+    left: LeftRoom | None = None
     #: Timeline events that happened since the connection's previous response.
     num_live: int = 0
     invite_state: list[StrippedStateEvent] | None = None

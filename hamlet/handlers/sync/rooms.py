@@ -199,7 +199,7 @@ class RoomSyncBuilder:
                     continue
                 if since_pos is not None and not newly and not full_state:
                     continue
-                out.leave[m.room_id] = await self._left_room(scope, m, since_pos, window)
+                out.leave[m.room_id] = await self.left_room(scope, m, since_pos, window)
             elif m.membership == "knock" and (newly or full_state):
                 out.knock[m.room_id] = StrippedRoom(await self.stripped_state(m))
         return out
@@ -401,7 +401,7 @@ class RoomSyncBuilder:
             events.append(_stripped(own.event))
         return events
 
-    async def _left_room(
+    async def left_room(
         self,
         scope: SyncScope,
         membership: Membership,

@@ -258,23 +258,24 @@ class EventsStore:
             changed.update(str(r[0]) for r in rows)
         return changed
 
-    async def get_latest_of_types(
-        self, room_ids: Collection[str], types: Collection[str], upto: int
+    async def get_latest_positions(
+        self, room_ids: Collection[str], upto: int, types: Collection[str] | None = None
     ) -> dict[str, int]:
-        """Per room, the stream ordering of its newest event of `types` at or before `upto`."""
+        """Per room, the stream ordering of its newest event (of one of `types`,
+        if given) at or before `upto`; rooms without one are left out."""
         ids = list(room_ids)
-        kinds = list(types)
+        kinds = list(types) if types is not None else []
         latest: dict[str, int] = {}
-        if not kinds:
+        if types is not None and not kinds:
             return latest
-        type_marks = ",".join("?" * len(kinds))
+        by_type = f" AND type IN ({','.join('?' * len(kinds))})" if kinds else ""
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
             rows = await self.db.fetchall(
-                "get_latest_of_types",
+                "get_latest_positions",
                 f"SELECT room_id, MAX(stream_ordering) FROM events WHERE room_id IN ({marks})"
-                f" AND type IN ({type_marks}) AND stream_ordering <= ? GROUP BY room_id",
+                f"{by_type} AND stream_ordering <= ? GROUP BY room_id",
                 *chunk,
                 *kinds,
                 upto,
