@@ -293,3 +293,43 @@ async def test_pos_is_unknown_after_a_restart(h: Harness) -> None:
     resp = await slide(h, alice, {"lists": {"all": ALL}}, pos=pos)
     assert (resp.status, resp.json["errcode"]) == (400, "M_UNKNOWN_POS")
     assert body(await slide(h, alice, {"lists": {"all": ALL}}))["rooms"]
+
+
+async def test_lazy_members_are_the_timeline_senders(h: Harness) -> None:
+    alice = await make_user(h, "alice")
+    bob = await make_user(h, "bob")
+    carol = await make_user(h, "carol")
+    room = await public_room(h, alice, bob, carol)
+    await send_text(h, bob, room, "from bob")
+    spec = {"ranges": [[0, 0]], "timeline_limit": 1, "required_state": [["m.room.member", "$LAZY"]]}
+    got = body(await slide(h, alice, {"lists": {"l": spec}}))
+    members = {e["state_key"] for e in got["rooms"][room]["required_state"]}
+    assert members == {bob.user_id, alice.user_id}
+
+
+async def test_an_invite_wakes_a_long_poll(h: Harness) -> None:
+    alice = await make_user(h, "alice")
+    bob = await make_user(h, "bob")
+    first = body(await slide(h, bob, {"lists": {"all": ALL}}))
+    assert first["rooms"] == {}
+    poll = asyncio.ensure_future(
+        slide(h, bob, {"lists": {"all": ALL}}, pos=first["pos"], wait_ms=30000)
+    )
+    await settle()
+    assert not poll.done()
+    room = await public_room(h, alice)
+    resp = await call(h, "POST", f"/rooms/{room}/invite", alice, {"user_id": bob.user_id})
+    assert resp.status == 200, resp.json
+    got = body(await poll)
+    assert got["rooms"][room]["membership"] == "invite"
+    assert got["lists"] == {"all": {"count": 1}}
+
+
+async def test_connections_per_user_are_capped(h: Harness) -> None:
+    alice = await make_user(h, "alice")
+    first = body(await slide(h, alice, {"conn_id": "c0"}))["pos"]
+    for i in range(1, 11):
+        body(await slide(h, alice, {"conn_id": f"c{i}"}))
+    resp = await slide(h, alice, {"conn_id": "c0"}, pos=first)
+    assert resp.json["errcode"] == "M_UNKNOWN_POS"
+    assert len(h.hs.sliding_sync.connections) == 10
