@@ -333,3 +333,23 @@ async def test_connections_per_user_are_capped(h: Harness) -> None:
     resp = await slide(h, alice, {"conn_id": "c0"}, pos=first)
     assert resp.json["errcode"] == "M_UNKNOWN_POS"
     assert len(h.hs.sliding_sync.connections) == 10
+
+
+async def test_concurrent_requests_per_user_are_capped(
+    make_hs_config: Callable[..., HomeServerConfig],
+) -> None:
+    async with fast_harness(make_hs_config, limits={"max_concurrent_syncs_per_user": 2}) as h:
+        alice = await make_user(h, "alice")
+        await public_room(h, alice)
+        pos = body(await slide(h, alice, {"lists": {"all": ALL}}))["pos"]
+        polls = [
+            asyncio.ensure_future(slide(h, alice, {"lists": {"all": ALL}}, pos=pos, wait_ms=30000))
+            for _ in range(2)
+        ]
+        await settle()
+        assert h.hs.sliding_sync.active_syncs == 2
+        resp = await slide(h, alice, {"lists": {"all": ALL}}, pos=pos, wait_ms=30000)
+        assert (resp.status, resp.json["errcode"]) == (429, "M_LIMIT_EXCEEDED")
+        await advance(31)
+        for poll in polls:
+            assert body(await poll)["rooms"] == {}
