@@ -30,7 +30,7 @@ from hamlet.core.power_levels import (
     get_room_creator,
     get_user_power_level,
 )
-from hamlet.core.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
+from hamlet.core.room_versions import SUPPORTED_ROOM_VERSIONS, RoomVersion
 from hamlet.core.unpadded_base64 import decode_base64
 
 MEMBER = "m.room.member"
@@ -220,7 +220,7 @@ def _check_create(room_version: RoomVersion, event: Event) -> None:
     if _domain(event.room_id) != _domain(event.sender):
         raise EventAuthError("room ID domain does not match the creator's server")
     version = event.content.get("room_version", "1")
-    if not isinstance(version, str) or version not in KNOWN_ROOM_VERSIONS:
+    if not isinstance(version, str) or version not in SUPPORTED_ROOM_VERSIONS:
         raise EventAuthError(f"unsupported room version {version!r}")
     if not room_version.creator_from_sender and "creator" not in event.content:
         raise EventAuthError("m.room.create content has no 'creator'")

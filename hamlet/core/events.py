@@ -1,4 +1,4 @@
-"""The event (PDU) type for room versions 10 and 11, and building local events."""
+"""The event (PDU) type for room versions 1-12, and building local events."""
 
 from __future__ import annotations
 
@@ -21,10 +21,17 @@ from hamlet.core.crypto import (
     sign_json,
     verify_signed_json,
 )
-from hamlet.core.errors import CanonicalJsonError, EventFormatError, EventTooLargeError
-from hamlet.core.ids import MAX_ID_LENGTH, UserID, is_valid_event_id
+from hamlet.core.errors import (
+    CanonicalJsonError,
+    EventFormatError,
+    EventTooLargeError,
+    InvalidIdError,
+    UnsupportedRoomVersionError,
+)
+from hamlet.core.ids import MAX_ID_LENGTH, UserID, get_domain_from_id, is_valid_event_id
 from hamlet.core.redaction import redact
 from hamlet.core.room_versions import RoomVersion
+from hamlet.core.unpadded_base64 import encode_base64
 
 MAX_PDU_SIZE = 65536
 MAX_TYPE_LENGTH = 255
@@ -39,7 +46,7 @@ def _blen(text: str) -> int:
 
 
 class Event:
-    """An immutable room event (PDU) in a v10/v11 room.
+    """An immutable room event (PDU).
 
     The PDU is the signed, hashed federation form. ``unsigned`` data is kept
     beside it: it is not covered by hashes or signatures, and
@@ -60,7 +67,9 @@ class Event:
     ) -> None:
         data = copy.deepcopy(dict(pdu))
         pdu_unsigned = data.pop("unsigned", None)
-        data.pop("event_id", None)
+        if room_version.event_id_format != "opaque":
+            # v3+: the ID is derived from the content; a copy in the dict is not part of the PDU.
+            data.pop("event_id", None)
         self._pdu: JsonDict = data
         if unsigned is None and isinstance(pdu_unsigned, Mapping):
             unsigned = pdu_unsigned
@@ -78,7 +87,7 @@ class Event:
 
     @property
     def event_id(self) -> str:
-        """``$`` + URL-safe unpadded base64 reference hash (computed once)."""
+        """The event ID (v3+: derived from the reference hash, computed once)."""
         if self._event_id is None:
             self._event_id = compute_event_id(self._pdu, self.room_version)
         return self._event_id
@@ -134,11 +143,13 @@ class Event:
 
     @property
     def prev_events(self) -> list[str]:
-        return list(self._pdu.get("prev_events", []))
+        """The IDs of the previous events (v1/v2 pairs reduced to their IDs)."""
+        return _event_id_refs(self._pdu.get("prev_events", []))
 
     @property
     def auth_events(self) -> list[str]:
-        return list(self._pdu.get("auth_events", []))
+        """The IDs of the auth events (v1/v2 pairs reduced to their IDs)."""
+        return _event_id_refs(self._pdu.get("auth_events", []))
 
     @property
     def hashes(self) -> Mapping[str, Any]:
@@ -179,7 +190,7 @@ class Event:
     # --- serialisation ---
 
     def get_pdu_json(self, *, include_unsigned: bool = True) -> JsonDict:
-        """The federation (PDU) form: a fresh dict, without ``event_id``."""
+        """The federation (PDU) form: a fresh dict, with ``event_id`` only in v1/v2."""
         out = copy.deepcopy(self._pdu)
         if include_unsigned and self._unsigned:
             out["unsigned"] = copy.deepcopy(self._unsigned)
@@ -232,9 +243,41 @@ class Event:
         return out
 
 
+def _event_id_refs(refs: Any) -> list[str]:
+    out: list[str] = []
+    for ref in refs:
+        if isinstance(ref, list | tuple):
+            ref = ref[0] if ref else ""
+        out.append(str(ref))
+    return out
+
+
 def compute_event_id(pdu: Mapping[str, Any], room_version: RoomVersion) -> str:
-    """The event ID of a PDU: reference hash of its redacted form."""
-    return event_id_from_reference_hash(compute_reference_hash(redact(pdu, room_version)))
+    """The event ID of a PDU.
+
+    v1/v2: the ``event_id`` the PDU carries (:class:`EventFormatError` when
+    missing). v3+: ``$`` + the reference hash of the redacted PDU in unpadded
+    base64, standard alphabet in v3, URL-safe from v4.
+    """
+    if room_version.event_id_format == "opaque":
+        event_id = pdu.get("event_id")
+        if not isinstance(event_id, str) or not _is_valid_opaque_event_id(event_id):
+            raise EventFormatError("v1/v2 PDU needs an 'event_id' like '$local:domain'")
+        return event_id
+    ref_hash = compute_reference_hash(redact(pdu, room_version))
+    if room_version.event_id_format == "reference_hash":
+        return "$" + encode_base64(ref_hash)
+    return event_id_from_reference_hash(ref_hash)
+
+
+def _is_valid_opaque_event_id(event_id: str) -> bool:
+    if not is_valid_event_id(event_id):
+        return False
+    try:
+        get_domain_from_id(event_id)
+    except InvalidIdError:
+        return False
+    return True
 
 
 def _require(pdu: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
@@ -245,15 +288,26 @@ def _require(pdu: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) ->
     return value
 
 
-def _check_event_id_list(pdu: Mapping[str, Any], key: str) -> None:
+def _check_event_id_list(pdu: Mapping[str, Any], key: str, room_version: RoomVersion) -> None:
     value = _require(pdu, key, list)
+    if room_version.event_id_format == "opaque":
+        for item in value:
+            if not (
+                isinstance(item, list)
+                and len(item) == 2
+                and isinstance(item[0], str)
+                and _is_valid_opaque_event_id(item[0])
+                and isinstance(item[1], dict)
+            ):
+                raise EventFormatError(f"'{key}' must be a list of [event ID, hashes] pairs")
+        return
     for item in value:
         if not isinstance(item, str) or not is_valid_event_id(item):
             raise EventFormatError(f"'{key}' must be a list of event IDs")
 
 
 def validate_pdu(pdu: Mapping[str, Any], room_version: RoomVersion) -> None:
-    """Check the shape and size limits of a v10/v11 PDU.
+    """Check the shape and size limits of a PDU in ``room_version``.
 
     Raises :class:`EventFormatError` (or :class:`EventTooLargeError`).
     Does not check hashes, signatures or authorization.
@@ -264,8 +318,10 @@ def validate_pdu(pdu: Mapping[str, Any], room_version: RoomVersion) -> None:
     content = _require(pdu, "content", dict)
     ts = _require(pdu, "origin_server_ts", int)
     depth = _require(pdu, "depth", int)
-    _check_event_id_list(pdu, "prev_events")
-    _check_event_id_list(pdu, "auth_events")
+    if room_version.event_id_format == "opaque":
+        compute_event_id(pdu, room_version)
+    _check_event_id_list(pdu, "prev_events", room_version)
+    _check_event_id_list(pdu, "auth_events", room_version)
     hashes = _require(pdu, "hashes", dict)
     if not isinstance(hashes.get("sha256"), str):
         raise EventFormatError("'hashes.sha256' must be a string")
@@ -301,10 +357,13 @@ def validate_pdu(pdu: Mapping[str, Any], room_version: RoomVersion) -> None:
         if not isinstance(content.get("membership"), str):
             raise EventFormatError("m.room.member event needs a string 'membership'")
     try:
-        validate_canonical_json(dict(pdu))
+        if room_version.strict_canonical_json:
+            validate_canonical_json(dict(pdu))
+        # Before v6 integral floats pass (they are hashed as integers); other
+        # floats cannot be hashed at all, so such events are refused here too.
+        check_pdu_size(pdu)
     except CanonicalJsonError as exc:
         raise EventFormatError(str(exc)) from exc
-    check_pdu_size(pdu)
 
 
 def check_pdu_size(pdu: Mapping[str, Any]) -> None:
@@ -367,8 +426,14 @@ def build_event(
 
     For ``m.room.redaction``, ``redacts`` goes into ``content`` in v11 and to
     the top level in v10. v10 PDUs carry ``origin``. Raises
-    :class:`EventFormatError` / :class:`EventTooLargeError` on bad input.
+    :class:`EventFormatError` / :class:`EventTooLargeError` on bad input, and
+    :class:`UnsupportedRoomVersionError` for v1/v2, whose opaque event IDs
+    this server does not mint.
     """
+    if room_version.event_id_format == "opaque":
+        raise UnsupportedRoomVersionError(
+            f"cannot build events in room version {room_version.identifier}"
+        )
     body = copy.deepcopy(dict(content))
     pdu: JsonDict = {
         "auth_events": list(auth_events),

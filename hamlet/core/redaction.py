@@ -1,4 +1,4 @@
-"""The redaction algorithm (room versions 10 and 11)."""
+"""The redaction algorithms of room versions 1-12."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 from hamlet.core.canonical_json import JsonDict
 from hamlet.core.room_versions import RoomVersion
 
-_V10_TOP_LEVEL = frozenset(
+_V1_TOP_LEVEL = frozenset(
     {
         "event_id",
         "type",
@@ -46,7 +46,7 @@ _V11_TOP_LEVEL = frozenset(
     }
 )
 
-_POWER_LEVEL_KEYS_V10 = (
+_POWER_LEVEL_KEYS_V1 = (
     "ban",
     "events",
     "events_default",
@@ -57,20 +57,35 @@ _POWER_LEVEL_KEYS_V10 = (
     "users_default",
 )
 
-_V10_CONTENT: dict[str, tuple[str, ...]] = {
-    "m.room.member": ("membership", "join_authorised_via_users_server"),
+_V1_CONTENT: dict[str, tuple[str, ...]] = {
+    "m.room.member": ("membership",),
     "m.room.create": ("creator",),
-    "m.room.join_rules": ("join_rule", "allow"),
-    "m.room.power_levels": _POWER_LEVEL_KEYS_V10,
+    "m.room.join_rules": ("join_rule",),
+    "m.room.power_levels": _POWER_LEVEL_KEYS_V1,
+    "m.room.aliases": ("aliases",),
     "m.room.history_visibility": ("history_visibility",),
+}
+_V6_CONTENT = {k: v for k, v in _V1_CONTENT.items() if k != "m.room.aliases"}
+_V8_CONTENT = {**_V6_CONTENT, "m.room.join_rules": ("join_rule", "allow")}
+_V9_CONTENT = {
+    **_V8_CONTENT,
+    "m.room.member": ("membership", "join_authorised_via_users_server"),
 }
 
 _V11_CONTENT: dict[str, tuple[str, ...]] = {
     "m.room.member": ("membership", "join_authorised_via_users_server"),
     "m.room.join_rules": ("join_rule", "allow"),
-    "m.room.power_levels": (*_POWER_LEVEL_KEYS_V10, "invite"),
+    "m.room.power_levels": (*_POWER_LEVEL_KEYS_V1, "invite"),
     "m.room.history_visibility": ("history_visibility",),
     "m.room.redaction": ("redacts",),
+}
+
+
+_CONTENT_BY_RULES: dict[str, dict[str, tuple[str, ...]]] = {
+    "v1": _V1_CONTENT,
+    "v6": _V6_CONTENT,
+    "v8": _V8_CONTENT,
+    "v9": _V9_CONTENT,
 }
 
 
@@ -80,7 +95,7 @@ def _redact_content(event_type: str, content: Mapping[str, Any], rules: str) -> 
             return copy.deepcopy(dict(content))
         allowed = _V11_CONTENT.get(event_type, ())
     else:
-        allowed = _V10_CONTENT.get(event_type, ())
+        allowed = _CONTENT_BY_RULES[rules].get(event_type, ())
     out: JsonDict = {k: copy.deepcopy(content[k]) for k in allowed if k in content}
     if rules == "v11" and event_type == "m.room.member":
         tpi = content.get("third_party_invite")
@@ -97,7 +112,7 @@ def redact(event: Mapping[str, Any], room_version: RoomVersion) -> JsonDict:
     (the caller may re-add ``redacted_because`` when serving to clients).
     """
     rules = room_version.redaction_rules
-    allowed_top = _V11_TOP_LEVEL if rules == "v11" else _V10_TOP_LEVEL
+    allowed_top = _V11_TOP_LEVEL if rules == "v11" else _V1_TOP_LEVEL
     out: JsonDict = {k: copy.deepcopy(v) for k, v in event.items() if k in allowed_top}
     content = event.get("content")
     event_type = event.get("type")

@@ -18,7 +18,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Final
 
 from hamlet.core.auth_rules import auth_check, auth_types_for_event
-from hamlet.core.errors import CoreError
+from hamlet.core.errors import CoreError, UnsupportedRoomVersionError
 from hamlet.core.events import Event
 from hamlet.core.power_levels import (
     POWER_LEVELS_KEY,
@@ -41,11 +41,20 @@ def resolve_state(
     events: Mapping[str, Event],
     rejected: Collection[str] = frozenset(),
 ) -> dict[StateKey, str]:
-    """The resolution of ``state_sets`` (each ``(type, state_key) -> event_id``)."""
+    """The resolution of ``state_sets`` (each ``(type, state_key) -> event_id``).
+
+    Raises :class:`UnsupportedRoomVersionError` for conflicts in room version 1, whose
+    original algorithm is not implemented: resolving it with v2 would diverge
+    from the other servers in the room.
+    """
     if not state_sets:
         return {}
     if len(state_sets) == 1:
         return dict(state_sets[0])
+    if room_version.state_res not in ("v2", "v2.1"):
+        raise UnsupportedRoomVersionError(
+            f"state resolution {room_version.state_res!r} is not implemented"
+        )
     resolver = _Resolver(room_version, events, rejected)
     return resolver.resolve(state_sets)
 

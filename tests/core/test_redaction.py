@@ -1,4 +1,4 @@
-"""The redaction algorithm for v10 (v9 fragment) and v11."""
+"""The redaction algorithms of room versions 1-12."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from hamlet.core.redaction import redact
-from hamlet.core.room_versions import KNOWN_ROOM_VERSIONS
+from hamlet.core.room_versions import KNOWN_ROOM_VERSIONS, get_room_version
 
 V10 = KNOWN_ROOM_VERSIONS["10"]
 V11 = KNOWN_ROOM_VERSIONS["11"]
@@ -138,3 +138,64 @@ def test_redact_does_not_mutate_input() -> None:
     out["content"]["extra"]["deep"] = 2
     assert event["content"]["extra"]["deep"] == 1
     assert "unsigned" in event
+
+
+_PL_V1_KEPT = {
+    k: v for k, v in PL_CONTENT.items() if k not in ("invite", "notifications", "historical")
+}
+_JOIN_RULES = {"join_rule": "restricted", "allow": [{"type": "m.room_membership"}], "x": 1}
+_CREATE = {"creator": "@s:x", "room_version": "1", "m.federate": False}
+
+# Per event type, the content each room version keeps (index = version - 1).
+VERSION_TABLE: list[tuple[str, dict[str, Any], list[dict[str, Any]]]] = [
+    (
+        "m.room.member",
+        MEMBER_CONTENT,
+        [{"membership": "join"}] * 8
+        + [{"membership": "join", "join_authorised_via_users_server": "@a:x"}] * 2
+        + [
+            {
+                "membership": "join",
+                "join_authorised_via_users_server": "@a:x",
+                "third_party_invite": {"signed": {"mxid": "@s:x", "token": "t"}},
+            }
+        ]
+        * 2,
+    ),
+    ("m.room.create", _CREATE, [{"creator": "@s:x"}] * 10 + [_CREATE] * 2),
+    (
+        "m.room.join_rules",
+        _JOIN_RULES,
+        [{"join_rule": "restricted"}] * 7
+        + [{"join_rule": "restricted", "allow": [{"type": "m.room_membership"}]}] * 5,
+    ),
+    (
+        "m.room.power_levels",
+        PL_CONTENT,
+        [_PL_V1_KEPT] * 10 + [{**_PL_V1_KEPT, "invite": 0}] * 2,
+    ),
+    ("m.room.aliases", {"aliases": ["#a:x"], "x": 1}, [{"aliases": ["#a:x"]}] * 5 + [{}] * 7),
+    (
+        "m.room.history_visibility",
+        {"history_visibility": "shared", "x": 1},
+        [{"history_visibility": "shared"}] * 12,
+    ),
+    ("m.room.redaction", {"redacts": "$t", "reason": "r"}, [{}] * 10 + [{"redacts": "$t"}] * 2),
+    ("m.room.name", {"name": "secret"}, [{}] * 12),
+]
+
+
+@pytest.mark.parametrize("version", range(1, 13))
+@pytest.mark.parametrize(("type", "content", "kept"), VERSION_TABLE, ids=lambda v: str(v)[:20])
+def test_content_kept_per_version(
+    version: int, type: str, content: dict[str, Any], kept: list[dict[str, Any]]
+) -> None:
+    rv = get_room_version(str(version))
+    assert redact(_event(type, content), rv)["content"] == kept[version - 1]
+
+
+@pytest.mark.parametrize("version", range(1, 13))
+def test_top_level_keys_per_version(version: int) -> None:
+    out = redact(_event("m.room.message", {"body": "x"}), get_room_version(str(version)))
+    top = {**ESSENTIAL, "type": "m.room.message", "state_key": "", "content": {}}
+    assert out == (top if version >= 11 else {**top, **V10_ONLY_TOP})
