@@ -29,6 +29,7 @@ from hamlet.core.power_levels import (
     get_required_level,
     get_room_creator,
     get_user_power_level,
+    normalise_power_levels,
 )
 from hamlet.core.room_versions import SUPPORTED_ROOM_VERSIONS, RoomVersion
 from hamlet.core.unpadded_base64 import decode_base64
@@ -177,6 +178,14 @@ def auth_check(room_version: RoomVersion, event: Event, auth_state: AuthState) -
     ):
         raise EventAuthError("this room does not allow users from other servers")
 
+    # v1-v5: m.room.aliases may be set by any server, for its own domain only
+    if event.type == "m.room.aliases" and room_version.special_case_aliases_auth:
+        if event.state_key is None:
+            raise EventAuthError("m.room.aliases needs a state_key")
+        if event.state_key != _domain(event.sender):
+            raise EventAuthError("m.room.aliases state_key must be the sender's server")
+        return
+
     # Rule 4: m.room.member
     if event.type == MEMBER:
         _check_membership(room_version, event, auth_state, create)
@@ -211,7 +220,22 @@ def auth_check(room_version: RoomVersion, event: Event, auth_state: AuthState) -
     if event.type == "m.room.power_levels":
         _check_power_levels(room_version, event, auth_state, sender_level)
 
+    # v1/v2: redactions are authorised here, by redact level or by the event IDs' domains
+    if event.type == "m.room.redaction" and room_version.redaction_in_auth_rules:
+        _check_legacy_redaction(event, sender_level, power_levels)
+
     # Rule 10: allow
+
+
+def _check_legacy_redaction(
+    event: Event, sender_level: int, power_levels: Mapping[str, Any] | None
+) -> None:
+    if sender_level >= get_named_level(power_levels, "redact"):
+        return
+    redacts = event.redacts
+    if redacts is not None and _domain(redacts) == _domain(event.event_id):
+        return
+    raise EventAuthError("you may only redact events from your own server")
 
 
 def _check_create(room_version: RoomVersion, event: Event) -> None:
@@ -389,7 +413,7 @@ def _third_party_signature_ok(signed: Mapping[str, Any], invite_content: Mapping
 
 def validate_power_levels_content(room_version: RoomVersion, content: Mapping[str, Any]) -> None:
     """Raise :class:`EventAuthError` unless ``content`` is a well-formed power levels content."""
-    _validate_power_levels_content(room_version, content)
+    _validate_power_levels_content(room_version, normalise_power_levels(content, room_version))
 
 
 def _validate_power_levels_content(room_version: RoomVersion, content: Mapping[str, Any]) -> None:
@@ -415,12 +439,12 @@ def _validate_power_levels_content(room_version: RoomVersion, content: Mapping[s
 def _check_power_levels(
     room_version: RoomVersion, event: Event, auth_state: AuthState, sender_level: int
 ) -> None:
-    new = event.content
+    new = normalise_power_levels(event.content, room_version)
     _validate_power_levels_content(room_version, new)
     current_event = auth_state.get(POWER_LEVELS_KEY)
     if current_event is None:
         return
-    old = current_event.content
+    old = normalise_power_levels(current_event.content, room_version)
 
     for name in _PL_INT_FIELDS:
         old_value, new_value = old.get(name), new.get(name)

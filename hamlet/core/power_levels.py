@@ -6,10 +6,13 @@
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from hamlet.core.events import Event
+from hamlet.core.room_versions import RoomVersion
 
 StateKey = tuple[str, str]
 AuthState = Mapping[StateKey, Event]
@@ -47,6 +50,47 @@ def as_int(value: Any, default: int) -> int:
     return default
 
 
+#: Before v10 a level may be a string: base 10 digits, one optional sign,
+#: surrounding whitespace (ASCII digits only, as the spec's examples).
+_LEGACY_LEVEL_RE = re.compile(r"\s*[+-]?[0-9]+\s*")
+_LEVEL_NAMES = (*_NAMED_DEFAULTS, "invite")
+_LEVEL_MAPS = ("events", "notifications", "users")
+
+
+def parse_legacy_level(value: Any) -> Any:
+    """A pre-v10 power level value as an integer when the spec says it is one.
+
+    Strings of the spec's integer format are parsed; floats (v1-v5, which
+    do not enforce canonical JSON) are truncated. Anything else, including
+    non-finite floats, is returned unchanged for the caller to refuse.
+    """
+    if isinstance(value, str) and _LEGACY_LEVEL_RE.fullmatch(value):
+        return int(value.strip())
+    if isinstance(value, float) and math.isfinite(value):
+        return int(value)
+    return value
+
+
+def normalise_power_levels(
+    content: Mapping[str, Any], room_version: RoomVersion
+) -> Mapping[str, Any]:
+    """``content`` with pre-v10 stringy/floaty levels turned into integers.
+
+    From v10 the auth rules only admit integers, so content is returned as is.
+    """
+    if room_version.integer_power_levels:
+        return content
+    out = dict(content)
+    for name in _LEVEL_NAMES:
+        if name in out:
+            out[name] = parse_legacy_level(out[name])
+    for name in _LEVEL_MAPS:
+        value = out.get(name)
+        if isinstance(value, Mapping):
+            out[name] = {k: parse_legacy_level(v) for k, v in value.items()}
+    return out
+
+
 def get_room_creator(create_event: Event) -> str:
     """The room creator: v11 uses the create event's sender, v10 ``content.creator``."""
     if create_event.room_version.creator_from_sender:
@@ -58,7 +102,7 @@ def get_room_creator(create_event: Event) -> str:
 def get_power_levels_content(auth_state: AuthState) -> Mapping[str, Any] | None:
     """The ``m.room.power_levels`` content, or None when the room has none."""
     event = auth_state.get(POWER_LEVELS_KEY)
-    return event.content if event is not None else None
+    return normalise_power_levels(event.content, event.room_version) if event is not None else None
 
 
 def get_named_level(power_levels: Mapping[str, Any] | None, name: str) -> int:
