@@ -28,6 +28,7 @@ from hamlet.core.power_levels import (
     get_power_levels_content,
     get_required_level,
     get_room_creator,
+    get_room_creators,
     get_user_power_level,
     normalise_power_levels,
 )
@@ -88,7 +89,10 @@ def auth_types_for_event(
     """The ``(type, state_key)`` pairs an event's ``auth_events`` should cover."""
     if event_type == "m.room.create":
         return set()
-    wanted: set[StateKey] = {CREATE_KEY, POWER_LEVELS_KEY, (MEMBER, sender)}
+    wanted: set[StateKey] = {POWER_LEVELS_KEY, (MEMBER, sender)}
+    if not room_version.room_id_from_create_event:
+        # From v12 the room ID names the create event; listing it is refused.
+        wanted.add(CREATE_KEY)
     if event_type == MEMBER and state_key is not None:
         membership = content.get("membership")
         wanted.add((MEMBER, state_key))
@@ -132,7 +136,7 @@ def check_auth_events(
         if auth_event.room_id != event.room_id:
             raise EventAuthError(f"auth event {auth_event.event_id} is in a different room")
         seen.add(key)
-    if CREATE_KEY not in seen:
+    if CREATE_KEY not in seen and not room_version.room_id_from_create_event:
         raise EventAuthError("no m.room.create event in auth events")
 
 
@@ -158,6 +162,8 @@ def auth_check(room_version: RoomVersion, event: Event, auth_state: AuthState) -
     create = auth_state.get(CREATE_KEY)
     if create is None:
         raise EventAuthError("no m.room.create event in auth events")
+    if room_version.room_id_from_create_event and event.room_id != "!" + create.event_id[1:]:
+        raise EventAuthError("the room ID is not that of the room's create event")
     for key, auth_event in auth_state.items():
         if (
             key[0]
@@ -241,7 +247,15 @@ def _check_legacy_redaction(
 def _check_create(room_version: RoomVersion, event: Event) -> None:
     if event.prev_events:
         raise EventAuthError("m.room.create must not have prev_events")
-    if _domain(event.room_id) != _domain(event.sender):
+    if room_version.room_id_from_create_event:
+        if "room_id" in event.get_pdu_json(include_unsigned=False):
+            raise EventAuthError("m.room.create must not have a room_id")
+        extra = event.content.get("additional_creators", [])
+        if not isinstance(extra, list) or not all(
+            isinstance(u, str) and UserID.is_valid(u) for u in extra
+        ):
+            raise EventAuthError("additional_creators must be a list of user IDs")
+    elif _domain(event.room_id) != _domain(event.sender):
         raise EventAuthError("room ID domain does not match the creator's server")
     version = event.content.get("room_version", "1")
     if not isinstance(version, str) or version not in SUPPORTED_ROOM_VERSIONS:
@@ -441,6 +455,11 @@ def _check_power_levels(
 ) -> None:
     new = normalise_power_levels(event.content, room_version)
     _validate_power_levels_content(room_version, new)
+    create = auth_state.get(CREATE_KEY)
+    if room_version.room_id_from_create_event and create is not None:
+        users = new.get("users", {})
+        if any(creator in users for creator in get_room_creators(create)):
+            raise EventAuthError("room creators cannot be given a power level")
     current_event = auth_state.get(POWER_LEVELS_KEY)
     if current_event is None:
         return

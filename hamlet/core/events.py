@@ -108,7 +108,13 @@ class Event:
 
     @property
     def room_id(self) -> str:
+        """The room ID; a v12 create event's is derived from its own event ID."""
+        if "room_id" not in self._pdu and self._is_room_defining_create():
+            return "!" + self.event_id[1:]
         return str(self._pdu["room_id"])
+
+    def _is_room_defining_create(self) -> bool:
+        return self.room_version.room_id_from_create_event and self.type == "m.room.create"
 
     @property
     def type(self) -> str:
@@ -313,7 +319,13 @@ def validate_pdu(pdu: Mapping[str, Any], room_version: RoomVersion) -> None:
     Does not check hashes, signatures or authorization.
     """
     event_type = _require(pdu, "type", str)
-    room_id = _require(pdu, "room_id", str)
+    defines_room = room_version.room_id_from_create_event and event_type == "m.room.create"
+    if defines_room:
+        if "room_id" in pdu:
+            raise EventFormatError("a v12 m.room.create event must not have a room_id")
+        room_id = "!" + compute_event_id(pdu, room_version)[1:]
+    else:
+        room_id = _require(pdu, "room_id", str)
     sender = _require(pdu, "sender", str)
     content = _require(pdu, "content", dict)
     ts = _require(pdu, "origin_server_ts", int)
@@ -338,7 +350,9 @@ def validate_pdu(pdu: Mapping[str, Any], room_version: RoomVersion) -> None:
         raise EventTooLargeError("'room_id' is too long")
     if not UserID.is_valid(sender):
         raise EventFormatError(f"invalid sender {sender!r}")
-    if not room_id.startswith("!") or ":" not in room_id:
+    # v12 room IDs are the create event's reference hash, with no domain.
+    needs_domain = not room_version.room_id_from_create_event
+    if not room_id.startswith("!") or (needs_domain and ":" not in room_id):
         raise EventFormatError(f"invalid room_id {room_id!r}")
     if ts < 0:
         raise EventFormatError("'origin_server_ts' must not be negative")

@@ -31,6 +31,8 @@ DEFAULT_EVENTS = 0
 DEFAULT_STATE = 50
 DEFAULT_NOTIFICATION_ROOM = 50
 CREATOR_LEVEL_WITHOUT_POWER_LEVELS = 100
+#: v12 creators' "infinite" level: above every level canonical JSON can express.
+CREATOR_POWER_LEVEL = 2**53
 
 _NAMED_DEFAULTS = {
     "ban": DEFAULT_BAN,
@@ -99,6 +101,15 @@ def get_room_creator(create_event: Event) -> str:
     return creator if isinstance(creator, str) else create_event.sender
 
 
+def get_room_creators(create_event: Event) -> frozenset[str]:
+    """The room creators: from v12 the sender plus ``additional_creators``."""
+    if not create_event.room_version.room_id_from_create_event:
+        return frozenset({get_room_creator(create_event)})
+    extra = create_event.content.get("additional_creators")
+    others = [u for u in extra if isinstance(u, str)] if isinstance(extra, list) else []
+    return frozenset({create_event.sender, *others})
+
+
 def get_power_levels_content(auth_state: AuthState) -> Mapping[str, Any] | None:
     """The ``m.room.power_levels`` content, or None when the room has none."""
     event = auth_state.get(POWER_LEVELS_KEY)
@@ -117,7 +128,15 @@ def get_user_power_level(user_id: str, auth_state: AuthState) -> int:
     """A user's power level: ``users`` entry, else ``users_default``.
 
     Without a power levels event the creator has 100 and everyone else 0.
+    From v12 the creators outrank everyone, whatever the power levels say.
     """
+    create = auth_state.get(CREATE_KEY)
+    if (
+        create is not None
+        and create.room_version.room_id_from_create_event
+        and user_id in get_room_creators(create)
+    ):
+        return CREATOR_POWER_LEVEL
     power_levels = get_power_levels_content(auth_state)
     if power_levels is not None:
         users = power_levels.get("users")
@@ -125,7 +144,6 @@ def get_user_power_level(user_id: str, auth_state: AuthState) -> int:
         if isinstance(users, Mapping) and user_id in users:
             return as_int(users[user_id], default)
         return default
-    create = auth_state.get(CREATE_KEY)
     if create is not None and get_room_creator(create) == user_id:
         return CREATOR_LEVEL_WITHOUT_POWER_LEVELS
     return DEFAULT_USERS
