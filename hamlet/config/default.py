@@ -98,7 +98,8 @@ registration_shared_secret: {_q(secret)}
 # Password hashing cost (bcrypt rounds).
 bcrypt_rounds: 12
 
-# New rooms are created with this room version.
+# New rooms are created with this room version ("10" or "11": the versions
+# this server can create; older ones are only understood over federation).
 default_room_version: "10"
 
 # Rate limits (Synapse's defaults), e.g.:

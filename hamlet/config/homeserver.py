@@ -57,8 +57,8 @@ from hamlet.config.model import (
     ServerNoticesConfig,
     UserDirectoryConfig,
 )
+from hamlet.core.room_versions import KNOWN_ROOM_VERSIONS
 
-KNOWN_ROOM_VERSIONS = frozenset(str(v) for v in range(1, 13))
 LISTENER_TYPES = ("http",)
 # What every http listener serves, whatever its resources say.
 SERVED_RESOURCES = frozenset({"client", "media", "health"})
@@ -184,9 +184,10 @@ def _to_room_version(value: Any) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     version = to_str(value)
+    # Only versions local users can create: the default is what createRoom uses.
     if version not in KNOWN_ROOM_VERSIONS:
         known = ", ".join(sorted(KNOWN_ROOM_VERSIONS, key=int))
-        raise Invalid(f"unknown room version {version!r} (known: {known})")
+        raise Invalid(f"room version {version!r} cannot be created here (creatable: {known})")
     return version
 
 
