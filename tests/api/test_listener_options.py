@@ -8,7 +8,7 @@ from typing import Any
 from hamlet.config import HomeServerConfig
 from hamlet.config.model import ListenerConfig, ResourceConfig
 from tests.accounts.conftest import OPEN_REGISTRATION
-from tests.conftest import advance
+from tests.conftest import settle
 from tests.support.harness import Harness, Response, start_harness
 
 MakeConfig = Callable[..., HomeServerConfig]
@@ -34,14 +34,10 @@ async def _last_seen_ips(h: Harness, token: str, forwarded_for: str) -> list[str
     await h.request(
         "GET", f"{V3}/account/whoami", token=token, headers={"X-Forwarded-For": forwarded_for}
     )
-    # The last-seen write happens in the background.
-    for _ in range(200):
-        resp = await h.request("GET", f"{V3}/devices", token=token)
-        ips: list[str | None] = [d["last_seen_ip"] for d in resp.json["devices"]]
-        if all(ip is not None for ip in ips):
-            return ips
-        await advance(0.05)
-    raise AssertionError("the last-seen address was never written")
+    # The last-seen write happens in the background; settle() returns once it committed.
+    await settle()
+    resp = await h.request("GET", f"{V3}/devices", token=token)
+    return [d.get("last_seen_ip") for d in resp.json["devices"]]
 
 
 async def _harness(make_hs_config: MakeConfig, listener: ListenerConfig) -> Harness:
