@@ -5,11 +5,11 @@ from __future__ import annotations
 from hamlet.config import HomeServerConfig
 from hamlet.config.model import RateLimitConfig
 from hamlet.handlers.common import ratelimit
-from hamlet.handlers.common.service import ServiceBase
+from hamlet.handlers.common.ratelimit import RatelimiterSet
 from hamlet.runtime.clock import Clock
 
 
-class AccountRatelimiters(ServiceBase):
+class AccountRatelimiters(RatelimiterSet):
     """`rc_login` (address, account, failed_attempts) and `rc_registration`."""
 
     def __init__(self, clock: Clock, config: HomeServerConfig) -> None:
@@ -29,7 +29,7 @@ class AccountRatelimiters(ServiceBase):
         self.token_validity = make(
             "registration_token_validity", config.rc_registration_token_validity
         )
-        self._all = (
+        self._limiters = (
             self.login_address,
             self.login_account,
             self.login_failed,
@@ -37,11 +37,3 @@ class AccountRatelimiters(ServiceBase):
             self.registration,
             self.token_validity,
         )
-
-    def start(self) -> None:
-        for limiter in self._all:
-            limiter.start()
-
-    async def shutdown(self) -> None:
-        for limiter in self._all:
-            limiter.stop()

@@ -56,6 +56,7 @@ from collections.abc import Hashable
 from typing import Final
 
 from hamlet.handlers.common.errors import LimitExceededError
+from hamlet.handlers.common.service import ServiceBase
 from hamlet.runtime.clock import Clock, LoopingCall
 from hamlet.runtime.wheel_timer import WheelTimer
 
@@ -367,3 +368,17 @@ class Ratelimiter:
         finally:
             self._pruning = False
         return removed
+
+
+class RatelimiterSet(ServiceBase):
+    """A service that owns several limiters and starts and stops their pruning together."""
+
+    _limiters: tuple[Ratelimiter, ...] = ()
+
+    def start(self) -> None:
+        for limiter in self._limiters:
+            limiter.start()
+
+    async def shutdown(self) -> None:
+        for limiter in self._limiters:
+            limiter.stop()

@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from hamlet.config import HomeServerConfig, RateLimitConfig
-from hamlet.handlers.common.ratelimit import Ratelimiter
-from hamlet.handlers.common.service import ServiceBase
+from hamlet.handlers.common.ratelimit import Ratelimiter, RatelimiterSet
 from hamlet.handlers.rooms.sender import Sender
 from hamlet.runtime.clock import Clock
 
@@ -16,7 +15,7 @@ class RatelimitOverrideLookup(Protocol):
         """A user's `(messages_per_second, burst_count)` override, if any."""
 
 
-class RoomRatelimiters(ServiceBase):
+class RoomRatelimiters(RatelimiterSet):
     def __init__(
         self, clock: Clock, config: HomeServerConfig, overrides: RatelimitOverrideLookup
     ) -> None:
@@ -33,7 +32,7 @@ class RoomRatelimiters(ServiceBase):
         self.invites_per_room = make("rc_invites.per_room", config.rc_invites.per_room)
         self.invites_per_user = make("rc_invites.per_user", config.rc_invites.per_user)
         self.invites_per_issuer = make("rc_invites.per_issuer", config.rc_invites.per_issuer)
-        self._all = (
+        self._limiters = (
             self.messages,
             self.joins_local,
             self.joins_per_room,
@@ -41,14 +40,6 @@ class RoomRatelimiters(ServiceBase):
             self.invites_per_user,
             self.invites_per_issuer,
         )
-
-    def start(self) -> None:
-        for limiter in self._all:
-            limiter.start()
-
-    async def shutdown(self) -> None:
-        for limiter in self._all:
-            limiter.stop()
 
     async def message(self, sender: Sender) -> None:
         if sender.exempt_from_limits:
