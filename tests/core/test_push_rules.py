@@ -392,3 +392,25 @@ def test_evaluation_stops_when_its_budget_runs_out() -> None:
     # Once the request's budget is spent, nothing is evaluated at all.
     assert evaluate(ruleset, msg("hi alice"), CTX, request) is None
     assert highlights(evaluate(ruleset, msg("hi alice"), CTX, WorkBudget(EVENT_STEPS)))
+
+
+def test_rebuilding_after_a_change_reuses_the_unchanged_compiled_rules() -> None:
+    conditions = [{"kind": "event_match", "key": "content.body", "pattern": "*a*b*"}]
+    user = UserPushRules()
+    for i in range(3):
+        user = add_rule(user, "override", f"r{i}", {"conditions": conditions, "actions": []})
+    before = build_ruleset("@a:x", user)
+    changed = set_actions(user, "override", "r1", ["notify"])
+    changed = add_rule(changed, "content", "cake", {"pattern": "cake", "actions": []})
+    after = build_ruleset("@a:x", changed, before)
+    assert after.to_json() == build_ruleset("@a:x", changed).to_json()
+    old, new = before.by_kind["override"], after.by_kind["override"]
+    assert new[1] is old[1] and new[3] is old[3]
+    assert new[2] is not old[2] and new[2].actions == ["notify"]
+    for rule in after.ordered():
+        assert len(rule.globs) == (1 if rule.kind == "content" else len(rule.conditions))
+    event = {"type": "m.room.message", "content": {"body": "I like cake"}}
+    context = PushContext(user_id="@a:x", display_name=None, member_count=2)
+    assert evaluate(after, event, context) == evaluate(
+        build_ruleset("@a:x", changed), event, context
+    )

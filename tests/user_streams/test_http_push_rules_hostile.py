@@ -52,6 +52,45 @@ async def test_backtracking_patterns_do_not_stall_sync(harness: Harness) -> None
     assert await counts(harness, bob, other) == (1, 1)
 
 
+async def test_costly_rules_let_other_requests_run_between_events(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ruleset that uses its whole budget hands the loop back between
+    events, so a neighbour's request waits for one event's matching, not
+    for the owner's whole /sync."""
+    alice = await make_user(harness, "alice")
+    bob = await make_user(harness, "bob")
+    room = await public_room(harness, alice, bob)
+    for i in range(8):
+        # `?` between literals is charged to the work budget per position.
+        body = {"pattern": "a?" * (400 + i) + "b", "actions": ["notify"]}
+        resp = await call(harness, "PUT", f"{RULES}/content/slow{i}", bob, body)
+        assert resp.status == 200, resp.json
+    for i in range(6):
+        resp = await call(
+            harness,
+            "PUT",
+            f"/rooms/{room}/send/m.room.message/long{i}",
+            alice,
+            {"msgtype": "m.text", "body": "a " * 20_000},
+        )
+        assert resp.status == 200, resp.json
+    clock = harness.hs.clock
+    sleep = clock.sleep
+    yields: list[float] = []
+
+    async def counting_sleep(seconds: float) -> None:
+        if seconds == 0:
+            yields.append(seconds)
+        await sleep(seconds)
+
+    monkeypatch.setattr(clock, "sleep", counting_sleep)
+    await counts(harness, bob, room)
+    # Six events each costing about a full event budget: a yield before
+    # every one after the first.
+    assert len(yields) >= 5
+
+
 async def test_rule_count_and_size_caps(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(rules_core, "MAX_USER_RULES", 3)
     alice = await make_user(harness, "alice")

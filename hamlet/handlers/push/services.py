@@ -15,5 +15,6 @@ def build(ctx: BuildContext, s: Services) -> None:
             account_data=s.account_data,
             history=s.room_history_store,
             state=s.room_state,
+            clock=ctx.clock,
         )
     )
