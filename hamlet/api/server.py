@@ -70,9 +70,16 @@ class TenantResolver(Protocol):
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> web.Response:
+    return encoded_json_response(orjson.dumps(body), status, headers)
+
+
+def encoded_json_response(
+    body: bytes, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    """A response whose JSON is already encoded, e.g. once for many requests."""
     return web.Response(
         status=status,
-        body=orjson.dumps(body),
+        body=body,
         content_type="application/json",
         headers={**CORS_HEADERS, **(headers or {})},
     )
@@ -127,6 +134,32 @@ def strip_port(host: str | None) -> str | None:
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
+#: Bodies above this are written a chunk at a time, waiting for the client
+#: to take each: handed to the transport whole, a body of megabytes is
+#: copied and sent in one go while every other connection waits.
+STREAM_ABOVE = 1024 * 1024
+STREAM_CHUNK = 128 * 1024
+
+
+async def _stream(
+    http: web.Request, response: web.Response, *, compress: bool
+) -> web.StreamResponse:
+    body = response.body
+    assert isinstance(body, bytes | bytearray)
+    headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+    out = web.StreamResponse(status=response.status, headers=headers)
+    if compress and response.content_type == "application/json":
+        out.enable_compression()
+    else:
+        out.content_length = len(body)
+    await out.prepare(http)
+    view = memoryview(body)
+    for start in range(0, len(body), STREAM_CHUNK):
+        await out.write(view[start : start + STREAM_CHUNK])
+    await out.write_eof()
+    return out
+
+
 class HttpFrontend:
     """Serves every tenant the resolver knows, on any number of listeners."""
 
@@ -171,6 +204,8 @@ class HttpFrontend:
             if compress and response.content_type == "application/json" and not response.prepared:
                 # Negotiated from Accept-Encoding; media is already compressed.
                 response.enable_compression()
+            if isinstance(response, web.Response) and nbytes > STREAM_ABOVE:
+                return await _stream(http, response, compress=compress)
             return response
 
     async def _respond(

@@ -109,3 +109,29 @@ async def test_without_compress_nothing_is_gzipped(make_hs_config: MakeConfig) -
         assert resp.status == 200 and "Content-Encoding" not in resp.headers
     finally:
         await h.close()
+
+
+async def test_large_json_is_streamed_whole_compressed_or_not(make_hs_config: MakeConfig) -> None:
+    listener = ListenerConfig(port=0, resources=(ResourceConfig(("client",), compress=True),))
+    h = await start_harness([make_hs_config(**OPEN_REGISTRATION)], listener=listener)
+    try:
+        reg = await _register(h, "big", "203.0.113.9")
+        token = reg.json["access_token"]
+        user_id = reg.json["user_id"]
+        # Over a megabyte of JSON: written a chunk at a time, gzipped chunk by chunk.
+        pads = [bytes(range(256)).hex() * 100 for _ in range(25)]
+        for i, pad in enumerate(pads):
+            resp = await h.request(
+                "PUT", f"{V3}/user/{user_id}/account_data/big.{i}", token=token, json={"p": pad}
+            )
+            assert resp.status == 200, resp.body
+        for accept in ("gzip", "identity"):
+            resp = await h.request(
+                "GET", f"{V3}/sync", token=token, headers={"Accept-Encoding": accept}
+            )
+            assert resp.status == 200
+            assert ("Content-Encoding" in resp.headers) == (accept == "gzip")
+            events = {e["type"]: e["content"] for e in resp.json["account_data"]["events"]}
+            assert [events[f"big.{i}"]["p"] for i in range(25)] == pads
+    finally:
+        await h.close()

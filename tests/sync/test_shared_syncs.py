@@ -151,3 +151,56 @@ async def test_distinct_syncs_over_the_cap_get_429(h: Harness) -> None:
         answered = [body(r) for r in await asyncio.gather(*polls, duplicate)]
     assert answered[0]["next_batch"] == answered[3]["next_batch"]
     assert hs.sync.computations == 0
+
+
+async def test_identical_full_syncs_of_a_large_account_encode_once_and_stream_whole(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hamlet.api.client import sync as sync_api
+
+    alice = await make_user(h, "alice")
+    pad = "y" * 60_000
+    for i in range(30):
+        resp = await h.request(
+            "PUT",
+            f"{C}/user/{quote(alice.user_id)}/account_data/big.{i}",
+            token=alice.token,
+            json={"pad": pad},
+        )
+        assert resp.status == 200, resp.json
+    encodes: list[int] = []
+    real = sync_api.sync_response
+
+    def counted(result: Any) -> dict[str, Any]:
+        encodes.append(1)
+        return real(result)
+
+    monkeypatch.setattr(sync_api, "sync_response", counted)
+    # Hold the computation until all five requests wait on it.
+    release = asyncio.Event()
+    compute = h.hs.sync._sync
+
+    async def held(request: Any) -> Any:
+        await release.wait()
+        return await compute(request)
+
+    monkeypatch.setattr(h.hs.sync, "_sync", held)
+    async with unpooled(h) as get:
+        path = f"{C}/sync?full_state=true"
+        polls = [asyncio.ensure_future(get(path, alice.token)) for _ in range(5)]
+        hs = h.hs
+        await until(
+            lambda: hs.sync.active_syncs == 5 and hs.sync.computations == 1,
+            "five full syncs waiting on one computation",
+        )
+        release.set()
+        responses = await asyncio.gather(*polls)
+    # Over a megabyte each, sent in chunks, yet whole and identical.
+    assert all(len(r.body) > 1_800_000 for r in responses)
+    assert all(int(r.headers["Content-Length"]) == len(r.body) for r in responses)
+    assert len({r.body for r in responses}) == 1
+    events = body(responses[0])["account_data"]["events"]
+    assert sorted(e["type"] for e in events if e["type"].startswith("big.")) == sorted(
+        f"big.{i}" for i in range(30)
+    )
+    assert len(encodes) == 1

@@ -123,3 +123,6 @@ class SyncResult:
     to_device: list[ToDeviceMessage]
     device_lists: DeviceListChanges
     device_keys: DeviceKeyState
+    #: The response body once the API has encoded this result, so identical
+    #: requests sharing it (see `SyncHandler`) pay for the encoding once.
+    encoded: dict[str, bytes] = field(default_factory=dict, compare=False, repr=False)
