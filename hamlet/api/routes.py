@@ -21,6 +21,7 @@ from hamlet.api.client import (
     login,
     membership,
     messages,
+    openid,
     presence,
     profile,
     push_rules,
@@ -37,6 +38,7 @@ from hamlet.api.client import (
     user_directory,
     versions,
 )
+from hamlet.api.federation import openid as federation_openid
 from hamlet.api.media import content as media_content
 from hamlet.api.router import Router
 
@@ -78,6 +80,8 @@ def build_router() -> Router:
         sliding_sync,
         keys,
         room_keys,
+        openid,
+        federation_openid,
     ):
         module.register(router)
     return router

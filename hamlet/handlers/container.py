@@ -13,6 +13,7 @@ from hamlet.handlers.accounts.auth import AuthHandler
 from hamlet.handlers.accounts.deactivation import DeactivationHandler
 from hamlet.handlers.accounts.devices import DeviceHandler
 from hamlet.handlers.accounts.login import LoginHandler
+from hamlet.handlers.accounts.openid import OpenIdHandler
 from hamlet.handlers.accounts.passwords import PasswordHasher
 from hamlet.handlers.accounts.profile import ProfileHandler
 from hamlet.handlers.accounts.ratelimits import AccountRatelimiters
@@ -98,6 +99,7 @@ class Services:
     auth: AuthHandler
     devices: DeviceHandler
     login: LoginHandler
+    openid: OpenIdHandler
     uia: UiaHandler
     registration: RegistrationHandler
     account: AccountHandler

@@ -12,8 +12,14 @@ from hamlet.api.request import ApiRequest
 from hamlet.api.router import Router
 from hamlet.api.server import CORS_HEADERS
 
-# The spec versions whose Client-Server API we really serve.
-SPEC_VERSIONS = ["r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6"]
+# The spec versions whose Client-Server API we really serve. What clients
+# key on in the later ones: v1.7 asynchronous uploads (`/media/v1/create`),
+# v1.8 room version 11, v1.10 recursive relations, v1.11 authenticated
+# media (without it mautrix and others fall back to the legacy endpoints).
+SPEC_VERSIONS = [
+    "r0.6.1",
+    *(f"v1.{minor}" for minor in range(1, 12)),
+]
 
 
 # Features from later spec versions that we serve, as Synapse announces them:

@@ -6,6 +6,7 @@ from hamlet.handlers.accounts.account import AccountHandler
 from hamlet.handlers.accounts.auth import AuthHandler
 from hamlet.handlers.accounts.devices import DeviceHandler
 from hamlet.handlers.accounts.login import LoginHandler
+from hamlet.handlers.accounts.openid import OpenIdHandler
 from hamlet.handlers.accounts.passwords import PasswordHasher
 from hamlet.handlers.accounts.profile import ProfileHandler
 from hamlet.handlers.accounts.ratelimits import AccountRatelimiters
@@ -17,6 +18,7 @@ from hamlet.handlers.accounts.user_directory import UserDirectoryHandler
 from hamlet.handlers.common.service import BuildContext
 from hamlet.handlers.container import Services
 from hamlet.handlers.rooms.auto_join import AutoJoinHandler
+from hamlet.storage.stores.openid import OpenIdStore
 from hamlet.storage.stores.registration_tokens import RegistrationTokenStore
 
 
@@ -51,6 +53,7 @@ def build(ctx: BuildContext, s: Services) -> None:
         tokens=s.registration_token_store,
     )
     s.uia = ctx.own(UiaHandler(clock, checkers))
+    s.openid = ctx.own(OpenIdHandler(clock, OpenIdStore(ctx.db), ctx.server_name))
     auto_join = (
         AutoJoinHandler(config=config, directory=s.directory, pipeline=s.event_pipeline)
         if config.auto_join_rooms
