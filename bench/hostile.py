@@ -310,8 +310,15 @@ async def run(root: Path, scale: float) -> dict[str, Any]:
                 for kind, values in more.items():
                     samples[kind].extend(values)
             await attacking
+            measured = summary(samples)
+            idle = results["idle"]
             results[name] = {
-                **summary(samples),
+                **measured,
+                # The target: each within 2x of the neighbour's idle p99.
+                "vs_idle_p99": {
+                    kind: round(measured[f"{kind}_p99"] / idle[f"{kind}_p99"], 2)
+                    for kind in ("send", "sync")
+                },
                 "attack_s": round(time.perf_counter() - started, 2),
                 "statuses": dict(sorted(statuses.items())),
                 "process_up": server.proc.poll() is None,

@@ -35,14 +35,18 @@ from hamlet.config.model import (
     DEFAULT_RC_KEY_REQUESTS,
     DEFAULT_RC_MEDIA_CREATE,
     DEFAULT_RC_MESSAGE,
+    DEFAULT_RC_PRESENCE_PER_USER,
+    DEFAULT_RC_PROFILE,
     DEFAULT_RC_REGISTRATION,
     DEFAULT_RC_REGISTRATION_TOKEN_VALIDITY,
+    DEFAULT_RC_ROOM_CREATION,
     DEFAULT_RC_TO_DEVICE,
     DEFAULT_ROOM_VERSION,
     DEFAULT_SQLITE_CP,
     DEFAULT_SYNCS_PER_USER,
     DatabaseConfig,
     DatabaseEngine,
+    DirectoryRule,
     HomeServerConfig,
     HostConfig,
     InviteRateLimits,
@@ -262,6 +266,12 @@ def _build(ctx: Context, root: Section) -> HomeServerConfig | None:
             per_user=_ratelimit(rc_invites_s, "per_user", rc_invites.per_user),
             per_issuer=_ratelimit(rc_invites_s, "per_issuer", rc_invites.per_issuer),
         )
+    if root.has("rc_3pid_validation"):
+        root.unsupported(
+            "rc_3pid_validation",
+            "Hamlet has no third-party identifiers (email addresses, phone numbers) to validate",
+        )
+    root.ignore("rc_3pid_validation")
     rc_admin_redaction = None
     if root.has("rc_admin_redaction"):
         rc_admin_redaction = _ratelimit(root, "rc_admin_redaction", DEFAULT_RC_ADMIN_REDACTION)
@@ -317,6 +327,11 @@ def _build(ctx: Context, root: Section) -> HomeServerConfig | None:
         rc_admin_redaction=rc_admin_redaction,
         rc_key_requests=_ratelimit(root, "rc_key_requests", DEFAULT_RC_KEY_REQUESTS),
         rc_to_device=_ratelimit(root, "rc_to_device", DEFAULT_RC_TO_DEVICE),
+        rc_room_creation=_ratelimit(root, "rc_room_creation", DEFAULT_RC_ROOM_CREATION),
+        rc_presence_per_user=_rc_presence(root),
+        rc_profile=_ratelimit(root, "rc_profile", DEFAULT_RC_PROFILE),
+        alias_creation_rules=_directory_rules(root, "alias_creation_rules"),
+        room_list_publication_rules=_directory_rules(root, "room_list_publication_rules"),
         max_upload_size=_positive_size(root, "max_upload_size", DEFAULT_MAX_UPLOAD_SIZE),
         max_request_body_size=_positive_size(
             root, "max_request_body_size", DEFAULT_MAX_REQUEST_BODY_SIZE
@@ -358,6 +373,39 @@ def _positive_size(s: Section, key: str, default: int) -> int:
         s.error(key, "must be greater than zero")
         return default
     return size
+
+
+def _rc_presence(root: Section) -> RateLimitConfig:
+    s = root.section("rc_presence")
+    if s is None:
+        return DEFAULT_RC_PRESENCE_PER_USER
+    return _ratelimit(s, "per_user", DEFAULT_RC_PRESENCE_PER_USER)
+
+
+#: Rules are matched per request; more than this is a config mistake, not policy.
+MAX_DIRECTORY_RULES = 1000
+MAX_RULE_GLOB_LENGTH = 1000
+
+
+def _directory_rules(root: Section, key: str) -> tuple[DirectoryRule, ...]:
+    if not root.has(key):
+        return (DirectoryRule("allow"),)
+    sections = root.section_list(key) or []
+    if len(sections) > MAX_DIRECTORY_RULES:
+        root.error(key, f"at most {MAX_DIRECTORY_RULES} rules")
+    rules: list[DirectoryRule] = []
+    for s in sections[:MAX_DIRECTORY_RULES]:
+        action = s.require("action", to_non_empty_str)
+        if action is not None and action not in ("allow", "deny"):
+            s.error("action", "must be 'allow' or 'deny'")
+        globs = {}
+        for field_name in ("user_id", "room_id", "alias"):
+            glob = s.str_(field_name, "*")
+            if len(glob) > MAX_RULE_GLOB_LENGTH:
+                s.error(field_name, f"at most {MAX_RULE_GLOB_LENGTH} characters")
+            globs[field_name] = glob
+        rules.append(DirectoryRule(action or "deny", **globs))
+    return tuple(rules)
 
 
 def _ratelimit(parent: Section, key: str, default: RateLimitConfig) -> RateLimitConfig:

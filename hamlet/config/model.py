@@ -138,6 +138,17 @@ class LoginRateLimits:
 
 
 @dataclass(frozen=True, slots=True)
+class DirectoryRule:
+    """One of ``alias_creation_rules`` / ``room_list_publication_rules``: the
+    first rule whose globs match decides; no match means deny (Synapse's)."""
+
+    action: str
+    user_id: str = "*"
+    room_id: str = "*"
+    alias: str = "*"
+
+
+@dataclass(frozen=True, slots=True)
 class JoinRateLimits:
     """``rc_joins``."""
 
@@ -265,6 +276,9 @@ DEFAULT_RC_ADMIN_REDACTION = RateLimitConfig(1, 50)  # used when the section is 
 DEFAULT_RC_KEY_REQUESTS = RateLimitConfig(20, 100)
 # Counted in messages: a room key shared with a large room is one burst.
 DEFAULT_RC_TO_DEVICE = RateLimitConfig(50, 2000)
+DEFAULT_RC_ROOM_CREATION = RateLimitConfig(0.016, 10)
+DEFAULT_RC_PRESENCE_PER_USER = RateLimitConfig(0.1, 1)
+DEFAULT_RC_PROFILE = RateLimitConfig(1, 500)
 
 DEFAULT_MAX_UPLOAD_SIZE = 50 * 1024 * 1024
 DEFAULT_MAX_REQUEST_BODY_SIZE = 10 * 1024 * 1024
@@ -316,6 +330,14 @@ class HomeServerConfig:
     rc_admin_redaction: RateLimitConfig | None = None
     rc_key_requests: RateLimitConfig = DEFAULT_RC_KEY_REQUESTS
     rc_to_device: RateLimitConfig = DEFAULT_RC_TO_DEVICE
+    #: Room creation and upgrades, on top of ``rc_message`` (Synapse 1.159+).
+    rc_room_creation: RateLimitConfig = DEFAULT_RC_ROOM_CREATION
+    #: ``rc_presence.per_user``: presence changes by PUT /presence or /sync's ``set_presence``.
+    rc_presence_per_user: RateLimitConfig = DEFAULT_RC_PRESENCE_PER_USER
+    #: Profile lookups, per user (or per address when unauthenticated).
+    rc_profile: RateLimitConfig = DEFAULT_RC_PROFILE
+    alias_creation_rules: tuple[DirectoryRule, ...] = (DirectoryRule("allow"),)
+    room_list_publication_rules: tuple[DirectoryRule, ...] = (DirectoryRule("allow"),)
 
     # Sizes, in bytes
     max_upload_size: int = DEFAULT_MAX_UPLOAD_SIZE

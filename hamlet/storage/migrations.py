@@ -70,16 +70,22 @@ def render(sql: str, engine: str) -> list[str]:
 
 
 async def migrate(db: Database, schema_dir: Path = SCHEMA_DIR) -> int:
-    """Apply every pending migration; returns the resulting schema version."""
+    """Apply every migration not yet recorded, in number order; returns the
+    highest version applied.
+
+    Not only those above the highest: branches developed side by side land
+    their numbers out of order, and a database that already has a later
+    one must still get the earlier one when it arrives."""
     await db.execute(
         "create_schema_version",
         "CREATE TABLE IF NOT EXISTS schema_version ("
         " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_ts BIGINT NOT NULL)",
     )
-    current = await db.fetchval("get_schema_version", "SELECT MAX(version) FROM schema_version")
-    current = int(current or 0)
+    rows = await db.fetchall("get_schema_versions", "SELECT version FROM schema_version")
+    applied = {int(row[0]) for row in rows}
+    current = max(applied, default=0)
     for migration in load_migrations(schema_dir):
-        if migration.version <= current:
+        if migration.version in applied:
             continue
         statements = render(migration.sql, db.engine)
 
@@ -98,5 +104,5 @@ async def migrate(db: Database, schema_dir: Path = SCHEMA_DIR) -> int:
         except StorageError as e:
             raise MigrationError(f"migration {migration.version:04d}_{migration.name}: {e}") from e
         logger.info("Applied schema migration %04d_%s", migration.version, migration.name)
-        current = migration.version
+        current = max(current, migration.version)
     return current

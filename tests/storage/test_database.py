@@ -69,6 +69,21 @@ async def test_migrations_apply_once_and_are_recorded(db: Database, tmp_path: Pa
     assert await versions(db) == [(1, "things"), (2, "more")]
 
 
+async def test_a_migration_landing_below_the_highest_is_still_applied(
+    db: Database, tmp_path: Path
+) -> None:
+    schema = write_schema(
+        tmp_path / "schema",
+        {"0001_things.sql": FIRST, "0003_late.sql": "CREATE TABLE late (x INTEGER);\n"},
+    )
+    assert await migrate(db, schema) == 3
+    # A branch merged afterwards brings number 2.
+    write_schema(schema, {"0002_between.sql": "CREATE TABLE between_ (y INTEGER);\n"})
+    assert await migrate(db, schema) == 3
+    assert await versions(db) == [(1, "things"), (2, "between"), (3, "late")]
+    await db.execute("ins", "INSERT INTO between_ (y) VALUES (?)", 1)
+
+
 async def test_failing_migration_leaves_the_previous_version(
     db: Database, tmp_path: Path, log_records: RecordingHandler
 ) -> None:

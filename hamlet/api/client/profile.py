@@ -19,7 +19,7 @@ async def _lookup_requester(req: ApiRequest) -> Requester | None:
 async def get_profile(req: ApiRequest) -> dict[str, Any]:
     requester = await _lookup_requester(req)
     target = req.params["userId"]
-    await req.hs.profile.check_may_look_up(requester, target)
+    await req.hs.profile.check_may_look_up(requester, target, req.client_ip)
     return await req.hs.profile.get_profile(target)
 
 
@@ -27,7 +27,7 @@ def _field_handlers(field: str):  # type: ignore[no-untyped-def]
     async def get_field(req: ApiRequest) -> dict[str, Any]:
         requester = await _lookup_requester(req)
         target = req.params["userId"]
-        await req.hs.profile.check_may_look_up(requester, target)
+        await req.hs.profile.check_may_look_up(requester, target, req.client_ip)
         return await req.hs.profile.get_field(target, field)
 
     async def put_field(req: ApiRequest) -> dict[str, Any]:

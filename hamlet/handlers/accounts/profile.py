@@ -6,6 +6,7 @@ from typing import Any
 
 from hamlet.config import HomeServerConfig
 from hamlet.core.ids import UserID
+from hamlet.handlers.accounts.ratelimits import AccountRatelimiters
 from hamlet.handlers.common.errors import (
     ForbiddenError,
     InvalidParamError,
@@ -32,8 +33,10 @@ class ProfileHandler:
         profiles: ProfilesStore,
         rooms: RoomsStore,
         pipeline: EventPipeline,
+        limits: AccountRatelimiters,
     ) -> None:
         self.config = config
+        self.limits = limits
         self.server_name = config.server_name
         self.accounts = accounts
         self.profiles = profiles
@@ -43,8 +46,13 @@ class ProfileHandler:
     def _is_mine(self, user_id: str) -> bool:
         return UserID.is_valid(user_id) and UserID.from_string(user_id).domain == self.server_name
 
-    async def check_may_look_up(self, requester: Requester | None, target: str) -> None:
-        """`limit_profile_requests_to_users_who_share_rooms`: only people you share a room with."""
+    async def check_may_look_up(
+        self, requester: Requester | None, target: str, client_ip: str
+    ) -> None:
+        """`rc_profile`, then `limit_profile_requests_to_users_who_share_rooms`:
+        only people you share a room with."""
+        key = requester.user_id if requester is not None else client_ip
+        await self.limits.profile_lookup.ratelimit(key)
         if requester is None or not self.config.limit_profile_requests_to_users_who_share_rooms:
             return
         if requester.user_id == target:

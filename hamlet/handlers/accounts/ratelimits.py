@@ -10,7 +10,8 @@ from hamlet.runtime.clock import Clock
 
 
 class AccountRatelimiters(RatelimiterSet):
-    """`rc_login` (address, account, failed_attempts) and `rc_registration`."""
+    """`rc_login` (address, account, failed_attempts), `rc_registration` and
+    `rc_profile` (profile lookups, per user or per address when anonymous)."""
 
     def __init__(self, clock: Clock, config: HomeServerConfig) -> None:
         def make(name: str, rc: RateLimitConfig) -> ratelimit.Ratelimiter:
@@ -29,7 +30,9 @@ class AccountRatelimiters(RatelimiterSet):
         self.token_validity = make(
             "registration_token_validity", config.rc_registration_token_validity
         )
+        self.profile_lookup = make("rc_profile", config.rc_profile)
         self._limiters = (
+            self.profile_lookup,
             self.login_address,
             self.login_account,
             self.login_failed,

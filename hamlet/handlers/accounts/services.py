@@ -78,6 +78,7 @@ def build(ctx: BuildContext, s: Services) -> None:
         profiles=s.profiles_store,
         rooms=s.rooms_store,
         pipeline=s.event_pipeline,
+        limits=s.account_ratelimiters,
     )
     s.user_directory = UserDirectoryHandler(
         config=config, store=s.user_directory_store, rooms=s.rooms_store, state=s.room_state

@@ -19,10 +19,12 @@ from hamlet.core.presets import (
 from hamlet.core.room_versions import KNOWN_ROOM_VERSIONS
 from hamlet.handlers.common.errors import (
     BadJsonError,
+    ForbiddenError,
     InvalidParamError,
     MatrixError,
     TooLargeError,
 )
+from hamlet.handlers.rooms.directory_rules import DirectoryRuleSets
 from hamlet.handlers.rooms.event_creation import EventCreator
 from hamlet.handlers.rooms.membership import MembershipHandler
 from hamlet.storage.stores.rooms import RoomsStore
@@ -52,6 +54,7 @@ class RoomPlan:
     """A checked createRoom request: making the room can no longer fail on its input."""
 
     creator: str
+    room_id: str
     version: str
     visibility: str
     preset: str
@@ -74,8 +77,10 @@ class RoomCreationHandler:
         creator: EventCreator,
         membership: MembershipHandler,
         rooms: RoomsStore,
+        rules: DirectoryRuleSets,
     ) -> None:
         self.server_name = server_name
+        self.rules = rules
         self.default_room_version = default_room_version
         self.creator = creator
         self.membership = membership
@@ -164,9 +169,13 @@ class RoomCreationHandler:
                 raise InvalidParamError("Invalid room_alias_name")
             if await self.rooms.get_alias(alias) is not None:
                 raise MatrixError(400, "M_ROOM_IN_USE", "Room alias already taken")
+        room_id = generate_room_id(self.server_name)
+        if alias is not None and not self.rules.aliases.allows(user_id, room_id, [alias]):
+            raise ForbiddenError("Not allowed to create alias")
 
         return RoomPlan(
             creator=user_id,
+            room_id=room_id,
             version=version,
             visibility=visibility,
             preset=preset_name,
@@ -183,7 +192,7 @@ class RoomCreationHandler:
     async def create(self, plan: RoomPlan) -> dict[str, Any]:
         """Make the planned room: its initial events, in Synapse's order."""
         user_id, version, alias = plan.creator, plan.version, plan.alias
-        room_id = generate_room_id(self.server_name)
+        room_id = plan.room_id
         create_content = dict(plan.creation_content)
         if not KNOWN_ROOM_VERSIONS[version].creator_from_sender:
             create_content["creator"] = user_id
@@ -222,7 +231,10 @@ class RoomCreationHandler:
             await self.membership.update_membership(
                 user_id, room_id, invitee, "invite", extra=extra
             )
-        if plan.visibility == "public":
+        aliases = [alias] if alias is not None else []
+        if plan.visibility == "public" and self.rules.publication.allows(user_id, room_id, aliases):
+            # Refused by the rules, the room is still made, only not
+            # published (Synapse since 1.101).
             await self.rooms.set_room_public(room_id, True)
         result: dict[str, Any] = {"room_id": room_id}
         if alias is not None:

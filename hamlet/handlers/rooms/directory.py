@@ -24,6 +24,7 @@ from hamlet.handlers.common.errors import (
 )
 from hamlet.handlers.common.requester import Requester
 from hamlet.handlers.history.visibility import HISTORY_KEY
+from hamlet.handlers.rooms.directory_rules import DirectoryRuleSets
 from hamlet.handlers.rooms.pipeline import EventPipeline
 from hamlet.handlers.rooms.sender import Sender
 from hamlet.handlers.rooms.state import StateHandler
@@ -80,10 +81,12 @@ class DirectoryHandler:
         server_name: str,
         rooms: RoomsStore,
         state: StateHandler,
+        rules: DirectoryRuleSets,
         pipeline: EventPipeline | None = None,
         counts: UserDirectoryStore | None = None,
     ) -> None:
         self.server_name = server_name
+        self.rules = rules
         self.rooms = rooms
         self.state = state
         self.pipeline = pipeline
@@ -127,6 +130,8 @@ class DirectoryHandler:
             raise NotFoundError("Unknown room")
         if not requester.is_admin and not await self._is_joined(requester.user_id, room_id):
             raise ForbiddenError("You must be in the room to create an alias for it")
+        if not self.rules.aliases.allows(requester.user_id, room_id, [alias]):
+            raise ForbiddenError("Not allowed to create alias")
         if not await self.rooms.create_alias(alias, room_id, requester.user_id):
             raise MatrixError(409, "M_UNKNOWN", f"Room alias {alias} already exists")
 
@@ -206,6 +211,14 @@ class DirectoryHandler:
             raise ForbiddenError("You don't have permission to change the room list")
         if room.blocked and visibility == "public":
             raise ForbiddenError("This room has been blocked on this server")
+        if visibility == "public":
+            aliases = await self.rooms.get_aliases_for_room(room_id)
+            canonical = await self.state.get_current_state_event(room_id, CANONICAL_ALIAS, "")
+            alias = canonical.content.get("alias") if canonical is not None else None
+            if isinstance(alias, str):
+                aliases.append(alias)
+            if not self.rules.publication.allows(requester.user_id, room_id, aliases):
+                raise ForbiddenError("Not allowed to publish room")
         await self.rooms.set_room_public(room_id, visibility == "public")
 
     async def _public_room_entry(self, room_id: str, joined: int) -> dict[str, Any]:

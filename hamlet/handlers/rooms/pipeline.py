@@ -13,10 +13,11 @@ policy is applied once, in this order:
 3. state identical to the current state by the same sender answers with
    that event and makes none (PUT is idempotent, as in Synapse);
 4. rate limits: `rc_message` for every non-membership event, createRoom,
-   room upgrades and knocks; `rc_joins` (local and per room) for a new join
-   by any path; `rc_invites` (per room, per invitee, per issuer) for
-   invites. Server admins are exempt; an admin's `override_ratelimit`
-   replaces `rc_message` for one user;
+   room upgrades and knocks, and `rc_room_creation` too for the middle
+   two; `rc_joins` (local and per room) for a new join by any path;
+   `rc_invites` (per room, per invitee, per issuer) for invites. Server
+   admins are exempt; an admin's `override_ratelimit` replaces
+   `rc_message` for one user;
 5. a shadow-banned sender's non-membership events, invites and upgrades
    look done (a fake ID) but nothing is stored; their createRoom makes the
    room without its invites (Synapse's choices).
@@ -233,7 +234,7 @@ class EventPipeline:
     async def create_room(self, sender: Sender, body: Mapping[str, Any]) -> dict[str, Any]:
         plan = await self._creation.plan(sender.user_id, body)
         if not sender.internal:
-            await self._ratelimits.message(sender)
+            await self._ratelimits.room_creation_request(sender)
             if sender.shadow_banned:
                 plan = dataclasses.replace(plan, invites=())
         return await self._creation.create(plan)
@@ -243,7 +244,7 @@ class EventPipeline:
         _check_room_id(room_id)
         auth_state = await self._upgrade.check(sender.user_id, room_id, new_version)
         if not sender.internal:
-            await self._ratelimits.message(sender)
+            await self._ratelimits.room_creation_request(sender)
             if sender.shadow_banned:
                 return generate_room_id(self.server_name)
         return await self._upgrade.upgrade_room(sender.user_id, room_id, new_version, auth_state)

@@ -27,6 +27,7 @@ class RoomRatelimiters(RatelimiterSet):
         self.messages = make("rc_message", config.rc_message)
         # Per-user overrides of rc_message (the admin API sets them).
         self.overrides = overrides
+        self.room_creation = make("rc_room_creation", config.rc_room_creation)
         self.joins_local = make("rc_joins.local", config.rc_joins.local)
         self.joins_per_room = make("rc_joins_per_room", config.rc_joins_per_room)
         self.invites_per_room = make("rc_invites.per_room", config.rc_invites.per_room)
@@ -34,6 +35,7 @@ class RoomRatelimiters(RatelimiterSet):
         self.invites_per_issuer = make("rc_invites.per_issuer", config.rc_invites.per_issuer)
         self._limiters = (
             self.messages,
+            self.room_creation,
             self.joins_local,
             self.joins_per_room,
             self.invites_per_room,
@@ -52,6 +54,16 @@ class RoomRatelimiters(RatelimiterSet):
         if per_second == 0:
             return  # 0 messages per second: not rate limited at all
         await self.messages.ratelimit(sender.user_id, rate_hz=per_second, burst_count=burst_count)
+
+    async def room_creation_request(self, sender: Sender) -> None:
+        """createRoom and upgrades: `rc_room_creation` as well as `rc_message`,
+        checked before either counts, so a refusal by one costs nothing in
+        the other (as Synapse)."""
+        if sender.exempt_from_limits:
+            return
+        await self.room_creation.ratelimit(sender.user_id, update=False)
+        await self.message(sender)
+        await self.room_creation.ratelimit(sender.user_id)
 
     async def join(self, sender: Sender, room_id: str) -> None:
         if not sender.exempt_from_limits:

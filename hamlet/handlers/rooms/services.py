@@ -6,6 +6,7 @@ from hamlet.handlers.common.service import BuildContext
 from hamlet.handlers.container import Services
 from hamlet.handlers.rooms.creation import RoomCreationHandler
 from hamlet.handlers.rooms.directory import DirectoryHandler
+from hamlet.handlers.rooms.directory_rules import DirectoryRuleSets
 from hamlet.handlers.rooms.event_cache import EventCache
 from hamlet.handlers.rooms.event_creation import EventCreator
 from hamlet.handlers.rooms.membership import MembershipHandler
@@ -39,8 +40,12 @@ def build(ctx: BuildContext, s: Services) -> None:
         profiles=s.profiles_store,
     )
     s.room_ratelimits = ctx.own(RoomRatelimiters(ctx.clock, ctx.config, s.ratelimit_overrides))
+    rules = DirectoryRuleSets.from_config(
+        ctx.config.alias_creation_rules, ctx.config.room_list_publication_rules
+    )
     s.room_creation = RoomCreationHandler(
         server_name=server_name,
+        rules=rules,
         default_room_version=ctx.config.default_room_version,
         creator=s.event_creator,
         membership=s.membership,
@@ -65,6 +70,7 @@ def build(ctx: BuildContext, s: Services) -> None:
     )
     s.directory = DirectoryHandler(
         server_name=server_name,
+        rules=rules,
         rooms=s.rooms_store,
         state=s.room_state,
         pipeline=s.event_pipeline,

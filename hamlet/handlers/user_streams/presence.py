@@ -15,8 +15,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Final
 
+from hamlet.config.model import DEFAULT_RC_PRESENCE_PER_USER, RateLimitConfig
 from hamlet.handlers.common.errors import ForbiddenError, InvalidParamError
 from hamlet.handlers.common.notifier import Notifier
+from hamlet.handlers.common.ratelimit import Ratelimiter
 from hamlet.handlers.common.room_access import RoomSharing
 from hamlet.handlers.common.service import ENTRY_BYTES, ServiceBase
 from hamlet.handlers.common.streams import StreamToken, SyncScope
@@ -79,8 +81,18 @@ class PresenceHandler(ServiceBase):
         *,
         enabled: bool = True,
         max_status_msg_length: int = 1024,
+        rate: RateLimitConfig = DEFAULT_RC_PRESENCE_PER_USER,
     ) -> None:
         self._clock = clock
+        # `rc_presence.per_user`: each PUT and each /sync's `set_presence`
+        # spends one action (as Synapse); a /sync over the limit leaves the
+        # state alone instead of failing.
+        self._rate = Ratelimiter(
+            clock,
+            name="rc_presence.per_user",
+            per_second=rate.per_second,
+            burst_count=rate.burst_count,
+        )
         # Every room-mate's /sync carries the status: it must stay small.
         self._max_status_msg_length = max_status_msg_length
         self._notifier = notifier
@@ -93,6 +105,7 @@ class PresenceHandler(ServiceBase):
 
     def start(self) -> None:
         if self.enabled:
+            self._rate.start()
             self._clock.looping_call(self.check_timeouts, CHECK_INTERVAL_S)
 
     def current_position(self) -> int:
@@ -129,6 +142,7 @@ class PresenceHandler(ServiceBase):
             )
         if not self.enabled:
             return
+        await self._rate.ratelimit(user_id)
         now = self._clock.time_msec()
         old = self.get_state(user_id)
         new = dataclasses.replace(old, state=presence, status_msg=status_msg)
@@ -167,8 +181,13 @@ class PresenceHandler(ServiceBase):
     @contextlib.asynccontextmanager
     async def syncing(self, user_id: str, presence: str | None) -> AsyncIterator[None]:
         """Wrap one /sync: the user is not timed out while a sync is in flight."""
-        await self.set_state_from_sync(user_id, presence)
+        if presence is not None and presence not in STATES:
+            raise InvalidParamError(f"Invalid presence state {presence!r}")
         affects = self.enabled and presence != OFFLINE
+        # Over `rc_presence` the sync still keeps the user from timing out;
+        # only the state change it asks for is skipped.
+        if affects and self._rate.can_do_action(user_id)[0]:
+            await self.set_state_from_sync(user_id, presence)
         if affects:
             self._syncing[user_id] = self._syncing.get(user_id, 0) + 1
         try:
@@ -255,7 +274,8 @@ class PresenceHandler(ServiceBase):
         """Presence is state, not a cache."""
 
     async def shutdown(self) -> None:
-        """The timeout looping call belongs to the Clock."""
+        """The timeout looping call belongs to the Clock; the limiter's pruning is ours."""
+        self._rate.stop()
 
 
 def _visible(state: UserPresence) -> tuple[str, str | None, bool]:

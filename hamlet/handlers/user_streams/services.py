@@ -36,6 +36,7 @@ def build(ctx: BuildContext, s: Services) -> None:
             s.rooms_store,
             enabled=ctx.config.presence.enabled,
             max_status_msg_length=limits.max_status_msg_length,
+            rate=ctx.config.rc_presence_per_user,
         )
     )
     s.to_device = ctx.own(
