@@ -268,3 +268,52 @@ async def test_a_notary_with_the_wrong_key_is_passed_over_for_the_origin(
     assert transport.count("POST", "b.test", QUERY_PATH) == 1
     stored = await a.keyring.stored_response("c.test")
     assert stored is not None and stored.from_server == "c.test"
+
+
+NOTARY_GARBAGE = {
+    "a list": lambda answer: [answer],
+    "no server_keys": lambda answer: {},
+    "too many": lambda answer: {"server_keys": answer["server_keys"] * 17},
+    "unsigned by notary": lambda answer: {
+        "server_keys": [
+            {**r, "signatures": {"c.test": r["signatures"]["c.test"]}}
+            for r in answer["server_keys"]
+        ]
+    },
+}
+
+
+@pytest.mark.parametrize("garbage", sorted(NOTARY_GARBAGE))
+async def test_a_notary_answering_garbage_is_passed_over(
+    garbage: str,
+    make_hs_config: Any,
+    start_servers: StartServers,
+    transport: HarnessTransport,
+) -> None:
+    h = await start_servers(
+        make_hs_config("a.test", trusted_key_servers=[{"server_name": "b.test"}]),
+        make_hs_config("b.test"),
+        make_hs_config("c.test"),
+    )
+    a, c = h.servers["a.test"], h.servers["c.test"]
+
+    def tamper(dest: str, path: str, answer: Any) -> Any:
+        return NOTARY_GARBAGE[garbage](answer) if path == QUERY_PATH else answer
+
+    transport.tamper = tamper
+    keys = await a.keyring.get_verify_keys("c.test", [c.signing_key.key_id], a.clock.time_msec())
+    assert c.signing_key.key_id in keys
+    stored = await a.keyring.stored_response("c.test")
+    assert stored is not None and stored.from_server == "c.test"
+
+
+async def test_too_many_signatures_are_refused_unfetched(
+    two: Harness, transport: HarnessTransport
+) -> None:
+    a, b = two.servers["a.test"], two.servers["b.test"]
+    signed = sign_json({"x": 1}, "b.test", b.signing_key)
+    sig = signed["signatures"]["b.test"][b.signing_key.key_id]
+    signed["signatures"]["b.test"] = {f"ed25519:k{i}": sig for i in range(9)}
+    with pytest.raises(SignatureVerifyError):
+        await a.keyring.verify_json_for_server("b.test", signed, a.clock.time_msec())
+    assert transport.requests == []
