@@ -38,6 +38,7 @@ from hamlet.api.client import (
     user_directory,
     versions,
 )
+from hamlet.api.federation import keys as federation_keys
 from hamlet.api.federation import openid as federation_openid
 from hamlet.api.media import content as media_content
 from hamlet.api.router import Router
@@ -82,6 +83,7 @@ def build_router() -> Router:
         room_keys,
         openid,
         federation_openid,
+        federation_keys,
     ):
         module.register(router)
     return router

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from hamlet.config import server_keys
 from hamlet.config._reader import (
     Context,
     Invalid,
@@ -353,6 +354,10 @@ def _build(ctx: Context, root: Section) -> HomeServerConfig | None:
         allow_public_rooms_over_federation=_without_federation(
             root, "allow_public_rooms_over_federation"
         ),
+        trusted_key_servers=server_keys.trusted_key_servers(root),
+        old_signing_keys=server_keys.old_signing_keys(root),
+        key_refresh_interval=server_keys.key_refresh_interval(root),
+        federation_domain_whitelist=server_keys.federation_domain_whitelist(root),
         tenants=_tenants(root),
         limits=_limits(root),
         host=_host(ctx, root),

@@ -13,6 +13,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
+from hamlet.core.server_keys import OldKey
+
 DatabaseEngine = Literal["sqlite3", "psycopg2"]
 
 DEFAULT_SQLITE_CP = 1
@@ -264,6 +266,18 @@ class HostConfig:
     drain_timeout_ms: int = 10_000
 
 
+@dataclass(frozen=True, slots=True)
+class TrustedKeyServer:
+    """One entry of ``trusted_key_servers``: a notary asked for other servers' keys.
+
+    ``verify_keys`` (key ID, unpadded base64) check the notary's signature on
+    what it vouches for; when absent the notary's own keys are fetched from it.
+    """
+
+    server_name: str
+    verify_keys: tuple[tuple[str, str], ...] | None = None
+
+
 DEFAULT_LISTENERS: tuple[ListenerConfig, ...] = (
     ListenerConfig(port=8008, resources=(ResourceConfig(names=("client",)),)),
 )
@@ -283,6 +297,7 @@ DEFAULT_RC_PROFILE = RateLimitConfig(1, 500)
 DEFAULT_MAX_UPLOAD_SIZE = 50 * 1024 * 1024
 DEFAULT_MAX_REQUEST_BODY_SIZE = 10 * 1024 * 1024
 DEFAULT_ROOM_VERSION = "10"
+DEFAULT_KEY_REFRESH_INTERVAL_MS = 24 * 3600 * 1000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -355,6 +370,14 @@ class HomeServerConfig:
     server_notices: ServerNoticesConfig | None = None
     allow_public_rooms_without_auth: bool = False
     allow_public_rooms_over_federation: bool = False
+
+    # Federation: signing keys and who may talk to us
+    #: Notaries asked for remote keys; empty (unlike Synapse's matrix.org): ask each origin.
+    trusted_key_servers: tuple[TrustedKeyServer, ...] = ()
+    old_signing_keys: tuple[OldKey, ...] = ()
+    key_refresh_interval: int = DEFAULT_KEY_REFRESH_INTERVAL_MS  # milliseconds
+    #: When set, only these servers are served over federation.
+    federation_domain_whitelist: frozenset[str] | None = None
 
     # Multi-tenancy (Hamlet's own keys)
     tenants: tuple[Path, ...] = ()

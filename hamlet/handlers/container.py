@@ -31,6 +31,8 @@ from hamlet.handlers.common.ratelimit_overrides import RatelimitOverrides
 from hamlet.handlers.e2ee.device_lists import DeviceListHandler
 from hamlet.handlers.e2ee.key_backup import KeyBackupHandler
 from hamlet.handlers.e2ee.keys import E2eKeysHandler
+from hamlet.handlers.federation.keyring import Keyring
+from hamlet.handlers.federation.notary import KeyNotary
 from hamlet.handlers.history.aggregations import BundledAggregations
 from hamlet.handlers.history.pagination import PaginationHandler
 from hamlet.handlers.history.reader import RoomReader
@@ -136,3 +138,6 @@ class Services:
     server_notices: ServerNoticesHandler
     # media
     media: MediaRepository
+    # federation: other servers' keys, and the notary serving them
+    keyring: Keyring
+    key_notary: KeyNotary
