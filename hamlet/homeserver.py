@@ -31,6 +31,7 @@ from hamlet.handlers.common.errors import LimitExceededError
 from hamlet.handlers.common.service import BuildContext, Service, ServiceRegistry
 from hamlet.handlers.container import Services
 from hamlet.handlers.e2ee import services as e2ee
+from hamlet.handlers.federation.sender import services as federation_sender
 from hamlet.handlers.history import services as history
 from hamlet.handlers.media import services as media
 from hamlet.handlers.push import services as push
@@ -70,6 +71,7 @@ PACKAGE_BUILDERS: tuple[PackageBuilder, ...] = (
     spaces.build,
     admin.build,
     media.build,
+    federation_sender.build,
 )
 
 

@@ -31,6 +31,8 @@ from hamlet.handlers.common.ratelimit_overrides import RatelimitOverrides
 from hamlet.handlers.e2ee.device_lists import DeviceListHandler
 from hamlet.handlers.e2ee.key_backup import KeyBackupHandler
 from hamlet.handlers.e2ee.keys import E2eKeysHandler
+from hamlet.handlers.federation.sender.admin import DestinationsAdmin
+from hamlet.handlers.federation.sender.sender import FederationSender
 from hamlet.handlers.history.aggregations import BundledAggregations
 from hamlet.handlers.history.pagination import PaginationHandler
 from hamlet.handlers.history.reader import RoomReader
@@ -136,3 +138,6 @@ class Services:
     server_notices: ServerNoticesHandler
     # media
     media: MediaRepository
+    # federation: the outbound queues and their admin view.
+    federation_sender: FederationSender
+    federation_destinations: DestinationsAdmin
