@@ -194,6 +194,11 @@ class FederationOutboxStore:
                     room_rows.append((destination, room_id, so, event_id))
                     if destination in queued_for:
                         pdu_rows.append((destination, so, event_id))
+            # A destination is listed (admin API) from its first queued event on.
+            await txn.executemany(
+                "INSERT INTO destinations (destination) VALUES (?) ON CONFLICT DO NOTHING",
+                [(d,) for d in sorted({row[0] for row in room_rows})],
+            )
             await txn.executemany(
                 "INSERT INTO destination_rooms (destination, room_id, stream_ordering, event_id)"
                 " VALUES (?, ?, ?, ?) ON CONFLICT (destination, room_id) DO UPDATE SET"

@@ -238,9 +238,9 @@ class FederationSender(ServiceBase):
                 await self._handle_receipts()
                 await self._handle_presence()
         finally:
+            # After a failure (logged by the Clock) the next move starts the
+            # worker again: starting it from here would spin on a dead database.
             self._working = False
-            if self._has_input() and not self._resume_pending:
-                self._kick()
 
     async def _resume(self) -> None:
         """After a restart: reload every destination with something to send."""
