@@ -321,7 +321,7 @@ class FederationSender(ServiceBase):
                 self._typing_sent[room_id] = now
             edus = [typing_edu(room_id, u, True) for u in sorted(now - before)]
             edus += [typing_edu(room_id, u, False) for u in sorted(before - now)]
-            await self._queue_edus(hosts.keys(), edus)
+            await self.queue_edus(hosts.keys(), edus)
 
     async def _handle_receipts(self) -> None:
         if not self._receipt_rooms:
@@ -342,7 +342,7 @@ class FederationSender(ServiceBase):
                 for r in room.receipts
                 if r.receipt_type == READ and server_of(r.user_id) == self.server_name
             ]
-            await self._queue_edus(hosts[room_id].keys(), edus)
+            await self.queue_edus(hosts[room_id].keys(), edus)
 
     async def _handle_presence(self) -> None:
         users, self._presence_users = self._presence_users, set()
@@ -352,9 +352,12 @@ class FederationSender(ServiceBase):
                 destinations.update(await self._hosts.remote_hosts(membership.room_id))
             if destinations:
                 state = self._presence.get_state(user_id)
-                await self._queue_edus(destinations, [presence_edu(state, self._clock.time_msec())])
+                await self.queue_edus(destinations, [presence_edu(state, self._clock.time_msec())])
 
-    async def _queue_edus(self, destinations: Collection[str], edus: Sequence[Edu]) -> None:
+    async def queue_edus(self, destinations: Collection[str], edus: Sequence[Edu]) -> None:
+        """Queue EDUs for remote servers, in order; an EDU replaces a queued one
+        with the same type and key (give a unique key to keep every one, as
+        to-device messages will need)."""
         if not edus or not destinations:
             return
         queues = [await self._queue(d) for d in sorted(destinations)]

@@ -8,10 +8,13 @@ from hamlet.handlers.container import Services
 from hamlet.handlers.federation.sender.admin import DestinationsAdmin
 from hamlet.handlers.federation.sender.hosts import MembershipHosts
 from hamlet.handlers.federation.sender.sender import FederationSender
+from hamlet.handlers.federation.sender.transport import TransactionTransport
 from hamlet.storage.stores.federation_outbox import FederationOutboxStore
 
 
-def build(ctx: BuildContext, s: Services) -> None:
+def build(ctx: BuildContext, s: Services, transport: TransactionTransport | None = None) -> None:
+    """`transport` is the federation client transactions go out through;
+    without one, queues fill (in the database) and wait for one."""
     store = FederationOutboxStore(ctx.db)
     s.federation_sender = ctx.own(
         FederationSender(
@@ -28,6 +31,7 @@ def build(ctx: BuildContext, s: Services) -> None:
             receipts=s.receipts,
             presence=s.presence,
             user_rooms=s.rooms_store,
+            transport=transport,
         )
     )
     s.federation_destinations = DestinationsAdmin(store, s.federation_sender)
