@@ -3,6 +3,9 @@ shape, order, batching, restart (both engines, virtual time)."""
 
 from __future__ import annotations
 
+import pytest
+
+from hamlet.handlers.federation.sender import queue as queue_module
 from tests.conftest import settle
 from tests.federation.outbox_support import (  # noqa: F401
     FakeTransport,
@@ -154,3 +157,26 @@ async def test_membership_changes_reach_the_remote_server(fh: Harness) -> None:
     assert bodies(sent) == ["after"]
     kinds = [(p["type"], p.get("state_key")) for t in sent for p in t.body["pdus"]]
     assert kinds == [("m.room.message", None), ("m.room.member", f"@bob:{REMOTE}")]
+
+
+async def test_a_queue_too_far_behind_catches_up(
+    fh: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(queue_module, "MAX_QUEUED_PDUS", 20)
+    alice = await make_user(fh, "alice")
+    room = await room_with_remotes(fh, alice, REMOTE)
+    other = await room_with_remotes(fh, alice, REMOTE)
+    await send_many(fh, alice.user_id, room, 25)
+    await fh.hs.event_creator.send(
+        alice.user_id, other, "m.room.message", {"msgtype": "m.text", "body": "other"}
+    )
+    await settle()
+    # The queue was dropped: only the newest event of each room goes out.
+    transport = attach(fh.hs)
+    await settle()
+    assert bodies(transport.to(REMOTE)) == ["m24", "other"]
+    # Nothing stale is left to send after a restart.
+    hs = await fh.restart()
+    again = attach(hs)
+    await settle()
+    assert again.attempts == []

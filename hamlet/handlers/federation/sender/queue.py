@@ -82,6 +82,8 @@ class DestinationQueue:
         self.catching_up = False
         self._pdus: list[QueuedPdu] = []
         self._edus_queued = False
+        # Queued PDU rows that catch-up has made obsolete, to delete before sending.
+        self._rows_stale = False
         self._running = False
         self._again = False
         self._retry_timer: DelayedCall | None = None
@@ -128,6 +130,7 @@ class DestinationQueue:
         """PDUs written to the queue table for this destination (or, if it
         started catching up meanwhile, only to `destination_rooms`)."""
         if self.catching_up:
+            self._rows_stale = True
             self.wake()
             return
         self._pdus.extend(pdus)
@@ -205,6 +208,8 @@ class DestinationQueue:
 
     async def _send_one(self) -> bool:
         """Send one transaction; False when there is nothing (more) to do now."""
+        if self._rows_stale:
+            await self._drop_pdus()
         pdus, from_catch_up = await self._next_pdus()
         edus: list[QueuedEdu] = []
         if self._edus_queued:
@@ -251,11 +256,13 @@ class DestinationQueue:
 
     async def _drop_pdus(self) -> None:
         self._start_catching_up()
+        self._rows_stale = False
         await self._s.store.drop_queued_pdus(self.destination)
 
     def _start_catching_up(self) -> None:
         self.catching_up = True
         self._pdus = []
+        self._rows_stale = True
 
     async def _transmit(self, pdus: list[JsonDict], edus: Collection[QueuedEdu]) -> Outcome:
         s = self._s

@@ -247,7 +247,8 @@ class FederationSender(ServiceBase):
         for destination in await self._store.destinations_with_work():
             row = await self._store.get_destination(destination)
             after = row.last_successful_stream_ordering if row else None
-            queue = DestinationQueue(destination, self._shared)
+            # A queue made meanwhile (an admin's reset) takes what is stored too.
+            queue = self._queues.get(destination) or DestinationQueue(destination, self._shared)
             queue.load(
                 row,
                 await self._store.get_queued_pdus(destination, MAX_QUEUED_PDUS + 1),
