@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
+from hamlet.core.ids import is_valid_server_name
 from hamlet.runtime.lru import LruCache
 
 ROOMS_CACHED = 10_000
@@ -63,7 +64,8 @@ class MembershipHosts:
         hosts: dict[str, int] = {}
         for user_id, since in await self._members.joined_members(room_id):
             domain = server_of(user_id)
-            if domain and domain != self._server_name:
+            # A member ID from a remote event names where we connect: only real server names.
+            if domain != self._server_name and is_valid_server_name(domain):
                 hosts[domain] = min(since, hosts.get(domain, since))
         if epoch == self._epoch:
             self._cache.set(room_id, hosts)

@@ -21,6 +21,7 @@ import orjson
 
 from hamlet.config.model import FederationConfig
 from hamlet.core.canonical_json import JsonDict
+from hamlet.core.ids import is_valid_server_name
 from hamlet.handlers.common.errors import MatrixError, NotFoundError
 from hamlet.handlers.common.notifier import Notifier
 from hamlet.handlers.common.service import ENTRY_BYTES, ServiceBase
@@ -290,7 +291,7 @@ class FederationSender(ServiceBase):
             if event.type == "m.room.member" and event.state_key:
                 # A kicked, banned or invited server hears of it too.
                 target = server_of(event.state_key)
-                if target and target != self.server_name:
+                if target != self.server_name and is_valid_server_name(target):
                     destinations.add(target)
             if destinations:
                 entries.append((event.room_id, event.stream_ordering, event.event_id, destinations))
