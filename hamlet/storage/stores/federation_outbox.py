@@ -308,14 +308,13 @@ class FederationOutboxStore:
         )
         return [(str(r[0]), int(r[1])) for r in rows], int(total)
 
-    async def joined_members(self, room_id: str) -> list[tuple[str, int]]:
+    async def room_members(self, room_id: str) -> list[tuple[str, str, int]]:
         rows = await self.db.fetchall(
-            "federation_joined_members",
-            "SELECT user_id, stream_ordering FROM room_memberships"
-            " WHERE room_id = ? AND membership = 'join'",
+            "federation_room_members",
+            "SELECT user_id, membership, stream_ordering FROM room_memberships WHERE room_id = ?",
             room_id,
         )
-        return [(str(r[0]), int(r[1])) for r in rows]
+        return [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
 
     async def get_events_in_rooms(
         self, room_ids: Collection[str], after: int, upto: int

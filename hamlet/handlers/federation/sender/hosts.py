@@ -1,23 +1,27 @@
 """Which remote servers are in a room: the destinations of its events and EDUs.
 
-Read from current membership (the servers of joined members, ours left
-out), each with the stream ordering of its earliest current join, so an
-event is sent only to servers that were in the room when it was made.
-Cached per room, so a local-only room costs a dict lookup per event; the
-sender drops a room's entry whenever a membership event lands in it.
-`JoinedHosts` is the seam: the room DAG's own host tracking can replace
-`MembershipHosts` without the sender changing.
+Read from the room's latest memberships (ours left out): each server with
+a joined member, with the stream ordering of its earliest current join, so
+an event goes only to servers that were in the room when it was made; and
+each server whose members have all left, with when the last one left, so
+an event made before that still reaches it (the worker may read the room
+after the leave). Cached per room, so a local-only room costs a dict
+lookup per event; the sender drops a room's entry whenever a membership
+event lands in it. `JoinedHosts` is the seam: the room DAG's own host
+tracking (state at each event) can replace `MembershipHosts`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from hamlet.core.ids import is_valid_server_name
 from hamlet.runtime.lru import LruCache
 
 ROOMS_CACHED = 10_000
+GONE = frozenset({"leave", "ban"})
 
 
 def server_of(user_id: str) -> str:
@@ -25,20 +29,32 @@ def server_of(user_id: str) -> str:
     return user_id.partition(":")[2]
 
 
-class JoinedUsers(Protocol):
-    async def joined_members(self, room_id: str) -> list[tuple[str, int]]:
-        """(user ID, stream ordering of their join) of the room's joined members."""
+@dataclass(frozen=True, slots=True)
+class RoomHosts:
+    #: server -> stream ordering of the earliest join of its joined members
+    joined: Mapping[str, int] = field(default_factory=dict)
+    #: server with no joined member -> stream ordering of its members' last leave
+    departed: Mapping[str, int] = field(default_factory=dict)
+
+    def at(self, stream_ordering: int) -> set[str]:
+        """The servers an event at `stream_ordering` goes to."""
+        hosts = {h for h, since in self.joined.items() if since < stream_ordering}
+        hosts.update(h for h, until in self.departed.items() if until > stream_ordering)
+        return hosts
+
+
+class RoomMembers(Protocol):
+    async def room_members(self, room_id: str) -> list[tuple[str, str, int]]:
+        """(user ID, membership, its stream ordering) of everyone with a membership."""
         ...
 
 
 class JoinedHosts(Protocol):
-    def cached(self, room_id: str) -> Mapping[str, int] | None:
+    def cached(self, room_id: str) -> RoomHosts | None:
         """The room's remote servers if known without I/O, else None."""
         ...
 
-    async def remote_hosts(self, room_id: str) -> Mapping[str, int]:
-        """Each remote server in the room, with the stream ordering since which it is."""
-        ...
+    async def remote_hosts(self, room_id: str) -> RoomHosts: ...
 
     def invalidate(self, room_id: str) -> None: ...
 
@@ -46,27 +62,33 @@ class JoinedHosts(Protocol):
 
 
 class MembershipHosts:
-    def __init__(self, server_name: str, members: JoinedUsers) -> None:
+    def __init__(self, server_name: str, members: RoomMembers) -> None:
         self._server_name = server_name
         self._members = members
-        self._cache: LruCache[str, Mapping[str, int]] = LruCache(ROOMS_CACHED)
+        self._cache: LruCache[str, RoomHosts] = LruCache(ROOMS_CACHED)
         # Bumped by every invalidation: a lookup that raced one is not cached.
         self._epoch = 0
 
-    def cached(self, room_id: str) -> Mapping[str, int] | None:
+    def cached(self, room_id: str) -> RoomHosts | None:
         return self._cache.get(room_id)
 
-    async def remote_hosts(self, room_id: str) -> Mapping[str, int]:
+    async def remote_hosts(self, room_id: str) -> RoomHosts:
         cached = self._cache.get(room_id)
         if cached is not None:
             return cached
         epoch = self._epoch
-        hosts: dict[str, int] = {}
-        for user_id, since in await self._members.joined_members(room_id):
+        joined: dict[str, int] = {}
+        departed: dict[str, int] = {}
+        for user_id, membership, ordering in await self._members.room_members(room_id):
             domain = server_of(user_id)
-            # A member ID from a remote event names where we connect: only real server names.
-            if domain != self._server_name and is_valid_server_name(domain):
-                hosts[domain] = min(since, hosts.get(domain, since))
+            # Member IDs come from remote events and name where we connect.
+            if domain == self._server_name or not is_valid_server_name(domain):
+                continue
+            if membership == "join":
+                joined[domain] = min(ordering, joined.get(domain, ordering))
+            elif membership in GONE:
+                departed[domain] = max(ordering, departed.get(domain, ordering))
+        hosts = RoomHosts(joined, {h: o for h, o in departed.items() if h not in joined})
         if epoch == self._epoch:
             self._cache.set(room_id, hosts)
         return hosts
@@ -78,6 +100,3 @@ class MembershipHosts:
     def clear(self) -> None:
         self._epoch += 1
         self._cache.clear()
-
-    def __len__(self) -> int:
-        return len(self._cache)

@@ -209,7 +209,7 @@ class FederationSender(ServiceBase):
     def _may_federate(self, room_id: str) -> bool:
         """False only for a room known to have no remote server."""
         hosts = self._hosts.cached(room_id)
-        return hosts is None or bool(hosts)
+        return hosts is None or bool(hosts.joined)
 
     def _has_input(self) -> bool:
         return bool(
@@ -277,7 +277,7 @@ class FederationSender(ServiceBase):
         membership, self._membership_rooms = self._membership_rooms, set()
         after, upto = self._events_pos, self._events_upto
         hosts = {room_id: await self._hosts.remote_hosts(room_id) for room_id in rooms}
-        wanted = [r for r in rooms if hosts[r] or r in membership]
+        wanted = [r for r in rooms if hosts[r].joined or hosts[r].departed or r in membership]
         events = await self._store.get_events_in_rooms(wanted, after, upto)
         self._events_pos = upto
         entries: list[tuple[str, int, str, Collection[str]]] = []
@@ -285,9 +285,7 @@ class FederationSender(ServiceBase):
             if server_of(event.sender) != self.server_name:
                 continue  # the origin sends its own events
             # Servers that joined after the event get it by backfill, not here.
-            destinations = {
-                h for h, since in hosts[event.room_id].items() if since < event.stream_ordering
-            }
+            destinations = hosts[event.room_id].at(event.stream_ordering)
             if event.type == "m.room.member" and event.state_key:
                 # A kicked, banned or invited server hears of it too.
                 target = server_of(event.state_key)
@@ -314,7 +312,7 @@ class FederationSender(ServiceBase):
         for room_id in sorted(rooms):
             hosts = await self._hosts.remote_hosts(room_id)
             before = self._typing_sent.pop(room_id, set())
-            if not hosts:
+            if not hosts.joined:
                 continue
             now = {
                 u for u in self._typing.typing_users(room_id) if server_of(u) == self.server_name
@@ -323,7 +321,7 @@ class FederationSender(ServiceBase):
                 self._typing_sent[room_id] = now
             edus = [typing_edu(room_id, u, True) for u in sorted(now - before)]
             edus += [typing_edu(room_id, u, False) for u in sorted(before - now)]
-            await self.queue_edus(hosts.keys(), edus)
+            await self.queue_edus(hosts.joined.keys(), edus)
 
     async def _handle_receipts(self) -> None:
         if not self._receipt_rooms:
@@ -334,7 +332,7 @@ class FederationSender(ServiceBase):
             if position > upto:  # notified, but an earlier receipt is still being written
                 self._receipt_rooms[room_id] = max(self._receipt_rooms.get(room_id, 0), position)
         hosts = {room_id: await self._hosts.remote_hosts(room_id) for room_id in dirty}
-        wanted = [r for r, h in hosts.items() if h]
+        wanted = [r for r, h in hosts.items() if h.joined]
         # As no user in particular: private receipts are left out.
         updates = await self._receipts.get_updates("", wanted, self._receipts_pos, upto)
         self._receipts_pos = max(self._receipts_pos, upto)
@@ -344,14 +342,14 @@ class FederationSender(ServiceBase):
                 for r in room.receipts
                 if r.receipt_type == READ and server_of(r.user_id) == self.server_name
             ]
-            await self.queue_edus(hosts[room_id].keys(), edus)
+            await self.queue_edus(hosts[room_id].joined.keys(), edus)
 
     async def _handle_presence(self) -> None:
         users, self._presence_users = self._presence_users, set()
         for user_id in sorted(users):
             destinations: set[str] = set()
             for membership in await self._user_rooms.get_rooms_for_user(user_id):
-                destinations.update(await self._hosts.remote_hosts(membership.room_id))
+                destinations.update((await self._hosts.remote_hosts(membership.room_id)).joined)
             if destinations:
                 state = self._presence.get_state(user_id)
                 await self.queue_edus(destinations, [presence_edu(state, self._clock.time_msec())])
