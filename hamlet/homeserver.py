@@ -32,6 +32,7 @@ from hamlet.handlers.common.service import BuildContext, Service, ServiceRegistr
 from hamlet.handlers.container import Services
 from hamlet.handlers.e2ee import services as e2ee
 from hamlet.handlers.federation import services as federation
+from hamlet.handlers.federation.sender import services as federation_sender
 from hamlet.handlers.history import services as history
 from hamlet.handlers.media import services as media
 from hamlet.handlers.push import services as push
@@ -72,6 +73,7 @@ PACKAGE_BUILDERS: tuple[PackageBuilder, ...] = (
     admin.build,
     media.build,
     federation.build,
+    federation_sender.build,
 )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from hamlet.api.admin import devices as admin_devices
 from hamlet.api.admin import event_reports as admin_event_reports
+from hamlet.api.admin import federation as admin_federation
 from hamlet.api.admin import media as admin_media
 from hamlet.api.admin import register as admin_register
 from hamlet.api.admin import registration_tokens as admin_registration_tokens
@@ -68,6 +69,7 @@ def build_router() -> Router:
         admin_server_notices,
         admin_rooms,
         admin_media,
+        admin_federation,
         media_content,
         spaces,
         typing,

@@ -48,6 +48,7 @@ from hamlet.config.model import (
     DatabaseConfig,
     DatabaseEngine,
     DirectoryRule,
+    FederationConfig,
     HomeServerConfig,
     HostConfig,
     InviteRateLimits,
@@ -225,6 +226,9 @@ def _with_path(config: HomeServerConfig, path: Path) -> HomeServerConfig:
 
 # -- sections -----------------------------------------------------------------
 
+# A year: longer backoffs or timeouts are typos, and timers must stay finite.
+MAX_FEDERATION_DURATION_MS = 365 * 24 * 3600_000
+
 
 def _build(ctx: Context, root: Section) -> HomeServerConfig | None:
     server_name = root.require("server_name", validate_server_name)
@@ -358,11 +362,54 @@ def _build(ctx: Context, root: Section) -> HomeServerConfig | None:
         old_signing_keys=server_keys.old_signing_keys(root),
         key_refresh_interval=server_keys.key_refresh_interval(root),
         federation_domain_whitelist=server_keys.federation_domain_whitelist(root),
+        federation=_federation(root),
         tenants=_tenants(root),
         limits=_limits(root),
         host=_host(ctx, root),
     )
     return config if server_name is not None else None
+
+
+def _federation(root: Section) -> FederationConfig:
+    s = root.section("federation")
+    d = FederationConfig()
+    if s is None:
+        return d
+
+    def duration(key: str, default: int, lo: int = 0) -> int:
+        value = s.get(key, default, parse_duration_ms)
+        if not lo <= value <= MAX_FEDERATION_DURATION_MS:
+            s.error(key, f"must be between {lo} ms and {MAX_FEDERATION_DURATION_MS} ms")
+            return default
+        return value
+
+    multiplier = s.number("destination_retry_multiplier", d.destination_retry_multiplier)
+    if not 1 <= multiplier <= 1000:
+        s.error("destination_retry_multiplier", "must be between 1 and 1000")
+        multiplier = d.destination_retry_multiplier
+    config = FederationConfig(
+        client_timeout=duration("client_timeout", d.client_timeout, 1),
+        max_short_retry_delay=duration("max_short_retry_delay", d.max_short_retry_delay),
+        max_long_retry_delay=duration("max_long_retry_delay", d.max_long_retry_delay),
+        max_short_retries=s.int_("max_short_retries", d.max_short_retries, 0, 100),
+        max_long_retries=s.int_("max_long_retries", d.max_long_retries, 0, 100),
+        destination_min_retry_interval=duration(
+            "destination_min_retry_interval", d.destination_min_retry_interval, 1
+        ),
+        destination_retry_multiplier=multiplier,
+        destination_max_retry_interval=duration(
+            "destination_max_retry_interval", d.destination_max_retry_interval, 1
+        ),
+    )
+    if config.destination_max_retry_interval < config.destination_min_retry_interval:
+        s.error(
+            "destination_max_retry_interval",
+            "must not be less than destination_min_retry_interval",
+        )
+        return dataclasses.replace(
+            config, destination_max_retry_interval=config.destination_min_retry_interval
+        )
+    return config
 
 
 def _without_federation(root: Section, key: str) -> bool:
@@ -704,6 +751,12 @@ def _limits(root: Section) -> LimitsConfig:
         max_status_msg_length=s.int_("max_status_msg_length", defaults.max_status_msg_length, 0),
         max_concurrent_password_hashes=s.int_(
             "max_concurrent_password_hashes", defaults.max_concurrent_password_hashes, 1
+        ),
+        max_concurrent_federation_transactions=s.int_(
+            "max_concurrent_federation_transactions",
+            defaults.max_concurrent_federation_transactions,
+            1,
+            10_000,
         ),
         http_keepalive_timeout_ms=s.get(
             "http_keepalive_timeout", defaults.http_keepalive_timeout_ms, parse_duration_ms

@@ -184,6 +184,29 @@ class PresenceConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class FederationConfig:
+    """``federation`` (Synapse's keys; durations in milliseconds).
+
+    A request is tried again after network failures: ``max_long_retries``
+    times (delays growing up to ``max_long_retry_delay``) for transactions,
+    ``max_short_retries`` times (up to ``max_short_retry_delay``) for the
+    rest; each attempt times out after ``client_timeout``. A destination
+    that still fails is backed off: first ``destination_min_retry_interval``,
+    then that times ``destination_retry_multiplier`` after each failure, up to
+    ``destination_max_retry_interval``; the backoff is stored per destination.
+    """
+
+    client_timeout: int = 60_000
+    max_short_retry_delay: int = 2_000
+    max_long_retry_delay: int = 60_000
+    max_short_retries: int = 3
+    max_long_retries: int = 10
+    destination_min_retry_interval: int = 10 * 60_000
+    destination_retry_multiplier: float = 2.0
+    destination_max_retry_interval: int = 7 * 24 * 3600_000
+
+
+@dataclass(frozen=True, slots=True)
 class ServerNoticesConfig:
     """``server_notices`` (absent means server notices are off)."""
 
@@ -239,6 +262,8 @@ class LimitsConfig:
     max_account_data_entries: int = 10_000
     max_status_msg_length: int = 1024
     max_concurrent_password_hashes: int = 1
+    #: Federation transactions the tenant has in flight at once, all destinations together.
+    max_concurrent_federation_transactions: int = 10
     http_keepalive_timeout_ms: int = 75_000
     http_header_timeout_ms: int = 30_000
     max_connections_per_ip: int = 200
@@ -370,6 +395,7 @@ class HomeServerConfig:
     server_notices: ServerNoticesConfig | None = None
     allow_public_rooms_without_auth: bool = False
     allow_public_rooms_over_federation: bool = False
+    federation: FederationConfig = FederationConfig()
 
     # Federation: signing keys and who may talk to us
     #: Notaries asked for remote keys; empty (unlike Synapse's matrix.org): ask each origin.

@@ -33,6 +33,8 @@ from hamlet.handlers.e2ee.key_backup import KeyBackupHandler
 from hamlet.handlers.e2ee.keys import E2eKeysHandler
 from hamlet.handlers.federation.keyring import Keyring
 from hamlet.handlers.federation.notary import KeyNotary
+from hamlet.handlers.federation.sender.admin import DestinationsAdmin
+from hamlet.handlers.federation.sender.sender import FederationSender
 from hamlet.handlers.history.aggregations import BundledAggregations
 from hamlet.handlers.history.pagination import PaginationHandler
 from hamlet.handlers.history.reader import RoomReader
@@ -141,3 +143,6 @@ class Services:
     # federation: other servers' keys, and the notary serving them
     keyring: Keyring
     key_notary: KeyNotary
+    # federation: the outbound queues and their admin view.
+    federation_sender: FederationSender
+    federation_destinations: DestinationsAdmin

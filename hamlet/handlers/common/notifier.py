@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 
 from hamlet.handlers.common.service import ENTRY_BYTES, ServiceBase
 from hamlet.handlers.common.streams import STREAM_NAMES, StreamPosition, StreamToken
@@ -24,6 +24,9 @@ logger = logging.getLogger(__name__)
 
 # Users (and, separately, rooms) whose last stream positions are remembered.
 POSITION_KEYS = 10_000
+
+# Told of every move: (stream, position, users, rooms).
+NotifyListener = Callable[[str, int, Sequence[str], Sequence[str]], None]
 
 
 class _Waiter:
@@ -93,6 +96,7 @@ class Notifier(ServiceBase):
         self._user_positions = _Positions(POSITION_KEYS)
         self._room_positions = _Positions(POSITION_KEYS)
         self._waiter_count = 0
+        self._listeners: list[NotifyListener] = []
 
     # --- streams ---
 
@@ -106,6 +110,12 @@ class Notifier(ServiceBase):
         if name not in STREAM_NAMES:
             raise ValueError(f"unknown stream {name!r}")
         self._providers[name] = provider
+
+    def add_listener(self, listener: NotifyListener) -> None:
+        """Called by a service's constructor (the federation sender) to hear of
+        every move, synchronously, so the streams need not know it exists.
+        A listener must be quick: it runs inside `notify`."""
+        self._listeners.append(listener)
 
     def current_token(self) -> StreamToken:
         """The position of every registered stream now (0 for the others)."""
@@ -126,14 +136,17 @@ class Notifier(ServiceBase):
         """`stream` reached `position` with a change for these users and rooms."""
         if stream not in STREAM_NAMES:
             raise ValueError(f"unknown stream {stream!r}")
-        for user_id in users:
+        user_ids, room_ids = tuple(users), tuple(rooms)
+        for user_id in user_ids:
             self._user_positions.advance(user_id, stream, position)
             for waiter in self._user_waiters.get(user_id, ()):
                 waiter.wake_if_past(stream, position)
-        for room_id in rooms:
+        for room_id in room_ids:
             self._room_positions.advance(room_id, stream, position)
             for waiter in self._room_waiters.get(room_id, ()):
                 waiter.wake_if_past(stream, position)
+        for listener in self._listeners:
+            listener(stream, position, user_ids, room_ids)
 
     # --- waiting ---
 

@@ -1,0 +1,1 @@
+"""Federation: the Server-Server API, both directions."""

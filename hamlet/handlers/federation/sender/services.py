@@ -1,0 +1,37 @@
+"""Builds the federation sender and its admin view (after user_streams: it
+reads typing, receipts and presence)."""
+
+from __future__ import annotations
+
+from hamlet.handlers.common.service import BuildContext
+from hamlet.handlers.container import Services
+from hamlet.handlers.federation.sender.admin import DestinationsAdmin
+from hamlet.handlers.federation.sender.hosts import MembershipHosts
+from hamlet.handlers.federation.sender.sender import FederationSender
+from hamlet.handlers.federation.sender.transport import TransactionTransport
+from hamlet.storage.stores.federation_outbox import FederationOutboxStore
+
+
+def build(ctx: BuildContext, s: Services, transport: TransactionTransport | None = None) -> None:
+    """`transport` is the federation client transactions go out through;
+    without one, queues fill (in the database) and wait for one."""
+    store = FederationOutboxStore(ctx.db)
+    s.federation_sender = ctx.own(
+        FederationSender(
+            server_name=ctx.server_name,
+            clock=ctx.clock,
+            store=store,
+            config=ctx.config.federation,
+            max_in_flight=ctx.config.limits.max_concurrent_federation_transactions,
+            notifier=s.notifier,
+            hosts=MembershipHosts(ctx.server_name, store),
+            events=s.events_store,
+            event_stream=s.event_creator,
+            typing=s.typing,
+            receipts=s.receipts,
+            presence=s.presence,
+            user_rooms=s.rooms_store,
+            transport=transport,
+        )
+    )
+    s.federation_destinations = DestinationsAdmin(store, s.federation_sender)
