@@ -255,7 +255,17 @@ def _fail_start(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(HomeServer, "start", boom)
 
 
-@pytest.mark.parametrize("inject", [_fail_storage, _fail_migration, _fail_service, _fail_start])
+def _fail_service_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Services start from call_when_running, after the others' looping calls exist.
+    def boom(self: Any) -> None:
+        raise RuntimeError("a service's start failed")
+
+    monkeypatch.setattr("hamlet.handlers.media.repository.MediaRepository.start", boom)
+
+
+@pytest.mark.parametrize(
+    "inject", [_fail_storage, _fail_migration, _fail_service, _fail_start, _fail_service_start]
+)
 async def test_failed_provisioning_leaves_everything_as_it_was(
     make_host: MakeHost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, inject: Any
 ) -> None:
