@@ -7,8 +7,9 @@ directory), provisions two tenants through the control API and drives both
 for the given time: shared-secret registration, password login,
 createRoom, joins, messages, long-poll /sync that returns on news, /sync
 that times out (a user in no room), abandoned polls (the client hangs up
-mid-poll) and typing notifications left to expire. Then it reads the log
-back and prints one JSON object:
+mid-poll), typing notifications left to expire, and now and then a
+request head aiohttp refuses itself. Then it reads the log back and prints
+one JSON object:
 
 * lines:             log records in all
 * per_context:       records per server_name
@@ -16,6 +17,8 @@ back and prints one JSON object:
 * sentinel_kinds:    each distinct one (logger and message, digits masked)
 * wrong_tenant:      records under one tenant that name the other, and
 * wrong_tenant_examples
+* finished_context:  records logged during the workload under a context
+                     that had ended before it (`startup`, `provision-*`)
 * cancelled_polls:   requests logged 499 (the abandoned polls)
 
 Prints numbers only; asserts nothing.
@@ -146,13 +149,28 @@ class Tenant:
             await asyncio.sleep(1.5)
         return count
 
+    async def malformed(self, until: float) -> int:
+        """Request heads aiohttp refuses before any handler runs (it logs them itself)."""
+        count = 0
+        while time.monotonic() < until:
+            reader, writer = await asyncio.open_connection("127.0.0.1", self.server.port)
+            writer.write(
+                f"GET {V3}/sync HTTP/1.1\r\nHost: {self.name}\r\nno colon\r\n\r\n".encode()
+            )
+            await reader.read()
+            writer.close()
+            count += 1
+            await asyncio.sleep(5)
+        return count
 
-async def drive(server: ServeProcess, seconds: float) -> dict[str, int]:
+
+async def drive(server: ServeProcess, seconds: float) -> dict[str, Any]:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
         tenants = [Tenant(server, session, name) for name in TENANTS]
         for tenant in tenants:
             await asyncio.to_thread(server.provision, tenant.name)
             await tenant.setup()
+        mark = len(server.log_lines())
         until = time.monotonic() + seconds
         jobs = []
         for tenant in tenants:
@@ -160,9 +178,14 @@ async def drive(server: ServeProcess, seconds: float) -> dict[str, int]:
             jobs += [tenant.poll(user, until, 5000) for user in USERS]
             jobs.append(tenant.poll(LURKER, until, 2000))
             jobs.append(tenant.abandon_polls(until))
-        counts = await asyncio.gather(*jobs)
+        counts, refused = await asyncio.gather(
+            asyncio.gather(*jobs), asyncio.gather(*(t.malformed(until) for t in tenants))
+        )
+        malformed = sum(refused)
     per_tenant = len(counts) // len(TENANTS)
     return {
+        "log_mark": mark,
+        "malformed_requests": malformed,
         "messages": sum(counts[i * per_tenant] for i in range(len(TENANTS))),
         "polls": sum(
             sum(counts[i * per_tenant + 1 : i * per_tenant + 1 + len(USERS) + 1])
@@ -184,7 +207,7 @@ def records(lines: list[str]) -> list[dict[str, str]]:
     return out
 
 
-def analyse(recs: list[dict[str, str]]) -> dict[str, Any]:
+def analyse(recs: list[dict[str, str]], during: list[dict[str, str]]) -> dict[str, Any]:
     per_context = collections.Counter(r["server"] for r in recs)
     sentinel = [r for r in recs if r["server"] == SENTINEL_SERVER_NAME]
     kinds = collections.Counter(
@@ -204,6 +227,9 @@ def analyse(recs: list[dict[str, str]]) -> dict[str, Any]:
         "sentinel_kinds": dict(kinds),
         "wrong_tenant": len(wrong),
         "wrong_tenant_examples": [f"{r['server']} {r['message'][:120]}" for r in wrong[:5]],
+        "finished_context": sum(
+            1 for r in during if r["request"] == "startup" or r["request"].startswith("provision-")
+        ),
         "cancelled_polls": sum(1 for r in recs if CANCELLED_POLL in r["message"]),
     }
 
@@ -220,8 +246,10 @@ def main() -> None:
             workload = asyncio.run(drive(server, args.seconds))
         finally:
             exit_code = server.stop()
+        mark = workload.pop("log_mark")
+        lines = server.log_lines()
         result = {"seconds": args.seconds, **workload, "exit_code": exit_code}
-        result.update(analyse(records(server.log_lines())))
+        result.update(analyse(records(lines), records(lines[mark:])))
     print(json.dumps(result, indent=2))
 
 

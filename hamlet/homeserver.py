@@ -170,9 +170,10 @@ class HomeServer(Services):
         # back as a failed setup() does.
         try:
             await self.clock.when_running(self._start_background_work)
-        except BaseException:
-            with LoggingContext("start", self.server_name):
-                logger.exception("Start of %s failed; shutting it down", self.server_name)
+        except BaseException as e:
+            if isinstance(e, Exception):
+                with LoggingContext("start", self.server_name):
+                    logger.exception("Start of %s failed; shutting it down", self.server_name)
             await self.shutdown()
             raise
         self.state = "running"
