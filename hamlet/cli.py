@@ -34,7 +34,7 @@ def _ensure_config(config_path: Path, server_name: str, data_dir: Path) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from hamlet.host.process import HostProcess
+    from hamlet.host.process import HostProcess, StartupError
 
     config_path = Path(args.config)
     if args.generate_config:
@@ -52,7 +52,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     setup_logging(main_config.log_config)
     for warning in warnings:
         logger.warning("config: %s", warning)
-    asyncio.run(HostProcess(configs).serve_forever())
+    try:
+        asyncio.run(HostProcess(configs).serve_forever())
+    except StartupError as e:
+        # What failed is in the log already; the operator gets one line, not a traceback.
+        print(f"hamlet serve: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

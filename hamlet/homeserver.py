@@ -169,7 +169,17 @@ class HomeServer(Services):
         if self.state != "ready":
             raise RuntimeError(f"start() called on a homeserver that is {self.state}")
         self.clock.start()
-        self.clock.call_when_running(self._start_background_work)
+        # Deferred like any call_when_running, but awaited: a service whose
+        # start() fails fails the homeserver's start, which then rolls
+        # back as a failed setup() does.
+        try:
+            await self.clock.when_running(self._start_background_work)
+        except BaseException as e:
+            if isinstance(e, Exception):
+                with LoggingContext("start", self.server_name):
+                    logger.exception("Start of %s failed; shutting it down", self.server_name)
+            await self.shutdown()
+            raise
         self.state = "running"
 
     def _start_background_work(self) -> None:

@@ -69,3 +69,22 @@ def test_config_check_checks_tenants(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["config", "check", str(cfg)]) != 0
     out = capsys.readouterr().out
     assert "server_name: already used" in out
+
+
+def test_config_check_warns_of_a_rate_limit_that_never_refills(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = write(
+        tmp_path / "hs.yaml",
+        "server_name: ok.test\n"
+        "database: {name: sqlite3, args: {database: hs.db}}\n"
+        "registration_shared_secret: xyz\n"
+        "rc_message: {per_second: 0, burst_count: 5}\n"
+        "rc_login: {failed_attempts: {per_second: 0.0, burst_count: 3}}\n"
+        "rc_joins: {local: {per_second: 0.1, burst_count: 10}}\n",
+    )
+    assert main(["config", "check", str(cfg)]) == 0
+    warnings = [line for line in capsys.readouterr().out.splitlines() if ": warning: " in line]
+    keys = sorted(w.split(": warning: ")[1].split(":")[0] for w in warnings)
+    assert keys == ["'rc_login.failed_attempts.per_second'", "'rc_message.per_second'"]
+    assert all("never refills" in w for w in warnings)

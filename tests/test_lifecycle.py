@@ -308,3 +308,26 @@ async def test_a_late_setup_failure_shuts_every_service_down_in_reverse_order(
     ref = weakref.ref(hs)
     del hs
     assert_collected(ref)
+
+
+async def test_a_failing_service_start_fails_start_and_rolls_back(
+    make_hs_config: MakeConfig, monkeypatch: pytest.MonkeyPatch, log_records: RecordingHandler
+) -> None:
+    def failing_start(self: MediaRepository) -> None:
+        raise OSError("media store unwritable")
+
+    monkeypatch.setattr(MediaRepository, "start", failing_start)
+    baseline = Baseline()
+    hs = HomeServer(make_hs_config())
+    await hs.setup()
+    with pytest.raises(OSError, match="media store unwritable") as info:
+        await hs.start()
+    forget(info)
+    # The services started before it (looping calls among them) are gone too.
+    await assert_nothing_left(hs, baseline)
+    (logged,) = log_records.matching("Start of")
+    assert logged.server_name == hs.server_name  # type: ignore[attr-defined]
+    assert not log_records.matching("callback")  # raised to start(), not only logged
+    ref = weakref.ref(hs)
+    del hs
+    assert_collected(ref)

@@ -28,6 +28,7 @@ from hamlet.api.router import Route, Router
 from hamlet.config.model import ListenerConfig
 from hamlet.handlers.common.errors import MatrixError, TooLargeError, UnrecognizedError
 from hamlet.runtime.logcontext import LoggingContext, measure_cpu
+from hamlet.runtime.shielding import run_to_the_end
 
 if TYPE_CHECKING:
     from hamlet.homeserver import HomeServer
@@ -36,6 +37,12 @@ logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("hamlet.access")
 
 HOST_SERVER_NAME = "hamlet-host"
+
+#: Requests a client's disconnect cancels at once (as Synapse's @cancellable
+#: servlets, all reads). Any other request runs to its end and then logs
+#: 499: stopped between a commit and what follows it in memory (a room's
+#: head, waking the notifier), a write would leave the two disagreeing.
+CANCELLABLE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
@@ -190,8 +197,12 @@ class HttpFrontend:
         name = f"{http.method}-{next(self._counter)}"
         exchange = _Exchange(client_ip=client_address(http, x_forwarded))
         with LoggingContext(name, server_name, request=name) as ctx:
+            respond = self._respond(gate, host, http, ctx, exchange)
             try:
-                response = await self._respond(gate, host, http, ctx, exchange)
+                if http.method in CANCELLABLE_METHODS:
+                    response = await respond
+                else:
+                    response = await run_to_the_end(respond)
             except asyncio.CancelledError:
                 # The client went away (or the server is stopping): still one line.
                 self._finish(observer, server_name, http, ctx, exchange, 499, 0)

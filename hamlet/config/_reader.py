@@ -117,6 +117,10 @@ class Section:
     def has(self, key: str) -> bool:
         return self.raw.get(key) is not None
 
+    def warn(self, key: str, message: str) -> None:
+        """A value that is valid but most likely not what was meant."""
+        self.ctx.warnings.append(f"'{self.key_path(key)}': {message}")
+
     def unsupported(self, key: str, why: str) -> None:
         """Warn that ``key`` is read but changes nothing (yet), and why."""
         self.ctx.warnings.append(f"unsupported key '{self.key_path(key)}' has no effect: {why}")

@@ -464,10 +464,15 @@ def _ratelimit(parent: Section, key: str, default: RateLimitConfig) -> RateLimit
     s = parent.section(key)
     if s is None:
         return default
-    return RateLimitConfig(
+    config = RateLimitConfig(
         per_second=s.number("per_second", default.per_second),
         burst_count=s.number("burst_count", default.burst_count),
     )
+    if config.per_second == 0:
+        # Valid (Synapse reads it the same way), but rarely meant: the
+        # bucket never refills.
+        s.warn("per_second", "0 never refills: once the burst is used, the action is refused")
+    return config
 
 
 def _listeners(root: Section) -> tuple[ListenerConfig, ...]:

@@ -124,6 +124,8 @@ class TenantManager:
         self.open_listener: ListenerOpener | None = None
         self._listeners: dict[str, Closer] = {}
         self.listen_ports: dict[str, int] = {}
+        #: Why a static tenant did not come up (its traceback is in the log).
+        self.start_failures: dict[str, str] = {}
         tenant_db = host_config.tenant_database
         if tenant_db is not None and tenant_db.is_postgres:
             self._pg_pool = PgPool(tenant_db.pg_dsn_kwargs(), min_size=1, max_size=tenant_db.cp_max)
@@ -148,8 +150,10 @@ class TenantManager:
         try:
             await hs.setup()
             await hs.start()
-        except Exception:
-            logger.exception("Tenant %s failed to start; the others go on", config.server_name)
+        except Exception as e:
+            # setup() and start() logged the traceback under the tenant's context.
+            self.start_failures[config.server_name] = f"{type(e).__name__}: {e}"
+            logger.error("Tenant %s failed to start: %s", config.server_name, e)
             return
         tenant = Tenant(config, hs, self.clock, waker=self._wake, static=True)
         self.registry.add_tenant(tenant)

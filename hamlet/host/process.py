@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 
 from aiohttp import web
 
@@ -17,6 +18,7 @@ from hamlet.host.connections import (
     raise_open_file_limit,
 )
 from hamlet.host.control import ControlApi
+from hamlet.host.listeners import GuardedSite, ListenError, bind_sockets
 from hamlet.host.log_redaction import install_redaction
 from hamlet.host.manager import Closer, TenantManager
 from hamlet.host.registry import OneTenantResolver, TenantRegistry
@@ -24,6 +26,10 @@ from hamlet.host.tenant import Tenant
 from hamlet.runtime.logcontext import LoggingContext
 
 logger = logging.getLogger(__name__)
+
+
+class StartupError(RuntimeError):
+    """The process cannot serve; the message says why in one line."""
 
 
 class HostProcess:
@@ -67,42 +73,76 @@ class HostProcess:
         with LoggingContext("startup", HOST_SERVER_NAME):
             if self.main.limits.max_connections is None:
                 self.connections.max_connections = default_max_connections(raise_open_file_limit())
+            listeners: list[tuple[ListenerConfig, list[socket.socket]]] = []
+            host = self.main.host
+            control_sockets: list[socket.socket] = []
             try:
+                # Every port is bound before any database is opened or migrated.
+                for listener in self.main.listeners:
+                    listeners.append((listener, self._bind(listener)))
+                if host is not None and host.control_port is not None:
+                    address, port = host.control_bind_address, host.control_port
+                    control_sockets = self._bind_address(address, port)
                 await self.manager.start()
                 if self.registry.get_tenant(self.main.server_name) is None:
-                    raise RuntimeError(f"the main homeserver {self.main.server_name} did not start")
-                for listener in self.main.listeners:
-                    await self._listen(listener)
-                host = self.main.host
-                if host is not None and host.control_port is not None:
-                    assert host.control_secret is not None
-                    control = ControlApi(self.manager, host.control_secret)
-                    ports = await self._serve(
-                        control.make_app(), [host.control_bind_address], host.control_port
+                    failure = self.manager.start_failures.get(self.main.server_name, "see the log")
+                    raise StartupError(
+                        f"the main homeserver {self.main.server_name} failed to start: {failure}"
                     )
+                for listener, sockets in listeners:
+                    await self._listen(listener, sockets)
+                if control_sockets:
+                    assert host is not None and host.control_secret is not None
+                    control = ControlApi(self.manager, host.control_secret)
+                    ports = await self._serve(control.make_app(), control_sockets)
                     self.control_port = ports[0]
                     logger.info("Control API on http://%s:%d", host.control_bind_address, ports[0])
             except BaseException:
                 await self.stop()
+                for _listener, sockets in listeners:
+                    _close(sockets)
+                _close(control_sockets)
                 raise
 
-    async def _listen(self, listener: ListenerConfig) -> None:
-        ports = await self._serve(
-            self.frontend.make_app(listener), list(listener.bind_addresses), listener.port
-        )
+    def _bind(self, listener: ListenerConfig) -> list[socket.socket]:
+        sockets: list[socket.socket] = []
+        try:
+            for address in listener.bind_addresses:
+                sockets += self._bind_address(address, listener.port)
+        except BaseException:
+            _close(sockets)
+            raise
+        return sockets
+
+    @staticmethod
+    def _bind_address(address: str, port: int) -> list[socket.socket]:
+        try:
+            return bind_sockets(address, port)
+        except ListenError as e:
+            raise StartupError(str(e)) from None
+
+    async def _listen(self, listener: ListenerConfig, sockets: list[socket.socket]) -> None:
+        ports = await self._serve(self.frontend.make_app(listener), sockets)
         self.bound_ports.extend(ports)
         for port in ports:
             logger.info("Listening on port %d", port)
 
-    async def _runner(self, app: web.Application, addresses: list[str], port: int) -> web.AppRunner:
-        runner = web.AppRunner(app, access_log=None, keepalive_timeout=self._keepalive_timeout_s)
+    async def _runner(self, app: web.Application, sockets: list[socket.socket]) -> web.AppRunner:
+        # handler_cancellation: a client that goes away cancels its request
+        # (logged 499), so an abandoned long-poll holds no tenant open.
+        runner = web.AppRunner(
+            app,
+            access_log=None,
+            keepalive_timeout=self._keepalive_timeout_s,
+            handler_cancellation=True,
+        )
         await runner.setup()
-        for address in addresses:
-            await GuardedSite(runner, address, port, self.connections).start()
+        for sock in sockets:
+            await GuardedSite(runner, sock, self.connections).start()
         return runner
 
-    async def _serve(self, app: web.Application, addresses: list[str], port: int) -> list[int]:
-        runner = await self._runner(app, addresses, port)
+    async def _serve(self, app: web.Application, sockets: list[socket.socket]) -> list[int]:
+        runner = await self._runner(app, sockets)
         self._runners.append(runner)
         return [int(sockname[1]) for sockname in runner.addresses]
 
@@ -110,7 +150,12 @@ class HostProcess:
         self, tenant: Tenant, address: str, port: int
     ) -> tuple[int, Closer]:
         frontend = HttpFrontend(OneTenantResolver(tenant), self.frontend.router)
-        runner = await self._runner(frontend.make_app(), [address], port)
+        sockets = bind_sockets(address, port)
+        try:
+            runner = await self._runner(frontend.make_app(), sockets)
+        except BaseException:
+            _close(sockets)
+            raise
         bound = int(runner.addresses[0][1])
         logger.info("Tenant %s has its own listener on port %d", tenant.server_name, bound)
         return bound, runner.cleanup
@@ -134,18 +179,7 @@ class HostProcess:
             await self.stop()
 
 
-class GuardedSite(web.TCPSite):
-    """A TCP site whose connections pass the process's `ConnectionGuard`."""
-
-    def __init__(self, runner: web.AppRunner, host: str, port: int, guard: ConnectionGuard) -> None:
-        # A deeper accept queue: a flood is shed after accept, not in the kernel.
-        super().__init__(runner, host, port, backlog=1024)
-        self._guard = guard
-
-    async def start(self) -> None:
-        await web.BaseSite.start(self)  # registers the site with its runner
-        server = self._runner.server
-        assert server is not None
-        self._server = await asyncio.get_running_loop().create_server(
-            self._guard.wrap(server), self._host, self._port, backlog=self._backlog
-        )
+def _close(sockets: list[socket.socket]) -> None:
+    """Close sockets no server took over (closing a served one again is harmless)."""
+    for sock in sockets:
+        sock.close()

@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from hamlet.runtime import pending_io
+from hamlet.runtime.shielding import await_to_the_end
 
 T = TypeVar("T")
 
@@ -80,25 +81,9 @@ async def _run_in(executor: _Executor, fn: Callable[..., T], args: tuple[object,
     loop = asyncio.get_running_loop()
     ctx = contextvars.copy_context()
     with pending_io.track():
-        return await _await_to_the_end(
+        return await await_to_the_end(
             loop.run_in_executor(executor.get(), functools.partial(ctx.run, fn, *args))
         )
-
-
-async def _await_to_the_end(fut: asyncio.Future[T]) -> T:
-    try:
-        return await asyncio.shield(fut)
-    except asyncio.CancelledError:
-        while not fut.done():
-            try:
-                await asyncio.shield(fut)
-            except asyncio.CancelledError:
-                continue
-            except BaseException:
-                break
-        if not fut.cancelled():
-            fut.exception()  # retrieved: the caller gets CancelledError instead
-        raise
 
 
 async def _counted(executor: _Executor, fn: Callable[..., T], args: tuple[object, ...]) -> T:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import inspect
 import itertools
 import logging
@@ -201,6 +202,22 @@ class Clock:
         for fn, args in pending:
             self._schedule_soon(loop, fn, args)
 
+    async def when_running(self, fn: Callable[..., object], *args: object) -> None:
+        """Run `fn` as `call_when_running` would, and wait for it to finish.
+
+        Being awaited, this runs only once the loop runs. `fn` runs in a
+        fresh `call_when_running` context for this homeserver (an awaitable
+        it returns is awaited there too); its failure is raised to the
+        caller rather than logged and dropped.
+        """
+        loop = self._loop()
+        ctx = fresh_context("call_when_running", self.server_name)
+        result = ctx.run(fn, *args)
+        if inspect.isawaitable(result):
+            task = loop.create_task(_await(result), context=ctx)
+            self._track(task)
+            await task
+
     def _schedule_soon(
         self, loop: asyncio.AbstractEventLoop, fn: Callable[..., object], args: tuple[object, ...]
     ) -> None:
@@ -272,6 +289,7 @@ class Clock:
         except Exception as e:
             failed: asyncio.Future[T] = loop.create_future()
             failed.set_exception(e)
+            _log_failure(fn, failed)
             return failed
         if not inspect.isawaitable(result):
             done: asyncio.Future[T] = loop.create_future()
@@ -279,6 +297,10 @@ class Clock:
             return done
         task = loop.create_task(_await(result), context=ctx)
         self._track(task)
+        # Logged where it failed, as the caller's work. Left to asyncio, an
+        # unawaited failure would be logged whenever the task is collected,
+        # under whatever context (or none) happens to run then.
+        task.add_done_callback(functools.partial(_log_failure, fn), context=ctx)
         return task
 
     def has_running_tasks(self) -> bool:
@@ -310,6 +332,12 @@ class Clock:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
+
+
+def _log_failure(fn: Callable[..., object], fut: asyncio.Future[Any]) -> None:
+    """Log fire-and-forget work that failed; an awaiter still gets the exception."""
+    if not fut.cancelled() and (error := fut.exception()) is not None:
+        logger.error("Background work %r failed", fn, exc_info=error)
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:

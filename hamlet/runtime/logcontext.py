@@ -8,10 +8,11 @@ inheritance for timers and background jobs (see clock.py).
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
 import time
-from collections.abc import Awaitable, Generator
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
@@ -100,6 +101,21 @@ def fresh_context(name: str, server_name: str) -> contextvars.Context:
     ctx = contextvars.Context()
     ctx.run(_current.set, LoggingContext(name=name, server_name=server_name))
     return ctx
+
+
+async def in_sentinel_context(fn: Callable[..., Coroutine[Any, Any, T]], *args: object) -> T:
+    """Await `fn(*args)` in an empty `contextvars.Context`: outside any logging context.
+
+    For what outlives the caller through callbacks asyncio registers with a
+    copy of the *current* context: a listening socket hands that copy to
+    every connection it accepts, and so to every request's task. Opened in
+    the host's `startup` or `provision-<name>` context, every later
+    request, and aiohttp's own error lines, would run as that finished
+    context; opened here they start as the sentinel, and the front door
+    enters the request's own context.
+    """
+    task = asyncio.get_running_loop().create_task(fn(*args), context=contextvars.Context())
+    return await task
 
 
 class _MeasuredAwaitable:

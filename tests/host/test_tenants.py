@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
-import os
 import weakref
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from hamlet.host.process import HostProcess
 from hamlet.host.tenant import TenantState
 from hamlet.storage.errors import StorageError
 from tests.conftest import settle
+from tests.support.fds import open_files
 from tests.support.harness import RecordingHandler
 from tests.support.postgres import PostgresCluster
 
@@ -216,16 +216,6 @@ def _our_tasks() -> set[asyncio.Task[Any]]:
     }
 
 
-def _open_files() -> list[str]:
-    files = []
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            files.append(os.readlink(f"/proc/self/fd/{fd}"))
-        except OSError:
-            continue
-    return files
-
-
 def _fail_storage(monkeypatch: pytest.MonkeyPatch) -> None:
     async def boom(self: Any) -> None:
         raise StorageError("storage unreachable")
@@ -255,7 +245,17 @@ def _fail_start(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(HomeServer, "start", boom)
 
 
-@pytest.mark.parametrize("inject", [_fail_storage, _fail_migration, _fail_service, _fail_start])
+def _fail_service_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Services start from call_when_running, after the others' looping calls exist.
+    def boom(self: Any) -> None:
+        raise RuntimeError("a service's start failed")
+
+    monkeypatch.setattr("hamlet.handlers.media.repository.MediaRepository.start", boom)
+
+
+@pytest.mark.parametrize(
+    "inject", [_fail_storage, _fail_migration, _fail_service, _fail_start, _fail_service_start]
+)
 async def test_failed_provisioning_leaves_everything_as_it_was(
     make_host: MakeHost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, inject: Any
 ) -> None:
@@ -287,7 +287,7 @@ async def test_failed_provisioning_leaves_everything_as_it_was(
     assert _our_tasks() - tasks_before == set()
     gc.collect()
     assert built and all(ref() is None for ref in built)
-    assert not [f for f in _open_files() if "broken.test" in f]
+    assert not [f for f in open_files() if "broken.test" in f]
     # The name is free again.
     status, _ = await host.control("POST", "/tenants", {"server_name": "broken.test"})
     assert status == 200
@@ -353,7 +353,7 @@ async def test_removal_under_load_leaves_nothing(make_host: MakeHost, tmp_path: 
     gc.collect()
     assert hs_ref() is None and clock_ref() is None and db_ref() is None
     assert _our_tasks() - tasks_before == set()
-    assert not [f for f in _open_files() if "gone.test" in f]
+    assert not [f for f in open_files() if "gone.test" in f]
     assert not (tmp_path / "tenants" / "gone.test").exists()
 
 

@@ -411,3 +411,26 @@ def test_shutdown_drops_unflushed_call_when_running() -> None:
 
     asyncio.run(main())
     assert fired == []
+
+
+async def test_run_in_background_failure_is_logged_under_the_callers_context(
+    log_records: RecordingHandler,
+) -> None:
+    clock = Clock(SERVER)
+
+    async def fails_later() -> None:
+        await clock.sleep(1)
+        raise KeyError("later")
+
+    def fails_at_once() -> None:
+        raise KeyError("at once")
+
+    with LoggingContext("PUT-7", SERVER, request="PUT-7"):
+        clock.run_in_background(fails_later)
+        clock.run_in_background(fails_at_once)
+    await advance(2)
+    lines = log_records.matching("Background work")
+    assert len(lines) == 2
+    assert {(r.server_name, r.request) for r in lines} == {(SERVER, "PUT-7")}  # type: ignore[attr-defined]
+    assert {str(r.exc_info[1]) for r in lines if r.exc_info} == {"'later'", "'at once'"}
+    await clock.shutdown()

@@ -38,6 +38,14 @@ async def slow(req: ApiRequest) -> dict[str, Any]:
     return {}
 
 
+async def write(req: ApiRequest) -> dict[str, Any]:
+    logger.info("write started")
+    await req.hs.clock.sleep(5)
+    await req.hs.db.fetchval("after_sleep", "SELECT 1")
+    logger.info("write finished")
+    return {}
+
+
 async def fast(req: ApiRequest) -> dict[str, Any]:
     logger.info("fast handled")
     return where()
@@ -87,6 +95,7 @@ def make_router() -> Router:
     router = Router()
     router.add("GET", "/slow", slow)
     router.add("GET", "/fast", fast)
+    router.add("POST", "/write", write)
     router.add("GET", "/schedules", schedules)
     router.add("GET", "/timeout", timeout)
     router.add("GET", "/busy", busy)
@@ -100,8 +109,8 @@ async def h(make_hs_config: MakeConfig) -> AsyncIterator[Harness]:
     await harness.close()
 
 
-def mocked(path: str, host: str) -> Any:
-    return make_mocked_request("GET", path, headers={"Host": host})
+def mocked(path: str, host: str, method: str = "GET") -> Any:
+    return make_mocked_request(method, path, headers={"Host": host})
 
 
 async def test_cancelled_request_leaks_no_context_into_the_next(
@@ -150,6 +159,31 @@ async def test_cancelled_request_leaks_no_context_into_the_next(
     await advance(200)
     assert log_records.matching("slow finished") == []
     assert await hs.db.fetchval("after", "SELECT 5") == 5
+
+
+async def test_a_disconnect_lets_a_write_finish_under_its_context_then_logs_499(
+    h: Harness, log_records: RecordingHandler
+) -> None:
+    frontend = h.frontend
+    assert isinstance(frontend, HttpFrontend)
+    handling = asyncio.get_running_loop().create_task(
+        frontend.handle(mocked("/write", h.hs.server_name, "POST"))
+    )
+    await advance(1)
+    handling.cancel()  # the client hung up mid-write
+    await advance(1)
+    assert not handling.done()  # still writing
+    await advance(5)
+    with pytest.raises(asyncio.CancelledError):
+        await handling
+    (started,) = log_records.matching("write started")
+    (finished,) = log_records.matching("write finished")
+    assert finished.request == started.request  # type: ignore[attr-defined]
+    assert finished.server_name == h.hs.server_name  # type: ignore[attr-defined]
+    (access,) = [r for r in log_records.records if r.name == "hamlet.access"]
+    assert access.args[8] == 499  # type: ignore[index]
+    assert access.request == started.request  # type: ignore[attr-defined]
+    assert current_context() is None
 
 
 async def test_real_request_after_abandoned_slow_request(

@@ -91,11 +91,16 @@ def _connect(path: str) -> sqlite3.Connection:
             raise StorageError(f"cannot open SQLite database {path}: {e}") from e
     try:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as e:
+        raise StorageError(f"cannot open SQLite database {path}: {e}") from e
+    try:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA busy_timeout=5000")
     except sqlite3.Error as e:
+        # The file is open from connect() on; nobody else will ever close it.
+        conn.close()
         raise StorageError(f"cannot open SQLite database {path}: {e}") from e
     return conn
 
