@@ -86,6 +86,10 @@ max_upload_size: 50M
 # (a YAML dictConfig), as in Synapse.
 #log_config: /path/to/log.config
 
+# `hamlet serve --daemonize` detaches from the terminal and writes its
+# process ID here (removed again when it stops cleanly).
+#pid_file: /path/to/homeserver.pid
+
 # Registration is closed: create users with `hamlet register-user` or the
 # admin API. Open registration also needs registration_requires_token: true
 # (or, at your own risk, enable_registration_without_verification: true).

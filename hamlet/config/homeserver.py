@@ -290,6 +290,7 @@ def _build(ctx: Context, root: Section) -> HomeServerConfig | None:
         listeners=listeners,
         database=database,
         log_config=root.opt_path("log_config"),
+        pid_file=root.opt_path("pid_file"),
         signing_key_path=root.path_("signing_key_path", ctx.config_dir / f"{name}.signing.key"),
         media_store_path=root.path_("media_store_path", ctx.config_dir / "media_store"),
         enable_registration=enable_registration,

@@ -289,6 +289,8 @@ class HomeServerConfig:
 
     listeners: tuple[ListenerConfig, ...] = DEFAULT_LISTENERS
     log_config: Path | None = None
+    #: Where `hamlet serve --daemonize` writes the daemon's process ID.
+    pid_file: Path | None = None
 
     # Registration and login
     enable_registration: bool = False

@@ -80,6 +80,8 @@ def _process_keys_in_tenant(config: HomeServerConfig) -> list[str]:
         ignored.append("listeners")
     if config.log_config is not None:
         ignored.append("log_config")
+    if config.pid_file is not None:
+        ignored.append("pid_file")
     if config.host is not None:
         ignored.append("host")
     return [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -122,8 +123,10 @@ class HostProcess:
             self._runners.clear()
             await self.manager.stop()
 
-    async def serve_forever(self) -> None:
+    async def serve_forever(self, on_started: Callable[[], None] | None = None) -> None:
         await self.start()
+        if on_started is not None:
+            on_started()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
