@@ -27,6 +27,7 @@ from hamlet.api.request import ApiRequest
 from hamlet.api.router import Route, Router
 from hamlet.config.model import ListenerConfig
 from hamlet.handlers.common.errors import MatrixError, TooLargeError, UnrecognizedError
+from hamlet.runtime import tracing
 from hamlet.runtime.logcontext import LoggingContext, measure_cpu
 
 if TYPE_CHECKING:
@@ -190,6 +191,7 @@ class HttpFrontend:
         name = f"{http.method}-{next(self._counter)}"
         exchange = _Exchange(client_ip=client_address(http, x_forwarded))
         with LoggingContext(name, server_name, request=name) as ctx:
+            tracing.start_request_span(ctx, http.method)
             try:
                 response = await self._respond(gate, host, http, ctx, exchange)
             except asyncio.CancelledError:
@@ -240,6 +242,7 @@ class HttpFrontend:
         route, params, known = self.router.match(http.method, path)
         if route is None:
             raise UnrecognizedError(405 if known else 404)
+        tracing.set_route(ctx, http.method, route.pattern)
         if any("\x00" in value for value in params.values()):
             # No ID, type or key may hold NUL (PostgreSQL text refuses it).
             raise MatrixError(400, "M_INVALID_PARAM", "NUL in a path parameter")
@@ -259,6 +262,7 @@ class HttpFrontend:
         """The one access-log line and the host's count, for every request."""
         ctx.usage.wall_s = time.monotonic() - ctx.started_at
         observer.observe(status, ctx.usage.wall_s)
+        tracing.end_request_span(ctx, status)
         request = exchange.request
         user = request.requester.user_id if request and request.requester else "-"
         access_logger.info(

@@ -90,6 +90,13 @@ max_upload_size: 50M
 # process ID here (removed again when it stops cleanly).
 #pid_file: /path/to/homeserver.pid
 
+# Tracing (OpenTelemetry over OTLP/HTTP): one span per request and job.
+#opentracing:
+#  enabled: true
+#  sample_rate: 1.0
+#  homeserver_whitelist: [".*"]
+#  otlp_endpoint: http://localhost:4318/v1/traces
+
 # Registration is closed: create users with `hamlet register-user` or the
 # admin API. Open registration also needs registration_requires_token: true
 # (or, at your own risk, enable_registration_without_verification: true).

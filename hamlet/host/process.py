@@ -22,6 +22,7 @@ from hamlet.host.log_redaction import install_redaction
 from hamlet.host.manager import Closer, TenantManager
 from hamlet.host.registry import OneTenantResolver, TenantRegistry
 from hamlet.host.tenant import Tenant
+from hamlet.runtime import tracing
 from hamlet.runtime.logcontext import LoggingContext
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ class HostProcess:
             if self.main.limits.max_connections is None:
                 self.connections.max_connections = default_max_connections(raise_open_file_limit())
             try:
+                self._start_tracing()
                 await self.manager.start()
                 if self.registry.get_tenant(self.main.server_name) is None:
                     raise RuntimeError(f"the main homeserver {self.main.server_name} did not start")
@@ -86,6 +88,20 @@ class HostProcess:
             except BaseException:
                 await self.stop()
                 raise
+
+    def _start_tracing(self) -> None:
+        # Here, in the serving process's loop: the SDK's export thread must
+        # not exist before a daemon forks.
+        config = self.main.opentracing
+        if not config.enabled:
+            return
+        tracing.init(
+            sample_rate=config.sample_rate,
+            servers=config.homeserver_whitelist,
+            endpoint=config.otlp_endpoint,
+            service_name=config.service_name,
+        )
+        logger.info("Tracing to %s (sample rate %s)", config.otlp_endpoint, config.sample_rate)
 
     async def _listen(self, listener: ListenerConfig) -> None:
         ports = await self._serve(
@@ -122,6 +138,7 @@ class HostProcess:
                 await runner.cleanup()
             self._runners.clear()
             await self.manager.stop()
+            await tracing.aclose()  # exports what is still queued
 
     async def serve_forever(self, on_started: Callable[[], None] | None = None) -> None:
         await self.start()

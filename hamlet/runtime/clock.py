@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import inspect
 import itertools
 import logging
@@ -18,7 +19,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, overload
 
-from hamlet.runtime.logcontext import fresh_context
+from hamlet.runtime import tracing
+from hamlet.runtime.logcontext import LoggingContext, current_context, fresh_context
 
 logger = logging.getLogger(__name__)
 
@@ -78,25 +80,32 @@ class LoopingCall:
         self._timer = None
         if self._stopped:
             return
+        job = current_context()
+        assert job is not None  # _schedule made it
+        tracing.start_job_span(job, f"looping_call.{getattr(self._fn, '__qualname__', '?')}")
         try:
             result = self._fn(*self._args)
-        except Exception:
+        except Exception as e:
             logger.exception("Looping call %r failed", self._fn)
+            tracing.end_job_span(job, e)
             self._schedule()
             return
         if inspect.isawaitable(result):
             task = self._clock._loop().create_task(_await(result))
             self._running = task
             self._clock._tasks.add(task)
-            task.add_done_callback(self._run_done)
+            task.add_done_callback(functools.partial(self._run_done, job))
         else:
+            tracing.end_job_span(job)
             self._schedule()
 
-    def _run_done(self, task: asyncio.Task[None]) -> None:
+    def _run_done(self, job: LoggingContext, task: asyncio.Task[None]) -> None:
         self._clock._tasks.discard(task)
         self._running = None
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("Looping call %r failed", self._fn, exc_info=task.exception())
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            logger.error("Looping call %r failed", self._fn, exc_info=error)
+        tracing.end_job_span(job, error)
         if not self._stopped:
             self._schedule()
 
@@ -229,18 +238,24 @@ class Clock:
         loop = self._loop()
         name = f"background-{desc}-{next(self._bg_counter)}"
         ctx = fresh_context(name, self.server_name)
+        job = ctx.run(current_context)
+        assert job is not None
+        tracing.start_job_span(job, f"bgproc.{desc}", caller=current_context())
 
         async def run() -> T | None:
             try:
                 return await fn(*args)
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as e:
                 logger.exception("Background process %s failed", desc)
+                tracing.end_job_span(job, e)
                 return None
 
         task = loop.create_task(run(), name=name, context=ctx)
         self._track(task)
+        if job.span is not None:  # ended here also if cancelled before it ever ran
+            task.add_done_callback(lambda _: tracing.end_job_span(job))
         return task
 
     def _track(self, task: asyncio.Task[Any]) -> None:

@@ -44,6 +44,8 @@ class LoggingContext:
     parent: LoggingContext | None = None
     usage: ResourceUsage = field(default_factory=ResourceUsage)
     started_at: float = field(default_factory=time.monotonic)
+    #: The OpenTelemetry span of this request or job, when tracing is on (tracing.py).
+    span: Any = None
     _token: contextvars.Token[LoggingContext | None] | None = None
 
     @property
