@@ -46,10 +46,31 @@ CORS_HEADERS = {
 }
 
 
-class RequestObserver(Protocol):
-    """Where the host counts answered requests (status and wall time)."""
+@dataclass(frozen=True, slots=True)
+class RequestSample:
+    """One answered request, as the host's figures count it.
 
-    def observe(self, status: int, wall_s: float) -> None: ...
+    `servlet` (the route's handler) and `tag` (e.g. a /sync's kind) are
+    Synapse's labels; `servlet` is None when no route matched.
+    """
+
+    method: str
+    servlet: str | None
+    tag: str
+    status: int
+    wall_s: float
+    cpu_s: float
+    db_s: float
+    db_txns: int
+    nbytes: int
+
+
+class RequestObserver(Protocol):
+    """Where the host counts requests: as they are routed, and once answered."""
+
+    def received(self, method: str, servlet: str) -> None: ...
+
+    def observe(self, sample: RequestSample) -> None: ...
 
 
 class TenantGate(RequestObserver, Protocol):
@@ -96,6 +117,7 @@ class _Exchange:
 
     client_ip: str = "-"
     request: ApiRequest | None = None
+    servlet: str | None = None
 
 
 def client_address(http: web.Request, x_forwarded: bool) -> str:
@@ -193,7 +215,7 @@ class HttpFrontend:
         with LoggingContext(name, server_name, request=name) as ctx:
             tracing.start_request_span(ctx, http.method)
             try:
-                response = await self._respond(gate, host, http, ctx, exchange)
+                response = await self._respond(gate, host, http, ctx, exchange, observer)
             except asyncio.CancelledError:
                 # The client went away (or the server is stopping): still one line.
                 self._finish(observer, server_name, http, ctx, exchange, 499, 0)
@@ -217,6 +239,7 @@ class HttpFrontend:
         http: web.Request,
         ctx: LoggingContext,
         exchange: _Exchange,
+        observer: RequestObserver,
     ) -> web.StreamResponse:
         """The response, with every failure (waking included) shaped into Matrix JSON."""
         try:
@@ -226,7 +249,7 @@ class HttpFrontend:
                 logger.warning("Refused request for unknown host %r: %s", host, http.path)
                 raise UnrecognizedError(404, f"Unknown host {host!r}")
             async with gate.open() as hs:
-                return await self.dispatch(hs, http, ctx, exchange)
+                return await self.dispatch(hs, http, ctx, exchange, observer)
         except MatrixError as e:
             return error_response(e)
         except web.HTTPRequestEntityTooLarge:
@@ -236,13 +259,20 @@ class HttpFrontend:
             return error_response(MatrixError(500, "M_UNKNOWN", "Internal server error"))
 
     async def dispatch(
-        self, hs: HomeServer, http: web.Request, ctx: LoggingContext, exchange: _Exchange
+        self,
+        hs: HomeServer,
+        http: web.Request,
+        ctx: LoggingContext,
+        exchange: _Exchange,
+        observer: RequestObserver,
     ) -> web.StreamResponse:
         path = http.raw_path.split("?", 1)[0]
         route, params, known = self.router.match(http.method, path)
         if route is None:
             raise UnrecognizedError(405 if known else 404)
         tracing.set_route(ctx, http.method, route.pattern)
+        exchange.servlet = route.servlet
+        observer.received(http.method, route.servlet)
         if any("\x00" in value for value in params.values()):
             # No ID, type or key may hold NUL (PostgreSQL text refuses it).
             raise MatrixError(400, "M_INVALID_PARAM", "NUL in a path parameter")
@@ -260,8 +290,21 @@ class HttpFrontend:
         nbytes: int,
     ) -> None:
         """The one access-log line and the host's count, for every request."""
-        ctx.usage.wall_s = time.monotonic() - ctx.started_at
-        observer.observe(status, ctx.usage.wall_s)
+        usage = ctx.usage
+        usage.wall_s = time.monotonic() - ctx.started_at
+        observer.observe(
+            RequestSample(
+                http.method,
+                exchange.servlet,
+                ctx.tag,
+                status,
+                usage.wall_s,
+                usage.cpu_s,
+                usage.db_s,
+                usage.db_txn_count,
+                nbytes,
+            )
+        )
         tracing.end_request_span(ctx, status)
         request = exchange.request
         user = request.requester.user_id if request and request.requester else "-"
