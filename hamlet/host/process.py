@@ -138,7 +138,8 @@ class HostProcess:
                 await runner.cleanup()
             self._runners.clear()
             await self.manager.stop()
-            await tracing.aclose()  # exports what is still queued
+            if self.main.opentracing.enabled:
+                await tracing.aclose()  # exports what is still queued
 
     async def serve_forever(self, on_started: Callable[[], None] | None = None) -> None:
         await self.start()

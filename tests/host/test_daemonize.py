@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,7 +22,7 @@ import yaml
 SERVER = "daemon.test"
 
 
-def _write_config(tmp_path: Path) -> tuple[Path, Path, Path]:
+def _write_config(tmp_path: Path, port: int = 0) -> tuple[Path, Path, Path]:
     log_file = tmp_path / "homeserver.log"
     pid_file = tmp_path / "homeserver.pid"
     log_config = tmp_path / "log.yaml"
@@ -47,7 +48,7 @@ def _write_config(tmp_path: Path) -> tuple[Path, Path, Path]:
         yaml.safe_dump(
             {
                 "server_name": SERVER,
-                "listeners": [{"port": 0, "bind_addresses": ["127.0.0.1"], "type": "http"}],
+                "listeners": [{"port": port, "bind_addresses": ["127.0.0.1"], "type": "http"}],
                 "database": {"name": "sqlite3", "args": {"database": str(tmp_path / "hs.db")}},
                 "log_config": str(log_config),
                 "pid_file": str(pid_file),
@@ -143,3 +144,14 @@ def test_daemonize_without_pid_file_is_refused(tmp_path: Path) -> None:
     result = _serve(config)
     assert result.returncode == 1
     assert "pid_file" in result.stderr
+
+
+def test_a_daemon_that_fails_to_start_fails_the_command(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        config, log_file, pid_file = _write_config(tmp_path, port=taken.getsockname()[1])
+        result = _serve(config)
+    assert result.returncode == 1
+    assert not pid_file.exists()  # removed by the daemon on its way out
+    assert "Daemon running as pid" in log_file.read_text()
