@@ -52,12 +52,38 @@ def cmd_serve(args: argparse.Namespace) -> int:
     setup_logging(main_config.log_config)
     for warning in warnings:
         logger.warning("config: %s", warning)
+    if args.daemonize:
+        return _serve_daemonized(main_config, configs)
     try:
         asyncio.run(HostProcess(configs).serve_forever())
     except StartupError as e:
         # What failed is in the log already; the operator gets one line, not a traceback.
         print(f"hamlet serve: {e}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _serve_daemonized(main_config: HomeServerConfig, configs: list[HomeServerConfig]) -> int:
+    from hamlet.host.daemon import DaemonError, daemonize
+    from hamlet.host.process import HostProcess, StartupError
+
+    if main_config.pid_file is None:
+        print("--daemonize needs pid_file in the config", file=sys.stderr)
+        return 1
+    if main_config.log_config is None:
+        print("warning: without log_config the daemon's logs are discarded", file=sys.stderr)
+    try:
+        daemon = daemonize(main_config.pid_file)
+    except DaemonError as e:
+        print(e, file=sys.stderr)
+        return 1
+    try:
+        asyncio.run(HostProcess(configs).serve_forever(on_started=daemon.notify_ready))
+    except StartupError:
+        # The waiting parent sees the daemon die and exits 1; the log says why.
+        return 1
+    finally:
+        daemon.remove_pid_file()
     return 0
 
 
@@ -197,6 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--server-name", default="localhost")
     serve.add_argument("--data-dir", default="data")
+    serve.add_argument(
+        "--daemonize",
+        "-D",
+        action="store_true",
+        help="detach from the terminal and write the process ID to the config's pid_file",
+    )
     serve.set_defaults(func=cmd_serve)
 
     reg = sub.add_parser("register-user", help="create a user on a running server")

@@ -15,7 +15,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from hamlet.config import HomeServerConfig
 from hamlet.core.crypto import (
@@ -44,6 +44,7 @@ from hamlet.handlers.user_streams import services as user_streams
 from hamlet.runtime.blocking import run_file_io
 from hamlet.runtime.clock import Clock
 from hamlet.runtime.logcontext import LoggingContext
+from hamlet.runtime.lru import LruCache
 from hamlet.storage.database import Database
 from hamlet.storage.engines.postgres import PgPool
 from hamlet.storage.factory import make_database
@@ -196,6 +197,15 @@ class HomeServer(Services):
     def clear_caches(self) -> None:
         """Drop every service's caches; what they hold is read again from storage."""
         self._registry.clear_caches()
+
+    def caches(self) -> dict[str, LruCache[Any, Any]]:
+        """The LRU caches the services hold, by `Service.attribute` (for /metrics)."""
+        found: dict[str, LruCache[Any, Any]] = {}
+        for service in self._registry:
+            for attr, value in getattr(service, "__dict__", {}).items():
+                if isinstance(value, LruCache):
+                    found[f"{type(service).__name__}.{attr.lstrip('_')}"] = value
+        return found
 
     def is_idle(self) -> bool:
         """No sync waiting and no background job running: safe to hibernate."""

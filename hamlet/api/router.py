@@ -32,6 +32,11 @@ class Route:
     #: they wait rather than work.
     capped: bool = True
 
+    @property
+    def servlet(self) -> str:
+        """The route's name in metrics (Synapse's `servlet` label): its handler's."""
+        return str(getattr(self.handler, "__name__", self.pattern))
+
 
 class Router:
     def __init__(self) -> None:

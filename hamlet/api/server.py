@@ -27,6 +27,7 @@ from hamlet.api.request import ApiRequest
 from hamlet.api.router import Route, Router
 from hamlet.config.model import ListenerConfig
 from hamlet.handlers.common.errors import MatrixError, TooLargeError, UnrecognizedError
+from hamlet.runtime import tracing
 from hamlet.runtime.logcontext import LoggingContext, measure_cpu
 from hamlet.runtime.shielding import run_to_the_end
 
@@ -52,10 +53,31 @@ CORS_HEADERS = {
 }
 
 
-class RequestObserver(Protocol):
-    """Where the host counts answered requests (status and wall time)."""
+@dataclass(frozen=True, slots=True)
+class RequestSample:
+    """One answered request, as the host's figures count it.
 
-    def observe(self, status: int, wall_s: float) -> None: ...
+    `servlet` (the route's handler) and `tag` (e.g. a /sync's kind) are
+    Synapse's labels; `servlet` is None when no route matched.
+    """
+
+    method: str
+    servlet: str | None
+    tag: str
+    status: int
+    wall_s: float
+    cpu_s: float
+    db_s: float
+    db_txns: int
+    nbytes: int
+
+
+class RequestObserver(Protocol):
+    """Where the host counts requests: as they are routed, and once answered."""
+
+    def received(self, method: str, servlet: str) -> None: ...
+
+    def observe(self, sample: RequestSample) -> None: ...
 
 
 class TenantGate(RequestObserver, Protocol):
@@ -102,6 +124,7 @@ class _Exchange:
 
     client_ip: str = "-"
     request: ApiRequest | None = None
+    servlet: str | None = None
 
 
 def client_address(http: web.Request, x_forwarded: bool) -> str:
@@ -197,7 +220,8 @@ class HttpFrontend:
         name = f"{http.method}-{next(self._counter)}"
         exchange = _Exchange(client_ip=client_address(http, x_forwarded))
         with LoggingContext(name, server_name, request=name) as ctx:
-            respond = self._respond(gate, host, http, ctx, exchange)
+            tracing.start_request_span(ctx, http.method)
+            respond = self._respond(gate, host, http, ctx, exchange, observer)
             try:
                 if http.method in CANCELLABLE_METHODS:
                     response = await respond
@@ -226,6 +250,7 @@ class HttpFrontend:
         http: web.Request,
         ctx: LoggingContext,
         exchange: _Exchange,
+        observer: RequestObserver,
     ) -> web.StreamResponse:
         """The response, with every failure (waking included) shaped into Matrix JSON."""
         try:
@@ -235,7 +260,7 @@ class HttpFrontend:
                 logger.warning("Refused request for unknown host %r: %s", host, http.path)
                 raise UnrecognizedError(404, f"Unknown host {host!r}")
             async with gate.open() as hs:
-                return await self.dispatch(hs, http, ctx, exchange)
+                return await self.dispatch(hs, http, ctx, exchange, observer)
         except MatrixError as e:
             return error_response(e)
         except web.HTTPRequestEntityTooLarge:
@@ -245,12 +270,20 @@ class HttpFrontend:
             return error_response(MatrixError(500, "M_UNKNOWN", "Internal server error"))
 
     async def dispatch(
-        self, hs: HomeServer, http: web.Request, ctx: LoggingContext, exchange: _Exchange
+        self,
+        hs: HomeServer,
+        http: web.Request,
+        ctx: LoggingContext,
+        exchange: _Exchange,
+        observer: RequestObserver,
     ) -> web.StreamResponse:
         path = http.raw_path.split("?", 1)[0]
         route, params, known = self.router.match(http.method, path)
         if route is None:
             raise UnrecognizedError(405 if known else 404)
+        tracing.set_route(ctx, http.method, route.pattern)
+        exchange.servlet = route.servlet
+        observer.received(http.method, route.servlet)
         if any("\x00" in value for value in params.values()):
             # No ID, type or key may hold NUL (PostgreSQL text refuses it).
             raise MatrixError(400, "M_INVALID_PARAM", "NUL in a path parameter")
@@ -268,8 +301,22 @@ class HttpFrontend:
         nbytes: int,
     ) -> None:
         """The one access-log line and the host's count, for every request."""
-        ctx.usage.wall_s = time.monotonic() - ctx.started_at
-        observer.observe(status, ctx.usage.wall_s)
+        usage = ctx.usage
+        usage.wall_s = time.monotonic() - ctx.started_at
+        observer.observe(
+            RequestSample(
+                http.method,
+                exchange.servlet,
+                ctx.tag,
+                status,
+                usage.wall_s,
+                usage.cpu_s,
+                usage.db_s,
+                usage.db_txn_count,
+                nbytes,
+            )
+        )
+        tracing.end_request_span(ctx, status)
         request = exchange.request
         user = request.requester.user_id if request and request.requester else "-"
         access_logger.info(

@@ -86,6 +86,17 @@ max_upload_size: 50M
 # (a YAML dictConfig), as in Synapse.
 #log_config: /path/to/log.config
 
+# `hamlet serve --daemonize` detaches from the terminal and writes its
+# process ID here (removed again when it stops cleanly).
+#pid_file: /path/to/homeserver.pid
+
+# Tracing (OpenTelemetry over OTLP/HTTP): one span per request and job.
+#opentracing:
+#  enabled: true
+#  sample_rate: 1.0
+#  homeserver_whitelist: [".*"]
+#  otlp_endpoint: http://localhost:4318/v1/traces
+
 # Registration is closed: create users with `hamlet register-user` or the
 # admin API. Open registration also needs registration_requires_token: true
 # (or, at your own risk, enable_registration_without_verification: true).

@@ -61,6 +61,7 @@ from hamlet.config.model import (
     RateLimitConfig,
     ResourceConfig,
     ServerNoticesConfig,
+    TracingConfig,
     UserDirectoryConfig,
 )
 from hamlet.core.room_versions import KNOWN_ROOM_VERSIONS
@@ -305,6 +306,8 @@ def _build(ctx: Context, root: Section) -> HomeServerConfig | None:
         listeners=listeners,
         database=database,
         log_config=root.opt_path("log_config"),
+        pid_file=root.opt_path("pid_file"),
+        opentracing=_opentracing(root),
         signing_key_path=root.path_("signing_key_path", ctx.config_dir / f"{name}.signing.key"),
         media_store_path=root.path_("media_store_path", ctx.config_dir / "media_store"),
         enable_registration=enable_registration,
@@ -711,6 +714,32 @@ def _host(ctx: Context, root: Section) -> HostConfig | None:
         hibernate_after_ms=s.get("hibernate_after", 0, parse_duration_ms),
         tenant_database=tenant_database,
         drain_timeout_ms=s.get("drain_timeout", 10_000, parse_duration_ms),
+    )
+
+
+def _opentracing(root: Section) -> TracingConfig:
+    s = root.section("opentracing")
+    if s is None:
+        return TracingConfig()
+    rate = s.number("sample_rate", 1.0)
+    if rate > 1:
+        s.error("sample_rate", "must be between 0 and 1")
+        rate = 1.0
+    whitelist = s.str_list("homeserver_whitelist", ()) if s.has("homeserver_whitelist") else None
+    for i, pattern in enumerate(whitelist or ()):
+        try:
+            re.compile(pattern)
+        except re.error as e:
+            s.error(f"homeserver_whitelist[{i}]", f"not a regular expression: {e}")
+    endpoint = s.str_("otlp_endpoint", TracingConfig().otlp_endpoint)
+    if urlsplit(endpoint).scheme not in ("http", "https"):
+        s.error("otlp_endpoint", "must be an http:// or https:// URL")
+    return TracingConfig(
+        enabled=s.bool_("enabled", False),
+        sample_rate=rate,
+        homeserver_whitelist=whitelist,
+        otlp_endpoint=endpoint,
+        service_name=s.get("service_name", "hamlet", to_non_empty_str),
     )
 
 

@@ -271,6 +271,22 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TracingConfig:
+    """``opentracing`` (Synapse's section; main config only), exported over OTLP/HTTP.
+
+    ``homeserver_whitelist``: regular expressions a tenant's server_name
+    must match in full for its requests and jobs to be traced (None:
+    every tenant). ``sample_rate``: the share of traces recorded.
+    """
+
+    enabled: bool = False
+    sample_rate: float = 1.0
+    homeserver_whitelist: tuple[str, ...] | None = None
+    otlp_endpoint: str = "http://localhost:4318/v1/traces"
+    service_name: str = "hamlet"
+
+
+@dataclass(frozen=True, slots=True)
 class HostConfig:
     """``host`` (Hamlet's own, main config only): the multi-tenant host.
 
@@ -343,6 +359,9 @@ class HomeServerConfig:
 
     listeners: tuple[ListenerConfig, ...] = DEFAULT_LISTENERS
     log_config: Path | None = None
+    #: Where `hamlet serve --daemonize` writes the daemon's process ID.
+    pid_file: Path | None = None
+    opentracing: TracingConfig = TracingConfig()
 
     # Registration and login
     enable_registration: bool = False

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from hamlet.config.errors import ConfigError
 from hamlet.config.homeserver import load_config
-from hamlet.config.model import DEFAULT_LISTENERS, HomeServerConfig
+from hamlet.config.model import DEFAULT_LISTENERS, HomeServerConfig, TracingConfig
 
 TENANT_SUFFIXES = (".yaml", ".yml")
 
@@ -80,6 +80,10 @@ def _process_keys_in_tenant(config: HomeServerConfig) -> list[str]:
         ignored.append("listeners")
     if config.log_config is not None:
         ignored.append("log_config")
+    if config.pid_file is not None:
+        ignored.append("pid_file")
+    if config.opentracing != TracingConfig():
+        ignored.append("opentracing")
     if config.host is not None:
         ignored.append("host")
     return [

@@ -17,6 +17,7 @@ from prometheus_client.core import (
     Metric,
 )
 
+from hamlet.host import synapse_metrics
 from hamlet.host.tenant import LATENCY_BUCKETS, RequestStats, Tenant
 
 
@@ -114,6 +115,7 @@ class _SnapshotCollector:
         unrouted.add_metric([], self.snapshot.unrouted.count)
         yield unrouted
         yield from (requests, errors, latency, db_time, db_txns, syncs, users, rooms, memory, state)
+        yield from synapse_metrics.collect([tenant for tenant, _, _ in self.snapshot.rows])
 
 
 async def render_metrics(manager: Any) -> bytes:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import socket
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -23,6 +24,7 @@ from hamlet.host.log_redaction import install_redaction
 from hamlet.host.manager import Closer, TenantManager
 from hamlet.host.registry import OneTenantResolver, TenantRegistry
 from hamlet.host.tenant import Tenant
+from hamlet.runtime import tracing
 from hamlet.runtime.logcontext import LoggingContext
 
 logger = logging.getLogger(__name__)
@@ -77,6 +79,7 @@ class HostProcess:
             host = self.main.host
             control_sockets: list[socket.socket] = []
             try:
+                self._start_tracing()
                 # Every port is bound before any database is opened or migrated.
                 for listener in self.main.listeners:
                     listeners.append((listener, self._bind(listener)))
@@ -120,6 +123,20 @@ class HostProcess:
             return bind_sockets(address, port)
         except ListenError as e:
             raise StartupError(str(e)) from None
+
+    def _start_tracing(self) -> None:
+        # Here, in the serving process's loop: the SDK's export thread must
+        # not exist before a daemon forks.
+        config = self.main.opentracing
+        if not config.enabled:
+            return
+        tracing.init(
+            sample_rate=config.sample_rate,
+            servers=config.homeserver_whitelist,
+            endpoint=config.otlp_endpoint,
+            service_name=config.service_name,
+        )
+        logger.info("Tracing to %s (sample rate %s)", config.otlp_endpoint, config.sample_rate)
 
     async def _listen(self, listener: ListenerConfig, sockets: list[socket.socket]) -> None:
         ports = await self._serve(self.frontend.make_app(listener), sockets)
@@ -166,9 +183,13 @@ class HostProcess:
                 await runner.cleanup()
             self._runners.clear()
             await self.manager.stop()
+            if self.main.opentracing.enabled:
+                await tracing.aclose()  # exports what is still queued
 
-    async def serve_forever(self) -> None:
+    async def serve_forever(self, on_started: Callable[[], None] | None = None) -> None:
         await self.start()
+        if on_started is not None:
+            on_started()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

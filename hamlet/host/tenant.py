@@ -8,6 +8,7 @@ import enum
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
+from hamlet.api.server import RequestSample
 from hamlet.config import HomeServerConfig
 from hamlet.handlers.common.errors import MatrixError, UnrecognizedError
 from hamlet.homeserver import HomeServer
@@ -26,21 +27,70 @@ class TenantState(enum.Enum):
     REMOVED = "removed"
 
 
+def _add_to_buckets(buckets: list[int], seconds: float) -> None:
+    for i, bound in enumerate(LATENCY_BUCKETS):
+        if seconds <= bound:
+            buckets[i] += 1
+
+
+def _no_buckets() -> list[int]:
+    return [0] * len(LATENCY_BUCKETS)
+
+
+@dataclass(slots=True)
+class ServletStats:
+    """Answered requests of one (method, servlet, tag, status): Synapse's per-servlet figures."""
+
+    count: int = 0
+    time_sum_s: float = 0.0
+    buckets: list[int] = field(default_factory=_no_buckets)
+    cpu_s: float = 0.0
+    db_s: float = 0.0
+    db_txns: int = 0
+    nbytes: int = 0
+
+
+ServletKey = tuple[str, str, str, int]  # method, servlet, tag, status
+
+
 @dataclass(slots=True)
 class RequestStats:
+    """A tenant's request figures (or those of requests no tenant took).
+
+    Per-servlet keys are bounded: a request is counted per servlet only
+    once a route matched, so its method and servlet are the route's.
+    """
+
     count: int = 0
     errors: int = 0
     latency_sum_s: float = 0.0
-    buckets: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BUCKETS))
+    buckets: list[int] = field(default_factory=_no_buckets)
+    received_by_servlet: dict[tuple[str, str], int] = field(default_factory=dict)
+    by_servlet: dict[ServletKey, ServletStats] = field(default_factory=dict)
 
-    def observe(self, status: int, wall_s: float) -> None:
+    def received(self, method: str, servlet: str) -> None:
+        key = (method, servlet)
+        self.received_by_servlet[key] = self.received_by_servlet.get(key, 0) + 1
+
+    def observe(self, sample: RequestSample) -> None:
         self.count += 1
-        if status >= 500:
+        if sample.status >= 500:
             self.errors += 1
-        self.latency_sum_s += wall_s
-        for i, bound in enumerate(LATENCY_BUCKETS):
-            if wall_s <= bound:
-                self.buckets[i] += 1
+        self.latency_sum_s += sample.wall_s
+        _add_to_buckets(self.buckets, sample.wall_s)
+        if sample.servlet is None:
+            return
+        key = (sample.method, sample.servlet, sample.tag, sample.status)
+        stats = self.by_servlet.get(key)
+        if stats is None:
+            stats = self.by_servlet[key] = ServletStats()
+        stats.count += 1
+        stats.time_sum_s += sample.wall_s
+        _add_to_buckets(stats.buckets, sample.wall_s)
+        stats.cpu_s += sample.cpu_s
+        stats.db_s += sample.db_s
+        stats.db_txns += sample.db_txns
+        stats.nbytes += sample.nbytes
 
 
 Waker = Callable[["Tenant"], Awaitable[HomeServer]]
@@ -119,8 +169,11 @@ class Tenant:
             if self.inflight == 0:
                 self._drained.set()
 
-    def observe(self, status: int, wall_s: float) -> None:
-        self.stats.observe(status, wall_s)
+    def received(self, method: str, servlet: str) -> None:
+        self.stats.received(method, servlet)
+
+    def observe(self, sample: RequestSample) -> None:
+        self.stats.observe(sample)
 
     async def drained(self) -> None:
         await self._drained.wait()

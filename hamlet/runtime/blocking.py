@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import logging
 import os
 import weakref
 from collections import deque
@@ -32,6 +33,8 @@ from typing import TypeVar
 
 from hamlet.runtime import pending_io
 from hamlet.runtime.shielding import await_to_the_end
+
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -61,12 +64,23 @@ class _Executor:
             self._pool = ThreadPoolExecutor(
                 max_workers=self.threads, thread_name_prefix=f"hamlet-{self.name}"
             )
+            # A daemon must create its pools after the fork; this line shows where.
+            logger.debug("Started the %s thread pool", self.name)
         return self._pool
+
+    @property
+    def started(self) -> bool:
+        return self._pool is not None
 
 
 _db = _Executor("db", DB_THREADS)
 _file_io = _Executor("file-io", FILE_IO_THREADS)
 _cpu = _Executor("cpu", CPU_THREADS)
+
+
+def started_pools() -> list[str]:
+    """The names of the pools that have been created in this process."""
+    return [executor.name for executor in (_db, _file_io, _cpu) if executor.started]
 
 
 async def _run_in(executor: _Executor, fn: Callable[..., T], args: tuple[object, ...]) -> T:

@@ -17,9 +17,17 @@ import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
-from hamlet.runtime.logcontext import fresh_context
+from hamlet.runtime import tracing
+from hamlet.runtime.logcontext import (
+    LoggingContext,
+    ResourceUsage,
+    current_context,
+    fresh_context,
+    measure_cpu,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -79,25 +87,36 @@ class LoopingCall:
         self._timer = None
         if self._stopped:
             return
+        job = current_context()
+        assert job is not None  # _schedule made it
+        name = getattr(self._fn, "__name__", "looping_call")
+        tracing.start_job_span(job, f"looping_call.{name}")
+        stats = self._clock.job_stats_for(name)
+        stats.begin()
+        error: Exception | None = None
+        started = time.thread_time()
         try:
             result = self._fn(*self._args)
-        except Exception:
+        except Exception as e:
             logger.exception("Looping call %r failed", self._fn)
-            self._schedule()
-            return
+            error, result = e, None
+        job.add_cpu_time(time.thread_time() - started)
         if inspect.isawaitable(result):
-            task = self._clock._loop().create_task(_await(result))
+            task = self._clock._loop().create_task(measure_cpu(result, job))
             self._running = task
             self._clock._tasks.add(task)
-            task.add_done_callback(self._run_done)
-        else:
-            self._schedule()
+            task.add_done_callback(functools.partial(self._run_done, job, stats))
+            return
+        _job_done(job, stats, error)
+        self._schedule()
 
-    def _run_done(self, task: asyncio.Task[None]) -> None:
+    def _run_done(self, job: LoggingContext, stats: JobStats, task: asyncio.Task[None]) -> None:
         self._clock._tasks.discard(task)
         self._running = None
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("Looping call %r failed", self._fn, exc_info=task.exception())
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            logger.error("Looping call %r failed", self._fn, exc_info=error)
+        _job_done(job, stats, error)
         if not self._stopped:
             self._schedule()
 
@@ -115,6 +134,33 @@ async def _await(aw: Awaitable[T]) -> T:
     return await aw
 
 
+@dataclass(slots=True)
+class JobStats:
+    """Runs of one background process or looping call, for Synapse's
+    `synapse_background_process_*` metrics."""
+
+    starts: int = 0
+    in_flight: int = 0
+    cpu_s: float = 0.0
+    db_txns: int = 0
+    db_s: float = 0.0
+
+    def begin(self) -> None:
+        self.starts += 1
+        self.in_flight += 1
+
+    def end(self, usage: ResourceUsage) -> None:
+        self.in_flight -= 1
+        self.cpu_s += usage.cpu_s
+        self.db_txns += usage.db_txn_count
+        self.db_s += usage.db_s
+
+
+def _job_done(job: LoggingContext, stats: JobStats, error: BaseException | None) -> None:
+    stats.end(job.usage)
+    tracing.end_job_span(job, error)
+
+
 class Clock:
     def __init__(self, server_name: str) -> None:
         self.server_name = server_name
@@ -124,10 +170,18 @@ class Clock:
         self._sleeps: set[asyncio.Future[None]] = set()
         self._pending_when_running: list[tuple[Callable[..., object], tuple[object, ...]]] = []
         self._bg_counter = itertools.count(1)
+        # Per job name (a fixed set, named in code).
+        self.job_stats: dict[str, JobStats] = {}
         self._shut_down = False
         # Wall-clock time is derived from the loop's clock so that tests on a
         # virtual-time loop see time() move when they advance the loop.
         self._epoch_offset: float | None = None
+
+    def job_stats_for(self, name: str) -> JobStats:
+        stats = self.job_stats.get(name)
+        if stats is None:
+            stats = self.job_stats[name] = JobStats()
+        return stats
 
     def _loop(self) -> asyncio.AbstractEventLoop:
         if self._shut_down:
@@ -246,18 +300,26 @@ class Clock:
         loop = self._loop()
         name = f"background-{desc}-{next(self._bg_counter)}"
         ctx = fresh_context(name, self.server_name)
+        job = ctx.run(current_context)
+        assert job is not None
+        tracing.start_job_span(job, f"bgproc.{desc}", caller=current_context())
+        stats = self.job_stats_for(desc)
+        stats.begin()
 
         async def run() -> T | None:
             try:
-                return await fn(*args)
+                return await measure_cpu(fn(*args), job)
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as e:
                 logger.exception("Background process %s failed", desc)
+                tracing.end_job_span(job, e)
                 return None
 
         task = loop.create_task(run(), name=name, context=ctx)
         self._track(task)
+        # Here, not in run(): also when cancelled before it ever ran.
+        task.add_done_callback(lambda _: _job_done(job, stats, None))
         return task
 
     def _track(self, task: asyncio.Task[Any]) -> None:

@@ -54,6 +54,8 @@ class Database(abc.ABC):
         self._stats_call: LoopingCall | None = None
         self.total_time_s = 0.0
         self.total_txns = 0
+        # Since open, per transaction name (a fixed set, named in code): [count, seconds].
+        self.txn_totals: dict[str, list[float]] = {}
 
     @abc.abstractmethod
     async def open(self) -> None: ...
@@ -81,12 +83,13 @@ class Database(abc.ABC):
             ctx = current_context()
             if ctx is not None:
                 ctx.add_db_time(elapsed)
-            stats = self._txn_stats.get(desc)
-            if stats is None:
-                self._txn_stats[desc] = [1, elapsed]
-            else:
-                stats[0] += 1
-                stats[1] += elapsed
+            for table in (self._txn_stats, self.txn_totals):
+                stats = table.get(desc)
+                if stats is None:
+                    table[desc] = [1, elapsed]
+                else:
+                    stats[0] += 1
+                    stats[1] += elapsed
 
     async def execute(self, desc: str, sql: str, *args: Any) -> int:
         async def run(txn: Transaction) -> int:

@@ -14,6 +14,7 @@ from hamlet.core.filters import DEFAULT_FILTER, Filter, parse_filter
 from hamlet.handlers.common.errors import BadJsonError, InvalidParamError
 from hamlet.handlers.common.streams import StreamToken
 from hamlet.handlers.sync.handler import SyncRequest
+from hamlet.runtime.logcontext import tag_request
 
 ENCODING = "v3"
 PRESENCE_STATES = ("online", "offline", "unavailable")
@@ -41,11 +42,17 @@ async def sync(req: ApiRequest) -> web.Response:
     set_presence = req.query.get("set_presence")
     if set_presence is not None and set_presence not in PRESENCE_STATES:
         raise InvalidParamError(f"set_presence must be one of {', '.join(PRESENCE_STATES)}")
+    full_state = req.query_bool("full_state")
+    # Synapse's labels: a dashboard tells the kinds of sync apart by them.
+    if since is None:
+        tag_request("initial_sync")
+    else:
+        tag_request("full_state_sync" if full_state else "incremental_sync")
     request = SyncRequest(
         requester=requester,
         since=since,
         timeout_ms=timeout,
-        full_state=req.query_bool("full_state"),
+        full_state=full_state,
         filter=await _filter(req, requester.user_id),
         set_presence=set_presence,
     )

@@ -118,6 +118,7 @@ class SqliteDatabase(Database):
     async def open(self) -> None:
         if self._conn is None:
             self._conn = await run_db(_connect, self.path)
+            logger.debug("Opened SQLite database %s", self.path)
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None

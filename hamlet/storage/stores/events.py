@@ -73,6 +73,7 @@ def _relation(event: Event) -> tuple[str | None, str | None]:
 class EventsStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.persisted_count = 0  # since start, for /metrics
 
     async def max_positions(self) -> tuple[int, int]:
         """(max stream_ordering, max state group) for the id generators."""
@@ -86,6 +87,7 @@ class EventsStore:
 
     async def persist(self, req: PersistRequest) -> None:
         await self.db.run_interaction("persist_event", lambda txn: self._persist(txn, req))
+        self.persisted_count += 1
 
     async def _persist(self, txn: Transaction, req: PersistRequest) -> None:
         ev = req.event
