@@ -3,39 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote
 
 import pytest
 
 from hamlet.config import HomeServerConfig
 from tests.conftest import advance, settle
-from tests.support.harness import Harness, Response
-from tests.support.users import TestUser, make_user
+from tests.sliding_sync.helpers import ALL, slide
+from tests.support.harness import Harness
+from tests.support.users import make_user
 from tests.sync.helpers import body, fast_harness
 from tests.user_streams.helpers import call, public_room, send_text
-
-SS = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync"
-ALL = {"ranges": [[0, 19]], "timeline_limit": 5, "required_state": [["m.room.create", ""]]}
-
-
-@pytest.fixture
-async def h(make_hs_config: Callable[..., HomeServerConfig]) -> AsyncIterator[Harness]:
-    async with fast_harness(make_hs_config) as h:
-        yield h
-
-
-async def slide(
-    h: Harness, user: TestUser, req: Any, pos: str | None = None, wait_ms: int | None = None
-) -> Response:
-    query = []
-    if pos is not None:
-        query.append(f"pos={quote(pos)}")
-    if wait_ms is not None:
-        query.append(f"timeout={wait_ms}")
-    path = SS + ("?" + "&".join(query) if query else "")
-    return await h.request("POST", path, json=req, token=user.token)
 
 
 async def test_versions_advertises_it(h: Harness) -> None:

@@ -7,13 +7,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from hamlet.api.client.sync_json import account_data_json, stripped_json, timeline_json
+from hamlet.api.client.sync_json import (
+    account_data_json,
+    ephemeral_json,
+    stripped_json,
+    timeline_json,
+)
 from hamlet.api.request import ApiRequest
 from hamlet.api.router import Router
 from hamlet.handlers.common.errors import InvalidParamError
 from hamlet.handlers.sliding_sync.handler import SlidingSyncRequest
 from hamlet.handlers.sliding_sync.params import parse_params
-from hamlet.handlers.sliding_sync.results import SlidingRoom, SlidingSyncResult
+from hamlet.handlers.sliding_sync.results import Hero, SlidingRoom, SlidingSyncResult
 from hamlet.handlers.sync.results import ClientEvent, StrippedRoom, Timeline
 
 PATH = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync"
@@ -36,8 +41,17 @@ def room_json(room: SlidingRoom) -> JsonDict:
     out: JsonDict = {"bump_stamp": room.bump_stamp, "membership": room.membership}
     if room.initial:
         out["initial"] = True
+    if room.expanded_timeline:
+        # Synapse 1.163's name; the proposal has since dropped the prefix.
+        out["unstable_expanded_timeline"] = True
+    if room.is_dm:
+        out["is_dm"] = True
     if room.name is not None:
         out["name"] = room.name
+    if room.avatar is not None:
+        out["avatar"] = room.avatar
+    if room.heroes:
+        out["heroes"] = [hero_json(h) for h in room.heroes]
     if room.invite_state is not None:
         out["invite_state"] = stripped_json(StrippedRoom(room.invite_state))["events"]
     left = room.left
@@ -54,8 +68,15 @@ def room_json(room: SlidingRoom) -> JsonDict:
                 "highlight_count": joined.unread.highlight_count,
             }
         )
-        if room.name is None and joined.summary.heroes:
-            out["heroes"] = [{"user_id": u} for u in joined.summary.heroes]
+    return out
+
+
+def hero_json(hero: Hero) -> JsonDict:
+    out: JsonDict = {"user_id": hero.user_id}
+    if hero.displayname is not None:
+        out["displayname"] = hero.displayname
+    if hero.avatar_url is not None:
+        out["avatar_url"] = hero.avatar_url
     return out
 
 
@@ -80,6 +101,14 @@ def response_json(result: SlidingSyncResult) -> JsonDict:
         extensions["account_data"] = {
             "global": account_data_json(result.account_data.global_events),
             "rooms": {r: account_data_json(e) for r, e in result.account_data.rooms.items()},
+        }
+    if result.receipts is not None:
+        extensions["receipts"] = {
+            "rooms": {r: ephemeral_json(receipts) for r, receipts in result.receipts.items()}
+        }
+    if result.typing is not None:
+        extensions["typing"] = {
+            "rooms": {r: ephemeral_json(typing) for r, typing in result.typing.items()}
         }
     return {
         "pos": result.pos,

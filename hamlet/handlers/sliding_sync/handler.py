@@ -10,11 +10,14 @@ providers /sync v3 reads.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final, TypeVar
 
+from hamlet.core.events import Event
 from hamlet.core.filters import RoomEventFilter
 from hamlet.handlers.common.errors import InvalidParamError, LimitExceededError
 from hamlet.handlers.common.notifier import Notifier
@@ -25,10 +28,19 @@ from hamlet.handlers.e2ee.keys import E2eKeysHandler
 from hamlet.handlers.push.rules import PushRulesHandler
 from hamlet.handlers.rooms.state import StateHandler
 from hamlet.handlers.sliding_sync.connections import Connections, ConnectionState, SentRoom
-from hamlet.handlers.sliding_sync.params import LAZY, ME, RoomParams, SlidingSyncParams
+from hamlet.handlers.sliding_sync.filters import RoomFacts
+from hamlet.handlers.sliding_sync.params import (
+    ALL,
+    LAZY,
+    ME,
+    ExtensionScope,
+    RoomParams,
+    SlidingSyncParams,
+)
 from hamlet.handlers.sliding_sync.results import (
     AccountDataExtension,
     E2eeExtension,
+    Hero,
     SlidingRoom,
     SlidingSyncResult,
     ToDeviceExtension,
@@ -39,14 +51,20 @@ from hamlet.handlers.sync.handler import (
     add_push_rules,
     device_key_state,
 )
-from hamlet.handlers.sync.results import ToDeviceResult
+from hamlet.handlers.sync.results import StrippedStateEvent, ToDeviceResult
 from hamlet.handlers.sync.rooms import WILDCARD, RoomSyncBuilder, RoomWindow
-from hamlet.handlers.user_streams.account_data import AccountDataUpdates
+from hamlet.handlers.user_streams.account_data import AccountDataHandler
+from hamlet.handlers.user_streams.receipts import RoomReceipts
+from hamlet.handlers.user_streams.typing import RoomTyping
 from hamlet.runtime.clock import Clock
 from hamlet.storage.stores.events import EventsStore
 from hamlet.storage.stores.rooms import Membership, RoomsStore
 
-#: Events that move a room up the list (the proposal's "proper" activity).
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: Events that move a room up the list (the proposal's "proper" activity,
+#: Synapse's DEFAULT_BUMP_EVENT_TYPES); the user's own membership does too.
 BUMP_TYPES: Final = frozenset(
     {
         "m.room.create",
@@ -62,6 +80,8 @@ BUMP_TYPES: Final = frozenset(
 MAX_ROOMS_PER_RESPONSE: Final = 100
 LISTED: Final = ("join", "invite")
 MEMBER = "m.room.member"
+NAME = "m.room.name"
+AVATAR = "m.room.avatar"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +90,104 @@ class SlidingSyncRequest:
     params: SlidingSyncParams
     pos: str | None
     timeout_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class RoomChange:
+    """How a room's parameters moved since the connection last had it."""
+
+    #: Never sent, or sent under another membership: everything afresh.
+    initial: bool = False
+    #: A bigger timeline than before: the newest events again, older ones included.
+    expanded: bool = False
+    #: `required_state` pairs the client did not ask for before.
+    added_state: frozenset[tuple[str, str]] = frozenset()
+
+    @classmethod
+    def between(cls, old: RoomParams, new: RoomParams) -> RoomChange:
+        return cls(
+            expanded=new.timeline_limit > old.timeline_limit,
+            added_state=new.required_state - old.required_state,
+        )
+
+
+def scoped_rooms(
+    scope: ExtensionScope, list_rooms: dict[str, list[str]], subscribed: list[str]
+) -> set[str]:
+    """The rooms an extension covers: of the lists and subscriptions it names
+    (as Synapse: `*` is all of them, an unknown name none)."""
+    rooms: set[str] = set()
+    if scope.rooms is not None:
+        rooms.update(r for r in subscribed if ALL in scope.rooms or r in scope.rooms)
+    if scope.lists is not None:
+        for name, ids in list_rooms.items():
+            if ALL in scope.lists or name in scope.lists:
+                rooms.update(ids)
+    return rooms
+
+
+@dataclass(frozen=True, slots=True)
+class ExtensionRooms:
+    """What a room-scoped extension (receipts, typing) works on."""
+
+    user_id: str
+    device_id: str | None
+    rooms: frozenset[str]
+    #: Rooms this response sends afresh (all of them on a first request):
+    #: they get current data, not changes.
+    fresh: frozenset[str]
+    #: Event ids of the timeline sent for each fresh room.
+    timelines: dict[str, frozenset[str]]
+    since: StreamToken | None
+    now: StreamToken
+
+    @classmethod
+    def of(
+        cls,
+        scope: SyncScope,
+        rooms: set[str],
+        result: SlidingSyncResult,
+        since: StreamToken | None,
+        now: StreamToken,
+    ) -> ExtensionRooms:
+        sent = result.rooms
+        fresh = frozenset(r for r in rooms if since is None or (r in sent and sent[r].initial))
+        timelines = {
+            r: frozenset(e["event_id"] for e in joined.timeline.events)
+            for r in fresh
+            if r in sent and (joined := sent[r].joined) is not None
+        }
+        return cls(scope.user_id, scope.device_id, frozenset(rooms), fresh, timelines, since, now)
+
+    async def read(
+        self, provider: StreamProvider[dict[str, T]]
+    ) -> tuple[dict[str, T], dict[str, T]]:
+        """The provider's changes since `pos` in the rooms not fresh, and its
+        current data of the fresh ones."""
+        changed: dict[str, T] = {}
+        current: dict[str, T] = {}
+        others = self.rooms - self.fresh
+        if self.since is not None and others:
+            changed = await provider.changes(self._scope(others), self.since, self.now)
+        if self.fresh:
+            current = await provider.changes(self._scope(self.fresh), None, self.now)
+        return changed, current
+
+    def _scope(self, rooms: frozenset[str]) -> SyncScope:
+        return SyncScope(self.user_id, self.device_id, rooms)
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _content(event: Event | None, key: str) -> str | None:
+    return _text(event.content.get(key)) if event is not None else None
+
+
+def _stripped_content(stripped: list[StrippedStateEvent], event_type: str, key: str) -> str | None:
+    found = [e for e in stripped if e.type == event_type]
+    return _text(found[0].content.get(key)) if found else None
 
 
 def window_for(params: RoomParams, user_id: str) -> RoomWindow:
@@ -97,7 +215,10 @@ class SlidingSyncHandler:
         events: EventsStore,
         state: StateHandler,
         room_builder: RoomSyncBuilder,
-        account_data: StreamProvider[AccountDataUpdates],
+        # A StreamProvider too; the concrete type for DMs and tags.
+        account_data: AccountDataHandler,
+        receipts: StreamProvider[dict[str, RoomReceipts]],
+        typing: StreamProvider[dict[str, RoomTyping]],
         to_device: StreamProvider[ToDeviceResult],
         device_lists: StreamProvider[DeviceListChanges],
         e2e_keys: E2eKeysHandler,
@@ -111,6 +232,8 @@ class SlidingSyncHandler:
         self.state = state
         self.room_builder = room_builder
         self.account_data = account_data
+        self.receipts = receipts
+        self.typing = typing
         self.to_device = to_device
         self.device_lists = device_lists
         self.e2e_keys = e2e_keys
@@ -182,44 +305,70 @@ class SlidingSyncHandler:
         latest = await self.events.get_latest_positions(joined, now.events, BUMP_TYPES)
         bumps = {r: max(m.stream_ordering, latest.get(r, 0)) for r, m in memberships.items()}
         ordered = sorted(memberships, key=lambda r: (-bumps[r], r))
+        facts = RoomFacts(
+            user_id=user_id,
+            memberships=memberships,
+            rooms=self.rooms,
+            state=self.state,
+            account_data=self.account_data,
+        )
 
         wanted: dict[str, RoomParams] = {}
-        for room_list in params.lists.values():
+        counts: dict[str, int] = {}
+        list_rooms: dict[str, list[str]] = {}
+        for name, room_list in params.lists.items():
+            matching = await facts.apply(room_list.filters, ordered)
+            counts[name] = len(matching)
+            in_range = list_rooms[name] = []
             for start, end in room_list.ranges:
-                for room_id in ordered[start : end + 1]:
+                for room_id in matching[start : end + 1]:
+                    in_range.append(room_id)
                     have = wanted.get(room_id)
                     wanted[room_id] = room_list.room if have is None else have.merge(room_list.room)
-        for room_id, room_params in params.subscriptions.items():
-            if room_id in memberships:
-                have = wanted.get(room_id)
-                wanted[room_id] = room_params if have is None else have.merge(room_params)
+        subscribed = [
+            r
+            for r in params.subscriptions
+            if r in memberships and r not in params.unsubscribe_rooms
+        ]
+        for room_id in subscribed:
+            room_params = params.subscriptions[room_id]
+            have = wanted.get(room_id)
+            wanted[room_id] = room_params if have is None else have.merge(room_params)
 
         since = previous.token if previous is not None else None
         sent = dict(previous.sent) if previous is not None else {}
+        for room_id in params.unsubscribe_rooms:
+            # The client dropped the room: if it comes back, it comes back afresh.
+            if room_id not in wanted:
+                sent.pop(room_id, None)
         known = [r for r in wanted if r in sent]
         newest = await self.events.get_latest_positions(known, now.events)
         scope = SyncScope(user_id, requester.device_id, frozenset(wanted))
-        result = SlidingSyncResult(pos="", lists={name: len(ordered) for name in params.lists})
+        result = SlidingSyncResult(pos="", lists=counts)
         await self._left(scope, all_memberships, sent, now, result)
+        dms = await facts.dm_rooms()
         built = 0
         for room_id, room_params in wanted.items():
             m = memberships[room_id]
             had = sent.get(room_id)
-            # A new membership (an invite accepted) starts the room afresh, as do new parameters.
-            initial = had is None or had.params != room_params or m.stream_ordering > had.position
-            if had is not None and not initial and newest.get(room_id, 0) <= had.position:
-                continue
+            # A new membership (an invite accepted) starts the room afresh.
+            if had is None or m.stream_ordering > had.position:
+                change = RoomChange(initial=True)
+            else:
+                change = RoomChange.between(had.params, room_params)
+                news = m.membership == "join" and newest.get(room_id, 0) > had.position
+                if not (news or change.expanded or change.added_state):
+                    # Less asked of it (a smaller window): nothing to send now.
+                    sent[room_id] = SentRoom(room_params, had.position)
+                    continue
             if built >= MAX_ROOMS_PER_RESPONSE:
                 break
             built += 1
-            room_since = (
-                None if had is None or initial else now.copy_and_replace("events", had.position)
-            )
-            room = await self._room(scope, m, room_params, room_since, now)
+            room = await self._room(scope, m, room_params, change, had, now, is_dm=room_id in dms)
             if room is not None:
                 result.rooms[room_id] = room
                 sent[room_id] = SentRoom(room_params, now.events)
-        await self._extensions(result, request, since, now)
+        await self._extensions(result, request, since, now, list_rooms, subscribed)
         return result, ConnectionState(now, sent)
 
     async def _left(
@@ -254,37 +403,79 @@ class SlidingSyncHandler:
         scope: SyncScope,
         membership: Membership,
         params: RoomParams,
-        since: StreamToken | None,
+        change: RoomChange,
+        had: SentRoom | None,
         now: StreamToken,
+        *,
+        is_dm: bool,
     ) -> SlidingRoom | None:
         room_id = membership.room_id
-        initial = since is None
         if membership.membership == "invite":
             stripped = await self.room_builder.stripped_state(membership)
-            names = [e for e in stripped if e.type == "m.room.name"]
-            name = names[0].content.get("name") if names else None
             return SlidingRoom(
                 membership="invite",
                 initial=True,
                 bump_stamp=membership.stream_ordering,
-                name=name if isinstance(name, str) else None,
+                name=_stripped_content(stripped, NAME, "name"),
+                avatar=_stripped_content(stripped, AVATAR, "url"),
+                is_dm=is_dm,
                 invite_state=stripped,
             )
         window = window_for(params, scope.user_id)
+        fresh = change.initial or change.expanded
+        since = None if fresh or had is None else now.copy_and_replace("events", had.position)
         joined = await self.room_builder.joined_room(scope, room_id, since, now, window)
         if joined is None:
             return None
-        name_event = await self.state.get_current_state_event(room_id, "m.room.name", "")
-        name = name_event.content.get("name") if name_event is not None else None
+        if change.added_state and not fresh:
+            # State the client did not ask for before: the current state of those keys.
+            more = await self.room_builder.joined_room(
+                scope,
+                room_id,
+                None,
+                now,
+                window_for(RoomParams(0, change.added_state), scope.user_id),
+            )
+            if more is not None:
+                have = {(e["type"], e["state_key"]) for e in joined.state}
+                joined.state.extend(
+                    e for e in more.state if (e["type"], e["state_key"]) not in have
+                )
+        num_live = 0
+        if had is not None and not change.initial:
+            num_live = len(joined.timeline.events)
+            if change.expanded:
+                live = await self.events.count_events_between(room_id, had.position, now.events)
+                num_live = min(num_live, live)
         latest = await self.events.get_latest_positions([room_id], now.events, BUMP_TYPES)
+        state = await self.state.get_current_state(room_id, {(NAME, ""), (AVATAR, "")})
+        name_event, avatar_event = state.get((NAME, "")), state.get((AVATAR, ""))
+        heroes: list[Hero] = []
+        if name_event is None or not isinstance(name_event.content.get("name"), str):
+            heroes = await self._heroes(room_id, joined.summary.heroes)
         return SlidingRoom(
             membership="join",
-            initial=initial,
+            initial=change.initial,
+            expanded_timeline=change.expanded,
             bump_stamp=max(membership.stream_ordering, latest.get(room_id, 0)),
-            name=name if isinstance(name, str) else None,
+            name=_content(name_event, "name"),
+            avatar=_content(avatar_event, "url"),
+            heroes=heroes,
+            is_dm=is_dm,
             joined=joined,
-            num_live=0 if initial else len(joined.timeline.events),
+            num_live=num_live,
         )
+
+    async def _heroes(self, room_id: str, user_ids: list[str]) -> list[Hero]:
+        """The summary's heroes with their names and avatars in the room."""
+        members = await self.state.get_current_state(room_id, {(MEMBER, u) for u in user_ids})
+        heroes = []
+        for user_id in user_ids:
+            event = members.get((MEMBER, user_id))
+            heroes.append(
+                Hero(user_id, _content(event, "displayname"), _content(event, "avatar_url"))
+            )
+        return heroes
 
     async def _extensions(
         self,
@@ -292,14 +483,22 @@ class SlidingSyncHandler:
         request: SlidingSyncRequest,
         since: StreamToken | None,
         now: StreamToken,
+        list_rooms: dict[str, list[str]],
+        subscribed: list[str],
     ) -> None:
+        """The extensions, computed concurrently; each runs in the request's
+        logging context (`run_in_background` keeps the caller's), so its
+        logs and database time are the request's."""
         params = request.params
         requester = request.requester
         user_id, device_id = requester.user_id, requester.device_id
         scope = SyncScope(user_id, device_id, frozenset(result.rooms))
-        if params.to_device:
+        jobs: list[asyncio.Future[None]] = []
+
+        async def to_device() -> None:
             result.to_device = await self._to_device(scope, params.to_device_since, now)
-        if params.e2ee:
+
+        async def e2ee() -> None:
             keys = await device_key_state(self.e2e_keys, requester)
             changes = (
                 await self.device_lists.changes(scope, since, now)
@@ -307,13 +506,58 @@ class SlidingSyncHandler:
                 else DeviceListChanges()
             )
             result.e2ee = E2eeExtension(changes, keys)
-        if params.account_data:
+
+        async def account_data() -> None:
             updates = await self.account_data.changes(scope, since, now)
             if since is None:
                 await add_push_rules(updates, self.push_rules, user_id)
             result.account_data = AccountDataExtension(
                 updates.global_events, dict(updates.room_events)
             )
+
+        def covered(ext_scope: ExtensionScope) -> ExtensionRooms:
+            return ExtensionRooms.of(
+                scope, scoped_rooms(ext_scope, list_rooms, subscribed), result, since, now
+            )
+
+        async def receipts(ext: ExtensionRooms) -> None:
+            result.receipts = await self._receipts(ext)
+
+        async def typing(ext: ExtensionRooms) -> None:
+            result.typing = await self._typing(ext)
+
+        if params.to_device:
+            jobs.append(self.clock.run_in_background(to_device))
+        if params.e2ee:
+            jobs.append(self.clock.run_in_background(e2ee))
+        if params.account_data:
+            jobs.append(self.clock.run_in_background(account_data))
+        if params.receipts is not None:
+            jobs.append(self.clock.run_in_background(receipts, covered(params.receipts)))
+        if params.typing is not None:
+            jobs.append(self.clock.run_in_background(typing, covered(params.typing)))
+        await asyncio.gather(*jobs)
+
+    async def _receipts(self, ext: ExtensionRooms) -> dict[str, RoomReceipts]:
+        """As Synapse: a room sent afresh gets the receipts on its timeline's
+        events and the user's own; any other gets the receipts since `pos`."""
+        out, current = await ext.read(self.receipts)
+        for room_id, room_receipts in current.items():
+            shown = ext.timelines.get(room_id, frozenset())
+            kept = [
+                r for r in room_receipts.receipts if r.event_id in shown or r.user_id == ext.user_id
+            ]
+            if kept:
+                out[room_id] = RoomReceipts(kept)
+        return out
+
+    async def _typing(self, ext: ExtensionRooms) -> dict[str, RoomTyping]:
+        """Who types in the scoped rooms: changes since `pos`, or everyone
+        typing in a room this connection gets afresh."""
+        out, current = await ext.read(self.typing)
+        out.update((r, t) for r, t in current.items() if t.user_ids)
+        logger.debug("typing extension: %d rooms, %d with news", len(ext.rooms), len(out))
+        return out
 
     async def _to_device(
         self, scope: SyncScope, since_text: str | None, now: StreamToken

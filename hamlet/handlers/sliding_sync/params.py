@@ -20,6 +20,11 @@ MAX_REQUIRED_STATE: Final = 100
 MAX_TIMELINE_LIMIT: Final = 100
 MAX_NAME_LENGTH: Final = 255
 MAX_CONN_ID_LENGTH: Final = 100
+#: Entries in a filter's list (`spaces`, `tags`, `room_types` ...) and in an
+#: extension's `lists` / `rooms`.
+MAX_FILTER_ENTRIES: Final = 100
+#: An extension's `lists` / `rooms` entry that means "all of them".
+ALL: Final = "*"
 
 #: `required_state` placeholders: the requester, and the senders of the timeline.
 ME: Final = "$ME"
@@ -42,9 +47,38 @@ class RoomParams:
 
 
 @dataclass(frozen=True, slots=True)
+class ListFilters:
+    """A list's filters, ANDed; None is "not filtered on this"."""
+
+    is_dm: bool | None = None
+    spaces: frozenset[str] | None = None
+    is_encrypted: bool | None = None
+    is_invite: bool | None = None
+    #: `None` in these stands for rooms without a type.
+    room_types: frozenset[str | None] | None = None
+    not_room_types: frozenset[str | None] | None = None
+    room_name_like: str | None = None
+    tags: frozenset[str] | None = None
+    not_tags: frozenset[str] | None = None
+
+
+NO_FILTERS: Final = ListFilters()
+
+
+@dataclass(frozen=True, slots=True)
 class ListParams:
     ranges: tuple[tuple[int, int], ...]
     room: RoomParams
+    filters: ListFilters = NO_FILTERS
+
+
+@dataclass(frozen=True, slots=True)
+class ExtensionScope:
+    """Which rooms an extension covers (as Synapse): those of the named lists
+    and of the named subscriptions, `*` for all; None names none."""
+
+    lists: frozenset[str] | None = frozenset({ALL})
+    rooms: frozenset[str] | None = frozenset({ALL})
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +90,9 @@ class SlidingSyncParams:
     to_device_since: str | None
     e2ee: bool
     account_data: bool
+    unsubscribe_rooms: frozenset[str] = frozenset()
+    receipts: ExtensionScope | None = None
+    typing: ExtensionScope | None = None
 
 
 def _object(value: Any, where: str) -> dict[str, Any]:
@@ -95,6 +132,43 @@ def _room_params(data: dict[str, Any], where: str) -> RoomParams:
     return RoomParams(min(limit, MAX_TIMELINE_LIMIT), frozenset(pairs))
 
 
+def _bool(value: Any, where: str) -> bool | None:
+    if value is not None and not isinstance(value, bool):
+        raise BadJsonError(f"{where} must be a boolean")
+    return value
+
+
+def _strings(value: Any, where: str, *, nulls: bool = False) -> frozenset[Any] | None:
+    """A list of strings (and, with `nulls`, nulls) or null."""
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise BadJsonError(f"{where} must be a list")
+    if len(value) > MAX_FILTER_ENTRIES:
+        raise InvalidParamError(f"{where}: at most {MAX_FILTER_ENTRIES} entries")
+    return frozenset(
+        None if item is None and nulls else _string(item, f"{where} entry") for item in value
+    )
+
+
+def _filters(value: Any, where: str) -> ListFilters:
+    if value is None:
+        return NO_FILTERS
+    data = _object(value, where)
+    name_like = data.get("room_name_like")
+    return ListFilters(
+        is_dm=_bool(data.get("is_dm"), f"{where}.is_dm"),
+        spaces=_strings(data.get("spaces"), f"{where}.spaces"),
+        is_encrypted=_bool(data.get("is_encrypted"), f"{where}.is_encrypted"),
+        is_invite=_bool(data.get("is_invite"), f"{where}.is_invite"),
+        room_types=_strings(data.get("room_types"), f"{where}.room_types", nulls=True),
+        not_room_types=_strings(data.get("not_room_types"), f"{where}.not_room_types", nulls=True),
+        room_name_like=None if name_like is None else _string(name_like, f"{where}.room_name_like"),
+        tags=_strings(data.get("tags"), f"{where}.tags"),
+        not_tags=_strings(data.get("not_tags"), f"{where}.not_tags"),
+    )
+
+
 def _list(data: dict[str, Any], where: str) -> ListParams:
     raw = data.get("ranges", [])
     if not isinstance(raw, list):
@@ -110,7 +184,9 @@ def _list(data: dict[str, Any], where: str) -> ListParams:
         if end < start:
             raise InvalidParamError(f"{where} has a range that ends before it starts")
         ranges.append((start, end))
-    return ListParams(tuple(ranges), _room_params(data, where))
+    return ListParams(
+        tuple(ranges), _room_params(data, where), _filters(data.get("filters"), f"{where}.filters")
+    )
 
 
 def _enabled(extensions: dict[str, Any], name: str) -> dict[str, Any] | None:
@@ -121,6 +197,16 @@ def _enabled(extensions: dict[str, Any], name: str) -> dict[str, Any] | None:
     if not isinstance(enabled, bool):
         raise BadJsonError(f"extensions.{name}.enabled must be a boolean")
     return ext if enabled else None
+
+
+def _scope(ext: dict[str, Any] | None, name: str) -> ExtensionScope | None:
+    if ext is None:
+        return None
+    where = f"extensions.{name}"
+    default = frozenset({ALL})
+    lists = _strings(ext["lists"], f"{where}.lists") if "lists" in ext else default
+    rooms = _strings(ext["rooms"], f"{where}.rooms") if "rooms" in ext else default
+    return ExtensionScope(lists, rooms)
 
 
 def parse_params(body: dict[str, Any]) -> SlidingSyncParams:
@@ -143,6 +229,7 @@ def parse_params(body: dict[str, Any]) -> SlidingSyncParams:
         )
         for room_id, data in subs_raw.items()
     }
+    unsubscribe = _strings(body.get("unsubscribe_rooms"), "unsubscribe_rooms") or frozenset()
     extensions = _object(body.get("extensions", {}), "extensions")
     to_device = _enabled(extensions, "to_device")
     since = None
@@ -156,4 +243,7 @@ def parse_params(body: dict[str, Any]) -> SlidingSyncParams:
         to_device_since=since,
         e2ee=_enabled(extensions, "e2ee") is not None,
         account_data=_enabled(extensions, "account_data") is not None,
+        unsubscribe_rooms=unsubscribe,
+        receipts=_scope(_enabled(extensions, "receipts"), "receipts"),
+        typing=_scope(_enabled(extensions, "typing"), "typing"),
     )

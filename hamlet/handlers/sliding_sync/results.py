@@ -13,6 +13,17 @@ from hamlet.handlers.sync.results import (
     ToDeviceMessage,
 )
 from hamlet.handlers.user_streams.account_data import AccountDataEntry
+from hamlet.handlers.user_streams.receipts import RoomReceipts
+from hamlet.handlers.user_streams.typing import RoomTyping
+
+
+@dataclass(frozen=True, slots=True)
+class Hero:
+    """A member a client can name an unnamed room after."""
+
+    user_id: str
+    displayname: str | None
+    avatar_url: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,7 +32,13 @@ class SlidingRoom:
     #: First time this connection gets the room (or with new parameters).
     initial: bool
     bump_stamp: int
+    #: Older events sent again because the room's timeline limit grew.
+    expanded_timeline: bool = False
     name: str | None = None
+    avatar: str | None = None
+    #: Only for rooms without a name.
+    heroes: list[Hero] = field(default_factory=list)
+    is_dm: bool = False
     #: A joined room's timeline, state and counts.
     joined: JoinedRoom | None = None
     #: A room left since the connection had it: its timeline up to the leave.
@@ -57,6 +74,8 @@ class SlidingSyncResult:
     to_device: ToDeviceExtension | None = None
     e2ee: E2eeExtension | None = None
     account_data: AccountDataExtension | None = None
+    receipts: dict[str, RoomReceipts] | None = None
+    typing: dict[str, RoomTyping] | None = None
 
     def has_news(self) -> bool:
         """Anything a long-poll should return for (key counts alone are not)."""
@@ -65,6 +84,8 @@ class SlidingSyncResult:
             self.rooms
             or (self.to_device is not None and self.to_device.messages)
             or (e2ee is not None and (e2ee.device_lists.changed or e2ee.device_lists.left))
+            or self.receipts
+            or self.typing
             or (
                 self.account_data is not None
                 and (self.account_data.global_events or self.account_data.rooms)

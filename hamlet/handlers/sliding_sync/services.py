@@ -17,6 +17,8 @@ def build(ctx: BuildContext, s: Services) -> None:
         state=s.room_state,
         room_builder=s.sync.room_builder,
         account_data=s.account_data,
+        receipts=s.receipts,
+        typing=s.typing,
         to_device=ToDeviceProvider(s.to_device),
         device_lists=s.device_lists,
         e2e_keys=s.e2e_keys,

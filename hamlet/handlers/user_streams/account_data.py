@@ -26,6 +26,7 @@ from hamlet.storage.stream_ids import StreamIdGenerator
 FULLY_READ: Final = "m.fully_read"
 PUSH_RULES: Final = "m.push_rules"
 TAG: Final = "m.tag"
+DIRECT: Final = "m.direct"
 
 T = TypeVar("T")
 
@@ -169,6 +170,28 @@ class AccountDataHandler(ServiceBase):
         content = await self._store.get(user_id, room_id, TAG)
         tags = content.get("tags") if isinstance(content, dict) else None
         return dict(tags) if isinstance(tags, dict) else {}
+
+    async def get_tag_names(self, user_id: str) -> dict[str, frozenset[str]]:
+        """The names of the user's tags, by room (rooms without tags left out)."""
+        out: dict[str, frozenset[str]] = {}
+        for room_id, content in (await self._store.get_per_room(user_id, TAG)).items():
+            names = frozenset(_tags_of(content if isinstance(content, dict) else None))
+            if names:
+                out[room_id] = names
+        return out
+
+    async def get_direct_rooms(self, user_id: str) -> frozenset[str]:
+        """The rooms the user's `m.direct` names as DMs (Synapse: any list value of it)."""
+        content = await self._store.get(user_id, None, DIRECT)
+        if not isinstance(content, dict):
+            return frozenset()
+        return frozenset(
+            room_id
+            for rooms in content.values()
+            if isinstance(rooms, list)
+            for room_id in rooms
+            if isinstance(room_id, str)
+        )
 
     async def add_tag(self, user_id: str, room_id: str, tag: str, content: dict[str, Any]) -> int:
         order = content.get("order")

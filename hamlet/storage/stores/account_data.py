@@ -127,6 +127,18 @@ class AccountDataStore:
         )
         return None if raw is None else orjson.loads(raw)
 
+    async def get_per_room(self, user_id: str, data_type: str) -> dict[str, Any]:
+        """The user's room account data of one type, by room."""
+        rows = await self.db.fetchall(
+            "get_account_data_per_room",
+            "SELECT room_id, content FROM account_data"
+            " WHERE user_id = ? AND type = ? AND room_id <> ?",
+            user_id,
+            data_type,
+            GLOBAL,
+        )
+        return {str(r[0]): orjson.loads(r[1]) for r in rows}
+
     async def get_changed(self, user_id: str, since: int, upto: int) -> list[AccountDataRow]:
         """Entries of the user with since < stream_id <= upto, oldest first."""
         rows = await self.db.fetchall(

@@ -260,6 +260,20 @@ class EventsStore:
             changed.update(str(r[0]) for r in rows)
         return changed
 
+    async def count_events_between(self, room_id: str, after: int, upto: int) -> int:
+        """Events of the room with after < stream_ordering <= upto."""
+        return int(
+            await self.db.fetchval(
+                "count_events_between",
+                "SELECT COUNT(*) FROM events WHERE room_id = ?"
+                " AND stream_ordering > ? AND stream_ordering <= ?",
+                room_id,
+                after,
+                upto,
+            )
+            or 0
+        )
+
     async def get_latest_positions(
         self, room_ids: Collection[str], upto: int, types: Collection[str] | None = None
     ) -> dict[str, int]:

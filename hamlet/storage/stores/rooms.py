@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from hamlet.storage.database import Database, Row
 from hamlet.storage.errors import IntegrityError
+from hamlet.storage.stores.receipts import chunks
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +80,31 @@ class RoomsStore:
             False,
         )
         return [str(r[0]) for r in rows]
+
+    async def _fetch_in(self, name: str, sql: str, ids: list[str], *args: object) -> list[Row]:
+        """`sql` with `{}` for the marks of an `IN`, run over `ids` in chunks;
+        `args` bind before the ids."""
+        rows: list[Row] = []
+        for chunk in chunks(ids):
+            marks = ",".join("?" * len(chunk))
+            rows.extend(await self.db.fetchall(name, sql.format(marks), *args, *chunk))
+        return rows
+
+    async def get_room_types(self, room_ids: list[str]) -> dict[str, str | None]:
+        """`m.room.create`'s `type` of each known room (None: no type)."""
+        sql = "SELECT room_id, room_type FROM rooms WHERE room_id IN ({})"
+        rows = await self._fetch_in("get_room_types", sql, room_ids)
+        return {str(r[0]): r[1] for r in rows}
+
+    async def get_rooms_with_state(
+        self, room_ids: list[str], event_type: str, state_key: str
+    ) -> set[str]:
+        """Which of `room_ids` have a current state event of this type and key."""
+        sql = (
+            "SELECT room_id FROM current_state WHERE type = ? AND state_key = ? AND room_id IN ({})"
+        )
+        rows = await self._fetch_in("get_rooms_with_state", sql, room_ids, event_type, state_key)
+        return {str(r[0]) for r in rows}
 
     async def get_current_state_ids(self, room_id: str) -> dict[tuple[str, str], str]:
         rows = await self.db.fetchall(
