@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from hamlet.config import HomeServerConfig
+from hamlet.handlers.sliding_sync import connections
 from tests.conftest import advance, settle
 from tests.sliding_sync.helpers import ALL, slide
 from tests.support.harness import Harness
@@ -264,14 +265,47 @@ async def test_leaving_a_room_is_sent_once(h: Harness) -> None:
     assert again["rooms"] == {}
 
 
-async def test_pos_is_unknown_after_a_restart(h: Harness) -> None:
+async def test_pos_survives_a_restart(h: Harness) -> None:
     alice = await make_user(h, "alice")
-    await public_room(h, alice)
-    pos = body(await slide(h, alice, {"lists": {"all": ALL}}))["pos"]
+    quiet = await public_room(h, alice)
+    busy = await public_room(h, alice)
+    req = {"lists": {"all": ALL}, "conn_id": "main"}
+    first = body(await slide(h, alice, req))
+    assert set(first["rooms"]) == {quiet, busy}
+    second = body(await slide(h, alice, req, pos=first["pos"]))
+    event_id = await send_text(h, alice, busy, "while down")
     await h.restart()
-    resp = await slide(h, alice, {"lists": {"all": ALL}}, pos=pos)
-    assert (resp.status, resp.json["errcode"]) == (400, "M_UNKNOWN_POS")
-    assert body(await slide(h, alice, {"lists": {"all": ALL}}))["rooms"]
+    # A new process over the same database: only what changed, not everything afresh.
+    got = body(await slide(h, alice, req, pos=second["pos"]))
+    assert list(got["rooms"]) == [busy]
+    assert "initial" not in got["rooms"][busy]
+    assert [e["event_id"] for e in got["rooms"][busy]["timeline"]] == [event_id]
+    # The state reached before the restart is still retryable, the one after is newest.
+    retry = body(await slide(h, alice, req, pos=second["pos"]))
+    assert list(retry["rooms"]) == [busy]
+    assert body(await slide(h, alice, req, pos=retry["pos"]))["rooms"] == {}
+    # A retry superseded the response the client never got; the first pos is gone.
+    for stale in (got["pos"], first["pos"]):
+        resp = await slide(h, alice, req, pos=stale)
+        assert (resp.status, resp.json["errcode"]) == (400, "M_UNKNOWN_POS")
+    # Another connection or user cannot use it.
+    resp = await slide(h, alice, {"conn_id": "other"}, pos=retry["pos"])
+    assert resp.json["errcode"] == "M_UNKNOWN_POS"
+
+
+async def test_stored_rows_stay_about_one_per_room(h: Harness) -> None:
+    alice = await make_user(h, "alice")
+    rooms = [await public_room(h, alice) for _ in range(3)]
+    req = {"lists": {"all": ALL}}
+    pos = body(await slide(h, alice, req))["pos"]
+    for i in range(10):
+        await send_text(h, alice, rooms[i % 3], f"m{i}")
+        pos = body(await slide(h, alice, req, pos=pos))["pos"]
+    # Rows of the last response plus, per room, the one it shadows until next time.
+    assert await h.hs.sliding_sync.connections.count_rows(pos) <= 4
+    await send_text(h, alice, rooms[0], "last")
+    got = body(await slide(h, alice, req, pos=pos))
+    assert list(got["rooms"]) == [rooms[0]]
 
 
 async def test_lazy_members_are_the_timeline_senders(h: Harness) -> None:
@@ -307,11 +341,14 @@ async def test_an_invite_wakes_a_long_poll(h: Harness) -> None:
 async def test_connections_per_user_are_capped(h: Harness) -> None:
     alice = await make_user(h, "alice")
     first = body(await slide(h, alice, {"conn_id": "c0"}))["pos"]
-    for i in range(1, 11):
+    kept = body(await slide(h, alice, {"conn_id": "c1"}))["pos"]
+    for i in range(2, 11):
         body(await slide(h, alice, {"conn_id": f"c{i}"}))
+    await h.restart()
+    # The least recently used of 11 was dropped, in the database too.
     resp = await slide(h, alice, {"conn_id": "c0"}, pos=first)
     assert resp.json["errcode"] == "M_UNKNOWN_POS"
-    assert len(h.hs.sliding_sync.connections) == 10
+    assert body(await slide(h, alice, {"conn_id": "c1"}, pos=kept))["pos"]
 
 
 async def test_concurrent_requests_per_user_are_capped(
@@ -332,3 +369,22 @@ async def test_concurrent_requests_per_user_are_capped(
         await advance(31)
         for poll in polls:
             assert body(await poll)["rooms"] == {}
+
+
+async def test_rooms_per_connection_are_capped(h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(connections, "MAX_ROOMS_PER_CONNECTION", 2)
+    alice = await make_user(h, "alice")
+    rooms = [await public_room(h, alice) for _ in range(3)]
+    top = {"lists": {"top": {"ranges": [[0, 0]], "timeline_limit": 1}}}
+    pos = body(await slide(h, alice, top))["pos"]
+    for room in rooms:
+        await send_text(h, alice, room, "up")
+        got = body(await slide(h, alice, top, pos=pos))
+        assert list(got["rooms"]) == [room]
+        pos = got["pos"]
+    # The room sent longest ago was forgotten: it comes back afresh.
+    await send_text(h, alice, rooms[0], "again")
+    got = body(await slide(h, alice, top, pos=pos))
+    assert got["rooms"][rooms[0]]["initial"] is True
+    # Kept rooms and drop markers of the last two responses, no more.
+    assert await h.hs.sliding_sync.connections.count_rows(got["pos"]) <= 2 * 2 + 2

@@ -223,6 +223,7 @@ class SlidingSyncHandler:
         device_lists: StreamProvider[DeviceListChanges],
         e2e_keys: E2eKeysHandler,
         push_rules: PushRulesHandler,
+        connections: Connections,
         max_syncs_per_user: int = 10,
     ) -> None:
         self.clock = clock
@@ -239,7 +240,7 @@ class SlidingSyncHandler:
         self.e2e_keys = e2e_keys
         self.push_rules = push_rules
         self.max_syncs_per_user = max_syncs_per_user
-        self.connections = Connections()
+        self.connections = connections
         self.active_syncs = 0
         self._per_user: dict[str, int] = {}
 
@@ -271,7 +272,8 @@ class SlidingSyncHandler:
         requester = request.requester
         user_id = requester.user_id
         key = (user_id, requester.device_id, request.params.conn_id or "")
-        previous = self.connections.get(key, request.pos) if request.pos is not None else None
+        base = await self.connections.get(key, request.pos) if request.pos is not None else None
+        previous = base.state if base is not None else None
         now = self.notifier.current_token()
         result, state = await self._build(request, previous, now)
         if previous is not None and request.timeout_ms > 0:
@@ -286,7 +288,7 @@ class SlidingSyncHandler:
                     break
                 since = self.notifier.current_token()
                 result, state = await self._build(request, previous, since)
-        result.pos = self.connections.add(key, state, reset=previous is None)
+        result.pos = await self.connections.add(key, base, state)
         return result
 
     async def _build(

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from hamlet.handlers.common.service import BuildContext
 from hamlet.handlers.container import Services
+from hamlet.handlers.sliding_sync.connections import Connections
 from hamlet.handlers.sliding_sync.handler import SlidingSyncHandler
 from hamlet.handlers.sync.to_device import ToDeviceProvider
+from hamlet.storage.stores.sliding_sync import SlidingSyncStore
 
 
 def build(ctx: BuildContext, s: Services) -> None:
@@ -23,5 +25,6 @@ def build(ctx: BuildContext, s: Services) -> None:
         device_lists=s.device_lists,
         e2e_keys=s.e2e_keys,
         push_rules=s.push_rules,
+        connections=Connections(SlidingSyncStore(ctx.db), ctx.clock),
         max_syncs_per_user=ctx.config.limits.max_concurrent_syncs_per_user,
     )
