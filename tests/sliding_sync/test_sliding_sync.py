@@ -358,17 +358,53 @@ async def test_concurrent_requests_per_user_are_capped(
         alice = await make_user(h, "alice")
         await public_room(h, alice)
         pos = body(await slide(h, alice, {"lists": {"all": ALL}}))["pos"]
+        # Two distinct computations (the timeouts differ) fill the cap.
         polls = [
-            asyncio.ensure_future(slide(h, alice, {"lists": {"all": ALL}}, pos=pos, wait_ms=30000))
-            for _ in range(2)
+            asyncio.ensure_future(slide(h, alice, {"lists": {"all": ALL}}, pos=pos, wait_ms=wait))
+            for wait in (30000, 30001)
         ]
         await settle()
-        assert h.hs.sliding_sync.active_syncs == 2
-        resp = await slide(h, alice, {"lists": {"all": ALL}}, pos=pos, wait_ms=30000)
+        assert h.hs.sliding_sync.computations == 2
+        resp = await slide(h, alice, {"lists": {"all": ALL}}, pos=pos, wait_ms=30002)
         assert (resp.status, resp.json["errcode"]) == (429, "M_LIMIT_EXCEEDED")
+        # A duplicate of a running one still joins it.
+        dup = asyncio.ensure_future(
+            slide(h, alice, {"lists": {"all": ALL}}, pos=pos, wait_ms=30000)
+        )
+        await settle()
+        assert (h.hs.sliding_sync.active_syncs, h.hs.sliding_sync.computations) == (3, 2)
         await advance(31)
-        for poll in polls:
+        for poll in [*polls, dup]:
             assert body(await poll)["rooms"] == {}
+
+
+async def test_identical_requests_share_one_computation(h: Harness) -> None:
+    alice = await make_user(h, "alice")
+    bob = await make_user(h, "bob")
+    room = await public_room(h, alice, bob)
+    req = {"lists": {"all": ALL}, "extensions": {"typing": {"enabled": True}}}
+    pos = body(await slide(h, alice, req))["pos"]
+    # The same body with its keys in another order is the same request.
+    reordered = {"extensions": {"typing": {"enabled": True}}, "lists": {"all": ALL}}
+    polls = [
+        asyncio.ensure_future(slide(h, alice, reordered if i % 2 else req, pos=pos, wait_ms=30000))
+        for i in range(20)
+    ]
+    await settle()
+    assert (h.hs.sliding_sync.active_syncs, h.hs.sliding_sync.computations) == (20, 1)
+    # One client giving up does not cancel it for the others.
+    polls[0].cancel()
+    await settle()
+    assert h.hs.sliding_sync.computations == 1
+    event_id = await send_text(h, bob, room, "for all")
+    answers = [body(await poll) for poll in polls[1:]]
+    assert len({a["pos"] for a in answers}) == 1
+    for got in answers:
+        assert [e["event_id"] for e in got["rooms"][room]["timeline"]] == [event_id]
+    assert h.hs.sliding_sync.computations == 0
+    # The shared pos works for all of them; other bodies are other computations.
+    again = body(await slide(h, alice, req, pos=answers[0]["pos"]))
+    assert again["rooms"] == {}
 
 
 async def test_rooms_per_connection_are_capped(h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -22,6 +21,7 @@ from hamlet.core.filters import RoomEventFilter
 from hamlet.handlers.common.errors import InvalidParamError, LimitExceededError
 from hamlet.handlers.common.notifier import Notifier
 from hamlet.handlers.common.requester import Requester
+from hamlet.handlers.common.shared import SharedComputations
 from hamlet.handlers.common.streams import StreamProvider, StreamToken, SyncScope
 from hamlet.handlers.e2ee.device_lists import DeviceListChanges
 from hamlet.handlers.e2ee.keys import E2eKeysHandler
@@ -90,6 +90,19 @@ class SlidingSyncRequest:
     params: SlidingSyncParams
     pos: str | None
     timeout_ms: int
+
+    def sharing_key(self) -> Hashable:
+        """Requests with the same key get the same response (a retry storm
+        of one client costs one computation)."""
+        r = self.requester
+        return (
+            r.user_id,
+            r.device_id,
+            r.token_id,
+            self.pos,
+            self.timeout_ms,
+            self.params.sharing_key(),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,31 +255,29 @@ class SlidingSyncHandler:
         self.max_syncs_per_user = max_syncs_per_user
         self.connections = connections
         self.active_syncs = 0
-        self._per_user: dict[str, int] = {}
-
-    @contextmanager
-    def _slot(self, user_id: str) -> Iterator[None]:
-        running = self._per_user.get(user_id, 0)
-        if running >= self.max_syncs_per_user:
-            raise LimitExceededError(
+        # Run under the logging context of the request that starts it (its
+        # logs and database time are that request's), shared with the others.
+        self._shared: SharedComputations[SlidingSyncResult] = SharedComputations(
+            clock.run_in_background,
+            max_syncs_per_user,
+            lambda running: LimitExceededError(
                 SYNC_CAP_RETRY_MS, f"Too many concurrent sliding syncs (max {running})"
-            )
-        self._per_user[user_id] = running + 1
-        self.active_syncs += 1
-        try:
-            yield
-        finally:
-            self.active_syncs -= 1
-            left = self._per_user[user_id] - 1
-            if left:
-                self._per_user[user_id] = left
-            else:
-                del self._per_user[user_id]
+            ),
+        )
 
     async def sync(self, request: SlidingSyncRequest) -> SlidingSyncResult:
-        requester = request.requester
-        with self._slot(requester.user_id):
-            return await self._sync(request)
+        self.active_syncs += 1
+        try:
+            return await self._shared.join(
+                request.sharing_key(), request.requester.user_id, lambda: self._sync(request)
+            )
+        finally:
+            self.active_syncs -= 1
+
+    @property
+    def computations(self) -> int:
+        """Sliding sync computations in flight (each serving one or more requests)."""
+        return self._shared.computations
 
     async def _sync(self, request: SlidingSyncRequest) -> SlidingSyncResult:
         requester = request.requester

@@ -6,6 +6,7 @@ so each is capped; anything malformed is a 400, never a 500.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -93,6 +94,21 @@ class SlidingSyncParams:
     unsubscribe_rooms: frozenset[str] = frozenset()
     receipts: ExtensionScope | None = None
     typing: ExtensionScope | None = None
+
+    def sharing_key(self) -> Hashable:
+        """Equal for bodies asking for the same (whatever the order of keys)."""
+        return (
+            self.conn_id,
+            tuple(sorted(self.lists.items())),
+            tuple(sorted(self.subscriptions.items())),
+            self.to_device,
+            self.to_device_since,
+            self.e2ee,
+            self.account_data,
+            self.unsubscribe_rooms,
+            self.receipts,
+            self.typing,
+        )
 
 
 def _object(value: Any, where: str) -> dict[str, Any]:

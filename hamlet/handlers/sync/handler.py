@@ -11,7 +11,6 @@ are capped (`limits.max_concurrent_syncs_per_user`); past it, 429.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Hashable
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from hamlet.core.filters import Filter
 from hamlet.handlers.common.errors import InvalidParamError, LimitExceededError
 from hamlet.handlers.common.notifier import Notifier
 from hamlet.handlers.common.requester import Requester
+from hamlet.handlers.common.shared import SharedComputations
 from hamlet.handlers.common.streams import StreamProvider, StreamToken, SyncScope
 from hamlet.handlers.e2ee.device_lists import DeviceListChanges
 from hamlet.handlers.e2ee.keys import E2eKeysHandler
@@ -64,16 +64,6 @@ class SyncRequest:
         )
 
 
-class _Shared:
-    """One computation and the requests awaiting it."""
-
-    __slots__ = ("task", "waiters")
-
-    def __init__(self, task: asyncio.Task[SyncResult | BaseException | None]) -> None:
-        self.task = task
-        self.waiters = 0
-
-
 class SyncHandler:
     def __init__(
         self,
@@ -107,8 +97,15 @@ class SyncHandler:
         self.device_lists = device_lists
         self.max_syncs_per_user = max_syncs_per_user
         self.active_syncs = 0
-        self._shared: dict[Hashable, _Shared] = {}
-        self._computing: dict[str, int] = {}  # user -> computations in flight
+        # The shared computation is a background process of the homeserver,
+        # in its own logging context, not a task of the first request.
+        self._shared: SharedComputations[SyncResult] = SharedComputations(
+            lambda compute: clock.run_as_background_process("sync", compute),
+            max_syncs_per_user,
+            lambda running: LimitExceededError(
+                SYNC_CAP_RETRY_MS, f"Too many concurrent /sync requests (max {running})"
+            ),
+        )
 
     async def sync(self, request: SyncRequest) -> SyncResult:
         self.active_syncs += 1
@@ -120,70 +117,15 @@ class SyncHandler:
 
     async def _join(self, request: SyncRequest) -> SyncResult:
         """Await the computation of this request, started now unless an
-        identical one is running.
-
-        The computation is a background process of the homeserver, not a
-        task of the first request: it runs in its own logging context, and
-        a client that disconnects only stops awaiting it (`shield`). When
-        the last one has gone, nobody wants it and it is cancelled.
-        """
-        key = request.sharing_key()
-        shared = self._shared.get(key)
-        if shared is None:
-            shared = self._start(key, request)
-        shared.waiters += 1
-        try:
-            outcome = await asyncio.shield(shared.task)
-        finally:
-            shared.waiters -= 1
-            if not shared.waiters and not shared.task.done():
-                if self._shared.get(key) is shared:
-                    del self._shared[key]
-                shared.task.cancel()
-        if isinstance(outcome, BaseException):
-            raise outcome
-        if outcome is None:
-            # The background process logged why it failed.
-            raise RuntimeError("sync computation failed")
-        return outcome
-
-    def _start(self, key: Hashable, request: SyncRequest) -> _Shared:
-        user_id = request.requester.user_id
-        running = self._computing.get(user_id, 0)
-        if running >= self.max_syncs_per_user:
-            raise LimitExceededError(
-                SYNC_CAP_RETRY_MS, f"Too many concurrent /sync requests (max {running})"
-            )
-
-        async def compute() -> SyncResult | BaseException:
-            # Errors go to every waiter (as a 400 or, with its traceback in
-            # their request's log, a 500), not to the background log.
-            try:
-                return await self._sync(request)
-            except Exception as e:
-                return e
-
-        task = self.clock.run_as_background_process("sync", compute)
-        shared = _Shared(task)
-        self._shared[key] = shared
-        self._computing[user_id] = running + 1
-
-        def finished(_task: object) -> None:
-            if self._shared.get(key) is shared:
-                del self._shared[key]
-            left = self._computing[user_id] - 1
-            if left:
-                self._computing[user_id] = left
-            else:
-                del self._computing[user_id]
-
-        task.add_done_callback(finished)
-        return shared
+        identical one is running."""
+        return await self._shared.join(
+            request.sharing_key(), request.requester.user_id, lambda: self._sync(request)
+        )
 
     @property
     def computations(self) -> int:
         """Sync computations in flight (each serving one or more requests)."""
-        return sum(self._computing.values())
+        return self._shared.computations
 
     async def _sync(self, request: SyncRequest) -> SyncResult:
         user_id = request.requester.user_id
