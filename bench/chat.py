@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -266,19 +267,29 @@ def generate_synapse_keys(python: str, config: Path) -> None:
     )
 
 
-async def run_server(
-    label: str, argv: list[str], base: str, messages: int, env: dict[str, str] | None = None
+async def serve_and_run(
+    argv: list[str],
+    base: str,
+    work: Callable[[str], Awaitable[dict[str, Any]]],
+    env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
+    """Start a server, run `work(base)` once it answers, stop it."""
     proc = spawn(argv, env)
     try:
         await wait_up(base, proc)
-        result = await workload(base, messages)
+        return await work(base)
     finally:
         proc.terminate()
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+async def run_server(
+    label: str, argv: list[str], base: str, messages: int, env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    result = await serve_and_run(argv, base, lambda b: workload(b, messages), env)
     return {"server": label, **result}
 
 
