@@ -16,6 +16,7 @@ import ipaddress
 import itertools
 import logging
 import time
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -112,6 +113,18 @@ def encoded_json_response(
         content_type="application/json",
         headers={**CORS_HEADERS, **(headers or {})},
     )
+
+
+def shared_json_response(
+    encoded: dict[str, bytes], key: str, build: Callable[[], Any]
+) -> web.Response:
+    """The JSON of a result identical requests share (/sync, sliding sync):
+    a retry storm or a flood of them encodes it once. `encoded` is the
+    result's cache of bodies, by response format."""
+    body = encoded.get(key)
+    if body is None:
+        body = encoded[key] = orjson.dumps(build())
+    return encoded_json_response(body)
 
 
 def error_response(err: MatrixError) -> web.Response:

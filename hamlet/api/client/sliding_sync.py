@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from aiohttp import web
+
 from hamlet.api.client.sync_json import (
     account_data_json,
     ephemeral_json,
@@ -15,6 +17,7 @@ from hamlet.api.client.sync_json import (
 )
 from hamlet.api.request import ApiRequest
 from hamlet.api.router import Router
+from hamlet.api.server import shared_json_response
 from hamlet.handlers.common.errors import InvalidParamError
 from hamlet.handlers.sliding_sync.handler import SlidingSyncRequest
 from hamlet.handlers.sliding_sync.params import parse_params
@@ -118,7 +121,7 @@ def response_json(result: SlidingSyncResult) -> JsonDict:
     }
 
 
-async def sliding_sync(req: ApiRequest) -> JsonDict:
+async def sliding_sync(req: ApiRequest) -> web.Response:
     requester = await req.authenticate()
     timeout = req.query_int("timeout", 0) or 0
     if timeout < 0:
@@ -130,7 +133,8 @@ async def sliding_sync(req: ApiRequest) -> JsonDict:
         pos=req.query.get("pos"),
         timeout_ms=timeout,
     )
-    return response_json(await req.hs.sliding_sync.sync(request))
+    result = await req.hs.sliding_sync.sync(request)
+    return shared_json_response(result.encoded, "msc4186", lambda: response_json(result))
 
 
 def register(router: Router) -> None:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import orjson
 from aiohttp import web
 
 from hamlet.api.client.sync_json import sync_response
 from hamlet.api.request import ApiRequest, parse_json
 from hamlet.api.router import Router
-from hamlet.api.server import encoded_json_response
+from hamlet.api.server import shared_json_response
 from hamlet.core import errors as core_errors
 from hamlet.core.filters import DEFAULT_FILTER, Filter, parse_filter
 from hamlet.handlers.common.errors import BadJsonError, InvalidParamError
@@ -59,10 +58,7 @@ async def sync(req: ApiRequest) -> web.Response:
     result = await req.hs.sync.sync(request)
     # Identical requests share `result`: a retry storm (or a flood) of
     # full syncs of a large account encodes its megabytes once.
-    body = result.encoded.get(ENCODING)
-    if body is None:
-        body = result.encoded[ENCODING] = orjson.dumps(sync_response(result))
-    return encoded_json_response(body)
+    return shared_json_response(result.encoded, ENCODING, lambda: sync_response(result))
 
 
 def register(router: Router) -> None:

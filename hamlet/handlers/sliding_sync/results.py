@@ -76,6 +76,8 @@ class SlidingSyncResult:
     account_data: AccountDataExtension | None = None
     receipts: dict[str, RoomReceipts] | None = None
     typing: dict[str, RoomTyping] | None = None
+    #: The response body once encoded, for the identical requests sharing this result.
+    encoded: dict[str, bytes] = field(default_factory=dict, compare=False, repr=False)
 
     def has_news(self) -> bool:
         """Anything a long-poll should return for (key counts alone are not)."""
