@@ -138,3 +138,30 @@ async def test_more_required_state_is_sent_at_once(h: Harness) -> None:
     assert "initial" not in room_json and room_json["timeline"] == []
     assert [e["type"] for e in room_json["required_state"]] == ["m.room.topic"]
     assert body(await slide(h, alice, {"lists": {"l": more}}, pos=got["pos"]))["rooms"] == {}
+
+
+async def test_incremental_required_state_is_the_changes(h: Harness) -> None:
+    alice = await make_user(h, "alice")
+    bob = await make_user(h, "bob")
+    carol = await make_user(h, "carol")
+    room = await public_room(h, alice, bob, carol)
+    spec = {
+        "ranges": [[0, 0]],
+        "timeline_limit": 1,
+        "required_state": [["m.room.topic", ""], ["m.room.member", "$LAZY"]],
+    }
+    first = body(await slide(h, alice, {"lists": {"l": spec}}))
+    resp = await call(h, "PUT", f"/rooms/{room}/state/m.room.topic", alice, {"topic": "new"})
+    assert resp.status == 200, resp.json
+    resp = await call(h, "PUT", f"/rooms/{room}/state/m.room.name", alice, {"name": "unasked"})
+    assert resp.status == 200, resp.json
+    for _ in range(3):
+        await send_text(h, bob, room, "many")
+    got = body(await slide(h, alice, {"lists": {"l": spec}}, pos=first["pos"]))
+    room_json = got["rooms"][room]
+    assert room_json["limited"] is True
+    state = {(e["type"], e["state_key"]): e for e in room_json["required_state"]}
+    # The changed topic (though not in the timeline), the sender's member event;
+    # not unchanged or unasked-for state, not carol who sent nothing.
+    assert set(state) == {("m.room.topic", ""), ("m.room.member", bob.user_id)}
+    assert state[("m.room.topic", "")]["content"] == {"topic": "new"}

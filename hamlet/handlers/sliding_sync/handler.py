@@ -51,7 +51,7 @@ from hamlet.handlers.sync.handler import (
     add_push_rules,
     device_key_state,
 )
-from hamlet.handlers.sync.results import StrippedStateEvent, ToDeviceResult
+from hamlet.handlers.sync.results import ClientEvent, StrippedStateEvent, ToDeviceResult
 from hamlet.handlers.sync.rooms import WILDCARD, RoomSyncBuilder, RoomWindow
 from hamlet.handlers.user_streams.account_data import AccountDataHandler
 from hamlet.handlers.user_streams.receipts import RoomReceipts
@@ -440,20 +440,11 @@ class SlidingSyncHandler:
         joined = await self.room_builder.joined_room(scope, room_id, since, now, window)
         if joined is None:
             return None
-        if change.added_state and not fresh:
-            # State the client did not ask for before: the current state of those keys.
-            more = await self.room_builder.joined_room(
-                scope,
-                room_id,
-                None,
-                now,
-                window_for(RoomParams(0, change.added_state), scope.user_id),
+        if not fresh and had is not None:
+            senders = {e["sender"] for e in joined.timeline.events}
+            joined.state = await self._state_delta(
+                scope, room_id, params, change, had.position, now, senders
             )
-            if more is not None:
-                have = {(e["type"], e["state_key"]) for e in joined.state}
-                joined.state.extend(
-                    e for e in more.state if (e["type"], e["state_key"]) not in have
-                )
         num_live = 0
         if had is not None and not change.initial:
             num_live = len(joined.timeline.events)
@@ -478,6 +469,37 @@ class SlidingSyncHandler:
             joined=joined,
             num_live=num_live,
         )
+
+    async def _state_delta(
+        self,
+        scope: SyncScope,
+        room_id: str,
+        params: RoomParams,
+        change: RoomChange,
+        since: int,
+        now: StreamToken,
+        senders: set[str],
+    ) -> list[ClientEvent]:
+        """`required_state` of a room the connection has (as Synapse): the
+        current state of the wanted keys that changed since it was sent, the
+        members of the timeline's senders under `$LAZY`, and all of the
+        current state that pairs new to the request match."""
+        user_id = scope.user_id
+        pairs = {(t, user_id if k == ME else k) for t, k in params.required_state}
+        lazy = (MEMBER, LAZY) in pairs
+        explicit = RoomWindow(0, required_state=frozenset(pairs - {(MEMBER, LAZY)}))
+        changed = await self.events.get_state_keys_changed(room_id, since, now.events)
+        keys = {k for k in changed if explicit.wants_state(*k)}
+        if lazy:
+            keys |= {(MEMBER, sender) for sender in senders}
+        if change.added_state:
+            added = {(t, user_id if k == ME else k) for t, k in change.added_state}
+            if (MEMBER, LAZY) in added:
+                keys |= {(MEMBER, sender) for sender in senders | {user_id}}
+            window = RoomWindow(0, required_state=frozenset(added - {(MEMBER, LAZY)}))
+            current = await self.state.get_current_state_ids(room_id)
+            keys |= {k for k in current if window.wants_state(*k)}
+        return await self.room_builder.current_state(scope, room_id, keys) if keys else []
 
     async def _heroes(self, room_id: str, user_ids: list[str]) -> list[Hero]:
         """The summary's heroes with their names and avatars in the room."""

@@ -306,9 +306,20 @@ class RoomSyncBuilder:
             ):
                 continue
             served.append(event)
-        stored = await self.state.event_cache.get_many([e.event_id for e in served])
+        return await self._serialize_state(user_id, served)
+
+    async def current_state(
+        self, scope: SyncScope, room_id: str, keys: Collection[StateKey]
+    ) -> list[ClientEvent]:
+        """The room's current state events of `keys` (those that exist), as
+        the user sees them: sliding sync's `required_state` deltas."""
+        events = await self.state.get_current_state(room_id, set(keys))
+        return await self._serialize_state(scope.user_id, list(events.values()))
+
+    async def _serialize_state(self, user_id: str, events: list[Event]) -> list[ClientEvent]:
+        stored = await self.state.event_cache.get_many([e.event_id for e in events])
         return await self.serializer.serialize(
-            [stored[e.event_id] for e in served if e.event_id in stored],
+            [stored[e.event_id] for e in events if e.event_id in stored],
             user_id=user_id,
             include_room_id=False,
             bundle=False,

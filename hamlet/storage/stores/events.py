@@ -260,6 +260,20 @@ class EventsStore:
             changed.update(str(r[0]) for r in rows)
         return changed
 
+    async def get_state_keys_changed(
+        self, room_id: str, after: int, upto: int
+    ) -> set[tuple[str, str]]:
+        """The (type, state_key) of the room's state events with after < stream_ordering <= upto."""
+        rows = await self.db.fetchall(
+            "get_state_keys_changed",
+            "SELECT DISTINCT type, state_key FROM events WHERE room_id = ?"
+            " AND state_key IS NOT NULL AND stream_ordering > ? AND stream_ordering <= ?",
+            room_id,
+            after,
+            upto,
+        )
+        return {(str(r[0]), str(r[1])) for r in rows}
+
     async def count_events_between(self, room_id: str, after: int, upto: int) -> int:
         """Events of the room with after < stream_ordering <= upto."""
         return int(
