@@ -165,3 +165,61 @@ async def test_incremental_required_state_is_the_changes(h: Harness) -> None:
     # not unchanged or unasked-for state, not carol who sent nothing.
     assert set(state) == {("m.room.topic", ""), ("m.room.member", bob.user_id)}
     assert state[("m.room.topic", "")]["content"] == {"topic": "new"}
+
+
+async def test_kicked_and_banned_rooms_stay_listed_left_rooms_do_not(h: Harness) -> None:
+    alice = await make_user(h, "alice")
+    bob = await make_user(h, "bob")
+    kicked = await public_room(h, alice, bob)
+    banned = await public_room(h, alice, bob)
+    left = await public_room(h, alice, bob)
+    resp = await call(h, "PUT", f"/rooms/{kicked}/state/m.room.name", alice, {"name": "Then"})
+    assert resp.status == 200, resp.json
+    all_rooms = {"lists": {"all": {"ranges": [[0, 9]], "timeline_limit": 3}}}
+    first = body(await slide(h, bob, all_rooms))
+    assert first["lists"]["all"]["count"] == 3
+    resp = await call(h, "POST", f"/rooms/{kicked}/kick", alice, {"user_id": bob.user_id})
+    assert resp.status == 200, resp.json
+    resp = await call(h, "POST", f"/rooms/{banned}/ban", alice, {"user_id": bob.user_id})
+    assert resp.status == 200, resp.json
+    resp = await call(h, "POST", f"/rooms/{left}/leave", bob, {})
+    assert resp.status == 200, resp.json
+    resp = await call(h, "PUT", f"/rooms/{kicked}/state/m.room.name", alice, {"name": "Later"})
+    assert resp.status == 200, resp.json
+    got = body(await slide(h, bob, all_rooms, pos=first["pos"]))
+    # The user's own leave is told once and drops out; kicks and bans stay.
+    assert got["lists"]["all"]["count"] == 2
+    assert {r: got["rooms"][r]["membership"] for r in got["rooms"]} == {
+        kicked: "leave",
+        banned: "ban",
+        left: "leave",
+    }
+    kick = got["rooms"][kicked]
+    assert "initial" not in kick
+    assert kick["timeline"][-1]["content"]["membership"] == "leave"
+    assert kick["timeline"][-1]["sender"] == alice.user_id
+    assert kick["name"] == "Then"
+    # Nothing after the kick reaches them; a new connection lists them afresh.
+    await send_text(h, alice, kicked, "after")
+    assert body(await slide(h, bob, all_rooms, pos=got["pos"]))["rooms"] == {}
+    fresh = body(await slide(h, bob, {**all_rooms, "conn_id": "new"}))
+    assert set(fresh["rooms"]) == {kicked, banned}
+    assert fresh["rooms"][kicked]["initial"] is True
+    assert fresh["rooms"][kicked]["timeline"][-1]["content"]["membership"] == "leave"
+
+
+async def test_knocked_room_shows_its_stripped_state(h: Harness) -> None:
+    alice = await make_user(h, "alice")
+    bob = await make_user(h, "bob")
+    resp = await call(h, "POST", "/createRoom", alice, {"name": "Door", "room_version": "10"})
+    room = resp.json["room_id"]
+    rules = {"join_rule": "knock"}
+    resp = await call(h, "PUT", f"/rooms/{room}/state/m.room.join_rules", alice, rules)
+    assert resp.status == 200, resp.json
+    resp = await call(h, "POST", f"/knock/{room}", bob, {})
+    assert resp.status == 200, resp.json
+    got = body(await slide(h, bob, {"lists": {"all": {"ranges": [[0, 9]]}}}))
+    knock = got["rooms"][room]
+    assert (knock["membership"], knock["name"]) == ("knock", "Door")
+    assert "m.room.create" in {e["type"] for e in knock["invite_state"]}
+    assert "timeline" not in knock

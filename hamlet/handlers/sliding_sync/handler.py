@@ -78,7 +78,11 @@ BUMP_TYPES: Final = frozenset(
 )
 #: Rooms built per response; the rest follow in the next one (never all of a huge account at once).
 MAX_ROOMS_PER_RESPONSE: Final = 100
-LISTED: Final = ("join", "invite")
+#: Memberships whose rooms are listed; a leave only if someone else sent it (a kick).
+LISTED: Final = ("join", "invite", "knock", "ban")
+#: Memberships of rooms the user is out of; listed (kicked, banned) up to that event.
+GONE: Final = ("leave", "ban")
+STRIPPED: Final = ("invite", "knock")
 MEMBER = "m.room.member"
 NAME = "m.room.name"
 AVATAR = "m.room.avatar"
@@ -309,11 +313,7 @@ class SlidingSyncHandler:
         requester = request.requester
         user_id = requester.user_id
         all_memberships = await self.rooms.get_memberships_of_user(user_id)
-        memberships = {
-            m.room_id: m
-            for m in all_memberships
-            if m.membership in LISTED and not m.forgotten and m.stream_ordering <= now.events
-        }
+        memberships = await self._listed(user_id, all_memberships, now)
         joined = [r for r, m in memberships.items() if m.membership == "join"]
         latest = await self.events.get_latest_positions(joined, now.events, BUMP_TYPES)
         bumps = {r: max(m.stream_ordering, latest.get(r, 0)) for r, m in memberships.items()}
@@ -358,15 +358,18 @@ class SlidingSyncHandler:
         newest = await self.events.get_latest_positions(known, now.events)
         scope = SyncScope(user_id, requester.device_id, frozenset(wanted))
         result = SlidingSyncResult(pos="", lists=counts)
-        await self._left(scope, all_memberships, sent, now, result)
+        await self._left(scope, all_memberships, memberships, sent, now, result)
         dms = await facts.dm_rooms()
         built = 0
         for room_id, room_params in wanted.items():
             m = memberships[room_id]
             had = sent.get(room_id)
-            # A new membership (an invite accepted) starts the room afresh.
-            if had is None or m.stream_ordering > had.position:
+            if had is None or (m.stream_ordering > had.position and m.membership not in GONE):
+                # A new membership (an invite accepted) starts the room afresh.
                 change = RoomChange(initial=True)
+            elif m.stream_ordering > had.position:
+                # Kicked or banned since: the timeline up to it.
+                change = RoomChange()
             else:
                 change = RoomChange.between(had.params, room_params)
                 news = m.membership == "join" and newest.get(room_id, 0) > had.position
@@ -384,19 +387,39 @@ class SlidingSyncHandler:
         await self._extensions(result, request, since, now, list_rooms, subscribed)
         return result, ConnectionState(now, sent)
 
+    async def _listed(
+        self, user_id: str, memberships: list[Membership], now: StreamToken
+    ) -> dict[str, Membership]:
+        """The rooms lists hold, as Synapse: joined, invited, knocked, banned
+        and kicked from; not those the user left (nor forgot)."""
+        current = [m for m in memberships if not m.forgotten and m.stream_ordering <= now.events]
+        leaves = [m.event_id for m in current if m.membership == "leave"]
+        events = await self.state.event_cache.get_many(leaves) if leaves else {}
+        return {
+            m.room_id: m
+            for m in current
+            if m.membership in LISTED
+            or (
+                m.membership == "leave"
+                and m.event_id in events
+                and events[m.event_id].event.sender != user_id
+            )
+        }
+
     async def _left(
         self,
         scope: SyncScope,
         memberships: list[Membership],
+        listed: dict[str, Membership],
         sent: dict[str, SentRoom],
         now: StreamToken,
         result: SlidingSyncResult,
     ) -> None:
-        """Rooms the connection has that the user has left (or was banned
-        from) since: their timeline up to the leave, and they are forgotten."""
+        """Rooms the connection has that the user has left since: their
+        timeline up to the leave, and they are forgotten."""
         for m in memberships:
             had = sent.get(m.room_id)
-            if had is None or m.membership not in ("leave", "ban"):
+            if had is None or m.membership != "leave" or m.room_id in listed:
                 continue
             if not had.position < m.stream_ordering <= now.events:
                 continue
@@ -423,10 +446,12 @@ class SlidingSyncHandler:
         is_dm: bool,
     ) -> SlidingRoom | None:
         room_id = membership.room_id
-        if membership.membership == "invite":
+        if membership.membership in GONE:
+            return await self._gone_room(scope, membership, params, had)
+        if membership.membership in STRIPPED:
             stripped = await self.room_builder.stripped_state(membership)
             return SlidingRoom(
-                membership="invite",
+                membership=membership.membership,
                 initial=True,
                 bump_stamp=membership.stream_ordering,
                 name=_stripped_content(stripped, NAME, "name"),
@@ -468,6 +493,27 @@ class SlidingSyncHandler:
             is_dm=is_dm,
             joined=joined,
             num_live=num_live,
+        )
+
+    async def _gone_room(
+        self, scope: SyncScope, membership: Membership, params: RoomParams, had: SentRoom | None
+    ) -> SlidingRoom:
+        """A room the user was kicked or banned from: its timeline up to that
+        event (what came after it since `had`, if the connection had the
+        room), named as it was then."""
+        window = window_for(params, scope.user_id)
+        since = had.position if had is not None else None
+        left = await self.room_builder.left_room(scope, membership, since, window)
+        stored = await self.state.event_cache.get(membership.event_id)
+        then = await self.state.get_state_at_group(stored.state_group) if stored is not None else {}
+        return SlidingRoom(
+            membership=membership.membership,
+            initial=had is None,
+            bump_stamp=membership.stream_ordering,
+            name=_content(then.get((NAME, "")), "name"),
+            avatar=_content(then.get((AVATAR, "")), "url"),
+            left=left,
+            num_live=len(left.timeline.events) if had is not None else 0,
         )
 
     async def _state_delta(
