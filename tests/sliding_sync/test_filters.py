@@ -180,3 +180,35 @@ async def test_bad_filters_are_a_400(h: Harness, filters: Any) -> None:
     resp = await slide(h, alice, {"lists": {"l": {"ranges": [[0, 1]], "filters": filters}}})
     assert resp.status == 400, resp.body
     assert resp.json["errcode"] in ("M_BAD_JSON", "M_INVALID_PARAM")
+
+
+async def test_what_synapse_answers_with_a_500_is_a_200(h: Harness) -> None:
+    """Synapse 1.163 500s on `spaces`, `room_name_like`, `["*", ""]` and a list
+    without `ranges` together with extensions."""
+    alice = await make_user(h, "alice")
+    room = await create(h, alice, name="Somewhere")
+    req = {
+        "lists": {
+            "no_ranges": {"timeline_limit": 1},
+            "stars": {"ranges": [[0, 0]], "required_state": [["*", ""]]},
+            "spaces": {"ranges": [[0, 0]], "filters": {"spaces": [room]}},
+            "named": {"ranges": [[0, 0]], "filters": {"room_name_like": "where"}},
+        },
+        "extensions": {
+            "to_device": {"enabled": True},
+            "e2ee": {"enabled": True},
+            "account_data": {"enabled": True},
+            "receipts": {"enabled": True},
+            "typing": {"enabled": True},
+        },
+    }
+    got = body(await slide(h, alice, req))
+    assert got["lists"] == {
+        "no_ranges": {"count": 1},
+        "stars": {"count": 1},
+        "spaces": {"count": 0},
+        "named": {"count": 1},
+    }
+    state = {(e["type"], e["state_key"]) for e in got["rooms"][room]["required_state"]}
+    assert ("m.room.name", "") in state and ("m.room.create", "") in state
+    assert all(key == "" for _, key in state)
