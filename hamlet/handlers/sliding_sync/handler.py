@@ -380,7 +380,16 @@ class SlidingSyncHandler:
             if built >= MAX_ROOMS_PER_RESPONSE:
                 break
             built += 1
-            room = await self._room(scope, m, room_params, change, had, now, is_dm=room_id in dms)
+            room = await self._room(
+                scope,
+                m,
+                room_params,
+                change,
+                had,
+                now,
+                is_dm=room_id in dms,
+                bump_stamp=bumps[room_id],
+            )
             if room is not None:
                 result.rooms[room_id] = room
                 sent[room_id] = SentRoom(room_params, now.events)
@@ -444,6 +453,7 @@ class SlidingSyncHandler:
         now: StreamToken,
         *,
         is_dm: bool,
+        bump_stamp: int,
     ) -> SlidingRoom | None:
         room_id = membership.room_id
         if membership.membership in GONE:
@@ -476,7 +486,6 @@ class SlidingSyncHandler:
             if change.expanded:
                 live = await self.events.count_events_between(room_id, had.position, now.events)
                 num_live = min(num_live, live)
-        latest = await self.events.get_latest_positions([room_id], now.events, BUMP_TYPES)
         state = await self.state.get_current_state(room_id, {(NAME, ""), (AVATAR, "")})
         name_event, avatar_event = state.get((NAME, "")), state.get((AVATAR, ""))
         heroes: list[Hero] = []
@@ -486,7 +495,7 @@ class SlidingSyncHandler:
             membership="join",
             initial=change.initial,
             expanded_timeline=change.expanded,
-            bump_stamp=max(membership.stream_ordering, latest.get(room_id, 0)),
+            bump_stamp=bump_stamp,
             name=_content(name_event, "name"),
             avatar=_content(avatar_event, "url"),
             heroes=heroes,
