@@ -424,3 +424,21 @@ async def test_rooms_per_connection_are_capped(h: Harness, monkeypatch: pytest.M
     assert got["rooms"][rooms[0]]["initial"] is True
     # Kept rooms and drop markers of the last two responses, no more.
     assert await h.hs.sliding_sync.connections.count_rows(got["pos"]) <= 2 * 2 + 2
+
+
+async def test_a_connection_started_again_meanwhile_leaves_nothing_behind(h: Harness) -> None:
+    alice = await make_user(h, "alice")
+    await public_room(h, alice)
+    req = {"conn_id": "main", "lists": {"all": ALL}}
+    first = body(await slide(h, alice, req))["pos"]
+    poll = asyncio.ensure_future(slide(h, alice, req, pos=first, wait_ms=10000))
+    await settle()
+    # The client starts the connection again while its long-poll waits.
+    again = body(await slide(h, alice, req))["pos"]
+    await advance(11)
+    stale = body(await poll)["pos"]
+    assert await h.hs.sliding_sync.connections.count_rows(stale) == 0
+    for pos in (first, stale):
+        resp = await slide(h, alice, req, pos=pos)
+        assert (resp.status, resp.json["errcode"]) == (400, "M_UNKNOWN_POS")
+    assert body(await slide(h, alice, req, pos=again))["rooms"] == {}

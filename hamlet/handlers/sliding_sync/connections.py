@@ -143,7 +143,8 @@ class Connections:
                 del self._writing[conn_key]
             else:
                 self._writing[conn_key] = (lock, users - 1)
-        self._remember(conn_key, number, key, state)
+        if number:
+            self._remember(conn_key, number, key, state)
         return f"{conn_key}_{number}"
 
     def _remember(

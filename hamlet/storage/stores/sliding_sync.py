@@ -121,9 +121,17 @@ class SlidingSyncStore:
         """Record a new position, reached from `base` with `changed` (None:
         the room dropped), and return it; positions other than the two are
         forgotten. A number is never used twice in a connection, so the pos
-        of a superseded response stays unknown."""
+        of a superseded response stays unknown; 0 (never a position) if the
+        connection is gone."""
 
         async def run(txn: Transaction) -> int:
+            exists = await txn.fetchval(
+                "SELECT 1 FROM sliding_sync_connections WHERE conn_key = ?", (conn_key,)
+            )
+            if exists is None:
+                # Started again (or evicted) meanwhile: this response's pos
+                # will be unknown, and nothing is left behind for it.
+                return 0
             highest = await txn.fetchval(
                 "SELECT MAX(position) FROM sliding_sync_positions WHERE conn_key = ?",
                 (conn_key,),
