@@ -152,6 +152,14 @@ async def workload(base: str, rooms: int) -> dict[str, float]:
         }
 
 
+def lift_room_creation_limit(config: Path) -> None:
+    """Both servers limit room creation (10 at once, then 1 a minute), which
+    populating the account would hit."""
+    settings = json.loads(config.read_text())
+    settings["rc_room_creation"] = {"per_second": 1000, "burst_count": 1000}
+    config.write_text(json.dumps(settings))
+
+
 async def run_server(label: str, argv: list[str], base: str, rooms: int) -> dict[str, Any]:
     result = await serve_and_run(argv, base, lambda b: workload(b, rooms))
     return {"server": label, **result}
@@ -169,6 +177,7 @@ async def main() -> None:
         ham_dir.mkdir()
         db = {"name": "sqlite3", "args": {"database": str(ham_dir / "hs.db")}}
         config = hamlet_config(ham_dir, port, db)
+        lift_room_creation_limit(config)
         ours = await run_server(
             "hamlet-sqlite",
             [sys.executable, "-m", "hamlet.cli", "serve", "--config", str(config)],
@@ -185,10 +194,7 @@ async def main() -> None:
         syn_dir = root / "synapse"
         syn_dir.mkdir()
         config = synapse_config(syn_dir, port)
-        settings = json.loads(config.read_text())
-        # Synapse limits room creation on its own (10 at once, then 1 a minute).
-        settings["rc_room_creation"] = {"per_second": 1000, "burst_count": 1000}
-        config.write_text(json.dumps(settings))
+        lift_room_creation_limit(config)
         generate_synapse_keys(synapse_python, config)
         theirs = await run_server(
             "synapse-sqlite",
