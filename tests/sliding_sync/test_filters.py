@@ -28,14 +28,21 @@ async def listed(h: Harness, user: TestUser, filters: Any) -> tuple[int, set[str
     return got["lists"]["l"]["count"], set(got["rooms"])
 
 
-async def test_is_dm_follows_m_direct(h: Harness) -> None:
+async def set_direct(h: Harness, user: TestUser, content: dict[str, Any]) -> None:
+    path = f"/user/{quote(user.user_id)}/account_data/m.direct"
+    resp = await call(h, "PUT", path, user, content)
+    assert resp.status == 200, resp.json
+
+
+async def two_rooms(h: Harness) -> tuple[TestUser, TestUser, str, str]:
     alice = await make_user(h, "alice")
     bob = await make_user(h, "bob")
-    dm = await public_room(h, alice, bob)
-    group = await public_room(h, alice, bob)
-    path = f"/user/{quote(alice.user_id)}/account_data/m.direct"
-    resp = await call(h, "PUT", path, alice, {bob.user_id: [dm], "junk": "not a list"})
-    assert resp.status == 200, resp.json
+    return alice, bob, await public_room(h, alice, bob), await public_room(h, alice, bob)
+
+
+async def test_is_dm_follows_m_direct(h: Harness) -> None:
+    alice, bob, dm, group = await two_rooms(h)
+    await set_direct(h, alice, {bob.user_id: [dm], "junk": "not a list"})
     assert await listed(h, alice, {"is_dm": True}) == (1, {dm})
     assert await listed(h, alice, {"is_dm": False}) == (1, {group})
     got = body(await slide(h, alice, {"lists": {"all": {"ranges": [[0, 9]]}}}))
@@ -212,3 +219,17 @@ async def test_what_synapse_answers_with_a_500_is_a_200(h: Harness) -> None:
     state = {(e["type"], e["state_key"]) for e in got["rooms"][room]["required_state"]}
     assert ("m.room.name", "") in state and ("m.room.create", "") in state
     assert all(key == "" for _, key in state)
+
+
+async def test_a_dm_change_is_sent_to_a_connection(h: Harness) -> None:
+    alice, bob, dm, group = await two_rooms(h)
+    await set_direct(h, alice, {bob.user_id: [dm]})
+    req = {"lists": {"all": {"ranges": [[0, 9]], "timeline_limit": 1}}}
+    first = body(await slide(h, alice, req))
+    assert first["rooms"][dm]["is_dm"] is True and "is_dm" not in first["rooms"][group]
+    await set_direct(h, alice, {bob.user_id: [group]})
+    await h.restart()
+    got = body(await slide(h, alice, req, pos=first["pos"]))
+    assert {r: room["is_dm"] for r, room in got["rooms"].items()} == {dm: False, group: True}
+    assert all(room["timeline"] == [] for room in got["rooms"].values())
+    assert body(await slide(h, alice, req, pos=got["pos"]))["rooms"] == {}

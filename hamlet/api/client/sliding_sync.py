@@ -47,8 +47,8 @@ def room_json(room: SlidingRoom) -> JsonDict:
     if room.expanded_timeline:
         # Synapse 1.163's name; the proposal has since dropped the prefix.
         out["unstable_expanded_timeline"] = True
-    if room.is_dm:
-        out["is_dm"] = True
+    if room.is_dm is not None:
+        out["is_dm"] = room.is_dm
     if room.name is not None:
         out["name"] = room.name
     if room.avatar is not None:

@@ -47,6 +47,8 @@ class SentRoom:
     #: The `events` position the room was last sent up to; a room that left
     #: the lists' ranges keeps it, and gets what it missed once back.
     position: int
+    #: Whether the connection was told the room is a DM.
+    is_dm: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,11 +69,15 @@ class Position:
 
 
 def _stored(room: SentRoom) -> StoredRoom:
-    return StoredRoom(room.params.timeline_limit, room.params.required_state, room.position)
+    return StoredRoom(
+        room.params.timeline_limit, room.params.required_state, room.position, room.is_dm
+    )
 
 
 def _sent(room: StoredRoom) -> SentRoom:
-    return SentRoom(RoomParams(room.timeline_limit, room.required_state), room.sent_position)
+    return SentRoom(
+        RoomParams(room.timeline_limit, room.required_state), room.sent_position, room.is_dm
+    )
 
 
 class Connections:

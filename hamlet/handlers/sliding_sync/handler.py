@@ -364,6 +364,7 @@ class SlidingSyncHandler:
         for room_id, room_params in wanted.items():
             m = memberships[room_id]
             had = sent.get(room_id)
+            is_dm = room_id in dms
             if had is None or (m.stream_ordering > had.position and m.membership not in GONE):
                 # A new membership (an invite accepted) starts the room afresh.
                 change = RoomChange(initial=True)
@@ -373,9 +374,9 @@ class SlidingSyncHandler:
             else:
                 change = RoomChange.between(had.params, room_params)
                 news = m.membership == "join" and newest.get(room_id, 0) > had.position
-                if not (news or change.expanded or change.added_state):
+                if not (news or change.expanded or change.added_state or had.is_dm != is_dm):
                     # Less asked of it (a smaller window): nothing to send now.
-                    sent[room_id] = SentRoom(room_params, had.position)
+                    sent[room_id] = SentRoom(room_params, had.position, had.is_dm)
                     continue
             if built >= MAX_ROOMS_PER_RESPONSE:
                 break
@@ -387,12 +388,13 @@ class SlidingSyncHandler:
                 change,
                 had,
                 now,
-                is_dm=room_id in dms,
+                # `false` only to a connection told `true` before.
+                is_dm=is_dm if is_dm or (had is not None and had.is_dm) else None,
                 bump_stamp=bumps[room_id],
             )
             if room is not None:
                 result.rooms[room_id] = room
-                sent[room_id] = SentRoom(room_params, now.events)
+                sent[room_id] = SentRoom(room_params, now.events, is_dm)
         await self._extensions(result, request, since, now, list_rooms, subscribed)
         return result, ConnectionState(now, sent)
 
@@ -452,7 +454,7 @@ class SlidingSyncHandler:
         had: SentRoom | None,
         now: StreamToken,
         *,
-        is_dm: bool,
+        is_dm: bool | None,
         bump_stamp: int,
     ) -> SlidingRoom | None:
         room_id = membership.room_id

@@ -38,7 +38,8 @@ class SlidingRoom:
     avatar: str | None = None
     #: Only for rooms without a name.
     heroes: list[Hero] = field(default_factory=list)
-    is_dm: bool = False
+    #: None: not said (not a DM, and the connection was never told it is).
+    is_dm: bool | None = None
     #: A joined room's timeline, state and counts.
     joined: JoinedRoom | None = None
     #: A room left since the connection had it: its timeline up to the leave.

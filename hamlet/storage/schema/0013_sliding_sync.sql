@@ -30,5 +30,7 @@ CREATE TABLE sliding_sync_rooms (
     -- JSON list of [type, state_key].
     required_state TEXT NOT NULL,
     sent_position BIGINT NOT NULL,
+    -- Whether the connection was told the room is a DM.
+    is_dm BOOLEAN NOT NULL,
     PRIMARY KEY (conn_key, position, room_id)
 );

@@ -26,6 +26,7 @@ class StoredRoom:
     timeline_limit: int
     required_state: frozenset[tuple[str, str]]
     sent_position: int
+    is_dm: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,18 +95,18 @@ class SlidingSyncStore:
             if token is None:
                 return None
             rows = await txn.fetchall(
-                "SELECT room_id, timeline_limit, required_state, sent_position"
+                "SELECT room_id, timeline_limit, required_state, sent_position, is_dm"
                 " FROM sliding_sync_rooms WHERE conn_key = ? AND position <= ?"
                 " ORDER BY position",
                 (conn_key, position),
             )
             rooms: dict[str, StoredRoom] = {}
-            for room_id, limit, required, sent in rows:
+            for room_id, limit, required, sent, is_dm in rows:
                 if int(sent) == DROPPED:
                     rooms.pop(str(room_id), None)
                     continue
                 pairs = frozenset((str(t), str(k)) for t, k in orjson.loads(required))
-                rooms[str(room_id)] = StoredRoom(int(limit), pairs, int(sent))
+                rooms[str(room_id)] = StoredRoom(int(limit), pairs, int(sent), bool(is_dm))
             return StoredPosition(str(token), rooms)
 
         return await self.db.run_interaction("sliding_sync_load", run)
@@ -159,7 +160,7 @@ class SlidingSyncStore:
             )
             await txn.executemany(
                 "INSERT INTO sliding_sync_rooms (conn_key, position, room_id, timeline_limit,"
-                " required_state, sent_position) VALUES (?, ?, ?, ?, ?, ?)",
+                " required_state, sent_position, is_dm) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [_row(conn_key, position, room_id, room) for room_id, room in changed.items()],
             )
             await txn.execute(
@@ -183,9 +184,17 @@ class SlidingSyncStore:
 
 def _row(conn_key: str, position: int, room_id: str, room: StoredRoom | None) -> tuple[object, ...]:
     if room is None:
-        return (conn_key, position, room_id, 0, "[]", DROPPED)
+        return (conn_key, position, room_id, 0, "[]", DROPPED, False)
     required = orjson.dumps(sorted(room.required_state)).decode()
-    return (conn_key, position, room_id, room.timeline_limit, required, room.sent_position)
+    return (
+        conn_key,
+        position,
+        room_id,
+        room.timeline_limit,
+        required,
+        room.sent_position,
+        room.is_dm,
+    )
 
 
 async def _delete(txn: Transaction, conn_key: str) -> None:
