@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from hamlet.config import server_keys
+from hamlet.config import push, server_keys
 from hamlet.config._reader import (
     Context,
     Invalid,
@@ -299,6 +299,7 @@ def _build(ctx: Context, root: Section) -> HomeServerConfig | None:
 
     registration_shared_secret = root.get("registration_shared_secret", None, to_non_empty_str)
 
+    ip_blacklist, ip_whitelist = push.ip_ranges(root)
     config = HomeServerConfig(
         server_name=name,
         config_dir=ctx.config_dir,
@@ -366,6 +367,9 @@ def _build(ctx: Context, root: Section) -> HomeServerConfig | None:
         key_refresh_interval=server_keys.key_refresh_interval(root),
         federation_domain_whitelist=server_keys.federation_domain_whitelist(root),
         federation=_federation(root),
+        push=push.push_config(root),
+        ip_range_blacklist=ip_blacklist,
+        ip_range_whitelist=ip_whitelist,
         tenants=_tenants(root),
         limits=_limits(root),
         host=_host(ctx, root),

@@ -206,6 +206,48 @@ class FederationConfig:
     destination_max_retry_interval: int = 7 * 24 * 3600_000
 
 
+# Synapse's DEFAULT_IP_RANGE_BLACKLIST: loopback, private, link-local, shared,
+# documentation, benchmarking and multicast ranges.
+DEFAULT_IP_RANGE_BLACKLIST: tuple[str, ...] = (
+    "127.0.0.0/8",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+    "192.0.0.0/24",
+    "169.254.0.0/16",
+    "192.88.99.0/24",
+    "198.18.0.0/15",
+    "192.0.2.0/24",
+    "198.51.100.0/24",
+    "203.0.113.0/24",
+    "224.0.0.0/4",
+    "::1/128",
+    "fe80::/10",
+    "fc00::/7",
+    "2001:db8::/32",
+    "ff00::/8",
+    "fec0::/10",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PushConfig:
+    """``push`` (Synapse's keys) and Hamlet's ``max_pushers_per_user``.
+
+    ``enabled: false`` stops deliveries to push gateways (pushers can still
+    be set, and /notifications still fills); ``include_content: false``
+    leaves event content out of what gateways get;
+    ``group_unread_count_by_room: false`` makes the badge count
+    notifications rather than rooms with notifications.
+    """
+
+    enabled: bool = True
+    include_content: bool = True
+    group_unread_count_by_room: bool = True
+    max_pushers_per_user: int = 100
+
+
 @dataclass(frozen=True, slots=True)
 class ServerNoticesConfig:
     """``server_notices`` (absent means server notices are off)."""
@@ -415,6 +457,11 @@ class HomeServerConfig:
     allow_public_rooms_without_auth: bool = False
     allow_public_rooms_over_federation: bool = False
     federation: FederationConfig = FederationConfig()
+    push: PushConfig = PushConfig()
+    #: Where outbound requests to user-supplied URLs (push gateways) may not
+    #: go, unless also in ``ip_range_whitelist``; Synapse's keys and defaults.
+    ip_range_blacklist: tuple[str, ...] = DEFAULT_IP_RANGE_BLACKLIST
+    ip_range_whitelist: tuple[str, ...] = ()
 
     # Federation: signing keys and who may talk to us
     #: Notaries asked for remote keys; empty (unlike Synapse's matrix.org): ask each origin.

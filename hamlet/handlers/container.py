@@ -42,6 +42,9 @@ from hamlet.handlers.history.relations import RelationsHandler
 from hamlet.handlers.history.serializer import EventSerializer
 from hamlet.handlers.history.visibility import VisibilityHandler
 from hamlet.handlers.media.repository import MediaRepository
+from hamlet.handlers.push.actions import PushEvaluator
+from hamlet.handlers.push.notifications import NotificationsHandler
+from hamlet.handlers.push.pushers import PushersHandler
 from hamlet.handlers.push.rules import PushRulesHandler
 from hamlet.handlers.rooms.creation import RoomCreationHandler
 from hamlet.handlers.rooms.directory import DirectoryHandler
@@ -123,8 +126,11 @@ class Services:
     receipts: ReceiptsHandler
     presence: PresenceHandler
     to_device: ToDeviceHandler
-    # push
+    # push: rules, their evaluation of new events, pushers, /notifications
     push_rules: PushRulesHandler
+    push_evaluator: PushEvaluator
+    pushers: PushersHandler
+    notifications: NotificationsHandler
     # sync
     filters: FilterHandler
     sync: SyncHandler

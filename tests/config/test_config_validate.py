@@ -16,6 +16,7 @@ from hamlet.config import (
     ResourceConfig,
     validate_config,
 )
+from hamlet.config.model import PushConfig
 
 
 def ok(raw: dict[str, Any], config_dir: Path = Path("/etc/hamlet")) -> HomeServerConfig:
@@ -598,3 +599,28 @@ def test_default_room_version_must_be_creatable(version: str) -> None:
     assert errors(base(default_room_version=version)) == [
         f"default_room_version: room version {version!r} cannot be created here (creatable: 10, 11)"
     ]
+
+
+def test_push_and_ip_range_keys() -> None:
+    config, warnings = validate_config(
+        base(
+            push={
+                "enabled": False,
+                "include_content": False,
+                "group_unread_count_by_room": False,
+                "max_pushers_per_user": 3,
+                "jitter_delay": "10s",
+            },
+            ip_range_blacklist=["10.0.0.0/8"],
+            ip_range_whitelist=["10.1.0.0/16"],
+        ),
+        config_dir=Path("/etc/hamlet"),
+    )
+    assert config.push == PushConfig(False, False, False, 3)
+    assert config.ip_range_blacklist == ("10.0.0.0/8",)
+    assert config.ip_range_whitelist == ("10.1.0.0/16",)
+    assert any("push.jitter_delay" in w for w in warnings)
+    default = ok(base())
+    assert "127.0.0.0/8" in default.ip_range_blacklist and default.push == PushConfig()
+    assert any("ip_range_blacklist" in e for e in errors(base(ip_range_blacklist=["nonsense"])))
+    assert any("max_pushers_per_user" in e for e in errors(base(push={"max_pushers_per_user": 0})))

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
 from hamlet.core import push_rules as rules_core
+from hamlet.core.events import Event
 from hamlet.core.glob import WorkBudget
 from hamlet.core.power_levels import (
     CREATE_KEY,
@@ -96,6 +97,19 @@ def _matrix_error(error: PushRuleError) -> MatrixError:
         return BadJsonError(str(error))
     # RelativeRuleError: the spec's example for an unknown before/after rule.
     return MatrixError(400, "M_UNKNOWN", str(error))
+
+
+def rule_fields(event: Event) -> dict[str, Any]:
+    """What push rule conditions look at in an event."""
+    fields: dict[str, Any] = {
+        "type": event.type,
+        "sender": event.sender,
+        "room_id": event.room_id,
+        "content": event.content,
+    }
+    if event.state_key is not None:
+        fields["state_key"] = event.state_key
+    return fields
 
 
 def check_scope(scope: str) -> None:
@@ -308,15 +322,7 @@ class PushRulesHandler(ServiceBase):
             if since_yield - budget.remaining >= YIELD_STEPS:
                 await self._clock.sleep(0)
                 since_yield = budget.remaining
-            event_dict: dict[str, Any] = {
-                "type": event.type,
-                "sender": event.sender,
-                "room_id": event.room_id,
-                "content": event.content,
-            }
-            if event.state_key is not None:
-                event_dict["state_key"] = event.state_key
-            actions = evaluate(ruleset, event_dict, context, budget)
+            actions = evaluate(ruleset, rule_fields(event), context, budget)
             if notifies(actions):
                 notifications += 1
                 if highlights(actions):
@@ -326,6 +332,18 @@ class PushRulesHandler(ServiceBase):
                 "Push rule budget spent for %s in %s: unread counts are low", user_id, room_id
             )
         return notifications, highlight
+
+    async def actions_for(
+        self,
+        user_id: str,
+        event_dict: Mapping[str, Any],
+        member_count: int,
+        budget: WorkBudget,
+    ) -> list[Any] | None:
+        """The user's push rules' actions for one event of a room they are in."""
+        ruleset = await self.get_ruleset(user_id)
+        context = await self._context(user_id, str(event_dict["room_id"]), member_count)
+        return evaluate(ruleset, event_dict, context, budget)
 
     async def _context(self, user_id: str, room_id: str, member_count: int) -> PushContext:
         member_key: StateKey = ("m.room.member", user_id)

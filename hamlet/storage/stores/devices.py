@@ -171,6 +171,7 @@ class DeviceStore:
                 )
                 await txn.execute("DELETE FROM access_tokens WHERE user_id = ?", (user_id,))
                 await txn.execute("DELETE FROM devices WHERE user_id = ?", (user_id,))
+                await txn.execute("DELETE FROM pushers WHERE user_id = ?", (user_id,))
             else:
                 rows = await txn.fetchall(
                     "SELECT token_hash FROM access_tokens WHERE user_id = ?"
@@ -184,6 +185,10 @@ class DeviceStore:
                 )
                 await txn.execute(
                     "DELETE FROM devices WHERE user_id = ? AND device_id <> ?",
+                    (user_id, except_device_id),
+                )
+                await txn.execute(
+                    "DELETE FROM pushers WHERE user_id = ? AND device_id <> ?",
                     (user_id, except_device_id),
                 )
             return [str(r[0]) for r in rows]
@@ -265,6 +270,10 @@ async def _delete_devices_txn(txn: Transaction, user_id: str, device_ids: list[s
         await txn.execute(
             "DELETE FROM devices WHERE user_id = ? AND device_id = ?",
             (user_id, device_id),
+        )
+        # A device's pushers go with it (as Synapse): a logged-out phone stops ringing.
+        await txn.execute(
+            "DELETE FROM pushers WHERE user_id = ? AND device_id = ?", (user_id, device_id)
         )
     await delete_device_keys_txn(txn, user_id, device_ids)
     return hashes
