@@ -123,6 +123,25 @@ def notification_body(
     return {"notification": notification}
 
 
+def badge_body(pusher: PusherInfo, unread: int) -> dict[str, Any]:
+    """A notification carrying only the new badge count (after the user read)."""
+    device = {
+        "app_id": pusher.app_id,
+        "pushkey": pusher.pushkey,
+        "pushkey_ts": pusher.pushkey_ts_ms // 1000,
+        "data": {k: v for k, v in pusher.data.items() if k != "url"},
+    }
+    return {
+        "notification": {
+            "id": "",
+            "type": None,
+            "sender": "",
+            "counts": {"unread": unread},
+            "devices": [device],
+        }
+    }
+
+
 def rejected_pushkeys(answer: Any) -> list[str]:
     """The `rejected` pushkeys of a gateway's answer (nothing if malformed)."""
     if not isinstance(answer, Mapping):

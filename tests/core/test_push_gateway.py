@@ -8,6 +8,7 @@ from hamlet.core.push_gateway import (
     EventInfo,
     PusherDataError,
     PusherInfo,
+    badge_body,
     check_http_data,
     notification_body,
     priority,
@@ -127,3 +128,23 @@ def test_rejected_pushkeys() -> None:
     assert rejected_pushkeys({"rejected": "a"}) == []
     assert rejected_pushkeys(None) == []
     assert rejected_pushkeys([]) == []
+
+
+def test_badge_body() -> None:
+    pusher = PusherInfo("app", "key", 9000, {"url": URL, "format": "event_id_only"})
+    assert badge_body(pusher, 2) == {
+        "notification": {
+            "id": "",
+            "type": None,
+            "sender": "",
+            "counts": {"unread": 2},
+            "devices": [
+                {
+                    "app_id": "app",
+                    "pushkey": "key",
+                    "pushkey_ts": 9,
+                    "data": {"format": "event_id_only"},
+                }
+            ],
+        }
+    }

@@ -108,6 +108,19 @@ async def test_bad_pushers_are_400(ph: Harness, change: dict[str, object], errco
     assert (await call(ph, "GET", "/pushers", alice)).json == {"pushers": []}
 
 
+async def test_deleting_with_a_bad_key_is_400(ph: Harness) -> None:
+    alice = await make_user(ph, "alice")
+    body = {"kind": None, "app_id": 5, "pushkey": "key"}
+    resp = await call(ph, "POST", "/pushers/set", alice, body)
+    assert resp.status == 400 and resp.json["errcode"] == "M_BAD_JSON"
+    resp = await call(ph, "POST", "/pushers/set", alice, [])
+    assert resp.status == 400 and resp.json["errcode"] == "M_BAD_JSON"
+    resp = await ph.request(
+        "POST", "/_matrix/client/v3/pushers/set", body=b"{nope", token=alice.token
+    )
+    assert resp.status == 400 and resp.json["errcode"] == "M_NOT_JSON"
+
+
 async def test_missing_field_is_400(ph: Harness) -> None:
     alice = await make_user(ph, "alice")
     body = pusher_body("https://gw.example/_matrix/push/v1/notify", "key")
@@ -377,3 +390,24 @@ async def test_pushers_survive_a_restart(ph: Harness, gateway: FakeGateway) -> N
     await say(ph, alice, room_id, "after")
     await eventually(lambda: len(gateway.to("bobkey")) == 2)
     assert [n["content"]["body"] for n in gateway.to("bobkey")] == ["before", "after"]
+
+
+async def test_reading_sends_the_lower_badge(ph: Harness, gateway: FakeGateway) -> None:
+    alice = await make_user(ph, "alice")
+    bob = await make_user(ph, "bob")
+    room_id = await room_of(ph, alice, bob)
+    await set_pusher(ph, bob, gateway.url, "bobkey")
+    event_id = await say(ph, alice, room_id, "read me")
+    await eventually(lambda: len(gateway.to("bobkey")) == 1)
+    assert gateway.to("bobkey")[0]["counts"] == {"unread": 1}
+    for receipt in ("m.read", "m.read.private"):
+        resp = await call(ph, "POST", f"/rooms/{room_id}/receipt/{receipt}/{event_id}", bob, {})
+        assert resp.status == 200
+    await eventually(lambda: len(gateway.to("bobkey")) == 2)
+    badge = gateway.to("bobkey")[1]
+    assert badge["counts"] == {"unread": 0}
+    assert badge["type"] is None and badge["sender"] == ""
+    assert badge["devices"][0]["pushkey"] == "bobkey"
+    # The second receipt changed nothing: no second badge.
+    await settle()
+    assert len(gateway.to("bobkey")) == 2

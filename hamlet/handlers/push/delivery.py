@@ -20,6 +20,7 @@ from hamlet.config.model import PushConfig
 from hamlet.core.push_gateway import (
     EventInfo,
     PusherInfo,
+    badge_body,
     notification_body,
     rejected_pushkeys,
 )
@@ -70,6 +71,10 @@ class PusherQueue:
         self._timer: DelayedCall | None = None
         self._running = False
         self._again = False
+        self._badge_due = False
+        # The badge count the device last got, so a read that changes
+        # nothing sends nothing.
+        self._badge: int | None = None
         self.closed = False
         self.sent = 0
 
@@ -98,6 +103,11 @@ class PusherQueue:
         self._running = True
         self._s.clock.run_as_background_process("http_push", self._run)
 
+    def badge_changed(self) -> None:
+        """The user read something: the device's badge may need lowering."""
+        self._badge_due = True
+        self.wake()
+
     def _retry_due(self) -> None:
         self._timer = None
         self.wake()
@@ -112,6 +122,9 @@ class PusherQueue:
                     self.row.user_id, self.last_stream_ordering, BATCH
                 )
                 if not actions:
+                    if self._badge_due:
+                        self._badge_due = False
+                        await self._send_badge()
                     if not self._again:
                         return
                     continue
@@ -178,6 +191,25 @@ class PusherQueue:
             self.failing_since,
         )
 
+    @property
+    def _info(self) -> PusherInfo:
+        return PusherInfo(self.row.app_id, self.row.pushkey, self.row.pushkey_ts, self.row.data)
+
+    async def _send_badge(self) -> None:
+        """Best effort, as Synapse: a failure is logged, not retried."""
+        unread = await self._s.unread(self.row.user_id)
+        if unread == self._badge:
+            return
+        try:
+            status, _answer = await self._s.gateway.post_json(
+                self.url, badge_body(self._info, unread), REQUEST_TIMEOUT_S
+            )
+        except GatewayError as e:
+            logger.info("Badge update to %s failed: %s", self.url, e)
+            return
+        if 200 <= status < 300:
+            self._badge = unread
+
     async def _send(self, action: PushAction) -> bool:
         """True once the gateway took it (or there was nothing to send)."""
         stored = await self._s.events.get_event(action.event_id)
@@ -185,8 +217,9 @@ class PusherQueue:
             return True
         event = stored.event
         room_name, sender_name = await self._s.describe(stored)
+        unread = await self._s.unread(self.row.user_id)
         body = notification_body(
-            PusherInfo(self.row.app_id, self.row.pushkey, self.row.pushkey_ts, self.row.data),
+            self._info,
             EventInfo(
                 event_id=event.event_id,
                 room_id=event.room_id,
@@ -198,7 +231,7 @@ class PusherQueue:
                 room_name=room_name,
             ),
             action.actions,
-            unread=await self._s.unread(self.row.user_id),
+            unread=unread,
             user_id=self.row.user_id,
             include_content=self._s.config.include_content,
         )
@@ -207,6 +240,7 @@ class PusherQueue:
             logger.info("Push gateway %s answered %d", self.url, status)
             return False
         self.sent += 1
+        self._badge = unread
         if self.row.pushkey in rejected_pushkeys(answer):
             logger.info("Pushkey %s was rejected by %s: removing it", self.row.pushkey, self.url)
             await self._s.store.delete_pusher(self.row.user_id, self.row.app_id, self.row.pushkey)

@@ -9,7 +9,7 @@ noticed by its queue before it sends.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Final, Protocol
 
 import orjson
@@ -18,11 +18,13 @@ from hamlet.config.model import PushConfig
 from hamlet.core.power_levels import StateKey
 from hamlet.core.push_gateway import PusherDataError, check_http_data
 from hamlet.handlers.common.errors import BadJsonError, ForbiddenError, MatrixError
+from hamlet.handlers.common.notifier import Notifier
 from hamlet.handlers.common.service import ENTRY_BYTES, ServiceBase
 from hamlet.handlers.push.actions import PushEvaluator, StreamPosition
 from hamlet.handlers.push.delivery import DeliveryShared, EventSource, PusherQueue
 from hamlet.handlers.push.gateway import GatewayClient
 from hamlet.handlers.rooms.state import StateHandler
+from hamlet.handlers.user_streams.receipts import READ, READ_PRIVATE, RoomReceipts
 from hamlet.runtime.clock import Clock
 from hamlet.storage.stores.events import StoredEvent
 from hamlet.storage.stores.pushers import PusherRow, PushersStore
@@ -47,6 +49,14 @@ _REQUIRED: Final = (
     "lang",
     "data",
 )
+
+
+class ReceiptSource(Protocol):
+    def current_position(self) -> int: ...
+
+    async def get_updates(
+        self, user_id: str, room_ids: Collection[str], since_pos: int, upto: int | None = None
+    ) -> dict[str, RoomReceipts]: ...
 
 
 class JoinedRooms(Protocol):
@@ -96,6 +106,8 @@ class PushersHandler(ServiceBase):
         state: StateHandler,
         joined_rooms: JoinedRooms,
         event_stream_position: StreamPosition,
+        notifier: Notifier,
+        receipts: ReceiptSource,
     ) -> None:
         self._clock = clock
         self._store = store
@@ -116,7 +128,13 @@ class PushersHandler(ServiceBase):
             gone=self._forget,
         )
         self._started = False
+        self._receipts = receipts
+        self._receipts_pos = 0
+        self._receipt_rooms: set[str] = set()
+        self._readers: set[str] = set()
+        self._reading = False
         evaluator.add_listener(self._on_actions)
+        notifier.add_listener(self._on_notify)
 
     # --- lifecycle ---
 
@@ -127,6 +145,7 @@ class PushersHandler(ServiceBase):
 
     def start(self) -> None:
         self._started = True
+        self._receipts_pos = self._receipts.current_position()
         for queue in list(self._queues.values()):
             queue.wake()
 
@@ -171,6 +190,41 @@ class PushersHandler(ServiceBase):
             for key in tuple(self._by_user.get(user_id, ())):
                 self._queues[key].wake()
 
+    # --- badges: a read receipt lowers the count on the user's devices ---
+
+    def _on_notify(
+        self, stream: str, position: int, users: Sequence[str], rooms: Sequence[str]
+    ) -> None:
+        if stream != "receipts" or not self._started or not self._queues:
+            return
+        # A private receipt names its reader; a public one only its room.
+        self._readers.update(u for u in users if u in self._by_user)
+        self._receipt_rooms.update(rooms)
+        if not self._reading and (self._readers or self._receipt_rooms):
+            self._reading = True
+            self._clock.run_as_background_process("push_badges", self._read_receipts)
+
+    async def _read_receipts(self) -> None:
+        try:
+            while self._readers or self._receipt_rooms:
+                readers, self._readers = self._readers, set()
+                rooms, self._receipt_rooms = self._receipt_rooms, set()
+                if rooms:
+                    upto = self._receipts.current_position()
+                    updates = await self._receipts.get_updates("", rooms, self._receipts_pos, upto)
+                    self._receipts_pos = max(self._receipts_pos, upto)
+                    readers.update(
+                        r.user_id
+                        for room in updates.values()
+                        for r in room.receipts
+                        if r.receipt_type in (READ, READ_PRIVATE)
+                    )
+                for user_id in readers:
+                    for key in tuple(self._by_user.get(user_id, ())):
+                        self._queues[key].badge_changed()
+        finally:
+            self._reading = False
+
     # --- /pushers ---
 
     async def get_pushers(self, user_id: str) -> list[dict[str, Any]]:
@@ -180,12 +234,12 @@ class PushersHandler(ServiceBase):
         self, user_id: str, device_id: str | None, body: Mapping[str, Any]
     ) -> None:
         if "kind" in body and body["kind"] is None and "app_id" in body and "pushkey" in body:
-            app_id, pushkey = body["app_id"], body["pushkey"]
-            if isinstance(app_id, str) and isinstance(pushkey, str):
-                await self._store.delete_pusher(user_id, app_id, pushkey)
-                queue = self._queues.get((user_id, app_id, pushkey))
-                if queue is not None:
-                    self._forget(queue)
+            app_id = _text(body, "app_id", MAX_APP_ID)
+            pushkey = _text(body, "pushkey", MAX_PUSHKEY)
+            await self._store.delete_pusher(user_id, app_id, pushkey)
+            queue = self._queues.get((user_id, app_id, pushkey))
+            if queue is not None:
+                self._forget(queue)
             return
         missing = [key for key in _REQUIRED if key not in body]
         if missing:

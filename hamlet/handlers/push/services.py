@@ -67,6 +67,8 @@ def build(ctx: BuildContext, s: Services, gateway: GatewayClient | None = None) 
             state=s.room_state,
             joined_rooms=s.rooms_store,
             event_stream_position=s.event_creator,
+            notifier=s.notifier,
+            receipts=s.receipts,
         )
     )
     s.notifications = NotificationsHandler(
