@@ -411,3 +411,23 @@ async def test_reading_sends_the_lower_badge(ph: Harness, gateway: FakeGateway) 
     # The second receipt changed nothing: no second badge.
     await settle()
     assert len(gateway.to("bobkey")) == 2
+
+
+async def test_an_invite_is_pushed_to_the_invitee(ph: Harness, gateway: FakeGateway) -> None:
+    alice = await make_user(ph, "alice")
+    bob = await make_user(ph, "bob")
+    await set_pusher(ph, bob, gateway.url, "bobkey")
+    resp = await call(ph, "POST", "/createRoom", alice, {"invite": [bob.user_id]})
+    assert resp.status == 200
+    await eventually(lambda: len(gateway.to("bobkey")) == 1)
+    n = gateway.to("bobkey")[0]
+    assert n["type"] == "m.room.member" and n["membership"] == "invite"
+    assert n["user_is_target"] is True and n["room_id"] == resp.json["room_id"]
+    assert n["counts"] == {"unread": 1}  # the invite itself
+
+
+async def test_deactivation_removes_pushers(ph: Harness, gateway: FakeGateway) -> None:
+    bob = await make_user(ph, "bob")
+    await set_pusher(ph, bob, gateway.url, "bobkey")
+    await ph.hs.deactivation.deactivate(bob.user_id, erase=False)
+    assert await ph.hs.pushers.get_pushers(bob.user_id) == []

@@ -67,7 +67,6 @@ class NotificationsHandler:
             served.append(
                 {
                     "room_id": action.room_id,
-                    "profile_tag": None,
                     "actions": action.actions,
                     "ts": action.ts,
                     "event": event,
