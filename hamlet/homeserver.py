@@ -37,6 +37,7 @@ from hamlet.handlers.history import services as history
 from hamlet.handlers.media import services as media
 from hamlet.handlers.push import services as push
 from hamlet.handlers.rooms import services as rooms
+from hamlet.handlers.search import services as search
 from hamlet.handlers.sliding_sync import services as sliding_sync
 from hamlet.handlers.spaces import services as spaces
 from hamlet.handlers.sync import services as sync
@@ -66,6 +67,7 @@ PACKAGE_BUILDERS: tuple[PackageBuilder, ...] = (
     rooms.build,
     accounts.build,
     history.build,
+    search.build,
     user_streams.build,
     push.build,
     sync.build,

@@ -55,6 +55,7 @@ from hamlet.handlers.rooms.pipeline import EventPipeline
 from hamlet.handlers.rooms.ratelimits import RoomRatelimiters
 from hamlet.handlers.rooms.state import StateHandler
 from hamlet.handlers.rooms.upgrade import RoomUpgradeHandler
+from hamlet.handlers.search.handler import SearchHandler
 from hamlet.handlers.sliding_sync.handler import SlidingSyncHandler
 from hamlet.handlers.spaces.hierarchy import SpaceHierarchyHandler
 from hamlet.handlers.sync.filters import FilterHandler
@@ -120,6 +121,8 @@ class Services:
     event_serializer: EventSerializer
     pagination: PaginationHandler
     relations: RelationsHandler
+    # search: full-text search over room events.
+    search: SearchHandler
     # user_streams: what /sync reads besides rooms.
     typing: TypingHandler
     account_data: AccountDataHandler

@@ -2,8 +2,11 @@
 
 Files are `schema/NNNN_name.sql`. The few dialect differences are written
 as `{{TOKEN}}` in the files and filled in here, the one place that knows
-both dialects. Each file runs in one transaction and is recorded in
-`schema_version`, so a failed migration leaves the previous version intact.
+both dialects. A migration whose engines differ in more than a word (full
+text search: an FTS5 virtual table against a tsvector column) comes as
+`NNNN_name.sqlite.sql` and `NNNN_name.postgres.sql`, one per engine. Each
+file runs in one transaction and is recorded in `schema_version`, so a
+failed migration leaves the previous version intact.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ _DIALECT: dict[str, dict[str, str]] = {
     },
 }
 
-_FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)(?:\.(sqlite|postgres))?\.sql$")
 _TOKEN = re.compile(r"\{\{([A-Z_]+)\}\}")
 
 
@@ -41,18 +44,32 @@ class Migration:
     version: int
     name: str
     sql: str
+    #: engine -> its own SQL, for a migration written once per engine.
+    variants: tuple[tuple[str, str], ...] = ()
+
+    def sql_for(self, engine: str) -> str:
+        return dict(self.variants).get(engine, self.sql)
 
 
 def load_migrations(schema_dir: Path = SCHEMA_DIR) -> list[Migration]:
-    migrations = []
+    files: dict[int, list[tuple[str, str | None, str]]] = {}
     for path in sorted(schema_dir.glob("*.sql")):
         m = _FILE_NAME.match(path.name)
         if m is None:
             raise MigrationError(f"badly named migration file {path.name}")
-        migrations.append(Migration(int(m.group(1)), m.group(2), path.read_text()))
-    versions = [m.version for m in migrations]
-    if len(set(versions)) != len(versions):
-        raise MigrationError("two migrations share a number")
+        files.setdefault(int(m.group(1)), []).append((m.group(2), m.group(3), path.read_text()))
+    migrations = []
+    for version, parts in sorted(files.items()):
+        names = {name for name, _, _ in parts}
+        engines = sorted(engine for _, engine, _ in parts if engine is not None)
+        if len(names) != 1 or (engines and engines != sorted(_DIALECT)) or len(parts) > 2:
+            raise MigrationError("two migrations share a number")
+        name = names.pop()
+        if engines:
+            variants = tuple((engine or "", sql) for _, engine, sql in parts)
+            migrations.append(Migration(version, name, "", variants))
+        else:
+            migrations.append(Migration(version, name, parts[0][2]))
     return migrations
 
 
@@ -87,7 +104,7 @@ async def migrate(db: Database, schema_dir: Path = SCHEMA_DIR) -> int:
     for migration in load_migrations(schema_dir):
         if migration.version in applied:
             continue
-        statements = render(migration.sql, db.engine)
+        statements = render(migration.sql_for(db.engine), db.engine)
 
         async def apply(
             txn: Transaction, m: Migration = migration, s: list[str] = statements

@@ -121,12 +121,23 @@ def test_load_migrations_rejects_bad_names_and_duplicates(tmp_path: Path) -> Non
         load_migrations(dup)
     ok = write_schema(tmp_path / "ok", {"0002_b.sql": "", "0001_a.sql": ""})
     assert [(m.version, m.name) for m in load_migrations(ok)] == [(1, "a"), (2, "b")]
+    # A migration may come once per engine, but then for both and alone.
+    per_engine = {"0001_a.sqlite.sql": "SELECT 1;", "0001_a.postgres.sql": "SELECT 2;"}
+    (both,) = load_migrations(write_schema(tmp_path / "both", per_engine))
+    assert (both.sql_for("sqlite"), both.sql_for("postgres")) == ("SELECT 1;", "SELECT 2;")
+    for name, files in [
+        ("one", {"0001_a.sqlite.sql": ""}),
+        ("mixed", {**per_engine, "0001_a.sql": ""}),
+        ("renamed", {"0001_a.sqlite.sql": "", "0001_b.postgres.sql": ""}),
+    ]:
+        with pytest.raises(MigrationError, match="share a number"):
+            load_migrations(write_schema(tmp_path / name, files))
 
 
 def test_real_migrations_load_and_render_for_both_engines() -> None:
     for migration in load_migrations():
         for engine in ("sqlite", "postgres"):
-            for statement in render(migration.sql, engine):
+            for statement in render(migration.sql_for(engine), engine):
                 assert "{{" not in statement, (migration.name, engine)
 
 

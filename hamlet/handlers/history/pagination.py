@@ -313,25 +313,23 @@ class PaginationHandler:
         keys = {("m.room.member", s) for s in senders}
         return await self.state.get_state_at_group(group, keys)
 
-    async def get_context(
+    async def around(
         self,
         user_id: str,
-        device_id: str | None,
-        room_id: str,
-        event_id: str,
+        stored: StoredEvent,
         *,
-        limit: int,
-        event_filter: RoomEventFilter | None,
-    ) -> dict[str, Any]:
-        joined, cap = await self.check_access(user_id, room_id)
-        stored = await self.cache.get(event_id)
-        if stored is None or stored.event.room_id != room_id:
-            raise NotFoundError("Event not found")
-        if not await self.visibility.filter_for_user(user_id, [stored], currently_joined=joined):
-            raise NotFoundError("Event not found")
+        joined: bool,
+        cap: int | None,
+        before_limit: int,
+        after_limit: int,
+        event_filter: RoomEventFilter | None = None,
+    ) -> tuple[list[StoredEvent], list[StoredEvent]]:
+        """The visible events just before (newest first) and after an event.
+
+        `joined` and `cap` are what `check_access` answered for its room.
+        """
+        room_id = stored.event.room_id
         pos = stored.stream_ordering
-        before_limit = limit // 2
-        after_limit = limit - before_limit
         before, _ = await self._page(
             user_id,
             room_id,
@@ -354,6 +352,33 @@ class PaginationHandler:
                 limit=after_limit,
                 event_filter=event_filter,
             )
+        return before, after
+
+    async def get_context(
+        self,
+        user_id: str,
+        device_id: str | None,
+        room_id: str,
+        event_id: str,
+        *,
+        limit: int,
+        event_filter: RoomEventFilter | None,
+    ) -> dict[str, Any]:
+        joined, cap = await self.check_access(user_id, room_id)
+        stored = await self.cache.get(event_id)
+        if stored is None or stored.event.room_id != room_id:
+            raise NotFoundError("Event not found")
+        if not await self.visibility.filter_for_user(user_id, [stored], currently_joined=joined):
+            raise NotFoundError("Event not found")
+        before, after = await self.around(
+            user_id,
+            stored,
+            joined=joined,
+            cap=cap,
+            before_limit=limit // 2,
+            after_limit=limit - limit // 2,
+            event_filter=event_filter,
+        )
         last = after[-1] if after else stored
         state = await self.state.get_state_at_group(last.state_group)
         if event_filter is not None and event_filter.lazy_load_members:

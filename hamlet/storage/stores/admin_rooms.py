@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 from hamlet.storage.database import Database, Transaction
+from hamlet.storage.stores.search_index import unindex_room
 
 # The single-valued state events a room's statistics are read from.
 STATS_STATE_TYPES = (
@@ -191,6 +192,7 @@ class AdminRoomsStore:
         """Delete every trace of a room (but not its block) in one transaction."""
 
         async def run(txn: Transaction) -> None:
+            await unindex_room(txn, self.db.engine, room_id)
             await txn.execute(
                 "DELETE FROM event_txn_ids WHERE event_id IN"
                 " (SELECT event_id FROM events WHERE room_id = ?)",

@@ -10,6 +10,7 @@ import orjson
 from hamlet.core.events import Event
 from hamlet.core.room_versions import get_room_version
 from hamlet.storage.database import Database, Row, Transaction
+from hamlet.storage.stores.search_index import index_event, unindex_event
 
 StateMap = Mapping[tuple[str, str], str]
 
@@ -127,6 +128,7 @@ class EventsStore:
                 " VALUES (?, ?, ?, ?, ?)",
                 (ev.room_id, *req.txn, ev.event_id),
             )
+        await index_event(txn, self.db.engine, req.stream_ordering, ev)
         if ev.state_key is not None:
             await self._persist_state(txn, req)
         if ev.type == "m.room.redaction" and ev.redacts is not None:
@@ -135,6 +137,7 @@ class EventsStore:
                 " AND redacted_by IS NULL",
                 (ev.event_id, ev.redacts, ev.room_id),
             )
+            await unindex_event(txn, self.db.engine, ev.redacts, ev.room_id)
 
     async def _persist_state(self, txn: Transaction, req: PersistRequest) -> None:
         ev = req.event
