@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -89,6 +89,15 @@ class EventsStore:
     async def persist(self, req: PersistRequest) -> None:
         await self.db.run_interaction("persist_event", lambda txn: self._persist(txn, req))
         self.persisted_count += 1
+
+    async def persist_batch(self, reqs: Sequence[PersistRequest]) -> None:
+        """Persist many events in one transaction (bulk imports: one commit, not one each)."""
+
+        async def run(txn: Transaction) -> None:
+            for req in reqs:
+                await self._persist(txn, req)
+
+        await self.db.run_interaction("persist_event_batch", run)
 
     async def _persist(self, txn: Transaction, req: PersistRequest) -> None:
         ev = req.event

@@ -1,4 +1,4 @@
-"""Full-text search over room events: the index kept with the events, and queries on it.
+"""Full-text search over room events: queries on the index `search_index` keeps.
 
 SQLite keeps an FTS5 table (rowid = stream_ordering), PostgreSQL an english
 tsvector per event behind a GIN index (migration 0014). Both rank by a
@@ -6,7 +6,8 @@ function of the event alone, so a rank never changes while results are
 paged through: PostgreSQL's `ts_rank_cd` (cover density, as Synapse), and on
 SQLite a saturating count of the matched words over the text's length
 (FTS5's bm25 would move with every new message, its statistics being the
-whole table's).
+whole table's). The work of one query is bounded whatever the term: rank
+order ranks the newest `RANK_WINDOW` matches, `count` stops at `COUNT_CAP`.
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ _MAX_SQL_LIST = 200
 # highlight).
 _MARK = "\x01"
 _HEADLINE_OPTIONS = f"StartSel={_MARK}, StopSel={_MARK}, HighlightAll=TRUE"
+#: Rank order ranks the newest this many matches of the search's snapshot.
+RANK_WINDOW = 2000
+#: `count` counts no further.
+COUNT_CAP = 5000
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,33 +127,47 @@ class SearchStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def _ranked(self, query: SearchQuery, scope: SearchScope) -> tuple[str, list[Any]]:
-        """SELECT of (stream, rank) over every match in scope."""
+    def _matching(self, query: SearchQuery, scope: SearchScope) -> tuple[str, str, list[Any]]:
+        """(FROM ... WHERE over the matches in scope, the stream column, args)."""
         clauses, args = _scope_clauses(scope)
-        joins = (
-            " JOIN events e ON e.stream_ordering = {key}"
-            " JOIN room_memberships m ON m.room_id = e.room_id"
-        )
         if self.db.engine == "postgres":
             tsquery, q_args = _pg_tsquery(query)
+            key = "s.stream_ordering"
             sql = (
-                "SELECT e.stream_ordering AS stream, ts_rank_cd(s.vector, q.query) AS rank"
                 f" FROM (SELECT {tsquery} AS query) q, event_search s"
-                + joins.format(key="s.stream_ordering")
-                + f" WHERE s.vector @@ q.query AND {' AND '.join(clauses)}"
+                f" JOIN events e ON e.stream_ordering = {key}"
+                " JOIN room_memberships m ON m.room_id = e.room_id"
+                f" WHERE s.vector @@ q.query AND {' AND '.join(clauses)}"
             )
-            return sql, [*q_args, *args]
-        # hits: each matched word gains one mark in highlight().
+            return sql, key, [*q_args, *args]
+        key = "event_search.rowid"
         sql = (
-            "SELECT stream, hits * 1.0 / (hits + 1.0 + size / 100.0) AS rank FROM"
-            " (SELECT event_search.rowid AS stream,"
-            " length(highlight(event_search, 0, ?, '')) - length(event_search.value) AS hits,"
-            " length(event_search.value) AS size"
-            " FROM event_search"
-            + joins.format(key="event_search.rowid")
-            + f" WHERE event_search MATCH ? AND {' AND '.join(clauses)})"
+            f" FROM event_search JOIN events e ON e.stream_ordering = {key}"
+            " JOIN room_memberships m ON m.room_id = e.room_id"
+            f" WHERE event_search MATCH ? AND {' AND '.join(clauses)}"
         )
-        return sql, [_MARK, fts5_match(query), *args]
+        return sql, key, [fts5_match(query), *args]
+
+    def _ranked(
+        self, query: SearchQuery, scope: SearchScope, window: int | None
+    ) -> tuple[str, list[Any]]:
+        """SELECT of (stream, rank) over the matches in scope, or over the
+        newest `window` of them."""
+        matching, key, args = self._matching(query, scope)
+        newest = f" ORDER BY {key} DESC LIMIT {int(window)}" if window is not None else ""
+        if self.db.engine == "postgres":
+            return (
+                "SELECT w.stream, ts_rank_cd(w.vector, w.query) AS rank FROM"
+                f" (SELECT {key} AS stream, s.vector, q.query{matching}{newest}) w"
+            ), args
+        # hits: each matched word gains one mark in highlight(), which must
+        # run in the query that matches.
+        return (
+            "SELECT stream, hits * 1.0 / (hits + 1.0 + size / 100.0) AS rank FROM"
+            f" (SELECT {key} AS stream,"
+            " length(highlight(event_search, 0, ?, '')) - length(event_search.value) AS hits,"
+            f" length(event_search.value) AS size{matching}{newest})"
+        ), [_MARK, *args]
 
     async def search(
         self,
@@ -161,12 +180,14 @@ class SearchStore:
     ) -> list[SearchHit]:
         """The next `limit` matches after `after` (rank, stream_ordering).
 
-        By rank: best first, ties newest first; else newest first (`after`'s
-        rank is then ignored).
+        By rank: best first, ties newest first, among the newest
+        `RANK_WINDOW` matches (ranking every match of a word in half the
+        messages would cost a full pass over them per page); else newest
+        first (`after`'s rank is then ignored).
         """
         if not query.clauses:
             return []
-        inner, args = self._ranked(query, scope)
+        inner, args = self._ranked(query, scope, RANK_WINDOW if by_rank else None)
         where = ""
         if after is not None:
             if by_rank:
@@ -185,11 +206,16 @@ class SearchStore:
         return [SearchHit(int(r[0]), float(r[1])) for r in rows]
 
     async def count(self, query: SearchQuery, scope: SearchScope) -> int:
-        """How many events match (before history visibility: an estimate, as the spec allows)."""
+        """How many events match, up to `COUNT_CAP` (before history visibility:
+        an estimate, as the spec allows)."""
         if not query.clauses:
             return 0
-        inner, args = self._ranked(query, scope)
-        value = await self.db.fetchval("search_count", f"SELECT COUNT(*) FROM ({inner}) r", *args)
+        matching, key, args = self._matching(query, scope)
+        value = await self.db.fetchval(
+            "search_count",
+            f"SELECT COUNT(*) FROM (SELECT {key}{matching} LIMIT {COUNT_CAP}) c",
+            *args,
+        )
         return int(value or 0)
 
     async def matched_words(self, query: SearchQuery, texts: dict[int, str]) -> set[str]:
