@@ -142,6 +142,13 @@ async def test_filters(harness: Harness) -> None:
     assert bodies(files) == ["banana attachment"]
     no_types = await search_ok(harness, alice, "banana", filter={"types": ["m.room.name"]})
     assert no_types["results"] == []
+    # Lists too long for one SQL statement are applied after it.
+    many = [room1, *(f"!r{i}:test.local" for i in range(300))]
+    long_list = await search_ok(harness, alice, "banana", filter={"rooms": many})
+    assert len(long_list["results"]) == 2
+    senders = [bob.user_id, *(f"@u{i}:test.local" for i in range(300))]
+    by_many = await search_ok(harness, alice, "banana", filter={"not_senders": senders})
+    assert len(by_many["results"]) == 3
     limited = await search_ok(harness, alice, "banana", filter={"limit": 2}, order_by="recent")
     assert len(limited["results"]) == 2 and "next_batch" in limited
 
