@@ -25,7 +25,6 @@ import asyncio
 import json
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -219,10 +218,8 @@ async def bench_synapse(
     root.mkdir()
     config = chat.synapse_config(root, port)
     chat.generate_synapse_keys(python, config)
-    base = f"http://127.0.0.1:{port}"
-    proc = chat.spawn([python, "-m", "synapse.app.homeserver", "-c", str(config)], None)
-    try:
-        await chat.wait_up(base, proc)
+
+    async def work(base: str) -> dict[str, Any]:
         async with aiohttp.ClientSession() as session:
             alice = chat.Client(session, base)
             await alice.register("alice")
@@ -253,13 +250,12 @@ async def bench_synapse(
             async def post(body: dict[str, Any]) -> Any:
                 return await alice.call("POST", f"{V3}/search", body)
 
-            return await measure(post, "synapse-sqlite", args.runs)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+            return {"p50s": await measure(post, "synapse-sqlite", args.runs)}
+
+    argv = [python, "-m", "synapse.app.homeserver", "-c", str(config)]
+    result = await chat.serve_and_run(argv, f"http://127.0.0.1:{port}", work)
+    p50s: dict[tuple[str, str], float] = result["p50s"]
+    return p50s
 
 
 async def main() -> None:
