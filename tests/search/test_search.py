@@ -7,6 +7,7 @@ from urllib.parse import quote
 
 import pytest
 
+from hamlet.storage.stores import search as search_store
 from tests.rooms.helpers import (
     V3,
     assert_error,
@@ -375,3 +376,34 @@ async def test_bad_requests(harness: Harness) -> None:
     assert_error(wrong_order, 400, "M_INVALID_PARAM")
     unauthenticated = await harness.request("POST", url, json={})
     assert_error(unauthenticated, 401, "M_MISSING_TOKEN")
+
+
+async def test_work_is_bounded_and_pages_stay_exact(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(search_store, "RANK_WINDOW", 6)
+    monkeypatch.setattr(search_store, "COUNT_CAP", 4)
+    alice = await make_user(harness, "alice")
+    room = await create_room(harness, alice)
+    # The best match is the oldest: outside the window of the newest six.
+    await send_ok(harness, alice, room, "plum plum plum")
+    sent = [f"plum {'filler ' * i}end" for i in range(8)]
+    for body in sent:
+        await send_ok(harness, alice, room, body)
+    seen: list[str] = []
+    ranks: list[float] = []
+    token: str | None = None
+    while True:
+        resp = await search(harness, alice, "plum", token, filter={"limit": 4})
+        found = resp.json["search_categories"]["room_events"]
+        assert found["count"] == 4
+        seen.extend(bodies(found))
+        ranks.extend(r["rank"] for r in found["results"])
+        token = found.get("next_batch")
+        if token is None:
+            break
+    # Rank order covers the newest six matches, best first, each once.
+    assert sorted(seen) == sorted(sent[2:])
+    assert ranks == sorted(ranks, reverse=True)
+    recent = await search_ok(harness, alice, "plum", order_by="recent", filter={"limit": 20})
+    assert len(recent["results"]) == 9
