@@ -50,7 +50,9 @@ from hamlet.handlers.rooms.creation import RoomCreationHandler
 from hamlet.handlers.rooms.directory import DirectoryHandler
 from hamlet.handlers.rooms.event_cache import EventCache
 from hamlet.handlers.rooms.event_creation import EventCreator
+from hamlet.handlers.rooms.federated_events import FederatedEventHandler
 from hamlet.handlers.rooms.membership import MembershipHandler
+from hamlet.handlers.rooms.persistence import EventPersister
 from hamlet.handlers.rooms.pipeline import EventPipeline
 from hamlet.handlers.rooms.ratelimits import RoomRatelimiters
 from hamlet.handlers.rooms.state import StateHandler
@@ -93,7 +95,9 @@ class Services:
     # rooms: events, state, membership and the room directory.
     event_cache: EventCache
     room_state: StateHandler
+    event_persister: EventPersister
     event_creator: EventCreator
+    federated_events: FederatedEventHandler
     membership: MembershipHandler
     room_ratelimits: RoomRatelimiters
     directory: DirectoryHandler

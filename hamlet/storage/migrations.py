@@ -28,10 +28,19 @@ _DIALECT: dict[str, dict[str, str]] = {
     "sqlite": {
         "SERIAL_PK": "INTEGER PRIMARY KEY AUTOINCREMENT",
         "BLOB": "BLOB",
+        # The elements of a JSON list in column `e.json`, as rows `j.value`.
+        "JSON_EACH_PREV_EVENTS": "json_each(e.json, '$.prev_events') AS j",
+        "JSON_EACH_AUTH_EVENTS": "json_each(e.json, '$.auth_events') AS j",
     },
     "postgres": {
         "SERIAL_PK": "BIGSERIAL PRIMARY KEY",
         "BLOB": "BYTEA",
+        "JSON_EACH_PREV_EVENTS": (
+            "jsonb_array_elements_text(CAST(e.json AS jsonb) -> 'prev_events') AS j(value)"
+        ),
+        "JSON_EACH_AUTH_EVENTS": (
+            "jsonb_array_elements_text(CAST(e.json AS jsonb) -> 'auth_events') AS j(value)"
+        ),
     },
 }
 

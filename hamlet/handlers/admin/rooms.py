@@ -418,7 +418,7 @@ class AdminRoomsHandler:
                 event_filter=event_filter,
             )
         last = after[-1] if after else stored
-        state = await self.state.get_state_at_group(last.state_group)
+        state = await self.state.get_state_after(last)
         served = await self.serializer.serialize([stored, *before, *after])
         return {
             "event": served[0],

@@ -279,7 +279,7 @@ class PaginationHandler:
         if next_pos is not None:
             response["end"] = make_pagination_token(next_pos)
         if event_filter is not None and event_filter.lazy_load_members and events:
-            state = await self._member_state(events[0].state_group, _senders(events))
+            state = await self._member_state(events[0], _senders(events))
             if state:
                 response["state"] = [e.get_client_event() for e in state.values()]
         return response
@@ -309,9 +309,11 @@ class PaginationHandler:
         direction = "forward" if forwards else "backward"
         raise NotFoundError(f"Unable to find event from {ts} in {direction} direction")
 
-    async def _member_state(self, group: int, senders: Iterable[str]) -> dict[StateKey, Event]:
+    async def _member_state(
+        self, first: StoredEvent, senders: Iterable[str]
+    ) -> dict[StateKey, Event]:
         keys = {("m.room.member", s) for s in senders}
-        return await self.state.get_state_at_group(group, keys)
+        return await self.state.get_state_after(first, keys)
 
     async def around(
         self,
@@ -380,7 +382,7 @@ class PaginationHandler:
             event_filter=event_filter,
         )
         last = after[-1] if after else stored
-        state = await self.state.get_state_at_group(last.state_group)
+        state = await self.state.get_state_after(last)
         if event_filter is not None and event_filter.lazy_load_members:
             senders = _senders([*before, stored, *after])
             state = {k: e for k, e in state.items() if k[0] != "m.room.member" or k[1] in senders}

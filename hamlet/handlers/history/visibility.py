@@ -41,10 +41,15 @@ class VisibilityHandler:
         visible: list[StoredEvent] = []
         joined_now: dict[str, bool] = {}
         for stored in events:
+            if not stored.in_timeline:
+                # Outliers have no state to judge them by; soft-failed and
+                # rejected events are never served.
+                continue
             event = stored.event
             if event.type == "m.room.member" and event.state_key == user_id:
                 visible.append(stored)
                 continue
+            assert stored.state_group is not None
             visibility, membership = await self._visibility_and_membership(
                 stored.state_group, user_id
             )

@@ -9,7 +9,9 @@ from hamlet.handlers.rooms.directory import DirectoryHandler
 from hamlet.handlers.rooms.directory_rules import DirectoryRuleSets
 from hamlet.handlers.rooms.event_cache import EventCache
 from hamlet.handlers.rooms.event_creation import EventCreator
+from hamlet.handlers.rooms.federated_events import FederatedEventHandler
 from hamlet.handlers.rooms.membership import MembershipHandler
+from hamlet.handlers.rooms.persistence import EventPersister
 from hamlet.handlers.rooms.pipeline import EventPipeline
 from hamlet.handlers.rooms.ratelimits import RoomRatelimiters
 from hamlet.handlers.rooms.state import StateHandler
@@ -20,17 +22,30 @@ def build(ctx: BuildContext, s: Services) -> None:
     server_name = ctx.server_name
     s.event_cache = ctx.own(EventCache(s.events_store))
     s.room_state = ctx.own(StateHandler(s.events_store, s.rooms_store, s.event_cache))
-    s.event_creator = ctx.own(
-        EventCreator(
-            server_name=server_name,
-            clock=ctx.clock,
-            signing_key=ctx.signing_key,
+    s.event_persister = ctx.own(
+        EventPersister(
             events=s.events_store,
             rooms=s.rooms_store,
             state=s.room_state,
             cache=s.event_cache,
             notifier=s.notifier,
         )
+    )
+    s.event_creator = EventCreator(
+        server_name=server_name,
+        clock=ctx.clock,
+        signing_key=ctx.signing_key,
+        persister=s.event_persister,
+        events=s.events_store,
+        state=s.room_state,
+        cache=s.event_cache,
+    )
+    s.federated_events = FederatedEventHandler(
+        persister=s.event_persister,
+        events=s.events_store,
+        rooms=s.rooms_store,
+        state=s.room_state,
+        cache=s.event_cache,
     )
     s.membership = MembershipHandler(
         server_name=server_name,

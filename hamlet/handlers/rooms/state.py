@@ -7,7 +7,7 @@ from hamlet.core.power_levels import StateKey
 from hamlet.handlers.common.service import ServiceBase
 from hamlet.handlers.rooms.event_cache import EventCache
 from hamlet.runtime.lru import LruCache
-from hamlet.storage.stores.events import EventsStore
+from hamlet.storage.stores.events import EventsStore, StoredEvent
 from hamlet.storage.stores.rooms import RoomsStore
 
 StateIds = dict[StateKey, str]
@@ -60,18 +60,22 @@ class StateHandler(ServiceBase):
     ) -> dict[StateKey, Event]:
         return await self._load(await self.get_state_ids_at_group(group), keys)
 
+    async def get_state_after(
+        self, stored: StoredEvent, keys: set[StateKey] | None = None
+    ) -> dict[StateKey, Event]:
+        """The state after a stored event (none for an outlier, stored without state)."""
+        if stored.state_group is None:
+            return {}
+        return await self.get_state_at_group(stored.state_group, keys)
+
     async def _load(self, ids: StateIds, keys: set[StateKey] | None) -> dict[StateKey, Event]:
         wanted = ids if keys is None else {k: v for k, v in ids.items() if k in keys}
         found = await self.event_cache.get_many(wanted.values())
         return {k: found[v].event for k, v in wanted.items() if v in found}
 
-    def state_changed(self, room_id: str, key: StateKey, event_id: str) -> None:
-        """Keep the cached current state in step with a persisted state event."""
-        cached = self._current.get(room_id)
-        if cached is not None:
-            updated = dict(cached)
-            updated[key] = event_id
-            self._current.set(room_id, updated)
+    def set_current_state(self, room_id: str, ids: StateIds) -> None:
+        """Keep the cached current state in step with what was just persisted."""
+        self._current.set(room_id, dict(ids))
 
     def cache_group(self, group: int, ids: StateIds) -> None:
         self._groups.set(group, ids)

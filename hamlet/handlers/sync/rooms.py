@@ -327,7 +327,7 @@ class RoomSyncBuilder:
 
     async def _state_before(self, first: StoredEvent) -> dict[StateKey, Event]:
         """The room state just before `first`: the state after it, minus its own change."""
-        state = dict(await self.state.get_state_at_group(first.state_group))
+        state = dict(await self.state.get_state_after(first))
         event = first.event
         if not event.is_state():
             return state

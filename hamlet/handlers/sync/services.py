@@ -18,7 +18,7 @@ def build(ctx: BuildContext, s: Services) -> None:
         notifier=s.notifier,
         rooms=s.rooms_store,
         room_builder=RoomSyncBuilder(
-            position=s.event_creator,
+            position=s.event_persister,
             events=s.events_store,
             history=s.room_history_store,
             rooms=s.rooms_store,

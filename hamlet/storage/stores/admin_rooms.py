@@ -32,7 +32,10 @@ PURGED_TABLES = (
     "room_memberships",
     "room_aliases",
     "receipts",
-    "events",
+    "event_edges",
+    "event_auth",
+    "event_forward_extremities",
+    "dag_events",
     "state_groups",
     "server_notice_rooms",
     "rooms",
@@ -99,7 +102,7 @@ class AdminRoomsStore:
             types = _marks(len(STATS_STATE_TYPES))
             state_rows = await txn.fetchall(
                 "SELECT cs.room_id, cs.type, e.json, e.redacted_by FROM current_state cs"
-                " JOIN events e ON e.event_id = cs.event_id"
+                " JOIN dag_events e ON e.event_id = cs.event_id"
                 f" WHERE cs.state_key = '' AND cs.type IN ({types}){scope}",
                 [*STATS_STATE_TYPES, *scope_args],
             )
@@ -195,7 +198,7 @@ class AdminRoomsStore:
             await unindex_room(txn, self.db.engine, room_id)
             await txn.execute(
                 "DELETE FROM event_txn_ids WHERE event_id IN"
-                " (SELECT event_id FROM events WHERE room_id = ?)",
+                " (SELECT event_id FROM dag_events WHERE room_id = ?)",
                 (room_id,),
             )
             await txn.execute(

@@ -406,7 +406,7 @@ class E2eKeysStore:
         rows = await self.db.fetchall(
             "get_membership_changes_for_device_lists",
             "SELECT e.room_id, e.state_key, e.json, p.json FROM events AS e"
-            " LEFT JOIN events AS p ON p.event_id = e.replaces_state"
+            " LEFT JOIN dag_events AS p ON p.event_id = e.replaces_state"
             " WHERE e.type = 'm.room.member' AND e.stream_ordering > ?"
             " AND e.stream_ordering <= ? AND e.room_id IN"
             " (SELECT room_id FROM room_memberships WHERE user_id = ?)"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import orjson
 
@@ -21,6 +21,9 @@ _EVENT_COLUMNS = (
     "e.stream_ordering, e.event_id, e.json, r.room_version, e.redacted_by, e.state_group,"
     " e.replaces_state"
 )
+# The same from `dag_events`, which also holds events outside the timeline.
+_DAG_COLUMNS = _EVENT_COLUMNS + ", e.outlier, e.soft_failed, e.rejected_reason"
+_DAG_FROM = "FROM dag_events e JOIN rooms r USING (room_id)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,10 +31,47 @@ class StoredEvent:
     stream_ordering: int
     event: Event
     redacted_by: str | None
-    #: The room state after this event.
-    state_group: int
+    #: The room state after this event; None for an outlier (stored without
+    #: state), the state before it for a rejected event.
+    state_group: int | None
     #: For state events, the state event this one replaced.
     replaces_state: str | None = None
+    outlier: bool = False
+    soft_failed: bool = False
+    rejected_reason: str | None = None
+
+    @property
+    def in_timeline(self) -> bool:
+        """Whether clients are served this event (in /sync, /messages, by ID)."""
+        return not (self.outlier or self.soft_failed or self.rejected_reason is not None)
+
+
+@dataclass(frozen=True, slots=True)
+class NewStateGroup:
+    """A state group to write: a delta against `prev_group`, or a full snapshot."""
+
+    group_id: int
+    prev_group: int | None
+    delta_depth: int
+    entries: StateMap
+
+
+@dataclass(frozen=True, slots=True)
+class CurrentStateDelta:
+    """How the room's current state (and so its memberships) changes."""
+
+    to_set: StateMap
+    to_delete: Collection[tuple[str, str]] = ()
+    #: For each member key in `to_set`: the user's membership in that event.
+    memberships: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Extremity:
+    event_id: str
+    depth: int
+    stream_ordering: int
+    state_group: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,26 +80,43 @@ class PersistRequest:
 
     event: Event
     stream_ordering: int
-    state_group: int
-    #: For state events: the group this one extends, and its delta depth.
-    prev_state_group: int | None = None
-    prev_delta_depth: int = 0
-    #: The full state after the event, when a snapshot is due.
-    full_state: StateMap | None = None
+    #: See `StoredEvent.state_group`.
+    state_group: int | None
+    #: State groups to write first (the resolved state before the event,
+    #: the state after it), in order.
+    new_groups: Sequence[NewStateGroup] = ()
     txn: tuple[str, str, str] | None = None  # (user_id, device_id, txn_id)
     replaces_state: str | None = None
     room_row: tuple[str, str, str | None] | None = None  # (version, creator, room_type)
+    outlier: bool = False
+    soft_failed: bool = False
+    rejected_reason: str | None = None
+    #: The room's forward extremities after this event, when they change.
+    extremities: Collection[str] | None = None
+    current_state: CurrentStateDelta | None = None
+    #: Whether a redaction takes effect (marks the event it redacts).
+    apply_redaction: bool = False
 
 
 def _row_to_event(row: Row) -> StoredEvent:
-    stream, event_id, raw, version, redacted_by, group, replaces = row
+    stream, event_id, raw, version, redacted_by, group, replaces = row[:7]
     pdu = orjson.loads(raw)
     event = Event(pdu, get_room_version(version), event_id=event_id)
     if redacted_by is not None:
         # A redacted event is its redacted form for every reader (state,
         # auth, serving); the original stays in the row.
         event = Event(event.get_redacted_pdu_json(), event.room_version, event_id=event_id)
-    return StoredEvent(int(stream), event, redacted_by, int(group), replaces)
+    flags = (bool(row[7]), bool(row[8]), row[9]) if len(row) > 7 else (False, False, None)
+    return StoredEvent(
+        int(stream),
+        event,
+        redacted_by,
+        int(group) if group is not None else None,
+        replaces,
+        outlier=flags[0],
+        soft_failed=flags[1],
+        rejected_reason=flags[2],
+    )
 
 
 def _relation(event: Event) -> tuple[str | None, str | None]:
@@ -71,6 +128,15 @@ def _relation(event: Event) -> tuple[str | None, str | None]:
     return None, None
 
 
+def _marks(n: int) -> str:
+    return ",".join("?" * n)
+
+
+def _chunks(ids: Collection[str]) -> list[list[str]]:
+    items = list(ids)
+    return [items[i : i + 500] for i in range(0, len(items), 500)]
+
+
 class EventsStore:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -80,7 +146,7 @@ class EventsStore:
         """(max stream_ordering, max state group) for the id generators."""
 
         async def run(txn: Transaction) -> tuple[int, int]:
-            stream = await txn.fetchval("SELECT MAX(stream_ordering) FROM events")
+            stream = await txn.fetchval("SELECT MAX(stream_ordering) FROM dag_events")
             group = await txn.fetchval("SELECT MAX(group_id) FROM state_groups")
             return int(stream or 0), int(group or 0)
 
@@ -109,11 +175,17 @@ class EventsStore:
                 " VALUES (?, ?, ?, ?, ?)",
                 (ev.room_id, version, creator, room_type, ev.origin_server_ts),
             )
+        for group in req.new_groups:
+            await self._write_group(txn, ev.room_id, group)
+        # An outlier that now joins the timeline is stored afresh, at its
+        # new place in the stream.
+        await txn.execute("DELETE FROM dag_events WHERE event_id = ? AND outlier", (ev.event_id,))
         url = ev.content.get("url")
         await txn.execute(
-            "INSERT INTO events (stream_ordering, event_id, room_id, type, state_key, sender,"
+            "INSERT INTO dag_events (stream_ordering, event_id, room_id, type, state_key, sender,"
             " depth, origin_server_ts, state_group, relates_to, rel_type, contains_url,"
-            " replaces_state, json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " replaces_state, json, outlier, soft_failed, rejected_reason)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 req.stream_ordering,
                 ev.event_id,
@@ -129,7 +201,20 @@ class EventsStore:
                 isinstance(url, str),
                 req.replaces_state,
                 orjson.dumps(ev.get_pdu_json(include_unsigned=False)).decode(),
+                req.outlier,
+                req.soft_failed,
+                req.rejected_reason,
             ),
+        )
+        await txn.executemany(
+            "INSERT INTO event_edges (event_id, prev_event_id, room_id) VALUES (?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
+            [(ev.event_id, prev, ev.room_id) for prev in dict.fromkeys(ev.prev_events)],
+        )
+        await txn.executemany(
+            "INSERT INTO event_auth (event_id, auth_id, room_id) VALUES (?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
+            [(ev.event_id, auth, ev.room_id) for auth in dict.fromkeys(ev.auth_events)],
         )
         if req.txn is not None:
             await txn.execute(
@@ -137,65 +222,76 @@ class EventsStore:
                 " VALUES (?, ?, ?, ?, ?)",
                 (ev.room_id, *req.txn, ev.event_id),
             )
-        await index_event(txn, self.db.engine, req.stream_ordering, ev)
-        if ev.state_key is not None:
-            await self._persist_state(txn, req)
-        if ev.type == "m.room.redaction" and ev.redacts is not None:
+        if not (req.outlier or req.soft_failed or req.rejected_reason is not None):
+            # Only what clients are served can be found.
+            await index_event(txn, self.db.engine, req.stream_ordering, ev)
+        if req.extremities is not None:
             await txn.execute(
-                "UPDATE events SET redacted_by = ? WHERE event_id = ? AND room_id = ?"
+                "DELETE FROM event_forward_extremities WHERE room_id = ?", (ev.room_id,)
+            )
+            await txn.executemany(
+                "INSERT INTO event_forward_extremities (room_id, event_id) VALUES (?, ?)",
+                [(ev.room_id, event_id) for event_id in req.extremities],
+            )
+        if req.current_state is not None:
+            await self._write_current_state(txn, ev.room_id, req.stream_ordering, req.current_state)
+        if req.apply_redaction and ev.redacts is not None:
+            await txn.execute(
+                "UPDATE dag_events SET redacted_by = ? WHERE event_id = ? AND room_id = ?"
                 " AND redacted_by IS NULL",
                 (ev.event_id, ev.redacts, ev.room_id),
             )
             await unindex_event(txn, self.db.engine, ev.redacts, ev.room_id)
 
-    async def _persist_state(self, txn: Transaction, req: PersistRequest) -> None:
-        ev = req.event
-        assert ev.state_key is not None
-        if req.full_state is not None:
-            await txn.execute(
-                "INSERT INTO state_groups (group_id, room_id, prev_group, delta_depth)"
-                " VALUES (?, ?, NULL, 0)",
-                (req.state_group, ev.room_id),
-            )
-            await txn.executemany(
-                "INSERT INTO state_group_entries (group_id, type, state_key, event_id)"
-                " VALUES (?, ?, ?, ?)",
-                [(req.state_group, t, k, e) for (t, k), e in req.full_state.items()],
-            )
-        else:
-            await txn.execute(
-                "INSERT INTO state_groups (group_id, room_id, prev_group, delta_depth)"
-                " VALUES (?, ?, ?, ?)",
-                (req.state_group, ev.room_id, req.prev_state_group, req.prev_delta_depth + 1),
-            )
-            await txn.execute(
-                "INSERT INTO state_group_entries (group_id, type, state_key, event_id)"
-                " VALUES (?, ?, ?, ?)",
-                (req.state_group, ev.type, ev.state_key, ev.event_id),
-            )
+    async def _write_group(self, txn: Transaction, room_id: str, group: NewStateGroup) -> None:
         await txn.execute(
+            "INSERT INTO state_groups (group_id, room_id, prev_group, delta_depth)"
+            " VALUES (?, ?, ?, ?)",
+            (group.group_id, room_id, group.prev_group, group.delta_depth),
+        )
+        await txn.executemany(
+            "INSERT INTO state_group_entries (group_id, type, state_key, event_id)"
+            " VALUES (?, ?, ?, ?)",
+            [(group.group_id, t, k, e) for (t, k), e in group.entries.items()],
+        )
+
+    async def _write_current_state(
+        self, txn: Transaction, room_id: str, stream: int, delta: CurrentStateDelta
+    ) -> None:
+        for event_type, state_key in delta.to_delete:
+            await txn.execute(
+                "DELETE FROM current_state WHERE room_id = ? AND type = ? AND state_key = ?",
+                (room_id, event_type, state_key),
+            )
+            if event_type == "m.room.member":
+                await txn.execute(
+                    "DELETE FROM room_memberships WHERE room_id = ? AND user_id = ?",
+                    (room_id, state_key),
+                )
+        await txn.executemany(
             "INSERT INTO current_state (room_id, type, state_key, event_id) VALUES (?, ?, ?, ?)"
             " ON CONFLICT (room_id, type, state_key) DO UPDATE SET event_id = excluded.event_id",
-            (ev.room_id, ev.type, ev.state_key, ev.event_id),
+            [(room_id, t, k, e) for (t, k), e in delta.to_set.items()],
         )
-        if ev.type == "m.room.member":
-            membership = ev.content.get("membership")
-            await txn.execute(
-                "INSERT INTO room_memberships"
-                " (room_id, user_id, membership, event_id, stream_ordering, forgotten)"
-                " VALUES (?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership,"
-                " event_id = excluded.event_id, stream_ordering = excluded.stream_ordering,"
-                " forgotten = excluded.forgotten",
+        await txn.executemany(
+            "INSERT INTO room_memberships"
+            " (room_id, user_id, membership, event_id, stream_ordering, forgotten)"
+            " VALUES (?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership,"
+            " event_id = excluded.event_id, stream_ordering = excluded.stream_ordering,"
+            " forgotten = excluded.forgotten",
+            [
                 (
-                    ev.room_id,
-                    ev.state_key,
-                    str(membership),
-                    ev.event_id,
-                    req.stream_ordering,
+                    room_id,
+                    user_id,
+                    membership,
+                    delta.to_set[("m.room.member", user_id)],
+                    stream,
                     False,
-                ),
-            )
+                )
+                for user_id, membership in delta.memberships.items()
+            ],
+        )
 
     async def get_event_by_txn(
         self, room_id: str, user_id: str, device_id: str, txn_id: str
@@ -225,32 +321,78 @@ class EventsStore:
         return {str(r[0]): (str(r[1]), str(r[2])) for r in rows}
 
     async def get_event(self, event_id: str) -> StoredEvent | None:
-        rows = await self.db.fetchall(
-            "get_event",
-            f"SELECT {_EVENT_COLUMNS} FROM events e JOIN rooms r USING (room_id)"
-            " WHERE e.event_id = ?",
-            event_id,
-        )
-        return _row_to_event(rows[0]) if rows else None
+        """Any stored event but a rejected one (see `StoredEvent.in_timeline`)."""
+        found = await self.get_events([event_id])
+        return found.get(event_id)
 
-    async def get_events(self, event_ids: Collection[str]) -> dict[str, StoredEvent]:
-        if not event_ids:
-            return {}
-        ids = list(event_ids)
+    async def get_events(
+        self, event_ids: Collection[str], *, include_rejected: bool = False
+    ) -> dict[str, StoredEvent]:
+        """Stored events by ID, outliers and soft-failed ones too (state may
+        name them); rejected ones only when asked."""
         found: dict[str, StoredEvent] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
+        accepted = "" if include_rejected else " AND e.rejected_reason IS NULL"
+        for chunk in _chunks(event_ids):
             rows = await self.db.fetchall(
                 "get_events",
-                f"SELECT {_EVENT_COLUMNS} FROM events e JOIN rooms r USING (room_id)"
-                f" WHERE e.event_id IN ({marks})",
+                f"SELECT {_DAG_COLUMNS} {_DAG_FROM} WHERE e.event_id IN ({_marks(len(chunk))})"
+                + accepted,
                 *chunk,
             )
             for row in rows:
                 stored = _row_to_event(row)
                 found[stored.event.event_id] = stored
         return found
+
+    async def get_forward_extremities(self, room_id: str) -> list[Extremity]:
+        rows = await self.db.fetchall(
+            "get_forward_extremities",
+            "SELECT e.event_id, e.depth, e.stream_ordering, e.state_group"
+            " FROM event_forward_extremities x JOIN dag_events e ON e.event_id = x.event_id"
+            " WHERE x.room_id = ?",
+            room_id,
+        )
+        return [Extremity(str(r[0]), int(r[1]), int(r[2]), int(r[3])) for r in rows]
+
+    async def get_prev_events(self, event_ids: Collection[str]) -> dict[str, list[str]]:
+        """event_id -> its prev_events, for the stored events among `event_ids`."""
+        found: dict[str, list[str]] = {}
+        for chunk in _chunks(event_ids):
+            rows = await self.db.fetchall(
+                "get_prev_events",
+                "SELECT event_id, prev_event_id FROM event_edges"
+                f" WHERE event_id IN ({_marks(len(chunk))})",
+                *chunk,
+            )
+            for event_id, prev in rows:
+                found.setdefault(str(event_id), []).append(str(prev))
+        return found
+
+    async def get_auth_chain_ids(self, event_ids: Collection[str]) -> set[str]:
+        """Every auth ancestor of `event_ids` (through stored auth edges), not
+        the events themselves unless one is an ancestor of another."""
+        chain: set[str] = set()
+        for chunk in _chunks(event_ids):
+            rows = await self.db.fetchall(
+                "get_auth_chain_ids",
+                "WITH RECURSIVE chain(event_id) AS ("
+                f" SELECT auth_id FROM event_auth WHERE event_id IN ({_marks(len(chunk))})"
+                " UNION SELECT a.auth_id FROM event_auth a JOIN chain c ON a.event_id = c.event_id"
+                ") SELECT event_id FROM chain",
+                *chunk,
+            )
+            chain.update(str(r[0]) for r in rows)
+        return chain
+
+    async def has_timeline_children(self, event_id: str) -> bool:
+        """Whether an accepted timeline event names `event_id` as a prev_event."""
+        value = await self.db.fetchval(
+            "has_timeline_children",
+            "SELECT 1 FROM event_edges x JOIN events e ON e.event_id = x.event_id"
+            " WHERE x.prev_event_id = ? LIMIT 1",
+            event_id,
+        )
+        return value is not None
 
     async def get_rooms_changed(self, room_ids: Collection[str], after: int, upto: int) -> set[str]:
         """Which of `room_ids` have events with after < stream_ordering <= upto."""
@@ -345,7 +487,8 @@ class EventsStore:
         return await self.db.run_interaction("get_read_position", run)
 
     async def get_latest(self, room_id: str) -> tuple[str, int, int, int] | None:
-        """(event_id, depth, stream_ordering, state_group) of the room's newest event."""
+        """(event_id, depth, stream_ordering, state_group) of the room's newest
+        timeline event."""
         row = await self.db.fetchone(
             "get_latest_event",
             "SELECT event_id, depth, stream_ordering, state_group FROM events"

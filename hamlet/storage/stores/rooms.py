@@ -162,6 +162,16 @@ class RoomsStore:
             )
         return [_membership(r) for r in rows]
 
+    async def get_joined_hosts(self, room_id: str) -> set[str]:
+        """The servers with a user joined to the room (in its current state)."""
+        rows = await self.db.fetchall(
+            "get_joined_hosts",
+            "SELECT user_id FROM room_memberships WHERE room_id = ? AND membership = ?",
+            room_id,
+            "join",
+        )
+        return {str(r[0]).split(":", 1)[1] for r in rows if ":" in str(r[0])}
+
     async def forget(self, room_id: str, user_id: str) -> None:
         await self.db.execute(
             "forget_room",
