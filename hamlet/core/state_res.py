@@ -1,4 +1,5 @@
-"""State resolution for room versions 2 and later (the spec's "v2" algorithm).
+"""State resolution: the spec's "v2" algorithm (room versions 2 and later)
+and room version 1's original one.
 
 :func:`resolve_state` merges the states after several ``prev_events`` into
 the state before a new event. It is pure: the caller hands it every event
@@ -9,10 +10,17 @@ unknown and left out, as a server does with events it never obtained.
 Room version 12 changes three things (``RoomVersion.state_res == "v2.1"``):
 the first round of iterative auth checks starts from an empty state, and
 the full conflicted set also takes in the *conflicted state subgraph*.
+
+Room version 1 (``"v1"``) resolves power levels, then join rules, then
+memberships, each by walking its conflicting events from the shallowest
+and keeping the last one allowed, and every other conflict by the deepest
+event allowed, as the v1 room spec describes and Synapse does (a key that
+only some states have is not a conflict there).
 """
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Final
@@ -43,14 +51,14 @@ def resolve_state(
 ) -> dict[StateKey, str]:
     """The resolution of ``state_sets`` (each ``(type, state_key) -> event_id``).
 
-    Raises :class:`UnsupportedRoomVersionError` for conflicts in room version 1, whose
-    original algorithm is not implemented: resolving it with v2 would diverge
-    from the other servers in the room.
+    Raises :class:`UnsupportedRoomVersionError` for an algorithm this does not know.
     """
     if not state_sets:
         return {}
     if len(state_sets) == 1:
         return dict(state_sets[0])
+    if room_version.state_res == "v1":
+        return _resolve_v1(room_version, state_sets, events)
     if room_version.state_res not in ("v2", "v2.1"):
         raise UnsupportedRoomVersionError(
             f"state resolution {room_version.state_res!r} is not implemented"
@@ -268,11 +276,7 @@ class _Resolver:
         return state
 
     def _allowed(self, event: Event, auth_state: AuthState) -> bool:
-        try:
-            auth_check(self._version, event, auth_state)
-        except CoreError:
-            return False
-        return True
+        return _allowed(self._version, event, auth_state)
 
 
 def _partition(state_sets: Sequence[StateMap]) -> tuple[dict[StateKey, str], set[str]]:
@@ -289,3 +293,81 @@ def _partition(state_sets: Sequence[StateMap]) -> tuple[dict[StateKey, str], set
         else:
             conflicted |= present
     return unconflicted, conflicted
+
+
+# --- room version 1 ---
+
+
+def _v1_order(event: Event) -> tuple[int, str]:
+    """Deepest first, then the smallest SHA-1 of the event ID (the spec's order)."""
+    return -event.depth, hashlib.sha1(event.event_id.encode()).hexdigest()
+
+
+def _resolve_v1(
+    room_version: RoomVersion, state_sets: Sequence[StateMap], events: Mapping[str, Event]
+) -> dict[StateKey, str]:
+    resolved: dict[StateKey, str] = dict(state_sets[0])
+    conflicted: dict[StateKey, set[str]] = {}
+    for state in state_sets[1:]:
+        for key, event_id in state.items():
+            if key in conflicted:
+                conflicted[key].add(event_id)
+            elif resolved.get(key, event_id) == event_id:
+                resolved[key] = event_id
+            else:
+                conflicted[key] = {event_id, resolved.pop(key)}
+    # The auth state conflicts are judged in: the unconflicted state.
+    auth_state: dict[StateKey, Event] = {
+        key: events[eid] for key, eid in resolved.items() if eid in events
+    }
+    contenders: dict[StateKey, list[Event]] = {}
+    for key, ids in conflicted.items():
+        known = [events[eid] for eid in ids if eid in events]
+        if len(known) == 1:
+            resolved[key] = known[0].event_id
+            auth_state[key] = known[0]
+        elif known:
+            contenders[key] = sorted(known, key=_v1_order)
+
+    def stage(keys: Iterable[StateKey], pick: Callable[[list[Event]], Event]) -> None:
+        chosen = {key: pick(contenders[key]) for key in keys}
+        for key, event in chosen.items():
+            resolved[key] = event.event_id
+        auth_state.update(chosen)
+
+    def auth_ordered(candidates: list[Event]) -> Event:
+        """From the shallowest, each next event must be allowed with the one before it."""
+        walk = list(reversed(candidates))
+        wanted: set[StateKey] = set()
+        for event in walk:
+            wanted |= auth_types_for_event(
+                room_version, event.type, event.state_key, event.sender, event.content
+            )
+        state = {key: auth_state[key] for key in wanted if key in auth_state}
+        previous = walk[0]
+        for event in walk[1:]:
+            state[(previous.type, previous.state_key or "")] = previous
+            if not _allowed(room_version, event, state):
+                return previous
+            previous = event
+        return previous
+
+    def first_allowed(candidates: list[Event]) -> Event:
+        for event in candidates:
+            if _allowed(room_version, event, auth_state):
+                return event
+        return candidates[-1]
+
+    stage([k for k in contenders if k == POWER_LEVELS_KEY], auth_ordered)
+    stage([k for k in contenders if k[0] == "m.room.join_rules"], auth_ordered)
+    stage([k for k in contenders if k[0] == _MEMBER], auth_ordered)
+    stage([k for k in contenders if k not in auth_state], first_allowed)
+    return resolved
+
+
+def _allowed(room_version: RoomVersion, event: Event, auth_state: AuthState) -> bool:
+    try:
+        auth_check(room_version, event, auth_state)
+    except CoreError:
+        return False
+    return True
