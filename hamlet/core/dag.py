@@ -7,6 +7,9 @@ from typing import Final
 
 #: A new event names at most this many forward extremities (as Synapse).
 MAX_PREV_EVENTS: Final = 10
+#: A received event naming more than these is rejected (as Synapse).
+MAX_RECEIVED_PREV_EVENTS: Final = 20
+MAX_RECEIVED_AUTH_EVENTS: Final = 10
 #: The largest depth canonical JSON can carry.
 MAX_DEPTH: Final = 2**63 - 1
 

@@ -40,6 +40,7 @@ class RemoteServer:
         extra_auth: list[str] | None = None,
         ts: int | None = None,
         depth: int | None = None,
+        redacts: str | None = None,
     ) -> Event:
         """An event built on `prev_events` (default: the room's extremities),
         with auth events picked from the state after `auth_from` (default:
@@ -73,6 +74,7 @@ class RemoteServer:
             origin_server_ts=ts,
             server_name=self.server_name,
             signing_key=self.key,
+            redacts=redacts,
         )
 
     async def send(self, hs: HomeServer, event: Event, **kwargs: Any) -> StoredEvent:

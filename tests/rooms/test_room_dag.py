@@ -337,3 +337,47 @@ async def test_new_events_name_at_most_ten_extremities(harness: Harness) -> None
     assert await _extremities(hs, room_id) == {merge, *branches[:2]}
     second = await send_ok(harness, alice, room_id, "merge the rest")
     assert set((await _pdu(hs, second)).prev_events) == {merge, *branches[:2]}
+
+
+async def test_too_many_prev_events_are_rejected_without_fetching_them(
+    harness: Harness,
+) -> None:
+    t = await _with_bob(harness)
+    before = await _extremities(t.hs, t.room_id)
+    flood = await t.remote.make(
+        t.hs,
+        t.room_id,
+        t.remote.user("bob"),
+        "m.room.message",
+        {"msgtype": "m.text", "body": "many"},
+        prev_events=[f"$unknown{n}" for n in range(21)],
+        auth_from=list(before),
+        depth=10,
+    )
+    stored = await t.remote.send(t.hs, flood)
+    assert stored.rejected_reason == "more than 20 prev_events"
+    assert await _extremities(t.hs, t.room_id) == before
+    assert flood.event_id not in await _timeline_ids(harness, t.alice, t.room_id)
+
+
+async def test_remote_redactions_apply_only_where_the_sender_may_redact(
+    harness: Harness,
+) -> None:
+    t = await _with_bob(harness)
+    bob = t.remote.user("bob")
+    own = await t.remote.make(
+        t.hs, t.room_id, bob, "m.room.message", {"msgtype": "m.text", "body": "oops"}
+    )
+    assert (await t.remote.send(t.hs, own)).in_timeline
+    alices = await send_ok(harness, t.alice, t.room_id, "mine")
+
+    for target in (own.event_id, alices):
+        redaction = await t.remote.make(
+            t.hs, t.room_id, bob, "m.room.redaction", {}, redacts=target
+        )
+        assert (await t.remote.send(t.hs, redaction)).in_timeline
+
+    redacted = await t.hs.events_store.get_event(own.event_id)
+    assert redacted is not None and redacted.redacted_by is not None
+    kept = await t.hs.events_store.get_event(alices)
+    assert kept is not None and kept.redacted_by is None

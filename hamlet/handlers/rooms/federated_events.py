@@ -5,6 +5,7 @@
 with a PDU whose format, signatures and content hash the caller has
 checked. It applies the server-server spec's remaining checks:
 
+- at most 20 prev_events and 10 auth_events (as Synapse), else rejected;
 - against the event's own auth events (each must be stored and not
   rejected): failing them *rejects* the event (stored with the reason,
   never served, never an extremity, never in any state);
@@ -32,6 +33,7 @@ from hamlet.core.auth_rules import (
     check_auth_events,
     redaction_allowed,
 )
+from hamlet.core.dag import MAX_RECEIVED_AUTH_EVENTS, MAX_RECEIVED_PREV_EVENTS
 from hamlet.core.events import Event
 from hamlet.core.power_levels import CREATE_KEY, AuthState, StateKey
 from hamlet.core.room_versions import RoomVersion
@@ -103,6 +105,12 @@ class FederatedEventHandler:
             if known is not None and (outlier or not known.outlier):
                 return known
             version = await self._room_version(event)
+            too_many = _too_many_references(event)
+            if too_many is not None:
+                # Not worth fetching anything for: stored rejected, without state.
+                return await self.persister.persist(
+                    event, version, None, outcome=Outcome(rejected_reason=too_many)
+                )
             rejection = await self._check_auth_events(version, event)
             if outlier:
                 return await self.persister.persist(
@@ -206,6 +214,14 @@ class FederatedEventHandler:
         if original.event.type == "m.room.create":
             return False
         return redaction_allowed(event, original.event, auth_state)
+
+
+def _too_many_references(event: Event) -> str | None:
+    if len(event.prev_events) > MAX_RECEIVED_PREV_EVENTS:
+        return f"more than {MAX_RECEIVED_PREV_EVENTS} prev_events"
+    if len(event.auth_events) > MAX_RECEIVED_AUTH_EVENTS:
+        return f"more than {MAX_RECEIVED_AUTH_EVENTS} auth_events"
+    return None
 
 
 def _auth_failure(version: RoomVersion, event: Event, auth_state: AuthState) -> str | None:
