@@ -255,9 +255,9 @@ class EventPersister(ServiceBase):
         after: StateIds = {}
         state_group: int | None = None
         if before is not None:
-            after = dict(before.ids)
+            after = before.ids
             if key is not None and outcome.rejected_reason is None:
-                after[key] = event.event_id
+                after = {**before.ids, key: event.event_id}
             state_group, new_group = await self._plan_group(before, after)
             if new_group is not None:
                 groups.append(new_group)
@@ -265,15 +265,15 @@ class EventPersister(ServiceBase):
         extremities: list[str] | None = None
         current: CurrentStateDelta | None = None
         new_current: StateIds | None = None
+        old_ext: list[str] = []
         if accepted:
             assert state_group is not None
             old = await self.extremities(room_id)
+            old_ext = [x.event_id for x in old]
             has_children = not fresh and await self.events_store.has_timeline_children(
                 event.event_id
             )
-            extremities = new_extremities(
-                [x.event_id for x in old], event.event_id, event.prev_events, has_children
-            )
+            extremities = new_extremities(old_ext, event.event_id, event.prev_events, has_children)
             new_current = await self._current_state_of(
                 version, event, extremities, old, state_group, after
             )
@@ -294,7 +294,10 @@ class EventPersister(ServiceBase):
             outlier=before is None,
             soft_failed=outcome.soft_failed,
             rejected_reason=outcome.rejected_reason,
-            extremities=extremities,
+            extremities=(
+                _extremity_change(old_ext, extremities) if extremities is not None else None
+            ),
+            replaces_outlier=not fresh,
             current_state=current,
             apply_redaction=apply_redaction and accepted,
         )
@@ -362,6 +365,8 @@ class EventPersister(ServiceBase):
         old = (
             await self.state.get_current_state_ids(room_id) if event.type != "m.room.create" else {}
         )
+        if new == old:
+            return None
         to_set = {k: v for k, v in new.items() if old.get(k) != v}
         to_delete = [k for k in old if k not in new]
         if not to_set and not to_delete:
@@ -401,6 +406,10 @@ class EventPersister(ServiceBase):
         self._extremities.clear()
         self._versions.clear()
         self._delta_depths.clear()
+
+
+def _extremity_change(old: Sequence[str], new: Sequence[str]) -> tuple[list[str], list[str]]:
+    return [e for e in old if e not in new], [e for e in new if e not in old]
 
 
 def _distance(a: Mapping[StateKey, str], b: Mapping[StateKey, str]) -> int:

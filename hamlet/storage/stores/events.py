@@ -91,8 +91,10 @@ class PersistRequest:
     outlier: bool = False
     soft_failed: bool = False
     rejected_reason: str | None = None
-    #: The room's forward extremities after this event, when they change.
-    extremities: Collection[str] | None = None
+    #: How the room's forward extremities change: (no longer, newly).
+    extremities: tuple[Collection[str], Collection[str]] | None = None
+    #: The event may be stored already as an outlier, which it replaces.
+    replaces_outlier: bool = False
     current_state: CurrentStateDelta | None = None
     #: Whether a redaction takes effect (marks the event it redacts).
     apply_redaction: bool = False
@@ -177,9 +179,12 @@ class EventsStore:
             )
         for group in req.new_groups:
             await self._write_group(txn, ev.room_id, group)
-        # An outlier that now joins the timeline is stored afresh, at its
-        # new place in the stream.
-        await txn.execute("DELETE FROM dag_events WHERE event_id = ? AND outlier", (ev.event_id,))
+        if req.replaces_outlier:
+            # An outlier that now joins the timeline is stored afresh, at its
+            # new place in the stream.
+            await txn.execute(
+                "DELETE FROM dag_events WHERE event_id = ? AND outlier", (ev.event_id,)
+            )
         url = ev.content.get("url")
         await txn.execute(
             "INSERT INTO dag_events (stream_ordering, event_id, room_id, type, state_key, sender,"
@@ -226,12 +231,14 @@ class EventsStore:
             # Only what clients are served can be found.
             await index_event(txn, self.db.engine, req.stream_ordering, ev)
         if req.extremities is not None:
-            await txn.execute(
-                "DELETE FROM event_forward_extremities WHERE room_id = ?", (ev.room_id,)
+            gone, added = req.extremities
+            await txn.executemany(
+                "DELETE FROM event_forward_extremities WHERE room_id = ? AND event_id = ?",
+                [(ev.room_id, event_id) for event_id in gone],
             )
             await txn.executemany(
                 "INSERT INTO event_forward_extremities (room_id, event_id) VALUES (?, ?)",
-                [(ev.room_id, event_id) for event_id in req.extremities],
+                [(ev.room_id, event_id) for event_id in added],
             )
         if req.current_state is not None:
             await self._write_current_state(txn, ev.room_id, req.stream_ordering, req.current_state)
