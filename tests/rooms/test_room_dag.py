@@ -3,6 +3,7 @@ rejected, soft-failed and outlier events stay out of what clients see."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 from hamlet.core.dag import MAX_PREV_EVENTS
 from hamlet.handlers.rooms.federated_events import MissingEventsError
 from hamlet.homeserver import HomeServer
+from tests.conftest import settle
 from tests.rooms.helpers import V3, create_room, put_state, q, send_ok, state_map
 from tests.rooms.remote_support import RemoteServer
 from tests.support.harness import Harness
@@ -381,3 +383,33 @@ async def test_remote_redactions_apply_only_where_the_sender_may_redact(
     assert redacted is not None and redacted.redacted_by is not None
     kept = await t.hs.events_store.get_event(alices)
     assert kept is not None and kept.redacted_by is None
+
+
+async def test_remote_events_wake_a_waiting_sync_and_held_back_ones_do_not_show(
+    harness: Harness,
+) -> None:
+    t = await _with_bob(harness)
+    bob = t.remote.user("bob")
+    resp = await harness.request("GET", f"{V3}/sync?filter={SYNC_FILTER}", token=t.alice.token)
+    since = resp.json["next_batch"]
+    fork_point = t.bob_join
+    rejected = await t.remote.make(t.hs, t.room_id, bob, "m.room.name", {"name": "x"}, state_key="")
+    message = await t.remote.make(
+        t.hs, t.room_id, bob, "m.room.message", {"msgtype": "m.text", "body": "hello"}
+    )
+
+    async def arrive() -> None:
+        await settle()
+        assert (await t.remote.send(t.hs, rejected)).rejected_reason is not None
+        assert (await t.remote.send(t.hs, message)).in_timeline
+
+    waiting = harness.request(
+        "GET",
+        f"{V3}/sync?since={since}&timeout=30000&filter={SYNC_FILTER}",
+        token=t.alice.token,
+    )
+    resp, _ = await asyncio.gather(waiting, arrive())
+    assert resp.status == 200, resp.json
+    events = resp.json["rooms"]["join"][t.room_id]["timeline"]["events"]
+    assert [e["event_id"] for e in events] == [message.event_id]
+    assert message.prev_events == [fork_point]
