@@ -48,8 +48,14 @@ def resolve_state(
     state_sets: Sequence[StateMap],
     events: Mapping[str, Event],
     rejected: Collection[str] = frozenset(),
+    auth_difference: Collection[str] | None = None,
 ) -> dict[StateKey, str]:
     """The resolution of ``state_sets`` (each ``(type, state_key) -> event_id``).
+
+    ``auth_difference`` may be given when the caller computed it (from
+    stored auth chains); ``events`` then needs only the state sets' events
+    and the auth chains of the conflicted and power levels events, not the
+    auth chains of the whole states.
 
     Raises :class:`UnsupportedRoomVersionError` for an algorithm this does not know.
     """
@@ -64,7 +70,7 @@ def resolve_state(
             f"state resolution {room_version.state_res!r} is not implemented"
         )
     resolver = _Resolver(room_version, events, rejected)
-    return resolver.resolve(state_sets)
+    return resolver.resolve(state_sets, auth_difference)
 
 
 def is_power_event(event: Event) -> bool:
@@ -93,9 +99,13 @@ class _Resolver:
         self._rejected = rejected
         self._chains: dict[str, frozenset[str]] = {}
 
-    def resolve(self, state_sets: Sequence[StateMap]) -> dict[StateKey, str]:
-        unconflicted, conflicted = _partition(state_sets)
-        full = set(conflicted) | self._auth_difference(state_sets)
+    def resolve(
+        self, state_sets: Sequence[StateMap], auth_difference: Collection[str] | None = None
+    ) -> dict[StateKey, str]:
+        unconflicted, conflicted = partition_state(state_sets)
+        if auth_difference is None:
+            auth_difference = self._auth_difference(state_sets)
+        full = set(conflicted) | set(auth_difference)
         if self._version.state_res == "v2.1":
             full |= self._conflicted_subgraph(conflicted)
         full = {eid for eid in full if eid in self._events}
@@ -279,7 +289,9 @@ class _Resolver:
         return _allowed(self._version, event, auth_state)
 
 
-def _partition(state_sets: Sequence[StateMap]) -> tuple[dict[StateKey, str], set[str]]:
+def partition_state(
+    state_sets: Sequence[StateMap],
+) -> tuple[dict[StateKey, str], set[str]]:
     """The unconflicted state map and the conflicted state set."""
     keys: set[StateKey] = set()
     for state in state_sets:

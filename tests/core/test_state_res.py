@@ -217,3 +217,34 @@ def test_conflicted_subgraph_takes_in_events_between_conflicted_ones() -> None:
     subgraph = resolver._conflicted_subgraph({pl1.event_id, pl3.event_id})
     assert middle.event_id in subgraph
     assert base[("m.room.create", "")] not in subgraph
+
+
+@pytest.mark.parametrize("version", VERSIONS, ids=lambda v: f"v{v.identifier}-{v.state_res}")
+def test_a_given_auth_difference_needs_only_the_conflicted_auth_chains(
+    version: RoomVersion,
+) -> None:
+    """What the persister does: the auth difference from stored chains, and
+    only the states' events plus the conflicted and power levels events'
+    auth chains handed over."""
+    dag = Dag(version)
+    base = dag.base()
+    _, base = dag.add(base, "m.room.member", EVE, {"membership": "join"}, EVE)
+    _, base = dag.add(base, "m.room.member", EVE, {"membership": "leave"}, EVE)
+    _, fork1 = dag.add(base, "m.room.power_levels", ALICE, dag.levels(bob=0), "")
+    _, fork1 = dag.add(fork1, "m.room.name", ALICE, {"name": "one"}, "")
+    _, fork2 = dag.add(base, "m.room.topic", BOB, {"topic": "two"}, "")
+    _, fork2 = dag.add(fork2, "m.room.name", BOB, {"name": "two"}, "")
+    full = _Resolver(version, dag.events, frozenset())
+    chains = [set().union(*(full.auth_chain(e) for e in s.values())) for s in (fork1, fork2)]
+    difference = (chains[0] | chains[1]) - (chains[0] & chains[1])
+    conflicted = {e for k, e in fork1.items() if fork2.get(k) != e}
+    conflicted |= {e for k, e in fork2.items() if fork1.get(k) != e}
+    levels = {fork1[("m.room.power_levels", "")], fork2[("m.room.power_levels", "")]}
+    needed = {*fork1.values(), *fork2.values()}
+    for event_id in conflicted | levels:
+        needed |= full.auth_chain(event_id)
+    assert needed < set(dag.events)  # eve's old join is left out
+
+    some = {e: dag.events[e] for e in needed}
+    expected = dag.resolve(fork1, fork2)
+    assert resolve_state(version, [fork1, fork2], some, auth_difference=difference) == expected

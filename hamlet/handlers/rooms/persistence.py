@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from hamlet.core import errors as core_errors
 from hamlet.core.dag import new_extremities
 from hamlet.core.events import Event
-from hamlet.core.power_levels import StateKey
+from hamlet.core.power_levels import POWER_LEVELS_KEY, StateKey
 from hamlet.core.room_versions import RoomVersion, get_room_version
-from hamlet.core.state_res import resolve_state
+from hamlet.core.state_res import partition_state, resolve_state
 from hamlet.handlers.common.errors import MatrixError, NotFoundError
 from hamlet.handlers.common.notifier import Notifier
 from hamlet.handlers.common.service import ServiceBase
@@ -185,22 +185,57 @@ class EventPersister(ServiceBase):
     async def resolve(
         self, version: RoomVersion, state_sets: Sequence[StateIds], pending: Event | None = None
     ) -> StateIds:
-        """State resolution over `state_sets`, with the events and auth chains
-        it needs; `pending` is an event the sets may name that is not stored yet."""
-        ids: set[str] = set()
-        for state in state_sets:
-            ids.update(state.values())
-        if pending is not None:
-            ids.discard(pending.event_id)
-            ids.update(pending.auth_events)
-        wanted = ids | await self.events_store.get_auth_chain_ids(ids)
-        stored = await self.events_store.get_events(wanted, include_rejected=True)
-        events = {eid: s.event for eid, s in stored.items()}
-        if pending is not None:
-            events[pending.event_id] = pending
+        """State resolution over `state_sets`; `pending` is an event the sets
+        may name that is not stored yet.
+
+        The auth difference is computed on stored auth chains (IDs only), so
+        only the states' events and the auth chains of the conflicted and
+        power levels events are loaded, not every event in the room's history.
+        """
+        if version.state_res == "v1":
+            # v1 looks at nothing but the states' own events.
+            ids = {eid for state in state_sets for eid in state.values()}
+            stored = await self.events_store.get_events(ids - _pending_id(pending))
+            events = {eid: s.event for eid, s in stored.items()} | _pending_map(pending)
+            return self._run_resolution(version, state_sets, events, set(), None)
+        unconflicted, _conflicted = partition_state(state_sets)
+        common = await self._auth_chain(set(unconflicted.values()), pending)
+        own = [
+            await self._auth_chain({e for k, e in state.items() if k not in unconflicted}, pending)
+            for state in state_sets
+        ]
+        chains = [common | chain for chain in own]
+        difference = set().union(*chains) - chains[0].intersection(*chains[1:])
+        power_levels = {s[POWER_LEVELS_KEY] for s in state_sets if POWER_LEVELS_KEY in s}
+        wanted = (
+            {eid for state in state_sets for eid in state.values()}
+            | set().union(*own)
+            | await self._auth_chain(power_levels, pending)
+        )
+        stored = await self.events_store.get_events(
+            wanted - _pending_id(pending), include_rejected=True
+        )
+        events = {eid: s.event for eid, s in stored.items()} | _pending_map(pending)
         rejected = {eid for eid, s in stored.items() if s.rejected_reason is not None}
+        return self._run_resolution(version, state_sets, events, rejected, difference)
+
+    async def _auth_chain(self, event_ids: set[str], pending: Event | None) -> set[str]:
+        """Stored auth ancestors of `event_ids`; the pending event's through its auth events."""
+        if pending is not None and pending.event_id in event_ids:
+            event_ids = (event_ids - {pending.event_id}) | set(pending.auth_events)
+            return set(pending.auth_events) | await self.events_store.get_auth_chain_ids(event_ids)
+        return await self.events_store.get_auth_chain_ids(event_ids) if event_ids else set()
+
+    @staticmethod
+    def _run_resolution(
+        version: RoomVersion,
+        state_sets: Sequence[StateIds],
+        events: Mapping[str, Event],
+        rejected: set[str],
+        difference: set[str] | None,
+    ) -> StateIds:
         try:
-            return resolve_state(version, state_sets, events, rejected)
+            return resolve_state(version, state_sets, events, rejected, difference)
         except core_errors.UnsupportedRoomVersionError as e:
             raise StateResolutionError(str(e)) from None
 
@@ -406,6 +441,14 @@ class EventPersister(ServiceBase):
         self._extremities.clear()
         self._versions.clear()
         self._delta_depths.clear()
+
+
+def _pending_id(pending: Event | None) -> set[str]:
+    return {pending.event_id} if pending is not None else set()
+
+
+def _pending_map(pending: Event | None) -> dict[str, Event]:
+    return {pending.event_id: pending} if pending is not None else {}
 
 
 def _extremity_change(old: Sequence[str], new: Sequence[str]) -> tuple[list[str], list[str]]:
