@@ -198,8 +198,8 @@ class SearchHandler:
             }
             if ctx.include_profile:
                 senders = {s.event.sender for s in (*before, stored, *after)}
-                members = await self.state.get_state_at_group(
-                    last.state_group, {("m.room.member", s) for s in senders}
+                members = await self.state.get_state_after(
+                    last, {("m.room.member", s) for s in senders}
                 )
                 context["profile_info"] = {
                     key[1]: {
@@ -227,7 +227,7 @@ class SearchHandler:
                 departure = await self.cache.get(membership.event_id)
                 if departure is None:
                     continue
-                state = await self.state.get_state_at_group(departure.state_group)
+                state = await self.state.get_state_after(departure)
             out[room_id] = [e.get_client_event() for e in state.values()]
         return out
 

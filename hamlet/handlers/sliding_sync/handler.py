@@ -516,7 +516,7 @@ class SlidingSyncHandler:
         since = had.position if had is not None else None
         left = await self.room_builder.left_room(scope, membership, since, window)
         stored = await self.state.event_cache.get(membership.event_id)
-        then = await self.state.get_state_at_group(stored.state_group) if stored is not None else {}
+        then = await self.state.get_state_after(stored) if stored is not None else {}
         return SlidingRoom(
             membership=membership.membership,
             initial=had is None,
