@@ -1,0 +1,43 @@
+"""SRV lookups through dnspython's asyncio resolver (runs in the caller's task)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import dns.asyncresolver
+import dns.exception
+import dns.rdatatype
+import dns.resolver
+
+from hamlet.handlers.federation.discovery import SrvTarget
+
+#: Seconds one lookup may take, retries included.
+SRV_LIFETIME_S = 5.0
+
+
+class DnsSrvResolver:
+    """Reads the system's resolver configuration on first use (not at build time)."""
+
+    def __init__(self) -> None:
+        self._resolver: dns.asyncresolver.Resolver | None = None
+
+    async def resolve_srv(self, name: str) -> tuple[Sequence[SrvTarget], float]:
+        if self._resolver is None:
+            self._resolver = dns.asyncresolver.Resolver()
+        try:
+            answer = await self._resolver.resolve(name, dns.rdatatype.SRV, lifetime=SRV_LIFETIME_S)
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+            return [], 0.0
+        rrset = answer.rrset
+        if rrset is None:
+            return [], 0.0
+        targets = [
+            SrvTarget(
+                host=rdata.target.to_text(omit_final_dot=True),
+                port=int(rdata.port),
+                priority=int(rdata.priority),
+                weight=int(rdata.weight),
+            )
+            for rdata in rrset
+        ]
+        return targets, float(rrset.ttl)
