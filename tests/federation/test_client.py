@@ -21,8 +21,10 @@ from hamlet.handlers.federation.client import (
 )
 from hamlet.runtime.clock import Clock
 from hamlet.runtime.http_client import HttpClient
+from hamlet.runtime.logcontext import LoggingContext, current_context
 from tests.conftest import advance
 from tests.federation.fakes import ORIGIN, FakeSrv, make_client, make_discovery, srv
+from tests.support.harness import RecordingHandler
 from tests.support.local_server import FakeResolver, serve
 from tests.support.tls import SelfSigned
 
@@ -36,6 +38,7 @@ class Remote:
     bodies: list[bytes] = field(default_factory=list)
     hold: asyncio.Event = field(default_factory=asyncio.Event)
     hanging: int = 0
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
     two_hanging: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -50,6 +53,7 @@ async def remote(tls_cert: SelfSigned) -> AsyncIterator[Remote]:
     async def handle(request: web.Request) -> web.StreamResponse:
         r = holder[0]
         r.requests.append(request)
+        r.arrived.set()
         r.bodies.append(await request.read())
         if request.path == "/echo":
             return web.json_response({"ok": True, "uri": request.raw_path})
@@ -69,6 +73,8 @@ async def remote(tls_cert: SelfSigned) -> AsyncIterator[Remote]:
             return web.json_response({})
         if request.path == "/.well-known/matrix/server":
             target = request.host.rsplit(":", 1)[0]
+            if target == "slow.test":
+                await r.hold.wait()
             return web.json_response({"m.server": WELL_KNOWN_TARGETS[target]})
         raise web.HTTPNotFound()
 
@@ -89,6 +95,7 @@ async def http() -> AsyncIterator[HttpClient]:
             "to-v6.test": ["127.0.0.1"],
             "srv-loopback.test": ["127.0.0.1"],
             "internal.test": ["10.0.0.1"],
+            "slow.test": ["127.0.0.1"],
         }
     )
     client = HttpClient(resolver_factory=lambda: resolver)
@@ -100,6 +107,7 @@ WELL_KNOWN_TARGETS = {
     "to-loopback.test": "127.0.0.1:8448",
     "to-private.test": "10.1.2.3:8448",
     "to-v6.test": "[::1]:8448",
+    "slow.test": "127.0.0.1:8448",
 }
 
 
@@ -220,3 +228,22 @@ async def test_one_tenant_is_capped_and_its_neighbour_is_not(
     results: list[Any] = await asyncio.gather(*stuck, return_exceptions=True)
     assert all(isinstance(r, FederationUnavailableError) for r in results)
     assert capped.in_flight == 0
+
+
+async def test_a_slow_discovery_counts_against_the_request_timeout(
+    http: HttpClient, clock: Clock, remote: Remote, log_records: RecordingHandler
+) -> None:
+    client = make_client(http, clock, well_known_port=remote.port)
+    with LoggingContext("PUT-7", "origin.test", request="PUT-7") as mine:
+        pending = asyncio.get_running_loop().create_task(
+            client.put_json("slow.test", "/send/1", {}, timeout_ms=5_000)
+        )
+        while not any(r.host.startswith("slow.test") for r in remote.requests):
+            await remote.arrived.wait()
+            remote.arrived.clear()
+        await advance(5.5)
+        with pytest.raises(FederationUnavailableError, match="timed out"):
+            await pending
+        assert current_context() is mine
+    (line,) = log_records.matching("Timed out after")
+    assert line.request == "PUT-7"  # type: ignore[attr-defined]

@@ -175,9 +175,17 @@ class FederationClient:
         deadline: float,
     ) -> JsonDict:
         try:
-            address = await self._discovery.resolve(destination)
+            address = await with_timeout(
+                self._discovery.resolve(destination),
+                deadline - self._clock.monotonic(),
+                self._clock,
+            )
         except ValueError as e:
             raise FederationUnavailableError(destination, str(e)) from None
+        except TimeoutError:
+            raise FederationUnavailableError(
+                destination, "timed out resolving the server"
+            ) from None
         uri = path
         if args:
             uri += "?" + urlencode(

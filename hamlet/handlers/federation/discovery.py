@@ -259,12 +259,17 @@ class ServerDiscovery(ServiceBase):
         return delegated, _cache_period(response)
 
     async def _get_following_redirects(self, url: str) -> HttpResponse:
+        # One deadline for the whole chain, not one per hop.
+        deadline = self._clock.monotonic() + WELL_KNOWN_TIMEOUT_S
         for _ in range(WELL_KNOWN_MAX_REDIRECTS + 1):
+            remaining = deadline - self._clock.monotonic()
+            if remaining <= 0:
+                raise HttpClientError("well-known redirects took too long")
             response = await self._http.request(
                 "GET",
                 url,
                 clock=self._clock,
-                timeout_s=WELL_KNOWN_TIMEOUT_S,
+                timeout_s=remaining,
                 ip_filter=self._ip_filter,
                 verify_tls=self._verify_tls,
                 max_body_bytes=WELL_KNOWN_MAX_BYTES,

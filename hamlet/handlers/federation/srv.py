@@ -16,16 +16,28 @@ SRV_LIFETIME_S = 5.0
 
 
 class DnsSrvResolver:
-    """Reads the system's resolver configuration on first use (not at build time)."""
+    """The system's resolvers (read on first use, not at build time), or the given ones."""
 
-    def __init__(self) -> None:
+    def __init__(self, nameservers: Sequence[str] = (), port: int = 53) -> None:
+        self._nameservers = list(nameservers)
+        self._port = port
         self._resolver: dns.asyncresolver.Resolver | None = None
 
-    async def resolve_srv(self, name: str) -> tuple[Sequence[SrvTarget], float]:
+    def _get_resolver(self) -> dns.asyncresolver.Resolver:
         if self._resolver is None:
-            self._resolver = dns.asyncresolver.Resolver()
+            if self._nameservers:
+                resolver = dns.asyncresolver.Resolver(configure=False)
+                resolver.nameservers = self._nameservers
+                resolver.port = self._port
+            else:
+                resolver = dns.asyncresolver.Resolver()
+            self._resolver = resolver
+        return self._resolver
+
+    async def resolve_srv(self, name: str) -> tuple[Sequence[SrvTarget], float]:
         try:
-            answer = await self._resolver.resolve(name, dns.rdatatype.SRV, lifetime=SRV_LIFETIME_S)
+            resolver = self._get_resolver()
+            answer = await resolver.resolve(name, dns.rdatatype.SRV, lifetime=SRV_LIFETIME_S)
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
             return [], 0.0
         rrset = answer.rrset
