@@ -143,6 +143,13 @@ class HomeServer(Services):
         return self._signing_key
 
     @property
+    def http_client(self) -> HttpClient:
+        """The outbound HTTP client (the host's, shared by its tenants, or a private one)."""
+        if self._http_client is None:
+            raise RuntimeError(f"homeserver {self.server_name} is not set up")
+        return self._http_client
+
+    @property
     def services(self) -> tuple[Service, ...]:
         """The registered services, in build order (empty once shut down)."""
         return tuple(self._registry)

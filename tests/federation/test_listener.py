@@ -69,6 +69,31 @@ async def test_the_tls_listener_serves_federation(
         )
 
 
+async def test_tenants_share_the_process_client_and_it_closes_with_the_process(
+    make_hs_config: MakeConfig,
+) -> None:
+    process = HostProcess([make_hs_config("a.test", listeners=[]), make_hs_config("b.test")])
+    await process.start()
+    shared = process.manager.http_client
+    try:
+        servers = [process.registry.get_tenant(name) for name in ("a.test", "b.test")]
+        assert all(
+            t is not None and t.hs is not None and t.hs.http_client is shared for t in servers
+        )
+    finally:
+        await process.stop()
+    assert shared.closed
+
+
+async def test_a_homeserver_on_its_own_closes_its_private_client(
+    make_hs_config: MakeConfig,
+) -> None:
+    h = await start_harness([make_hs_config()])
+    client = h.hs.http_client
+    await h.close()
+    assert client.closed
+
+
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
