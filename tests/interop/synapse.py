@@ -121,7 +121,8 @@ def synapse_config(directory: Path, tls: SelfSigned, fed_port: int, client_port:
                 "bind_addresses": loopback,
                 "type": "http",
                 "tls": False,
-                "resources": [{"names": ["client"]}],
+                # keys: its notary (/_matrix/key/v2/query) for tests to ask.
+                "resources": [{"names": ["client", "keys"]}],
             },
         ],
         "tls_certificate_path": str(tls.certificate),

@@ -88,12 +88,8 @@ async def test_hamlet_fetches_synapse_keys_over_tls(hamlet: HamletServer, synaps
     verify_signed_json(keys, synapse.server_name, verify_keys)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Synapse checks the X-Matrix signature even on /version and answers 401 while it "
-    "cannot fetch our key: passes once /_matrix/key/v2/server is served (keys work)",
-)
 async def test_hamlet_fetches_synapse_version(hamlet: HamletServer, synapse: Synapse) -> None:
+    """Synapse checks the X-Matrix signature even here: it fetches our key to do so."""
     version = await hamlet.hs.federation_client.get_json(
         synapse.server_name, "/_matrix/federation/v1/version"
     )
@@ -123,3 +119,20 @@ async def test_synapse_queries_hamlet_over_tls_with_a_valid_x_matrix_signature(
         content=None,
         verify_key=keys["verify_keys"][auth.key_id]["key"],
     )
+
+
+async def test_synapse_accepts_hamlets_server_keys_through_its_notary(
+    hamlet: HamletServer, synapse: Synapse
+) -> None:
+    """Synapse fetches our /_matrix/key/v2/server over TLS and checks our self-signature."""
+    own_key_id = hamlet.hs.signing_key.key_id
+    # Naming the key ID makes Synapse fetch it on a cache miss.
+    criteria = {"minimum_valid_until_ts": hamlet.hs.clock.time_msec()}
+    query = {"server_keys": {hamlet.server_name: {own_key_id: criteria}}}
+    status, body = await asyncio.to_thread(synapse.client, "POST", "/_matrix/key/v2/query", query)
+    assert status == 200, body
+    (keys,) = body["server_keys"]
+    assert keys["server_name"] == hamlet.server_name
+    assert own_key_id in keys["verify_keys"]
+    # Synapse countersigned what it accepted from us.
+    assert set(keys["signatures"]) == {hamlet.server_name, synapse.server_name}
