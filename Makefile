@@ -2,6 +2,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Synapse for the interop tests, in a venv of its own (its pins are not ours).
+SYNAPSE_VENV := .venv-synapse
+SYNAPSE_STAMP := $(SYNAPSE_VENV)/.installed
 
 .PHONY: serve test lint typecheck bench clean
 
@@ -12,10 +15,15 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
+$(SYNAPSE_STAMP): requirements-synapse.txt
+	$(PYTHON) -m venv $(SYNAPSE_VENV)
+	$(SYNAPSE_VENV)/bin/pip install --quiet -r requirements-synapse.txt
+	touch $(SYNAPSE_STAMP)
+
 serve: $(STAMP)
 	$(BIN)/hamlet serve --generate-config --config data/homeserver.yaml --data-dir data
 
-test: $(STAMP)
+test: $(STAMP) $(SYNAPSE_STAMP)
 	$(BIN)/ruff check hamlet tests bench
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
@@ -32,4 +40,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/ratelimit.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SYNAPSE_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -44,6 +44,7 @@ from hamlet.handlers.sync import services as sync
 from hamlet.handlers.user_streams import services as user_streams
 from hamlet.runtime.blocking import run_file_io
 from hamlet.runtime.clock import Clock
+from hamlet.runtime.http_client import HttpClient
 from hamlet.runtime.logcontext import LoggingContext
 from hamlet.runtime.lru import LruCache
 from hamlet.storage.database import Database
@@ -63,6 +64,7 @@ PackageBuilder = Callable[[BuildContext, Services], None]
 #: memberships), and each later package reads what the earlier ones built.
 PACKAGE_BUILDERS: tuple[PackageBuilder, ...] = (
     common.build,
+    federation.build_transport,
     e2ee.build,
     rooms.build,
     accounts.build,
@@ -105,11 +107,21 @@ class HomeServer(Services):
     # What a homeserver holds besides its services' own estimates.
     BASE_BYTES: ClassVar[int] = 400_000
 
-    def __init__(self, config: HomeServerConfig, *, pg_pool: PgPool | None = None) -> None:
+    def __init__(
+        self,
+        config: HomeServerConfig,
+        *,
+        pg_pool: PgPool | None = None,
+        http_client: HttpClient | None = None,
+    ) -> None:
         self.config = config
         self.server_name = config.server_name
         self.clock = Clock(config.server_name)
         self._pg_pool = pg_pool
+        # The host shares one client among its tenants; a homeserver built
+        # on its own gets a private one, created at setup and closed at shutdown.
+        self._http_client = http_client
+        self._owns_http_client = http_client is None
         self._db: Database | None = None
         self._signing_key: SigningKey | None = None
         self._registry = ServiceRegistry()
@@ -129,6 +141,13 @@ class HomeServer(Services):
         if self._signing_key is None:
             raise RuntimeError(f"homeserver {self.server_name} is not set up")
         return self._signing_key
+
+    @property
+    def http_client(self) -> HttpClient:
+        """The outbound HTTP client (the host's, shared by its tenants, or a private one)."""
+        if self._http_client is None:
+            raise RuntimeError(f"homeserver {self.server_name} is not set up")
+        return self._http_client
 
     @property
     def services(self) -> tuple[Service, ...]:
@@ -160,7 +179,16 @@ class HomeServer(Services):
         if cap is not None:
             self._request_slots = asyncio.Semaphore(cap)
             self._max_queued = cap * QUEUE_PER_SLOT
-        ctx = BuildContext(self.config, self.clock, db, signing_key, self._registry)
+        if self._http_client is None:
+            self._http_client = HttpClient()
+        ctx = BuildContext(
+            self.config,
+            self.clock,
+            db,
+            signing_key,
+            http_client=self._http_client,
+            registry=self._registry,
+        )
         for build in self.builders:
             build(ctx, self)
         # Stream positions and state are read once everything exists, so a
@@ -252,4 +280,7 @@ class HomeServer(Services):
                     await self._db.close()
                 except Exception:
                     logger.exception("Closing the database failed")
+            if self._owns_http_client and self._http_client is not None:
+                await self._http_client.close()
+                self._http_client = None
             self.state = "shut_down"

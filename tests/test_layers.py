@@ -9,9 +9,8 @@ typed against the HomeServer that the front door hands it (`ApiRequest.hs`)
 while only the homeserver builds the router, never the reverse at runtime.
 
 aiohttp (and its `multidict`/`yarl`) is HTTP, so only api/ and host/ import
-it; the outbound HTTP client federation will need goes in
-`hamlet/runtime/http_client.py` (plain HTTP, no Matrix), and handlers reach
-it through a Protocol of their own.
+it, and the outbound HTTP client `hamlet/runtime/http_client.py` (plain
+HTTP, no Matrix), which handlers reach through a Protocol of their own.
 """
 
 from __future__ import annotations

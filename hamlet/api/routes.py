@@ -43,6 +43,8 @@ from hamlet.api.client import (
 )
 from hamlet.api.federation import keys as federation_keys
 from hamlet.api.federation import openid as federation_openid
+from hamlet.api.federation import version as federation_version
+from hamlet.api.federation import wellknown as federation_wellknown
 from hamlet.api.media import content as media_content
 from hamlet.api.router import Router
 
@@ -90,6 +92,8 @@ def build_router() -> Router:
         openid,
         federation_openid,
         federation_keys,
+        federation_version,
+        federation_wellknown,
     ):
         module.register(router)
     return router

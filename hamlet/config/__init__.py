@@ -5,6 +5,8 @@ from hamlet.config.errors import ConfigError
 from hamlet.config.homeserver import load_config, validate_config, validate_server_name
 from hamlet.config.model import (
     DatabaseConfig,
+    FederationConfig,
+    FederationTransportConfig,
     HomeServerConfig,
     HostConfig,
     InviteRateLimits,
@@ -24,6 +26,8 @@ from hamlet.config.tenants import load_tenant_configs
 __all__ = [
     "ConfigError",
     "DatabaseConfig",
+    "FederationConfig",
+    "FederationTransportConfig",
     "HomeServerConfig",
     "HostConfig",
     "InviteRateLimits",

@@ -24,6 +24,7 @@ from hamlet.config._reader import (
     to_str,
 )
 from hamlet.config.errors import ConfigError
+from hamlet.config.federation import federation_transport_config
 from hamlet.config.model import (
     DEFAULT_LISTENERS,
     DEFAULT_MAX_REQUEST_BODY_SIZE,
@@ -68,7 +69,7 @@ from hamlet.core.room_versions import KNOWN_ROOM_VERSIONS
 
 LISTENER_TYPES = ("http",)
 # What every http listener serves, whatever its resources say.
-SERVED_RESOURCES = frozenset({"client", "media", "health"})
+SERVED_RESOURCES = frozenset({"client", "media", "health", "federation", "keys"})
 
 _DNS_LABEL_RE = re.compile(r"^[A-Za-z0-9-]{1,63}$")
 _PG_IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -370,6 +371,7 @@ def _build(ctx: Context, root: Section) -> HomeServerConfig | None:
         push=push.push_config(root),
         ip_range_blacklist=ip_blacklist,
         ip_range_whitelist=ip_whitelist,
+        federation_transport=federation_transport_config(root, ip_blacklist, ip_whitelist),
         tenants=_tenants(root),
         limits=_limits(root),
         host=_host(ctx, root),
@@ -515,16 +517,13 @@ def _listeners(root: Section) -> tuple[ListenerConfig, ...]:
                     r.unsupported(
                         "names",
                         f"{name!r} is not served; every http listener serves the client, "
-                        "media and admin APIs and /health, whatever its resources list",
+                        "media, admin and federation APIs and /health, whatever its "
+                        "resources list",
                     )
             resources.append(ResourceConfig(names=names or (), compress=r.bool_("compress", False)))
         tls = s.bool_("tls", False)
-        if tls:
-            s.error(
-                "tls",
-                "TLS listeners are not supported yet (this one would serve plain HTTP): "
-                "terminate TLS in a reverse proxy and set x_forwarded: true",
-            )
+        if tls and not (root.has("tls_certificate_path") and root.has("tls_private_key_path")):
+            s.error("tls", "a TLS listener needs tls_certificate_path and tls_private_key_path")
         listeners.append(
             ListenerConfig(
                 port=port or 0,
@@ -804,4 +803,7 @@ def _limits(root: Section) -> LimitsConfig:
         ),
         max_connections_per_ip=s.int_("max_connections_per_ip", defaults.max_connections_per_ip, 1),
         max_connections=s.opt_int("max_connections", 1),
+        max_concurrent_federation_requests=s.int_(
+            "max_concurrent_federation_requests", defaults.max_concurrent_federation_requests, 1
+        ),
     )

@@ -286,6 +286,10 @@ class LimitsConfig:
     ``http_header_timeout_ms`` one that has not sent a complete request head
     (slowloris); ``max_connections_per_ip`` and ``max_connections`` (``None``:
     three quarters of the open-file limit) cap open connections.
+
+    ``max_concurrent_federation_requests`` caps the tenant's outbound
+    federation requests (the rest wait, within their timeout), so a tenant
+    talking to unreachable servers cannot hold every pooled connection.
     """
 
     max_concurrent_requests: int | None = None
@@ -310,6 +314,8 @@ class LimitsConfig:
     http_header_timeout_ms: int = 30_000
     max_connections_per_ip: int = 200
     max_connections: int | None = None
+    #: Outbound federation requests the tenant may have in flight at once.
+    max_concurrent_federation_requests: int = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,6 +387,25 @@ DEFAULT_MAX_UPLOAD_SIZE = 50 * 1024 * 1024
 DEFAULT_MAX_REQUEST_BODY_SIZE = 10 * 1024 * 1024
 DEFAULT_ROOM_VERSION = "10"
 DEFAULT_KEY_REFRESH_INTERVAL_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class FederationTransportConfig:
+    """Outbound federation and the federation listener (Synapse's top-level keys).
+
+    ``federation_verify_certificates``; the ranges federation may connect
+    to: ``ip_range_blacklist`` / ``ip_range_whitelist``, unless
+    ``federation_ip_range_blacklist`` is set, which then replaces both, as in
+    Synapse (``0.0.0.0`` and ``::`` are refused whatever the lists say);
+    ``serve_server_wellknown`` and the TLS files of ``tls: true`` listeners.
+    """
+
+    verify_certificates: bool = True
+    federation_ip_range_blacklist: tuple[str, ...] = DEFAULT_IP_RANGE_BLACKLIST
+    federation_ip_range_whitelist: tuple[str, ...] = ()
+    serve_server_wellknown: bool = False
+    tls_certificate_path: Path | None = None
+    tls_private_key_path: Path | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -470,6 +495,7 @@ class HomeServerConfig:
     key_refresh_interval: int = DEFAULT_KEY_REFRESH_INTERVAL_MS  # milliseconds
     #: When set, only these servers are served over federation.
     federation_domain_whitelist: frozenset[str] | None = None
+    federation_transport: FederationTransportConfig = FederationTransportConfig()
 
     # Multi-tenancy (Hamlet's own keys)
     tenants: tuple[Path, ...] = ()

@@ -31,6 +31,8 @@ from hamlet.handlers.common.ratelimit_overrides import RatelimitOverrides
 from hamlet.handlers.e2ee.device_lists import DeviceListHandler
 from hamlet.handlers.e2ee.key_backup import KeyBackupHandler
 from hamlet.handlers.e2ee.keys import E2eKeysHandler
+from hamlet.handlers.federation.client import FederationClient
+from hamlet.handlers.federation.discovery import ServerDiscovery
 from hamlet.handlers.federation.keyring import Keyring
 from hamlet.handlers.federation.notary import KeyNotary
 from hamlet.handlers.federation.sender.admin import DestinationsAdmin
@@ -153,6 +155,9 @@ class Services:
     server_notices: ServerNoticesHandler
     # media
     media: MediaRepository
+    # federation transport: where servers are and signed requests to them.
+    server_discovery: ServerDiscovery
+    federation_client: FederationClient
     # federation: other servers' keys, and the notary serving them
     keyring: Keyring
     key_notary: KeyNotary

@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import socket
+import ssl
+from pathlib import Path
 
 from aiohttp import web
 
@@ -53,20 +55,42 @@ def bind_sockets(address: str, port: int) -> list[socket.socket]:
     return bound
 
 
+def server_tls_context(certificate: Path, private_key: Path) -> ssl.SSLContext:
+    """The context `tls: true` listeners serve with (blocking: reads the files).
+
+    ListenError, one line, if the files cannot be read or do not match.
+    """
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(certificate, private_key)
+    except (OSError, ssl.SSLError) as e:
+        raise ListenError(f"cannot load TLS certificate {certificate} and key: {e}") from None
+    return context
+
+
 class GuardedSite(web.BaseSite):
-    """Serves one bound socket; its connections pass the process's `ConnectionGuard`."""
+    """Serves one bound socket (over TLS with a context); its connections pass the
+    process's `ConnectionGuard`."""
 
     __slots__ = ("_guard", "_sock")
 
-    def __init__(self, runner: web.AppRunner, sock: socket.socket, guard: ConnectionGuard) -> None:
-        super().__init__(runner, backlog=BACKLOG)
+    def __init__(
+        self,
+        runner: web.AppRunner,
+        sock: socket.socket,
+        guard: ConnectionGuard,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        super().__init__(runner, backlog=BACKLOG, ssl_context=tls)
         self._sock = sock
         self._guard = guard
 
     @property
     def name(self) -> str:
         host, port = self._sock.getsockname()[:2]
-        return f"http://{host}:{port}"
+        scheme = "https" if self._ssl_context is not None else "http"
+        return f"{scheme}://{host}:{port}"
 
     async def start(self) -> None:
         await super().start()  # registers the site with its runner
@@ -74,6 +98,10 @@ class GuardedSite(web.BaseSite):
         assert server is not None
         loop = asyncio.get_running_loop()
         serve = functools.partial(
-            loop.create_server, self._guard.wrap(server), sock=self._sock, backlog=self._backlog
+            loop.create_server,
+            self._guard.wrap(server),
+            sock=self._sock,
+            backlog=self._backlog,
+            ssl=self._ssl_context,
         )
         self._server = await in_sentinel_context(serve)

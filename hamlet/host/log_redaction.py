@@ -67,7 +67,8 @@ def _scrub(record: logging.LogRecord) -> None:
         clean = redact(message)
         if clean != message:
             record.msg, record.args = clean, ()
-    if record.exc_info is not None and record.exc_info[0] is not None:
+    # exc_info may be False: asyncio logs `exc_info=False` when there is no exception.
+    if record.exc_info and record.exc_info[0] is not None:
         text = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
         clean = redact(text)
         if clean != text:

@@ -47,6 +47,7 @@ from hamlet.host.registry import TenantRegistry
 from hamlet.host.tenant import Tenant, TenantState
 from hamlet.runtime.blocking import run_file_io
 from hamlet.runtime.clock import Clock, LoopingCall
+from hamlet.runtime.http_client import HttpClient
 from hamlet.runtime.logcontext import LoggingContext
 from hamlet.runtime.timeout import with_timeout
 from hamlet.storage.engines.postgres import PgPool, PostgresDatabase
@@ -119,6 +120,9 @@ class TenantManager:
         self.clock = Clock(HOST_SERVER_NAME)
         self.records: dict[str, TenantRecord] = {}
         self._pg_pool: PgPool | None = None
+        # The one outbound HTTP client of the process: every tenant's
+        # federation requests share its connection pools.
+        self.http_client = HttpClient()
         self._lock = asyncio.Lock()
         self._sweeper: LoopingCall | None = None
         self.open_listener: ListenerOpener | None = None
@@ -209,6 +213,7 @@ class TenantManager:
                     tenant.hs = None
             if self._pg_pool is not None:
                 await self._pg_pool.close()
+            await self.http_client.close()
 
     # --- building homeservers ---
 
@@ -216,7 +221,7 @@ class TenantManager:
         shared = (
             self._pg_pool if config.database.is_postgres and self._shares_pool(config) else None
         )
-        return HomeServer(config, pg_pool=shared)
+        return HomeServer(config, pg_pool=shared, http_client=self.http_client)
 
     def _shares_pool(self, config: HomeServerConfig) -> bool:
         tenant_db = self.host_config.tenant_database
@@ -255,6 +260,9 @@ class TenantManager:
         }
         raw["server_name"] = server_name
         raw.setdefault("public_baseurl", f"https://{server_name}/")
+        # A provisioned tenant is reached on the host's shared listeners, so
+        # its name delegates federation there.
+        raw.setdefault("serve_server_wellknown", True)
         raw.setdefault("registration_shared_secret", secrets.token_urlsafe(32))
         raw["signing_key_path"] = str(data_dir / "signing.key")
         raw["media_store_path"] = str(data_dir / "media_store")

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import socket
+import ssl
 from collections.abc import Callable
 
 from aiohttp import web
@@ -19,12 +20,13 @@ from hamlet.host.connections import (
     raise_open_file_limit,
 )
 from hamlet.host.control import ControlApi
-from hamlet.host.listeners import GuardedSite, ListenError, bind_sockets
+from hamlet.host.listeners import GuardedSite, ListenError, bind_sockets, server_tls_context
 from hamlet.host.log_redaction import install_redaction
 from hamlet.host.manager import Closer, TenantManager
 from hamlet.host.registry import OneTenantResolver, TenantRegistry
 from hamlet.host.tenant import Tenant
 from hamlet.runtime import tracing
+from hamlet.runtime.blocking import run_file_io
 from hamlet.runtime.logcontext import LoggingContext
 
 logger = logging.getLogger(__name__)
@@ -67,6 +69,7 @@ class HostProcess:
             header_timeout_s=limits.http_header_timeout_ms / 1000,
         )
         self._keepalive_timeout_s = limits.http_keepalive_timeout_ms / 1000
+        self._tls: ssl.SSLContext | None = None
 
     async def start(self) -> None:
         # Also here, not only in setup_logging: an embedding program may
@@ -83,6 +86,8 @@ class HostProcess:
                 # Every port is bound before any database is opened or migrated.
                 for listener in self.main.listeners:
                     listeners.append((listener, self._bind(listener)))
+                if any(listener.tls for listener in self.main.listeners):
+                    self._tls = await self._load_tls()
                 if host is not None and host.control_port is not None:
                     address, port = host.control_bind_address, host.control_port
                     control_sockets = self._bind_address(address, port)
@@ -138,13 +143,31 @@ class HostProcess:
         )
         logger.info("Tracing to %s (sample rate %s)", config.otlp_endpoint, config.sample_rate)
 
+    async def _load_tls(self) -> ssl.SSLContext:
+        transport = self.main.federation_transport
+        # validate_config refuses a TLS listener without both files.
+        assert transport.tls_certificate_path is not None
+        assert transport.tls_private_key_path is not None
+        try:
+            return await run_file_io(
+                server_tls_context, transport.tls_certificate_path, transport.tls_private_key_path
+            )
+        except ListenError as e:
+            raise StartupError(str(e)) from None
+
     async def _listen(self, listener: ListenerConfig, sockets: list[socket.socket]) -> None:
-        ports = await self._serve(self.frontend.make_app(listener), sockets)
+        tls = self._tls if listener.tls else None
+        ports = await self._serve(self.frontend.make_app(listener), sockets, tls)
         self.bound_ports.extend(ports)
         for port in ports:
             logger.info("Listening on port %d", port)
 
-    async def _runner(self, app: web.Application, sockets: list[socket.socket]) -> web.AppRunner:
+    async def _runner(
+        self,
+        app: web.Application,
+        sockets: list[socket.socket],
+        tls: ssl.SSLContext | None = None,
+    ) -> web.AppRunner:
         # handler_cancellation: a client that goes away cancels its request
         # (logged 499), so an abandoned long-poll holds no tenant open.
         runner = web.AppRunner(
@@ -155,11 +178,16 @@ class HostProcess:
         )
         await runner.setup()
         for sock in sockets:
-            await GuardedSite(runner, sock, self.connections).start()
+            await GuardedSite(runner, sock, self.connections, tls).start()
         return runner
 
-    async def _serve(self, app: web.Application, sockets: list[socket.socket]) -> list[int]:
-        runner = await self._runner(app, sockets)
+    async def _serve(
+        self,
+        app: web.Application,
+        sockets: list[socket.socket],
+        tls: ssl.SSLContext | None = None,
+    ) -> list[int]:
+        runner = await self._runner(app, sockets, tls)
         self._runners.append(runner)
         return [int(sockname[1]) for sockname in runner.addresses]
 

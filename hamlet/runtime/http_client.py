@@ -1,18 +1,33 @@
-"""Outbound HTTP: bounded in time and size, and only to addresses a filter allows.
+"""The process's one outbound HTTP client: pooled connections, bounded answers, filtered addresses.
 
-The address filter is applied when connecting: a hostname is resolved, and
-every address the filter refuses is dropped before a connection is opened,
-so a name that resolves (or rebinds) to an internal address never reaches
-it; an IP literal is checked before anything is sent. Redirects are never
-followed. The deadline runs on the caller's Clock. Nothing here knows Matrix.
+Every tenant's outbound requests share one pool of connections, so the
+process's sockets do not grow with its tenants. Three things callers can
+rely on whatever the remote end does:
+
+- **Addresses are filtered when connecting.** A hostname is resolved, then
+  every address a range filter refuses is dropped before any connection is
+  made, so a name that resolves (or rebinds) to an internal address never
+  reaches it; an IP literal is checked before the request. Pools are kept
+  per filter, so a connection opened under a lenient filter is never reused
+  under a strict one.
+- **Time is bounded** by a deadline on the caller's Clock (`with_timeout`),
+  covering connecting, waiting and reading the body; the timeout is raised
+  in the caller's task and logging context.
+- **Size is bounded**: a body larger than `max_body_bytes` is cut off and
+  refused, never buffered whole.
+
+Redirects are never followed here: the caller decides whether a `Location`
+is worth another (filtered, bounded) request. Nothing here knows Matrix.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Iterable, Mapping
+import ssl
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -23,9 +38,13 @@ from hamlet.runtime.timeout import with_timeout
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
+#: Connections the whole process keeps open at most, and per remote host:port.
+MAX_CONNECTIONS = 200
+MAX_CONNECTIONS_PER_HOST = 20
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 _READ_CHUNK = 64 * 1024
-#: Refused whatever the configuration says (Synapse: "any address").
+
+#: Blocked whatever the configuration says, as in Synapse: "any address".
 ALWAYS_BLOCKED: tuple[str, ...] = ("0.0.0.0/32", "::/128")
 
 
@@ -51,15 +70,19 @@ class ConnectionFailedError(HttpClientError):
 
 @dataclass(frozen=True, slots=True)
 class IpRangeFilter:
-    """An address in `whitelist` is allowed; otherwise one in `blacklist` is
-    refused (Synapse's semantics). An IPv4-mapped IPv6 address is judged as
-    the IPv4 address it carries."""
+    """Which addresses outbound connections may reach.
+
+    An address in `whitelist` is allowed; otherwise one in `blacklist` is
+    refused (Synapse's semantics). IPv4-mapped IPv6 addresses are judged as
+    the IPv4 address they carry.
+    """
 
     blacklist: tuple[IpNetwork, ...] = ()
     whitelist: tuple[IpNetwork, ...] = ()
 
     @classmethod
     def parse(cls, blacklist: Iterable[str], whitelist: Iterable[str] = ()) -> IpRangeFilter:
+        """From CIDR strings; ValueError names the first bad one."""
         return cls(
             tuple(ipaddress.ip_network(n, strict=False) for n in (*ALWAYS_BLOCKED, *blacklist)),
             tuple(ipaddress.ip_network(n, strict=False) for n in whitelist),
@@ -77,7 +100,12 @@ class IpRangeFilter:
         return not any(ip in net for net in self.blacklist)
 
 
-class _FilteringResolver(AbstractResolver):
+ALLOW_ALL = IpRangeFilter()
+
+
+class FilteringResolver(AbstractResolver):
+    """Resolves with `base`, then drops every address the filter refuses."""
+
     def __init__(self, base: AbstractResolver, ip_filter: IpRangeFilter) -> None:
         self._base = base
         self._filter = ip_filter
@@ -85,8 +113,8 @@ class _FilteringResolver(AbstractResolver):
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
-        resolved = await self._base.resolve(host, port, family)
-        allowed = [r for r in resolved if self._filter.allows(r["host"])]
+        results = await self._base.resolve(host, port, family)
+        allowed = [r for r in results if self._filter.allows(r["host"])]
         if not allowed:
             raise BlockedAddressError(f"every address of {host} is blocked")
         return allowed
@@ -103,22 +131,30 @@ class HttpResponse:
     body: bytes
 
 
-def _host_literal(url: URL) -> str | None:
-    host = (url.host or "").strip("[]")
+ResolverFactory = Callable[[], AbstractResolver]
+
+
+def _is_ip_literal(host: str) -> bool:
     try:
-        ipaddress.ip_address(host)
+        ipaddress.ip_address(host.strip("[]"))
     except ValueError:
-        return None
-    return host
+        return False
+    return True
 
 
 class HttpClient:
-    """Pooled connections, one pool per address filter (a connection opened
-    under a lenient filter is never reused under a strict one)."""
+    """One per process (the host owns it and closes it at shutdown)."""
 
-    def __init__(self, *, max_connections: int = 100, max_connections_per_host: int = 10) -> None:
-        self._limit = max_connections
-        self._limit_per_host = max_connections_per_host
+    def __init__(
+        self,
+        *,
+        max_connections: int = MAX_CONNECTIONS,
+        max_connections_per_host: int = MAX_CONNECTIONS_PER_HOST,
+        resolver_factory: ResolverFactory = aiohttp.ThreadedResolver,
+    ) -> None:
+        self._max_connections = max_connections
+        self._max_per_host = max_connections_per_host
+        self._resolver_factory = resolver_factory
         self._sessions: dict[IpRangeFilter, aiohttp.ClientSession] = {}
         self._closed = False
 
@@ -128,13 +164,17 @@ class HttpClient:
             if self._closed:
                 raise HttpClientError("the HTTP client is closed")
             connector = aiohttp.TCPConnector(
-                limit=self._limit,
-                limit_per_host=self._limit_per_host,
-                resolver=_FilteringResolver(aiohttp.ThreadedResolver(), ip_filter),
+                limit=self._max_connections,
+                limit_per_host=self._max_per_host,
+                resolver=FilteringResolver(self._resolver_factory(), ip_filter),
             )
-            # No proxies from the environment: they would bypass the filter.
             session = aiohttp.ClientSession(
-                connector=connector, timeout=aiohttp.ClientTimeout(total=None), trust_env=False
+                connector=connector,
+                # Deadlines come from the caller's clock; proxies from the
+                # environment would bypass the address filter.
+                timeout=aiohttp.ClientTimeout(total=None),
+                trust_env=False,
+                auto_decompress=True,
             )
             self._sessions[ip_filter] = session
         return session
@@ -149,20 +189,36 @@ class HttpClient:
         ip_filter: IpRangeFilter,
         headers: Mapping[str, str] | None = None,
         body: bytes | None = None,
+        verify_tls: bool = True,
+        server_hostname: str | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> HttpResponse:
-        """One request and its whole (bounded) response; any status is a
-        response, anything else raises a subclass of `HttpClientError`."""
+        """Send one request and read its whole (bounded) response.
+
+        `url` must already be percent-encoded; it is sent as it is.
+        `server_hostname` is the TLS name (SNI and certificate check) when
+        it differs from the URL's host, as after an SRV lookup. Raises a
+        subclass of `HttpClientError` for anything but a complete response;
+        any status code is a response.
+        """
         try:
-            target = URL(url)
+            host = URL(url, encoded=True).host or ""
         except ValueError as e:
             raise ConnectionFailedError(f"bad URL {url!r}") from e
-        literal = _host_literal(target)
-        if literal is not None and not ip_filter.allows(literal):
-            raise BlockedAddressError(f"address {literal} is blocked")
+        if _is_ip_literal(host) and not ip_filter.allows(host.strip("[]")):
+            raise BlockedAddressError(f"address {host} is blocked")
         try:
             return await with_timeout(
-                self._exchange(method, target, ip_filter, headers, body, max_body_bytes),
+                self._exchange(
+                    method,
+                    url,
+                    ip_filter,
+                    headers,
+                    body,
+                    verify_tls,
+                    server_hostname,
+                    max_body_bytes,
+                ),
                 timeout_s,
                 clock,
             )
@@ -172,19 +228,27 @@ class HttpClient:
     async def _exchange(
         self,
         method: str,
-        url: URL,
+        url: str,
         ip_filter: IpRangeFilter,
         headers: Mapping[str, str] | None,
         body: bytes | None,
+        verify_tls: bool,
+        server_hostname: str | None,
         max_body_bytes: int,
     ) -> HttpResponse:
         session = self._session(ip_filter)
+        options: dict[str, Any] = {"allow_redirects": False, "ssl": verify_tls}
+        if server_hostname is not None:
+            options["server_hostname"] = server_hostname
         try:
+            # Sent exactly as given: a signed request's URI must not be re-quoted.
+            target = URL(url, encoded=True)
             async with session.request(
-                method, url, headers=dict(headers or {}), data=body, allow_redirects=False
+                method, target, headers=dict(headers or {}), data=body, **options
             ) as resp:
-                if resp.content_length is not None and resp.content_length > max_body_bytes:
-                    raise ResponseTooLargeError(f"{url}: body of {resp.content_length} bytes")
+                declared = resp.content_length
+                if declared is not None and declared > max_body_bytes:
+                    raise ResponseTooLargeError(f"{url}: body of {declared} bytes")
                 chunks: list[bytes] = []
                 size = 0
                 async for chunk in resp.content.iter_chunked(_READ_CHUNK):
@@ -192,14 +256,18 @@ class HttpClient:
                     if size > max_body_bytes:
                         raise ResponseTooLargeError(f"{url}: body over {max_body_bytes} bytes")
                     chunks.append(chunk)
-                found: dict[str, str] = {}
+                result: dict[str, str] = {}
                 for name, value in resp.headers.items():
-                    found.setdefault(name.lower(), value)
-                return HttpResponse(resp.status, found, b"".join(chunks))
+                    result.setdefault(name.lower(), value)
+                return HttpResponse(resp.status, result, b"".join(chunks))
         except HttpClientError:
             raise
-        except (aiohttp.ClientError, OSError, ValueError) as e:
+        except (aiohttp.ClientError, OSError, ssl.SSLError, ValueError) as e:
             raise ConnectionFailedError(f"{method} {url}: {e!r}") from e
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     async def close(self) -> None:
         self._closed = True

@@ -284,16 +284,26 @@ def test_listeners_parsed() -> None:
     )
 
 
-def test_tls_and_metrics_listeners_are_refused() -> None:
+def test_tls_without_files_and_metrics_listeners_are_refused() -> None:
     # Either would serve something else than it says: plain HTTP, or the client API.
     assert errors(
         base(listeners=[{"port": 8448, "tls": True}, {"port": 9000, "type": "metrics"}])
     ) == [
-        "listeners[0].tls: TLS listeners are not supported yet (this one would serve plain "
-        "HTTP): terminate TLS in a reverse proxy and set x_forwarded: true",
+        "listeners[0].tls: a TLS listener needs tls_certificate_path and tls_private_key_path",
         "listeners[1].type: metrics listeners are not supported: metrics are served by the "
         "host's control API (host.control, GET /metrics)",
     ]
+    c, _ = validate_config(
+        base(
+            listeners=[{"port": 8448, "tls": True, "resources": [{"names": ["federation"]}]}],
+            tls_certificate_path="tls.crt",
+            tls_private_key_path="/etc/tls.key",
+        ),
+        config_dir=Path("/srv"),
+    )
+    assert c.listeners[0].tls
+    assert c.federation_transport.tls_certificate_path == Path("/srv/tls.crt")
+    assert c.federation_transport.tls_private_key_path == Path("/etc/tls.key")
 
 
 @pytest.mark.parametrize("port", [65536, -1, "8008", 8008.0, True, None])
@@ -512,7 +522,7 @@ def test_keys_that_change_nothing_warn() -> None:
     _, warnings = validate_config(
         base(
             database={"name": "sqlite3", "txn_limit": 10, "args": {"database": "x.db"}},
-            listeners=[{"port": 8008, "resources": [{"names": ["client", "federation"]}]}],
+            listeners=[{"port": 8008, "resources": [{"names": ["client", "openid"]}]}],
             rc_admin_redaction={"per_second": 1, "burst_count": 5},
             allow_public_rooms_over_federation=True,
             rc_joins={"remote": {"per_second": 1, "burst_count": 5}},
@@ -525,9 +535,9 @@ def test_keys_that_change_nothing_warn() -> None:
             "so no remote joins",
             "unsupported key 'database.txn_limit' has no effect: connections are never "
             "recycled after N transactions",
-            "unsupported key 'listeners[0].resources[0].names' has no effect: 'federation' is "
-            "not served; every http listener serves the client, media and admin APIs and "
-            "/health, whatever its resources list",
+            "unsupported key 'listeners[0].resources[0].names' has no effect: 'openid' is "
+            "not served; every http listener serves the client, media, admin and federation "
+            "APIs and /health, whatever its resources list",
             "unsupported key 'rc_admin_redaction' has no effect: there is no admin redaction "
             "API yet",
             "unsupported key 'allow_public_rooms_over_federation' has no effect: there is no "

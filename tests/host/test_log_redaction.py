@@ -130,3 +130,13 @@ async def test_normal_records_are_left_alone(
 )
 def test_redact(text: str, expected: str) -> None:
     assert redact(text) == expected
+
+
+def test_a_record_with_exc_info_false_is_logged(
+    log_records: RecordingHandler, redacting: None
+) -> None:
+    # asyncio's default exception handler logs like this when there is no exception.
+    install_redaction()
+    logging.getLogger("asyncio").error("Task was destroyed but it is pending!", exc_info=False)
+    (record,) = log_records.matching("Task was destroyed")
+    assert record.exc_info is False

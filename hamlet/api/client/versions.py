@@ -1,9 +1,8 @@
-"""Discovery endpoints: /versions, .well-known, capabilities, server version, health."""
+"""Discovery endpoints: /versions, the client .well-known, server version, health."""
 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -36,13 +35,6 @@ async def well_known_client(req: ApiRequest) -> dict[str, Any]:
     return {"m.homeserver": {"base_url": req.hs.config.public_baseurl}}
 
 
-async def well_known_server(req: ApiRequest) -> dict[str, Any]:
-    # Federation is reached where clients are, on 443 unless the baseurl says otherwise.
-    url = urlsplit(req.hs.config.public_baseurl)
-    port = url.port or (443 if url.scheme == "https" else 80)
-    return {"m.server": f"{url.hostname}:{port}"}
-
-
 async def server_version(req: ApiRequest) -> dict[str, Any]:
     return {"server_version": __version__}
 
@@ -54,6 +46,5 @@ async def health(req: ApiRequest) -> web.Response:
 def register(router: Router) -> None:
     router.add("GET", "/_matrix/client/versions", versions)
     router.add("GET", "/.well-known/matrix/client", well_known_client)
-    router.add("GET", "/.well-known/matrix/server", well_known_server)
     router.add("GET", "/_synapse/admin/v1/server_version", server_version)
     router.add("GET", "/health", health)

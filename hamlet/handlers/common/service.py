@@ -15,6 +15,7 @@ from typing import Final, Protocol, TypeVar
 from hamlet.config import HomeServerConfig
 from hamlet.core.crypto import SigningKey
 from hamlet.runtime.clock import Clock
+from hamlet.runtime.http_client import HttpClient
 from hamlet.storage.database import Database
 
 logger = logging.getLogger(__name__)
@@ -112,12 +113,14 @@ class ServiceRegistry:
 
 @dataclass(frozen=True, slots=True)
 class BuildContext:
-    """What the package builders build from: the homeserver's config, clock and storage."""
+    """What the package builders build from: the homeserver's config, clock and storage,
+    and the process's outbound HTTP client."""
 
     config: HomeServerConfig
     clock: Clock
     db: Database
     signing_key: SigningKey
+    http_client: HttpClient
     registry: ServiceRegistry = field(default_factory=ServiceRegistry)
 
     @property

@@ -1,24 +1,53 @@
-"""Builds the federation services: the keyring and the key notary."""
+"""Builds the federation services: the transport (discovery and the signing client),
+the keyring and the key notary."""
 
 from __future__ import annotations
 
 from hamlet.handlers.common.service import BuildContext
 from hamlet.handlers.container import Services
+from hamlet.handlers.federation.client import FederationClient, federation_ip_filter
+from hamlet.handlers.federation.discovery import ServerDiscovery
 from hamlet.handlers.federation.keyring import KeyFetchTransport, Keyring
 from hamlet.handlers.federation.notary import KeyNotary
+from hamlet.handlers.federation.srv import DnsSrvResolver
 from hamlet.storage.stores.server_keys import ServerKeyStore
 
 
+def build_transport(ctx: BuildContext, s: Services) -> None:
+    """Built first: every federation service after it sends through `s.federation_client`."""
+    transport = ctx.config.federation_transport
+    s.server_discovery = ctx.own(
+        ServerDiscovery(
+            ctx.http_client,
+            DnsSrvResolver(),
+            ctx.clock,
+            ip_filter=federation_ip_filter(transport),
+            verify_tls=transport.verify_certificates,
+        )
+    )
+    s.federation_client = FederationClient(
+        server_name=ctx.server_name,
+        signing_key=ctx.signing_key,
+        http=ctx.http_client,
+        discovery=s.server_discovery,
+        clock=ctx.clock,
+        transport=transport,
+        domain_whitelist=ctx.config.federation_domain_whitelist,
+        client_timeout_ms=ctx.config.federation.client_timeout,
+        max_concurrent=ctx.config.limits.max_concurrent_federation_requests,
+    )
+
+
 def build(ctx: BuildContext, s: Services, transport: KeyFetchTransport | None = None) -> None:
-    """`transport` is the federation client the keyring fetches with; without
-    one only our own keys and those already stored are known."""
+    """`transport` is what the keyring fetches with: the tenant's federation
+    client unless a test gives another."""
     s.keyring = ctx.own(
         Keyring(
             config=ctx.config,
             clock=ctx.clock,
             signing_key=ctx.signing_key,
             store=ServerKeyStore(ctx.db),
-            transport=transport,
+            transport=transport if transport is not None else s.federation_client,
         )
     )
     s.key_notary = ctx.own(

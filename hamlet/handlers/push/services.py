@@ -3,31 +3,21 @@ HTTP pushers delivering to push gateways, and /notifications."""
 
 from __future__ import annotations
 
-from hamlet.handlers.common.service import BuildContext, ServiceBase
+from hamlet.handlers.common.service import BuildContext
 from hamlet.handlers.container import Services
 from hamlet.handlers.push.actions import PushEvaluator
 from hamlet.handlers.push.gateway import GatewayClient, HttpGatewayClient
 from hamlet.handlers.push.notifications import NotificationsHandler
 from hamlet.handlers.push.pushers import PushersHandler
 from hamlet.handlers.push.rules import PushRulesHandler
-from hamlet.runtime.http_client import HttpClient, IpRangeFilter
+from hamlet.runtime.http_client import IpRangeFilter
 from hamlet.storage.stores.push_rules import PushRulesStore
 from hamlet.storage.stores.pushers import PushersStore
 
 
-class _OwnedHttpClient(ServiceBase):
-    """Closes the homeserver's outbound client at shutdown."""
-
-    def __init__(self, client: HttpClient) -> None:
-        self.client = client
-
-    async def shutdown(self) -> None:
-        await self.client.close()
-
-
 def build(ctx: BuildContext, s: Services, gateway: GatewayClient | None = None) -> None:
-    """`gateway`: what notifications are POSTed through (by default an HTTP
-    client honouring `ip_range_blacklist` / `ip_range_whitelist`)."""
+    """`gateway`: what notifications are POSTed through (by default the
+    process's HTTP client, honouring `ip_range_blacklist` / `ip_range_whitelist`)."""
     s.push_rules = ctx.own(
         PushRulesHandler(
             store=PushRulesStore(ctx.db),
@@ -51,11 +41,10 @@ def build(ctx: BuildContext, s: Services, gateway: GatewayClient | None = None) 
         )
     )
     if gateway is None:
-        http = ctx.own(_OwnedHttpClient(HttpClient())).client
         ip_filter = IpRangeFilter.parse(
             ctx.config.ip_range_blacklist, ctx.config.ip_range_whitelist
         )
-        gateway = HttpGatewayClient(http, ctx.clock, ip_filter)
+        gateway = HttpGatewayClient(ctx.http_client, ctx.clock, ip_filter)
     s.pushers = ctx.own(
         PushersHandler(
             clock=ctx.clock,

@@ -1,0 +1,138 @@
+"""Transport interop with a real Synapse 1.163.2: discovery, TLS and X-Matrix, both ways.
+
+Hamlet's tenant federates as `127.0.0.1:<port>` on a TLS federation
+listener (self-signed certificate, loopback allowed), as Synapse does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from hamlet.api.request import ApiRequest
+from hamlet.api.routes import build_router
+from hamlet.config import HomeServerConfig
+from hamlet.core.crypto import verify_signed_json
+from hamlet.core.xmatrix import parse_header, verify_request
+from hamlet.homeserver import HomeServer
+from hamlet.host.process import HostProcess
+from tests.interop.synapse import Synapse, free_port
+from tests.support.tls import SelfSigned, make_self_signed
+
+MakeConfig = Callable[..., HomeServerConfig]
+
+
+@dataclass
+class HamletServer:
+    process: HostProcess
+    server_name: str
+    #: (URI, Authorization, Host) of each profile query Synapse sent.
+    profile_queries: list[tuple[str, str, str]] = field(default_factory=list)
+
+    @property
+    def hs(self) -> HomeServer:
+        tenant = self.process.registry.get_tenant(self.server_name)
+        assert tenant is not None and tenant.hs is not None
+        return tenant.hs
+
+
+@pytest.fixture(scope="module")
+def hamlet_tls(tmp_path_factory: pytest.TempPathFactory) -> SelfSigned:
+    return make_self_signed(tmp_path_factory.mktemp("hamlet-tls"))
+
+
+@pytest.fixture
+async def hamlet(make_hs_config: MakeConfig, hamlet_tls: SelfSigned) -> AsyncIterator[HamletServer]:
+    port = free_port()
+    server_name = f"127.0.0.1:{port}"
+    config = make_hs_config(
+        server_name,
+        listeners=[
+            {"port": port, "tls": True, "resources": [{"names": ["federation"]}]},
+        ],
+        tls_certificate_path=str(hamlet_tls.certificate),
+        tls_private_key_path=str(hamlet_tls.private_key),
+        federation_verify_certificates=False,
+        federation_ip_range_blacklist=[],
+    )
+    process = HostProcess([config])
+    server = HamletServer(process, server_name)
+
+    # Profile queries are not built yet: this stand-in answers one and
+    # records how Synapse asked, so the test can check its signature.
+    async def profile(req: ApiRequest) -> dict[str, Any]:
+        headers = req.http.headers
+        server.profile_queries.append(
+            (req.http.raw_path, headers.get("Authorization", ""), headers.get("Host", ""))
+        )
+        return {"displayname": "Alice of Hamlet"}
+
+    router = build_router()
+    router.add("GET", "/_matrix/federation/v1/query/profile", profile)
+    process.frontend.router = router
+    await process.start()
+    yield server
+    await process.stop()
+
+
+async def test_hamlet_fetches_synapse_keys_over_tls(hamlet: HamletServer, synapse: Synapse) -> None:
+    """Discovery of an IP literal, TLS without verification, a JSON answer Synapse signed."""
+    keys = await hamlet.hs.federation_client.get_json(synapse.server_name, "/_matrix/key/v2/server")
+    assert keys["server_name"] == synapse.server_name
+    verify_keys = {key_id: v["key"] for key_id, v in keys["verify_keys"].items()}
+    verify_signed_json(keys, synapse.server_name, verify_keys)
+
+
+async def test_hamlet_fetches_synapse_version(hamlet: HamletServer, synapse: Synapse) -> None:
+    """Synapse checks the X-Matrix signature even here: it fetches our key to do so."""
+    version = await hamlet.hs.federation_client.get_json(
+        synapse.server_name, "/_matrix/federation/v1/version"
+    )
+    assert version["server"]["name"] == "Synapse"
+    assert version["server"]["version"].startswith("1.163.2")
+
+
+async def test_synapse_queries_hamlet_over_tls_with_a_valid_x_matrix_signature(
+    hamlet: HamletServer, synapse: Synapse
+) -> None:
+    user = f"@alice:{hamlet.server_name}"
+    status, body = await asyncio.to_thread(
+        synapse.client, "GET", f"/_matrix/client/v3/profile/{quote(user)}"
+    )
+    assert (status, body) == (200, {"displayname": "Alice of Hamlet"})
+    ((uri, authorization, host),) = hamlet.profile_queries
+    assert host == hamlet.server_name
+    auth = parse_header(authorization)
+    assert auth.origin == synapse.server_name
+    assert auth.destination == hamlet.server_name
+    keys = await hamlet.hs.federation_client.get_json(synapse.server_name, "/_matrix/key/v2/server")
+    verify_request(
+        auth,
+        method="GET",
+        uri=uri,
+        destination=hamlet.server_name,
+        content=None,
+        verify_key=keys["verify_keys"][auth.key_id]["key"],
+    )
+
+
+async def test_synapse_accepts_hamlets_server_keys_through_its_notary(
+    hamlet: HamletServer, synapse: Synapse
+) -> None:
+    """Synapse fetches our /_matrix/key/v2/server over TLS and checks our self-signature."""
+    own_key_id = hamlet.hs.signing_key.key_id
+    # Naming the key ID makes Synapse fetch it on a cache miss.
+    criteria = {"minimum_valid_until_ts": hamlet.hs.clock.time_msec()}
+    query = {"server_keys": {hamlet.server_name: {own_key_id: criteria}}}
+    status, body = await asyncio.to_thread(synapse.client, "POST", "/_matrix/key/v2/query", query)
+    assert status == 200, body
+    (keys,) = body["server_keys"]
+    assert keys["server_name"] == hamlet.server_name
+    assert own_key_id in keys["verify_keys"]
+    # Synapse countersigned what it accepted from us.
+    assert set(keys["signatures"]) == {hamlet.server_name, synapse.server_name}
