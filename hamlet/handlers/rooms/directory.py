@@ -16,6 +16,7 @@ from hamlet.core.power_levels import (
     get_required_level,
     get_user_power_level,
 )
+from hamlet.handlers.appservice.registry import AppServices
 from hamlet.handlers.common.errors import (
     ForbiddenError,
     InvalidParamError,
@@ -84,9 +85,11 @@ class DirectoryHandler:
         rules: DirectoryRuleSets,
         pipeline: EventPipeline | None = None,
         counts: UserDirectoryStore | None = None,
+        app_services: AppServices | None = None,
     ) -> None:
         self.server_name = server_name
         self.rules = rules
+        self.app_services = app_services or AppServices((), server_name)
         self.rooms = rooms
         self.state = state
         self.pipeline = pipeline
@@ -126,6 +129,9 @@ class DirectoryHandler:
         self._local_alias(alias)
         if not room_id.startswith("!") or ":" not in room_id:
             raise InvalidParamError(f"{room_id!r} is not a room ID")
+        self.app_services.check_alias_available(
+            alias, self.app_services.by_id(requester.app_service_id or "")
+        )
         if await self.rooms.get_room(room_id) is None:
             raise NotFoundError("Unknown room")
         if not requester.is_admin and not await self._is_joined(requester.user_id, room_id):

@@ -50,6 +50,7 @@ def build(ctx: BuildContext, s: Services) -> None:
         creator=s.event_creator,
         membership=s.membership,
         rooms=s.rooms_store,
+        app_services=s.app_services,
     )
     s.room_upgrade = RoomUpgradeHandler(
         server_name=server_name,
@@ -75,4 +76,5 @@ def build(ctx: BuildContext, s: Services) -> None:
         state=s.room_state,
         pipeline=s.event_pipeline,
         counts=s.user_directory_store,
+        app_services=s.app_services,
     )

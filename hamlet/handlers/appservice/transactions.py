@@ -1,0 +1,251 @@
+"""Pushing events to application services: `PUT {url}/_matrix/app/v1/transactions/{txnId}`.
+
+Each service has a position in the events stream (persisted). Events past
+it are read back from storage in batches, filtered by the service's
+interest (Synapse's rules: the sender or a member event's target in its
+users namespace, the room ID in its rooms namespace, one of the room's
+aliases in its aliases namespace, or one of its users joined to the room),
+and written as a numbered transaction together with the new position, in
+one database transaction. A transaction is then sent until the service
+acknowledges it, with exponential backoff on the homeserver's clock; its
+ID survives a restart, so a retry after a crash is recognised by the
+bridge rather than handled twice, and the position means a bridge that was
+down gets everything it missed.
+
+Isolation: nothing on the send path awaits a bridge. A new event only
+`wake()`s the services; each one that has a URL runs its own background
+job, at most one at a time (so one transaction in flight per service),
+which ends when the service is caught up. A slow or dead bridge holds only
+its own job.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Collection
+from typing import Any, Protocol
+from urllib.parse import quote
+
+from hamlet.handlers.appservice.registry import AppService, AppServices
+from hamlet.handlers.common.service import ENTRY_BYTES, ServiceBase
+from hamlet.runtime.clock import Clock
+from hamlet.runtime.http_client import HttpConnectionError, HttpResponse
+from hamlet.storage.stores.appservice import AppServiceStore, PendingTxn
+from hamlet.storage.stores.events import EventsStore, StoredEvent
+from hamlet.storage.stores.rooms import RoomsStore
+
+logger = logging.getLogger(__name__)
+
+#: Events read (and, at most, sent) per transaction.
+BATCH_EVENTS = 100
+#: Ephemeral events held per service between transactions; older ones go first.
+MAX_EPHEMERAL = 1000
+TXN_TIMEOUT_S = 60.0
+FIRST_BACKOFF_S = 1.0
+#: Synapse's recoverer stops doubling at 2^9 seconds; so do we.
+MAX_BACKOFF_S = 512.0
+
+
+class JsonHttp(Protocol):
+    """What the application service code needs of an HTTP client."""
+
+    async def request_json(
+        self,
+        method: str,
+        url: str,
+        *,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        timeout_s: float,
+    ) -> HttpResponse: ...
+
+
+Serialize = Callable[[list[StoredEvent]], Awaitable[list[dict[str, Any]]]]
+
+
+def app_url(service: AppService, path: str) -> str:
+    assert service.url is not None
+    return f"{service.url}/_matrix/app/v1{path}"
+
+
+def hs_headers(service: AppService) -> dict[str, str]:
+    return {"Authorization": f"Bearer {service.config.hs_token}"}
+
+
+class _Queue:
+    """One service's sending state."""
+
+    def __init__(self, service: AppService) -> None:
+        self.service = service
+        self.position = 0
+        self.running = False
+        self.woken = False
+        self.ephemeral: deque[dict[str, Any]] = deque(maxlen=MAX_EPHEMERAL)
+        #: Transactions sent and acknowledged since start (for tests and metrics).
+        self.sent = 0
+        #: Seconds until the next retry while the service is failing, else 0.
+        self.backoff_s = 0.0
+
+
+class AppServiceTransactions(ServiceBase):
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        services: AppServices,
+        store: AppServiceStore,
+        events: EventsStore,
+        rooms: RoomsStore,
+        serialize: Serialize,
+        events_position: Callable[[], int],
+        http: JsonHttp,
+    ) -> None:
+        self._clock = clock
+        self._store = store
+        self._events = events
+        self._rooms = rooms
+        self._serialize = serialize
+        self._events_position = events_position
+        self._http = http
+        self._queues = {s.id: _Queue(s) for s in services if s.url is not None}
+        self._started = False
+
+    async def load(self) -> None:
+        now = self._events_position()
+        for q in self._queues.values():
+            stored = await self._store.get_position(q.service.id)
+            if stored is None:
+                # A new registration gets what happens from now on.
+                await self._store.set_position(q.service.id, now)
+                q.position = now
+            else:
+                q.position = stored[0]
+
+    def start(self) -> None:
+        self._started = True
+        # Whatever was queued or missed while the server was down.
+        self.wake()
+
+    def wake(self, services: Collection[str] | None = None) -> None:
+        """Something new may be for these services (all of them by default)."""
+        if not self._started:
+            return
+        for as_id, q in self._queues.items():
+            if services is not None and as_id not in services:
+                continue
+            q.woken = True
+            if not q.running:
+                q.running = True
+                self._clock.run_as_background_process(f"appservice-{as_id}", self._run, q)
+
+    def add_ephemeral(self, as_id: str, events: list[dict[str, Any]]) -> None:
+        q = self._queues.get(as_id)
+        if q is None or not q.service.config.receive_ephemeral or not events:
+            return
+        q.ephemeral.extend(events)
+        self.wake([as_id])
+
+    def status(self, as_id: str) -> tuple[int, float] | None:
+        """(transactions acknowledged since start, current backoff in seconds)."""
+        q = self._queues.get(as_id)
+        return None if q is None else (q.sent, q.backoff_s)
+
+    def memory_usage(self) -> int:
+        return sum(len(q.ephemeral) for q in self._queues.values()) * ENTRY_BYTES
+
+    # --- the per-service job ---
+
+    async def _run(self, q: _Queue) -> None:
+        try:
+            while True:
+                q.woken = False
+                pending = await self._store.oldest_txn(q.service.id)
+                if pending is not None:
+                    await self._deliver(q, pending)
+                    continue
+                if await self._make_txn(q):
+                    continue
+                if not q.woken:
+                    return
+        finally:
+            q.running = False
+
+    async def _make_txn(self, q: _Queue) -> bool:
+        """Queue the next transaction (or skip uninteresting events); False if caught up."""
+        upto = self._events_position()
+        events: list[StoredEvent] = []
+        new_position = q.position
+        if upto > q.position:
+            batch = await self._events.get_events_after(q.position, upto, BATCH_EVENTS)
+            new_position = batch[-1].stream_ordering if len(batch) == BATCH_EVENTS else upto
+            rooms: dict[str, bool] = {}
+            events = [e for e in batch if await self._interested(q.service, e, rooms)]
+        ephemeral = [q.ephemeral.popleft() for _ in range(min(len(q.ephemeral), BATCH_EVENTS))]
+        if not events and not ephemeral:
+            if new_position == q.position:
+                return False
+            await self._store.set_position(q.service.id, new_position)
+            q.position = new_position
+            return True
+        body: dict[str, Any] = {"events": await self._serialize(events)}
+        if ephemeral:
+            body["ephemeral"] = ephemeral
+            body["de.sorunome.msc2409.ephemeral"] = ephemeral
+        await self._store.create_txn(q.service.id, new_position, body)
+        q.position = new_position
+        return True
+
+    async def _deliver(self, q: _Queue, txn: PendingTxn) -> None:
+        """Send until acknowledged; backing off, on the clock, while the service fails."""
+        backoff = FIRST_BACKOFF_S
+        url = app_url(q.service, f"/transactions/{quote(str(txn.txn_id), safe='')}")
+        while True:
+            if await self._put(q.service, url, txn.body):
+                q.backoff_s = 0.0
+                await self._store.complete_txn(q.service.id, txn.txn_id)
+                q.sent += 1
+                return
+            q.backoff_s = backoff
+            await self._clock.sleep(backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF_S)
+
+    async def _put(self, service: AppService, url: str, body: dict[str, Any]) -> bool:
+        try:
+            resp = await self._http.request_json(
+                "PUT", url, body=body, headers=hs_headers(service), timeout_s=TXN_TIMEOUT_S
+            )
+        except HttpConnectionError as e:
+            logger.warning("Application service %s unreachable: %s", service.id, e)
+            return False
+        if 200 <= resp.status < 300:
+            return True
+        logger.warning("Application service %s answered a transaction %d", service.id, resp.status)
+        return False
+
+    # --- interest ---
+
+    async def _interested(
+        self, service: AppService, stored: StoredEvent, rooms: dict[str, bool]
+    ) -> bool:
+        """`rooms` remembers the room-level answers within one batch."""
+        event = stored.event
+        if service.is_interested_in_user(event.sender):
+            return True
+        if event.type == "m.room.member" and event.state_key is not None:
+            if service.is_interested_in_user(event.state_key):
+                return True
+        known = rooms.get(event.room_id)
+        if known is None:
+            known = rooms[event.room_id] = await self.is_interested_in_room(service, event.room_id)
+        return known
+
+    async def is_interested_in_room(self, service: AppService, room_id: str) -> bool:
+        if service.is_interested_in_room_id(room_id):
+            return True
+        if service.config.aliases:
+            for alias in await self._rooms.get_aliases_for_room(room_id):
+                if service.is_interested_in_alias(alias):
+                    return True
+        members = await self._rooms.get_members(room_id, "join")
+        return any(service.owns_user(m.user_id) for m in members)

@@ -1,0 +1,216 @@
+"""Event push to application services over real HTTP: interest, retries with
+backoff on virtual time, catch-up and no duplicates across a restart,
+isolation between bridges, and the ping."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from hamlet.config import HomeServerConfig
+from tests.accounts.conftest import OPEN_REGISTRATION
+from tests.accounts.helpers import assert_error, register
+from tests.appservice.fake_bridge import FakeBridge
+from tests.appservice.support import HS_TOKEN, V3, as_request, register_ghost, registration
+from tests.conftest import advance, settle
+from tests.support.harness import Harness, start_harness
+
+MakeConfig = Callable[..., HomeServerConfig]
+
+
+@pytest.fixture
+async def bridge() -> AsyncIterator[FakeBridge]:
+    b = await FakeBridge(HS_TOKEN).start()
+    yield b
+    await b.close()
+
+
+@pytest.fixture
+async def h(make_hs_config: MakeConfig, bridge: FakeBridge) -> AsyncIterator[Harness]:
+    config = make_hs_config(**OPEN_REGISTRATION, app_services=[registration(bridge.url)])
+    harness = await start_harness([config])
+    yield harness
+    await harness.close()
+
+
+async def user_room(h: Harness, name: str) -> tuple[str, str]:
+    token = (await register(h, name)).json["access_token"]
+    room = await h.request("POST", f"{V3}/createRoom", json={}, token=token)
+    return token, room.json["room_id"]
+
+
+async def send(h: Harness, token: str, room_id: str, body: str, txn: str) -> str:
+    resp = await h.request(
+        "PUT",
+        f"{V3}/rooms/{room_id}/send/m.room.message/{txn}",
+        json={"msgtype": "m.text", "body": body},
+        token=token,
+    )
+    assert resp.status == 200, resp.body
+    event_id: str = resp.json["event_id"]
+    return event_id
+
+
+def body_is(text: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda e: e.get("content", {}).get("body") == text
+
+
+async def test_invite_and_messages_reach_the_bridge(h: Harness, bridge: FakeBridge) -> None:
+    await register_ghost(h, "bridge_alice")
+    token, room_id = await user_room(h, "bob")
+    _other_token, other_room = await user_room(h, "carol")
+    await send(h, _other_token, other_room, "not for bridges", "o1")
+    invite = await h.request(
+        "POST",
+        f"{V3}/rooms/{room_id}/invite",
+        json={"user_id": "@bridge_alice:test.local"},
+        token=token,
+    )
+    assert invite.status == 200, invite.body
+    got = await bridge.wait_for_event(
+        lambda e: e["type"] == "m.room.member" and e["content"]["membership"] == "invite"
+    )
+    assert got["state_key"] == "@bridge_alice:test.local" and got["room_id"] == room_id
+    join = await as_request(
+        h, "POST", f"{V3}/rooms/{room_id}/join?user_id=@bridge_alice:test.local", json={}
+    )
+    assert join.status == 200
+    event_id = await send(h, token, room_id, "hello bridge", "m1")
+    message = await bridge.wait_for_event(body_is("hello bridge"))
+    assert message["event_id"] == event_id and message["sender"] == "@bob:test.local"
+    assert not any(body_is("not for bridges")(e) for e in bridge.events)
+    # Transaction IDs count up, each acknowledged once.
+    assert sorted(int(t) for t in bridge.txns) == list(range(1, len(bridge.txns) + 1))
+
+
+async def test_retries_with_backoff_then_catches_up(h: Harness, bridge: FakeBridge) -> None:
+    await register_ghost(h, "bridge_alice")
+    bridge.mode = "fail"
+    await as_request(h, "POST", f"{V3}/createRoom?user_id=@bridge_alice:test.local", json={})
+    await bridge.wait_for(lambda: len(bridge.puts) >= 1, "a first attempt")
+    first = bridge.puts[0]
+    await advance(1.5)
+    await bridge.wait_for(lambda: len(bridge.puts) >= 2, "a retry")
+    assert set(bridge.puts) == {first}
+    status = h.hs.app_service_transactions.status("bridge")
+    assert status is not None and status[1] == 2.0  # doubled
+    bridge.mode = "ok"
+    await advance(2.5)
+    await bridge.wait_for(lambda: first in bridge.txns, "the retried transaction")
+    await settle()
+    sent, backoff = h.hs.app_service_transactions.status("bridge") or (0, -1.0)
+    assert sent == len(bridge.txns) and backoff == 0.0
+    assert any(e["type"] == "m.room.create" for e in bridge.events)
+
+
+async def test_queue_survives_restart_without_duplicates(h: Harness, bridge: FakeBridge) -> None:
+    await register_ghost(h, "bridge_alice")
+    bridge.mode = "fail"
+    room = await as_request(h, "POST", f"{V3}/createRoom?user_id=@bridge_alice:test.local", json={})
+    room_id = room.json["room_id"]
+    await bridge.wait_for(lambda: len(bridge.puts) >= 1, "a first attempt")
+    first = bridge.puts[0]
+    await settle()
+    hs = await h.restart()
+    # Sent while the homeserver was back but the bridge still down.
+    token = (await register(h, "dan")).json["access_token"]
+    await as_request(
+        h,
+        "POST",
+        f"{V3}/rooms/{room_id}/invite?user_id=@bridge_alice:test.local",
+        json={"user_id": "@dan:test.local"},
+    )
+    await h.request("POST", f"{V3}/rooms/{room_id}/join", json={}, token=token)
+    await send(h, token, room_id, "while down", "d1")
+    bridge.mode = "ok"
+    await advance(600)
+    await bridge.wait_for_event(body_is("while down"))
+    await settle()
+    assert first in bridge.txns
+    ids = [e["event_id"] for e in bridge.events]
+    assert len(ids) == len(set(ids)), "an event was delivered twice"
+    creates = [e for e in bridge.events if e["type"] == "m.room.create"]
+    assert len(creates) == 1
+    assert hs.app_service_transactions.status("bridge") is not None
+
+
+async def test_a_hung_bridge_delays_nobody_else(
+    make_hs_config: MakeConfig, bridge: FakeBridge
+) -> None:
+    other = await FakeBridge("hs_two").start()
+    try:
+        config = make_hs_config(
+            **OPEN_REGISTRATION,
+            app_services=[
+                registration(bridge.url),
+                registration(other.url, as_id="other", as_token="as_two", hs_token="hs_two"),
+            ],
+        )
+        h = await start_harness([config])
+        try:
+            await register_ghost(h, "bridge_alice")
+            await register_ghost(h, "other_ann", token="as_two")
+            bridge.mode = "hang"
+            token, room_id = await user_room(h, "erin")
+            for ghost, as_token in (("bridge_alice", None), ("other_ann", "as_two")):
+                await h.request(
+                    "POST",
+                    f"{V3}/rooms/{room_id}/invite",
+                    json={"user_id": f"@{ghost}:test.local"},
+                    token=token,
+                )
+                await as_request(
+                    h,
+                    "POST",
+                    f"{V3}/rooms/{room_id}/join?user_id=@{ghost}:test.local",
+                    json={},
+                    **({"token": as_token} if as_token else {}),
+                )
+            await bridge.wait_for(lambda: len(bridge.puts) >= 1, "the hanging request")
+            # Sending does not wait for the hung bridge; the other bridge gets it.
+            await send(h, token, room_id, "still flowing", "s1")
+            await other.wait_for_event(body_is("still flowing"))
+            assert bridge.txns == {}
+            # The hung request times out and is retried; once answered, all arrives.
+            bridge.mode = "ok"
+            await advance(120)
+            await bridge.wait_for_event(body_is("still flowing"))
+        finally:
+            await h.close()
+    finally:
+        await other.close()
+
+
+async def test_ping(h: Harness, bridge: FakeBridge) -> None:
+    path = "/_matrix/client/v1/appservice/bridge/ping"
+    resp = await as_request(h, "POST", path, json={"transaction_id": "p1"})
+    assert resp.status == 200, resp.body
+    assert isinstance(resp.json["duration_ms"], int)
+    assert bridge.pings == [{"transaction_id": "p1"}]
+    other = await as_request(h, "POST", "/_matrix/client/v1/appservice/nope/ping", json={})
+    assert_error(other, 403, "M_FORBIDDEN")
+    user = (await register(h, "fay")).json["access_token"]
+    assert_error(await h.request("POST", path, json={}, token=user), 403, "M_FORBIDDEN")
+    bridge.mode = "fail"
+    bad = await as_request(h, "POST", path, json={})
+    assert_error(bad, 502, "M_BAD_STATUS")
+    assert bad.json["status"] == 500
+    bridge.mode = "hang"
+    task = asyncio.ensure_future(as_request(h, "POST", path, json={}))
+    await bridge.wait_for(lambda: bool(bridge._hung), "the hanging ping")
+    await advance(16)
+    assert_error(await task, 504, "M_CONNECTION_TIMEOUT")
+    await bridge.close()
+    assert_error(await as_request(h, "POST", path, json={}), 502, "M_CONNECTION_FAILED")
+
+
+async def test_ping_without_url(make_hs_config: MakeConfig) -> None:
+    h = await start_harness([make_hs_config(app_services=[registration(None)])])
+    try:
+        resp = await as_request(h, "POST", "/_matrix/client/v1/appservice/bridge/ping", json={})
+        assert_error(resp, 400, "M_URL_NOT_SET")
+    finally:
+        await h.close()
