@@ -214,3 +214,44 @@ async def test_ping_without_url(make_hs_config: MakeConfig) -> None:
         assert_error(resp, 400, "M_URL_NOT_SET")
     finally:
         await h.close()
+
+
+async def test_unknown_users_and_aliases_are_asked_for(h: Harness, bridge: FakeBridge) -> None:
+    async def make_user(user_id: str) -> bool:
+        localpart = user_id[1:].split(":")[0]
+        return (await register_ghost(h, localpart)).status == 200
+
+    async def make_portal(alias: str) -> bool:
+        name = alias[1:].split(":")[0]
+        resp = await as_request(
+            h, "POST", f"{V3}/createRoom", json={"room_alias_name": name, "preset": "public_chat"}
+        )
+        return resp.status == 200
+
+    bridge.on_user_query = make_user
+    bridge.on_alias_query = make_portal
+    profile = await h.request("GET", f"{V3}/profile/@bridge_zed:test.local")
+    assert profile.status == 200, profile.body
+    assert bridge.user_queries == ["@bridge_zed:test.local"]
+    # Outside any namespace: nobody is asked.
+    missing = await h.request("GET", f"{V3}/profile/@nobody:test.local")
+    assert_error(missing, 404, "M_NOT_FOUND")
+    assert bridge.user_queries == ["@bridge_zed:test.local"]
+
+    found = await h.request("GET", f"{V3}/directory/room/%23bridge_portal:test.local")
+    assert found.status == 200, found.body
+    assert bridge.alias_queries == ["#bridge_portal:test.local"]
+    token = (await register(h, "gus")).json["access_token"]
+    joined = await h.request("POST", f"{V3}/join/%23bridge_other:test.local", json={}, token=token)
+    assert joined.status == 200, joined.body
+    bridge.on_alias_query = None
+    gone = await h.request("GET", f"{V3}/directory/room/%23bridge_none:test.local")
+    assert_error(gone, 404, "M_NOT_FOUND")
+
+    # Inviting a ghost nobody has registered yet: the bridge is asked first.
+    room_id = joined.json["room_id"]
+    await as_request(
+        h, "POST", f"{V3}/rooms/{room_id}/invite", json={"user_id": "@bridge_new:test.local"}
+    )
+    await bridge.wait_for_event(lambda e: e.get("state_key") == "@bridge_new:test.local")
+    assert "@bridge_new:test.local" in bridge.user_queries

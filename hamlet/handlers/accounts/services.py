@@ -86,6 +86,7 @@ def build(ctx: BuildContext, s: Services) -> None:
         rooms=s.rooms_store,
         pipeline=s.event_pipeline,
         limits=s.account_ratelimiters,
+        app_service_queries=s.app_service_queries,
     )
     s.user_directory = UserDirectoryHandler(
         config=config, store=s.user_directory_store, rooms=s.rooms_store, state=s.room_state

@@ -9,13 +9,14 @@ time counts as saying no: a lookup never waits long on a bridge.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import orjson
 
+from hamlet.handlers.appservice.http import JsonHttp, app_url, hs_headers
 from hamlet.handlers.appservice.registry import AppService, AppServices
-from hamlet.handlers.appservice.transactions import JsonHttp, app_url, hs_headers
 from hamlet.handlers.common.errors import ForbiddenError, MatrixError
 from hamlet.handlers.common.requester import Requester
 from hamlet.runtime.clock import Clock
@@ -26,6 +27,8 @@ logger = logging.getLogger(__name__)
 PING_TIMEOUT_S = 15.0
 QUERY_TIMEOUT_S = 10.0
 MAX_PING_TXN_ID_LENGTH = 255
+
+T = TypeVar("T")
 
 
 class AppServiceQueries:
@@ -70,6 +73,9 @@ class AppServiceQueries:
             raise error
         return {"duration_ms": int((self._clock.monotonic() - started) * 1000)}
 
+    async def ask_user(self, service: AppService, user_id: str) -> bool:
+        return await self._ask(service, f"/users/{quote(user_id, safe='')}")
+
     async def _ask(self, service: AppService, path: str) -> bool:
         try:
             resp = await self._http.request_json(
@@ -87,7 +93,7 @@ class AppServiceQueries:
         """Did a service whose namespace holds `user_id` say it exists (and so created it)?"""
         for service in self._services:
             if service.url is not None and service.owns_user(user_id):
-                if await self._ask(service, f"/users/{quote(user_id, safe='')}"):
+                if await self.ask_user(service, user_id):
                     return True
         return False
 
@@ -99,3 +105,16 @@ class AppServiceQueries:
             ):
                 return True
         return False
+
+    async def find_alias(self, alias: str, get: Callable[[str], Awaitable[T | None]]) -> T | None:
+        """`get(alias)`; if there is none, ask the services and look again."""
+        found = await get(alias)
+        if found is None and await self.query_alias(alias):
+            found = await get(alias)
+        return found
+
+    async def user_exists(self, user_id: str, exists: Callable[[str], Awaitable[bool]]) -> bool:
+        """`exists(user_id)`; if not, ask the services and look again."""
+        if await exists(user_id):
+            return True
+        return await self.query_user(user_id) and await exists(user_id)

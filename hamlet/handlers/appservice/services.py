@@ -41,11 +41,11 @@ class _HttpClientService(ServiceBase):
 
 def build_registry(ctx: BuildContext, s: Services) -> None:
     s.app_services = AppServices(ctx.config.app_services, ctx.server_name)
+    s.app_service_http = ctx.own(_HttpClientService(HttpClient())).client
+    s.app_service_queries = AppServiceQueries(ctx.clock, s.app_services, s.app_service_http)
 
 
 def build(ctx: BuildContext, s: Services) -> None:
-    http = ctx.own(_HttpClientService(HttpClient())).client
-    s.app_service_queries = AppServiceQueries(ctx.clock, s.app_services, http)
     transactions = AppServiceTransactions(
         clock=ctx.clock,
         services=s.app_services,
@@ -54,7 +54,9 @@ def build(ctx: BuildContext, s: Services) -> None:
         rooms=s.rooms_store,
         serialize=lambda events: s.event_serializer.serialize(events, bundle=False),
         events_position=lambda: s.event_creator.current_stream,
-        http=http,
+        http=s.app_service_http,
+        accounts=s.account_store,
+        queries=s.app_service_queries,
     )
     ctx.own(_SenderUsers(s))
     s.app_service_transactions = ctx.own(transactions)

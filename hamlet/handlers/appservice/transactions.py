@@ -24,13 +24,16 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Collection
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import quote
 
+from hamlet.handlers.appservice.http import JsonHttp, app_url, hs_headers
+from hamlet.handlers.appservice.queries import AppServiceQueries
 from hamlet.handlers.appservice.registry import AppService, AppServices
 from hamlet.handlers.common.service import ENTRY_BYTES, ServiceBase
 from hamlet.runtime.clock import Clock
-from hamlet.runtime.http_client import HttpConnectionError, HttpResponse
+from hamlet.runtime.http_client import HttpConnectionError
+from hamlet.storage.stores.accounts import AccountStore
 from hamlet.storage.stores.appservice import AppServiceStore, PendingTxn
 from hamlet.storage.stores.events import EventsStore, StoredEvent
 from hamlet.storage.stores.rooms import RoomsStore
@@ -47,30 +50,7 @@ FIRST_BACKOFF_S = 1.0
 MAX_BACKOFF_S = 512.0
 
 
-class JsonHttp(Protocol):
-    """What the application service code needs of an HTTP client."""
-
-    async def request_json(
-        self,
-        method: str,
-        url: str,
-        *,
-        body: Any = None,
-        headers: dict[str, str] | None = None,
-        timeout_s: float,
-    ) -> HttpResponse: ...
-
-
 Serialize = Callable[[list[StoredEvent]], Awaitable[list[dict[str, Any]]]]
-
-
-def app_url(service: AppService, path: str) -> str:
-    assert service.url is not None
-    return f"{service.url}/_matrix/app/v1{path}"
-
-
-def hs_headers(service: AppService) -> dict[str, str]:
-    return {"Authorization": f"Bearer {service.config.hs_token}"}
 
 
 class _Queue:
@@ -100,6 +80,8 @@ class AppServiceTransactions(ServiceBase):
         serialize: Serialize,
         events_position: Callable[[], int],
         http: JsonHttp,
+        accounts: AccountStore,
+        queries: AppServiceQueries,
     ) -> None:
         self._clock = clock
         self._store = store
@@ -108,6 +90,8 @@ class AppServiceTransactions(ServiceBase):
         self._serialize = serialize
         self._events_position = events_position
         self._http = http
+        self._accounts = accounts
+        self._queries = queries
         self._queues = {s.id: _Queue(s) for s in services if s.url is not None}
         self._started = False
 
@@ -188,6 +172,7 @@ class AppServiceTransactions(ServiceBase):
             await self._store.set_position(q.service.id, new_position)
             q.position = new_position
             return True
+        await self._ask_about_invitees(q.service, events)
         body: dict[str, Any] = {"events": await self._serialize(events)}
         if ephemeral:
             body["ephemeral"] = ephemeral
@@ -195,6 +180,16 @@ class AppServiceTransactions(ServiceBase):
         await self._store.create_txn(q.service.id, new_position, body)
         q.position = new_position
         return True
+
+    async def _ask_about_invitees(self, service: AppService, events: list[StoredEvent]) -> None:
+        """An invite (or other membership) for an unknown user of the service:
+        ask the service, so it can create the ghost first (as Synapse)."""
+        for stored in events:
+            target = stored.event.state_key
+            if stored.event.type != "m.room.member" or target is None:
+                continue
+            if service.owns_user(target) and not await self._accounts.user_exists(target):
+                await self._queries.ask_user(service, target)
 
     async def _deliver(self, q: _Queue, txn: PendingTxn) -> None:
         """Send until acknowledged; backing off, on the clock, while the service fails."""

@@ -9,6 +9,7 @@ from typing import Any
 from hamlet.core.events import Event
 from hamlet.core.ids import RoomAlias, UserID
 from hamlet.core.room_versions import get_room_version
+from hamlet.handlers.appservice.queries import AppServiceQueries
 from hamlet.handlers.common.errors import (
     BadJsonError,
     ForbiddenError,
@@ -37,8 +38,10 @@ class MembershipHandler:
         state: StateHandler,
         rooms: RoomsStore,
         profiles: ProfilesStore,
+        app_service_queries: AppServiceQueries | None = None,
     ) -> None:
         self.server_name = server_name
+        self.app_service_queries = app_service_queries
         self.creator = creator
         self.state = state
         self.rooms = rooms
@@ -49,7 +52,11 @@ class MembershipHandler:
         if room_id_or_alias.startswith("#"):
             if not RoomAlias.is_valid(room_id_or_alias):
                 raise InvalidParamError("Invalid room alias")
-            found = await self.rooms.get_alias(room_id_or_alias)
+            queries = self.app_service_queries
+            if queries is None:
+                found = await self.rooms.get_alias(room_id_or_alias)
+            else:
+                found = await queries.find_alias(room_id_or_alias, self.rooms.get_alias)
             if found is None:
                 raise NotFoundError("Room alias not found")
             return found[0]

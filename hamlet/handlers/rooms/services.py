@@ -38,6 +38,7 @@ def build(ctx: BuildContext, s: Services) -> None:
         state=s.room_state,
         rooms=s.rooms_store,
         profiles=s.profiles_store,
+        app_service_queries=s.app_service_queries,
     )
     s.room_ratelimits = ctx.own(RoomRatelimiters(ctx.clock, ctx.config, s.ratelimit_overrides))
     rules = DirectoryRuleSets.from_config(
@@ -77,4 +78,5 @@ def build(ctx: BuildContext, s: Services) -> None:
         pipeline=s.event_pipeline,
         counts=s.user_directory_store,
         app_services=s.app_services,
+        app_service_queries=s.app_service_queries,
     )
