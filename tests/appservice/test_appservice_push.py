@@ -255,3 +255,88 @@ async def test_unknown_users_and_aliases_are_asked_for(h: Harness, bridge: FakeB
     )
     await bridge.wait_for_event(lambda e: e.get("state_key") == "@bridge_new:test.local")
     assert "@bridge_new:test.local" in bridge.user_queries
+
+
+async def test_ephemeral_events_for_services_that_opt_in(
+    make_hs_config: MakeConfig, bridge: FakeBridge
+) -> None:
+    quiet = await FakeBridge("hs_quiet").start()
+    config = make_hs_config(
+        **OPEN_REGISTRATION,
+        app_services=[
+            registration(bridge.url, receive_ephemeral=True),
+            registration(quiet.url, as_id="quiet", as_token="as_quiet", hs_token="hs_quiet"),
+        ],
+    )
+    h = await start_harness([config])
+    try:
+        await register_ghost(h, "bridge_alice")
+        await register_ghost(h, "quiet_ann", token="as_quiet")
+        token, room_id = await user_room(h, "hal")
+        for ghost, as_token in (("bridge_alice", "as_token_bridge_one"), ("quiet_ann", "as_quiet")):
+            await h.request(
+                "POST",
+                f"{V3}/rooms/{room_id}/invite",
+                json={"user_id": f"@{ghost}:test.local"},
+                token=token,
+            )
+            await as_request(
+                h,
+                "POST",
+                f"{V3}/rooms/{room_id}/join?user_id=@{ghost}:test.local",
+                json={},
+                token=as_token,
+            )
+        _lonely, other_room = await user_room(h, "ida")
+        await h.request(
+            "PUT",
+            f"{V3}/rooms/{other_room}/typing/@ida:test.local",
+            json={"typing": True, "timeout": 30000},
+            token=_lonely,
+        )
+        typing = await h.request(
+            "PUT",
+            f"{V3}/rooms/{room_id}/typing/@hal:test.local",
+            json={"typing": True, "timeout": 30000},
+            token=token,
+        )
+        assert typing.status == 200, typing.body
+        await bridge.wait_for(
+            lambda: any(e["type"] == "m.typing" for e in bridge.ephemeral), "typing"
+        )
+        (typed,) = [e for e in bridge.ephemeral if e["type"] == "m.typing"]
+        assert typed == {
+            "type": "m.typing",
+            "room_id": room_id,
+            "content": {"user_ids": ["@hal:test.local"]},
+        }
+        event_id = await send(h, token, room_id, "read me", "r1")
+        receipt = await h.request(
+            "POST", f"{V3}/rooms/{room_id}/receipt/m.read/{event_id}", json={}, token=token
+        )
+        assert receipt.status == 200, receipt.body
+        await bridge.wait_for(
+            lambda: any(e["type"] == "m.receipt" for e in bridge.ephemeral), "a receipt"
+        )
+        got = next(e for e in bridge.ephemeral if e["type"] == "m.receipt")
+        assert got["room_id"] == room_id
+        assert "@hal:test.local" in got["content"][event_id]["m.read"]
+        presence = await h.request(
+            "PUT",
+            f"{V3}/presence/@hal:test.local/status",
+            json={"presence": "online", "status_msg": "here"},
+            token=token,
+        )
+        assert presence.status == 200, presence.body
+        await bridge.wait_for(
+            lambda: any(e["type"] == "m.presence" for e in bridge.ephemeral), "presence"
+        )
+        seen = next(e for e in bridge.ephemeral if e["type"] == "m.presence")
+        assert seen["sender"] == "@hal:test.local"
+        assert seen["content"]["status_msg"] == "here"
+        await quiet.wait_for_event(body_is("read me"))
+        await settle()
+        assert quiet.ephemeral == []
+    finally:
+        await h.close()
+        await quiet.close()

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -50,6 +51,23 @@ FIRST_BACKOFF_S = 1.0
 MAX_BACKOFF_S = 512.0
 
 
+@dataclass(frozen=True, slots=True)
+class Ephemeral:
+    """An ephemeral change for services that receive them (MSC2409).
+
+    `event` is ready (typing, presence), or `receipts_at` names the receipt
+    stream position to read it from. A service gets it if it is interested
+    in `room_id` (typing, receipts) or if one of its users is among `users`
+    (presence: those who share a room with the user whose presence moved).
+    """
+
+    event: dict[str, Any] | None = None
+    room_id: str | None = None
+    users: tuple[str, ...] = ()
+    receipts_at: int | None = None
+
+
+Receipts = Callable[[str, int], Awaitable[dict[str, Any] | None]]
 Serialize = Callable[[list[StoredEvent]], Awaitable[list[dict[str, Any]]]]
 
 
@@ -61,7 +79,7 @@ class _Queue:
         self.position = 0
         self.running = False
         self.woken = False
-        self.ephemeral: deque[dict[str, Any]] = deque(maxlen=MAX_EPHEMERAL)
+        self.ephemeral: deque[Ephemeral] = deque(maxlen=MAX_EPHEMERAL)
         #: Transactions sent and acknowledged since start (for tests and metrics).
         self.sent = 0
         #: Seconds until the next retry while the service is failing, else 0.
@@ -82,6 +100,7 @@ class AppServiceTransactions(ServiceBase):
         http: JsonHttp,
         accounts: AccountStore,
         queries: AppServiceQueries,
+        receipts: Receipts,
     ) -> None:
         self._clock = clock
         self._store = store
@@ -92,6 +111,7 @@ class AppServiceTransactions(ServiceBase):
         self._http = http
         self._accounts = accounts
         self._queries = queries
+        self._receipts = receipts
         self._queues = {s.id: _Queue(s) for s in services if s.url is not None}
         self._started = False
 
@@ -123,12 +143,23 @@ class AppServiceTransactions(ServiceBase):
                 q.running = True
                 self._clock.run_as_background_process(f"appservice-{as_id}", self._run, q)
 
-    def add_ephemeral(self, as_id: str, events: list[dict[str, Any]]) -> None:
-        q = self._queues.get(as_id)
-        if q is None or not q.service.config.receive_ephemeral or not events:
-            return
-        q.ephemeral.extend(events)
-        self.wake([as_id])
+    def add_ephemeral(self, item: Ephemeral) -> None:
+        """Offer an ephemeral change to every service that receives them.
+
+        Interest is decided in each service's own job (it may read the
+        database); a service that falls behind loses its oldest ones,
+        as ephemeral data is not worth holding a bridge's backlog for.
+        """
+        woken = []
+        for as_id, q in self._queues.items():
+            if q.service.config.receive_ephemeral:
+                q.ephemeral.append(item)
+                woken.append(as_id)
+        if woken:
+            self.wake(woken)
+
+    def receives_ephemeral(self) -> bool:
+        return any(q.service.config.receive_ephemeral for q in self._queues.values())
 
     def status(self, as_id: str) -> tuple[int, float] | None:
         """(transactions acknowledged since start, current backoff in seconds)."""
@@ -160,15 +191,15 @@ class AppServiceTransactions(ServiceBase):
         upto = self._events_position()
         events: list[StoredEvent] = []
         new_position = q.position
+        rooms: dict[str, bool] = {}
         if upto > q.position:
             batch = await self._events.get_events_after(q.position, upto, BATCH_EVENTS)
             new_position = batch[-1].stream_ordering if len(batch) == BATCH_EVENTS else upto
-            rooms: dict[str, bool] = {}
             events = [e for e in batch if await self._interested(q.service, e, rooms)]
-        ephemeral = [q.ephemeral.popleft() for _ in range(min(len(q.ephemeral), BATCH_EVENTS))]
+        ephemeral = await self._ephemeral_for(q, rooms)
         if not events and not ephemeral:
             if new_position == q.position:
-                return False
+                return bool(q.ephemeral)
             await self._store.set_position(q.service.id, new_position)
             q.position = new_position
             return True
@@ -180,6 +211,27 @@ class AppServiceTransactions(ServiceBase):
         await self._store.create_txn(q.service.id, new_position, body)
         q.position = new_position
         return True
+
+    async def _ephemeral_for(self, q: _Queue, rooms: dict[str, bool]) -> list[dict[str, Any]]:
+        """Up to a batch of the queued ephemeral events this service is interested in."""
+        out: list[dict[str, Any]] = []
+        while q.ephemeral and len(out) < BATCH_EVENTS:
+            item = q.ephemeral.popleft()
+            if item.room_id is not None:
+                known = rooms.get(item.room_id)
+                if known is None:
+                    known = await self.is_interested_in_room(q.service, item.room_id)
+                    rooms[item.room_id] = known
+                if not known:
+                    continue
+            elif not any(q.service.owns_user(u) for u in item.users):
+                continue
+            event = item.event
+            if item.receipts_at is not None and item.room_id is not None:
+                event = await self._receipts(item.room_id, item.receipts_at)
+            if event is not None:
+                out.append(event)
+        return out
 
     async def _ask_about_invitees(self, service: AppService, events: list[StoredEvent]) -> None:
         """An invite (or other membership) for an unknown user of the service:
