@@ -14,7 +14,14 @@ from hamlet.config import HomeServerConfig
 from tests.accounts.conftest import OPEN_REGISTRATION
 from tests.accounts.helpers import assert_error, register
 from tests.appservice.fake_bridge import FakeBridge
-from tests.appservice.support import HS_TOKEN, V3, as_request, register_ghost, registration
+from tests.appservice.support import (
+    AS_TOKEN,
+    HS_TOKEN,
+    V3,
+    as_request,
+    register_ghost,
+    registration,
+)
 from tests.conftest import advance, settle
 from tests.support.harness import Harness, start_harness
 
@@ -52,6 +59,17 @@ async def send(h: Harness, token: str, room_id: str, body: str, txn: str) -> str
     assert resp.status == 200, resp.body
     event_id: str = resp.json["event_id"]
     return event_id
+
+
+async def invite_and_join(h: Harness, token: str, room_id: str, ghost: str, as_token: str) -> None:
+    user_id = f"@{ghost}:test.local"
+    invite = await h.request(
+        "POST", f"{V3}/rooms/{room_id}/invite", json={"user_id": user_id}, token=token
+    )
+    assert invite.status == 200, invite.body
+    path = f"{V3}/rooms/{room_id}/join?user_id={user_id}"
+    joined = await as_request(h, "POST", path, json={}, token=as_token)
+    assert joined.status == 200, joined.body
 
 
 def body_is(text: str) -> Callable[[dict[str, Any]], bool]:
@@ -155,20 +173,8 @@ async def test_a_hung_bridge_delays_nobody_else(
             await register_ghost(h, "other_ann", token="as_two")
             bridge.mode = "hang"
             token, room_id = await user_room(h, "erin")
-            for ghost, as_token in (("bridge_alice", None), ("other_ann", "as_two")):
-                await h.request(
-                    "POST",
-                    f"{V3}/rooms/{room_id}/invite",
-                    json={"user_id": f"@{ghost}:test.local"},
-                    token=token,
-                )
-                await as_request(
-                    h,
-                    "POST",
-                    f"{V3}/rooms/{room_id}/join?user_id=@{ghost}:test.local",
-                    json={},
-                    **({"token": as_token} if as_token else {}),
-                )
+            await invite_and_join(h, token, room_id, "bridge_alice", AS_TOKEN)
+            await invite_and_join(h, token, room_id, "other_ann", "as_two")
             await bridge.wait_for(lambda: len(bridge.puts) >= 1, "the hanging request")
             # Sending does not wait for the hung bridge; the other bridge gets it.
             await send(h, token, room_id, "still flowing", "s1")
@@ -273,20 +279,8 @@ async def test_ephemeral_events_for_services_that_opt_in(
         await register_ghost(h, "bridge_alice")
         await register_ghost(h, "quiet_ann", token="as_quiet")
         token, room_id = await user_room(h, "hal")
-        for ghost, as_token in (("bridge_alice", "as_token_bridge_one"), ("quiet_ann", "as_quiet")):
-            await h.request(
-                "POST",
-                f"{V3}/rooms/{room_id}/invite",
-                json={"user_id": f"@{ghost}:test.local"},
-                token=token,
-            )
-            await as_request(
-                h,
-                "POST",
-                f"{V3}/rooms/{room_id}/join?user_id=@{ghost}:test.local",
-                json={},
-                token=as_token,
-            )
+        await invite_and_join(h, token, room_id, "bridge_alice", AS_TOKEN)
+        await invite_and_join(h, token, room_id, "quiet_ann", "as_quiet")
         _lonely, other_room = await user_room(h, "ida")
         await h.request(
             "PUT",
