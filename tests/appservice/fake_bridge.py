@@ -126,6 +126,7 @@ class FakeBridge:
     async def _user(self, request: web.Request) -> web.Response:
         user_id = request.match_info["user"]
         self.user_queries.append(user_id)
+        await self._notify()
         if self.on_user_query is not None and await self.on_user_query(user_id):
             return web.json_response({})
         return web.json_response({"errcode": "M_NOT_FOUND"}, status=404)
@@ -133,6 +134,7 @@ class FakeBridge:
     async def _alias(self, request: web.Request) -> web.Response:
         alias = request.match_info["alias"]
         self.alias_queries.append(alias)
+        await self._notify()
         if self.on_alias_query is not None and await self.on_alias_query(alias):
             return web.json_response({})
         return web.json_response({"errcode": "M_NOT_FOUND"}, status=404)

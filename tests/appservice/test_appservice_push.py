@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from hamlet.config import HomeServerConfig
+from hamlet.handlers.appservice.queries import MAX_CONCURRENT_QUERIES, QUERY_TIMEOUT_S
 from tests.accounts.conftest import OPEN_REGISTRATION
 from tests.accounts.helpers import assert_error, register
 from tests.appservice.fake_bridge import FakeBridge
@@ -334,3 +335,26 @@ async def test_ephemeral_events_for_services_that_opt_in(
     finally:
         await h.close()
         await quiet.close()
+
+
+async def test_lookups_cannot_flood_a_bridge(h: Harness, bridge: FakeBridge) -> None:
+    stuck: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+
+    async def never(_user_id: str) -> bool:
+        return await stuck
+
+    bridge.on_user_query = never
+    lookups = [
+        asyncio.ensure_future(h.request("GET", f"{V3}/profile/@bridge_n{i}:test.local"))
+        for i in range(MAX_CONCURRENT_QUERIES)
+    ]
+    await bridge.wait_for(lambda: len(bridge.user_queries) == MAX_CONCURRENT_QUERIES, "every query")
+    # One more is answered at once, without asking the bridge.
+    extra = await h.request("GET", f"{V3}/profile/@bridge_extra:test.local")
+    assert_error(extra, 404, "M_NOT_FOUND")
+    assert len(bridge.user_queries) == MAX_CONCURRENT_QUERIES
+    # The stuck ones time out (10 s) as not found.
+    await advance(QUERY_TIMEOUT_S + 1)
+    for lookup in lookups:
+        assert_error(await lookup, 404, "M_NOT_FOUND")
+    stuck.set_result(False)

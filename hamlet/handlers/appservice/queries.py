@@ -27,6 +27,10 @@ logger = logging.getLogger(__name__)
 PING_TIMEOUT_S = 15.0
 QUERY_TIMEOUT_S = 10.0
 MAX_PING_TXN_ID_LENGTH = 255
+#: Queries in flight per homeserver: any user can make lookups, and each one
+#: for an unknown namespaced name costs the bridge a request; beyond this a
+#: lookup is answered from what the homeserver knows.
+MAX_CONCURRENT_QUERIES = 20
 
 T = TypeVar("T")
 
@@ -36,6 +40,7 @@ class AppServiceQueries:
         self._clock = clock
         self._services = services
         self._http = http
+        self._in_flight = 0
 
     async def ping(
         self, requester: Requester, as_id: str, transaction_id: str | None
@@ -77,6 +82,16 @@ class AppServiceQueries:
         return await self._ask(service, f"/users/{quote(user_id, safe='')}")
 
     async def _ask(self, service: AppService, path: str) -> bool:
+        if self._in_flight >= MAX_CONCURRENT_QUERIES:
+            logger.info("Too many application service queries in flight; not asking %s", service.id)
+            return False
+        self._in_flight += 1
+        try:
+            return await self._get(service, path)
+        finally:
+            self._in_flight -= 1
+
+    async def _get(self, service: AppService, path: str) -> bool:
         try:
             resp = await self._http.request_json(
                 "GET",
