@@ -358,3 +358,55 @@ async def test_lookups_cannot_flood_a_bridge(h: Harness, bridge: FakeBridge) -> 
     for lookup in lookups:
         assert_error(await lookup, 404, "M_NOT_FOUND")
     stuck.set_result(False)
+
+
+async def test_to_device_and_device_lists_for_encrypted_bridges(
+    make_hs_config: MakeConfig, bridge: FakeBridge
+) -> None:
+    reg = registration(bridge.url, receive_ephemeral=True, **{"org.matrix.msc3202": True})
+    h = await start_harness([make_hs_config(**OPEN_REGISTRATION, app_services=[reg])])
+    try:
+        ghost = (await register_ghost(h, "bridge_alice")).json
+        token, room_id = await user_room(h, "jo")
+        await invite_and_join(h, token, room_id, "bridge_alice", AS_TOKEN)
+        sent = await h.request(
+            "PUT",
+            f"{V3}/sendToDevice/m.room.encrypted/td1",
+            json={"messages": {ghost["user_id"]: {ghost["device_id"]: {"ciphertext": "x"}}}},
+            token=token,
+        )
+        assert sent.status == 200, sent.body
+
+        def to_device() -> list[dict[str, Any]]:
+            return [
+                m for t in bridge.txns.values() for m in t.get("de.sorunome.msc2409.to_device", [])
+            ]
+
+        await bridge.wait_for(lambda: bool(to_device()), "the to-device message")
+        (message,) = to_device()
+        assert message["to_user_id"] == ghost["user_id"]
+        assert message["to_device_id"] == ghost["device_id"]
+        assert message["sender"] == "@jo:test.local"
+        assert message["content"] == {"ciphertext": "x"}
+        # Delivered through the bridge: the ghost's inbox is empty.
+        await settle()
+        sync = await h.request("GET", f"{V3}/sync", token=ghost["access_token"])
+        assert sync.json.get("to_device", {}).get("events", []) == []
+
+        login = {
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": "jo"},
+            "password": "correct horse",
+        }
+        assert (await h.request("POST", f"{V3}/login", json=login)).status == 200
+
+        def changed() -> set[str]:
+            return {
+                u
+                for t in bridge.txns.values()
+                for u in t.get("org.matrix.msc3202.device_lists", {}).get("changed", [])
+            }
+
+        await bridge.wait_for(lambda: "@jo:test.local" in changed(), "jo's new device")
+    finally:
+        await h.close()

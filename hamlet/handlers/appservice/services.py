@@ -4,16 +4,21 @@ once the rooms and history services exist."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from hamlet.handlers.appservice.queries import AppServiceQueries
 from hamlet.handlers.appservice.registry import AppServices
-from hamlet.handlers.appservice.transactions import AppServiceTransactions, Ephemeral
+from hamlet.handlers.appservice.transactions import Ack, AppServiceTransactions, Ephemeral
 from hamlet.handlers.common.service import BuildContext, ServiceBase
+from hamlet.handlers.common.streams import StreamToken
 from hamlet.handlers.container import Services
 from hamlet.runtime.http_client import HttpClient
 from hamlet.storage.stores.appservice import AppServiceStore
+
+#: Of a service's users told of one device list move, how many are asked
+#: what changed (each one's rooms are read; a bridge's users mostly share them).
+MAX_DEVICE_LIST_OBSERVERS = 20
 
 
 class _SenderUsers(ServiceBase):
@@ -58,7 +63,7 @@ def build(ctx: BuildContext, s: Services) -> None:
         http=s.app_service_http,
         accounts=s.account_store,
         queries=s.app_service_queries,
-        receipts=lambda room_id, at: _receipt_event(s, room_id, at),
+        sources=_Sources(s),
     )
     ctx.own(_SenderUsers(s))
     s.app_service_transactions = ctx.own(transactions)
@@ -98,6 +103,10 @@ def _ephemeral(
             )
             for room_id in rooms
         ]
+    if stream == "to_device":
+        return [Ephemeral(users=tuple(users), to_device=True)]
+    if stream == "device_lists":
+        return [Ephemeral(users=tuple(users), device_lists_at=pos)]
     if stream == "receipts":
         return [Ephemeral(room_id=room_id, receipts_at=pos) for room_id in rooms]
     if stream == "presence":
@@ -116,9 +125,53 @@ def _ephemeral(
     return []
 
 
-async def _receipt_event(s: Services, room_id: str, at: int) -> dict[str, Any] | None:
-    updates = await s.receipts.get_updates("", [room_id], at - 1, at)
-    room = updates.get(room_id)
-    if room is None:
-        return None
-    return {"type": "m.receipt", "room_id": room_id, "content": room.content()}
+class _Sources:
+    """Reads what transactions carry from the user streams and e2ee services."""
+
+    def __init__(self, s: Services) -> None:
+        self._s = s
+
+    async def receipt_event(self, room_id: str, at: int) -> dict[str, Any] | None:
+        updates = await self._s.receipts.get_updates("", [room_id], at - 1, at)
+        room = updates.get(room_id)
+        if room is None:
+            return None
+        return {"type": "m.receipt", "room_id": room_id, "content": room.content()}
+
+    async def take_to_device(self, user_id: str, limit: int) -> tuple[list[dict[str, Any]], Ack]:
+        to_device = self._s.to_device
+        messages: list[dict[str, Any]] = []
+        taken: list[tuple[str, int]] = []
+        for device in await self._s.device_store.get_devices(user_id):
+            if len(messages) >= limit:
+                break
+            events, upto = await to_device.get_updates(
+                user_id, device.device_id, 0, limit - len(messages)
+            )
+            if events:
+                messages += [
+                    {"to_user_id": user_id, "to_device_id": device.device_id, **e} for e in events
+                ]
+                taken.append((device.device_id, upto))
+
+        async def ack() -> None:
+            for device_id, upto in taken:
+                await to_device.delete_delivered(user_id, device_id, upto)
+
+        return messages, ack
+
+    async def device_list_changes(
+        self, observers: Sequence[str], since: int, upto: int
+    ) -> tuple[set[str], set[str]]:
+        changed: set[str] = set()
+        left: set[str] = set()
+        for observer in observers[:MAX_DEVICE_LIST_OBSERVERS]:
+            changes = await self._s.device_lists.get_changes(
+                observer, StreamToken(device_lists=since), StreamToken(device_lists=upto)
+            )
+            changed |= changes.changed
+            left |= changes.left
+        return changed, left
+
+    def device_lists_position(self) -> int:
+        return self._s.device_lists.current_position()

@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Collection
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 from urllib.parse import quote
 
 from hamlet.handlers.appservice.http import JsonHttp, app_url, hs_headers
@@ -53,21 +53,74 @@ MAX_BACKOFF_S = 512.0
 
 @dataclass(frozen=True, slots=True)
 class Ephemeral:
-    """An ephemeral change for services that receive them (MSC2409).
+    """An ephemeral change for services that receive them (MSC2409, MSC3202).
 
     `event` is ready (typing, presence), or `receipts_at` names the receipt
-    stream position to read it from. A service gets it if it is interested
-    in `room_id` (typing, receipts) or if one of its users is among `users`
-    (presence: those who share a room with the user whose presence moved).
+    stream position to read it from; a service gets those if it is
+    interested in `room_id` (typing, receipts) or if one of its users is
+    among `users` (presence: those who share a room with the user whose
+    presence moved). `to_device`: `users` got to-device messages, which
+    the service's own users' devices receive through it.
+    `device_lists_at`: the device list stream moved, `users` are those to
+    tell (MSC3202 services only).
     """
 
     event: dict[str, Any] | None = None
     room_id: str | None = None
     users: tuple[str, ...] = ()
     receipts_at: int | None = None
+    to_device: bool = False
+    device_lists_at: int | None = None
 
 
-Receipts = Callable[[str, int], Awaitable[dict[str, Any] | None]]
+Ack = Callable[[], Awaitable[None]]
+
+
+class EphemeralSources(Protocol):
+    """Where the ephemeral data a transaction carries is read from."""
+
+    async def receipt_event(self, room_id: str, at: int) -> dict[str, Any] | None: ...
+
+    async def take_to_device(self, user_id: str, limit: int) -> tuple[list[dict[str, Any]], Ack]:
+        """Up to about `limit` messages for the user's devices (with `to_user_id`
+        and `to_device_id`), and what deletes them once they are queued."""
+        ...
+
+    async def device_list_changes(
+        self, observers: Sequence[str], since: int, upto: int
+    ) -> tuple[set[str], set[str]]:
+        """(changed, left) for the observers between two device list positions."""
+        ...
+
+    def device_lists_position(self) -> int: ...
+
+
+@dataclass(slots=True)
+class _Extras:
+    """What one transaction carries besides room events."""
+
+    ephemeral: list[dict[str, Any]] = field(default_factory=list)
+    to_device: list[dict[str, Any]] = field(default_factory=list)
+    acks: list[Ack] = field(default_factory=list)
+    changed: set[str] = field(default_factory=set)
+    left: set[str] = field(default_factory=set)
+
+    def __bool__(self) -> bool:
+        return bool(self.ephemeral or self.to_device or self.changed or self.left)
+
+    def add_to(self, body: dict[str, Any]) -> None:
+        if self.ephemeral:
+            body["ephemeral"] = self.ephemeral
+            body["de.sorunome.msc2409.ephemeral"] = self.ephemeral
+        if self.to_device:
+            body["de.sorunome.msc2409.to_device"] = self.to_device
+        if self.changed or self.left:
+            body["org.matrix.msc3202.device_lists"] = {
+                "changed": sorted(self.changed),
+                "left": sorted(self.left),
+            }
+
+
 Serialize = Callable[[list[StoredEvent]], Awaitable[list[dict[str, Any]]]]
 
 
@@ -80,6 +133,8 @@ class _Queue:
         self.running = False
         self.woken = False
         self.ephemeral: deque[Ephemeral] = deque(maxlen=MAX_EPHEMERAL)
+        #: Device list position the service was last told up to (MSC3202).
+        self.device_lists = 0
         #: Transactions sent and acknowledged since start (for tests and metrics).
         self.sent = 0
         #: Seconds until the next retry while the service is failing, else 0.
@@ -100,7 +155,7 @@ class AppServiceTransactions(ServiceBase):
         http: JsonHttp,
         accounts: AccountStore,
         queries: AppServiceQueries,
-        receipts: Receipts,
+        sources: EphemeralSources,
     ) -> None:
         self._clock = clock
         self._store = store
@@ -111,7 +166,7 @@ class AppServiceTransactions(ServiceBase):
         self._http = http
         self._accounts = accounts
         self._queries = queries
-        self._receipts = receipts
+        self._sources = sources
         self._queues = {s.id: _Queue(s) for s in services if s.url is not None}
         self._started = False
 
@@ -125,6 +180,7 @@ class AppServiceTransactions(ServiceBase):
                 q.position = now
             else:
                 q.position = stored[0]
+            q.device_lists = self._sources.device_lists_position()
 
     def start(self) -> None:
         self._started = True
@@ -152,14 +208,22 @@ class AppServiceTransactions(ServiceBase):
         """
         woken = []
         for as_id, q in self._queues.items():
-            if q.service.config.receive_ephemeral:
+            config = q.service.config
+            if item.device_lists_at is not None:
+                wanted = config.msc3202
+            else:
+                wanted = config.receive_ephemeral
+            if wanted:
                 q.ephemeral.append(item)
                 woken.append(as_id)
         if woken:
             self.wake(woken)
 
     def receives_ephemeral(self) -> bool:
-        return any(q.service.config.receive_ephemeral for q in self._queues.values())
+        return any(
+            q.service.config.receive_ephemeral or q.service.config.msc3202
+            for q in self._queues.values()
+        )
 
     def status(self, as_id: str) -> tuple[int, float] | None:
         """(transactions acknowledged since start, current backoff in seconds)."""
@@ -196,8 +260,8 @@ class AppServiceTransactions(ServiceBase):
             batch = await self._events.get_events_after(q.position, upto, BATCH_EVENTS)
             new_position = batch[-1].stream_ordering if len(batch) == BATCH_EVENTS else upto
             events = [e for e in batch if await self._interested(q.service, e, rooms)]
-        ephemeral = await self._ephemeral_for(q, rooms)
-        if not events and not ephemeral:
+        extras = await self._extras_for(q, rooms)
+        if not events and not extras:
             if new_position == q.position:
                 return bool(q.ephemeral)
             await self._store.set_position(q.service.id, new_position)
@@ -205,33 +269,71 @@ class AppServiceTransactions(ServiceBase):
             return True
         await self._ask_about_invitees(q.service, events)
         body: dict[str, Any] = {"events": await self._serialize(events)}
-        if ephemeral:
-            body["ephemeral"] = ephemeral
-            body["de.sorunome.msc2409.ephemeral"] = ephemeral
+        extras.add_to(body)
         await self._store.create_txn(q.service.id, new_position, body)
         q.position = new_position
+        # Only now that the transaction holds them (a crash in between sends
+        # them twice, never loses them).
+        for ack in extras.acks:
+            await ack()
         return True
 
-    async def _ephemeral_for(self, q: _Queue, rooms: dict[str, bool]) -> list[dict[str, Any]]:
-        """Up to a batch of the queued ephemeral events this service is interested in."""
-        out: list[dict[str, Any]] = []
-        while q.ephemeral and len(out) < BATCH_EVENTS:
+    async def _extras_for(self, q: _Queue, rooms: dict[str, bool]) -> _Extras:
+        """Up to a batch of the queued ephemeral data this service is interested in."""
+        out = _Extras()
+        service = q.service
+        drained: set[str] = set()
+        later: list[Ephemeral] = []
+        while q.ephemeral and len(out.ephemeral) + len(out.to_device) < BATCH_EVENTS:
             item = q.ephemeral.popleft()
-            if item.room_id is not None:
+            owned = [u for u in item.users if service.owns_user(u)]
+            if item.to_device:
+                # Only users the service owns exclusively: their inboxes are
+                # drained into transactions, which must never happen to a real
+                # user's (a double-puppeting bridge claims those non-exclusively).
+                mine = [u for u in owned if service.is_exclusive_user(u)]
+                await self._take_to_device(mine, drained, later, out)
+            elif item.device_lists_at is not None:
+                if owned and item.device_lists_at > q.device_lists:
+                    changed, left = await self._sources.device_list_changes(
+                        owned, q.device_lists, item.device_lists_at
+                    )
+                    q.device_lists = item.device_lists_at
+                    out.changed |= changed
+                    out.left |= left
+            elif item.room_id is not None:
                 known = rooms.get(item.room_id)
                 if known is None:
-                    known = await self.is_interested_in_room(q.service, item.room_id)
+                    known = await self.is_interested_in_room(service, item.room_id)
                     rooms[item.room_id] = known
-                if not known:
-                    continue
-            elif not any(q.service.owns_user(u) for u in item.users):
-                continue
-            event = item.event
-            if item.receipts_at is not None and item.room_id is not None:
-                event = await self._receipts(item.room_id, item.receipts_at)
-            if event is not None:
-                out.append(event)
+                if known:
+                    event = item.event
+                    if item.receipts_at is not None:
+                        event = await self._sources.receipt_event(item.room_id, item.receipts_at)
+                    if event is not None:
+                        out.ephemeral.append(event)
+            elif owned and item.event is not None:
+                out.ephemeral.append(item.event)
+        q.ephemeral.extend(later)
+        out.changed -= out.left
         return out
+
+    async def _take_to_device(
+        self, users: list[str], drained: set[str], later: list[Ephemeral], out: _Extras
+    ) -> None:
+        """Each user's device inboxes at most once per transaction; a user with
+        more waiting than fits is offered again for the next one."""
+        for user_id in users:
+            if user_id in drained:
+                later.append(Ephemeral(users=(user_id,), to_device=True))
+                continue
+            drained.add(user_id)
+            messages, ack = await self._sources.take_to_device(user_id, BATCH_EVENTS)
+            if messages:
+                out.to_device.extend(messages)
+                out.acks.append(ack)
+            if len(messages) >= BATCH_EVENTS:
+                later.append(Ephemeral(users=(user_id,), to_device=True))
 
     async def _ask_about_invitees(self, service: AppService, events: list[StoredEvent]) -> None:
         """An invite (or other membership) for an unknown user of the service:
