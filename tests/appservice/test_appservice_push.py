@@ -408,5 +408,29 @@ async def test_to_device_and_device_lists_for_encrypted_bridges(
             }
 
         await bridge.wait_for(lambda: "@jo:test.local" in changed(), "jo's new device")
+
+        # The ghost's device (masqueraded, as mautrix does) uploads keys; the
+        # next transaction carries its counts.
+        upload = await as_request(
+            h,
+            "POST",
+            f"{V3}/keys/upload?user_id={ghost['user_id']}&device_id={ghost['device_id']}",
+            json={
+                "one_time_keys": {"curve25519:AAAAAQ": "a" * 43, "curve25519:AAAAAg": "b" * 43},
+                "fallback_keys": {"curve25519:AAAAAw": "c" * 43},
+            },
+        )
+        assert upload.status == 200, upload.body
+        await send(h, token, room_id, "count my keys", "k1")
+        await bridge.wait_for_event(body_is("count my keys"))
+        (txn,) = [
+            t
+            for t in bridge.txns.values()
+            if any(body_is("count my keys")(e) for e in t.get("events", []))
+        ]
+        counts = txn["org.matrix.msc3202.device_one_time_keys_count"]
+        assert counts[ghost["user_id"]][ghost["device_id"]]["curve25519"] == 2
+        fallback = txn["org.matrix.msc3202.device_unused_fallback_key_types"]
+        assert fallback[ghost["user_id"]][ghost["device_id"]] == ["curve25519"]
     finally:
         await h.close()

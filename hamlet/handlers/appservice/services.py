@@ -175,3 +175,16 @@ class _Sources:
 
     def device_lists_position(self) -> int:
         return self._s.device_lists.current_position()
+
+    async def key_counts(
+        self, user_id: str
+    ) -> tuple[dict[str, dict[str, int]], dict[str, list[str]]]:
+        keys = self._s.e2e_keys
+        counts: dict[str, dict[str, int]] = {}
+        fallback: dict[str, list[str]] = {}
+        for device in await self._s.device_store.get_devices(user_id):
+            counts[device.device_id] = await keys.one_time_key_counts(user_id, device.device_id)
+            fallback[device.device_id] = await keys.unused_fallback_key_types(
+                user_id, device.device_id
+            )
+        return counts, fallback

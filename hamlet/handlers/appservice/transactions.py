@@ -47,6 +47,8 @@ BATCH_EVENTS = 100
 MAX_EPHEMERAL = 1000
 TXN_TIMEOUT_S = 60.0
 FIRST_BACKOFF_S = 1.0
+#: Users whose one-time key counts one transaction carries (MSC3202).
+MAX_KEY_COUNT_USERS = 100
 #: Synapse's recoverer stops doubling at 2^9 seconds; so do we.
 MAX_BACKOFF_S = 512.0
 
@@ -93,6 +95,12 @@ class EphemeralSources(Protocol):
         ...
 
     def device_lists_position(self) -> int: ...
+
+    async def key_counts(
+        self, user_id: str
+    ) -> tuple[dict[str, dict[str, int]], dict[str, list[str]]]:
+        """Per device of the user: one-time key counts, unused fallback key types."""
+        ...
 
 
 @dataclass(slots=True)
@@ -270,6 +278,8 @@ class AppServiceTransactions(ServiceBase):
         await self._ask_about_invitees(q.service, events)
         body: dict[str, Any] = {"events": await self._serialize(events)}
         extras.add_to(body)
+        if q.service.config.msc3202:
+            await self._add_key_counts(q.service, events, extras, body)
         await self._store.create_txn(q.service.id, new_position, body)
         q.position = new_position
         # Only now that the transaction holds them (a crash in between sends
@@ -334,6 +344,37 @@ class AppServiceTransactions(ServiceBase):
                 out.acks.append(ack)
             if len(messages) >= BATCH_EVENTS:
                 later.append(Ephemeral(users=(user_id,), to_device=True))
+
+    async def _add_key_counts(
+        self,
+        service: AppService,
+        events: list[StoredEvent],
+        extras: _Extras,
+        body: dict[str, Any],
+    ) -> None:
+        """MSC3202: key counts of the service's users the transaction concerns,
+        as Synapse picks them (its sender, its users in the rooms of the events
+        and ephemeral events, the to-device recipients), so an encrypted bridge
+        knows when to upload more."""
+        users = {service.sender}
+        users.update(m["to_user_id"] for m in extras.to_device)
+        rooms = {e.event.room_id for e in events}
+        rooms.update(e["room_id"] for e in extras.ephemeral if isinstance(e.get("room_id"), str))
+        for room_id in rooms:
+            members = await self._rooms.get_members(room_id, "join")
+            users.update(m.user_id for m in members if service.owns_user(m.user_id))
+        counts: dict[str, Any] = {}
+        fallback: dict[str, Any] = {}
+        for user_id in sorted(users)[:MAX_KEY_COUNT_USERS]:
+            user_counts, user_fallback = await self._sources.key_counts(user_id)
+            if user_counts:
+                counts[user_id] = user_counts
+            if user_fallback:
+                fallback[user_id] = user_fallback
+        # Synapse sends the counts under both names (the MSC renamed the field).
+        body["org.matrix.msc3202.device_one_time_keys_count"] = counts
+        body["org.matrix.msc3202.device_one_time_key_counts"] = counts
+        body["org.matrix.msc3202.device_unused_fallback_key_types"] = fallback
 
     async def _ask_about_invitees(self, service: AppService, events: list[StoredEvent]) -> None:
         """An invite (or other membership) for an unknown user of the service:
