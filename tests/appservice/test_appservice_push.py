@@ -434,3 +434,38 @@ async def test_to_device_and_device_lists_for_encrypted_bridges(
         assert fallback[ghost["user_id"]][ghost["device_id"]] == ["curve25519"]
     finally:
         await h.close()
+
+
+async def test_a_hung_bridge_delays_no_other_tenant(
+    make_hs_config: MakeConfig, bridge: FakeBridge
+) -> None:
+    other = await FakeBridge("hs_b").start()
+    configs = [
+        make_hs_config(
+            "a.test", **OPEN_REGISTRATION, app_services=[registration(bridge.url, server="a.test")]
+        ),
+        make_hs_config(
+            "b.test",
+            **OPEN_REGISTRATION,
+            app_services=[
+                registration(other.url, as_token="as_b", hs_token="hs_b", server="b.test")
+            ],
+        ),
+    ]
+    h = await start_harness(configs)
+    try:
+        bridge.mode = "hang"
+        created = await as_request(h, "POST", f"{V3}/createRoom", json={}, host="a.test")
+        assert created.status == 200
+        await bridge.wait_for(lambda: bool(bridge.puts), "the hanging request")
+        # Tenant b and its bridge go on as if nothing happened.
+        made = await as_request(h, "POST", f"{V3}/createRoom", json={}, token="as_b", host="b.test")
+        assert made.status == 200, made.body
+        await other.wait_for_event(
+            lambda e: e["type"] == "m.room.create" and e["room_id"] == made.json["room_id"]
+        )
+        assert all(e["room_id"].endswith(":b.test") for e in other.events)
+        assert bridge.txns == {}
+    finally:
+        await h.close()
+        await other.close()
