@@ -151,6 +151,16 @@ async def test_timestamp_massaging_and_no_rate_limit(h: Harness) -> None:
     )
     topic = await as_request(h, "GET", f"{V3}/rooms/{room_id}/event/{state.json['event_id']}")
     assert topic.json["origin_server_ts"] == 42
+    member = await as_request(
+        h,
+        "PUT",
+        f"{V3}/rooms/{room_id}/state/m.room.member/@bridge_erin:test.local"
+        "?user_id=@bridge_erin:test.local&ts=77",
+        json={"membership": "join", "displayname": "Erin"},
+    )
+    assert member.status == 200, member.body
+    joined = await as_request(h, "GET", f"{V3}/rooms/{room_id}/event/{member.json['event_id']}")
+    assert joined.json["origin_server_ts"] == 77
     bad = await as_request(h, "PUT", f"{V3}/rooms/{room_id}/send/m.room.message/x?ts=-1", json={})
     assert_error(bad, 400, "M_INVALID_PARAM")
 

@@ -85,9 +85,11 @@ class MembershipHandler:
         action: str | None = None,
         reason: str | None = None,
         extra: Mapping[str, Any] | None = None,
+        origin_server_ts: int | None = None,
     ) -> Event:
         """Send `target`'s new membership; `action` is the endpoint's verb (`kick`,
-        `unban`, ...) when it says more than the membership does."""
+        `unban`, ...) when it says more than the membership does.
+        `origin_server_ts`: an application service's massaged timestamp."""
         action = action or membership
         if membership not in MEMBERSHIPS:
             raise BadJsonError(f"Invalid membership {membership!r}")
@@ -144,7 +146,9 @@ class MembershipHandler:
             and (current is None or current.membership not in ("join", "invite", "knock", "ban"))
         ):
             raise ForbiddenError(f"{target} is not in this room")
-        return await self.creator.send(sender, room_id, MEMBER, content, state_key=target)
+        return await self.creator.send(
+            sender, room_id, MEMBER, content, state_key=target, origin_server_ts=origin_server_ts
+        )
 
     async def forget(self, user_id: str, room_id: str) -> None:
         current = await self.rooms.get_membership(room_id, user_id)

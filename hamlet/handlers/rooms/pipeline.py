@@ -212,6 +212,7 @@ class EventPipeline:
             action=action,
             reason=reason,
             extra=extra,
+            origin_server_ts=sender.origin_server_ts,
         )
         return event.event_id
 
