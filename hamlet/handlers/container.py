@@ -26,6 +26,7 @@ from hamlet.handlers.admin.registration_tokens import RegistrationTokensAdmin
 from hamlet.handlers.admin.rooms import AdminRoomsHandler
 from hamlet.handlers.admin.server_notices import ServerNoticesHandler
 from hamlet.handlers.admin.users import AdminUsersHandler
+from hamlet.handlers.appservice.http import JsonHttpClient
 from hamlet.handlers.appservice.queries import AppServiceQueries
 from hamlet.handlers.appservice.registry import AppServices
 from hamlet.handlers.appservice.transactions import AppServiceTransactions
@@ -68,7 +69,6 @@ from hamlet.handlers.user_streams.presence import PresenceHandler
 from hamlet.handlers.user_streams.receipts import ReceiptsHandler
 from hamlet.handlers.user_streams.to_device import ToDeviceHandler
 from hamlet.handlers.user_streams.typing import TypingHandler
-from hamlet.runtime.http_client import HttpClient
 from hamlet.storage.stores.accounts import AccountStore
 from hamlet.storage.stores.devices import DeviceStore
 from hamlet.storage.stores.events import EventsStore
@@ -92,7 +92,7 @@ class Services:
     user_directory_store: UserDirectoryStore
     # appservice: registrations (built early), then queries and event push.
     app_services: AppServices
-    app_service_http: HttpClient
+    app_service_http: JsonHttpClient
     app_service_queries: AppServiceQueries
     app_service_transactions: AppServiceTransactions
     # e2ee: keys, the device list stream, key backup.

@@ -20,7 +20,7 @@ from hamlet.handlers.appservice.registry import AppService, AppServices
 from hamlet.handlers.common.errors import ForbiddenError, MatrixError
 from hamlet.handlers.common.requester import Requester
 from hamlet.runtime.clock import Clock
-from hamlet.runtime.http_client import HttpConnectionError, HttpTimeoutError
+from hamlet.runtime.http_client import HttpClientError, RequestTimedOutError
 
 logger = logging.getLogger(__name__)
 
@@ -63,11 +63,11 @@ class AppServiceQueries:
                 headers=hs_headers(service),
                 timeout_s=PING_TIMEOUT_S,
             )
-        except HttpTimeoutError:
+        except RequestTimedOutError:
             raise MatrixError(
                 504, "M_CONNECTION_TIMEOUT", "Connection to application service timed out"
             ) from None
-        except HttpConnectionError as e:
+        except HttpClientError as e:
             raise MatrixError(
                 502, "M_CONNECTION_FAILED", f"Connection to application service failed: {e}"
             ) from None
@@ -99,7 +99,7 @@ class AppServiceQueries:
                 headers=hs_headers(service),
                 timeout_s=QUERY_TIMEOUT_S,
             )
-        except HttpConnectionError as e:
+        except HttpClientError as e:
             logger.info("Query to application service %s failed: %s", service.id, e)
             return False
         return 200 <= resp.status < 300

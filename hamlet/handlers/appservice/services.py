@@ -7,7 +7,8 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from hamlet.handlers.appservice.queries import AppServiceQueries
+from hamlet.handlers.appservice.http import JsonHttpClient
+from hamlet.handlers.appservice.queries import MAX_CONCURRENT_QUERIES, AppServiceQueries
 from hamlet.handlers.appservice.registry import AppServices
 from hamlet.handlers.appservice.transactions import Ack, AppServiceTransactions, Ephemeral
 from hamlet.handlers.common.service import BuildContext, ServiceBase
@@ -47,7 +48,13 @@ class _HttpClientService(ServiceBase):
 
 def build_registry(ctx: BuildContext, s: Services) -> None:
     s.app_services = AppServices(ctx.config.app_services, ctx.server_name)
-    s.app_service_http = ctx.own(_HttpClientService(HttpClient())).client
+    # Its own pool: bridges are trusted destinations (no address filter), and
+    # one bridge may have a transaction, pings and up to MAX_CONCURRENT_QUERIES
+    # lookups open at once.
+    client = ctx.own(
+        _HttpClientService(HttpClient(max_connections_per_host=MAX_CONCURRENT_QUERIES + 4))
+    ).client
+    s.app_service_http = JsonHttpClient(client, ctx.clock)
     s.app_service_queries = AppServiceQueries(ctx.clock, s.app_services, s.app_service_http)
 
 

@@ -33,7 +33,7 @@ from hamlet.handlers.appservice.queries import AppServiceQueries
 from hamlet.handlers.appservice.registry import AppService, AppServices
 from hamlet.handlers.common.service import ENTRY_BYTES, ServiceBase
 from hamlet.runtime.clock import Clock
-from hamlet.runtime.http_client import HttpConnectionError
+from hamlet.runtime.http_client import HttpClientError
 from hamlet.storage.stores.accounts import AccountStore
 from hamlet.storage.stores.appservice import AppServiceStore, PendingTxn
 from hamlet.storage.stores.events import EventsStore, StoredEvent
@@ -405,7 +405,7 @@ class AppServiceTransactions(ServiceBase):
             resp = await self._http.request_json(
                 "PUT", url, body=body, headers=hs_headers(service), timeout_s=TXN_TIMEOUT_S
             )
-        except HttpConnectionError as e:
+        except HttpClientError as e:
             logger.warning("Application service %s unreachable: %s", service.id, e)
             return False
         if 200 <= resp.status < 300:
