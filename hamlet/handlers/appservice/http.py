@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
@@ -26,22 +26,9 @@ class JsonResponse:
     json: Any
 
 
-class JsonHttp(Protocol):
-    """What the application service code needs of an HTTP client. Raises
-    `HttpClientError` (`RequestTimedOutError` past the timeout)."""
-
-    async def request_json(
-        self,
-        method: str,
-        url: str,
-        *,
-        body: Any = None,
-        headers: Mapping[str, str] | None = None,
-        timeout_s: float,
-    ) -> JsonResponse: ...
-
-
 class JsonHttpClient:
+    """Raises `HttpClientError` (`RequestTimedOutError` past the timeout)."""
+
     def __init__(self, client: HttpClient, clock: Clock) -> None:
         self._client = client
         self._clock = clock

@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import orjson
 
-from hamlet.handlers.appservice.http import JsonHttp, app_url, hs_headers
+from hamlet.handlers.appservice.http import JsonHttpClient, app_url, hs_headers
 from hamlet.handlers.appservice.registry import AppService, AppServices
 from hamlet.handlers.common.errors import ForbiddenError, MatrixError
 from hamlet.handlers.common.requester import Requester
@@ -36,7 +36,7 @@ T = TypeVar("T")
 
 
 class AppServiceQueries:
-    def __init__(self, clock: Clock, services: AppServices, http: JsonHttp) -> None:
+    def __init__(self, clock: Clock, services: AppServices, http: JsonHttpClient) -> None:
         self._clock = clock
         self._services = services
         self._http = http

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import quote
 
-from hamlet.handlers.appservice.http import JsonHttp, app_url, hs_headers
+from hamlet.handlers.appservice.http import JsonHttpClient, app_url, hs_headers
 from hamlet.handlers.appservice.queries import AppServiceQueries
 from hamlet.handlers.appservice.registry import AppService, AppServices
 from hamlet.handlers.common.service import ENTRY_BYTES, ServiceBase
@@ -160,7 +160,7 @@ class AppServiceTransactions(ServiceBase):
         rooms: RoomsStore,
         serialize: Serialize,
         events_position: Callable[[], int],
-        http: JsonHttp,
+        http: JsonHttpClient,
         accounts: AccountStore,
         queries: AppServiceQueries,
         sources: EphemeralSources,
