@@ -26,6 +26,7 @@ from hamlet.core.crypto import (
 )
 from hamlet.handlers.accounts import services as accounts
 from hamlet.handlers.admin import services as admin
+from hamlet.handlers.appservice import services as appservice
 from hamlet.handlers.common import services as common
 from hamlet.handlers.common.errors import LimitExceededError
 from hamlet.handlers.common.service import BuildContext, Service, ServiceRegistry
@@ -61,16 +62,20 @@ PackageBuilder = Callable[[BuildContext, Services], None]
 
 #: Each package's builder, dependencies first: e2ee before accounts (devices
 #: bump the device list stream), rooms before accounts (profiles change
-#: memberships), and each later package reads what the earlier ones built.
+#: memberships), application service registrations before rooms and
+#: accounts (aliases, tokens and registration consult them), and each later
+#: package reads what the earlier ones built.
 PACKAGE_BUILDERS: tuple[PackageBuilder, ...] = (
     common.build,
     federation.build_transport,
+    appservice.build_registry,
     e2ee.build,
     rooms.build,
     accounts.build,
     history.build,
     search.build,
     user_streams.build,
+    appservice.build,
     push.build,
     sync.build,
     sliding_sync.build,

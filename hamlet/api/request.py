@@ -93,6 +93,9 @@ class ApiRequest:
             access_token=self.access_token(),
             ip=self.client_ip,
             user_agent=self.http.headers.get("User-Agent"),
+            assert_user_id=self.http.query.get("user_id"),
+            assert_device_id=self.http.query.get("org.matrix.msc3202.device_id")
+            or self.http.query.get("device_id"),
         )
 
     async def authenticate(self, *, allow_guest: bool = False) -> Requester:

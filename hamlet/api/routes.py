@@ -14,6 +14,7 @@ from hamlet.api.admin import users as admin_users
 from hamlet.api.client import (
     account,
     account_data,
+    appservice,
     capabilities,
     devices,
     directory,
@@ -63,6 +64,7 @@ def build_router() -> Router:
         membership,
         register,
         login,
+        appservice,
         account,
         devices,
         capabilities,

@@ -23,6 +23,7 @@ from hamlet.config._reader import (
     to_non_empty_str,
     to_str,
 )
+from hamlet.config.appservice import app_services
 from hamlet.config.errors import ConfigError
 from hamlet.config.federation import federation_transport_config
 from hamlet.config.model import (
@@ -372,6 +373,7 @@ def _build(ctx: Context, root: Section) -> HomeServerConfig | None:
         ip_range_blacklist=ip_blacklist,
         ip_range_whitelist=ip_whitelist,
         federation_transport=federation_transport_config(root, ip_blacklist, ip_whitelist),
+        app_services=app_services(ctx, root),
         tenants=_tenants(root),
         limits=_limits(root),
         host=_host(ctx, root),

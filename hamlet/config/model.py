@@ -13,6 +13,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
+from hamlet.config.appservice import AppServiceConfig
 from hamlet.core.server_keys import OldKey
 
 DatabaseEngine = Literal["sqlite3", "psycopg2"]
@@ -496,6 +497,9 @@ class HomeServerConfig:
     #: When set, only these servers are served over federation.
     federation_domain_whitelist: frozenset[str] | None = None
     federation_transport: FederationTransportConfig = FederationTransportConfig()
+
+    # Application services (bridges): `app_service_config_files` and inline `app_services`
+    app_services: tuple[AppServiceConfig, ...] = ()
 
     # Multi-tenancy (Hamlet's own keys)
     tenants: tuple[Path, ...] = ()

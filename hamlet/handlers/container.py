@@ -26,6 +26,10 @@ from hamlet.handlers.admin.registration_tokens import RegistrationTokensAdmin
 from hamlet.handlers.admin.rooms import AdminRoomsHandler
 from hamlet.handlers.admin.server_notices import ServerNoticesHandler
 from hamlet.handlers.admin.users import AdminUsersHandler
+from hamlet.handlers.appservice.http import JsonHttpClient
+from hamlet.handlers.appservice.queries import AppServiceQueries
+from hamlet.handlers.appservice.registry import AppServices
+from hamlet.handlers.appservice.transactions import AppServiceTransactions
 from hamlet.handlers.common.notifier import Notifier
 from hamlet.handlers.common.ratelimit_overrides import RatelimitOverrides
 from hamlet.handlers.e2ee.device_lists import DeviceListHandler
@@ -90,6 +94,11 @@ class Services:
     profiles_store: ProfilesStore
     room_history_store: RoomHistoryStore
     user_directory_store: UserDirectoryStore
+    # appservice: registrations (built early), then queries and event push.
+    app_services: AppServices
+    app_service_http: JsonHttpClient
+    app_service_queries: AppServiceQueries
+    app_service_transactions: AppServiceTransactions
     # e2ee: keys, the device list stream, key backup.
     device_lists: DeviceListHandler
     e2e_keys: E2eKeysHandler

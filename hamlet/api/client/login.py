@@ -14,7 +14,9 @@ async def get_login(req: ApiRequest) -> dict[str, Any]:
 
 async def post_login(req: ApiRequest) -> dict[str, Any]:
     body = await req.json_object()
-    return await req.hs.login.login(body, req.client_ip)
+    token = req.access_token()
+    service = req.hs.app_services.by_token(token) if token is not None else None
+    return await req.hs.login.login(body, req.client_ip, service)
 
 
 async def logout(req: ApiRequest) -> dict[str, Any]:

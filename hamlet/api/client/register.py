@@ -8,7 +8,7 @@ from hamlet.api.client._fields import opt_bool, opt_str, uia_request_key
 from hamlet.api.request import ApiRequest
 from hamlet.api.router import Router
 from hamlet.handlers.accounts.devices import MAX_DEVICE_ID_LENGTH
-from hamlet.handlers.common.errors import MatrixError, MissingParamError
+from hamlet.handlers.common.errors import AuthError, MatrixError, MissingParamError
 
 
 async def post_register(req: ApiRequest) -> dict[str, Any]:
@@ -21,6 +21,15 @@ async def post_register(req: ApiRequest) -> dict[str, Any]:
         device_id = None
     display_name = opt_str(body, "initial_device_display_name")
     registration = req.hs.registration
+    if body.get("type") == "m.login.application_service":
+        return await _register_app_service_user(req, body, device_id, display_name)
+    if req.access_token() is not None:
+        raise MatrixError(
+            400,
+            "M_UNKNOWN",
+            "An access token should not be provided on requests to /register "
+            "(except if type is m.login.application_service)",
+        )
     if kind == "guest":
         return await registration.register_guest(req.client_ip, device_id, display_name)
     username = opt_str(body, "username")
@@ -33,6 +42,31 @@ async def post_register(req: ApiRequest) -> dict[str, Any]:
         client_ip=req.client_ip,
         username=username,
         password=password,
+        device_id=device_id,
+        display_name=display_name,
+        inhibit_login=opt_bool(body, "inhibit_login", False),
+    )
+
+
+async def _register_app_service_user(
+    req: ApiRequest, body: dict[str, Any], device_id: str | None, display_name: str | None
+) -> dict[str, Any]:
+    token = req.access_token()
+    if token is None:
+        raise MatrixError(
+            400,
+            "M_MISSING_TOKEN",
+            "Appservice token must be provided when using a type of m.login.application_service",
+        )
+    service = req.hs.app_services.by_token(token)
+    if service is None:
+        raise AuthError("M_UNKNOWN_TOKEN", "Unknown access token", soft_logout=False)
+    username = opt_str(body, "username")
+    if username is None:
+        raise MatrixError(400, "M_MISSING_PARAM", "Desired Username is missing or not a string")
+    return await req.hs.registration.register_app_service_user(
+        service,
+        username,
         device_id=device_id,
         display_name=display_name,
         inhibit_login=opt_bool(body, "inhibit_login", False),

@@ -6,9 +6,22 @@ from typing import Any
 
 from hamlet.api.request import ApiRequest
 from hamlet.api.router import Router
-from hamlet.handlers.common.errors import BadJsonError, MissingParamError, NotFoundError
+from hamlet.handlers.common.errors import (
+    BadJsonError,
+    MatrixError,
+    MissingParamError,
+    NotFoundError,
+)
 from hamlet.handlers.common.streams import StreamToken
 from hamlet.handlers.rooms.sender import Sender
+
+
+def _massaged_ts(req: ApiRequest) -> int | None:
+    """An application service's `ts` query parameter (ignored for anyone else)."""
+    ts = req.query_int("ts")
+    if ts is not None and ts < 0:
+        raise MatrixError(400, "M_INVALID_PARAM", "Query parameter 'ts' must not be negative")
+    return ts
 
 
 async def create_room(req: ApiRequest) -> dict[str, Any]:
@@ -21,7 +34,7 @@ async def send_event(req: ApiRequest) -> dict[str, Any]:
     requester = await req.authenticate()
     content = await req.json_object()
     event_id = await req.hs.event_pipeline.send(
-        Sender.of(requester),
+        Sender.of(requester, ts=_massaged_ts(req)),
         req.params["roomId"],
         req.params["eventType"],
         content,
@@ -34,7 +47,7 @@ async def put_state(req: ApiRequest) -> dict[str, Any]:
     requester = await req.authenticate()
     content = await req.json_object()
     event_id = await req.hs.event_pipeline.send(
-        Sender.of(requester),
+        Sender.of(requester, ts=_massaged_ts(req)),
         req.params["roomId"],
         req.params["eventType"],
         content,

@@ -113,10 +113,4 @@ def ephemeral_json(event: Ephemeral) -> JsonDict:
 
 def receipts_content(room: RoomReceipts) -> JsonDict:
     """`{event_id: {receipt_type: {user_id: {"ts", "thread_id"?}}}}`."""
-    content: JsonDict = {}
-    for r in room.receipts:
-        entry: JsonDict = {"ts": r.ts}
-        if r.thread_id is not None:
-            entry["thread_id"] = r.thread_id
-        content.setdefault(r.event_id, {}).setdefault(r.receipt_type, {})[r.user_id] = entry
-    return content
+    return room.content()

@@ -14,10 +14,12 @@ import hashlib
 import secrets
 from collections import OrderedDict
 
-from hamlet.handlers.common.errors import AuthError, ForbiddenError
+from hamlet.handlers.appservice.registry import AppService, AppServices
+from hamlet.handlers.common.errors import AuthError, ForbiddenError, MatrixError
 from hamlet.handlers.common.requester import ClientInfo, Requester
 from hamlet.handlers.common.service import ENTRY_BYTES, ServiceBase
 from hamlet.runtime.clock import Clock
+from hamlet.storage.stores.accounts import AccountStore
 from hamlet.storage.stores.devices import DeviceStore, TokenOwner
 
 TOKEN_CACHE_SIZE = 10_000
@@ -44,10 +46,18 @@ def generate_access_token(user_id: str) -> str:
 
 class AuthHandler(ServiceBase):
     def __init__(
-        self, clock: Clock, devices: DeviceStore, *, session_lifetime_ms: int | None = None
+        self,
+        clock: Clock,
+        devices: DeviceStore,
+        *,
+        session_lifetime_ms: int | None = None,
+        app_services: AppServices | None = None,
+        accounts: AccountStore | None = None,
     ) -> None:
         self._clock = clock
         self._devices = devices
+        self._app_services = app_services or AppServices((), "")
+        self._accounts = accounts
         self._session_lifetime_ms = session_lifetime_ms
         # token hash -> (owner, when it was read, on the clock's monotonic time)
         self._cache: OrderedDict[str, tuple[TokenOwner, float]] = OrderedDict()
@@ -169,8 +179,14 @@ class AuthHandler(ServiceBase):
     async def get_user_by_req(self, client: ClientInfo, *, allow_guest: bool = False) -> Requester:
         """The requester behind a client's request; notes the device's last-seen time and address.
 
-        Errors as `get_user_by_access_token`.
+        Errors as `get_user_by_access_token`. An application service's
+        `as_token` is looked up first (as Synapse does), so it can never be
+        shadowed by a user's token.
         """
+        token = client.access_token
+        service = self._app_services.by_token(token) if token is not None else None
+        if service is not None:
+            return await self._app_service_requester(service, client)
         requester = await self.get_user_by_access_token(
             client.access_token, allow_guest=allow_guest
         )
@@ -179,6 +195,32 @@ class AuthHandler(ServiceBase):
                 requester.user_id, requester.device_id, client.ip, client.user_agent
             )
         return requester
+
+    async def _app_service_requester(self, service: AppService, client: ClientInfo) -> Requester:
+        """The service's sender, or the user (and device) it asserts.
+
+        An asserted user must be in the service's users namespace and
+        registered (`403 M_FORBIDDEN` otherwise, as Synapse); an asserted
+        device must be one of that user's (MSC3202 device masquerading).
+        """
+        user_id = client.assert_user_id or service.sender
+        if user_id != service.sender:
+            if not service.owns_user(user_id):
+                raise ForbiddenError("Application service cannot masquerade as this user.")
+            if self._accounts is not None and not await self._accounts.user_exists(user_id):
+                raise ForbiddenError("Application service has not registered this user.")
+        device_id = client.assert_device_id
+        if device_id is not None:
+            if await self._devices.get_device(user_id, device_id) is None:
+                raise MatrixError(
+                    400, "M_UNKNOWN_DEVICE", "Application service has not registered this device."
+                )
+        return Requester(
+            user_id=user_id,
+            device_id=device_id,
+            app_service_id=service.id,
+            ratelimited=service.config.rate_limited,
+        )
 
     def _note_last_seen(
         self, user_id: str, device_id: str, ip: str, user_agent: str | None

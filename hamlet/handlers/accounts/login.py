@@ -12,7 +12,9 @@ from hamlet.config import HomeServerConfig
 from hamlet.handlers.accounts.devices import MAX_DEVICE_ID_LENGTH, DeviceHandler
 from hamlet.handlers.accounts.passwords import MAX_PASSWORD_LENGTH, PasswordHasher
 from hamlet.handlers.accounts.ratelimits import AccountRatelimiters
+from hamlet.handlers.appservice.registry import AppService
 from hamlet.handlers.common.errors import (
+    AuthError,
     BadJsonError,
     ForbiddenError,
     MatrixError,
@@ -21,6 +23,7 @@ from hamlet.handlers.common.errors import (
 from hamlet.storage.stores.accounts import AccountStore, UserRecord
 
 LOGIN_TYPE_PASSWORD = "m.login.password"
+LOGIN_TYPE_APP_SERVICE = "m.login.application_service"
 INVALID_CREDENTIALS = "Invalid username or password"
 
 
@@ -62,6 +65,18 @@ def password_from(body: dict[str, Any]) -> str:
     return password
 
 
+def _device_fields(body: dict[str, Any]) -> tuple[str | None, str | None]:
+    device_id = body.get("device_id")
+    if device_id is not None and (
+        not isinstance(device_id, str) or not device_id or len(device_id) > MAX_DEVICE_ID_LENGTH
+    ):
+        raise BadJsonError("'device_id' must be a non-empty string")
+    display_name = body.get("initial_device_display_name")
+    if display_name is not None and not isinstance(display_name, str):
+        raise BadJsonError("'initial_device_display_name' must be a string")
+    return device_id, display_name
+
+
 def _deactivated() -> ForbiddenError:
     return ForbiddenError("This account has been deactivated", errcode="M_USER_DEACTIVATED")
 
@@ -89,7 +104,10 @@ class LoginHandler:
         return pc.enabled and pc.localdb_enabled and not pc.only_for_reauth
 
     def flows(self) -> list[dict[str, Any]]:
-        return [{"type": LOGIN_TYPE_PASSWORD}] if self.password_enabled else []
+        flows = [{"type": LOGIN_TYPE_PASSWORD}] if self.password_enabled else []
+        if self._config.app_services:
+            flows.append({"type": LOGIN_TYPE_APP_SERVICE})
+        return flows
 
     async def check_password(self, user_id: str, password: str) -> UserRecord | None:
         """The user if `password` is theirs; None (after the same work) otherwise.
@@ -107,21 +125,20 @@ class LoginHandler:
             return None
         return user
 
-    async def login(self, body: dict[str, Any], client_ip: str) -> dict[str, Any]:
-        await self._limits.login_address.ratelimit((client_ip,))
+    async def login(
+        self, body: dict[str, Any], client_ip: str, app_service: AppService | None = None
+    ) -> dict[str, Any]:
+        """Log in with a password, or (`app_service` authenticated the request
+        with its as_token) as one of an application service's users."""
         login_type = body.get("type")
         if not isinstance(login_type, str):
             raise BadJsonError("'type' must be a string")
+        if login_type == LOGIN_TYPE_APP_SERVICE:
+            return await self._login_app_service(body, app_service)
+        await self._limits.login_address.ratelimit((client_ip,))
         if login_type != LOGIN_TYPE_PASSWORD or not self.password_enabled:
             raise MatrixError(400, "M_UNKNOWN", "Unknown login type")
-        device_id = body.get("device_id")
-        if device_id is not None and (
-            not isinstance(device_id, str) or not device_id or len(device_id) > MAX_DEVICE_ID_LENGTH
-        ):
-            raise BadJsonError("'device_id' must be a non-empty string")
-        display_name = body.get("initial_device_display_name")
-        if display_name is not None and not isinstance(display_name, str):
-            raise BadJsonError("'initial_device_display_name' must be a string")
+        device_id, display_name = _device_fields(body)
         user_id = user_id_from_identifier(body, self._config.server_name)
         password = password_from(body)
 
@@ -142,9 +159,32 @@ class LoginHandler:
             raise _deactivated()
         if user.locked:
             raise MatrixError(401, "M_USER_LOCKED", "This account has been locked")
-        device_id, token = await self._devices.login_device(user.user_id, device_id, display_name)
+        return await self._complete(user.user_id, device_id, display_name)
+
+    async def _login_app_service(
+        self, body: dict[str, Any], service: AppService | None
+    ) -> dict[str, Any]:
+        """No password and no rate limit: the as_token vouches for the user,
+        who must be in the service's namespace and registered (as Synapse)."""
+        if service is None:
+            raise AuthError("M_MISSING_TOKEN", "Missing application service token")
+        device_id, display_name = _device_fields(body)
+        user_id = user_id_from_identifier(body, self._config.server_name)
+        if not service.owns_user(user_id):
+            raise ForbiddenError("Invalid access_token")
+        user = await self._accounts.get_user(user_id)
+        if user is None:
+            raise ForbiddenError(INVALID_CREDENTIALS)
+        if user.deactivated:
+            raise _deactivated()
+        return await self._complete(user_id, device_id, display_name)
+
+    async def _complete(
+        self, user_id: str, device_id: str | None, display_name: str | None
+    ) -> dict[str, Any]:
+        device_id, token = await self._devices.login_device(user_id, device_id, display_name)
         return {
-            "user_id": user.user_id,
+            "user_id": user_id,
             "access_token": token,
             "device_id": device_id,
             "home_server": self._config.server_name,

@@ -7,6 +7,7 @@ from typing import Any
 from hamlet.config import HomeServerConfig
 from hamlet.core.ids import UserID
 from hamlet.handlers.accounts.ratelimits import AccountRatelimiters
+from hamlet.handlers.appservice.queries import AppServiceQueries
 from hamlet.handlers.common.errors import (
     ForbiddenError,
     InvalidParamError,
@@ -34,9 +35,11 @@ class ProfileHandler:
         rooms: RoomsStore,
         pipeline: EventPipeline,
         limits: AccountRatelimiters,
+        app_service_queries: AppServiceQueries | None = None,
     ) -> None:
         self.config = config
         self.limits = limits
+        self.app_service_queries = app_service_queries
         self.server_name = config.server_name
         self.accounts = accounts
         self.profiles = profiles
@@ -60,10 +63,17 @@ class ProfileHandler:
         if target not in await self.rooms.users_sharing_rooms(requester.user_id):
             raise ForbiddenError("You don't share a room with this user")
 
+    async def _exists(self, user_id: str) -> bool:
+        """Known here, or a bridge creates it when asked (its namespace)."""
+        queries = self.app_service_queries
+        if queries is None:
+            return await self.accounts.user_exists(user_id)
+        return await queries.user_exists(user_id, self.accounts.user_exists)
+
     async def get_profile(self, target: str) -> dict[str, Any]:
         if not UserID.is_valid(target):
             raise InvalidParamError(f"{target!r} is not a valid user ID")
-        if not self._is_mine(target) or not await self.accounts.user_exists(target):
+        if not self._is_mine(target) or not await self._exists(target):
             # No federation: remote profiles are unknown here.
             raise NotFoundError("Profile was not found")
         profile = await self.profiles.get_profile(target)

@@ -17,6 +17,7 @@ from hamlet.handlers.accounts.devices import DeviceHandler
 from hamlet.handlers.accounts.passwords import PasswordHasher, validate_password
 from hamlet.handlers.accounts.ratelimits import AccountRatelimiters
 from hamlet.handlers.accounts.uia import Flows, UiaHandler
+from hamlet.handlers.appservice.registry import AppService, AppServices
 from hamlet.handlers.common.errors import ForbiddenError, MatrixError, MissingParamError
 from hamlet.runtime.clock import Clock
 from hamlet.storage.stores.accounts import (
@@ -57,6 +58,7 @@ class RegistrationHandler:
         uia: UiaHandler,
         ratelimiters: AccountRatelimiters,
         after_registration: AfterRegistration | None = None,
+        app_services: AppServices | None = None,
     ) -> None:
         self._config = config
         self._clock = clock
@@ -69,6 +71,7 @@ class RegistrationHandler:
         self._next_numeric: int | None = None
         self.after_registration = after_registration
         self._numeric_lock = asyncio.Lock()
+        self._app_services = app_services or AppServices((), config.server_name)
 
     @property
     def server_name(self) -> str:
@@ -79,21 +82,31 @@ class RegistrationHandler:
 
     # Localparts
 
-    def check_localpart(self, localpart: str, *, allow_numeric: bool = False) -> str:
-        """The user ID for `localpart`, or `400 M_INVALID_USERNAME`."""
+    def check_localpart(
+        self,
+        localpart: str,
+        *,
+        allow_numeric: bool = False,
+        app_service: AppService | None = None,
+    ) -> str:
+        """The user ID for `localpart`, or `400 M_INVALID_USERNAME`; `400
+        M_EXCLUSIVE` if an application service (other than `app_service`)
+        reserves it. A service's own users may start with `_` or be numeric
+        (bridges name their bots and ghosts so)."""
         if not localpart:
             raise invalid_username("User ID cannot be empty")
         if localpart != localpart.lower():
             raise invalid_username("User ID may not contain upper-case letters")
         if not is_valid_localpart(localpart):
             raise invalid_username("User ID can only contain characters a-z, 0-9, or '=_-./+'")
-        if localpart.startswith("_"):
+        if localpart.startswith("_") and app_service is None:
             raise invalid_username("User ID may not begin with _")
-        if not allow_numeric and localpart.isdigit():
+        if not allow_numeric and app_service is None and localpart.isdigit():
             raise invalid_username("Numeric user IDs are reserved for guest users.")
         user_id = self.user_id_for(localpart)
         if len(user_id.encode("utf-8")) > MAX_ID_LENGTH:
             raise invalid_username(f"User ID may not be longer than {MAX_ID_LENGTH} characters")
+        self._app_services.check_user_available(user_id, app_service)
         return user_id
 
     async def check_username(self, localpart: str) -> str:
@@ -142,12 +155,15 @@ class RegistrationHandler:
         displayname: str | None = None,
         is_guest: bool = False,
         registration_token: str | None = None,
+        app_service: AppService | None = None,
     ) -> str:
         """Create a user; returns its ID. Nobody is logged in.
 
         `localpart=None` picks a numeric one. Raises `M_INVALID_USERNAME`,
-        `M_USER_IN_USE`, or `M_RESOURCE_LIMIT_EXCEEDED` (the tenant's
-        `limits.max_users`). The display name defaults to the localpart.
+        `M_EXCLUSIVE` (an application service's namespace, unless it is
+        `app_service`'s), `M_USER_IN_USE`, or `M_RESOURCE_LIMIT_EXCEEDED`
+        (the tenant's `limits.max_users`). The display name defaults to the
+        localpart.
         """
         if user_type is not None and user_type not in USER_TYPES:
             raise MatrixError(400, "M_INVALID_PARAM", "Invalid user type")
@@ -164,7 +180,7 @@ class RegistrationHandler:
                 localpart = await self.generate_localpart()
                 user_id = self.check_localpart(localpart, allow_numeric=True)
             else:
-                user_id = self.check_localpart(localpart)
+                user_id = self.check_localpart(localpart, app_service=app_service)
             try:
                 await self._accounts.create_user(
                     user_id,
@@ -245,6 +261,28 @@ class RegistrationHandler:
             user_id = await self.register_user(
                 username, password, registration_token=token if isinstance(token, str) else None
             )
+        if inhibit_login:
+            return {"user_id": user_id, "home_server": self.server_name}
+        return await self.create_login(user_id, device_id, display_name)
+
+    async def register_app_service_user(
+        self,
+        service: AppService,
+        username: str,
+        *,
+        device_id: str | None,
+        display_name: str | None,
+        inhibit_login: bool,
+    ) -> dict[str, Any]:
+        """`POST /register` with `type: m.login.application_service`: no UIA,
+        no rate limit, open even when registration is off; the user must be
+        in the service's namespace (`400 M_EXCLUSIVE` otherwise, as Synapse)."""
+        user_id = self.user_id_for(username)
+        if not service.owns_user(user_id):
+            raise MatrixError(
+                400, "M_EXCLUSIVE", "Invalid user localpart for this application service."
+            )
+        user_id = await self.register_user(username, app_service=service)
         if inhibit_login:
             return {"user_id": user_id, "home_server": self.server_name}
         return await self.create_login(user_id, device_id, display_name)

@@ -33,7 +33,13 @@ def build(ctx: BuildContext, s: Services) -> None:
     )
     s.account_ratelimiters = ctx.own(AccountRatelimiters(clock, config))
     s.auth = ctx.own(
-        AuthHandler(clock, s.device_store, session_lifetime_ms=config.session_lifetime)
+        AuthHandler(
+            clock,
+            s.device_store,
+            session_lifetime_ms=config.session_lifetime,
+            app_services=s.app_services,
+            accounts=s.account_store,
+        )
     )
     s.devices = DeviceHandler(
         clock,
@@ -69,6 +75,7 @@ def build(ctx: BuildContext, s: Services) -> None:
         s.uia,
         s.account_ratelimiters,
         after_registration=auto_join.on_registered if auto_join is not None else None,
+        app_services=s.app_services,
     )
     s.account = AccountHandler(config, s.account_store, s.password_hasher, s.devices, s.auth, s.uia)
     s.shared_secret_registration = ctx.own(SharedSecretRegistration(clock, config, s.registration))
@@ -79,6 +86,7 @@ def build(ctx: BuildContext, s: Services) -> None:
         rooms=s.rooms_store,
         pipeline=s.event_pipeline,
         limits=s.account_ratelimiters,
+        app_service_queries=s.app_service_queries,
     )
     s.user_directory = UserDirectoryHandler(
         config=config, store=s.user_directory_store, rooms=s.rooms_store, state=s.room_state

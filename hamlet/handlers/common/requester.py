@@ -17,6 +17,11 @@ class ClientInfo:
     access_token: str | None
     ip: str
     user_agent: str | None = None
+    #: An application service's identity assertion: the `user_id` query
+    #: parameter, and the device (MSC3202's `org.matrix.msc3202.device_id`
+    #: or `device_id` parameter) it acts as. Ignored for other tokens.
+    assert_user_id: str | None = None
+    assert_device_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,3 +35,7 @@ class Requester:
     shadow_banned: bool = False
     # The SHA-256 hash of the access token used (never the token itself).
     token_id: str | None = None
+    #: The application service whose as_token authenticated the request.
+    app_service_id: str | None = None
+    #: False for an application service registered with `rate_limited: false`.
+    ratelimited: bool = True

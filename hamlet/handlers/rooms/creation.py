@@ -17,6 +17,7 @@ from hamlet.core.presets import (
     preset_initial_state,
 )
 from hamlet.core.room_versions import KNOWN_ROOM_VERSIONS
+from hamlet.handlers.appservice.registry import AppServices
 from hamlet.handlers.common.errors import (
     BadJsonError,
     ForbiddenError,
@@ -78,6 +79,7 @@ class RoomCreationHandler:
         membership: MembershipHandler,
         rooms: RoomsStore,
         rules: DirectoryRuleSets,
+        app_services: AppServices | None = None,
     ) -> None:
         self.server_name = server_name
         self.rules = rules
@@ -85,8 +87,11 @@ class RoomCreationHandler:
         self.creator = creator
         self.membership = membership
         self.rooms = rooms
+        self.app_services = app_services or AppServices((), server_name)
 
-    async def plan(self, user_id: str, body: Mapping[str, Any]) -> RoomPlan:
+    async def plan(
+        self, user_id: str, body: Mapping[str, Any], app_service_id: str | None = None
+    ) -> RoomPlan:
         """Check a createRoom body; everything that could refuse it is refused here."""
         version = body.get("room_version", self.default_room_version)
         if not isinstance(version, str) or version not in KNOWN_ROOM_VERSIONS:
@@ -167,6 +172,9 @@ class RoomCreationHandler:
                 or not RoomAlias.is_valid(alias)
             ):
                 raise InvalidParamError("Invalid room_alias_name")
+            self.app_services.check_alias_available(
+                alias, self.app_services.by_id(app_service_id or "")
+            )
             if await self.rooms.get_alias(alias) is not None:
                 raise MatrixError(400, "M_ROOM_IN_USE", "Room alias already taken")
         room_id = generate_room_id(self.server_name)

@@ -16,6 +16,8 @@ from hamlet.core.power_levels import (
     get_required_level,
     get_user_power_level,
 )
+from hamlet.handlers.appservice.queries import AppServiceQueries
+from hamlet.handlers.appservice.registry import AppServices
 from hamlet.handlers.common.errors import (
     ForbiddenError,
     InvalidParamError,
@@ -84,9 +86,13 @@ class DirectoryHandler:
         rules: DirectoryRuleSets,
         pipeline: EventPipeline | None = None,
         counts: UserDirectoryStore | None = None,
+        app_services: AppServices | None = None,
+        app_service_queries: AppServiceQueries | None = None,
     ) -> None:
         self.server_name = server_name
         self.rules = rules
+        self.app_service_queries = app_service_queries
+        self.app_services = app_services or AppServices((), server_name)
         self.rooms = rooms
         self.state = state
         self.pipeline = pipeline
@@ -126,6 +132,9 @@ class DirectoryHandler:
         self._local_alias(alias)
         if not room_id.startswith("!") or ":" not in room_id:
             raise InvalidParamError(f"{room_id!r} is not a room ID")
+        self.app_services.check_alias_available(
+            alias, self.app_services.by_id(requester.app_service_id or "")
+        )
         if await self.rooms.get_room(room_id) is None:
             raise NotFoundError("Unknown room")
         if not requester.is_admin and not await self._is_joined(requester.user_id, room_id):
@@ -138,7 +147,11 @@ class DirectoryHandler:
     async def get_alias(self, alias: str) -> dict[str, Any]:
         if not RoomAlias.is_valid(alias):
             raise InvalidParamError(f"{alias!r} is not a valid room alias")
-        found = await self.rooms.get_alias(alias)
+        queries = self.app_service_queries
+        if queries is None:
+            found = await self.rooms.get_alias(alias)
+        else:
+            found = await queries.find_alias(alias, self.rooms.get_alias)
         if found is None:
             raise NotFoundError(f"Room alias {alias} not found")
         return {"room_id": found[0], "servers": [self.server_name]}

@@ -85,6 +85,7 @@ class EventCreator(ServiceBase):
         redacts: str | None = None,
         txn: tuple[str, str, str] | None = None,
         create_version: str | None = None,
+        origin_server_ts: int | None = None,
     ) -> Event:
         """Create and persist one event; returns it (or the earlier one for a repeated txn).
 
@@ -128,7 +129,9 @@ class EventCreator(ServiceBase):
                     prev_events=[x.event_id for x in prevs],
                     auth_events=sorted(e.event_id for e in auth_state.values()),
                     depth=next_depth([x.depth for x in prevs]),
-                    origin_server_ts=self.clock.time_msec(),
+                    origin_server_ts=origin_server_ts
+                    if origin_server_ts is not None
+                    else self.clock.time_msec(),
                     server_name=self.server_name,
                     signing_key=self.signing_key,
                     redacts=redacts,

@@ -9,6 +9,7 @@ from typing import Any
 from hamlet.core.events import Event
 from hamlet.core.ids import RoomAlias, UserID
 from hamlet.core.room_versions import get_room_version
+from hamlet.handlers.appservice.queries import AppServiceQueries
 from hamlet.handlers.common.errors import (
     BadJsonError,
     ForbiddenError,
@@ -37,8 +38,10 @@ class MembershipHandler:
         state: StateHandler,
         rooms: RoomsStore,
         profiles: ProfilesStore,
+        app_service_queries: AppServiceQueries | None = None,
     ) -> None:
         self.server_name = server_name
+        self.app_service_queries = app_service_queries
         self.creator = creator
         self.state = state
         self.rooms = rooms
@@ -49,7 +52,11 @@ class MembershipHandler:
         if room_id_or_alias.startswith("#"):
             if not RoomAlias.is_valid(room_id_or_alias):
                 raise InvalidParamError("Invalid room alias")
-            found = await self.rooms.get_alias(room_id_or_alias)
+            queries = self.app_service_queries
+            if queries is None:
+                found = await self.rooms.get_alias(room_id_or_alias)
+            else:
+                found = await queries.find_alias(room_id_or_alias, self.rooms.get_alias)
             if found is None:
                 raise NotFoundError("Room alias not found")
             return found[0]
@@ -78,9 +85,11 @@ class MembershipHandler:
         action: str | None = None,
         reason: str | None = None,
         extra: Mapping[str, Any] | None = None,
+        origin_server_ts: int | None = None,
     ) -> Event:
         """Send `target`'s new membership; `action` is the endpoint's verb (`kick`,
-        `unban`, ...) when it says more than the membership does."""
+        `unban`, ...) when it says more than the membership does.
+        `origin_server_ts`: an application service's massaged timestamp."""
         action = action or membership
         if membership not in MEMBERSHIPS:
             raise BadJsonError(f"Invalid membership {membership!r}")
@@ -137,7 +146,9 @@ class MembershipHandler:
             and (current is None or current.membership not in ("join", "invite", "knock", "ban"))
         ):
             raise ForbiddenError(f"{target} is not in this room")
-        return await self.creator.send(sender, room_id, MEMBER, content, state_key=target)
+        return await self.creator.send(
+            sender, room_id, MEMBER, content, state_key=target, origin_server_ts=origin_server_ts
+        )
 
     async def forget(self, user_id: str, room_id: str) -> None:
         current = await self.rooms.get_membership(room_id, user_id)

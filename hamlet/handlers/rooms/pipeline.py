@@ -130,6 +130,7 @@ class EventPipeline:
             state_key=state_key,
             redacts=redacts,
             txn=txn,
+            origin_server_ts=sender.origin_server_ts,
         )
         return event.event_id
 
@@ -211,6 +212,7 @@ class EventPipeline:
             action=action,
             reason=reason,
             extra=extra,
+            origin_server_ts=sender.origin_server_ts,
         )
         return event.event_id
 
@@ -232,7 +234,7 @@ class EventPipeline:
     # Whole rooms
 
     async def create_room(self, sender: Sender, body: Mapping[str, Any]) -> dict[str, Any]:
-        plan = await self._creation.plan(sender.user_id, body)
+        plan = await self._creation.plan(sender.user_id, body, sender.app_service_id)
         if not sender.internal:
             await self._ratelimits.room_creation_request(sender)
             if sender.shadow_banned:

@@ -28,14 +28,25 @@ class Sender:
     #: change's new join events, deactivation): as Synapse sends these with
     #: `ratelimit=False`, they skip rate limits and shadow bans.
     internal: bool = False
+    #: The application service acting for the user, if any.
+    app_service_id: str | None = None
+    #: False for an application service registered with `rate_limited: false`.
+    ratelimited: bool = True
+    #: An application service's `ts` (timestamp massaging): the event's
+    #: `origin_server_ts` instead of now.
+    origin_server_ts: int | None = None
 
     @classmethod
-    def of(cls, requester: Requester) -> Sender:
+    def of(cls, requester: Requester, *, ts: int | None = None) -> Sender:
+        """`ts` counts only for an application service (others get now, as Synapse)."""
         return cls(
             requester.user_id,
             requester.device_id,
             is_admin=requester.is_admin,
             shadow_banned=requester.shadow_banned,
+            app_service_id=requester.app_service_id,
+            ratelimited=requester.ratelimited,
+            origin_server_ts=ts if requester.app_service_id is not None else None,
         )
 
     @classmethod
@@ -44,7 +55,7 @@ class Sender:
 
     @property
     def exempt_from_limits(self) -> bool:
-        return self.internal or self.is_admin
+        return self.internal or self.is_admin or not self.ratelimited
 
     def txn_key(self, txn_id: str) -> tuple[str, str, str]:
         return (self.user_id, self.device_id or "", txn_id)

@@ -53,6 +53,7 @@ def build(ctx: BuildContext, s: Services) -> None:
         state=s.room_state,
         rooms=s.rooms_store,
         profiles=s.profiles_store,
+        app_service_queries=s.app_service_queries,
     )
     s.room_ratelimits = ctx.own(RoomRatelimiters(ctx.clock, ctx.config, s.ratelimit_overrides))
     rules = DirectoryRuleSets.from_config(
@@ -65,6 +66,7 @@ def build(ctx: BuildContext, s: Services) -> None:
         creator=s.event_creator,
         membership=s.membership,
         rooms=s.rooms_store,
+        app_services=s.app_services,
     )
     s.room_upgrade = RoomUpgradeHandler(
         server_name=server_name,
@@ -90,4 +92,6 @@ def build(ctx: BuildContext, s: Services) -> None:
         state=s.room_state,
         pipeline=s.event_pipeline,
         counts=s.user_directory_store,
+        app_services=s.app_services,
+        app_service_queries=s.app_service_queries,
     )

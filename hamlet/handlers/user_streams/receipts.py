@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import ClassVar, Final
+from typing import Any, ClassVar, Final
 
 from hamlet.core.ids import RoomID, is_valid_event_id
 from hamlet.handlers.common.errors import ForbiddenError, InvalidParamError, MatrixError
@@ -30,6 +30,16 @@ class RoomReceipts:
 
     type: ClassVar[str] = "m.receipt"
     receipts: list[Receipt] = field(default_factory=list)
+
+    def content(self) -> dict[str, Any]:
+        """`{event_id: {receipt_type: {user_id: {"ts", "thread_id"?}}}}`."""
+        content: dict[str, Any] = {}
+        for r in self.receipts:
+            entry: dict[str, Any] = {"ts": r.ts}
+            if r.thread_id is not None:
+                entry["thread_id"] = r.thread_id
+            content.setdefault(r.event_id, {}).setdefault(r.receipt_type, {})[r.user_id] = entry
+        return content
 
 
 class ReceiptsHandler(ServiceBase):

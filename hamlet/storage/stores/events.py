@@ -400,6 +400,18 @@ class EventsStore:
             event_id,
         )
         return value is not None
+    async def get_events_after(self, after: int, upto: int, limit: int) -> list[StoredEvent]:
+        """Events with after < stream_ordering <= upto, oldest first, at most `limit`."""
+        rows = await self.db.fetchall(
+            "get_events_after",
+            f"SELECT {_EVENT_COLUMNS} FROM events e JOIN rooms r USING (room_id)"
+            " WHERE e.stream_ordering > ? AND e.stream_ordering <= ?"
+            " ORDER BY e.stream_ordering LIMIT ?",
+            after,
+            upto,
+            limit,
+        )
+        return [_row_to_event(row) for row in rows]
 
     async def get_rooms_changed(self, room_ids: Collection[str], after: int, upto: int) -> set[str]:
         """Which of `room_ids` have events with after < stream_ordering <= upto."""

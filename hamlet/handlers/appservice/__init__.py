@@ -1,0 +1,1 @@
+"""Application services (bridges): registrations, their users' authentication, and event push."""
