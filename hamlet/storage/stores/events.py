@@ -400,6 +400,7 @@ class EventsStore:
             event_id,
         )
         return value is not None
+
     async def get_events_after(self, after: int, upto: int, limit: int) -> list[StoredEvent]:
         """Events with after < stream_ordering <= upto, oldest first, at most `limit`."""
         rows = await self.db.fetchall(
