@@ -524,7 +524,6 @@ def test_keys_that_change_nothing_warn() -> None:
             database={"name": "sqlite3", "txn_limit": 10, "args": {"database": "x.db"}},
             listeners=[{"port": 8008, "resources": [{"names": ["client", "openid"]}]}],
             rc_admin_redaction={"per_second": 1, "burst_count": 5},
-            allow_public_rooms_over_federation=True,
             rc_joins={"remote": {"per_second": 1, "burst_count": 5}},
         ),
         config_dir=Path("/srv"),
@@ -540,8 +539,6 @@ def test_keys_that_change_nothing_warn() -> None:
             "APIs and /health, whatever its resources list",
             "unsupported key 'rc_admin_redaction' has no effect: there is no admin redaction "
             "API yet",
-            "unsupported key 'allow_public_rooms_over_federation' has no effect: there is no "
-            "federation yet",
         ]
     )
     # Their harmless values say nothing.
