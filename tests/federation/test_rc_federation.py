@@ -9,6 +9,8 @@ from urllib.parse import quote
 
 import pytest
 
+from hamlet.config.model import FederationRateLimitConfig
+from hamlet.handlers.federation.ratelimit import FederationRateLimiter
 from tests.conftest import advance, settle, time_stands_still
 from tests.federation.conftest import StartServers
 from tests.federation.inbound_support import SEND, HeldPdus, send_txn, signed_request, txn
@@ -103,3 +105,39 @@ async def test_transactions_count_against_the_origin_too(
     held.release.set()
     await first
     assert (await waiting).status == 404  # no such user: it was processed
+
+
+async def test_a_request_gone_while_queued_frees_nothing_and_leaks_nothing(
+    harness: Harness,
+) -> None:
+    limiter = FederationRateLimiter(
+        harness.hs.clock, FederationRateLimitConfig(concurrent=1, sleep_limit=100)
+    )
+    order: list[str] = []
+
+    async def hold(name: str, until: asyncio.Event) -> None:
+        async with limiter.ratelimit(A):
+            order.append(name)
+            await until.wait()
+
+    done = asyncio.Event()
+    done.set()
+    first_release = asyncio.Event()
+    first = asyncio.ensure_future(hold("first", first_release))
+    gone = asyncio.ensure_future(hold("gone", done))
+    handed = asyncio.ensure_future(hold("handed", done))
+    last = asyncio.ensure_future(hold("last", done))
+    await settle()
+    assert order == ["first"]
+    # One leaves while queued; another is handed the slot and leaves before it runs.
+    gone.cancel()
+    first_release.set()
+    await asyncio.sleep(0)
+    handed.cancel()
+    await asyncio.gather(first, gone, handed, return_exceptions=True)
+    await last
+    assert order == ["first", "last"]
+    # The one slot is free again.
+    await asyncio.wait_for(hold("again", done), 1)
+    assert order[-1] == "again"
+    assert limiter.memory_usage() > 0
