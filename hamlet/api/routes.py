@@ -44,10 +44,10 @@ from hamlet.api.client import (
 )
 from hamlet.api.federation import keys as federation_keys
 from hamlet.api.federation import openid as federation_openid
-from hamlet.api.federation import version as federation_version
-from hamlet.api.federation import wellknown as federation_wellknown
 from hamlet.api.federation import queries as federation_queries
 from hamlet.api.federation import send as federation_send
+from hamlet.api.federation import version as federation_version
+from hamlet.api.federation import wellknown as federation_wellknown
 from hamlet.api.media import content as media_content
 from hamlet.api.router import Router
 

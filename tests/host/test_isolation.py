@@ -67,7 +67,7 @@ async def test_same_names_on_two_tenants_never_leak(
     assert (resp.status, resp.json["errcode"]) == (401, "M_UNKNOWN_TOKEN")
 
     # Rooms and aliases are per tenant: a.test's alias is another server's,
-    # which b.test (with no federation client here) cannot ask.
+    # which b.test asks over federation (unreachable here, never its own data).
     resp = await pair.request(
         "GET", f"{C}/directory/room/%23general:a.test", host="b.test", token=alice_b.token
     )

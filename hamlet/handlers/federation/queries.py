@@ -55,13 +55,10 @@ class RemoteServerError(MatrixError):
 class FederationQueries(ServiceBase):
     name = "federation_queries"
 
-    def __init__(self, clock: Clock, transport: QueryTransport | None = None) -> None:
+    def __init__(self, clock: Clock, transport: QueryTransport) -> None:
         self._clock = clock
         self._transport = transport
         self._profiles: LruCache[str, tuple[int, dict[str, str]]] = LruCache(PROFILES_CACHED)
-
-    def attach_transport(self, transport: QueryTransport) -> None:
-        self._transport = transport
 
     async def _ask(
         self,
@@ -75,8 +72,6 @@ class FederationQueries(ServiceBase):
         passes_403: bool = False,
     ) -> JsonDict:
         """GET (or POST `body`) and the JSON object answered, errors mapped."""
-        if self._transport is None:
-            raise RemoteServerError(f"{failure}: this server has no federation client")
         try:
             if body is None:
                 answer = await self._transport.get_json(destination, path, args)
