@@ -44,6 +44,8 @@ from hamlet.api.client import (
 )
 from hamlet.api.federation import keys as federation_keys
 from hamlet.api.federation import openid as federation_openid
+from hamlet.api.federation import queries as federation_queries
+from hamlet.api.federation import send as federation_send
 from hamlet.api.federation import version as federation_version
 from hamlet.api.federation import wellknown as federation_wellknown
 from hamlet.api.media import content as media_content
@@ -96,6 +98,8 @@ def build_router() -> Router:
         federation_keys,
         federation_version,
         federation_wellknown,
+        federation_send,
+        federation_queries,
     ):
         module.register(router)
     return router

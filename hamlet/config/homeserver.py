@@ -51,6 +51,7 @@ from hamlet.config.model import (
     DatabaseEngine,
     DirectoryRule,
     FederationConfig,
+    FederationRateLimitConfig,
     HomeServerConfig,
     HostConfig,
     InviteRateLimits,
@@ -361,9 +362,11 @@ def _build(ctx: Context, root: Section) -> HomeServerConfig | None:
         ),
         server_notices=_server_notices(root),
         allow_public_rooms_without_auth=root.bool_("allow_public_rooms_without_auth", False),
-        allow_public_rooms_over_federation=_without_federation(
-            root, "allow_public_rooms_over_federation"
+        allow_public_rooms_over_federation=root.bool_("allow_public_rooms_over_federation", False),
+        allow_profile_lookup_over_federation=root.bool_(
+            "allow_profile_lookup_over_federation", True
         ),
+        rc_federation=_rc_federation(root),
         trusted_key_servers=server_keys.trusted_key_servers(root),
         old_signing_keys=server_keys.old_signing_keys(root),
         key_refresh_interval=server_keys.key_refresh_interval(root),
@@ -423,11 +426,23 @@ def _federation(root: Section) -> FederationConfig:
     return config
 
 
-def _without_federation(root: Section, key: str) -> bool:
-    value = root.bool_(key, False)
-    if value:
-        root.unsupported(key, "there is no federation yet")
-    return value
+#: Upper bound of rc_federation's durations (ms): beyond an hour is a typo.
+MAX_RC_FEDERATION_MS = 3600_000
+
+
+def _rc_federation(root: Section) -> FederationRateLimitConfig:
+    s = root.section("rc_federation")
+    d = FederationRateLimitConfig()
+    if s is None:
+        return d
+    return FederationRateLimitConfig(
+        window_size=s.int_("window_size", d.window_size, 1, MAX_RC_FEDERATION_MS),
+        # At least 1: the retry hint a refusal carries is window_size / sleep_limit.
+        sleep_limit=s.int_("sleep_limit", d.sleep_limit, 1),
+        sleep_delay=s.int_("sleep_delay", d.sleep_delay, 0, MAX_RC_FEDERATION_MS),
+        reject_limit=s.int_("reject_limit", d.reject_limit, 0),
+        concurrent=s.int_("concurrent", d.concurrent, 1),
+    )
 
 
 def _positive_size(s: Section, key: str, default: int) -> int:

@@ -250,6 +250,22 @@ class PushConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class FederationRateLimitConfig:
+    """``rc_federation`` (Synapse's keys), applied per origin server.
+
+    Requests from one origin beyond ``sleep_limit`` within ``window_size``
+    ms wait ``sleep_delay`` ms; more than ``reject_limit`` waiting are
+    refused (429); at most ``concurrent`` are processed at once.
+    """
+
+    window_size: int = 1000
+    sleep_limit: int = 10
+    sleep_delay: int = 500
+    reject_limit: int = 50
+    concurrent: int = 3
+
+
+@dataclass(frozen=True, slots=True)
 class ServerNoticesConfig:
     """``server_notices`` (absent means server notices are off)."""
 
@@ -482,7 +498,9 @@ class HomeServerConfig:
     server_notices: ServerNoticesConfig | None = None
     allow_public_rooms_without_auth: bool = False
     allow_public_rooms_over_federation: bool = False
+    allow_profile_lookup_over_federation: bool = True
     federation: FederationConfig = FederationConfig()
+    rc_federation: FederationRateLimitConfig = FederationRateLimitConfig()
     push: PushConfig = PushConfig()
     #: Where outbound requests to user-supplied URLs (push gateways) may not
     #: go, unless also in ``ip_range_whitelist``; Synapse's keys and defaults.

@@ -39,8 +39,11 @@ from hamlet.handlers.federation.client import FederationClient
 from hamlet.handlers.federation.discovery import ServerDiscovery
 from hamlet.handlers.federation.keyring import Keyring
 from hamlet.handlers.federation.notary import KeyNotary
+from hamlet.handlers.federation.queries import FederationQueries
+from hamlet.handlers.federation.ratelimit import FederationRateLimiter
 from hamlet.handlers.federation.sender.admin import DestinationsAdmin
 from hamlet.handlers.federation.sender.sender import FederationSender
+from hamlet.handlers.federation.transactions import TransactionHandler
 from hamlet.handlers.history.aggregations import BundledAggregations
 from hamlet.handlers.history.pagination import PaginationHandler
 from hamlet.handlers.history.reader import RoomReader
@@ -170,6 +173,10 @@ class Services:
     # federation: other servers' keys, and the notary serving them
     keyring: Keyring
     key_notary: KeyNotary
+    # federation: what other servers send and ask us, and what we ask them.
+    federation_transactions: TransactionHandler
+    federation_ratelimiter: FederationRateLimiter
+    federation_queries: FederationQueries
     # federation: the outbound queues and their admin view.
     federation_sender: FederationSender
     federation_destinations: DestinationsAdmin

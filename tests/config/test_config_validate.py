@@ -16,7 +16,7 @@ from hamlet.config import (
     ResourceConfig,
     validate_config,
 )
-from hamlet.config.model import PushConfig
+from hamlet.config.model import FederationRateLimitConfig, PushConfig
 
 
 def ok(raw: dict[str, Any], config_dir: Path = Path("/etc/hamlet")) -> HomeServerConfig:
@@ -110,6 +110,20 @@ def test_default_rate_limits_match_synapse() -> None:
     assert c.rc_invites.per_issuer == rl(0.3, 10)
     assert c.rc_media_create == rl(10, 50)
     assert c.rc_admin_redaction is None
+    assert c.rc_federation == FederationRateLimitConfig(1000, 10, 500, 50, 3)
+    assert c.allow_profile_lookup_over_federation is True
+
+
+def test_rc_federation() -> None:
+    c = ok(base(rc_federation={"window_size": 2000, "concurrent": 1, "reject_limit": 0}))
+    assert c.rc_federation == FederationRateLimitConfig(2000, 10, 500, 0, 1)
+    assert sorted(
+        errors(base(rc_federation={"sleep_limit": 0, "concurrent": 0, "window_size": "1s"}))
+    ) == [
+        "rc_federation.concurrent: must be an integer >= 1",
+        "rc_federation.sleep_limit: must be an integer >= 1",
+        "rc_federation.window_size: must be an integer between 1 and 3600000",
+    ]
 
 
 def test_config_is_immutable() -> None:
@@ -524,7 +538,6 @@ def test_keys_that_change_nothing_warn() -> None:
             database={"name": "sqlite3", "txn_limit": 10, "args": {"database": "x.db"}},
             listeners=[{"port": 8008, "resources": [{"names": ["client", "openid"]}]}],
             rc_admin_redaction={"per_second": 1, "burst_count": 5},
-            allow_public_rooms_over_federation=True,
             rc_joins={"remote": {"per_second": 1, "burst_count": 5}},
         ),
         config_dir=Path("/srv"),
@@ -540,8 +553,6 @@ def test_keys_that_change_nothing_warn() -> None:
             "APIs and /health, whatever its resources list",
             "unsupported key 'rc_admin_redaction' has no effect: there is no admin redaction "
             "API yet",
-            "unsupported key 'allow_public_rooms_over_federation' has no effect: there is no "
-            "federation yet",
         ]
     )
     # Their harmless values say nothing.

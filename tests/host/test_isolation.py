@@ -66,11 +66,12 @@ async def test_same_names_on_two_tenants_never_leak(
     resp = await pair.request("GET", f"{C}/account/whoami", token=alice_a.token, host="b.test")
     assert (resp.status, resp.json["errcode"]) == (401, "M_UNKNOWN_TOKEN")
 
-    # Rooms and aliases are per tenant.
+    # Rooms and aliases are per tenant: a.test's alias is another server's,
+    # which b.test asks over federation (unreachable here, never its own data).
     resp = await pair.request(
         "GET", f"{C}/directory/room/%23general:a.test", host="b.test", token=alice_b.token
     )
-    assert resp.status in (400, 404)
+    assert resp.status in (400, 404, 502)
     resp = await pair.request(
         "GET", f"{C}/rooms/{a['room_id']}/state", host="b.test", token=alice_b.token
     )

@@ -5,6 +5,10 @@ real HTTP through the harness's front door, to the tenant whose server name
 is the destination, so every answer is a real homeserver's. Tests can make a
 destination unreachable, send it to another tenant (`aliases`), or change
 real answers on the way back (`tamper`), and read what was asked.
+
+Each homeserver gets its own view (`signed_by`): its requests carry an
+X-Matrix header signed with its key, so the destination authenticates them
+exactly as it would another server's.
 """
 
 from __future__ import annotations
@@ -17,28 +21,34 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from yarl import URL
 
 from hamlet.core.canonical_json import JsonDict
+from hamlet.core.crypto import SigningKey
+from hamlet.core.xmatrix import sign_request
+from hamlet.handlers.common.service import BuildContext
+from hamlet.handlers.container import Services
 from hamlet.handlers.federation import services as federation
 from hamlet.homeserver import HomeServer
 from tests.support.harness import Harness
 
 
+def wire_path(path: str) -> str:
+    """`path` as the harness's client sends it (yarl re-quotes the query):
+    what a signature over the request must cover."""
+    return URL(path).raw_path_qs
+
+
 class RemoteError(Exception):
-    """The destination answered with an error status (or not at all)."""
+    """The destination answered with an error `status` (None: not at all)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
-@dataclass
-class HarnessTransport:
-    harness: Harness | None = None
-    #: Destinations answered by another tenant (name -> tenant's server name).
-    aliases: dict[str, str] = field(default_factory=dict)
-    #: Destinations that do not answer.
-    down: set[str] = field(default_factory=set)
-    #: Rewrites a real answer: (destination, path, answer) -> what is returned.
-    tamper: Callable[[str, str, Any], Any] | None = None
-    #: (method, destination, path) of every request, in order.
-    requests: list[tuple[str, str, str]] = field(default_factory=list)
+class _JsonRequests:
+    """get_json / post_json / put_json, as the federation client offers them."""
 
     async def get_json(
         self,
@@ -49,20 +59,68 @@ class HarnessTransport:
         timeout_ms: int | None = None,
     ) -> JsonDict:
         query = f"?{urlencode(args, doseq=True)}" if args else ""
-        return await self._request("GET", destination, path + query, None)
+        return await self._send("GET", destination, path + query, None)
 
     async def post_json(self, destination: str, path: str, body: JsonDict) -> JsonDict:
-        return await self._request("POST", destination, path, body)
+        return await self._send("POST", destination, path, body)
 
-    async def _request(self, method: str, destination: str, path: str, body: Any) -> Any:
+    async def put_json(
+        self, destination: str, path: str, body: JsonDict, *, timeout_ms: int | None = None
+    ) -> JsonDict:
+        return await self._send("PUT", destination, path, body)
+
+    async def _send(self, method: str, destination: str, path: str, body: Any) -> Any:
+        raise NotImplementedError
+
+
+@dataclass
+class HarnessTransport(_JsonRequests):
+    harness: Harness | None = None
+    #: Destinations answered by another tenant (name -> tenant's server name).
+    aliases: dict[str, str] = field(default_factory=dict)
+    #: Destinations that do not answer.
+    down: set[str] = field(default_factory=set)
+    #: Rewrites a real answer: (destination, path, answer) -> what is returned.
+    tamper: Callable[[str, str, Any], Any] | None = None
+    #: (method, destination, path) of every request, in order.
+    requests: list[tuple[str, str, str]] = field(default_factory=list)
+
+    async def _send(self, method: str, destination: str, path: str, body: Any) -> Any:
+        """Unsigned, as a server fetching keys may send."""
+        return await self._request(method, destination, path, body)
+
+    def signed_by(self, origin: str, key: SigningKey) -> SignedTransport:
+        """The view of this transport a homeserver named `origin` sends through."""
+        return SignedTransport(self, origin, key)
+
+    async def _request(
+        self,
+        method: str,
+        destination: str,
+        path: str,
+        body: Any,
+        origin: tuple[str, SigningKey] | None = None,
+    ) -> Any:
         assert self.harness is not None, "HarnessTransport used before its harness started"
         self.requests.append((method, destination, path))
         if destination in self.down:
             raise RemoteError(f"{destination} is down")
         host = self.aliases.get(destination, destination)
-        resp = await self.harness.request(method, path, json=body, host=host)
+        headers = {}
+        if origin is not None:
+            headers["Authorization"] = sign_request(
+                method=method,
+                uri=wire_path(path),
+                origin=origin[0],
+                destination=destination,
+                content=body,
+                signing_key=origin[1],
+            )
+        resp = await self.harness.request(method, path, json=body, host=host, headers=headers)
         if resp.status != 200:
-            raise RemoteError(f"{destination} answered {resp.status}: {resp.body[:200]!r}")
+            raise RemoteError(
+                f"{destination} answered {resp.status}: {resp.body[:200]!r}", resp.status
+            )
         answer = resp.json
         if self.tamper is not None:
             answer = self.tamper(destination, path, answer)
@@ -76,12 +134,29 @@ class HarnessTransport:
         )
 
 
+@dataclass
+class SignedTransport(_JsonRequests):
+    """One homeserver's way out through a `HarnessTransport`: signed as it."""
+
+    network: HarnessTransport
+    origin: str
+    key: SigningKey
+
+    async def _send(self, method: str, destination: str, path: str, body: Any) -> Any:
+        return await self.network._request(method, destination, path, body, (self.origin, self.key))
+
+
+def _build_federation(transport: HarnessTransport, ctx: BuildContext, s: Services) -> None:
+    federation.build(ctx, s, transport=transport.signed_by(ctx.server_name, ctx.signing_key))
+
+
 @contextlib.contextmanager
 def homeservers_fetching_with(transport: HarnessTransport) -> Iterator[None]:
-    """HomeServers built meanwhile give their keyring `transport`."""
+    """HomeServers built meanwhile fetch keys and ask queries through
+    `transport`, each signing as itself."""
     with pytest.MonkeyPatch.context() as mp:
         builders = tuple(
-            functools.partial(federation.build, transport=transport)
+            functools.partial(_build_federation, transport)
             if builder is federation.build
             else builder
             for builder in HomeServer.builders

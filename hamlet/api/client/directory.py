@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from hamlet.api.request import ApiRequest
 from hamlet.api.router import Router
+from hamlet.core.ids import RoomAlias, is_valid_server_name
 from hamlet.handlers.common.errors import BadJsonError, InvalidParamError, MissingParamError
-from hamlet.handlers.common.requester import Requester
 
 
 async def put_alias(req: ApiRequest) -> dict[str, Any]:
@@ -23,7 +24,12 @@ async def put_alias(req: ApiRequest) -> dict[str, Any]:
 
 
 async def get_alias(req: ApiRequest) -> dict[str, Any]:
-    return await req.hs.directory.get_alias(req.params["roomAlias"])
+    alias = req.params["roomAlias"]
+    if RoomAlias.is_valid(alias):
+        domain = RoomAlias.from_string(alias).domain
+        if domain != req.hs.server_name:
+            return await req.hs.federation_queries.room_alias(alias, domain)
+    return await req.hs.directory.get_alias(alias)
 
 
 async def delete_alias(req: ApiRequest) -> dict[str, Any]:
@@ -51,26 +57,17 @@ async def put_visibility(req: ApiRequest) -> dict[str, Any]:
     return {}
 
 
-async def _optional_requester(req: ApiRequest) -> Requester | None:
-    if req.access_token() is None and req.hs.config.allow_public_rooms_without_auth:
-        return None
-    return await req.authenticate(allow_guest=True)
+@dataclass(frozen=True, slots=True)
+class PublicRoomsSearch:
+    """The body of `POST /publicRooms` (client and federation alike)."""
+
+    limit: int | None
+    since: str | None
+    search_term: str | None
+    room_types: list[str | None] | None
 
 
-async def get_public_rooms(req: ApiRequest) -> dict[str, Any]:
-    await _optional_requester(req)
-    return await req.hs.directory.public_rooms(
-        server=req.query.get("server"),
-        limit=req.query_int("limit"),
-        since=req.query.get("since"),
-        search_term=None,
-        room_types=None,
-    )
-
-
-async def post_public_rooms(req: ApiRequest) -> dict[str, Any]:
-    await req.authenticate(allow_guest=True)
-    body = await req.json_object(allow_empty=True)
+def public_rooms_search(body: dict[str, Any]) -> PublicRoomsSearch:
     limit = body.get("limit")
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool)):
         raise InvalidParamError("limit must be an integer")
@@ -89,12 +86,65 @@ async def post_public_rooms(req: ApiRequest) -> dict[str, Any]:
         or not all(t is None or isinstance(t, str) for t in room_types)
     ):
         raise InvalidParamError("room_types must be a list of strings or nulls")
+    return PublicRoomsSearch(limit, since, term, room_types)
+
+
+def _remote_server(req: ApiRequest) -> str | None:
+    """The `server` whose list is asked for, when it is not us."""
+    server = req.query.get("server")
+    if server is None or server == req.hs.server_name:
+        return None
+    if not is_valid_server_name(server):
+        raise InvalidParamError(f"{server!r} is not a server name")
+    return server
+
+
+async def get_public_rooms(req: ApiRequest) -> dict[str, Any]:
+    remote = _remote_server(req)
+    anonymous_ok = req.hs.config.allow_public_rooms_without_auth and remote is None
+    if req.access_token() is not None or not anonymous_ok:
+        # Asking another server on someone's behalf is never anonymous (as Synapse).
+        await req.authenticate(allow_guest=True)
+    limit = req.query_int("limit")
+    since = req.query.get("since")
+    if remote is not None:
+        return await req.hs.federation_queries.public_rooms(
+            remote,
+            limit=limit,
+            since=since,
+            search_term=None,
+            room_types=None,
+            include_all_networks=req.query_bool("include_all_networks"),
+            third_party_instance_id=req.query.get("third_party_instance_id"),
+        )
     return await req.hs.directory.public_rooms(
-        server=req.query.get("server"),
-        limit=limit,
-        since=since,
-        search_term=term,
-        room_types=room_types,
+        server=None, limit=limit, since=since, search_term=None, room_types=None
+    )
+
+
+async def post_public_rooms(req: ApiRequest) -> dict[str, Any]:
+    await req.authenticate(allow_guest=True)
+    body = await req.json_object(allow_empty=True)
+    search = public_rooms_search(body)
+    remote = _remote_server(req)
+    if remote is not None:
+        include_all = body.get("include_all_networks", False)
+        instance = body.get("third_party_instance_id")
+        return await req.hs.federation_queries.public_rooms(
+            remote,
+            limit=search.limit,
+            since=search.since,
+            search_term=search.search_term,
+            room_types=search.room_types,
+            include_all_networks=include_all is True,
+            third_party_instance_id=instance if isinstance(instance, str) else None,
+        )
+    return await req.hs.directory.public_rooms(
+        server=None,
+        limit=search.limit,
+        since=search.since,
+        search_term=search.search_term,
+        room_types=search.room_types,
     )
 
 

@@ -6,7 +6,8 @@ from typing import Any
 
 from hamlet.api.request import ApiRequest
 from hamlet.api.router import Router
-from hamlet.handlers.common.errors import MissingParamError
+from hamlet.core.ids import UserID
+from hamlet.handlers.common.errors import MissingParamError, NotFoundError
 from hamlet.handlers.common.requester import Requester
 
 
@@ -16,11 +17,20 @@ async def _lookup_requester(req: ApiRequest) -> Requester | None:
     return None
 
 
+async def _profile(req: ApiRequest, target: str) -> dict[str, Any]:
+    """The profile of a user of ours, or of another server's (asked over federation)."""
+    if UserID.is_valid(target):
+        domain = UserID.from_string(target).domain
+        if domain != req.hs.server_name:
+            return await req.hs.federation_queries.profile(target, domain)
+    return await req.hs.profile.get_profile(target)
+
+
 async def get_profile(req: ApiRequest) -> dict[str, Any]:
     requester = await _lookup_requester(req)
     target = req.params["userId"]
     await req.hs.profile.check_may_look_up(requester, target, req.client_ip)
-    return await req.hs.profile.get_profile(target)
+    return await _profile(req, target)
 
 
 def _field_handlers(field: str):  # type: ignore[no-untyped-def]
@@ -28,7 +38,10 @@ def _field_handlers(field: str):  # type: ignore[no-untyped-def]
         requester = await _lookup_requester(req)
         target = req.params["userId"]
         await req.hs.profile.check_may_look_up(requester, target, req.client_ip)
-        return await req.hs.profile.get_field(target, field)
+        profile = await _profile(req, target)
+        if field not in profile:
+            raise NotFoundError("The requested profile key does not exist")
+        return {field: profile[field]}
 
     async def put_field(req: ApiRequest) -> dict[str, Any]:
         requester = await req.authenticate(allow_guest=True)

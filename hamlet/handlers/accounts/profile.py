@@ -74,7 +74,7 @@ class ProfileHandler:
         if not UserID.is_valid(target):
             raise InvalidParamError(f"{target!r} is not a valid user ID")
         if not self._is_mine(target) or not await self._exists(target):
-            # No federation: remote profiles are unknown here.
+            # Other servers' users are asked of their server (FederationQueries).
             raise NotFoundError("Profile was not found")
         profile = await self.profiles.get_profile(target)
         out: dict[str, Any] = {}
@@ -84,11 +84,23 @@ class ProfileHandler:
                     out[name] = value
         return out
 
-    async def get_field(self, target: str, field: str) -> dict[str, Any]:
+    async def federation_profile(self, target: str, field: str | None) -> dict[str, Any]:
+        """`GET /_matrix/federation/v1/query/profile`: a local user's profile,
+        or one field of it, for another server. As Synapse: 403 when
+        `allow_profile_lookup_over_federation` is off, 400 for a user of
+        another server, 404 for an unknown user or a field we never have;
+        `limit_profile_requests_to_users_who_share_rooms` is for our own
+        users' lookups and does not apply here."""
+        if not self.config.allow_profile_lookup_over_federation:
+            raise ForbiddenError("Profile lookup over federation is disabled on this homeserver")
+        if not UserID.is_valid(target):
+            raise InvalidParamError(f"{target!r} is not a valid user ID")
+        if not self._is_mine(target):
+            raise InvalidParamError("User is not hosted on this homeserver")
+        if field is not None and field not in FIELDS:
+            raise NotFoundError("Profile was not found")
         profile = await self.get_profile(target)
-        if field not in profile:
-            raise NotFoundError("The requested profile key does not exist")
-        return {field: profile[field]}
+        return profile if field is None else {k: v for k, v in profile.items() if k == field}
 
     async def set_field(self, requester: Requester, target: str, field: str, value: Any) -> None:
         if field not in FIELDS:

@@ -1,5 +1,7 @@
-"""Builds the federation services: the transport (discovery and the signing client),
-the keyring and the key notary."""
+"""Builds the federation services: the transport (discovery and the signing
+client), the keyring and the key notary, inbound transactions and
+`rc_federation`, and the queries asked of other servers (after
+user_streams: transactions feed typing, receipts and presence)."""
 
 from __future__ import annotations
 
@@ -7,9 +9,13 @@ from hamlet.handlers.common.service import BuildContext
 from hamlet.handlers.container import Services
 from hamlet.handlers.federation.client import FederationClient, federation_ip_filter
 from hamlet.handlers.federation.discovery import ServerDiscovery
+from hamlet.handlers.federation.inbound_edus import InboundEdus
 from hamlet.handlers.federation.keyring import KeyFetchTransport, Keyring
 from hamlet.handlers.federation.notary import KeyNotary
+from hamlet.handlers.federation.queries import FederationQueries
+from hamlet.handlers.federation.ratelimit import FederationRateLimiter
 from hamlet.handlers.federation.srv import DnsSrvResolver
+from hamlet.handlers.federation.transactions import PdusNotHandled, TransactionHandler
 from hamlet.storage.stores.server_keys import ServerKeyStore
 
 
@@ -39,15 +45,17 @@ def build_transport(ctx: BuildContext, s: Services) -> None:
 
 
 def build(ctx: BuildContext, s: Services, transport: KeyFetchTransport | None = None) -> None:
-    """`transport` is what the keyring fetches with: the tenant's federation
-    client unless a test gives another."""
+    """`transport` is what the keyring fetches with and queries of other
+    servers go out through: the tenant's federation client unless a test
+    gives another."""
+    client = transport if transport is not None else s.federation_client
     s.keyring = ctx.own(
         Keyring(
             config=ctx.config,
             clock=ctx.clock,
             signing_key=ctx.signing_key,
             store=ServerKeyStore(ctx.db),
-            transport=transport if transport is not None else s.federation_client,
+            transport=client,
         )
     )
     s.key_notary = ctx.own(
@@ -57,4 +65,17 @@ def build(ctx: BuildContext, s: Services, transport: KeyFetchTransport | None = 
             signing_key=ctx.signing_key,
             keyring=s.keyring,
         )
+    )
+    s.federation_queries = ctx.own(FederationQueries(ctx.clock, client))
+    s.federation_ratelimiter = ctx.own(FederationRateLimiter(ctx.clock, ctx.config.rc_federation))
+    edus = InboundEdus(
+        server_name=ctx.server_name,
+        membership=s.membership,
+        sharing=s.rooms_store,
+        typing=s.typing,
+        receipts=s.receipts,
+        presence=s.presence,
+    )
+    s.federation_transactions = ctx.own(
+        TransactionHandler(ctx.clock, PdusNotHandled(s.rooms_store), edus.handlers())
     )

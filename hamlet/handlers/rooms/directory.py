@@ -145,6 +145,8 @@ class DirectoryHandler:
             raise MatrixError(409, "M_UNKNOWN", f"Room alias {alias} already exists")
 
     async def get_alias(self, alias: str) -> dict[str, Any]:
+        """The room an alias we hold points at, and the servers to join it
+        through: ours first, then every other server with a joined member."""
         if not RoomAlias.is_valid(alias):
             raise InvalidParamError(f"{alias!r} is not a valid room alias")
         queries = self.app_service_queries
@@ -154,7 +156,16 @@ class DirectoryHandler:
             found = await queries.find_alias(alias, self.rooms.get_alias)
         if found is None:
             raise NotFoundError(f"Room alias {alias} not found")
-        return {"room_id": found[0], "servers": [self.server_name]}
+        room_id = found[0]
+        others = {m.user_id.partition(":")[2] for m in await self.rooms.get_members(room_id)} - {
+            self.server_name
+        }
+        return {"room_id": room_id, "servers": [self.server_name, *sorted(others)]}
+
+    async def federation_alias(self, alias: str) -> dict[str, Any]:
+        """`GET /_matrix/federation/v1/query/directory`: only our own aliases."""
+        self._local_alias(alias)
+        return await self.get_alias(alias)
 
     async def delete_alias(self, requester: Requester, alias: str) -> None:
         self._local_alias(alias)

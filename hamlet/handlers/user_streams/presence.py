@@ -36,6 +36,9 @@ SYNC_TIMEOUT_MS: Final = 30 * 1000
 # `currently_active` stays true this long after the last activity.
 ACTIVE_GRANULARITY_MS: Final = 60 * 1000
 CHECK_INTERVAL_S: Final = 5.0
+# A remote user whose server has said nothing of them for this long goes
+# offline (as Synapse: their server may have gone away without telling us).
+FEDERATION_TIMEOUT_MS: Final = 30 * 60 * 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +103,9 @@ class PresenceHandler(ServiceBase):
         self.enabled = enabled
         self._states: dict[str, UserPresence] = {}
         self._syncing: dict[str, int] = {}  # user -> syncs in flight
+        # Users whose presence their own (remote) server tells us; their
+        # `last_sync_ts` is when it last did.
+        self._remote: set[str] = set()
         self._position = 0
         notifier.register_stream(self.name, self)
 
@@ -178,6 +184,35 @@ class PresenceHandler(ServiceBase):
             new = dataclasses.replace(new, state=UNAVAILABLE)
         await self._update(old, new)
 
+    async def set_remote_presence(
+        self,
+        user_id: str,
+        presence: str,
+        *,
+        status_msg: str | None,
+        last_active_ago: int | None,
+        currently_active: bool,
+    ) -> None:
+        """A remote user's presence, as their server pushed it (checked by the caller)."""
+        if not self.enabled:
+            return
+        if presence not in STATES:
+            raise InvalidParamError(f"Invalid presence state {presence!r}")
+        if status_msg is not None:
+            status_msg = status_msg[: self._max_status_msg_length]
+        now = self._clock.time_msec()
+        self._remote.add(user_id)
+        old = self.get_state(user_id)
+        new = dataclasses.replace(
+            old,
+            state=presence,
+            status_msg=status_msg,
+            last_active_ts=now - max(0, last_active_ago) if last_active_ago is not None else 0,
+            last_sync_ts=now,
+            currently_active=currently_active and presence == ONLINE,
+        )
+        await self._update(old, new)
+
     @contextlib.asynccontextmanager
     async def syncing(self, user_id: str, presence: str | None) -> AsyncIterator[None]:
         """Wrap one /sync: the user is not timed out while a sync is in flight."""
@@ -222,6 +257,12 @@ class PresenceHandler(ServiceBase):
         now = self._clock.time_msec()
         for old in list(self._states.values()):
             if old.state == OFFLINE:
+                continue
+            if old.user_id in self._remote:
+                # Their own server times them out; we only notice it went quiet.
+                if now - old.last_sync_ts > FEDERATION_TIMEOUT_MS:
+                    offline = dataclasses.replace(old, state=OFFLINE, currently_active=False)
+                    await self._update(old, offline)
                 continue
             new = old
             if old.state == ONLINE:
@@ -268,7 +309,7 @@ class PresenceHandler(ServiceBase):
         return PresenceUpdates(states, now)
 
     def memory_usage(self) -> int:
-        return ENTRY_BYTES * (len(self._states) + len(self._syncing))
+        return ENTRY_BYTES * (len(self._states) + len(self._syncing) + len(self._remote))
 
     def clear_caches(self) -> None:
         """Presence is state, not a cache."""

@@ -100,6 +100,18 @@ class ReceiptsHandler(ServiceBase):
         else:
             await self._write(user_id, room_id, receipt_type, event_id, thread_id)
 
+    async def received_remote_receipt(
+        self, user_id: str, room_id: str, event_id: str, thread_id: str | None
+    ) -> bool:
+        """A remote server's public read receipt for one of its users; False
+        (and nothing stored) unless that user is joined to the room here."""
+        try:
+            await self._check(user_id, room_id, event_id)
+        except MatrixError:
+            return False
+        await self._write(user_id, room_id, READ, event_id, thread_id)
+        return True
+
     async def set_read_markers(
         self,
         user_id: str,

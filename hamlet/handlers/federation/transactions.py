@@ -1,0 +1,176 @@
+"""Inbound transactions: `PUT /_matrix/federation/v1/send/{txnId}`.
+
+As Synapse: at most 50 PDUs and 100 EDUs (400 beyond); one transaction per
+origin at a time (another transaction ID while one is in flight is 429, the
+same one waits for and shares its answer); an answered transaction is
+answered the same again (remembered per (origin, transaction ID) in a
+bounded cache, where Synapse keeps a table for a day: a transaction retried
+after the cache forgot it is processed again, which EDUs tolerate).
+
+PDUs are handled first, then EDUs in order. EDUs go to the handler of their
+type (unknown types are ignored). PDUs go to a `PduHandler`: the seam where
+the room DAG plugs in. Until it does, `PdusNotHandled` answers each PDU of
+a room we know with an error entry, so the sender knows nothing was
+accepted; PDUs of rooms we are not in are left out of the answer, as
+Synapse does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+from hamlet.core.canonical_json import JsonDict
+from hamlet.core.errors import EventFormatError
+from hamlet.core.events import compute_event_id
+from hamlet.core.room_versions import get_room_version
+from hamlet.handlers.common.errors import BadJsonError, MatrixError
+from hamlet.handlers.common.service import ENTRY_BYTES, ServiceBase
+from hamlet.handlers.federation.inbound_edus import EduHandler
+from hamlet.runtime.clock import Clock
+from hamlet.runtime.lru import LruCache
+from hamlet.storage.stores.rooms import RoomsStore
+
+logger = logging.getLogger(__name__)
+
+MAX_PDUS: Final = 50
+MAX_EDUS: Final = 100
+#: Answered transactions remembered per homeserver.
+ANSWERS_CACHED: Final = 10_000
+#: Longest transaction ID kept as a cache key; longer ones are refused.
+MAX_TXN_ID_LENGTH: Final = 255
+
+
+class PduHandler(Protocol):
+    async def handle_pdus(self, origin: str, pdus: Sequence[Any]) -> dict[str, JsonDict]:
+        """Each PDU's outcome by event ID: `{}` if accepted, `{"error": why}`
+        if not. PDUs of rooms this server is not in may be left out."""
+        ...
+
+
+class PdusNotHandled:
+    """The PDU half until the room DAG can take remote events: each PDU of a
+    room we know is answered with an error; none is stored."""
+
+    ERROR: Final = "This server does not accept events over federation yet"
+
+    def __init__(self, rooms: RoomsStore) -> None:
+        self._rooms = rooms
+
+    async def handle_pdus(self, origin: str, pdus: Sequence[Any]) -> dict[str, JsonDict]:
+        results: dict[str, JsonDict] = {}
+        for pdu in pdus:
+            room_id = pdu.get("room_id") if isinstance(pdu, Mapping) else None
+            room = await self._rooms.get_room(room_id) if isinstance(room_id, str) else None
+            if room is None:
+                logger.info("Ignoring PDU from %s for unknown room %r", origin, room_id)
+                continue
+            try:
+                event_id = compute_event_id(pdu, get_room_version(room.room_version))
+            except EventFormatError as e:
+                logger.info("Ignoring malformed PDU from %s: %s", origin, e)
+                continue
+            results[event_id] = {"error": self.ERROR}
+        return results
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    origin: str
+    txn_id: str
+    pdus: Sequence[Any]
+    edus: Sequence[Mapping[str, Any]]
+
+
+def _count_error(what: str, limit: int) -> MatrixError:
+    return MatrixError(400, "M_BAD_JSON", f"A transaction holds at most {limit} {what}")
+
+
+def parse_transaction(origin: str, txn_id: str, body: Mapping[str, Any]) -> Transaction:
+    """The transaction in `body`, sent by the authenticated `origin`; 400 if malformed."""
+    if not txn_id or len(txn_id) > MAX_TXN_ID_LENGTH:
+        raise BadJsonError(f"Transaction IDs are 1 to {MAX_TXN_ID_LENGTH} characters")
+    if body.get("origin") != origin:
+        raise BadJsonError("The transaction's origin is not the server that signed it")
+    pdus = body.get("pdus", [])
+    edus = body.get("edus", [])
+    if not isinstance(pdus, list) or not isinstance(edus, list):
+        raise BadJsonError("'pdus' and 'edus' must be lists")
+    if len(pdus) > MAX_PDUS:
+        raise _count_error("PDUs", MAX_PDUS)
+    if len(edus) > MAX_EDUS:
+        raise _count_error("EDUs", MAX_EDUS)
+    ts = body.get("origin_server_ts")
+    if ts is not None and (not isinstance(ts, int) or isinstance(ts, bool)):
+        raise BadJsonError("'origin_server_ts' must be an integer")
+    valid_edus = []
+    for edu in edus:
+        # A malformed EDU is skipped, not fatal: the rest of the transaction counts.
+        if (
+            isinstance(edu, Mapping)
+            and isinstance(edu.get("edu_type"), str)
+            and isinstance(edu.get("content"), Mapping)
+        ):
+            valid_edus.append(edu)
+        else:
+            logger.info("Ignoring malformed EDU from %s in %s", origin, txn_id)
+    return Transaction(origin, txn_id, pdus, valid_edus)
+
+
+class TransactionHandler(ServiceBase):
+    name = "federation_transactions"
+
+    def __init__(self, clock: Clock, pdus: PduHandler, edus: Mapping[str, EduHandler]) -> None:
+        self._clock = clock
+        self.pdus = pdus
+        self._edus = dict(edus)
+        # origin -> (transaction ID, its answer to come) while in flight
+        self._active: dict[str, tuple[str, asyncio.Future[JsonDict]]] = {}
+        self._answers: LruCache[tuple[str, str], JsonDict] = LruCache(ANSWERS_CACHED)
+
+    def set_pdu_handler(self, pdus: PduHandler) -> None:
+        """Plug in the PDU half (the room DAG's)."""
+        self.pdus = pdus
+
+    async def on_transaction(self, txn: Transaction) -> JsonDict:
+        """The `/send` answer: `{"pdus": {event ID: result}}`."""
+        answered = self._answers.get((txn.origin, txn.txn_id))
+        if answered is not None:
+            return answered
+        active = self._active.get(txn.origin)
+        if active is not None:
+            active_id, answer = active
+            if active_id != txn.txn_id:
+                raise MatrixError(429, "M_UNKNOWN", "Too many concurrent transactions")
+        else:
+            # Detached from the request: a sender that gives up and retries
+            # the same transaction waits for this run instead of a second one.
+            answer = self._clock.run_in_background(self._process, txn)
+            self._active[txn.origin] = (txn.txn_id, answer)
+        return await asyncio.shield(answer)
+
+    async def _process(self, txn: Transaction) -> JsonDict:
+        try:
+            pdu_results = await self.pdus.handle_pdus(txn.origin, txn.pdus)
+            for edu in txn.edus:
+                handler = self._edus.get(edu["edu_type"])
+                if handler is None:
+                    continue
+                try:
+                    await handler(txn.origin, edu["content"])
+                except MatrixError as e:
+                    logger.info("EDU %s from %s refused: %s", edu["edu_type"], txn.origin, e)
+            result: JsonDict = {"pdus": pdu_results}
+            self._answers.set((txn.origin, txn.txn_id), result)
+            return result
+        finally:
+            del self._active[txn.origin]
+
+    def memory_usage(self) -> int:
+        return ENTRY_BYTES * (len(self._answers) + len(self._active))
+
+    def clear_caches(self) -> None:
+        """Answers are kept: forgetting them would replay transactions."""
