@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -9,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from hamlet.handlers.federation.sender import services as federation_sender
+from hamlet.homeserver import HomeServer
 from hamlet.runtime.virtual_time import VirtualTimeEventLoop
 from tests.support.harness import Harness, RecordingHandler, make_config, start_harness
 from tests.support.postgres import PostgresCluster, missing_binaries, start_cluster
@@ -36,6 +39,22 @@ def pytest_asyncio_loop_factories(
 ) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
     # Every async test runs on a loop whose time the test moves by hand.
     return {"vt": VirtualTimeEventLoop}
+
+
+@pytest.fixture(autouse=True)
+def federation_sender_offline() -> Iterator[None]:
+    """Homeservers under test queue federation transactions without sending
+    them: a test attaches the transport it wants (tests/federation/outbox_support.py),
+    so no test reaches for the network by accident."""
+    with pytest.MonkeyPatch.context() as mp:
+        builders = tuple(
+            functools.partial(federation_sender.build, offline=True)
+            if builder is federation_sender.build
+            else builder
+            for builder in HomeServer.builders
+        )
+        mp.setattr(HomeServer, "builders", builders)
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -12,9 +12,16 @@ from hamlet.handlers.federation.sender.transport import TransactionTransport
 from hamlet.storage.stores.federation_outbox import FederationOutboxStore
 
 
-def build(ctx: BuildContext, s: Services, transport: TransactionTransport | None = None) -> None:
-    """`transport` is the federation client transactions go out through;
-    without one, queues fill (in the database) and wait for one."""
+def build(
+    ctx: BuildContext,
+    s: Services,
+    transport: TransactionTransport | None = None,
+    *,
+    offline: bool = False,
+) -> None:
+    """Transactions go out through the tenant's federation client unless a
+    test gives another `transport`; `offline`, queues fill (in the
+    database) and wait until one is attached."""
     store = FederationOutboxStore(ctx.db)
     s.federation_sender = ctx.own(
         FederationSender(
@@ -31,7 +38,7 @@ def build(ctx: BuildContext, s: Services, transport: TransactionTransport | None
             receipts=s.receipts,
             presence=s.presence,
             user_rooms=s.rooms_store,
-            transport=transport,
+            transport=None if offline else transport or s.federation_client,
         )
     )
     s.federation_destinations = DestinationsAdmin(store, s.federation_sender)
