@@ -20,10 +20,19 @@ $(SYNAPSE_STAMP): requirements-synapse.txt
 	$(SYNAPSE_VENV)/bin/pip install --quiet -r requirements-synapse.txt
 	touch $(SYNAPSE_STAMP)
 
+# matrix-js-sdk for tests/clients/test_jssdk_sliding_sync.py, at the versions
+# package-lock.json pins. Without node and npm this fails, as the test would.
+JSSDK := tests/clients/jssdk
+JSSDK_STAMP := $(JSSDK)/node_modules/.installed
+
+$(JSSDK_STAMP): $(JSSDK)/package.json $(JSSDK)/package-lock.json
+	cd $(JSSDK) && npm ci --no-audit --no-fund
+	touch $(JSSDK_STAMP)
+
 serve: $(STAMP)
 	$(BIN)/hamlet serve --generate-config --config data/homeserver.yaml --data-dir data
 
-test: $(STAMP) $(SYNAPSE_STAMP)
+test: $(STAMP) $(SYNAPSE_STAMP) $(JSSDK_STAMP)
 	$(BIN)/ruff check hamlet tests bench
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
@@ -40,4 +49,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/ratelimit.py
 
 clean:
-	rm -rf $(VENV) $(SYNAPSE_VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SYNAPSE_VENV) .pytest_cache .mypy_cache .ruff_cache $(JSSDK)/node_modules
