@@ -176,7 +176,7 @@ async def test_an_answered_transaction_is_not_applied_again(
     assert hs_b.typing.typing_users(room) == [CAROL]
 
 
-async def test_pdus_are_answered_with_errors_until_the_room_dag_takes_them(
+async def test_an_unsigned_pdu_is_answered_with_an_error_and_not_stored(
     h: Harness, transport: HarnessTransport
 ) -> None:
     bob = await make_user(h, "bob", host=B)

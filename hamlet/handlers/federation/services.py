@@ -10,12 +10,13 @@ from hamlet.handlers.container import Services
 from hamlet.handlers.federation.client import FederationClient, federation_ip_filter
 from hamlet.handlers.federation.discovery import ServerDiscovery
 from hamlet.handlers.federation.inbound_edus import InboundEdus
+from hamlet.handlers.federation.inbound_pdus import InboundPdus
 from hamlet.handlers.federation.keyring import KeyFetchTransport, Keyring
 from hamlet.handlers.federation.notary import KeyNotary
 from hamlet.handlers.federation.queries import FederationQueries
 from hamlet.handlers.federation.ratelimit import FederationRateLimiter
 from hamlet.handlers.federation.srv import DnsSrvResolver
-from hamlet.handlers.federation.transactions import PdusNotHandled, TransactionHandler
+from hamlet.handlers.federation.transactions import TransactionHandler
 from hamlet.storage.stores.server_keys import ServerKeyStore
 
 
@@ -77,5 +78,9 @@ def build(ctx: BuildContext, s: Services, transport: KeyFetchTransport | None = 
         presence=s.presence,
     )
     s.federation_transactions = ctx.own(
-        TransactionHandler(ctx.clock, PdusNotHandled(s.rooms_store), edus.handlers())
+        TransactionHandler(
+            ctx.clock,
+            InboundPdus(s.rooms_store, s.keyring, s.federated_events),
+            edus.handlers(),
+        )
     )

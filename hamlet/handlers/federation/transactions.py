@@ -8,11 +8,9 @@ bounded cache, where Synapse keeps a table for a day: a transaction retried
 after the cache forgot it is processed again, which EDUs tolerate).
 
 PDUs are handled first, then EDUs in order. EDUs go to the handler of their
-type (unknown types are ignored). PDUs go to a `PduHandler`: the seam where
-the room DAG plugs in. Until it does, `PdusNotHandled` answers each PDU of
-a room we know with an error entry, so the sender knows nothing was
-accepted; PDUs of rooms we are not in are left out of the answer, as
-Synapse does.
+type (unknown types are ignored). PDUs go to a `PduHandler`
+(`inbound_pdus.py` checks them and hands them to the room DAG); PDUs of
+rooms we are not in are left out of the answer, as Synapse does.
 """
 
 from __future__ import annotations
@@ -24,15 +22,11 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from hamlet.core.canonical_json import JsonDict
-from hamlet.core.errors import EventFormatError
-from hamlet.core.events import compute_event_id
-from hamlet.core.room_versions import get_room_version
 from hamlet.handlers.common.errors import BadJsonError, MatrixError
 from hamlet.handlers.common.service import ENTRY_BYTES, ServiceBase
 from hamlet.handlers.federation.inbound_edus import EduHandler
 from hamlet.runtime.clock import Clock
 from hamlet.runtime.lru import LruCache
-from hamlet.storage.stores.rooms import RoomsStore
 
 logger = logging.getLogger(__name__)
 
@@ -49,32 +43,6 @@ class PduHandler(Protocol):
         """Each PDU's outcome by event ID: `{}` if accepted, `{"error": why}`
         if not. PDUs of rooms this server is not in may be left out."""
         ...
-
-
-class PdusNotHandled:
-    """The PDU half until the room DAG can take remote events: each PDU of a
-    room we know is answered with an error; none is stored."""
-
-    ERROR: Final = "This server does not accept events over federation yet"
-
-    def __init__(self, rooms: RoomsStore) -> None:
-        self._rooms = rooms
-
-    async def handle_pdus(self, origin: str, pdus: Sequence[Any]) -> dict[str, JsonDict]:
-        results: dict[str, JsonDict] = {}
-        for pdu in pdus:
-            room_id = pdu.get("room_id") if isinstance(pdu, Mapping) else None
-            room = await self._rooms.get_room(room_id) if isinstance(room_id, str) else None
-            if room is None:
-                logger.info("Ignoring PDU from %s for unknown room %r", origin, room_id)
-                continue
-            try:
-                event_id = compute_event_id(pdu, get_room_version(room.room_version))
-            except EventFormatError as e:
-                logger.info("Ignoring malformed PDU from %s: %s", origin, e)
-                continue
-            results[event_id] = {"error": self.ERROR}
-        return results
 
 
 @dataclass(frozen=True, slots=True)
