@@ -39,6 +39,17 @@ async def _send(h: Harness, transport: HarnessTransport, txn_id: str, *events: A
     return answer["pdus"]
 
 
+async def _alice_joins(
+    h: Harness, transport: HarnessTransport, room: str, remote: RemoteServer
+) -> Event:
+    """Alice of A joins B's public room by a PDU A sends."""
+    join = await remote.make(
+        h.servers[B], room, ALICE, "m.room.member", {"membership": "join"}, state_key=ALICE
+    )
+    assert await _send(h, transport, "t1", join) == {join.event_id: {}}
+    return join
+
+
 def _timeline(body: Any, room_id: str) -> list[Any]:
     return body["rooms"]["join"][room_id]["timeline"]["events"]
 
@@ -48,10 +59,7 @@ async def test_a_remote_join_and_message_reach_local_sync(
 ) -> None:
     bob, room, remote = await _room_on_b(h)
     hs_b = h.servers[B]
-    join = await remote.make(
-        hs_b, room, ALICE, "m.room.member", {"membership": "join"}, state_key=ALICE
-    )
-    assert await _send(h, transport, "t1", join) == {join.event_id: {}}
+    join = await _alice_joins(h, transport, room, remote)
     message = await remote.make(
         hs_b, room, ALICE, "m.room.message", {"msgtype": "m.text", "body": "hello from a"}
     )
@@ -78,10 +86,7 @@ async def test_bad_pdus_are_refused_and_never_served(
 ) -> None:
     bob, room, remote = await _room_on_b(h)
     hs_b = h.servers[B]
-    join = await remote.make(
-        hs_b, room, ALICE, "m.room.member", {"membership": "join"}, state_key=ALICE
-    )
-    assert await _send(h, transport, "t1", join) == {join.event_id: {}}
+    await _alice_joins(h, transport, room, remote)
 
     # A signature that does not verify.
     forged = await remote.make(hs_b, room, ALICE, "m.room.message", {"body": "x"})
@@ -113,10 +118,7 @@ async def test_content_that_fails_its_hash_is_kept_redacted(
 ) -> None:
     bob, room, remote = await _room_on_b(h)
     hs_b = h.servers[B]
-    join = await remote.make(
-        hs_b, room, ALICE, "m.room.member", {"membership": "join"}, state_key=ALICE
-    )
-    await _send(h, transport, "t1", join)
+    await _alice_joins(h, transport, room, remote)
     message = await remote.make(hs_b, room, ALICE, "m.room.message", {"body": "original"})
     pdu = message.get_pdu_json(include_unsigned=False)
     pdu["content"] = {"body": "tampered in transit"}
