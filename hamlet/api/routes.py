@@ -45,6 +45,7 @@ from hamlet.api.client import (
 from hamlet.api.federation import keys as federation_keys
 from hamlet.api.federation import openid as federation_openid
 from hamlet.api.federation import queries as federation_queries
+from hamlet.api.federation import room_reads as federation_room_reads
 from hamlet.api.federation import send as federation_send
 from hamlet.api.federation import version as federation_version
 from hamlet.api.federation import wellknown as federation_wellknown
@@ -100,6 +101,7 @@ def build_router() -> Router:
         federation_wellknown,
         federation_send,
         federation_queries,
+        federation_room_reads,
     ):
         module.register(router)
     return router

@@ -41,6 +41,7 @@ from hamlet.handlers.federation.keyring import Keyring
 from hamlet.handlers.federation.notary import KeyNotary
 from hamlet.handlers.federation.queries import FederationQueries
 from hamlet.handlers.federation.ratelimit import FederationRateLimiter
+from hamlet.handlers.federation.room_reads import FederationRoomReads
 from hamlet.handlers.federation.sender.admin import DestinationsAdmin
 from hamlet.handlers.federation.sender.sender import FederationSender
 from hamlet.handlers.federation.transactions import TransactionHandler
@@ -173,6 +174,7 @@ class Services:
     # federation: other servers' keys, and the notary serving them
     keyring: Keyring
     key_notary: KeyNotary
+    federation_room_reads: FederationRoomReads
     # federation: what other servers send and ask us, and what we ask them.
     federation_transactions: TransactionHandler
     federation_ratelimiter: FederationRateLimiter

@@ -15,6 +15,7 @@ from hamlet.handlers.federation.keyring import KeyFetchTransport, Keyring
 from hamlet.handlers.federation.notary import KeyNotary
 from hamlet.handlers.federation.queries import FederationQueries
 from hamlet.handlers.federation.ratelimit import FederationRateLimiter
+from hamlet.handlers.federation.room_reads import FederationRoomReads
 from hamlet.handlers.federation.srv import DnsSrvResolver
 from hamlet.handlers.federation.transactions import TransactionHandler
 from hamlet.storage.stores.server_keys import ServerKeyStore
@@ -83,4 +84,12 @@ def build(ctx: BuildContext, s: Services, transport: KeyFetchTransport | None = 
             InboundPdus(s.rooms_store, s.keyring, s.federated_events),
             edus.handlers(),
         )
+    )
+    s.federation_room_reads = FederationRoomReads(
+        server_name=ctx.server_name,
+        clock=ctx.clock,
+        events=s.events_store,
+        rooms=s.rooms_store,
+        state=s.room_state,
+        persister=s.event_persister,
     )

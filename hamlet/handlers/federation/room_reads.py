@@ -1,0 +1,129 @@
+"""What another server may read of a room's DAG: `/event`, `/state`,
+`/state_ids` and `/event_auth`.
+
+Only a server with a joined member in the room (or any server, for a
+world-readable room) may ask, and an event is served to it only where the
+room's history visibility at that event lets the server see it: always for
+`world_readable` and `shared`, and for `invited` / `joined` only when one of
+its users was invited or joined at that point (as Synapse filters events
+for servers). The state at an event is the state *before* it, resolved
+over its prev_events as the DAG stores them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any, Final
+
+from hamlet.core.canonical_json import JsonDict
+from hamlet.core.ids import get_domain_from_id
+from hamlet.handlers.common.errors import ForbiddenError, NotFoundError
+from hamlet.handlers.rooms.persistence import EventPersister
+from hamlet.handlers.rooms.state import StateHandler
+from hamlet.runtime.clock import Clock
+from hamlet.storage.stores.events import EventsStore, StoredEvent
+from hamlet.storage.stores.rooms import RoomsStore
+
+HISTORY_KEY: Final = ("m.room.history_visibility", "")
+MEMBER: Final = "m.room.member"
+#: Events one answer may carry: a state and its auth chain can be large,
+#: but not unbounded.
+MAX_EVENTS: Final = 20_000
+
+
+class FederationRoomReads:
+    def __init__(
+        self,
+        *,
+        server_name: str,
+        clock: Clock,
+        events: EventsStore,
+        rooms: RoomsStore,
+        state: StateHandler,
+        persister: EventPersister,
+    ) -> None:
+        self._server_name = server_name
+        self._clock = clock
+        self._events = events
+        self._rooms = rooms
+        self._state = state
+        self._persister = persister
+
+    async def event(self, origin: str, event_id: str) -> JsonDict:
+        stored = await self._visible_event(origin, None, event_id)
+        return self._answer(pdus=[_pdu(stored)])
+
+    async def state_ids(self, origin: str, room_id: str, event_id: str) -> JsonDict:
+        ids = await self._state_before(origin, room_id, event_id)
+        chain = await self._events.get_auth_chain_ids(ids)
+        return {"pdu_ids": sorted(ids), "auth_chain_ids": sorted(chain)}
+
+    async def state(self, origin: str, room_id: str, event_id: str) -> JsonDict:
+        ids = await self._state_before(origin, room_id, event_id)
+        chain = await self._events.get_auth_chain_ids(ids)
+        return {
+            "pdus": await self._pdus(ids),
+            "auth_chain": await self._pdus(chain),
+            "origin": self._server_name,
+        }
+
+    async def event_auth(self, origin: str, room_id: str, event_id: str) -> JsonDict:
+        await self._visible_event(origin, room_id, event_id)
+        chain = await self._events.get_auth_chain_ids([event_id])
+        return {"auth_chain": await self._pdus(chain)}
+
+    # --- checks ---
+
+    async def _visible_event(self, origin: str, room_id: str | None, event_id: str) -> StoredEvent:
+        stored = await self._events.get_event(event_id)
+        if stored is None or (room_id is not None and stored.event.room_id != room_id):
+            raise NotFoundError("Event not found")
+        await self._check_in_room(origin, stored.event.room_id)
+        if not await self._server_may_see(origin, stored):
+            raise ForbiddenError("Host not allowed to see this event")
+        return stored
+
+    async def _check_in_room(self, origin: str, room_id: str) -> None:
+        if origin in await self._rooms.get_joined_hosts(room_id):
+            return
+        current = await self._state.get_current_state(room_id, {HISTORY_KEY})
+        history = current.get(HISTORY_KEY)
+        if history is None or history.content.get("history_visibility") != "world_readable":
+            raise ForbiddenError("Host not in room.")
+
+    async def _server_may_see(self, origin: str, stored: StoredEvent) -> bool:
+        state = await self._state.get_state_after(stored)
+        history = state.get(HISTORY_KEY)
+        visibility = history.content.get("history_visibility") if history else "shared"
+        if visibility in ("world_readable", "shared"):
+            return True
+        allowed = ("invite", "join") if visibility == "invited" else ("join",)
+        return any(
+            key[0] == MEMBER
+            and get_domain_from_id(key[1]) == origin
+            and event.content.get("membership") in allowed
+            for key, event in state.items()
+        )
+
+    async def _state_before(self, origin: str, room_id: str, event_id: str) -> list[str]:
+        stored = await self._visible_event(origin, room_id, event_id)
+        prevs = await self._events.get_events(stored.event.prev_events)
+        groups = [p.state_group for p in prevs.values() if p.state_group is not None]
+        version = await self._persister.room_version(room_id)
+        before = await self._persister.state_at_groups(version, groups)
+        return list(before.ids.values())
+
+    # --- answers ---
+
+    async def _pdus(self, event_ids: Collection[str]) -> list[JsonDict]:
+        if len(event_ids) > MAX_EVENTS:
+            raise ForbiddenError("The answer would be too large")
+        found = await self._events.get_events(list(event_ids))
+        return [_pdu(found[e]) for e in sorted(found)]
+
+    def _answer(self, **fields: Any) -> JsonDict:
+        return {"origin": self._server_name, "origin_server_ts": self._clock.time_msec(), **fields}
+
+
+def _pdu(stored: StoredEvent) -> JsonDict:
+    return stored.event.get_pdu_json(include_unsigned=False)
