@@ -131,3 +131,34 @@ async def test_other_servers_and_hidden_history_are_refused(
     assert await _status(h, transport, A, f"{V1}/event/$nothing") == 404
     assert await _status(h, transport, A, f"{V1}/state_ids/{room}") == 400
     assert await _status(h, transport, A, f"{V1}/event_auth/{early_room}/{after}") == 404
+
+
+async def test_backfill_and_missing_events_walk_the_dag(
+    h: Harness, transport: HarnessTransport
+) -> None:
+    bob = await make_user(h, "bob", host=B)
+    room, _join = await _room_a_joins(h, transport, bob, "shared")
+    sent = [await _send_text(h, bob, room, f"b{i}", f"m{i}") for i in range(5)]
+    back = await _get(h, transport, A, f"{V1}/backfill/{room}", v=sent[-1], limit="3")
+    assert [p["content"].get("body") for p in back["pdus"]] == ["m4", "m3", "m2"]
+    out = transport.signed_by(A, h.servers[A].signing_key)
+    missing = await out.post_json(
+        B,
+        f"{V1}/get_missing_events/{room}",
+        {"earliest_events": [sent[0]], "latest_events": [sent[4]], "limit": 10},
+    )
+    # Between the two, oldest first, neither end included.
+    assert [p["content"]["body"] for p in missing["events"]] == ["m1", "m2", "m3"]
+    # Walking back far enough reaches alice's join and the room's creation.
+    everything = await _get(h, transport, A, f"{V1}/backfill/{room}", v=sent[-1], limit="100")
+    types = [p["type"] for p in everything["pdus"]]
+    assert types[-1] == "m.room.create"
+    assert "m.room.history_visibility" in types and len(types) >= 11
+    # A server with nobody in the room, and bad requests.
+    assert await _status(h, transport, C, f"{V1}/backfill/{room}", v=sent[-1]) == 403
+    with pytest.raises(RemoteError) as refused:
+        await out.post_json(B, f"{V1}/get_missing_events/{room}", {"latest_events": "x"})
+    assert refused.value.status == 400
+    assert await _status(h, transport, A, f"{V1}/backfill/{room}") == 400
+    members = {p["state_key"] for p in everything["pdus"] if p["type"] == "m.room.member"}
+    assert members == {bob.user_id, ALICE}

@@ -1,5 +1,5 @@
 """What another server may read of a room's DAG: `/event`, `/state`,
-`/state_ids` and `/event_auth`.
+`/state_ids`, `/event_auth`, `/backfill` and `/get_missing_events`.
 
 Only a server with a joined member in the room (or any server, for a
 world-readable room) may ask, and an event is served to it only where the
@@ -17,7 +17,7 @@ from typing import Any, Final
 
 from hamlet.core.canonical_json import JsonDict
 from hamlet.core.ids import get_domain_from_id
-from hamlet.handlers.common.errors import ForbiddenError, NotFoundError
+from hamlet.handlers.common.errors import ForbiddenError, InvalidParamError, NotFoundError
 from hamlet.handlers.rooms.persistence import EventPersister
 from hamlet.handlers.rooms.state import StateHandler
 from hamlet.runtime.clock import Clock
@@ -29,6 +29,10 @@ MEMBER: Final = "m.room.member"
 #: Events one answer may carry: a state and its auth chain can be large,
 #: but not unbounded.
 MAX_EVENTS: Final = 20_000
+#: `/backfill` and `/get_missing_events` answer at most this many events
+#: (Synapse caps both at 100), from at most this many starting points.
+MAX_WALK: Final = 100
+MAX_STARTS: Final = 20
 
 
 class FederationRoomReads:
@@ -71,6 +75,66 @@ class FederationRoomReads:
         await self._visible_event(origin, room_id, event_id)
         chain = await self._events.get_auth_chain_ids([event_id])
         return {"auth_chain": await self._pdus(chain)}
+
+    async def backfill(self, origin: str, room_id: str, starts: list[str], limit: int) -> JsonDict:
+        """Up to `limit` events walking back from `starts` (themselves included)."""
+        walked = await self._walk(origin, room_id, starts, set(), limit, include_starts=True)
+        return self._answer(pdus=[_pdu(s) for s in walked])
+
+    async def missing_events(
+        self,
+        origin: str,
+        room_id: str,
+        earliest: list[str],
+        latest: list[str],
+        limit: int,
+        min_depth: int,
+    ) -> JsonDict:
+        """Events between `earliest` and `latest` (neither included), newest
+        first walking back, oldest first in the answer."""
+        walked = await self._walk(
+            origin, room_id, latest, set(earliest), limit, include_starts=False
+        )
+        kept = [s for s in walked if s.event.depth >= min_depth]
+        return {"events": [_pdu(s) for s in reversed(kept)]}
+
+    async def _walk(
+        self,
+        origin: str,
+        room_id: str,
+        starts: list[str],
+        stop: set[str],
+        limit: int,
+        *,
+        include_starts: bool,
+    ) -> list[StoredEvent]:
+        """Breadth-first along prev_events, newest depth first, skipping what
+        `origin` may not see; at most `limit` (capped) events."""
+        if not starts or len(starts) > MAX_STARTS or len(stop) > MAX_STARTS:
+            raise InvalidParamError(f"Between 1 and {MAX_STARTS} events to start from")
+        await self._check_in_room(origin, room_id)
+        limit = max(0, min(limit, MAX_WALK))
+        seen = set(starts) | stop
+        frontier = list(starts) if include_starts else await self._prevs(starts, seen)
+        out: list[StoredEvent] = []
+        while frontier and len(out) < limit:
+            found = await self._events.get_events(frontier)
+            batch = sorted(
+                (s for s in found.values() if s.event.room_id == room_id),
+                key=lambda s: (s.event.depth, s.event.event_id),
+                reverse=True,
+            )
+            for stored in batch:
+                if len(out) < limit and await self._server_may_see(origin, stored):
+                    out.append(stored)
+            frontier = await self._prevs([s.event.event_id for s in batch], seen)
+        return out
+
+    async def _prevs(self, event_ids: list[str], seen: set[str]) -> list[str]:
+        prevs = await self._events.get_prev_events(event_ids)
+        fresh = list(dict.fromkeys(p for ids in prevs.values() for p in ids if p not in seen))
+        seen.update(fresh)
+        return fresh
 
     # --- checks ---
 
