@@ -42,6 +42,7 @@ from hamlet.api.client import (
     user_directory,
     versions,
 )
+from hamlet.api.federation import joins as federation_joins
 from hamlet.api.federation import keys as federation_keys
 from hamlet.api.federation import openid as federation_openid
 from hamlet.api.federation import queries as federation_queries
@@ -102,6 +103,7 @@ def build_router() -> Router:
         federation_send,
         federation_queries,
         federation_room_reads,
+        federation_joins,
     ):
         module.register(router)
     return router

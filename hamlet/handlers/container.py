@@ -37,6 +37,7 @@ from hamlet.handlers.e2ee.key_backup import KeyBackupHandler
 from hamlet.handlers.e2ee.keys import E2eKeysHandler
 from hamlet.handlers.federation.client import FederationClient
 from hamlet.handlers.federation.discovery import ServerDiscovery
+from hamlet.handlers.federation.joins import FederationJoins
 from hamlet.handlers.federation.keyring import Keyring
 from hamlet.handlers.federation.notary import KeyNotary
 from hamlet.handlers.federation.queries import FederationQueries
@@ -175,6 +176,7 @@ class Services:
     keyring: Keyring
     key_notary: KeyNotary
     federation_room_reads: FederationRoomReads
+    federation_joins: FederationJoins
     # federation: what other servers send and ask us, and what we ask them.
     federation_transactions: TransactionHandler
     federation_ratelimiter: FederationRateLimiter

@@ -14,7 +14,10 @@ from urllib.parse import quote
 
 import pytest
 
+from hamlet.api.federation.queries import query_profile
+from hamlet.api.federation.signed import signed
 from hamlet.api.request import ApiRequest
+from hamlet.api.router import Router
 from hamlet.api.routes import build_router
 from hamlet.config import HomeServerConfig
 from hamlet.core.crypto import verify_signed_json
@@ -63,19 +66,25 @@ async def hamlet(make_hs_config: MakeConfig, hamlet_tls: SelfSigned) -> AsyncIte
     process = HostProcess([config])
     server = HamletServer(process, server_name)
 
-    # Profile queries are not built yet: this stand-in answers one and
-    # records how Synapse asked, so the test can check its signature.
+    # Records how Synapse asked for a profile, so the test can check the
+    # signature itself, then answers as the real route does.
+    answer_profile = signed(query_profile)
+
     async def profile(req: ApiRequest) -> dict[str, Any]:
         headers = req.http.headers
         server.profile_queries.append(
             (req.http.raw_path, headers.get("Authorization", ""), headers.get("Host", ""))
         )
-        return {"displayname": "Alice of Hamlet"}
+        answered: dict[str, Any] = await answer_profile(req)
+        return answered
 
-    router = build_router()
+    router = Router()
     router.add("GET", "/_matrix/federation/v1/query/profile", profile)
+    for route in build_router().routes():
+        router.add(route.method, route.pattern, route.handler, capped=route.capped)
     process.frontend.router = router
     await process.start()
+    await server.hs.registration.register_user("alice", displayname="Alice of Hamlet")
     yield server
     await process.stop()
 

@@ -27,9 +27,16 @@ def _target(body: dict[str, Any]) -> str:
 
 
 async def join(req: ApiRequest) -> dict[str, Any]:
-    return await _self_membership(
-        req, "join", req.params.get("roomIdOrAlias") or req.params["roomId"]
-    )
+    target = req.params.get("roomIdOrAlias") or req.params["roomId"]
+    via = [*req.query.getall("via", []), *req.query.getall("server_name", [])]
+    requester = await req.authenticate()
+    joins = req.hs.federation_joins
+    remote = await joins.locate(target, via)
+    if remote is None:
+        return await _self_membership(req, "join", target)
+    room_id, servers = remote
+    await joins.join(requester.user_id, room_id, servers)
+    return {"room_id": room_id}
 
 
 async def knock(req: ApiRequest) -> dict[str, Any]:

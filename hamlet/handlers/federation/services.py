@@ -11,7 +11,8 @@ from hamlet.handlers.federation.client import FederationClient, federation_ip_fi
 from hamlet.handlers.federation.discovery import ServerDiscovery
 from hamlet.handlers.federation.inbound_edus import InboundEdus
 from hamlet.handlers.federation.inbound_pdus import InboundPdus
-from hamlet.handlers.federation.keyring import KeyFetchTransport, Keyring
+from hamlet.handlers.federation.joins import FederationJoins, JoinTransport
+from hamlet.handlers.federation.keyring import Keyring
 from hamlet.handlers.federation.notary import KeyNotary
 from hamlet.handlers.federation.queries import FederationQueries
 from hamlet.handlers.federation.ratelimit import FederationRateLimiter
@@ -46,7 +47,7 @@ def build_transport(ctx: BuildContext, s: Services) -> None:
     )
 
 
-def build(ctx: BuildContext, s: Services, transport: KeyFetchTransport | None = None) -> None:
+def build(ctx: BuildContext, s: Services, transport: JoinTransport | None = None) -> None:
     """`transport` is what the keyring fetches with and queries of other
     servers go out through: the tenant's federation client unless a test
     gives another."""
@@ -92,4 +93,17 @@ def build(ctx: BuildContext, s: Services, transport: KeyFetchTransport | None = 
         rooms=s.rooms_store,
         state=s.room_state,
         persister=s.event_persister,
+    )
+    s.federation_joins = FederationJoins(
+        server_name=ctx.server_name,
+        signing_key=ctx.signing_key,
+        clock=ctx.clock,
+        events=s.events_store,
+        rooms=s.rooms_store,
+        state=s.room_state,
+        persister=s.event_persister,
+        federated=s.federated_events,
+        signatures=s.keyring,
+        queries=s.federation_queries,
+        transport=client,
     )

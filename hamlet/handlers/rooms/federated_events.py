@@ -201,6 +201,10 @@ class FederatedEventHandler:
 
     async def _fails_current_state(self, version: RoomVersion, event: Event) -> bool:
         current = await self.state.get_current_state_ids(event.room_id)
+        if not current:
+            # A room we are only now joining has no current state yet: the
+            # state given with our join becomes it.
+            return False
         auth_state = await self.persister.load_state(current, self._auth_keys(version, event))
         return _auth_failure(version, event, auth_state) is not None
 
