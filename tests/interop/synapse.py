@@ -61,13 +61,17 @@ class Synapse:
                 text += "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) + "\n"
         return text
 
-    def client(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    def client(
+        self, method: str, path: str, body: Any = None, token: str | None = None
+    ) -> tuple[int, Any]:
         """A blocking call to its client API (run it off the event loop)."""
         data = orjson.dumps(body) if body is not None else None
         request = urllib.request.Request(
             f"http://127.0.0.1:{self.client_port}{path}", data=data, method=method
         )
         request.add_header("Content-Type", "application/json")
+        if token is not None:
+            request.add_header("Authorization", f"Bearer {token}")
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 return response.status, orjson.loads(response.read())

@@ -7,7 +7,8 @@ listener (self-signed certificate, loopback allowed), as Synapse does.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -22,12 +23,14 @@ from hamlet.api.routes import build_router
 from hamlet.config import HomeServerConfig
 from hamlet.core.crypto import verify_signed_json
 from hamlet.core.xmatrix import parse_header, verify_request
+from hamlet.handlers.rooms.sender import Sender
 from hamlet.homeserver import HomeServer
 from hamlet.host.process import HostProcess
 from tests.interop.synapse import Synapse, free_port
 from tests.support.tls import SelfSigned, make_self_signed
 
 MakeConfig = Callable[..., HomeServerConfig]
+MESSAGE = "m.room.message"
 
 
 @dataclass
@@ -145,3 +148,86 @@ async def test_synapse_accepts_hamlets_server_keys_through_its_notary(
     assert own_key_id in keys["verify_keys"]
     # Synapse countersigned what it accepted from us.
     assert set(keys["signatures"]) == {hamlet.server_name, synapse.server_name}
+
+
+async def eventually(
+    fetch: Callable[[], Awaitable[list[str]]], done: Callable[[list[str]], bool]
+) -> bool:
+    """Real servers on real time: poll, within a bounded deadline."""
+    for _ in range(200):
+        if done(await fetch()):
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+async def test_a_hamlet_user_joins_a_synapse_room_by_alias(
+    hamlet: HamletServer, synapse: Synapse
+) -> None:
+    """make_join / send_join against Synapse: it accepts our signed join,
+    and we accept its state and auth chain."""
+
+    def on_synapse(method: str, path: str, body: Any = None, token: str | None = None) -> Any:
+        return asyncio.to_thread(synapse.client, method, path, body, token)
+
+    # One Synapse serves the whole session: names of this run's own.
+    suffix = secrets.token_hex(4)
+
+    status, reg = await on_synapse(
+        "POST",
+        "/_matrix/client/v3/register",
+        {
+            "username": f"sybil{suffix}",
+            "password": "interop-pw-1",
+            "auth": {"type": "m.login.dummy"},
+        },
+    )
+    assert status == 200, reg
+    token = reg["access_token"]
+    status, made = await on_synapse(
+        "POST",
+        "/_matrix/client/v3/createRoom",
+        {"preset": "public_chat", "room_alias_name": f"interop{suffix}", "room_version": "10"},
+        token,
+    )
+    assert status == 200, made
+    room_id = made["room_id"]
+    hs = hamlet.hs
+    user_id = await hs.registration.register_user("jo")
+    located = await hs.federation_joins.locate(f"#interop{suffix}:{synapse.server_name}", [])
+    assert located is not None and located[0] == room_id
+    await hs.federation_joins.join(user_id, *located)
+    status, members = await on_synapse(
+        "GET", f"/_matrix/client/v3/rooms/{quote(room_id)}/joined_members", None, token
+    )
+    assert status == 200, members
+    assert set(members["joined"]) == {reg["user_id"], user_id}
+    # Our side holds the room too: both servers are in it.
+    assert await hs.rooms_store.get_joined_hosts(room_id) == {
+        hamlet.server_name,
+        synapse.server_name,
+    }
+
+    # Messages both ways: Synapse's transaction reaches our /send, ours its.
+    hs.federation_sender.attach_transport(hs.federation_client)
+    path = f"/_matrix/client/v3/rooms/{quote(room_id)}"
+    text = {"msgtype": "m.text", "body": "from synapse"}
+    status, sent = await on_synapse("PUT", f"{path}/send/m.room.message/s1", text, token)
+    assert status == 200, sent
+
+    async def our_bodies() -> list[str]:
+        events = await hs.room_history_store.get_room_events(
+            room_id, after=None, before=None, limit=20, backwards=True
+        )
+        return [str(e.event.content.get("body")) for e in events if e.event.type == MESSAGE]
+
+    assert await eventually(our_bodies, lambda bodies: "from synapse" in bodies)
+    text = {"msgtype": "m.text", "body": "from hamlet"}
+    await hs.event_pipeline.send(Sender.server(user_id), room_id, MESSAGE, text)
+
+    async def their_bodies() -> list[str]:
+        status, page = await on_synapse("GET", f"{path}/messages?dir=b&limit=20", None, token)
+        assert status == 200, page
+        return [e["content"].get("body", "") for e in page["chunk"] if e["type"] == MESSAGE]
+
+    assert await eventually(their_bodies, lambda bodies: "from hamlet" in bodies)
