@@ -162,3 +162,16 @@ async def test_backfill_and_missing_events_walk_the_dag(
     assert await _status(h, transport, A, f"{V1}/backfill/{room}") == 400
     members = {p["state_key"] for p in everything["pdus"] if p["type"] == "m.room.member"}
     assert members == {bob.user_id, ALICE}
+
+
+async def test_a_walk_looks_at_a_bounded_number_of_events(
+    h: Harness, transport: HarnessTransport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hamlet.handlers.federation import room_reads
+
+    monkeypatch.setattr(room_reads, "MAX_VISITED", 4)
+    bob = await make_user(h, "bob", host=B)
+    room, _join = await _room_a_joins(h, transport, bob, "shared")
+    sent = [await _send_text(h, bob, room, f"w{i}", f"w{i}") for i in range(8)]
+    back = await _get(h, transport, A, f"{V1}/backfill/{room}", v=sent[-1], limit="100")
+    assert [p["content"].get("body") for p in back["pdus"]] == ["w7", "w6", "w5", "w4"]

@@ -67,22 +67,22 @@ class InboundPdus:
         self, origin: str, pdu: Mapping[str, Any], version: RoomVersion, event_id: str
     ) -> JsonDict:
         try:
-            Event.from_pdu(pdu, version)
+            event = Event.from_pdu(pdu, version)
             await self._signatures.verify_event_signatures(pdu, version)
+            if not check_content_hash(pdu):
+                # The signatures cover the redacted form, which is what we keep.
+                logger.info(
+                    "PDU %s from %s fails its content hash: kept redacted", event_id, origin
+                )
+                event = Event.from_pdu(redact(pdu, version), version)
         except EventFormatError as e:
             return _refused(origin, event_id, f"Malformed event: {e}")
         except MatrixError as e:
             return _refused(origin, event_id, f"Bad signature: {e.message}")
-        if not check_content_hash(pdu):
-            # The signatures cover the redacted form, which is what we keep.
-            logger.info("PDU %s from %s fails its content hash: stored redacted", event_id, origin)
-            pdu = redact(pdu, version)
         try:
-            stored = await self._events.persist_event(Event.from_pdu(pdu, version))
+            stored = await self._events.persist_event(event)
         except MissingEventsError as e:
             return _refused(origin, event_id, f"Missing events: {', '.join(e.missing[:10])}")
-        except EventFormatError as e:
-            return _refused(origin, event_id, f"Malformed event: {e}")
         except MatrixError as e:
             return _refused(origin, event_id, e.message)
         if stored.rejected_reason is not None:

@@ -28,11 +28,12 @@ from hamlet.core.ids import RoomAlias, RoomID, get_domain_from_id
 from hamlet.core.room_versions import SUPPORTED_ROOM_VERSIONS, RoomVersion, get_room_version
 from hamlet.handlers.common.errors import BadJsonError, ForbiddenError, MatrixError, NotFoundError
 from hamlet.handlers.federation.keyring import KeyFetchTransport
+from hamlet.handlers.federation.room_reads import pdus_of
 from hamlet.handlers.rooms.federated_events import FederatedEventHandler
 from hamlet.handlers.rooms.persistence import EventPersister
 from hamlet.handlers.rooms.state import StateHandler
 from hamlet.runtime.clock import Clock
-from hamlet.storage.stores.events import EventsStore, StoredEvent
+from hamlet.storage.stores.events import EventsStore
 from hamlet.storage.stores.rooms import RoomsStore
 
 logger = logging.getLogger(__name__)
@@ -171,25 +172,15 @@ class FederationJoins:
         stored = await self._federated.persist_event(event)
         if not stored.in_timeline:
             raise ForbiddenError(f"The join was refused: {stored.rejected_reason or 'soft-failed'}")
-        state_ids = await self._state_before(stored)
+        state_ids = list((await self._persister.state_ids_before(stored)).values())
         chain = await self._events.get_auth_chain_ids([*state_ids, event.event_id])
         return {
             "origin": self._server_name,
-            "state": await self._pdus(state_ids),
-            "auth_chain": await self._pdus(chain),
+            "state": await pdus_of(self._events, state_ids),
+            "auth_chain": await pdus_of(self._events, chain),
             "event": event.get_pdu_json(include_unsigned=False),
             "members_omitted": False,
         }
-
-    async def _state_before(self, stored: StoredEvent) -> list[str]:
-        prevs = await self._events.get_events(stored.event.prev_events)
-        groups = [p.state_group for p in prevs.values() if p.state_group is not None]
-        before = await self._persister.state_at_groups(stored.event.room_version, groups)
-        return list(before.ids.values())
-
-    async def _pdus(self, event_ids: Collection[str]) -> list[JsonDict]:
-        found = await self._events.get_events(list(event_ids))
-        return [found[e].event.get_pdu_json(include_unsigned=False) for e in sorted(found)]
 
     # --- joining side ---
 

@@ -33,6 +33,9 @@ MAX_EVENTS: Final = 20_000
 #: (Synapse caps both at 100), from at most this many starting points.
 MAX_WALK: Final = 100
 MAX_STARTS: Final = 20
+#: Events one walk may look at, visible or not: a server that may see little
+#: of a long history must not make us read all of it.
+MAX_VISITED: Final = 1_000
 
 
 class FederationRoomReads:
@@ -117,7 +120,10 @@ class FederationRoomReads:
         seen = set(starts) | stop
         frontier = list(starts) if include_starts else await self._prevs(starts, seen)
         out: list[StoredEvent] = []
-        while frontier and len(out) < limit:
+        visited = 0
+        while frontier and len(out) < limit and visited < MAX_VISITED:
+            frontier = frontier[: MAX_VISITED - visited]
+            visited += len(frontier)
             found = await self._events.get_events(frontier)
             batch = sorted(
                 (s for s in found.values() if s.event.room_id == room_id),
@@ -171,22 +177,23 @@ class FederationRoomReads:
 
     async def _state_before(self, origin: str, room_id: str, event_id: str) -> list[str]:
         stored = await self._visible_event(origin, room_id, event_id)
-        prevs = await self._events.get_events(stored.event.prev_events)
-        groups = [p.state_group for p in prevs.values() if p.state_group is not None]
-        version = await self._persister.room_version(room_id)
-        before = await self._persister.state_at_groups(version, groups)
-        return list(before.ids.values())
+        return list((await self._persister.state_ids_before(stored)).values())
 
     # --- answers ---
 
     async def _pdus(self, event_ids: Collection[str]) -> list[JsonDict]:
-        if len(event_ids) > MAX_EVENTS:
-            raise ForbiddenError("The answer would be too large")
-        found = await self._events.get_events(list(event_ids))
-        return [_pdu(found[e]) for e in sorted(found)]
+        return await pdus_of(self._events, event_ids)
 
     def _answer(self, **fields: Any) -> JsonDict:
         return {"origin": self._server_name, "origin_server_ts": self._clock.time_msec(), **fields}
+
+
+async def pdus_of(events: EventsStore, event_ids: Collection[str]) -> list[JsonDict]:
+    """The stored, not rejected events among `event_ids` in PDU form, for an answer."""
+    if len(event_ids) > MAX_EVENTS:
+        raise ForbiddenError("The answer would be too large")
+    found = await events.get_events(list(event_ids))
+    return [_pdu(found[e]) for e in sorted(found)]
 
 
 def _pdu(stored: StoredEvent) -> JsonDict:

@@ -172,6 +172,13 @@ class EventPersister(ServiceBase):
         best = min(range(len(distinct)), key=lambda i: _distance(sets[i], ids))
         return StateBefore(ids, distinct[best], sets[best], await self._delta_depth(distinct[best]))
 
+    async def state_ids_before(self, stored: StoredEvent) -> StateIds:
+        """The state before a stored event: resolved over its prev_events'
+        states (what /state_ids and /send_join answer)."""
+        prevs = await self.events_store.get_events(stored.event.prev_events)
+        groups = [p.state_group for p in prevs.values() if p.state_group is not None]
+        return (await self.state_at_groups(stored.event.room_version, groups)).ids
+
     async def state_from_snapshot(self, room_id: str, ids: StateIds) -> StateBefore:
         """A state given whole (from another server): written against the
         room's current state when it has one."""
