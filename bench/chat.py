@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -31,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +53,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def hamlet_config(root: Path, port: int, database: dict[str, Any]) -> Path:
+def hamlet_config(
+    root: Path,
+    port: int,
+    database: dict[str, Any],
+    *,
+    server_name: str = SERVER_NAME,
+    **extra: Any,
+) -> Path:
+    """A config file for `hamlet serve`; `extra` keys are added or replace ours."""
     config = {
-        "server_name": SERVER_NAME,
+        "server_name": server_name,
         "public_baseurl": f"http://127.0.0.1:{port}/",
         "listeners": [{"port": port, "bind_addresses": ["127.0.0.1"], "type": "http"}],
         "database": database,
@@ -76,6 +85,7 @@ def hamlet_config(root: Path, port: int, database: dict[str, Any]) -> Path:
             "per_issuer": {"per_second": 1000, "burst_count": 1000},
         },
         "log_config": str(write_quiet_log_config(root)),
+        **extra,
     }
     path = root / "homeserver.yaml"
     path.write_text(json.dumps(config))
@@ -174,9 +184,9 @@ class Client:
                 raise RuntimeError(f"{method} {path}: {resp.status} {data}")
             return data
 
-    async def register(self, name: str) -> None:
+    async def register(self, name: str, secret: str = SECRET) -> None:
         nonce = (await self.call("GET", "/_synapse/admin/v1/register"))["nonce"]
-        mac = hmac.new(SECRET.encode(), digestmod=hashlib.sha1)
+        mac = hmac.new(secret.encode(), digestmod=hashlib.sha1)
         for part in (nonce, name, "password", "notadmin"):
             mac.update(part.encode())
             if part != "notadmin":
@@ -267,6 +277,23 @@ def generate_synapse_keys(python: str, config: Path) -> None:
     )
 
 
+@contextlib.asynccontextmanager
+async def served(
+    argv: list[str], base: str, env: dict[str, str] | None = None
+) -> AsyncIterator[subprocess.Popen[bytes]]:
+    """A server process, once it answers at `base`; stopped on exit."""
+    proc = spawn(argv, env)
+    try:
+        await wait_up(base, proc)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 async def serve_and_run(
     argv: list[str],
     base: str,
@@ -274,16 +301,8 @@ async def serve_and_run(
     env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Start a server, run `work(base)` once it answers, stop it."""
-    proc = spawn(argv, env)
-    try:
-        await wait_up(base, proc)
+    async with served(argv, base, env):
         return await work(base)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 async def run_server(

@@ -29,6 +29,8 @@ SYNAPSE_PYTHON = Path(
     os.environ.get("HAMLET_SYNAPSE_PYTHON", str(REPO / ".venv-synapse" / "bin" / "python"))
 )
 STARTUP_TIMEOUT_S = 90.0
+#: For the shared-secret admin registration (`/_synapse/admin/v1/register`).
+REGISTRATION_SECRET = "interop-registration"
 
 
 def free_port() -> int:
@@ -87,7 +89,9 @@ class Synapse:
             self.process.wait()
 
 
-def synapse_config(directory: Path, tls: SelfSigned, fed_port: int, client_port: int) -> Any:
+def synapse_config(
+    directory: Path, tls: SelfSigned, fed_port: int, client_port: int, log_level: str = "INFO"
+) -> Any:
     log_config = directory / "log.yaml"
     log_config.write_text(
         yaml.safe_dump(
@@ -101,7 +105,7 @@ def synapse_config(directory: Path, tls: SelfSigned, fed_port: int, client_port:
                         "formatter": "f",
                     }
                 },
-                "root": {"level": "INFO", "handlers": ["file"]},
+                "root": {"level": log_level, "handlers": ["file"]},
                 "disable_existing_loggers": False,
             }
         )
@@ -137,7 +141,7 @@ def synapse_config(directory: Path, tls: SelfSigned, fed_port: int, client_port:
         "signing_key_path": str(directory / "signing.key"),
         "macaroon_secret_key": "interop-macaroon",
         "form_secret": "interop-form",
-        "registration_shared_secret": "interop-registration",
+        "registration_shared_secret": REGISTRATION_SECRET,
         "enable_registration": True,
         "enable_registration_without_verification": True,
         "trusted_key_servers": [],
@@ -153,16 +157,21 @@ def synapse_config(directory: Path, tls: SelfSigned, fed_port: int, client_port:
     }
 
 
-def start_synapse(directory: Path, tls: SelfSigned) -> Synapse:
-    """Start Synapse and wait until its client API answers; RuntimeError with its log if not."""
-    if not SYNAPSE_PYTHON.exists():
-        raise FileNotFoundError(SYNAPSE_PYTHON)
+def start_synapse(
+    directory: Path, tls: SelfSigned, *, python: Path = SYNAPSE_PYTHON, log_level: str = "INFO"
+) -> Synapse:
+    """Start Synapse and wait until its client API answers; RuntimeError with its log if not.
+
+    Benches pass their own `python` (a scratch venv) and a quieter `log_level`."""
+    if not python.exists():
+        raise FileNotFoundError(python)
     directory.mkdir(parents=True, exist_ok=True)
     fed_port, client_port = free_port(), free_port()
     config_path = directory / "homeserver.yaml"
-    config_path.write_text(yaml.safe_dump(synapse_config(directory, tls, fed_port, client_port)))
+    config = synapse_config(directory, tls, fed_port, client_port, log_level)
+    config_path.write_text(yaml.safe_dump(config))
     started = time.monotonic()
-    command = [str(SYNAPSE_PYTHON), "-m", "synapse.app.homeserver", "--config-path"]
+    command = [str(python), "-m", "synapse.app.homeserver", "--config-path"]
     with (directory / "stdout.log").open("wb") as out:
         process = subprocess.Popen(
             [*command, str(config_path)],
