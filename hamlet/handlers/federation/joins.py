@@ -306,8 +306,9 @@ class FederationJoins:
     async def _store_outliers(self, state: list[Event], chain: list[Event]) -> None:
         """Every event of the state and auth chain, each after its auth events."""
         pending = {e.event_id: e for e in [*chain, *state]}
-        for event in sorted(pending.values(), key=lambda e: (e.depth, e.event_id)):
-            await self._federated.persist_event(event, outlier=True)
+        await self._federated.persist_outliers(
+            sorted(pending.values(), key=lambda e: (e.depth, e.event_id))
+        )
 
     @staticmethod
     async def _remote(request: Any) -> JsonDict:

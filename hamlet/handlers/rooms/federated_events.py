@@ -24,7 +24,7 @@ local event.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from hamlet.core import errors as core_errors
 from hamlet.core.auth_rules import (
@@ -135,6 +135,42 @@ class FederatedEventHandler:
             apply = event.redacts is not None and await self._redaction_applies(event, auth_state)
             return await self.persister.persist(event, version, before, apply_redaction=apply)
 
+    async def persist_outliers(self, events: Sequence[Event]) -> list[StoredEvent]:
+        """Store checked PDUs of one room as outliers (a join's state and
+        auth chain), as `persist_event(event, outlier=True)` would one by
+        one, in one write. Each event's auth events must be stored or come
+        before it in `events` (else `MissingEventsError`, and none is stored)."""
+        if not events:
+            return []
+        room_id = events[0].room_id
+        if any(e.room_id != room_id for e in events):
+            raise BadJsonError("Outliers stored together must be of one room")
+        async with self.persister.lock(room_id):
+            creates = [e for e in events if e.type == "m.room.create" and e.state_key == ""]
+            version = await self._room_version((creates or list(events))[0])
+            if any(e.room_version != version for e in events):
+                raise BadJsonError("The events are not all of the room's version")
+            stored = await self.events_store.get_events(
+                {e.event_id for e in events}, include_rejected=True
+            )
+            # Auth events already checked: stored ones, then the new ones in turn.
+            known = dict(stored)
+            new: list[tuple[Event, Outcome]] = []
+            for event in events:
+                if event.event_id in known:
+                    continue
+                reason = _too_many_references(event) or await self._check_auth_events(
+                    version, event, known
+                )
+                new.append((event, Outcome(outlier=True, rejected_reason=reason)))
+                known[event.event_id] = StoredEvent(
+                    0, event, None, None, outlier=True, rejected_reason=reason
+                )
+            written = {
+                s.event.event_id: s for s in await self.persister.persist_outliers(version, new)
+            }
+        return [stored.get(e.event_id) or written[e.event_id] for e in events]
+
     async def _room_version(self, event: Event) -> RoomVersion:
         room = await self.rooms_store.get_room(event.room_id)
         if room is None:
@@ -148,9 +184,17 @@ class FederatedEventHandler:
             )
         return event.room_version
 
-    async def _check_auth_events(self, version: RoomVersion, event: Event) -> str | None:
-        """Why the event fails against its own auth events, or None."""
-        found = await self.events_store.get_events(event.auth_events, include_rejected=True)
+    async def _check_auth_events(
+        self,
+        version: RoomVersion,
+        event: Event,
+        known: Mapping[str, StoredEvent] | None = None,
+    ) -> str | None:
+        """Why the event fails against its own auth events, or None. Auth
+        events are looked up in `known` first, then in the store."""
+        known = known or {}
+        wanted = [e for e in event.auth_events if e not in known]
+        found = {**known, **await self.events_store.get_events(wanted, include_rejected=True)}
         missing = [e for e in event.auth_events if e not in found]
         if missing:
             raise MissingEventsError("Auth events are missing", missing)
@@ -168,9 +212,10 @@ class FederatedEventHandler:
                 auth_state[(stored.event.type, stored.event.state_key)] = stored.event
         if version.room_id_from_create_event and event.type != "m.room.create":
             # From v12 the create event is named by the room ID, not listed.
-            create = await self.cache.get("$" + event.room_id[1:])
+            create_id = "$" + event.room_id[1:]
+            create = known.get(create_id) or await self.cache.get(create_id)
             if create is None:
-                raise MissingEventsError("The create event is missing", ["$" + event.room_id[1:]])
+                raise MissingEventsError("The create event is missing", [create_id])
             auth_state[CREATE_KEY] = create.event
         return _auth_failure(version, event, auth_state)
 

@@ -380,6 +380,54 @@ class EventPersister(ServiceBase):
         self._announce(current)
         return stored
 
+    async def persist_outliers(
+        self, version: RoomVersion, items: Sequence[tuple[Event, Outcome]]
+    ) -> list[StoredEvent]:
+        """Store new events of one room without state, in one write (the
+        caller holds the room's lock and knows none of them is stored).
+        Outliers change no extremity nor state and wake nobody."""
+        if not items:
+            return []
+        room_known = await self.rooms_store.get_room(items[0][0].room_id) is not None
+        requests: list[PersistRequest] = []
+        for event, outcome in items:
+            room_row = None
+            if event.type == "m.room.create" and not room_known:
+                room_row, room_known = _room_row(event, version), True
+            self._stream += 1
+            requests.append(
+                PersistRequest(
+                    event=event,
+                    stream_ordering=self._stream,
+                    state_group=None,
+                    room_row=room_row,
+                    outlier=True,
+                    rejected_reason=outcome.rejected_reason,
+                )
+            )
+        streams = {r.stream_ordering for r in requests}
+        self._in_flight |= streams
+        try:
+            await self.events_store.persist_outliers(requests)
+        finally:
+            self._in_flight -= streams
+            self._announce()
+        stored = [
+            StoredEvent(
+                r.stream_ordering,
+                r.event,
+                None,
+                None,
+                outlier=True,
+                rejected_reason=r.rejected_reason,
+            )
+            for r in requests
+        ]
+        for one in stored:
+            if one.rejected_reason is None:
+                self.cache.add(one)
+        return stored
+
     async def _current_state_of(
         self,
         version: RoomVersion,

@@ -167,16 +167,87 @@ class EventsStore:
 
         await self.db.run_interaction("persist_event_batch", run)
 
+    async def persist_outliers(self, reqs: Sequence[PersistRequest]) -> None:
+        """Persist new outliers (no state, not in the timeline) of one room in
+        one transaction, a statement per table (a join's state and auth chain)."""
+        assert all(r.outlier and not r.new_groups and r.txn is None for r in reqs)
+
+        async def run(txn: Transaction) -> None:
+            for req in reqs:
+                if req.room_row is not None:
+                    await self._insert_room(txn, req.event, req.room_row)
+            await self._insert_events(txn, reqs)
+
+        await self.db.run_interaction("persist_outliers", run)
+        self.persisted_count += len(reqs)
+
+    async def _insert_room(
+        self, txn: Transaction, ev: Event, room_row: tuple[str, str, str | None]
+    ) -> None:
+        version, creator, room_type = room_row
+        await txn.execute(
+            "INSERT INTO rooms (room_id, room_version, creator, room_type, created_ts)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (ev.room_id, version, creator, room_type, ev.origin_server_ts),
+        )
+
+    async def _insert_events(self, txn: Transaction, reqs: Sequence[PersistRequest]) -> None:
+        """The rows of `dag_events`, `event_edges` and `event_auth` of each event."""
+        rows = []
+        for req in reqs:
+            ev = req.event
+            relates_to, rel_type = _relation(ev)
+            rows.append(
+                (
+                    req.stream_ordering,
+                    ev.event_id,
+                    ev.room_id,
+                    ev.type,
+                    ev.state_key,
+                    ev.sender,
+                    ev.depth,
+                    ev.origin_server_ts,
+                    req.state_group,
+                    relates_to,
+                    rel_type,
+                    isinstance(ev.content.get("url"), str),
+                    req.replaces_state,
+                    orjson.dumps(ev.get_pdu_json(include_unsigned=False)).decode(),
+                    req.outlier,
+                    req.soft_failed,
+                    req.rejected_reason,
+                )
+            )
+        await txn.executemany(
+            "INSERT INTO dag_events (stream_ordering, event_id, room_id, type, state_key, sender,"
+            " depth, origin_server_ts, state_group, relates_to, rel_type, contains_url,"
+            " replaces_state, json, outlier, soft_failed, rejected_reason)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        await txn.executemany(
+            "INSERT INTO event_edges (event_id, prev_event_id, room_id) VALUES (?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
+            [
+                (r.event.event_id, prev, r.event.room_id)
+                for r in reqs
+                for prev in dict.fromkeys(r.event.prev_events)
+            ],
+        )
+        await txn.executemany(
+            "INSERT INTO event_auth (event_id, auth_id, room_id) VALUES (?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
+            [
+                (r.event.event_id, auth, r.event.room_id)
+                for r in reqs
+                for auth in dict.fromkeys(r.event.auth_events)
+            ],
+        )
+
     async def _persist(self, txn: Transaction, req: PersistRequest) -> None:
         ev = req.event
-        relates_to, rel_type = _relation(ev)
         if req.room_row is not None:
-            version, creator, room_type = req.room_row
-            await txn.execute(
-                "INSERT INTO rooms (room_id, room_version, creator, room_type, created_ts)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (ev.room_id, version, creator, room_type, ev.origin_server_ts),
-            )
+            await self._insert_room(txn, ev, req.room_row)
         for group in req.new_groups:
             await self._write_group(txn, ev.room_id, group)
         if req.replaces_outlier:
@@ -185,42 +256,7 @@ class EventsStore:
             await txn.execute(
                 "DELETE FROM dag_events WHERE event_id = ? AND outlier", (ev.event_id,)
             )
-        url = ev.content.get("url")
-        await txn.execute(
-            "INSERT INTO dag_events (stream_ordering, event_id, room_id, type, state_key, sender,"
-            " depth, origin_server_ts, state_group, relates_to, rel_type, contains_url,"
-            " replaces_state, json, outlier, soft_failed, rejected_reason)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                req.stream_ordering,
-                ev.event_id,
-                ev.room_id,
-                ev.type,
-                ev.state_key,
-                ev.sender,
-                ev.depth,
-                ev.origin_server_ts,
-                req.state_group,
-                relates_to,
-                rel_type,
-                isinstance(url, str),
-                req.replaces_state,
-                orjson.dumps(ev.get_pdu_json(include_unsigned=False)).decode(),
-                req.outlier,
-                req.soft_failed,
-                req.rejected_reason,
-            ),
-        )
-        await txn.executemany(
-            "INSERT INTO event_edges (event_id, prev_event_id, room_id) VALUES (?, ?, ?)"
-            " ON CONFLICT DO NOTHING",
-            [(ev.event_id, prev, ev.room_id) for prev in dict.fromkeys(ev.prev_events)],
-        )
-        await txn.executemany(
-            "INSERT INTO event_auth (event_id, auth_id, room_id) VALUES (?, ?, ?)"
-            " ON CONFLICT DO NOTHING",
-            [(ev.event_id, auth, ev.room_id) for auth in dict.fromkeys(ev.auth_events)],
-        )
+        await self._insert_events(txn, [req])
         if req.txn is not None:
             await txn.execute(
                 "INSERT INTO event_txn_ids (room_id, user_id, device_id, txn_id, event_id)"
