@@ -27,7 +27,7 @@ from hamlet.core.redaction import redact
 from hamlet.core.room_versions import RoomVersion, get_room_version
 from hamlet.handlers.common.errors import MatrixError
 from hamlet.handlers.rooms.federated_events import FederatedEventHandler, MissingEventsError
-from hamlet.storage.stores.rooms import RoomsStore
+from hamlet.storage.stores.rooms import RoomRow, RoomsStore
 
 logger = logging.getLogger(__name__)
 
@@ -48,9 +48,13 @@ class InboundPdus:
 
     async def handle_pdus(self, origin: str, pdus: Sequence[Any]) -> dict[str, JsonDict]:
         results: dict[str, JsonDict] = {}
+        # A transaction's PDUs are mostly of one room: look each room up once.
+        rooms: dict[str, RoomRow | None] = {}
         for pdu in pdus:
             room_id = pdu.get("room_id") if isinstance(pdu, Mapping) else None
-            room = await self._rooms.get_room(room_id) if isinstance(room_id, str) else None
+            if isinstance(room_id, str) and room_id not in rooms:
+                rooms[room_id] = await self._rooms.get_room(room_id)
+            room = rooms.get(room_id) if isinstance(room_id, str) else None
             if room is None:
                 logger.info("Ignoring PDU from %s for unknown room %r", origin, room_id)
                 continue

@@ -28,19 +28,22 @@ class EventCache(ServiceBase):
         return stored
 
     async def get_many(self, event_ids: Collection[str]) -> dict[str, StoredEvent]:
-        found: dict[str, StoredEvent] = {}
-        missing = []
-        for event_id in event_ids:
-            cached = self._cache.get(event_id)
-            if cached is None:
-                missing.append(event_id)
-            else:
-                found[event_id] = cached
+        found = self.cached(event_ids)
+        missing = [e for e in event_ids if e not in found]
         if missing:
             fetched = await self.store.get_events(missing)
             for event_id, stored in fetched.items():
                 self._cache.set(event_id, stored)
             found.update(fetched)
+        return found
+
+    def cached(self, event_ids: Collection[str]) -> dict[str, StoredEvent]:
+        """The events of `event_ids` the cache holds, without asking the store."""
+        found = {}
+        for event_id in event_ids:
+            cached = self._cache.get(event_id)
+            if cached is not None:
+                found[event_id] = cached
         return found
 
     def add(self, stored: StoredEvent) -> None:

@@ -24,7 +24,7 @@ local event.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
 from hamlet.core import errors as core_errors
 from hamlet.core.auth_rules import (
@@ -37,12 +37,11 @@ from hamlet.core.dag import MAX_RECEIVED_AUTH_EVENTS, MAX_RECEIVED_PREV_EVENTS
 from hamlet.core.events import Event
 from hamlet.core.power_levels import CREATE_KEY, AuthState, StateKey
 from hamlet.core.room_versions import RoomVersion
-from hamlet.handlers.common.errors import BadJsonError, MatrixError
+from hamlet.handlers.common.errors import BadJsonError, MatrixError, NotFoundError
 from hamlet.handlers.rooms.event_cache import EventCache
 from hamlet.handlers.rooms.persistence import EventPersister, Outcome, StateBefore
 from hamlet.handlers.rooms.state import StateHandler
 from hamlet.storage.stores.events import EventsStore, StoredEvent
-from hamlet.storage.stores.rooms import RoomsStore
 
 logger = logging.getLogger(__name__)
 
@@ -64,13 +63,11 @@ class FederatedEventHandler:
         *,
         persister: EventPersister,
         events: EventsStore,
-        rooms: RoomsStore,
         state: StateHandler,
         cache: EventCache,
     ) -> None:
         self.persister = persister
         self.events_store = events
-        self.rooms_store = rooms
         self.state = state
         self.cache = cache
 
@@ -172,17 +169,28 @@ class FederatedEventHandler:
         return [stored.get(e.event_id) or written[e.event_id] for e in events]
 
     async def _room_version(self, event: Event) -> RoomVersion:
-        room = await self.rooms_store.get_room(event.room_id)
-        if room is None:
+        try:
+            # Cached by the persister: a room's version never changes.
+            version = await self.persister.room_version(event.room_id)
+        except NotFoundError:
             if event.type == "m.room.create" and event.state_key == "":
                 return event.room_version
-            raise MissingEventsError("Unknown room: its create event comes first", [])
-        if room.room_version != event.room_version.identifier:
+            raise MissingEventsError("Unknown room: its create event comes first", []) from None
+        if version != event.room_version:
             raise BadJsonError(
                 f"Event is in room version {event.room_version.identifier},"
-                f" the room is {room.room_version}"
+                f" the room is {version.identifier}"
             )
         return event.room_version
+
+    async def _stored(self, event_ids: Collection[str]) -> dict[str, StoredEvent]:
+        """Stored events, rejected ones included: from the event cache when
+        there (it holds no rejected event), else from the store."""
+        found = self.cache.cached(event_ids)
+        rest = [e for e in event_ids if e not in found]
+        if rest:
+            found.update(await self.events_store.get_events(rest, include_rejected=True))
+        return found
 
     async def _check_auth_events(
         self,
@@ -194,7 +202,7 @@ class FederatedEventHandler:
         events are looked up in `known` first, then in the store."""
         known = known or {}
         wanted = [e for e in event.auth_events if e not in known]
-        found = {**known, **await self.events_store.get_events(wanted, include_rejected=True)}
+        found = {**known, **await self._stored(wanted)}
         missing = [e for e in event.auth_events if e not in found]
         if missing:
             raise MissingEventsError("Auth events are missing", missing)
@@ -229,7 +237,7 @@ class FederatedEventHandler:
             if missing:
                 raise MissingEventsError("State events are missing", missing)
             return await self.persister.state_from_snapshot(event.room_id, ids)
-        prevs = await self.events_store.get_events(event.prev_events, include_rejected=True)
+        prevs = await self._stored(event.prev_events)
         missing = [e for e in event.prev_events if e not in prevs or prevs[e].state_group is None]
         if missing:
             raise MissingEventsError("Prev events are missing", missing)

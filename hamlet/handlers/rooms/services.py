@@ -43,7 +43,6 @@ def build(ctx: BuildContext, s: Services) -> None:
     s.federated_events = FederatedEventHandler(
         persister=s.event_persister,
         events=s.events_store,
-        rooms=s.rooms_store,
         state=s.room_state,
         cache=s.event_cache,
     )
