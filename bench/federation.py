@@ -32,12 +32,19 @@ One JSON line per server, then one with the Hamlet / Synapse ratios
 (throughput: above 1 is Hamlet faster; join time: below 1 is Hamlet
 faster). Prints numbers only; asserts nothing.
 
-Measured on the shared 2-core machine (load average 7 from other jobs, so
-wall times are rough; CPU times are steadier), defaults (1,000 PDUs, 1,000
-members), before the join fixes that followed this bench:
+Measured on the shared 2-core machine, defaults (1,000 PDUs, 1,000
+members). Other jobs kept the load average at 7 to 12, so wall times move
+by a factor of two between runs; the receivers' CPU times are steadier.
 
+    before the join and /send fixes that followed this bench (load 7):
     hamlet-sqlite   51.8 PDUs/s, 7.1 ms CPU/PDU; join 6.39 s, 2.34 s CPU, +4.8 MB
     synapse-sqlite  11.6 PDUs/s, 23.9 ms CPU/PDU; join 3.25 s, 0.85 s CPU, +8.9 MB
+
+    after (load 12):
+    hamlet-sqlite   61.1 PDUs/s, 4.0 ms CPU/PDU; join 2.56 s, 0.34 s CPU, +6.5 MB
+    synapse-sqlite   8.0 PDUs/s, 23.5 ms CPU/PDU; join 5.94 s, 0.83 s CPU, +8.8 MB
+    Hamlet / Synapse: 7.6x the PDUs/s at 0.17x the CPU per PDU;
+    join 0.43x the time, 0.41x the CPU
 """
 
 from __future__ import annotations
