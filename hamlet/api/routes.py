@@ -44,6 +44,7 @@ from hamlet.api.client import (
 )
 from hamlet.api.federation import joins as federation_joins
 from hamlet.api.federation import keys as federation_keys
+from hamlet.api.federation import knocks as federation_knocks
 from hamlet.api.federation import openid as federation_openid
 from hamlet.api.federation import queries as federation_queries
 from hamlet.api.federation import room_reads as federation_room_reads
@@ -104,6 +105,7 @@ def build_router() -> Router:
         federation_queries,
         federation_room_reads,
         federation_joins,
+        federation_knocks,
     ):
         module.register(router)
     return router

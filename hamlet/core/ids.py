@@ -151,6 +151,12 @@ def is_valid_event_id(event_id: str) -> bool:
     return event_id.startswith("$") and len(event_id) > 1 and _byte_len(event_id) <= MAX_ID_LENGTH
 
 
+def is_room_id(text: str) -> bool:
+    """``!`` and something, at most 255 bytes: ``!opaque:domain`` before room
+    version 12, ``!`` and the create event's hash (no domain) from it."""
+    return text.startswith("!") and len(text) > 1 and _byte_len(text) <= MAX_ID_LENGTH
+
+
 def is_valid_user_id(user_id: str, *, strict: bool = False) -> bool:
     """True if ``user_id`` parses; ``strict`` also requires the v1.8 localpart grammar."""
     try:

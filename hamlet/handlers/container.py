@@ -39,6 +39,7 @@ from hamlet.handlers.federation.client import FederationClient
 from hamlet.handlers.federation.discovery import ServerDiscovery
 from hamlet.handlers.federation.joins import FederationJoins
 from hamlet.handlers.federation.keyring import Keyring
+from hamlet.handlers.federation.knocks import FederationKnocks
 from hamlet.handlers.federation.notary import KeyNotary
 from hamlet.handlers.federation.queries import FederationQueries
 from hamlet.handlers.federation.ratelimit import FederationRateLimiter
@@ -177,6 +178,7 @@ class Services:
     key_notary: KeyNotary
     federation_room_reads: FederationRoomReads
     federation_joins: FederationJoins
+    federation_knocks: FederationKnocks
     # federation: what other servers send and ask us, and what we ask them.
     federation_transactions: TransactionHandler
     federation_ratelimiter: FederationRateLimiter

@@ -10,25 +10,13 @@ from urllib.parse import quote
 import pytest
 
 from tests.conftest import settle
-from tests.federation.conftest import StartServers
 from tests.federation.inbound_support import client, sync
+from tests.federation.two_servers import V1, A, B, h
 from tests.support.federation import HarnessTransport, RemoteError
 from tests.support.harness import Harness
 from tests.support.users import TestUser, make_user
 
-A, B = "a.test", "b.test"
-V1 = "/_matrix/federation/v1"
-
-
-@pytest.fixture
-async def h(
-    make_hs_config: Any, start_servers: StartServers, transport: HarnessTransport
-) -> Harness:
-    h = await start_servers(make_hs_config(A), make_hs_config(B))
-    for name in (A, B):
-        hs = h.servers[name]
-        hs.federation_sender.attach_transport(transport.signed_by(name, hs.signing_key))
-    return h
+__all__ = ["h"]
 
 
 async def _say(h: Harness, host: str, user: TestUser, room: str, txn_id: str, text: str) -> None:
@@ -99,3 +87,8 @@ async def test_joins_that_must_fail(h: Harness, transport: HarnessTransport) -> 
     # An unknown room on a server that does not exist.
     nowhere = await client(h, A, "POST", f"/join/{quote('!nothing:nowhere.test')}", alice, {})
     assert nowhere.status >= 400 and nowhere.status != 500
+    # A v12 room ID names no server: without `via` there is nobody to ask.
+    no_via = await client(h, A, "POST", f"/join/{quote('!' + 'x' * 43)}", alice, {})
+    assert (no_via.status, no_via.json["errcode"]) == (404, "M_NOT_FOUND")
+    malformed = await client(h, A, "POST", f"/join/{quote('!')}?via={B}", alice, {})
+    assert (malformed.status, malformed.json["errcode"]) == (400, "M_INVALID_PARAM")

@@ -42,9 +42,18 @@ def wire_path(path: str) -> str:
 class RemoteError(Exception):
     """The destination answered with an error `status` (None: not at all)."""
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        status: int | None = None,
+        errcode: str | None = None,
+        error: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
+        # As the federation client's RemoteMatrixError carries them.
+        self.errcode = errcode
+        self.error = error
 
 
 class _JsonRequests:
@@ -118,8 +127,17 @@ class HarnessTransport(_JsonRequests):
             )
         resp = await self.harness.request(method, path, json=body, host=host, headers=headers)
         if resp.status != 200:
+            try:
+                body = resp.json
+            except ValueError:
+                body = None
+            if not isinstance(body, dict):
+                body = {}
             raise RemoteError(
-                f"{destination} answered {resp.status}: {resp.body[:200]!r}", resp.status
+                f"{destination} answered {resp.status}: {resp.body[:200]!r}",
+                resp.status,
+                body.get("errcode"),
+                body.get("error"),
             )
         answer = resp.json
         if self.tamper is not None:

@@ -26,12 +26,15 @@ def _target(body: dict[str, Any]) -> str:
     return user_id
 
 
+def _via(req: ApiRequest) -> list[str]:
+    return [*req.query.getall("via", []), *req.query.getall("server_name", [])]
+
+
 async def join(req: ApiRequest) -> dict[str, Any]:
     target = req.params.get("roomIdOrAlias") or req.params["roomId"]
-    via = [*req.query.getall("via", []), *req.query.getall("server_name", [])]
     requester = await req.authenticate()
     joins = req.hs.federation_joins
-    remote = await joins.locate(target, via)
+    remote = await joins.locate(target, _via(req))
     if remote is None:
         return await _self_membership(req, "join", target)
     room_id, servers = remote
@@ -40,9 +43,21 @@ async def join(req: ApiRequest) -> dict[str, Any]:
 
 
 async def knock(req: ApiRequest) -> dict[str, Any]:
-    """`server_name`/`via` name servers to knock through; every room we can
-    knock on is local, so they are accepted and ignored."""
-    return await _self_membership(req, "knock", req.params["roomIdOrAlias"])
+    """A room we are not in is knocked on through `via`/`server_name` (or
+    the alias's or room ID's server)."""
+    target = req.params["roomIdOrAlias"]
+    requester = await req.authenticate()
+    remote = await req.hs.federation_joins.locate(target, _via(req))
+    if remote is None:
+        return await _self_membership(req, "knock", target)
+    body = await req.json_object(allow_empty=True)
+    reason = _reason(body)
+    room_id, servers = remote
+    content = await req.hs.membership.profile_content(requester.user_id)
+    if reason is not None:
+        content["reason"] = reason
+    await req.hs.federation_knocks.knock(requester.user_id, room_id, servers, content)
+    return {"room_id": room_id}
 
 
 async def _self_membership(req: ApiRequest, membership: str, room: str) -> dict[str, Any]:

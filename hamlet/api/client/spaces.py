@@ -7,6 +7,7 @@ from typing import Any
 
 from hamlet.api.request import ApiRequest
 from hamlet.api.router import Router
+from hamlet.core.ids import is_room_id
 from hamlet.handlers.common.errors import InvalidParamError
 
 
@@ -20,7 +21,7 @@ class HierarchyQuery:
     @classmethod
     def parse(cls, req: ApiRequest) -> HierarchyQuery:
         room_id = req.params["roomId"]
-        if not room_id.startswith("!") or ":" not in room_id:
+        if not is_room_id(room_id):
             raise InvalidParamError(f"{room_id!r} is not a room ID")
         return cls(
             suggested_only=req.query_bool("suggested_only"),

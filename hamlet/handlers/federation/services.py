@@ -11,8 +11,10 @@ from hamlet.handlers.federation.client import FederationClient, federation_ip_fi
 from hamlet.handlers.federation.discovery import ServerDiscovery
 from hamlet.handlers.federation.inbound_edus import InboundEdus
 from hamlet.handlers.federation.inbound_pdus import InboundPdus
-from hamlet.handlers.federation.joins import FederationJoins, JoinTransport
+from hamlet.handlers.federation.joins import FederationJoins
 from hamlet.handlers.federation.keyring import Keyring
+from hamlet.handlers.federation.knocks import FederationKnocks
+from hamlet.handlers.federation.membership_events import JoinTransport, MembershipEvents
 from hamlet.handlers.federation.notary import KeyNotary
 from hamlet.handlers.federation.queries import FederationQueries
 from hamlet.handlers.federation.ratelimit import FederationRateLimiter
@@ -94,16 +96,20 @@ def build(ctx: BuildContext, s: Services, transport: JoinTransport | None = None
         state=s.room_state,
         persister=s.event_persister,
     )
-    s.federation_joins = FederationJoins(
+    membership_events = MembershipEvents(
         server_name=ctx.server_name,
         signing_key=ctx.signing_key,
         clock=ctx.clock,
-        events=s.events_store,
         rooms=s.rooms_store,
         state=s.room_state,
         persister=s.event_persister,
         federated=s.federated_events,
         signatures=s.keyring,
-        queries=s.federation_queries,
         transport=client,
     )
+    s.federation_joins = FederationJoins(
+        membership_events=membership_events,
+        events=s.events_store,
+        queries=s.federation_queries,
+    )
+    s.federation_knocks = FederationKnocks(membership_events=membership_events)

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from hamlet.core.ids import RoomAlias
+from hamlet.core.ids import RoomAlias, is_room_id
 from hamlet.core.power_levels import (
     get_power_levels_content,
     get_required_level,
@@ -130,7 +130,7 @@ class DirectoryHandler:
                 f"Can't create aliases longer than {MAX_ALIAS_LENGTH} characters"
             )
         self._local_alias(alias)
-        if not room_id.startswith("!") or ":" not in room_id:
+        if not is_room_id(room_id):
             raise InvalidParamError(f"{room_id!r} is not a room ID")
         self.app_services.check_alias_available(
             alias, self.app_services.by_id(requester.app_service_id or "")

@@ -22,7 +22,7 @@ from hamlet.core.auth_rules import (
 from hamlet.core.crypto import SigningKey
 from hamlet.core.dag import next_depth, select_prev_events
 from hamlet.core.events import Event, build_event
-from hamlet.core.power_levels import AuthState
+from hamlet.core.power_levels import CREATE_KEY, AuthState
 from hamlet.core.room_versions import RoomVersion, get_room_version
 from hamlet.handlers.common.errors import BadJsonError, ForbiddenError, NotFoundError, TooLargeError
 from hamlet.handlers.common.service import ServiceBase
@@ -117,7 +117,9 @@ class EventCreator(ServiceBase):
                 prevs = [x for x in extremities if x.event_id in chosen]
             before = await self.persister.state_at_groups(version, [x.state_group for x in prevs])
             wanted = auth_types_for_event(version, type, state_key, sender, content)
-            auth_state = await self.persister.load_state(before.ids, wanted)
+            # From v12 the create event is not an auth event (the room ID
+            # names it), but the auth rules still read it.
+            auth_state = await self.persister.load_state(before.ids, {*wanted, CREATE_KEY})
             try:
                 event = build_event(
                     version,
@@ -127,7 +129,7 @@ class EventCreator(ServiceBase):
                     content=content,
                     state_key=state_key,
                     prev_events=[x.event_id for x in prevs],
-                    auth_events=sorted(e.event_id for e in auth_state.values()),
+                    auth_events=sorted(e.event_id for k, e in auth_state.items() if k in wanted),
                     depth=next_depth([x.depth for x in prevs]),
                     origin_server_ts=origin_server_ts
                     if origin_server_ts is not None

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from hamlet.core.events import Event
-from hamlet.core.ids import RoomAlias, UserID
+from hamlet.core.ids import RoomAlias, UserID, is_room_id
 from hamlet.core.room_versions import get_room_version
 from hamlet.handlers.appservice.queries import AppServiceQueries
 from hamlet.handlers.common.errors import (
@@ -60,11 +60,11 @@ class MembershipHandler:
             if found is None:
                 raise NotFoundError("Room alias not found")
             return found[0]
-        if not room_id_or_alias.startswith("!") or ":" not in room_id_or_alias:
+        if not is_room_id(room_id_or_alias):
             raise InvalidParamError(f"{room_id_or_alias!r} is not a room ID or alias")
         return room_id_or_alias
 
-    async def _profile_content(self, user_id: str) -> dict[str, Any]:
+    async def profile_content(self, user_id: str) -> dict[str, Any]:
         profile = await self.profiles.get_profile(user_id)
         content: dict[str, Any] = {}
         if profile is not None:
@@ -105,7 +105,7 @@ class MembershipHandler:
         if membership in ("join", "invite", "knock") and UserID.from_string(target).domain == (
             self.server_name
         ):
-            content.update(await self._profile_content(target))
+            content.update(await self.profile_content(target))
         if extra:
             content.update(extra)
         if membership == "join":

@@ -35,6 +35,7 @@ from hamlet.storage.stores.events import (
     EventsStore,
     Extremity,
     NewStateGroup,
+    OutOfBandMembership,
     PersistRequest,
     StoredEvent,
 )
@@ -343,14 +344,7 @@ class EventPersister(ServiceBase):
             current_state=current,
             apply_redaction=apply_redaction and accepted,
         )
-        self._in_flight.add(stream)
-        try:
-            await self.events_store.persist(request)
-        except BaseException:
-            self._in_flight.discard(stream)
-            self._announce()
-            raise
-        self._in_flight.discard(stream)
+        await self._store(request)
         stored = StoredEvent(
             stream,
             event,
@@ -426,6 +420,41 @@ class EventPersister(ServiceBase):
         for one in stored:
             if one.rejected_reason is None:
                 self.cache.add(one)
+        return stored
+
+    async def _store(self, request: PersistRequest) -> None:
+        """Write one event, its stream position in flight meanwhile."""
+        stream = request.stream_ordering
+        self._in_flight.add(stream)
+        try:
+            await self.events_store.persist(request)
+        except BaseException:
+            self._in_flight.discard(stream)
+            self._announce()
+            raise
+        self._in_flight.discard(stream)
+
+    async def persist_out_of_band(
+        self, event: Event, stripped_state: Sequence[Mapping[str, object]]
+    ) -> StoredEvent:
+        """A local user's membership of a room we are not in (a knock through
+        another server): an outlier, listed with the user's rooms and shown
+        with `stripped_state` (see `OutOfBandMembership`)."""
+        async with self.lock(event.room_id):
+            self._stream += 1
+            stream = self._stream
+            request = PersistRequest(
+                event=event,
+                stream_ordering=stream,
+                state_group=None,
+                outlier=True,
+                replaces_outlier=True,
+                out_of_band=OutOfBandMembership(stripped_state),
+            )
+            await self._store(request)
+            stored = StoredEvent(stream, event, None, None, outlier=True)
+            self._unannounced.append(stored)
+            self._announce()
         return stored
 
     async def _current_state_of(

@@ -37,7 +37,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-from hamlet.core.ids import generate_room_id
+from hamlet.core.ids import generate_room_id, is_room_id
 from hamlet.handlers.common.errors import BadJsonError, InvalidParamError, MatrixError
 from hamlet.handlers.rooms.canonical_alias import check_canonical_alias
 from hamlet.handlers.rooms.creation import RoomCreationHandler
@@ -59,7 +59,7 @@ FAKE_TXN_CACHE_SIZE: Final = 10_000
 
 
 def _check_room_id(room_id: str) -> None:
-    if not room_id.startswith("!") or ":" not in room_id:
+    if not is_room_id(room_id):
         raise InvalidParamError(f"{room_id!r} is not a room ID")
 
 

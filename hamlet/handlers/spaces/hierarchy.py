@@ -149,7 +149,9 @@ class RestrictedJoins:
 
         Otherwise the user ID to put in `join_authorised_via_users_server`;
         403 if the user is in none of the allowed rooms, 400
-        M_UNABLE_TO_GRANT_JOIN if no local member can vouch for them.
+        M_UNABLE_TO_AUTHORISE_JOIN if that user is another server's and we
+        are not in every allowed room to tell, 400 M_UNABLE_TO_GRANT_JOIN if
+        no local member can vouch for them.
         """
         auth_state = await self.state.get_current_state(
             room_id, {CREATE_KEY, JOIN_RULES_KEY, POWER_LEVELS_KEY}
@@ -161,6 +163,15 @@ class RestrictedJoins:
             return None
         allowed = allowed_room_ids(content)
         if not await self.user_in_any_room(user_id, allowed):
+            if not user_id.endswith(":" + self.server_name):
+                # Another server's user may be in an allowed room we are not in.
+                for allowed_id in allowed:
+                    if self.server_name not in await self.rooms.get_joined_hosts(allowed_id):
+                        raise MatrixError(
+                            400,
+                            "M_UNABLE_TO_AUTHORISE_JOIN",
+                            f"Unable to check if {user_id} is in allowed rooms.",
+                        )
             raise ForbiddenError(
                 "You do not belong to any of the required rooms/spaces to join this room."
             )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from hamlet.core.events import Event
 from hamlet.core.filters import RoomEventFilter, RoomFilter
@@ -83,6 +84,16 @@ class RoomWindow:
             or (WILDCARD, state_key) in wanted
             or (WILDCARD, WILDCARD) in wanted
         )
+
+
+def _from_kept(entry: Mapping[str, Any]) -> StrippedStateEvent:
+    state_key, content = entry.get("state_key"), entry.get("content")
+    return StrippedStateEvent(
+        str(entry.get("type")),
+        state_key if isinstance(state_key, str) else None,
+        dict(content) if isinstance(content, dict) else {},
+        str(entry.get("sender")),
+    )
 
 
 def _stripped(event: Event) -> StrippedStateEvent:
@@ -405,6 +416,10 @@ class RoomSyncBuilder:
 
     async def stripped_state(self, membership: Membership) -> list[StrippedStateEvent]:
         """The stripped state an invitee or knocker sees, ending with their own member event."""
+        kept = await self.rooms.get_out_of_band_state(membership.event_id)
+        if kept is not None:
+            # A room we are not in: what its server told us, kept as it came.
+            return [_from_kept(e) for e in kept]
         state = await self.state.get_current_state(membership.room_id)
         events = [_stripped(e) for (t, _k), e in state.items() if t in STRIPPED_STATE_TYPES]
         own = await self.state.event_cache.get(membership.event_id)

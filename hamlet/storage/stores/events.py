@@ -14,6 +14,15 @@ from hamlet.storage.stores.search_index import index_event, unindex_event
 
 StateMap = Mapping[tuple[str, str], str]
 
+_UPSERT_MEMBERSHIP = (
+    "INSERT INTO room_memberships"
+    " (room_id, user_id, membership, event_id, stream_ordering, forgotten)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership,"
+    " event_id = excluded.event_id, stream_ordering = excluded.stream_ordering,"
+    " forgotten = excluded.forgotten"
+)
+
 # A full state snapshot is written after this many deltas.
 SNAPSHOT_EVERY = 50
 
@@ -67,6 +76,14 @@ class CurrentStateDelta:
 
 
 @dataclass(frozen=True, slots=True)
+class OutOfBandMembership:
+    """A local user's membership of a room we are not in: listed with their
+    rooms, shown with the stripped state the room's server answered."""
+
+    stripped_state: Sequence[Mapping[str, object]]
+
+
+@dataclass(frozen=True, slots=True)
 class Extremity:
     event_id: str
     depth: int
@@ -98,6 +115,7 @@ class PersistRequest:
     current_state: CurrentStateDelta | None = None
     #: Whether a redaction takes effect (marks the event it redacts).
     apply_redaction: bool = False
+    out_of_band: OutOfBandMembership | None = None
 
 
 def _row_to_event(row: Row) -> StoredEvent:
@@ -278,6 +296,8 @@ class EventsStore:
             )
         if req.current_state is not None:
             await self._write_current_state(txn, ev.room_id, req.stream_ordering, req.current_state)
+        if req.out_of_band is not None:
+            await self._write_out_of_band(txn, req.stream_ordering, ev, req.out_of_band)
         if req.apply_redaction and ev.redacts is not None:
             await txn.execute(
                 "UPDATE dag_events SET redacted_by = ? WHERE event_id = ? AND room_id = ?"
@@ -296,6 +316,26 @@ class EventsStore:
             "INSERT INTO state_group_entries (group_id, type, state_key, event_id)"
             " VALUES (?, ?, ?, ?)",
             [(group.group_id, t, k, e) for (t, k), e in group.entries.items()],
+        )
+
+    async def _write_out_of_band(
+        self, txn: Transaction, stream: int, ev: Event, oob: OutOfBandMembership
+    ) -> None:
+        await txn.execute(
+            "INSERT INTO out_of_band_memberships"
+            " (event_id, room_id, user_id, room_version, stripped_state) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (event_id) DO NOTHING",
+            (
+                ev.event_id,
+                ev.room_id,
+                ev.state_key,
+                ev.room_version.identifier,
+                orjson.dumps(list(oob.stripped_state)).decode(),
+            ),
+        )
+        await txn.execute(
+            _UPSERT_MEMBERSHIP,
+            (ev.room_id, ev.state_key, ev.membership, ev.event_id, stream, False),
         )
 
     async def _write_current_state(
@@ -317,12 +357,7 @@ class EventsStore:
             [(room_id, t, k, e) for (t, k), e in delta.to_set.items()],
         )
         await txn.executemany(
-            "INSERT INTO room_memberships"
-            " (room_id, user_id, membership, event_id, stream_ordering, forgotten)"
-            " VALUES (?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership,"
-            " event_id = excluded.event_id, stream_ordering = excluded.stream_ordering,"
-            " forgotten = excluded.forgotten",
+            _UPSERT_MEMBERSHIP,
             [
                 (
                     room_id,

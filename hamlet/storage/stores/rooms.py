@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+import orjson
 
 from hamlet.storage.database import Database, Row
 from hamlet.storage.errors import IntegrityError
@@ -144,6 +147,19 @@ class RoomsStore:
             user_id,
         )
         return [_membership(r) for r in rows]
+
+    async def get_out_of_band_state(self, event_id: str) -> list[dict[str, Any]] | None:
+        """The stripped state kept with an out-of-band membership event, or
+        None when `event_id` is not one."""
+        row = await self.db.fetchone(
+            "get_out_of_band_state",
+            "SELECT stripped_state FROM out_of_band_memberships WHERE event_id = ?",
+            event_id,
+        )
+        if row is None:
+            return None
+        state = orjson.loads(str(row[0]))
+        return [e for e in state if isinstance(e, dict)] if isinstance(state, list) else []
 
     async def get_members(self, room_id: str, membership: str | None = "join") -> list[Membership]:
         if membership is None:
