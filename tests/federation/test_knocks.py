@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
+from hamlet.core.room_versions import get_room_version
 from tests.federation.inbound_support import client, signed_request, sync
 from tests.federation.two_servers import V1, A, B, h
 from tests.support.federation import HarnessTransport
@@ -135,3 +136,69 @@ async def test_make_knock_and_send_knock_refuse_bad_requests(
     # Nothing reached the room.
     members = await client(h, B, "GET", f"/rooms/{room}/members", bob)
     assert {e["state_key"] for e in members.json["chunk"]} == {bob.user_id}
+
+
+async def test_send_knock_answers_full_pdus_create_first(h: Harness) -> None:
+    bob = await make_user(h, "bob", host=B)
+    alice = await make_user(h, "alice", host=A)
+    room = await _knock_room(h, bob, topic="About")
+    made = await signed_request(
+        h, A, B, "GET", f"{V1}/make_knock/{room}/{alice.user_id}?ver=10&ver=11"
+    )
+    assert made.status == 200, made.json
+    version = get_room_version(made.json["room_version"])
+    builder = h.servers[A].federation_joins.membership_events
+    event = builder.build(version, alice.user_id, room, made.json["event"], {"membership": "knock"})
+    sent = await signed_request(
+        h,
+        A,
+        B,
+        "PUT",
+        f"{V1}/send_knock/{room}/{event.event_id}",
+        content=event.get_pdu_json(include_unsigned=False),
+    )
+    assert sent.status == 200, sent.json
+    state = sent.json["knock_room_state"]
+    assert state[0]["type"] == "m.room.create"
+    assert {e["type"] for e in state} == {
+        "m.room.create",
+        "m.room.join_rules",
+        "m.room.name",
+        "m.room.topic",
+    }
+    assert all(e["room_id"] == room and B in e["signatures"] for e in state)
+
+
+async def test_knock_state_with_forged_entries(h: Harness, transport: HarnessTransport) -> None:
+    """Full PDUs of the answer must be signed and hashed as they claim;
+    stripped ones (servers before spec v1.16) are shown as they come."""
+    bob = await make_user(h, "bob", host=B)
+    alice = await make_user(h, "alice", host=A)
+    room = await _knock_room(h, bob, topic="Real topic")
+    since = (await sync(h, A, alice))["next_batch"]
+
+    def forge(destination: str, path: str, answer: Any) -> Any:
+        if "/send_knock/" not in path:
+            return answer
+        state = []
+        for pdu in answer["knock_room_state"]:
+            if pdu["type"] == "m.room.name":
+                pdu = {**pdu, "content": {"name": "Forged"}}
+            state.append(pdu)
+        stripped = {"type": "m.room.avatar", "state_key": "", "sender": bob.user_id}
+        junk: list[Any] = [
+            7,
+            {"type": "m.room.topic"},
+            {**stripped, "content": {"url": "mxc://b/x"}},
+        ]
+        return {"knock_room_state": [*state, *junk]}
+
+    transport.tamper = forge
+    knocked = await client(h, A, "POST", f"/knock/{quote(room)}?via={B}", alice, {})
+    assert knocked.status == 200, knocked.json
+    events = (await sync(h, A, alice, since))["rooms"]["knock"][room]["knock_state"]["events"]
+    shown = _by_type(events)
+    assert "m.room.name" not in shown
+    assert shown["m.room.topic"]["content"] == {"topic": "Real topic"}
+    assert shown["m.room.avatar"]["content"] == {"url": "mxc://b/x"}
+    assert set(shown) == {"m.room.create", "m.room.join_rules", "m.room.topic", "m.room.avatar"}

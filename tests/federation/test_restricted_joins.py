@@ -14,6 +14,7 @@ from hamlet.core.room_versions import get_room_version
 from tests.conftest import settle
 from tests.federation.inbound_support import client, signed_request
 from tests.federation.two_servers import V1, V2, A, B, h
+from tests.support.federation import HarnessTransport
 from tests.support.harness import Harness
 from tests.support.users import TestUser, make_user
 
@@ -35,6 +36,13 @@ async def _room(h: Harness, owner: TestUser, **body: Any) -> str:
     return room
 
 
+async def _space_and_club(h: Harness, owner: TestUser, rule: str = "restricted") -> tuple[str, str]:
+    """A public room, and a room only its members may join."""
+    space = await _room(h, owner, preset="public_chat")
+    club = await _room(h, owner, preset="private_chat", initial_state=[_restricted(rule, space)])
+    return space, club
+
+
 async def _join(h: Harness, user: TestUser, room: str) -> tuple[int, Any]:
     resp = await client(h, A, "POST", f"/join/{quote(room)}?via={B}", user, {})
     return resp.status, resp.json
@@ -47,8 +55,7 @@ async def test_a_member_of_an_allowed_room_joins_through_the_resident(
     bob = await make_user(h, "bob", host=B)
     alice = await make_user(h, "alice", host=A)
     carol = await make_user(h, "carol", host=A)
-    space = await _room(h, bob, preset="public_chat")
-    club = await _room(h, bob, preset="private_chat", initial_state=[_restricted(rule, space)])
+    space, club = await _space_and_club(h, bob, rule)
 
     # Carol is in no allowed room: b.test refuses, her server passes it on.
     assert await _join(h, carol, club) == (
@@ -107,10 +114,7 @@ async def test_restricted_joins_the_resident_cannot_vouch_for(h: Harness) -> Non
 async def test_send_join_checks_the_authorising_user(h: Harness) -> None:
     bob = await make_user(h, "bob", host=B)
     alice = await make_user(h, "alice", host=A)
-    space = await _room(h, bob, preset="public_chat")
-    club = await _room(
-        h, bob, preset="private_chat", initial_state=[_restricted("restricted", space)]
-    )
+    space, club = await _space_and_club(h, bob)
     assert (await _join(h, alice, space))[0] == 200
     made = await signed_request(
         h, A, B, "GET", f"{V1}/make_join/{club}/{alice.user_id}?ver=10&ver=11"
@@ -150,3 +154,24 @@ async def test_send_join_checks_the_authorising_user(h: Harness) -> None:
     assert (resp.status, resp.json["errcode"]) == (403, "M_FORBIDDEN")
     members = await client(h, B, "GET", f"/rooms/{club}/joined_members", bob)
     assert set(members.json["joined"]) == {bob.user_id}
+
+
+async def test_a_restricted_join_the_resident_did_not_sign_fails(
+    h: Harness, transport: HarnessTransport
+) -> None:
+    bob = await make_user(h, "bob", host=B)
+    alice = await make_user(h, "alice", host=A)
+    space, club = await _space_and_club(h, bob)
+    assert (await _join(h, alice, space))[0] == 200
+
+    def unsign(destination: str, path: str, answer: Any) -> Any:
+        if "/send_join/" not in path or "event" not in answer:
+            return answer
+        event = answer["event"]
+        return {**answer, "event": {**event, "signatures": {A: event["signatures"][A]}}}
+
+    transport.tamper = unsign
+    status, body = await _join(h, alice, club)
+    # Not the keyring's 401, which would tell alice's client its token is bad.
+    assert (status, body["errcode"]) == (502, "M_UNKNOWN")
+    assert await h.servers[A].rooms_store.get_membership(club, alice.user_id) is None

@@ -22,8 +22,10 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Final
 
 from hamlet.core.canonical_json import JsonDict, encode_canonical_json
+from hamlet.core.crypto import check_content_hash
+from hamlet.core.errors import EventFormatError
 from hamlet.core.events import Event
-from hamlet.core.room_versions import get_room_version
+from hamlet.core.room_versions import RoomVersion, get_room_version
 from hamlet.handlers.common.errors import MatrixError
 from hamlet.handlers.federation.joins import candidate_servers
 from hamlet.handlers.federation.membership_events import (
@@ -108,34 +110,65 @@ class FederationKnocks:
         state = answer.get("knock_room_state", answer.get("knock_state_events"))
         if not isinstance(state, list):
             raise MatrixError(502, "M_UNKNOWN", f"{server} answered send_knock with nonsense")
-        await self._m.persister.persist_out_of_band(event, [*stripped_events(state), _own(event)])
+        kept = await self._kept_state(version, room_id, state)
+        await self._m.persister.persist_out_of_band(event, [*kept, _own(event)])
         return event.event_id
 
+    async def _kept_state(
+        self, version: RoomVersion, room_id: str, entries: list[Any]
+    ) -> list[JsonDict]:
+        """The entries of `knock_room_state` to show, bounded. Full PDUs must
+        be of this room, properly signed and hashed (so a v12 create event
+        must hash to the room ID); stripped ones, as servers before spec
+        v1.16 send, are kept as they are."""
+        kept: list[JsonDict] = []
+        for pdu in entries[: 2 * MAX_KNOCK_STATE]:
+            if len(kept) >= MAX_KNOCK_STATE:
+                break
+            entry = stripped_entry(pdu)
+            if entry is None:
+                continue
+            if "signatures" in pdu and not await self._authentic(version, room_id, pdu):
+                logger.info(
+                    "Dropped a badly signed %s from %s's knock state", entry["type"], room_id
+                )
+                continue
+            kept.append(entry)
+        return kept
 
-def stripped_events(pdus: list[Any]) -> list[JsonDict]:
-    """The well-formed stripped state events among a remote answer's entries
-    (full PDUs or already stripped), bounded in count and size."""
-    out: list[JsonDict] = []
-    for pdu in pdus:
-        if len(out) >= MAX_KNOCK_STATE:
-            break
-        if not isinstance(pdu, Mapping):
-            continue
-        entry = {k: pdu.get(k) for k in ("type", "state_key", "sender", "content")}
-        if not (
-            isinstance(entry["type"], str)
-            and isinstance(entry["state_key"], str)
-            and isinstance(entry["sender"], str)
-            and isinstance(entry["content"], Mapping)
-        ):
-            continue
+    async def _authentic(self, version: RoomVersion, room_id: str, pdu: Mapping[str, Any]) -> bool:
         try:
-            size = len(encode_canonical_json(entry))
-        except (TypeError, ValueError):
-            continue
-        if size <= MAX_STRIPPED_EVENT_BYTES:
-            out.append(entry)
-    return out
+            event = Event.from_pdu(pdu, version)
+        except EventFormatError:
+            return False
+        # The signatures cover the redacted event: the hash covers the content shown.
+        if event.room_id != room_id or not check_content_hash(pdu):
+            return False
+        try:
+            await self._m.signatures.verify_event_signatures(pdu, version)
+        except MatrixError:
+            return False
+        return True
+
+
+def stripped_entry(pdu: Any) -> JsonDict | None:
+    """The stripped form of one entry of a remote answer (a full PDU or
+    already stripped), None when malformed or too large to keep."""
+    if not isinstance(pdu, Mapping):
+        return None
+    entry = {k: pdu.get(k) for k in ("type", "state_key", "sender", "content")}
+    if not (
+        isinstance(entry["type"], str)
+        and isinstance(entry["state_key"], str)
+        and isinstance(entry["sender"], str)
+        and isinstance(entry["content"], Mapping)
+    ):
+        return None
+    try:
+        size = len(encode_canonical_json(entry))
+    except (TypeError, ValueError):
+        return None
+    return entry if size <= MAX_STRIPPED_EVENT_BYTES else None
 
 
 def _own(event: Event) -> JsonDict:

@@ -265,7 +265,13 @@ class MembershipEvents:
             event = Event.from_pdu(pdu, version)
         except EventFormatError as e:
             raise MatrixError(502, "M_UNKNOWN", f"{what} answered a bad event: {e}") from None
-        await self.signatures.verify_event_signatures(pdu, version)
+        try:
+            await self.signatures.verify_event_signatures(pdu, version)
+        except MatrixError as e:
+            # Not the keyring's 401: that would tell our client its token is bad.
+            raise MatrixError(
+                502, "M_UNKNOWN", f"{what} answered a badly signed event: {e}"
+            ) from None
         return event
 
 
