@@ -42,6 +42,7 @@ from hamlet.api.client import (
     user_directory,
     versions,
 )
+from hamlet.api.federation import devices as federation_devices
 from hamlet.api.federation import joins as federation_joins
 from hamlet.api.federation import keys as federation_keys
 from hamlet.api.federation import knocks as federation_knocks
@@ -106,6 +107,7 @@ def build_router() -> Router:
         federation_room_reads,
         federation_joins,
         federation_knocks,
+        federation_devices,
     ):
         module.register(router)
     return router

@@ -36,6 +36,7 @@ from hamlet.handlers.e2ee.device_lists import DeviceListHandler
 from hamlet.handlers.e2ee.key_backup import KeyBackupHandler
 from hamlet.handlers.e2ee.keys import E2eKeysHandler
 from hamlet.handlers.federation.client import FederationClient
+from hamlet.handlers.federation.devices import RemoteDeviceLists
 from hamlet.handlers.federation.discovery import ServerDiscovery
 from hamlet.handlers.federation.joins import FederationJoins
 from hamlet.handlers.federation.keyring import Keyring
@@ -183,6 +184,7 @@ class Services:
     federation_transactions: TransactionHandler
     federation_ratelimiter: FederationRateLimiter
     federation_queries: FederationQueries
+    remote_device_lists: RemoteDeviceLists
     # federation: the outbound queues and their admin view.
     federation_sender: FederationSender
     federation_destinations: DestinationsAdmin

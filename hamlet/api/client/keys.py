@@ -9,8 +9,9 @@ from hamlet.api.client._fields import uia_request_key
 from hamlet.api.request import ApiRequest
 from hamlet.api.router import Router
 from hamlet.handlers.accounts.account import PASSWORD_FLOWS
-from hamlet.handlers.common.errors import MissingParamError
+from hamlet.handlers.common.errors import InvalidParamError, MissingParamError
 from hamlet.handlers.common.streams import StreamToken
+from hamlet.handlers.e2ee.keys import DEFAULT_REMOTE_TIMEOUT_MS, MAX_REMOTE_TIMEOUT_MS
 
 
 async def upload_keys(req: ApiRequest) -> dict[str, Any]:
@@ -25,7 +26,9 @@ async def query_keys(req: ApiRequest) -> dict[str, Any]:
     body = await req.json_object()
     if "device_keys" not in body:
         raise MissingParamError("Missing param: device_keys")
-    return await req.hs.e2e_keys.query_keys(requester.user_id, body["device_keys"])
+    return await req.hs.e2e_keys.query_keys(
+        requester.user_id, body["device_keys"], _remote_timeout(body)
+    )
 
 
 async def claim_keys(req: ApiRequest) -> dict[str, Any]:
@@ -33,7 +36,15 @@ async def claim_keys(req: ApiRequest) -> dict[str, Any]:
     body = await req.json_object()
     if "one_time_keys" not in body:
         raise MissingParamError("Missing param: one_time_keys")
-    return await req.hs.e2e_keys.claim_keys(body["one_time_keys"])
+    return await req.hs.e2e_keys.claim_keys(body["one_time_keys"], _remote_timeout(body))
+
+
+def _remote_timeout(body: dict[str, Any]) -> int:
+    """How long other servers may take (ms): the body's `timeout`, capped."""
+    value = body.get("timeout", DEFAULT_REMOTE_TIMEOUT_MS)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidParamError("'timeout' must be an integer")
+    return max(0, min(value, MAX_REMOTE_TIMEOUT_MS))
 
 
 async def key_changes(req: ApiRequest) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import secrets
 import string
+from collections.abc import Collection
 from typing import Any, Protocol
 
 from hamlet.handlers.accounts.auth import AuthHandler
@@ -30,8 +31,8 @@ MAX_DISPLAY_NAME_LENGTH = 100
 
 
 class DeviceListUpdates(Protocol):
-    async def devices_changed(self, user_id: str) -> None:
-        """The user's devices changed: bump the device list stream."""
+    async def devices_changed(self, user_id: str, device_ids: Collection[str] = ()) -> None:
+        """These devices of the user changed: bump the device list stream."""
         ...
 
 
@@ -71,8 +72,9 @@ class DeviceHandler:
         self._auth = auth
         self._device_lists = device_lists
 
-    async def _changed(self, user_id: str) -> None:
-        await self._device_lists.devices_changed(user_id)
+    async def _changed(self, user_id: str, device_ids: Collection[str]) -> None:
+        if device_ids:
+            await self._device_lists.devices_changed(user_id, device_ids)
 
     async def _added(self, user_id: str, device_id: str) -> None:
         deleted, revoked = await self.store.delete_least_recently_used(
@@ -86,7 +88,7 @@ class DeviceHandler:
                 len(deleted),
             )
             self._auth.invalidate_tokens(revoked)
-        await self._changed(user_id)
+        await self._changed(user_id, [device_id, *deleted])
 
     async def login_device(
         self, user_id: str, device_id: str | None, display_name: str | None
@@ -121,22 +123,25 @@ class DeviceHandler:
     async def set_display_name(self, user_id: str, device_id: str, display_name: str) -> bool:
         changed = await self.store.set_display_name(user_id, device_id, display_name)
         if changed:
-            await self._changed(user_id)
+            await self._changed(user_id, [device_id])
         return changed
 
     async def delete_devices(self, user_id: str, device_ids: list[str]) -> None:
         revoked = await self.store.delete_devices(user_id, device_ids)
         self._auth.invalidate_tokens(revoked)
-        await self._changed(user_id)
+        await self._changed(user_id, device_ids)
 
     async def delete_all_devices(
         self, user_id: str, *, except_device_id: str | None = None
     ) -> None:
+        before = await self.store.get_devices(user_id)
         revoked = await self.store.delete_all_devices(user_id, except_device_id=except_device_id)
         self._auth.invalidate_tokens(revoked)
         if except_device_id is None:
             self._auth.invalidate_user(user_id)
-        await self._changed(user_id)
+        await self._changed(
+            user_id, [d.device_id for d in before if d.device_id != except_device_id]
+        )
 
     async def shutdown(self) -> None:
         return None

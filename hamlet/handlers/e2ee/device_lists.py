@@ -4,6 +4,10 @@ A row is written (and the `device_lists` stream moves) whenever a user's
 devices or keys change: a device added, renamed or deleted, new device
 keys, new cross-signing keys or signatures. Users who share a room with
 that user (and the user) are notified so their long-polling /sync wakes.
+Remote users' changes (their server's `m.device_list_update` EDUs) are
+written the same way, so local clients see them in `device_lists.changed`;
+local users' changes are passed to federation (`attach_outbound`), which
+sends the EDUs to the servers sharing a room with the user.
 
 Membership changes are not written again: what they mean for device lists
 (users who newly share a room are `changed`, users who share none any more
@@ -15,9 +19,11 @@ wake the syncs of everyone in the room.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
+from hamlet.core.ids import get_domain_from_id
 from hamlet.handlers.common.notifier import Notifier
 from hamlet.handlers.common.service import ServiceBase
 from hamlet.handlers.common.streams import StreamToken, SyncScope
@@ -37,17 +43,35 @@ class DeviceListChanges:
         return {"changed": sorted(self.changed), "left": sorted(self.left)}
 
 
+class DeviceListOutbound(Protocol):
+    """Tells the servers sharing a room with a local user of its changes."""
+
+    async def devices_updated(self, user_id: str, changes: Sequence[tuple[int, str]]) -> None:
+        """(stream id, device id) of each device added, renamed, deleted or re-keyed."""
+        ...
+
+    async def signing_keys_updated(self, user_id: str) -> None: ...
+
+
 class DeviceListHandler(ServiceBase):
     """The `device_lists` stream provider."""
 
     name = DEVICE_LISTS_STREAM
 
-    def __init__(self, store: E2eKeysStore, rooms: RoomsStore, notifier: Notifier) -> None:
+    def __init__(
+        self, server_name: str, store: E2eKeysStore, rooms: RoomsStore, notifier: Notifier
+    ) -> None:
+        self._server_name = server_name
         self._store = store
         self._rooms = rooms
         self._notifier = notifier
+        self._outbound: DeviceListOutbound | None = None
         self.stream_ids = StreamIdGenerator(DEVICE_LISTS_STREAM)
         notifier.register_stream(self.name, self)
+
+    def attach_outbound(self, outbound: DeviceListOutbound) -> None:
+        """Federation, built later, hears of local users' changes from here."""
+        self._outbound = outbound
 
     async def load(self) -> None:
         await self.stream_ids.load(self._store.db, "device_lists_stream", "stream_id")
@@ -55,13 +79,30 @@ class DeviceListHandler(ServiceBase):
     def current_position(self) -> int:
         return self.stream_ids.current()
 
-    async def devices_changed(self, user_id: str) -> None:
-        """`user_id`'s devices or keys changed: tell them and everyone sharing a room."""
-        with self.stream_ids.allocate() as stream_id:
-            await self._store.add_device_list_changes([(stream_id, user_id, None)])
+    async def devices_changed(self, user_id: str, device_ids: Collection[str] = ()) -> None:
+        """`user_id`'s devices or keys changed: tell them, everyone sharing a
+        room and (for a local user) the servers of those. `device_ids` are the
+        devices added, renamed, deleted or re-keyed; none means the user's
+        cross-signing keys (or signatures of them) changed."""
+        devices: list[str | None] = list(sorted(set(device_ids))) or [None]
+        allocated = [self.stream_ids.next() for _ in devices]
+        try:
+            await self._store.add_device_list_changes(
+                [(sid, user_id, None, d) for sid, d in zip(allocated, devices, strict=True)]
+            )
+        finally:
+            for sid in allocated:
+                self.stream_ids.finish(sid)
         audience = await self._rooms.users_sharing_rooms(user_id)
         audience.add(user_id)
-        self._notifier.notify(DEVICE_LISTS_STREAM, stream_id, users=audience)
+        self._notifier.notify(DEVICE_LISTS_STREAM, max(allocated), users=audience)
+        if self._outbound is None or get_domain_from_id(user_id) != self._server_name:
+            return
+        changes = [(sid, d) for sid, d in zip(allocated, devices, strict=True) if d is not None]
+        if changes:
+            await self._outbound.devices_updated(user_id, changes)
+        else:
+            await self._outbound.signing_keys_updated(user_id)
 
     async def keys_changed_for_observer(self, observer: str, user_ids: Iterable[str]) -> None:
         """Changes only `observer` is told of (its signatures of other users' keys)."""
@@ -71,7 +112,10 @@ class DeviceListHandler(ServiceBase):
         allocated = [self.stream_ids.next() for _ in targets]
         try:
             await self._store.add_device_list_changes(
-                [(sid, target, observer) for sid, target in zip(allocated, targets, strict=True)]
+                [
+                    (sid, target, observer, None)
+                    for sid, target in zip(allocated, targets, strict=True)
+                ]
             )
         finally:
             for sid in allocated:

@@ -9,7 +9,8 @@ claim to be made with.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 from hamlet.core.crypto import verify_signed_json
@@ -42,10 +43,18 @@ MAX_SIGNED_OBJECTS: Final = 1000
 SIGNED_CURVE25519: Final = "signed_curve25519"
 MAX_KEYS_PER_UPLOAD = 1000
 _ERROR_NO_FEDERATION = {"status": 503, "message": "Federation is not available"}
+#: How long a client's /keys/query or /keys/claim waits for other servers
+#: unless it says (Synapse's default), and the most it may ask for.
+DEFAULT_REMOTE_TIMEOUT_MS: Final = 10_000
+MAX_REMOTE_TIMEOUT_MS: Final = 60_000
+#: What another server may ask of us in one request.
+MAX_FEDERATION_QUERY_USERS: Final = 1000
+MAX_FEDERATION_CLAIMS: Final = 1000
+MAX_FEDERATION_DEVICES: Final = 1000
 
 
 class DeviceListUpdates(Protocol):
-    async def devices_changed(self, user_id: str) -> None: ...
+    async def devices_changed(self, user_id: str, device_ids: Collection[str] = ()) -> None: ...
 
     async def keys_changed_for_observer(self, observer: str, user_ids: Sequence[str]) -> None: ...
 
@@ -57,6 +66,67 @@ class _Device(Protocol):
 
 class DeviceLister(Protocol):
     async def get_devices(self, user_id: str) -> Sequence[_Device]: ...
+
+    async def get_device(self, user_id: str, device_id: str) -> _Device | None: ...
+
+
+@dataclass(slots=True)
+class RemoteAnswer:
+    """What other servers answered: the response's fields, merged, and
+    `failures` keyed by server name."""
+
+    keys: dict[str, Any] = field(default_factory=dict)
+    failures: dict[str, Any] = field(default_factory=dict)
+
+
+class RemoteKeys(Protocol):
+    """Asks other servers for their users' keys (federation, attached later)."""
+
+    async def query(
+        self, device_keys: Mapping[str, Sequence[str]], timeout_ms: int
+    ) -> RemoteAnswer: ...
+
+    async def claim(
+        self, one_time_keys: Mapping[str, Mapping[str, str]], timeout_ms: int
+    ) -> RemoteAnswer: ...
+
+
+def parse_device_queries(device_keys: Any, max_users: int | None = None) -> dict[str, list[str]]:
+    """A `device_keys` query: {user: [device, ...]} (empty: every device)."""
+    if not isinstance(device_keys, Mapping):
+        raise BadJsonError("'device_keys' must be an object")
+    if max_users is not None and len(device_keys) > max_users:
+        raise BadJsonError(f"At most {max_users} users per query")
+    out: dict[str, list[str]] = {}
+    for user_id, devices in device_keys.items():
+        if not is_valid_user_id(user_id):
+            raise InvalidParamError(f"Invalid user ID {user_id[:100]!r}")
+        if devices is None:
+            devices = []
+        if not isinstance(devices, list) or not all(isinstance(d, str) for d in devices):
+            raise BadJsonError(f"Devices of {user_id} must be a list of device IDs")
+        out[user_id] = devices
+    return out
+
+
+def parse_claims(one_time_keys: Any, max_claims: int | None = None) -> dict[str, dict[str, str]]:
+    """A `one_time_keys` claim: {user: {device: algorithm}}."""
+    if not isinstance(one_time_keys, Mapping):
+        raise BadJsonError("'one_time_keys' must be an object")
+    out: dict[str, dict[str, str]] = {}
+    count = 0
+    for user_id, devices in one_time_keys.items():
+        if not is_valid_user_id(user_id):
+            raise InvalidParamError(f"Invalid user ID {user_id[:100]!r}")
+        if not isinstance(devices, Mapping) or not all(
+            isinstance(a, str) for a in devices.values()
+        ):
+            raise BadJsonError(f"Claims for {user_id} must map device IDs to algorithms")
+        count += len(devices)
+        if max_claims is not None and count > max_claims:
+            raise BadJsonError(f"At most {max_claims} keys per claim")
+        out[user_id] = dict(devices)
+    return out
 
 
 def _strip(obj: Mapping[str, Any]) -> dict[str, Any]:
@@ -158,6 +228,11 @@ class E2eKeysHandler(ServiceBase):
         self.store = store
         self._device_lists = device_lists
         self._devices = devices
+        self._remote: RemoteKeys | None = None
+
+    def attach_remote(self, remote: RemoteKeys) -> None:
+        """Federation, built later, answers for other servers' users."""
+        self._remote = remote
 
     def _is_local(self, user_id: str) -> bool:
         return is_valid_user_id(user_id) and get_domain_from_id(user_id) == self._server_name
@@ -200,7 +275,7 @@ class E2eKeysHandler(ServiceBase):
         if checked is not None and await self.store.set_device_keys(
             user_id, device_id, checked, now
         ):
-            await self._device_lists.devices_changed(user_id)
+            await self._device_lists.devices_changed(user_id, [device_id])
         return await self.one_time_key_counts(user_id, device_id)
 
     async def one_time_key_counts(self, user_id: str, device_id: str) -> dict[str, int]:
@@ -213,25 +288,38 @@ class E2eKeysHandler(ServiceBase):
 
     # --- /keys/query ---
 
-    async def query_keys(self, requester: str, device_keys: Any) -> dict[str, Any]:
-        if not isinstance(device_keys, Mapping):
-            raise BadJsonError("'device_keys' must be an object")
-        local: dict[str, list[str]] = {}
+    async def query_keys(
+        self, requester: str, device_keys: Any, timeout_ms: int = DEFAULT_REMOTE_TIMEOUT_MS
+    ) -> dict[str, Any]:
+        """`/keys/query`: local users' keys from the store, remote users' from
+        their servers (or the cache of them), within `timeout_ms`."""
+        queries = parse_device_queries(device_keys)
+        local = {u: d for u, d in queries.items() if self._is_local(u)}
+        remote = {u: d for u, d in queries.items() if u not in local}
+        result = await self.local_keys(local, requester)
+        result["user_signing_keys"] = {
+            u: k for u, k in result.pop("user_signing_keys").items() if u == requester
+        }
         failures: dict[str, Any] = {}
-        for user_id, devices in device_keys.items():
-            if not is_valid_user_id(user_id):
-                raise InvalidParamError(f"Invalid user ID {user_id[:100]!r}")
-            if devices is None:
-                devices = []
-            if not isinstance(devices, list) or not all(isinstance(d, str) for d in devices):
-                raise BadJsonError(f"Devices of {user_id} must be a list of device IDs")
-            if self._is_local(user_id):
-                local[user_id] = devices
-            else:
-                failures[get_domain_from_id(user_id)] = dict(_ERROR_NO_FEDERATION)
-        found = await self.store.get_device_keys(local)
-        cross = await self.store.get_cross_signing_keys(list(local))
-        signatures = await self.store.get_signatures(list(local))
+        if remote and self._remote is None:
+            failures = {get_domain_from_id(u): dict(_ERROR_NO_FEDERATION) for u in remote}
+        elif remote and self._remote is not None:
+            answer = await self._remote.query(remote, timeout_ms)
+            for name in ("device_keys", "master_keys", "self_signing_keys"):
+                result[name].update(answer.keys.get(name, {}))
+            failures = answer.failures
+        result["failures"] = failures
+        return result
+
+    async def local_keys(
+        self, queries: Mapping[str, Sequence[str]], requester: str | None
+    ) -> dict[str, Any]:
+        """The keys of local users (an empty device list: all their devices).
+        A master key carries the signatures of its owner and `requester`;
+        `user_signing_keys` holds every queried user's (the caller filters)."""
+        found = await self.store.get_device_keys(queries)
+        cross = await self.store.get_cross_signing_keys(list(queries))
+        signatures = await self.store.get_signatures(list(queries))
         extra_sigs: dict[tuple[str, str], list[Signature]] = {}
         for sig in signatures:
             extra_sigs.setdefault((sig.target_user_id, sig.target_key_id), []).append(sig)
@@ -240,9 +328,8 @@ class E2eKeysHandler(ServiceBase):
             "master_keys": {},
             "self_signing_keys": {},
             "user_signing_keys": {},
-            "failures": failures,
         }
-        for user_id in local:
+        for user_id in queries:
             by_device: dict[str, Any] = {}
             for device_id, (keys, display_name) in found.get(user_id, {}).items():
                 keys = _merge_signatures(keys, extra_sigs.get((user_id, device_id), ()))
@@ -263,33 +350,105 @@ class E2eKeysHandler(ServiceBase):
                 result["master_keys"][user_id] = _merge_signatures(master, visible)
             if SELF_SIGNING in own:
                 result["self_signing_keys"][user_id] = own[SELF_SIGNING]
-            if USER_SIGNING in own and user_id == requester:
+            if USER_SIGNING in own:
                 result["user_signing_keys"][user_id] = own[USER_SIGNING]
         return result
 
+    async def federation_query(self, origin: str, device_keys: Any) -> dict[str, Any]:
+        """`/user/keys/query` from `origin`: our users' keys (others are skipped)."""
+        queries = parse_device_queries(device_keys, max_users=MAX_FEDERATION_QUERY_USERS)
+        local = {u: d for u, d in queries.items() if self._is_local(u)}
+        result = await self.local_keys(local, None)
+        del result["user_signing_keys"]
+        for keys in result["device_keys"].values():
+            for device in keys.values():
+                # Device names stay on this server, as Synapse's default
+                # (`allow_device_name_lookup_over_federation: false`).
+                device["unsigned"].pop("device_display_name", None)
+        return result
+
+    async def user_devices(self, user_id: str) -> dict[str, Any]:
+        """`/user/devices/{userId}`: a local user's devices, keys and position."""
+        if not self._is_local(user_id):
+            raise InvalidParamError("User is not hosted on this homeserver")
+        devices = await self._devices.get_devices(user_id)
+        keys = await self.local_keys({user_id: []}, None)
+        with_keys = keys["device_keys"][user_id]
+        out: dict[str, Any] = {
+            "user_id": user_id,
+            "stream_id": await self.store.last_device_change(user_id) or 0,
+            "devices": [],
+        }
+        for device in devices[:MAX_FEDERATION_DEVICES]:
+            entry: dict[str, Any] = {"device_id": device.device_id}
+            if device.device_id in with_keys:
+                device_keys = with_keys[device.device_id]
+                device_keys["unsigned"].pop("device_display_name", None)
+                entry["keys"] = device_keys
+            out["devices"].append(entry)
+        if user_id in keys["master_keys"]:
+            out["master_key"] = keys["master_keys"][user_id]
+        if user_id in keys["self_signing_keys"]:
+            out["self_signing_key"] = keys["self_signing_keys"][user_id]
+        return out
+
+    async def device_update(self, user_id: str, device_id: str) -> dict[str, Any]:
+        """The content of an `m.device_list_update` EDU for a local device,
+        without stream_id and prev_id: its keys, or `deleted`."""
+        if await self._devices.get_device(user_id, device_id) is None:
+            return {"user_id": user_id, "device_id": device_id, "deleted": True}
+        content: dict[str, Any] = {"user_id": user_id, "device_id": device_id}
+        keys = (await self.local_keys({user_id: [device_id]}, None))["device_keys"][user_id]
+        if device_id in keys:
+            device_keys = keys[device_id]
+            device_keys["unsigned"].pop("device_display_name", None)
+            content["keys"] = device_keys
+        return content
+
+    async def signing_key_update(self, user_id: str) -> dict[str, Any]:
+        """The content of an `m.signing_key_update` EDU for a local user."""
+        keys = await self.local_keys({user_id: []}, None)
+        content: dict[str, Any] = {"user_id": user_id}
+        if user_id in keys["master_keys"]:
+            content["master_key"] = keys["master_keys"][user_id]
+        if user_id in keys["self_signing_keys"]:
+            content["self_signing_key"] = keys["self_signing_keys"][user_id]
+        return content
+
     # --- /keys/claim ---
 
-    async def claim_keys(self, one_time_keys: Any) -> dict[str, Any]:
-        if not isinstance(one_time_keys, Mapping):
-            raise BadJsonError("'one_time_keys' must be an object")
-        claims: list[tuple[str, str, str]] = []
+    async def claim_keys(
+        self, one_time_keys: Any, timeout_ms: int = DEFAULT_REMOTE_TIMEOUT_MS
+    ) -> dict[str, Any]:
+        """`/keys/claim`: local keys from the store, remote ones from their servers."""
+        claims = parse_claims(one_time_keys)
+        local = {u: d for u, d in claims.items() if self._is_local(u)}
+        remote = {u: d for u, d in claims.items() if u not in local}
+        out = await self.claim_local(local)
         failures: dict[str, Any] = {}
-        for user_id, devices in one_time_keys.items():
-            if not is_valid_user_id(user_id):
-                raise InvalidParamError(f"Invalid user ID {user_id[:100]!r}")
-            if not isinstance(devices, Mapping) or not all(
-                isinstance(a, str) for a in devices.values()
-            ):
-                raise BadJsonError(f"Claims for {user_id} must map device IDs to algorithms")
-            if not self._is_local(user_id):
-                failures[get_domain_from_id(user_id)] = dict(_ERROR_NO_FEDERATION)
-                continue
-            claims.extend((user_id, device_id, alg) for device_id, alg in devices.items())
-        claimed = await self.store.claim_keys(claims)
+        if remote and self._remote is None:
+            failures = {get_domain_from_id(u): dict(_ERROR_NO_FEDERATION) for u in remote}
+        elif remote and self._remote is not None:
+            answer = await self._remote.claim(remote, timeout_ms)
+            out.update(answer.keys.get("one_time_keys", {}))
+            failures = answer.failures
+        return {"one_time_keys": out, "failures": failures}
+
+    async def claim_local(self, claims: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:
+        """{user: {device: {algorithm:key_id: key}}} for local users' claims."""
+        claimed = await self.store.claim_keys(
+            [(u, d, alg) for u, devices in claims.items() for d, alg in devices.items()]
+        )
         out: dict[str, dict[str, Any]] = {}
         for (user_id, device_id), key in claimed.items():
             out.setdefault(user_id, {})[device_id] = {f"{key.algorithm}:{key.key_id}": key.key}
-        return {"one_time_keys": out, "failures": failures}
+        return out
+
+    async def federation_claim(self, origin: str, one_time_keys: Any) -> dict[str, Any]:
+        """`/user/keys/claim` from `origin`: our users' keys (others are skipped)."""
+        claims = parse_claims(one_time_keys, max_claims=MAX_FEDERATION_CLAIMS)
+        local = {u: d for u, d in claims.items() if self._is_local(u)}
+        return {"one_time_keys": await self.claim_local(local)}
 
     # --- cross-signing keys ---
 
@@ -338,7 +497,7 @@ class E2eKeysHandler(ServiceBase):
     async def upload_signatures(self, user_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
         failures: dict[str, dict[str, Any]] = {}
         accepted: list[Signature] = []
-        own_changed = False
+        own_changed: set[str] = set()
         others_changed: list[str] = []
         count = sum(len(v) if isinstance(v, Mapping) else 1 for v in body.values())
         if count > MAX_SIGNED_OBJECTS:
@@ -363,12 +522,15 @@ class E2eKeysHandler(ServiceBase):
                     continue
                 accepted.extend(found)
                 if target_user == user_id:
-                    own_changed = True
+                    own_changed.add(key_id)
                 else:
                     others_changed.append(target_user)
         await self.store.add_signatures(accepted)
-        if own_changed:
+        master = _public_key(mine[MASTER]) if MASTER in mine else None
+        if master in own_changed:
             await self._device_lists.devices_changed(user_id)
+        if own_changed - {master}:
+            await self._device_lists.devices_changed(user_id, own_changed - {master})
         if others_changed:
             await self._device_lists.keys_changed_for_observer(user_id, others_changed)
         return {"failures": failures}

@@ -13,7 +13,7 @@ from hamlet.storage.stores.key_backup import KeyBackupStore
 
 def build(ctx: BuildContext, s: Services) -> None:
     store = E2eKeysStore(ctx.db)
-    s.device_lists = ctx.own(DeviceListHandler(store, s.rooms_store, s.notifier))
+    s.device_lists = ctx.own(DeviceListHandler(ctx.server_name, store, s.rooms_store, s.notifier))
     s.e2e_keys = ctx.own(
         E2eKeysHandler(
             server_name=ctx.server_name,

@@ -1,11 +1,14 @@
-"""The EDUs a remote server sends us: typing, read receipts and presence.
+"""The EDUs a remote server sends us: typing, read receipts, presence,
+device list and cross-signing key updates, and to-device messages.
 
 Each lands in the same stream local ones do, so local /sync shows it. A
 server only speaks for its own users (anything about another server's user
 is dropped), and only about rooms that user is joined to here (presence:
 only users sharing a room with one of ours). What does not fit is dropped
 and logged, never answered with an error: an EDU has no reply, and the
-rest of the transaction still counts.
+rest of the transaction still counts. Device list updates go to the
+remote device list cache (`federation/devices.py`), to-device messages to
+the local inboxes, once per `message_id`.
 """
 
 from __future__ import annotations
@@ -27,10 +30,24 @@ logger = logging.getLogger(__name__)
 REMOTE_TYPING_TIMEOUT_MS: Final = 60_000
 #: Entries walked per EDU: a transaction holds 100 EDUs, each bounded.
 MAX_ITEMS_PER_EDU: Final = 100
+#: Longest event type or message id of a to-device EDU.
+MAX_ID_LENGTH: Final = 255
 
 
 class EduHandler(Protocol):
     async def __call__(self, origin: str, content: Mapping[str, Any]) -> None: ...
+
+
+class RemoteDevices(Protocol):
+    async def on_device_list_update(self, origin: str, content: Mapping[str, Any]) -> None: ...
+
+    async def on_signing_key_update(self, origin: str, content: Mapping[str, Any]) -> None: ...
+
+
+class ToDeviceInbox(Protocol):
+    async def receive_remote(
+        self, origin: str, sender: str, event_type: str, message_id: str, messages: Any
+    ) -> None: ...
 
 
 def _user_of(origin: str, user_id: Any) -> str | None:
@@ -53,6 +70,8 @@ class InboundEdus:
         typing: TypingHandler,
         receipts: ReceiptsHandler,
         presence: PresenceHandler,
+        devices: RemoteDevices,
+        to_device: ToDeviceInbox,
     ) -> None:
         self._server_name = server_name
         self._membership = membership
@@ -60,6 +79,8 @@ class InboundEdus:
         self._typing = typing
         self._receipts = receipts
         self._presence = presence
+        self._devices = devices
+        self._to_device = to_device
 
     def handlers(self) -> dict[str, EduHandler]:
         """EDU type -> its handler; other types are ignored, as the spec allows."""
@@ -67,6 +88,9 @@ class InboundEdus:
             "m.typing": self.on_typing,
             "m.receipt": self.on_receipt,
             "m.presence": self.on_presence,
+            "m.device_list_update": self._devices.on_device_list_update,
+            "m.signing_key_update": self._devices.on_signing_key_update,
+            "m.direct_to_device": self.on_direct_to_device,
         }
 
     async def on_typing(self, origin: str, content: Mapping[str, Any]) -> None:
@@ -146,3 +170,16 @@ class InboundEdus:
                 ),
                 currently_active=push.get("currently_active") is True,
             )
+
+    async def on_direct_to_device(self, origin: str, content: Mapping[str, Any]) -> None:
+        sender = _user_of(origin, content.get("sender"))
+        event_type = content.get("type")
+        message_id = content.get("message_id")
+        messages = content.get("messages")
+        if sender is None or not isinstance(messages, Mapping):
+            return
+        if not isinstance(event_type, str) or not 0 < len(event_type) <= MAX_ID_LENGTH:
+            return
+        if not isinstance(message_id, str) or not 0 < len(message_id) <= MAX_ID_LENGTH:
+            return
+        await self._to_device.receive_remote(origin, sender, event_type, message_id, messages)

@@ -1,13 +1,16 @@
 """Builds the federation services: the transport (discovery and the signing
 client), the keyring and the key notary, inbound transactions and
-`rc_federation`, and the queries asked of other servers (after
-user_streams: transactions feed typing, receipts and presence)."""
+`rc_federation`, the queries asked of other servers, and remote users'
+device lists and keys (after user_streams and e2ee: transactions feed
+typing, receipts, presence and to-device inboxes; local /keys/query and
+/keys/claim ask other servers through `s.remote_device_lists`)."""
 
 from __future__ import annotations
 
 from hamlet.handlers.common.service import BuildContext
 from hamlet.handlers.container import Services
 from hamlet.handlers.federation.client import FederationClient, federation_ip_filter
+from hamlet.handlers.federation.devices import RemoteDeviceLists
 from hamlet.handlers.federation.discovery import ServerDiscovery
 from hamlet.handlers.federation.inbound_edus import InboundEdus
 from hamlet.handlers.federation.inbound_pdus import InboundPdus
@@ -21,6 +24,7 @@ from hamlet.handlers.federation.ratelimit import FederationRateLimiter
 from hamlet.handlers.federation.room_reads import FederationRoomReads
 from hamlet.handlers.federation.srv import DnsSrvResolver
 from hamlet.handlers.federation.transactions import TransactionHandler
+from hamlet.storage.stores.remote_devices import RemoteDevicesStore
 from hamlet.storage.stores.server_keys import ServerKeyStore
 
 
@@ -73,6 +77,17 @@ def build(ctx: BuildContext, s: Services, transport: JoinTransport | None = None
     )
     s.federation_queries = ctx.own(FederationQueries(ctx.clock, client))
     s.federation_ratelimiter = ctx.own(FederationRateLimiter(ctx.clock, ctx.config.rc_federation))
+    s.remote_device_lists = ctx.own(
+        RemoteDeviceLists(
+            server_name=ctx.server_name,
+            clock=ctx.clock,
+            transport=client,
+            store=RemoteDevicesStore(ctx.db),
+            sharing=s.rooms_store,
+            device_lists=s.device_lists,
+        )
+    )
+    s.e2e_keys.attach_remote(s.remote_device_lists)
     edus = InboundEdus(
         server_name=ctx.server_name,
         membership=s.membership,
@@ -80,6 +95,8 @@ def build(ctx: BuildContext, s: Services, transport: JoinTransport | None = None
         typing=s.typing,
         receipts=s.receipts,
         presence=s.presence,
+        devices=s.remote_device_lists,
+        to_device=s.to_device,
     )
     s.federation_transactions = ctx.own(
         TransactionHandler(

@@ -52,6 +52,14 @@ class DeviceLister(Protocol):
         ...
 
 
+class RemoteToDevice(Protocol):
+    async def send_to_device(
+        self, sender: str, event_type: str, by_server: Mapping[str, Mapping[str, Any]]
+    ) -> None:
+        """Carry messages ({server: {user: {device: content}}}) to other servers."""
+        ...
+
+
 class ToDeviceHandler(ServiceBase):
     """The `to_device` stream: a stream id per stored message."""
 
@@ -91,6 +99,7 @@ class ToDeviceHandler(ServiceBase):
             per_second=rc_key_requests.per_second,
             burst_count=rc_key_requests.burst_count,
         )
+        self._remote: RemoteToDevice | None = None
         self.stream_ids = StreamIdGenerator(TO_DEVICE_STREAM)
         notifier.register_stream(self.name, self)
 
@@ -108,6 +117,10 @@ class ToDeviceHandler(ServiceBase):
     def current_position(self) -> int:
         return self.stream_ids.current()
 
+    def attach_remote(self, remote: RemoteToDevice) -> None:
+        """Federation, built later, carries messages for other servers' users."""
+        self._remote = remote
+
     async def send(
         self,
         sender: str,
@@ -118,16 +131,16 @@ class ToDeviceHandler(ServiceBase):
         *,
         ratelimit_exempt: bool = False,
     ) -> None:
-        """Handle `PUT /sendToDevice/{type}/{txnId}`; a repeated txn id does nothing."""
+        """Handle `PUT /sendToDevice/{type}/{txnId}`; a repeated txn id does nothing.
+        Messages for other servers' users go to their servers (one
+        `m.direct_to_device` EDU each), the local ones to the inboxes."""
         if not isinstance(messages, Mapping):
             raise BadJsonError("'messages' must be an object")
-        targets: list[tuple[str, str, Any]] = []
+        remote: dict[str, dict[str, dict[str, Any]]] = {}
+        local: dict[str, Mapping[str, Any]] = {}
         for user_id, by_device in messages.items():
             if not isinstance(by_device, Mapping) or not is_valid_user_id(user_id):
                 raise BadJsonError(f"Bad messages for {user_id!r}")
-            if get_domain_from_id(user_id) != self._server_name:
-                logger.info("Dropping to-device message for remote user %s", user_id)
-                continue
             for device_id, content in by_device.items():
                 if not isinstance(content, Mapping):
                     raise BadJsonError(f"Message for {user_id} {device_id} must be an object")
@@ -136,22 +149,77 @@ class ToDeviceHandler(ServiceBase):
                         f"A to-device message may be at most"
                         f" {self._limits.max_to_device_message_size} bytes"
                     )
-                if device_id == ALL_DEVICES:
-                    for device in await self._devices.get_devices(user_id):
-                        targets.append((user_id, device.device_id, content))
-                else:
-                    targets.append((user_id, device_id, content))
-        # One message per device even if it was addressed twice (by id and by "*").
-        unique = {(u, d): c for u, d, c in targets}
-        if len(unique) > self._limits.max_to_device_messages_per_request:
+            server = get_domain_from_id(user_id)
+            if server == self._server_name:
+                local[user_id] = by_device
+            elif self._remote is None:
+                logger.info("Dropping to-device message for remote user %s", user_id)
+            else:
+                remote.setdefault(server, {})[user_id] = {d: dict(c) for d, c in by_device.items()}
+        unique = await self._expand(local)
+        count = len(unique) + sum(len(d) for users in remote.values() for d in users.values())
+        if count > self._limits.max_to_device_messages_per_request:
             raise TooLargeError(
                 f"At most {self._limits.max_to_device_messages_per_request}"
                 " to-device messages per request"
             )
         if not ratelimit_exempt:
-            await self._rate.ratelimit(sender, n_actions=len(unique))
+            await self._rate.ratelimit(sender, n_actions=count)
         if event_type == ROOM_KEY_REQUEST:
             unique = await self._drop_excess_key_requests(sender, sender_device, unique)
+        if not await self._deliver(sender, sender_device, txn_id, event_type, unique):
+            return
+        if remote and self._remote is not None:
+            await self._remote.send_to_device(sender, event_type, remote)
+
+    async def receive_remote(
+        self, origin: str, sender: str, event_type: str, message_id: str, messages: Any
+    ) -> None:
+        """An `m.direct_to_device` EDU from `origin` (its user `sender`): delivered
+        to our users' devices once per message id; what does not fit is dropped."""
+        local: dict[str, Mapping[str, Any]] = {}
+        for user_id, by_device in messages.items():
+            if not isinstance(by_device, Mapping) or not is_valid_user_id(user_id):
+                continue
+            if get_domain_from_id(user_id) != self._server_name:
+                continue
+            local[user_id] = {
+                d: c
+                for d, c in by_device.items()
+                if isinstance(c, Mapping)
+                and len(orjson.dumps(c)) <= self._limits.max_to_device_message_size
+            }
+        unique = await self._expand(local)
+        if len(unique) > self._limits.max_to_device_messages_per_request:
+            logger.info("Dropping to-device EDU %s from %s: too many messages", message_id, origin)
+            return
+        # The txn id key makes a retried transaction deliver nothing twice.
+        await self._deliver(sender, f"federation:{origin}", message_id, event_type, unique)
+
+    async def _expand(
+        self, messages: Mapping[str, Mapping[str, Any]]
+    ) -> dict[tuple[str, str], Any]:
+        """(user, device) -> content for local users, `*` expanded: one message
+        per device even if it was addressed twice (by id and by `*`)."""
+        unique: dict[tuple[str, str], Any] = {}
+        for user_id, by_device in messages.items():
+            for device_id, content in by_device.items():
+                if device_id == ALL_DEVICES:
+                    for device in await self._devices.get_devices(user_id):
+                        unique[(user_id, device.device_id)] = content
+                else:
+                    unique[(user_id, device_id)] = content
+        return unique
+
+    async def _deliver(
+        self,
+        sender: str,
+        sender_device: str,
+        txn_id: str,
+        event_type: str,
+        unique: Mapping[tuple[str, str], Any],
+    ) -> bool:
+        """Store the messages unless this txn id was seen (then False)."""
         allocated = [self.stream_ids.next() for _ in unique]
         try:
             rows = [
@@ -164,10 +232,12 @@ class ToDeviceHandler(ServiceBase):
         finally:
             for sid in allocated:
                 self.stream_ids.finish(sid)
-        if not stored:
-            return
-        top = max(m.stream_id for m in stored)
-        self._notifier.notify(TO_DEVICE_STREAM, top, users={m.user_id for m in stored})
+        if stored is None:
+            return False
+        if stored:
+            top = max(m.stream_id for m in stored)
+            self._notifier.notify(TO_DEVICE_STREAM, top, users={m.user_id for m in stored})
+        return True
 
     async def _drop_excess_key_requests(
         self, sender: str, sender_device: str, unique: dict[tuple[str, str], Any]

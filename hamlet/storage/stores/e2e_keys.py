@@ -371,15 +371,31 @@ class E2eKeysStore:
 
     # --- the device list stream ---
 
-    async def add_device_list_changes(self, rows: Sequence[tuple[int, str, str | None]]) -> None:
-        """Rows of (stream_id, user whose devices/keys changed, observer or None)."""
+    async def add_device_list_changes(
+        self, rows: Sequence[tuple[int, str, str | None, str | None]]
+    ) -> None:
+        """Rows of (stream_id, user whose devices/keys changed, observer or None,
+        the device changed or None)."""
         await self.db.run_interaction(
             "add_device_list_changes",
             lambda txn: txn.executemany(
-                "INSERT INTO device_lists_stream (stream_id, user_id, observer) VALUES (?, ?, ?)",
+                "INSERT INTO device_lists_stream (stream_id, user_id, observer, device_id)"
+                " VALUES (?, ?, ?, ?)",
                 rows,
             ),
         )
+
+    async def last_device_change(self, user_id: str, before: int | None = None) -> int | None:
+        """The stream id of the user's newest device row (before `before`, if given):
+        the position other servers know their device list at."""
+        row = await self.db.fetchone(
+            "last_device_change",
+            "SELECT MAX(stream_id) FROM device_lists_stream WHERE user_id = ?"
+            " AND observer IS NULL AND device_id IS NOT NULL AND stream_id < ?",
+            user_id,
+            before if before is not None else 2**62,
+        )
+        return None if row is None or row[0] is None else int(row[0])
 
     async def get_device_list_changes(
         self, observer: str, since: int, upto: int

@@ -1,11 +1,13 @@
 """Builds the federation sender and its admin view (after user_streams: it
-reads typing, receipts and presence)."""
+reads typing, receipts and presence), and hands it local users' device
+changes and to-device messages for other servers."""
 
 from __future__ import annotations
 
 from hamlet.handlers.common.service import BuildContext
 from hamlet.handlers.container import Services
 from hamlet.handlers.federation.sender.admin import DestinationsAdmin
+from hamlet.handlers.federation.sender.device_edus import DeviceEdus
 from hamlet.handlers.federation.sender.hosts import MembershipHosts
 from hamlet.handlers.federation.sender.sender import FederationSender
 from hamlet.handlers.federation.sender.transport import TransactionTransport
@@ -42,3 +44,12 @@ def build(
         )
     )
     s.federation_destinations = DestinationsAdmin(store, s.federation_sender)
+    device_edus = DeviceEdus(
+        server_name=ctx.server_name,
+        sender=s.federation_sender,
+        keys=s.e2e_keys,
+        positions=s.e2e_keys.store,
+        sharing=s.rooms_store,
+    )
+    s.device_lists.attach_outbound(device_edus)
+    s.to_device.attach_remote(device_edus)
