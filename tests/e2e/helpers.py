@@ -41,9 +41,13 @@ class Ed25519:
 
 
 def device_keys(user: TestUser, signer: Ed25519, device_id: str | None = None) -> dict[str, Any]:
-    device_id = device_id or user.device_id
+    return sign_device_keys(user.user_id, device_id or user.device_id, signer)
+
+
+def sign_device_keys(user_id: str, device_id: str, signer: Ed25519) -> dict[str, Any]:
+    """A device's identity keys, signed by its ed25519 key."""
     keys = {
-        "user_id": user.user_id,
+        "user_id": user_id,
         "device_id": device_id,
         "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
         "keys": {
@@ -51,7 +55,7 @@ def device_keys(user: TestUser, signer: Ed25519, device_id: str | None = None) -
             f"ed25519:{device_id}": signer.public,
         },
     }
-    return signer.sign(keys, user.user_id, f"ed25519:{device_id}")
+    return signer.sign(keys, user_id, f"ed25519:{device_id}")
 
 
 def one_time_keys(signer: Ed25519, user: TestUser, ids: range, prefix: str = "k") -> dict[str, Any]:
