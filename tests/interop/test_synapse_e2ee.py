@@ -99,7 +99,7 @@ async def test_keys_and_to_device_both_ways(hamlet: HamletServer, synapse: Synap
     assert key_id.startswith("signed_curve25519:k")
 
     # Synapse asks Hamlet.
-    query = {"device_keys": {ham: []}}
+    query: dict[str, Any] = {"device_keys": {ham: []}}
     status, theirs = await on_synapse(synapse, "POST", "/keys/query", query, sy.token)
     assert status == 200, theirs
     assert theirs["failures"] == {}
