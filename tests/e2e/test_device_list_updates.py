@@ -6,7 +6,10 @@ the receiver fetch the list whole through /user/devices."""
 
 from __future__ import annotations
 
-from tests.conftest import settle
+from urllib.parse import quote
+
+from hamlet.handlers.federation.devices import PRUNE_INTERVAL_S
+from tests.conftest import advance, settle
 from tests.e2e.federated_support import V1, A, B, SlowTransport, query, room_on_b, upload_keys
 from tests.e2e.helpers import CrossSigning, Ed25519
 from tests.federation.inbound_support import client, send_txn, sync, txn
@@ -68,6 +71,13 @@ async def test_changes_reach_the_other_server(h: Harness, transport: SlowTranspo
     assert (await client(h, A, "POST", f"/rooms/{room}/leave", alice, {})).status == 200
     await settle()
     assert bob.user_id in _changed(await sync(h, A, alice, since))[1]
+    # Bob's list is dropped meanwhile: joining again, it is fetched anew.
+    await advance(PRUNE_INTERVAL_S)
+    joined = await client(h, A, "POST", f"/join/{quote('#devs:b.test')}", alice, {})
+    assert joined.status == 200, joined.json
+    await settle()
+    await query(h, A, alice, bob.user_id)
+    assert transport.count("POST", B, f"{V1}/user/keys/query") == 2
 
 
 async def test_a_gap_resyncs_and_strangers_are_ignored(

@@ -17,14 +17,14 @@ async def query_keys(req: ApiRequest, origin: str) -> dict[str, Any]:
     body = await req.json_object()
     if "device_keys" not in body:
         raise MissingParamError("Missing param: device_keys")
-    return await req.hs.e2e_keys.federation_query(origin, body["device_keys"])
+    return await req.hs.e2e_keys.federation_query(body["device_keys"])
 
 
 async def claim_keys(req: ApiRequest, origin: str) -> dict[str, Any]:
     body = await req.json_object()
     if "one_time_keys" not in body:
         raise MissingParamError("Missing param: one_time_keys")
-    return await req.hs.e2e_keys.federation_claim(origin, body["one_time_keys"])
+    return await req.hs.e2e_keys.federation_claim(body["one_time_keys"])
 
 
 async def user_devices(req: ApiRequest, origin: str) -> dict[str, Any]:

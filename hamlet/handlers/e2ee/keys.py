@@ -354,8 +354,8 @@ class E2eKeysHandler(ServiceBase):
                 result["user_signing_keys"][user_id] = own[USER_SIGNING]
         return result
 
-    async def federation_query(self, origin: str, device_keys: Any) -> dict[str, Any]:
-        """`/user/keys/query` from `origin`: our users' keys (others are skipped)."""
+    async def federation_query(self, device_keys: Any) -> dict[str, Any]:
+        """`/user/keys/query` from another server: our users' keys (others are skipped)."""
         queries = parse_device_queries(device_keys, max_users=MAX_FEDERATION_QUERY_USERS)
         local = {u: d for u, d in queries.items() if self._is_local(u)}
         result = await self.local_keys(local, None)
@@ -444,8 +444,8 @@ class E2eKeysHandler(ServiceBase):
             out.setdefault(user_id, {})[device_id] = {f"{key.algorithm}:{key.key_id}": key.key}
         return out
 
-    async def federation_claim(self, origin: str, one_time_keys: Any) -> dict[str, Any]:
-        """`/user/keys/claim` from `origin`: our users' keys (others are skipped)."""
+    async def federation_claim(self, one_time_keys: Any) -> dict[str, Any]:
+        """`/user/keys/claim` from another server: our users' keys (others are skipped)."""
         claims = parse_claims(one_time_keys, max_claims=MAX_FEDERATION_CLAIMS)
         local = {u: d for u, d in claims.items() if self._is_local(u)}
         return {"one_time_keys": await self.claim_local(local)}

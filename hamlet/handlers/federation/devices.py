@@ -9,10 +9,12 @@ garbage goes into `failures` under its name, the others still answer.
 As Synapse, the device lists of remote users who share a room with a local
 user are cached (their server then tells us of changes with
 `m.device_list_update` and `m.signing_key_update` EDUs), so a query for
-them costs no request. An update whose `prev_id`s we have not all seen
-means we missed one: the list is fetched whole again (`/user/devices`) in
-the background. Every change is written to the local device list stream,
-so local clients see the user in `device_lists.changed`.
+them costs no request; a list is dropped once no room is shared (at the
+next query for the user, or by the prune every 10 minutes). An update
+whose `prev_id`s we have not all seen means we missed one: the list is
+fetched whole again (`/user/devices`) in the background. Every change is
+written to the local device list stream, so local clients see the user in
+`device_lists.changed`.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ MAX_PREV_IDS: Final = 100
 MAX_CONCURRENT_RESYNCS: Final = 5
 MAX_PENDING_RESYNCS: Final = 1000
 RESYNC_TIMEOUT_MS: Final = 30_000
+#: How often the lists of users no longer sharing a room are dropped.
+PRUNE_INTERVAL_S: Final = 600.0
 CROSS_SIGNING_TYPES: Final = {"master_key": "master", "self_signing_key": "self_signing"}
 CROSS_SIGNING_FIELDS: Final = {"master_keys": "master", "self_signing_keys": "self_signing"}
 
@@ -183,6 +187,16 @@ class RemoteDeviceLists(ServiceBase):
         self._device_lists = device_lists
         self._resync_slots = asyncio.Semaphore(MAX_CONCURRENT_RESYNCS)
         self._resyncing: set[str] = set()
+
+    def start(self) -> None:
+        self._clock.looping_call(self._prune, PRUNE_INTERVAL_S)
+
+    async def _prune(self) -> None:
+        """Their servers no longer tell us of changes: a list kept past the
+        last shared room would be served stale once a room is shared again."""
+        dropped = await self._store.forget_unshared(self._server_name)
+        if dropped:
+            logger.info("Dropped %d remote device lists no longer shared", dropped)
 
     async def _tracked(self, user_id: str) -> bool:
         """Whether a local user shares a room with `user_id` (so its server

@@ -131,13 +131,25 @@ class RemoteDevicesStore:
     async def forget(self, user_id: str) -> None:
         await self.db.run_interaction("forget_remote_device_list", lambda t: _forget(t, user_id))
 
-    async def count_devices(self, user_id: str) -> int:
-        value = await self.db.fetchval(
-            "count_remote_devices",
-            "SELECT COUNT(*) FROM remote_device_keys WHERE user_id = ?",
-            user_id,
-        )
-        return int(value or 0)
+    async def forget_unshared(self, server_name: str) -> int:
+        """Drop the lists of users no user of `server_name` shares a room with
+        any more (their server stopped telling us of changes); how many."""
+        escaped = server_name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+        async def run(txn: Transaction) -> int:
+            rows = await txn.fetchall(
+                "SELECT user_id FROM remote_device_lists WHERE user_id NOT IN ("
+                " SELECT other.user_id FROM room_memberships AS other"
+                " JOIN room_memberships AS mine ON mine.room_id = other.room_id"
+                " WHERE other.membership = 'join' AND mine.membership = 'join'"
+                " AND mine.user_id LIKE ? ESCAPE '\\')",
+                (f"%:{escaped}",),
+            )
+            for (user_id,) in rows:
+                await _forget(txn, str(user_id))
+            return len(rows)
+
+        return await self.db.run_interaction("forget_unshared_remote_device_lists", run)
 
 
 async def _forget(txn: Transaction, user_id: str) -> None:
