@@ -42,9 +42,7 @@ async def test_messages_both_ways_in_order(h: Harness) -> None:
     assert [e["content"] for e in got] == [{"hello": "alice"}]
 
 
-async def test_delivered_once_and_bounded(
-    h: Harness, transport: SlowTransport, make_hs_config: Any
-) -> None:
+async def test_delivered_once_and_bounded(h: Harness, transport: SlowTransport) -> None:
     alice = await make_user(h, "alice", host=A)
     bob = await make_user(h, "bob", host=B)
 
@@ -66,13 +64,17 @@ async def test_delivered_once_and_bounded(
     big = {"pad": "x" * (h.servers[A].config.limits.max_to_device_message_size + 1)}
     edus = [edu("m2", "@mallory:a.test", {"n": 2}), edu("m3", bob.user_id, big)]
     edus.append({"edu_type": "m.direct_to_device", "content": {"sender": bob.user_id}})
+    # More messages than one request may carry: dropped whole.
+    cap = h.servers[A].config.limits.max_to_device_messages_per_request
+    crowd = edu("m4", bob.user_id, {"n": 4})
+    crowd["content"]["messages"][alice.user_id].update({f"D{i}": {} for i in range(cap)})
+    edus.append(crowd)
     await send_txn(transport, h, B, A, "x3", txn(B, edus=edus))
     await settle()
     got = await _inbox(h, A, alice)
     assert [e["content"] for e in got] == [{"n": 1}]
 
     # A request past the per-request cap is refused before anything is sent.
-    cap = h.servers[A].config.limits.max_to_device_messages_per_request
     body = {"messages": {bob.user_id: {f"D{i}": {} for i in range(cap + 1)}}}
     resp = await client(h, A, "PUT", "/sendToDevice/m.test/big", alice, body)
     assert resp.status == 413

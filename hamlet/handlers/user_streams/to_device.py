@@ -156,13 +156,11 @@ class ToDeviceHandler(ServiceBase):
                 logger.info("Dropping to-device message for remote user %s", user_id)
             else:
                 remote.setdefault(server, {})[user_id] = {d: dict(c) for d, c in by_device.items()}
+        # Checked before `*` expands (a lookup per user), and after.
+        self._check_count(sum(len(d) for d in messages.values()))
         unique = await self._expand(local)
         count = len(unique) + sum(len(d) for users in remote.values() for d in users.values())
-        if count > self._limits.max_to_device_messages_per_request:
-            raise TooLargeError(
-                f"At most {self._limits.max_to_device_messages_per_request}"
-                " to-device messages per request"
-            )
+        self._check_count(count)
         if not ratelimit_exempt:
             await self._rate.ratelimit(sender, n_actions=count)
         if event_type == ROOM_KEY_REQUEST:
@@ -172,11 +170,20 @@ class ToDeviceHandler(ServiceBase):
         if remote and self._remote is not None:
             await self._remote.send_to_device(sender, event_type, remote)
 
+    def _check_count(self, count: int) -> None:
+        cap = self._limits.max_to_device_messages_per_request
+        if count > cap:
+            raise TooLargeError(f"At most {cap} to-device messages per request")
+
     async def receive_remote(
         self, origin: str, sender: str, event_type: str, message_id: str, messages: Any
     ) -> None:
         """An `m.direct_to_device` EDU from `origin` (its user `sender`): delivered
         to our users' devices once per message id; what does not fit is dropped."""
+        cap = self._limits.max_to_device_messages_per_request
+        if sum(len(d) if isinstance(d, Mapping) else 1 for d in messages.values()) > cap:
+            logger.info("Dropping to-device EDU %s from %s: too many messages", message_id, origin)
+            return
         local: dict[str, Mapping[str, Any]] = {}
         for user_id, by_device in messages.items():
             if not isinstance(by_device, Mapping) or not is_valid_user_id(user_id):
@@ -190,8 +197,8 @@ class ToDeviceHandler(ServiceBase):
                 and len(orjson.dumps(c)) <= self._limits.max_to_device_message_size
             }
         unique = await self._expand(local)
-        if len(unique) > self._limits.max_to_device_messages_per_request:
-            logger.info("Dropping to-device EDU %s from %s: too many messages", message_id, origin)
+        if len(unique) > cap:
+            logger.info("Dropping to-device EDU %s from %s: too many devices", message_id, origin)
             return
         # The txn id key makes a retried transaction deliver nothing twice.
         await self._deliver(sender, f"federation:{origin}", message_id, event_type, unique)

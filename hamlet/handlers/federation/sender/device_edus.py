@@ -4,9 +4,10 @@
 stream id and the user's previous one as `prev_id`, so a server that missed
 one sees the gap and fetches the list whole) and `m.signing_key_update` go
 to every server with a user sharing a room with ours; `m.direct_to_device`
-to the servers of the users messaged. None of them coalesce: each is queued
-under its own key, so a to-device message or a device change is never
-replaced by a later one.
+to the servers of the users messaged. A device change or a to-device
+message is queued under a key of its own, so a later one never replaces
+it; a signing key update carries the keys as they are, so the newest
+replaces a queued one.
 """
 
 from __future__ import annotations
@@ -85,8 +86,8 @@ class DeviceEdus:
         if not destinations:
             return
         content = await self._keys.signing_key_update(user_id)
-        key = f"{user_id}|{secrets.token_hex(8)}"
-        await self._sender.queue_edus(destinations, [Edu(SIGNING_KEY_UPDATE, key, content)])
+        # It carries the keys as they are now: a newer one replaces a queued one.
+        await self._sender.queue_edus(destinations, [Edu(SIGNING_KEY_UPDATE, user_id, content)])
 
     async def send_to_device(
         self, sender: str, event_type: str, by_server: Mapping[str, Mapping[str, Any]]
