@@ -6,6 +6,7 @@ list changes."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,8 @@ hamlet_tls = transport_tests.hamlet_tls
 hamlet = transport_tests.hamlet
 
 V3 = "/_matrix/client/v3"
+#: A new timeout for each /sync of Synapse's (see `synapse_sync`).
+SYNC_TIMEOUTS_MS = itertools.count(1)
 
 
 @dataclass
@@ -46,6 +49,17 @@ async def synapse_user(synapse: Synapse, name: str) -> SynapseUser:
     )
     assert status == 200, reg
     return SynapseUser(reg["user_id"], reg["device_id"], reg["access_token"])
+
+
+async def synapse_sync(synapse: Synapse, user: SynapseUser, since: str | None = None) -> Any:
+    """A /sync of Synapse's: each with another timeout, since Synapse answers a
+    repeated request (the same since, timeout and filter) from a cache."""
+    path = f"/sync?timeout={next(SYNC_TIMEOUTS_MS)}"
+    if since is not None:
+        path += f"&since={quote(since)}"
+    status, page = await on_synapse(synapse, "GET", path, None, user.token)
+    assert status == 200, page
+    return page
 
 
 async def synapse_login(synapse: Synapse, user: SynapseUser) -> SynapseUser:
@@ -115,8 +129,7 @@ async def test_keys_and_to_device_both_ways(hamlet: HamletServer, synapse: Synap
     await hs.to_device.send(ham, ham_device, "t1", "m.interop", messages)
 
     async def synapse_inbox() -> list[str]:
-        status, page = await on_synapse(synapse, "GET", "/sync?timeout=0", None, sy.token)
-        assert status == 200, page
+        page = await synapse_sync(synapse, sy)
         return [str(e["content"]) for e in page.get("to_device", {}).get("events", [])]
 
     assert await eventually(synapse_inbox, lambda got: "{'hello': 'from hamlet'}" in got)
@@ -153,8 +166,7 @@ async def test_device_list_changes_cross(hamlet: HamletServer, synapse: Synapse)
     await hs.federation_joins.join(ham, *located)
     # Each side has the other's list (Synapse caches ours now they share a room).
     assert (await hs.e2e_keys.query_keys(ham, {sy.user_id: []}))["failures"] == {}
-    status, first = await on_synapse(synapse, "GET", "/sync?timeout=0", None, sy.token)
-    assert status == 200, first
+    first = await synapse_sync(synapse, sy)
     status, theirs = await on_synapse(
         synapse, "POST", "/keys/query", {"device_keys": {ham: []}}, sy.token
     )
@@ -183,9 +195,7 @@ async def test_device_list_changes_cross(hamlet: HamletServer, synapse: Synapse)
     new_device = await hamlet_device(hs, ham, otks=0)
 
     async def changed_there() -> list[str]:
-        path = f"/sync?timeout=0&since={quote(first['next_batch'])}"
-        status, page = await on_synapse(synapse, "GET", path, None, sy.token)
-        assert status == 200, page
+        page = await synapse_sync(synapse, sy, first["next_batch"])
         return list(page.get("device_lists", {}).get("changed", []))
 
     assert await eventually(changed_there, lambda users: ham in users)

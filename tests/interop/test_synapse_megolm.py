@@ -28,7 +28,7 @@ from hamlet.config import HomeServerConfig
 from hamlet.homeserver import HomeServer
 from hamlet.host.process import HostProcess
 from tests.interop.synapse import Synapse, free_port
-from tests.interop.test_synapse_e2ee import on_synapse, synapse_user
+from tests.interop.test_synapse_e2ee import SYNC_TIMEOUTS_MS, on_synapse, synapse_user
 from tests.support.tls import SelfSigned, make_self_signed
 
 MakeConfig = Callable[..., HomeServerConfig]
@@ -82,7 +82,8 @@ async def nio_client(url: str, user_id: str, store: Path) -> AsyncClient:
 
 
 async def catch_up(client: AsyncClient) -> SyncResponse:
-    sync = await client.sync(timeout=0, full_state=client.next_batch is None)
+    # A new timeout each time: Synapse answers a repeated /sync from a cache.
+    sync = await client.sync(timeout=next(SYNC_TIMEOUTS_MS), full_state=client.next_batch is None)
     assert isinstance(sync, SyncResponse), sync
     if client.should_query_keys:
         await client.keys_query()
