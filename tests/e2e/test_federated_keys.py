@@ -145,3 +145,32 @@ async def test_served_endpoints(h: Harness, transport: SlowTransport) -> None:
     # Unsigned requests are refused.
     resp = await h.request("GET", f"{V1}/user/devices/{bob.user_id}", host=B)
     assert resp.status == 401
+
+
+async def test_signing_a_remote_users_master_key(h: Harness) -> None:
+    """Verifying a user of another server: our user-signing key's signature of
+    their master key is kept here, and shown to its signer only."""
+    alice = await make_user(h, "alice", host=A)
+    carol = await make_user(h, "carol", host=A)
+    bob = await make_user(h, "bob", host=B)
+    mine, theirs = CrossSigning(), CrossSigning()
+    for host, user, cross in ((A, alice, mine), (B, bob, theirs)):
+        resp = await client(h, host, "POST", "/keys/device_signing/upload", user, cross.body(user))
+        assert resp.status == 200, resp.json
+    master = (await query(h, A, alice, bob.user_id)).json["master_keys"][bob.user_id]
+    signed = mine.user_signing.sign(master, alice.user_id)
+    body = {bob.user_id: {theirs.master.public: signed}}
+    resp = await client(h, A, "POST", "/keys/signatures/upload", alice, body)
+    assert resp.status == 200 and resp.json["failures"] == {}, resp.json
+
+    seen = (await query(h, A, alice, bob.user_id)).json["master_keys"][bob.user_id]
+    usk_id = f"ed25519:{mine.user_signing.public}"
+    assert usk_id in seen["signatures"][alice.user_id]
+    other = (await query(h, A, carol, bob.user_id)).json["master_keys"][bob.user_id]
+    assert alice.user_id not in other.get("signatures", {})
+
+    # A signature of something else than their master key is refused.
+    forged = mine.user_signing.sign({**master, "usage": ["self_signing"]}, alice.user_id)
+    body = {bob.user_id: {theirs.master.public: forged}}
+    resp = await client(h, A, "POST", "/keys/signatures/upload", alice, body)
+    assert resp.status == 200 and bob.user_id in resp.json["failures"]

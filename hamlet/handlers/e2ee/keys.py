@@ -90,6 +90,8 @@ class RemoteKeys(Protocol):
         self, one_time_keys: Mapping[str, Mapping[str, str]], timeout_ms: int
     ) -> RemoteAnswer: ...
 
+    async def master_key(self, user_id: str) -> dict[str, Any] | None: ...
+
 
 def parse_device_queries(device_keys: Any, max_users: int | None = None) -> dict[str, list[str]]:
     """A `device_keys` query: {user: [device, ...]} (empty: every device)."""
@@ -308,8 +310,19 @@ class E2eKeysHandler(ServiceBase):
             for name in ("device_keys", "master_keys", "self_signing_keys"):
                 result[name].update(answer.keys.get(name, {}))
             failures = answer.failures
+            await self._add_own_signatures(requester, result["master_keys"], remote)
         result["failures"] = failures
         return result
+
+    async def _add_own_signatures(
+        self, requester: str, master_keys: dict[str, Any], users: Collection[str]
+    ) -> None:
+        """Merge into other servers' users' master keys the signatures
+        `requester` made of them here (only the signer sees them)."""
+        for sig in await self.store.get_signatures([u for u in users if u in master_keys]):
+            key = master_keys[sig.target_user_id]
+            if sig.signer_user_id == requester and isinstance(key, dict):
+                master_keys[sig.target_user_id] = _merge_signatures(key, [sig])
 
     async def local_keys(
         self, queries: Mapping[str, Sequence[str]], requester: str | None
@@ -511,7 +524,7 @@ class E2eKeysHandler(ServiceBase):
                 try:
                     if not isinstance(signed, Mapping):
                         raise BadJsonError("The signed object must be an object")
-                    if not self._is_local(target_user):
+                    if not is_valid_user_id(target_user):
                         raise MatrixError(404, "M_NOT_FOUND", "Unknown user")
                     found = await self._check_signature(user_id, mine, target_user, key_id, signed)
                 except MatrixError as e:
@@ -535,6 +548,22 @@ class E2eKeysHandler(ServiceBase):
             await self._device_lists.keys_changed_for_observer(user_id, others_changed)
         return {"failures": failures}
 
+    async def _master_key(self, user_id: str) -> Mapping[str, Any] | None:
+        """A user's master key: ours from the store, another server's from it
+        (or the cache of it), checked to hold one ed25519 key."""
+        if self._is_local(user_id):
+            return (await self.store.get_cross_signing_keys([user_id])).get(user_id, {}).get(MASTER)
+        if self._remote is None:
+            return None
+        key = await self._remote.master_key(user_id)
+        inner = key.get("keys") if key is not None else None
+        if not isinstance(inner, Mapping) or len(inner) != 1:
+            return None
+        ((key_id, public),) = inner.items()
+        if not isinstance(public, str) or key_id != f"ed25519:{public}":
+            return None
+        return key
+
     async def _check_signature(
         self,
         user_id: str,
@@ -547,9 +576,9 @@ class E2eKeysHandler(ServiceBase):
         target: Mapping[str, Any] | None
         signer_keys: dict[str, str]
         if target_user != user_id:
-            # Another user's master key, signed with our user-signing key.
-            theirs = (await self.store.get_cross_signing_keys([target_user])).get(target_user, {})
-            target = theirs.get(MASTER)
+            # Another user's master key (maybe another server's), signed
+            # with our user-signing key.
+            target = await self._master_key(target_user)
             if target is None or _public_key(target) != key_id:
                 raise MatrixError(404, "M_NOT_FOUND", "Unknown master key")
             if USER_SIGNING not in mine:

@@ -50,6 +50,8 @@ MAX_PREV_IDS: Final = 100
 MAX_CONCURRENT_RESYNCS: Final = 5
 MAX_PENDING_RESYNCS: Final = 1000
 RESYNC_TIMEOUT_MS: Final = 30_000
+#: How long a signature upload waits for the signed user's server.
+DEFAULT_MASTER_KEY_TIMEOUT_MS: Final = 10_000
 #: How often the lists of users no longer sharing a room are dropped.
 PRUNE_INTERVAL_S: Final = 600.0
 CROSS_SIGNING_TYPES: Final = {"master_key": "master", "self_signing_key": "self_signing"}
@@ -265,6 +267,12 @@ class RemoteDeviceLists(ServiceBase):
         if not isinstance(answer, dict) or not isinstance(answer.get("device_keys"), dict):
             raise _Failure("no device_keys in the answer")
         return answer
+
+    async def master_key(self, user_id: str) -> dict[str, Any] | None:
+        """A remote user's master key, for a local user signing it."""
+        answer = await self.query({user_id: []}, DEFAULT_MASTER_KEY_TIMEOUT_MS)
+        key = answer.keys.get("master_keys", {}).get(user_id)
+        return key if isinstance(key, dict) else None
 
     # --- /keys/claim ---
 
