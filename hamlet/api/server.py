@@ -29,6 +29,7 @@ from hamlet.api.router import Route, Router
 from hamlet.config.model import ListenerConfig
 from hamlet.handlers.common.errors import MatrixError, TooLargeError, UnrecognizedError
 from hamlet.runtime import tracing
+from hamlet.runtime.http_client import is_ip_literal
 from hamlet.runtime.logcontext import LoggingContext, measure_cpu
 from hamlet.runtime.shielding import run_to_the_end
 
@@ -177,6 +178,22 @@ def strip_port(host: str | None) -> str | None:
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
+def _unrouted(host: str | None, http: web.Request) -> web.Response:
+    """The answer to a request no tenant serves.
+
+    Load balancers check health by address, with no Host or an IP literal:
+    /health answers them at once, and their probes of other paths are
+    refused without a warning each. A name nobody serves is worth one.
+    """
+    if http.path == "/health":
+        return web.Response(text="OK", headers=CORS_HEADERS)
+    if host is None or is_ip_literal(host):
+        logger.debug("Refused request for no tenant (Host %r): %s", host, http.path)
+    else:
+        logger.warning("Refused request for unknown host %r: %s", host, http.path)
+    return error_response(UnrecognizedError(404, f"Unknown host {host!r}"))
+
+
 #: Bodies above this are written a chunk at a time, waiting for the client
 #: to take each: handed to the transport whole, a body of megabytes is
 #: copied and sent in one go while every other connection waits.
@@ -270,8 +287,7 @@ class HttpFrontend:
             if http.method == "OPTIONS":
                 return web.Response(status=204, headers=CORS_HEADERS)
             if gate is None:
-                logger.warning("Refused request for unknown host %r: %s", host, http.path)
-                raise UnrecognizedError(404, f"Unknown host {host!r}")
+                return _unrouted(host, http)
             async with gate.open() as hs:
                 return await self.dispatch(hs, http, ctx, exchange, observer)
         except MatrixError as e:

@@ -11,17 +11,40 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import socket
 import ssl
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from hamlet.host.connections import ConnectionGuard
 from hamlet.runtime.logcontext import in_sentinel_context
 
 # A deeper accept queue: a flood is shed after accept, not in the kernel.
 BACKLOG = 1024
+
+
+class _QuietBadRequests(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """aiohttp's server logger, minus the traceback at ERROR for each malformed request.
+
+    Any client can send one, so each is one INFO line naming the client and
+    the fault; a failure of ours still logs its traceback.
+    """
+
+    def exception(self, msg: object, *args: object, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info")
+        if isinstance(exc, HttpProcessingError):
+            remote = args[0] if args else "-"
+            self.info("Malformed HTTP request from %s: %s", remote, exc.message)
+            return
+        super().exception(msg, *args, **kwargs)
+
+
+#: What every runner's protocol logs through.
+SERVER_LOGGER = _QuietBadRequests(logging.getLogger("aiohttp.server"), {})
 
 
 class ListenError(OSError):

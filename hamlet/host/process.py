@@ -20,7 +20,13 @@ from hamlet.host.connections import (
     raise_open_file_limit,
 )
 from hamlet.host.control import ControlApi
-from hamlet.host.listeners import GuardedSite, ListenError, bind_sockets, server_tls_context
+from hamlet.host.listeners import (
+    SERVER_LOGGER,
+    GuardedSite,
+    ListenError,
+    bind_sockets,
+    server_tls_context,
+)
 from hamlet.host.log_redaction import install_redaction
 from hamlet.host.manager import Closer, TenantManager
 from hamlet.host.registry import OneTenantResolver, TenantRegistry
@@ -175,6 +181,7 @@ class HostProcess:
             access_log=None,
             keepalive_timeout=self._keepalive_timeout_s,
             handler_cancellation=True,
+            logger=SERVER_LOGGER,
         )
         await runner.setup()
         for sock in sockets:

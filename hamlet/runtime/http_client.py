@@ -134,7 +134,8 @@ class HttpResponse:
 ResolverFactory = Callable[[], AbstractResolver]
 
 
-def _is_ip_literal(host: str) -> bool:
+def is_ip_literal(host: str) -> bool:
+    """An IPv4 or IPv6 address (in brackets or not), not a name."""
     try:
         ipaddress.ip_address(host.strip("[]"))
     except ValueError:
@@ -205,7 +206,7 @@ class HttpClient:
             host = URL(url, encoded=True).host or ""
         except ValueError as e:
             raise ConnectionFailedError(f"bad URL {url!r}") from e
-        if _is_ip_literal(host) and not ip_filter.allows(host.strip("[]")):
+        if is_ip_literal(host) and not ip_filter.allows(host.strip("[]")):
             raise BlockedAddressError(f"address {host} is blocked")
         try:
             return await with_timeout(

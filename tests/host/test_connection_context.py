@@ -76,6 +76,6 @@ async def test_requests_and_aiohttp_errors_never_log_as_startup_or_provisioning(
     served = log_records.matching("Processed request")
     assert sorted(_context(r)[0] for r in served) == ["c.test", "c.test", "main.test"]
     assert all(_context(r)[1].startswith("GET-") for r in served)
-    errors = log_records.matching("Error handling request")
+    errors = log_records.matching("Malformed HTTP request")
     assert len(errors) == 3
     assert {_context(r) for r in errors} == {(SENTINEL_SERVER_NAME, SENTINEL_REQUEST)}
