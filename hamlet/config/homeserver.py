@@ -73,9 +73,14 @@ LISTENER_TYPES = ("http",)
 # What every http listener serves, whatever its resources say.
 SERVED_RESOURCES = frozenset({"client", "media", "health", "federation", "keys"})
 
-_DNS_LABEL_RE = re.compile(r"^[A-Za-z0-9-]{1,63}$")
-_PG_IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-_ROOM_REF_RE = re.compile(r"^[#!][^:]+:.+$")
+# Used with fullmatch: `$` after re.match also matches before a final newline.
+_DNS_LABEL_RE = re.compile(r"[A-Za-z0-9-]{1,63}")
+_PG_IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+_ROOM_REF_RE = re.compile(r"[#!][^:]+:.+", re.DOTALL)
+#: A server name names a data directory and ends every user ID: one file name at most.
+MAX_SERVER_NAME_LENGTH = 255
+#: Shorter control secrets are warned about (a guessable secret provisions tenants).
+MIN_CONTROL_SECRET_LENGTH = 16
 
 OPEN_REGISTRATION_ERROR = (
     "open registration without any verification is enabled: anyone can create "
@@ -140,6 +145,8 @@ def validate_config(
 def validate_server_name(value: Any) -> str:
     """A Matrix server name: hostname, IPv4 or [IPv6] literal, optional :port."""
     name = to_non_empty_str(value)
+    if len(name) > MAX_SERVER_NAME_LENGTH:
+        raise Invalid(f"server name longer than {MAX_SERVER_NAME_LENGTH} characters")
     bad = Invalid(
         f"invalid server name {name!r} (expected a hostname or IP literal "
         "with an optional :port, e.g. example.com or example.com:8448)"
@@ -164,7 +171,7 @@ def validate_server_name(value: Any) -> str:
                 ipaddress.IPv4Address(host)
             except ValueError:
                 raise bad from None
-        elif len(host) > 255 or not all(_DNS_LABEL_RE.match(p) for p in host.split(".")):
+        elif not all(_DNS_LABEL_RE.fullmatch(p) for p in host.split(".")):
             raise bad
     if port is not None and not (
         port.isascii() and port.isdigit() and len(port) <= 5 and 1 <= int(port) <= 65535
@@ -205,7 +212,7 @@ def _to_room_refs(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list):
         raise Invalid("must be a list of room aliases or IDs")
     for i, v in enumerate(value):
-        if not isinstance(v, str) or not _ROOM_REF_RE.match(v):
+        if not isinstance(v, str) or not _ROOM_REF_RE.fullmatch(v):
             raise Invalid(
                 f"item {i}: {v!r} is not a room alias (#alias:server) or room ID (!id:server)"
             )
@@ -636,7 +643,7 @@ def _database(ctx: Context, root: Section) -> DatabaseConfig:
 
 def _to_pg_identifier(value: Any) -> str:
     s = to_str(value)
-    if not _PG_IDENT_RE.match(s):
+    if not _PG_IDENT_RE.fullmatch(s):
         raise Invalid(
             f"invalid schema name {s!r} (letters, digits and _, not starting with a digit, "
             "at most 63 characters)"
@@ -723,6 +730,18 @@ def _host(ctx: Context, root: Section) -> HostConfig | None:
         secret = control.get("secret", None, to_non_empty_str)
         if port is not None and secret is None:
             control.error("secret", "required when host.control.port is set")
+        if port is not None and secret is not None and len(secret) < MIN_CONTROL_SECRET_LENGTH:
+            control.warn(
+                "secret",
+                f"shorter than {MIN_CONTROL_SECRET_LENGTH} characters: anyone who guesses "
+                "it can provision and remove tenants",
+            )
+        if port is not None and _is_wildcard(bind_address):
+            control.warn(
+                "bind_address",
+                f"{bind_address} exposes the control API on every interface; "
+                "bind it to 127.0.0.1 or a private address",
+            )
     tenant_database = None
     if s.has("database"):
         tenant_database = _database(ctx, s)
@@ -735,6 +754,10 @@ def _host(ctx: Context, root: Section) -> HostConfig | None:
         tenant_database=tenant_database,
         drain_timeout_ms=s.get("drain_timeout", 10_000, parse_duration_ms),
     )
+
+
+def _is_wildcard(address: str) -> bool:
+    return address.strip().strip("[]") in ("", "0.0.0.0", "::", "*")
 
 
 def _opentracing(root: Section) -> TracingConfig:

@@ -21,7 +21,7 @@ MAX_WHITELIST_ENTRIES = 100_000
 
 
 def _key(key_id: Any, key_b64: Any) -> tuple[str, str]:
-    if not isinstance(key_id, str) or not KEY_ID_RE.match(key_id):
+    if not isinstance(key_id, str) or not KEY_ID_RE.fullmatch(key_id):
         raise Invalid(f"{key_id!r} is not an ed25519 key ID (ed25519:<version>)")
     if not isinstance(key_b64, str):
         raise Invalid(f"{key_id}: the key must be a string")

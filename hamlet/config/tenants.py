@@ -3,12 +3,29 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from hamlet.config.errors import ConfigError
-from hamlet.config.homeserver import load_config
+from hamlet.config.homeserver import load_config, server_name_host
 from hamlet.config.model import DEFAULT_LISTENERS, HomeServerConfig, TracingConfig
 
 TENANT_SUFFIXES = (".yaml", ".yml")
+
+
+def routing_hosts(config: HomeServerConfig) -> frozenset[str]:
+    """The Host header values (lower case, port stripped) that name this homeserver:
+    its server name's host and its public_baseurl's."""
+    hosts = {_host_key(server_name_host(config.server_name))}
+    baseurl_host = urlsplit(config.public_baseurl).hostname
+    if baseurl_host:
+        hosts.add(_host_key(baseurl_host))
+    return frozenset(hosts)
+
+
+def _host_key(host: str) -> str:
+    host = host.lower()
+    # As a Host header writes an IPv6 literal.
+    return f"[{host}]" if ":" in host else host
 
 
 def tenant_config_files(main: HomeServerConfig) -> tuple[list[Path], list[str]]:
@@ -113,10 +130,15 @@ def _clashes(configs: list[tuple[Path | None, HomeServerConfig]]) -> list[str]:
             ("signing_key_path", "signing_key_path", c.signing_key_path),
             ("media_store_path", "media_store_path", c.media_store_path),
         ]
-        for kind, key, value in claims:
-            if value is None:
+        # Two homeservers answering one Host would let one take the other's
+        # requests (a duplicate server_name already says so).
+        hosts = [("host", "public_baseurl", host) for host in sorted(routing_hosts(c))]
+        named_twice = False
+        for kind, key, value in [*claims, *hosts]:
+            if value is None or (kind == "host" and named_twice):
                 continue
             other = owners.setdefault((kind, value), path)
             if other != path:
                 errors.append(f"{where(path)}: {key}: already used by {where(other)}")
+                named_twice = named_twice or kind == "server_name"
     return errors

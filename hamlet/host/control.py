@@ -25,6 +25,9 @@ logger = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+#: How a refused provisioning call reads, as a Matrix API would put it.
+_ERRCODES = {400: "M_INVALID_PARAM", 404: "M_NOT_FOUND"}
+
 
 def _json(status: int, body: Any) -> web.Response:
     return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
@@ -65,7 +68,9 @@ class ControlApi:
             try:
                 response = await handler(request)
             except TenantError as e:
-                response = _error(e.status, "M_UNKNOWN", str(e), errors=e.errors)
+                response = _error(
+                    e.status, _ERRCODES.get(e.status, "M_UNKNOWN"), str(e), errors=e.errors
+                )
             except web.HTTPException as e:
                 response = _error(e.status, "M_UNRECOGNIZED", e.reason)
             except Exception:
@@ -102,9 +107,13 @@ class ControlApi:
         listen = body.get("listen")
         listen_at: tuple[str, int] | None = None
         if listen is not None:
-            if not isinstance(listen, dict) or not isinstance(listen.get("port"), int):
+            port = listen.get("port") if isinstance(listen, dict) else None
+            address = listen.get("bind_address", "127.0.0.1") if isinstance(listen, dict) else None
+            if not isinstance(port, int) or isinstance(port, bool) or not isinstance(address, str):
                 return _error(400, "M_BAD_JSON", "listen must be {port, bind_address}")
-            listen_at = (str(listen.get("bind_address", "127.0.0.1")), int(listen["port"]))
+            if not 0 <= port <= 65535:
+                return _error(400, "M_INVALID_PARAM", "listen.port must be between 0 and 65535")
+            listen_at = (address, port)
         started = time.monotonic()
         tenant = await self.manager.add(body["server_name"], overrides, listen=listen_at)
         summary = tenant_summary(tenant, self.manager.clock.monotonic())

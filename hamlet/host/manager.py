@@ -11,6 +11,9 @@ completely; only its config stays in memory. Its periodic maintenance
 (rate-limiter pruning, presence and UIA/nonce expiry, stats) is deferred:
 that state lives in memory and is rebuilt empty on wake, so nothing is
 lost by not running it. The next request wakes the tenant.
+
+Provisioning and removal are crash-consistent: see `hamlet.host.journal`
+for the order of their steps and what startup does with an unfinished one.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ import logging
 import os
 import re
 import secrets
-import shutil
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Mapping
@@ -43,7 +45,9 @@ from hamlet.config import (
 from hamlet.config._reader import Invalid
 from hamlet.config.homeserver import validate_server_name
 from hamlet.homeserver import HomeServer
-from hamlet.host.registry import TenantRegistry
+from hamlet.host import journal
+from hamlet.host.listeners import ListenError
+from hamlet.host.registry import HostTaken, TenantRegistry
 from hamlet.host.tenant import Tenant, TenantState
 from hamlet.runtime.blocking import run_file_io
 from hamlet.runtime.clock import Clock, LoopingCall
@@ -57,8 +61,26 @@ logger = logging.getLogger(__name__)
 
 REGISTRY_FILE = "registry.json"
 HIBERNATE_CHECK_S = 5.0
-# Keys the host owns in a provisioned tenant's config.
-_HOST_KEYS = ("server_name", "database", "signing_key_path", "media_store_path")
+#: Keys a provisioned tenant's config may not set: the host decides them
+#: (where its data lives, how it is reached), or they are the process's
+#: (listeners, logs, tracing) and would be ignored or reach outside its data.
+HOST_LEVEL_KEYS = frozenset(
+    {
+        "server_name",
+        "database",
+        "signing_key_path",
+        "media_store_path",
+        "listeners",
+        "tenants",
+        "host",
+        "log_config",
+        "pid_file",
+        "opentracing",
+        "daemonize",
+    }
+)
+#: An own listener's bind address: an IP literal or host name, no more.
+MAX_BIND_ADDRESS_LENGTH = 255
 
 
 class TenantError(Exception):
@@ -93,6 +115,13 @@ class TenantRecord:
 
 
 Closer = Callable[[], Awaitable[None]]
+#: Called with the name of each step of provisioning and removal as it is
+#: reached; tests raise there to stand for the process being killed.
+CrashPoint = Callable[[str], None]
+
+
+def _no_crash(step: str) -> None:
+    return None
 
 
 class ListenerOpener(Protocol):
@@ -128,8 +157,9 @@ class TenantManager:
         self.open_listener: ListenerOpener | None = None
         self._listeners: dict[str, Closer] = {}
         self.listen_ports: dict[str, int] = {}
-        #: Why a static tenant did not come up (its traceback is in the log).
+        #: Why a tenant did not come up (its traceback is in the log).
         self.start_failures: dict[str, str] = {}
+        self.crash_point: CrashPoint = _no_crash
         tenant_db = host_config.tenant_database
         if tenant_db is not None and tenant_db.is_postgres:
             self._pg_pool = PgPool(tenant_db.pg_dsn_kwargs(), min_size=1, max_size=tenant_db.cp_max)
@@ -144,7 +174,9 @@ class TenantManager:
         self.clock.start()
         for config in self.static_configs:
             await self._bring_up_static(config)
-        for record in self._load_records():
+        records = await run_file_io(self._load_records)
+        await self._recover({r.server_name.lower() for r in records})
+        for record in records:
             await self._bring_up_record(record)
         if self.host_config.hibernate_after_ms > 0:
             self._sweeper = self.clock.looping_call(self.hibernate_idle, HIBERNATE_CHECK_S)
@@ -168,23 +200,35 @@ class TenantManager:
         except (ConfigError, OSError) as e:
             logger.error("Tenant %s has a broken config: %s", record.server_name, e)
             return
+        # Kept even if it does not come up: it stays the tenant's, and removable.
         self.records[config.server_name.lower()] = record
         tenant = Tenant(config, None, self.clock, waker=self._wake, static=False)
+        try:
+            self.registry.add_tenant(tenant)
+        except HostTaken as e:
+            # Provisioned before names were checked: the first owner keeps the host.
+            self._start_failed(tenant, f"its hosts are taken ({e})")
+            return
         if record.state == TenantState.SUSPENDED.value:
             tenant.state = TenantState.SUSPENDED
-            self.registry.add_tenant(tenant)
             return
         # Persisted tenants come back hibernated and wake on first use when
         # hibernation is on; otherwise they start now.
-        if self.host_config.hibernate_after_ms <= 0:
-            try:
+        try:
+            if self.host_config.hibernate_after_ms <= 0:
                 tenant.hs = await self._start_hs(config)
                 tenant.state = TenantState.ACTIVE
-            except Exception:
-                logger.exception("Tenant %s failed to start; the others go on", config.server_name)
-                return
-        self.registry.add_tenant(tenant)
-        await self._open_own_listener(tenant, record)
+            await self._open_own_listener(tenant, record)
+        except Exception as e:
+            logger.exception("Tenant %s failed to start; the others go on", config.server_name)
+            self.registry.remove_tenant(tenant.server_name)
+            await tenant.shut_down(TenantState.REMOVED)
+            self._start_failed(tenant, f"{type(e).__name__}: {e}")
+            traceback.clear_frames(e.__traceback__)
+
+    def _start_failed(self, tenant: Tenant, why: str) -> None:
+        self.start_failures[tenant.server_name] = why
+        logger.error("Tenant %s is down: %s", tenant.server_name, why)
 
     async def _open_own_listener(self, tenant: Tenant, record: TenantRecord) -> None:
         if record.listen is None or self.open_listener is None:
@@ -208,9 +252,7 @@ class TenantManager:
             self._listeners.clear()
             for tenant in self.registry.tenants():
                 self.registry.remove_tenant(tenant.server_name)
-                if tenant.hs is not None:
-                    await tenant.hs.shutdown()
-                    tenant.hs = None
+                await tenant.shut_down(TenantState.REMOVED)
             if self._pg_pool is not None:
                 await self._pg_pool.close()
             await self.http_client.close()
@@ -255,9 +297,18 @@ class TenantManager:
     def _tenant_config(
         self, server_name: str, overrides: Mapping[str, Any], data_dir: Path
     ) -> dict[str, Any]:
-        raw: dict[str, Any] = {
-            k: v for k, v in overrides.items() if k not in _HOST_KEYS and k != "host"
-        }
+        refused = sorted(k for k in overrides if k in HOST_LEVEL_KEYS)
+        if refused:
+            raise TenantError(
+                400,
+                "invalid tenant config",
+                [
+                    f"{key}: the host sets this for a provisioned tenant "
+                    "(own listener: the request's `listen`)"
+                    for key in refused
+                ],
+            )
+        raw: dict[str, Any] = dict(overrides)
         raw["server_name"] = server_name
         raw.setdefault("public_baseurl", f"https://{server_name}/")
         # A provisioned tenant is reached on the host's shared listeners, so
@@ -302,59 +353,73 @@ class TenantManager:
             server_name = validate_server_name(server_name)
         except Invalid as e:
             raise TenantError(400, f"invalid server name: {e}") from None
-        if self.registry.get_tenant(server_name) is not None:
+        if listen is not None:
+            _check_listen(*listen)
+        if self.registry.get_tenant(server_name) is not None or server_name.lower() in self.records:
             raise TenantError(409, f"tenant {server_name} already exists")
         data_dir = self.tenants_dir / server_name
-        if data_dir.exists():
+        if await run_file_io(data_dir.exists):
             raise TenantError(409, f"data for {server_name} already exists at {data_dir}")
         raw = self._tenant_config(server_name, overrides, data_dir)
         try:
             config, warnings = validate_config(raw, config_dir=data_dir)
         except ConfigError as e:
             raise TenantError(400, "invalid tenant config", e.errors) from None
+        clashes = self.registry.host_clashes(config)
+        if clashes:
+            raise TenantError(409, f"{server_name} cannot be served here", clashes)
         for warning in warnings:
             logger.warning("Tenant %s config: %s", server_name, warning)
-        config_path = data_dir / "homeserver.yaml"
-        created = False
-        hs: HomeServer | None = None
         try:
-            await run_file_io(_write_tenant_files, data_dir, config_path, raw)
-            created = True
-            hs = self._new_hs(config)
-            await hs.setup()
-            await hs.start()
-        except Exception as e:
-            logger.exception("Provisioning %s failed; undoing it", server_name)
-            if hs is not None:
-                await hs.shutdown()
-            if created:
-                await self._purge_data(config, data_dir)
-            # The logged traceback's frames would keep the half-built
-            # homeserver alive for as long as the log record lives.
-            hs = None
-            traceback.clear_frames(e.__traceback__)
-            raise TenantError(500, f"provisioning {server_name} failed: {e}") from e
+            await run_file_io(journal.begin_add, data_dir)
+        except OSError as e:
+            raise TenantError(500, f"cannot create {data_dir}: {e.strerror}") from None
         record = TenantRecord(
             server_name=server_name,
-            config_path=str(config_path),
+            config_path=str(data_dir / "homeserver.yaml"),
             data_dir=str(data_dir),
             state=TenantState.ACTIVE.value,
             created_ts=int(time.time() * 1000),
             listen=listen,
         )
-        tenant = Tenant(config, hs, self.clock, waker=self._wake, static=False)
-        self.registry.add_tenant(tenant)
+        tenant = Tenant(config, None, self.clock, waker=self._wake, static=False)
         try:
-            await self._open_own_listener(tenant, record)
-        except OSError as e:
-            self.registry.remove_tenant(server_name)
-            await hs.shutdown()
-            await self._purge_data(config, data_dir)
-            raise TenantError(409, f"cannot listen on {listen}: {e}") from e
-        self.records[server_name.lower()] = record
-        await self._save_records()
+            await self._build(tenant, record, raw)
+        except BaseException as e:
+            # A crash here leaves the directory marked: startup rolls it back.
+            logger.exception("Provisioning %s failed; undoing it", server_name)
+            self.records.pop(server_name.lower(), None)
+            if self.registry.get_tenant(server_name) is tenant:
+                self.registry.remove_tenant(server_name)
+            await self._close_own_listener(tenant)
+            await tenant.shut_down(TenantState.REMOVED)
+            await self._purge_data(data_dir, config)
+            # The logged traceback's frames would keep the half-built
+            # homeserver alive for as long as the log record lives.
+            traceback.clear_frames(e.__traceback__)
+            if not isinstance(e, Exception):
+                raise
+            if isinstance(e, ListenError):
+                raise TenantError(409, str(e)) from e
+            raise TenantError(500, f"provisioning {server_name} failed: {e}") from e
+        self.crash_point("add:committed")
+        await run_file_io(journal.finish, data_dir, journal.Step.ADD)
         logger.info("Provisioned tenant %s", server_name)
         return tenant
+
+    async def _build(self, tenant: Tenant, record: TenantRecord, raw: dict[str, Any]) -> None:
+        """Every step of provisioning up to its commit: the registry listing it."""
+        await run_file_io(_write_config, Path(record.config_path), raw)
+        self.crash_point("add:files")
+        tenant.hs = hs = self._new_hs(tenant.config)
+        await hs.setup()
+        await hs.start()
+        tenant.state = TenantState.ACTIVE
+        self.crash_point("add:started")
+        self.registry.add_tenant(tenant)
+        await self._open_own_listener(tenant, record)
+        self.records[tenant.server_name.lower()] = record
+        await self._save_records()
 
     def _require(self, server_name: str) -> Tenant:
         tenant = self.registry.get_tenant(server_name)
@@ -363,24 +428,37 @@ class TenantManager:
         return tenant
 
     async def remove(self, server_name: str, *, purge: bool = False) -> None:
-        """Stop routing to the tenant, drain its requests, shut it down, forget it."""
+        """Stop routing to the tenant, drain its requests, shut it down, forget it.
+
+        A tenant that failed to come up at startup has no homeserver but
+        is removed (and purged) all the same.
+        """
         with LoggingContext(f"remove-{server_name}", HOST_SERVER_NAME):
             async with self._lock:
-                tenant = self._require(server_name)
-                if tenant.static:
+                tenant = self.registry.get_tenant(server_name)
+                if tenant is not None and tenant.static:
                     raise TenantError(400, f"{server_name} is in the main config; edit it there")
-                tenant.state = TenantState.STOPPING
-                await self._close_own_listener(tenant)
-                await self._drain(tenant)
-                self.registry.remove_tenant(tenant.server_name)
-                if tenant.hs is not None:
-                    await tenant.hs.shutdown()
-                    tenant.hs = None
-                tenant.state = TenantState.REMOVED
-                record = self.records.pop(tenant.server_name.lower(), None)
+                record = self.records.get(server_name.lower())
+                if record is None:
+                    raise TenantError(404, f"no tenant {server_name}")
+                data_dir = Path(record.data_dir)
+                await run_file_io(journal.begin_remove, data_dir, purge)
+                self.crash_point("remove:marked")
+                if tenant is not None:
+                    tenant.state = TenantState.STOPPING
+                    await self._close_own_listener(tenant)
+                    await self._drain(tenant)
+                    self.registry.remove_tenant(tenant.server_name)
+                    await tenant.shut_down(TenantState.REMOVED)
+                del self.records[server_name.lower()]
+                self.start_failures.pop(record.server_name, None)
                 await self._save_records()
-                if purge and record is not None:
-                    await self._purge_data(tenant.config, Path(record.data_dir))
+                self.crash_point("remove:committed")
+                if purge:
+                    config = tenant.config if tenant is not None else None
+                    await self._purge_data(data_dir, config)
+                else:
+                    await run_file_io(journal.finish, data_dir, journal.Step.REMOVE)
                 logger.info("Removed tenant %s%s", server_name, " and its data" if purge else "")
 
     async def _drain(self, tenant: Tenant) -> None:
@@ -397,8 +475,15 @@ class TenantManager:
                 timeout,
             )
 
-    async def _purge_data(self, config: HomeServerConfig, data_dir: Path) -> None:
-        if config.database.is_postgres:
+    async def _purge_data(self, data_dir: Path, config: HomeServerConfig | None) -> None:
+        """Drop the tenant's database, then its directory (config read from it if not given)."""
+        if config is None:
+            try:
+                config, _ = await run_file_io(load_config, data_dir / "homeserver.yaml")
+            except (ConfigError, OSError):
+                # Unreadable: written no further than the config, so no database yet.
+                config = None
+        if config is not None and config.database.is_postgres:
             pool = self._pg_pool if self._shares_pool(config) else None
             owned = pool is None
             pool = pool or PgPool(config.database.pg_dsn_kwargs(), min_size=1, max_size=1)
@@ -406,10 +491,31 @@ class TenantManager:
                 await PostgresDatabase(pool, config.database.pg_schema).drop_schema()
             except StorageError:
                 logger.exception("Could not drop the schema of %s", config.server_name)
+                # Kept marked: the next start tries again.
+                return
             finally:
                 if owned:
                     await pool.close()
-        await run_file_io(shutil.rmtree, data_dir, True)
+        self.crash_point("purge:database-dropped")
+        await run_file_io(journal.trash, data_dir)
+
+    async def _recover(self, listed: set[str]) -> None:
+        """Finish or roll back what a crash interrupted (see `hamlet.host.journal`)."""
+        with LoggingContext("recovery", HOST_SERVER_NAME):
+            for step in await run_file_io(journal.unfinished, self.tenants_dir):
+                name = step.server_name
+                if name.lower() in listed:
+                    logger.warning("Tenant %s: an unfinished %s is rolled back", name, step.step)
+                    await run_file_io(journal.finish, step.data_dir, step.step)
+                elif step.purge:
+                    logger.warning("Tenant %s: an unfinished %s is purged", name, step.step)
+                    await self._purge_data(step.data_dir, None)
+                else:
+                    logger.warning("Tenant %s: its removal is finished, data kept", name)
+                    await run_file_io(journal.finish, step.data_dir, step.step)
+            emptied = await run_file_io(journal.empty_trash, self.tenants_dir)
+            if emptied:
+                logger.warning("Deleted %d directories an interrupted purge left", emptied)
 
     async def suspend(self, server_name: str) -> None:
         with LoggingContext(f"suspend-{server_name}", HOST_SERVER_NAME):
@@ -417,9 +523,7 @@ class TenantManager:
                 tenant = self._require(server_name)
                 tenant.state = TenantState.SUSPENDED
                 await self._drain(tenant)
-                if tenant.hs is not None:
-                    await tenant.hs.shutdown()
-                    tenant.hs = None
+                await tenant.shut_down(TenantState.SUSPENDED)
                 await self._set_record_state(tenant, TenantState.SUSPENDED)
                 logger.info("Suspended tenant %s", server_name)
 
@@ -495,10 +599,19 @@ class TenantManager:
         await run_file_io(_atomic_write_json, self.tenants_dir / REGISTRY_FILE, data)
 
 
-def _write_tenant_files(data_dir: Path, config_path: Path, raw: dict[str, Any]) -> None:
-    data_dir.mkdir(parents=True)
-    config_path.write_text(yaml.safe_dump(raw, sort_keys=True))
-    config_path.chmod(0o600)
+def _write_config(config_path: Path, raw: dict[str, Any]) -> None:
+    tmp = config_path.with_suffix(".tmp")
+    tmp.touch(0o600)
+    tmp.write_text(yaml.safe_dump(raw, sort_keys=True))
+    os.replace(tmp, config_path)
+
+
+def _check_listen(address: str, port: int) -> None:
+    """An own listener's address, refused before anything is built for it."""
+    if not 0 <= port <= 65535:
+        raise TenantError(400, f"listen port {port} is not between 0 and 65535")
+    if not address or len(address) > MAX_BIND_ADDRESS_LENGTH or not address.isprintable():
+        raise TenantError(400, "listen bind_address must be an IP address or host name")
 
 
 def _atomic_write_json(path: Path, data: dict[str, Any]) -> None:

@@ -6,6 +6,7 @@ awake tenants only; hibernated tenants report what they had last.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,16 +20,27 @@ from prometheus_client.core import (
 
 from hamlet.host import synapse_metrics
 from hamlet.host.tenant import LATENCY_BUCKETS, RequestStats, Tenant
+from hamlet.storage.errors import StorageError
+
+logger = logging.getLogger(__name__)
 
 
 async def refresh_counts(tenant: Tenant) -> None:
-    """Read users and rooms of an awake tenant; a hibernated one keeps its last figures."""
-    hs = tenant.hs
-    if hs is not None:
-        tenant.last_counts = (
-            await hs.account_store.count_users(),
-            await hs.rooms_store.count_rooms(),
-        )
+    """Read users and rooms of an awake tenant; a hibernated one keeps its last figures.
+
+    One tenant must never fail a scrape of all: one whose database fails
+    (closed by a shutdown the hold could not stop) keeps its last figures too.
+    """
+    async with tenant.peek() as hs:
+        if hs is None:
+            return
+        try:
+            tenant.last_counts = (
+                await hs.account_store.count_users(),
+                await hs.rooms_store.count_rooms(),
+            )
+        except StorageError as e:
+            logger.warning("No counts from tenant %s this time: %s", tenant.server_name, e)
 
 
 def tenant_summary(tenant: Tenant, now: float) -> dict[str, Any]:

@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 import logging
-from urllib.parse import urlsplit
 
-from hamlet.api.server import strip_port
 from hamlet.config import HomeServerConfig
+from hamlet.config.tenants import routing_hosts
 from hamlet.homeserver import HomeServer
 from hamlet.host.tenant import RequestStats, Tenant
 
 logger = logging.getLogger(__name__)
 
 
-def hosts_of(config: HomeServerConfig) -> set[str]:
-    """The Host header values that name this tenant: its server_name and baseurl host."""
-    hosts = {strip_port(config.server_name) or config.server_name.lower()}
-    baseurl_host = urlsplit(config.public_baseurl).hostname
-    if baseurl_host:
-        hosts.add(baseurl_host.lower())
-    return hosts
+class HostTaken(ValueError):
+    """A tenant would answer a Host another tenant already answers."""
 
 
 class TenantRegistry:
@@ -42,9 +36,21 @@ class TenantRegistry:
         name = tenant.server_name.lower()
         if name in self._by_name:
             raise ValueError(f"tenant {tenant.server_name} already exists")
+        clashes = self.host_clashes(tenant.config)
+        if clashes:
+            raise HostTaken("; ".join(clashes))
         self._by_name[name] = tenant
-        for host in hosts_of(tenant.config):
+        for host in routing_hosts(tenant.config):
             self._by_host[host] = tenant
+
+    def host_clashes(self, config: HomeServerConfig) -> list[str]:
+        """Why `config` may not be routed here: the Hosts another tenant answers."""
+        return [
+            f"host {host!r} is served by {owner.server_name}"
+            for host in sorted(routing_hosts(config))
+            if (owner := self._by_host.get(host)) is not None
+            and owner.server_name.lower() != config.server_name.lower()
+        ]
 
     def remove(self, server_name: str) -> HomeServer | None:
         tenant = self.remove_tenant(server_name)
@@ -53,7 +59,7 @@ class TenantRegistry:
     def remove_tenant(self, server_name: str) -> Tenant | None:
         tenant = self._by_name.pop(server_name.lower(), None)
         if tenant is not None:
-            for host in hosts_of(tenant.config):
+            for host in routing_hosts(tenant.config):
                 if self._by_host.get(host) is tenant:
                     del self._by_host[host]
         return tenant

@@ -141,11 +141,27 @@ class Tenant:
                 if self._waker is None:
                     raise MatrixError(503, "M_UNKNOWN", "This homeserver is not available")
                 self.hs = await self._waker(self)
-                self.state = TenantState.ACTIVE
                 self.wake_count += 1
+                # Suspended or removed while it woke: the homeserver is left
+                # to `shut_down`, which waits for this lock.
+                if self.state == TenantState.HIBERNATED:
+                    self.state = TenantState.ACTIVE
         if self.hs is None or self.state != TenantState.ACTIVE:
             raise self._unavailable()
         return self.hs
+
+    async def shut_down(self, state: TenantState) -> None:
+        """Leave the tenant in `state` with no homeserver running.
+
+        Under the wake lock: a wake in progress finishes first, and its
+        homeserver is the one shut down.
+        """
+        self.state = state
+        async with self._wake_lock:
+            hs, self.hs = self.hs, None
+            self.state = state
+            if hs is not None:
+                await hs.shutdown()
 
     def _unavailable(self) -> MatrixError:
         if self.state == TenantState.SUSPENDED:
@@ -158,14 +174,35 @@ class Tenant:
     async def open(self) -> AsyncIterator[HomeServer]:
         if self.state in (TenantState.SUSPENDED, TenantState.REMOVED, TenantState.STOPPING):
             raise self._unavailable()
+        async with self._held():
+            try:
+                yield await self._awake()
+            finally:
+                self.touch()
+
+    @contextlib.asynccontextmanager
+    async def peek(self) -> AsyncIterator[HomeServer | None]:
+        """The homeserver if it is awake, kept from hibernating meanwhile.
+
+        For figures: never wakes the tenant nor counts as activity, and
+        suspending or removing it waits (as for a request) until done.
+        """
+        hs = self.hs
+        if hs is None or self.state != TenantState.ACTIVE:
+            yield None
+            return
+        async with self._held():
+            yield hs
+
+    @contextlib.asynccontextmanager
+    async def _held(self) -> AsyncIterator[None]:
+        """Counted in flight: hibernation skips the tenant, removal drains it."""
         self.inflight += 1
         self._drained.clear()
         try:
-            hs = await self._awake()
-            yield hs
+            yield
         finally:
             self.inflight -= 1
-            self.touch()
             if self.inflight == 0:
                 self._drained.set()
 

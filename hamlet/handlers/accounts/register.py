@@ -7,6 +7,7 @@ shared-secret registration, the admin API); it never logs anyone in.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable
 from typing import Any, Protocol
@@ -71,6 +72,7 @@ class RegistrationHandler:
         self._next_numeric: int | None = None
         self.after_registration = after_registration
         self._numeric_lock = asyncio.Lock()
+        self._user_limit_lock = asyncio.Lock()
         self._app_services = app_services or AppServices((), config.server_name)
 
     @property
@@ -167,13 +169,49 @@ class RegistrationHandler:
         """
         if user_type is not None and user_type not in USER_TYPES:
             raise MatrixError(400, "M_INVALID_PARAM", "Invalid user type")
+        limited = self._config.limits.max_users is not None
+        # Checked before the (slow) hash too, so a full server refuses cheaply.
+        await self._check_user_limit()
+        if password is not None:
+            password_hash = await self._hasher.hash(password)
+        # The count and the insert under one lock: concurrent registrations
+        # cannot all see room for one more. A tenant runs in one process.
+        async with self._user_limit_lock if limited else contextlib.nullcontext():
+            await self._check_user_limit()
+            user_id = await self._create_user(
+                localpart,
+                password_hash=password_hash,
+                admin=admin,
+                user_type=user_type,
+                displayname=displayname,
+                is_guest=is_guest,
+                registration_token=registration_token,
+                app_service=app_service,
+            )
+        logger.info("Registered user %s", user_id)
+        if self.after_registration is not None:
+            await self.after_registration(user_id, is_guest=is_guest, user_type=user_type)
+        return user_id
+
+    async def _check_user_limit(self) -> None:
         max_users = self._config.limits.max_users
         if max_users is not None and await self._accounts.count_users() >= max_users:
             raise ForbiddenError(
                 "This homeserver has reached its user limit", errcode="M_RESOURCE_LIMIT_EXCEEDED"
             )
-        if password is not None:
-            password_hash = await self._hasher.hash(password)
+
+    async def _create_user(
+        self,
+        localpart: str | None,
+        *,
+        password_hash: str | None,
+        admin: bool,
+        user_type: str | None,
+        displayname: str | None,
+        is_guest: bool,
+        registration_token: str | None,
+        app_service: AppService | None,
+    ) -> str:
         generated = localpart is None
         for _attempt in range(10):
             if localpart is None or generated:
@@ -198,9 +236,6 @@ class RegistrationHandler:
                 raise MatrixError(400, "M_USER_IN_USE", "User ID already taken.") from None
             except RegistrationTokenUnavailableError:
                 raise MatrixError(401, "M_UNAUTHORIZED", "Invalid registration token") from None
-            logger.info("Registered user %s", user_id)
-            if self.after_registration is not None:
-                await self.after_registration(user_id, is_guest=is_guest, user_type=user_type)
             return user_id
         raise MatrixError(500, "M_UNKNOWN", "Could not find a free user ID")
 
