@@ -195,19 +195,19 @@ class TenantManager:
         self.registry.add_tenant(tenant)
 
     async def _bring_up_record(self, record: TenantRecord) -> None:
+        # Kept even if it does not come up: it stays the tenant's, and removable.
+        self.records[record.server_name.lower()] = record
         try:
             config, _warnings = await run_file_io(load_config, Path(record.config_path))
         except (ConfigError, OSError) as e:
-            logger.error("Tenant %s has a broken config: %s", record.server_name, e)
+            self._start_failed(record.server_name, f"broken config: {e}")
             return
-        # Kept even if it does not come up: it stays the tenant's, and removable.
-        self.records[config.server_name.lower()] = record
         tenant = Tenant(config, None, self.clock, waker=self._wake, static=False)
         try:
             self.registry.add_tenant(tenant)
         except HostTaken as e:
             # Provisioned before names were checked: the first owner keeps the host.
-            self._start_failed(tenant, f"its hosts are taken ({e})")
+            self._start_failed(record.server_name, f"its hosts are taken ({e})")
             return
         if record.state == TenantState.SUSPENDED.value:
             tenant.state = TenantState.SUSPENDED
@@ -223,12 +223,12 @@ class TenantManager:
             logger.exception("Tenant %s failed to start; the others go on", config.server_name)
             self.registry.remove_tenant(tenant.server_name)
             await tenant.shut_down(TenantState.REMOVED)
-            self._start_failed(tenant, f"{type(e).__name__}: {e}")
+            self._start_failed(record.server_name, f"{type(e).__name__}: {e}")
             traceback.clear_frames(e.__traceback__)
 
-    def _start_failed(self, tenant: Tenant, why: str) -> None:
-        self.start_failures[tenant.server_name] = why
-        logger.error("Tenant %s is down: %s", tenant.server_name, why)
+    def _start_failed(self, server_name: str, why: str) -> None:
+        self.start_failures[server_name] = why
+        logger.error("Tenant %s is down: %s", server_name, why)
 
     async def _open_own_listener(self, tenant: Tenant, record: TenantRecord) -> None:
         if record.listen is None or self.open_listener is None:
@@ -476,43 +476,62 @@ class TenantManager:
             )
 
     async def _purge_data(self, data_dir: Path, config: HomeServerConfig | None) -> None:
-        """Drop the tenant's database, then its directory (config read from it if not given)."""
+        """Drop the tenant's database, then its directory (config read from it if not given).
+
+        Kept (and marked) if the database cannot be dropped: the next start tries again.
+        """
         if config is None:
             try:
                 config, _ = await run_file_io(load_config, data_dir / "homeserver.yaml")
             except (ConfigError, OSError):
-                # Unreadable: written no further than the config, so no database yet.
                 config = None
-        if config is not None and config.database.is_postgres:
-            pool = self._pg_pool if self._shares_pool(config) else None
-            owned = pool is None
-            pool = pool or PgPool(config.database.pg_dsn_kwargs(), min_size=1, max_size=1)
-            try:
-                await PostgresDatabase(pool, config.database.pg_schema).drop_schema()
-            except StorageError:
-                logger.exception("Could not drop the schema of %s", config.server_name)
-                # Kept marked: the next start tries again.
+        if config is None:
+            # Not written yet (then there is no database either), or a name an
+            # older version let through: its schema is named after the directory.
+            if self._pg_pool is not None and not await self._drop_schema(
+                self._pg_pool, schema_for(data_dir.name), data_dir.name
+            ):
                 return
+        elif config.database.is_postgres:
+            shared = self._pg_pool if self._shares_pool(config) else None
+            pool = shared or PgPool(config.database.pg_dsn_kwargs(), min_size=1, max_size=1)
+            try:
+                dropped = await self._drop_schema(
+                    pool, config.database.pg_schema, config.server_name
+                )
             finally:
-                if owned:
+                if shared is None:
                     await pool.close()
+            if not dropped:
+                return
         self.crash_point("purge:database-dropped")
         await run_file_io(journal.trash, data_dir)
+
+    @staticmethod
+    async def _drop_schema(pool: PgPool, schema: str, server_name: str) -> bool:
+        try:
+            await PostgresDatabase(pool, schema).drop_schema()
+        except StorageError:
+            logger.exception("Could not drop the schema of %s", server_name)
+            return False
+        return True
 
     async def _recover(self, listed: set[str]) -> None:
         """Finish or roll back what a crash interrupted (see `hamlet.host.journal`)."""
         with LoggingContext("recovery", HOST_SERVER_NAME):
             for step in await run_file_io(journal.unfinished, self.tenants_dir):
-                name = step.server_name
-                if name.lower() in listed:
-                    logger.warning("Tenant %s: an unfinished %s is rolled back", name, step.step)
+                name, adding = step.server_name, step.step == journal.Step.ADD
+                what = "provisioning" if adding else "removal"
+                # Listed: the registry committed an add, or never committed a removal.
+                outcome = "finished" if adding == (name.lower() in listed) else "rolled back"
+                if name.lower() in listed or not step.purge:
+                    logger.warning("Tenant %s: its unfinished %s is %s", name, what, outcome)
                     await run_file_io(journal.finish, step.data_dir, step.step)
-                elif step.purge:
-                    logger.warning("Tenant %s: an unfinished %s is purged", name, step.step)
-                    await self._purge_data(step.data_dir, None)
                 else:
-                    logger.warning("Tenant %s: its removal is finished, data kept", name)
-                    await run_file_io(journal.finish, step.data_dir, step.step)
+                    logger.warning(
+                        "Tenant %s: its unfinished %s is %s, data purged", name, what, outcome
+                    )
+                    await self._purge_data(step.data_dir, None)
             emptied = await run_file_io(journal.empty_trash, self.tenants_dir)
             if emptied:
                 logger.warning("Deleted %d directories an interrupted purge left", emptied)

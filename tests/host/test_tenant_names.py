@@ -251,3 +251,57 @@ def test_a_weak_control_setup_is_warned_about(
     else:
         (warning,) = about
         assert f"host.control.{warned}" in warning
+
+
+async def test_a_hijacker_persisted_by_an_older_version_stays_down_at_restart(
+    make_host: MakeHost,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    host = await make_host()
+    status, _ = await host.control("POST", "/tenants", {"server_name": "old-evil.test"})
+    assert status == 200
+    token = await host.register("main.test", "alice")
+    await host.process.stop()
+    # What an unchecked version let through: a baseurl naming the main server.
+    config_path = tmp_path / "tenants" / "old-evil.test" / "homeserver.yaml"
+    raw = yaml.safe_load(config_path.read_text())
+    raw["public_baseurl"] = "https://main.test/"
+    config_path.write_text(yaml.safe_dump(raw))
+
+    host = await make_host()
+    assert await _whoami(host, "main.test", token) == "@alice:main.test"
+    assert "hosts are taken" in host.process.manager.start_failures["old-evil.test"]
+    status, body = await host.control("DELETE", "/tenants/old-evil.test?purge=true")
+    assert status == 200, body
+    assert _leftovers(tmp_path) == []
+    assert _registered(tmp_path) == []
+
+
+async def test_a_newline_name_persisted_by_an_older_version_stays_down_and_is_removable(
+    make_host: MakeHost,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    host = await make_host()
+    await host.control("POST", "/tenants", {"server_name": "fine-n.test"})
+    await host.process.stop()
+    # Rename the tenant as an unchecked version would have stored it.
+    tenants = tmp_path / "tenants"
+    registry = json.loads((tenants / REGISTRY_FILE).read_text())
+    entry = registry.pop("fine-n.test")
+    bad = "fine-n.test\n"
+    (tenants / "fine-n.test").rename(tenants / bad)
+    entry["data_dir"] = str(tenants / bad)
+    entry["config_path"] = str(tenants / bad / "homeserver.yaml")
+    raw = yaml.safe_load((tenants / bad / "homeserver.yaml").read_text())
+    raw["server_name"] = bad
+    (tenants / bad / "homeserver.yaml").write_text(yaml.safe_dump(raw))
+    (tenants / REGISTRY_FILE).write_text(json.dumps({bad: entry}))
+
+    host = await make_host()
+    assert "broken config" in host.process.manager.start_failures[bad]
+    status, _ = await host.call("fine-n.test", "GET", "/_matrix/client/versions")
+    assert status == 404
+    status, body = await host.control("DELETE", "/tenants/fine-n.test%0A?purge=true")
+    assert status == 200, body
+    assert _leftovers(tmp_path) == []
+    assert _registered(tmp_path) == []
