@@ -1,6 +1,6 @@
 """No shared fate: a neighbour tenant's latency while one hostile user attacks.
 
-    .venv/bin/python bench/hostile.py [--scale 1.0]
+    .venv/bin/python bench/hostile.py [--scale 1.0] [--only sync_flood,...]
 
 Spawns `hamlet serve` (SQLite, loopback only) with two provisioned tenants:
 `evil.bench`, where a hostile user runs each attack in turn, and
@@ -276,7 +276,7 @@ def attacks(scale: float, server: Server) -> dict[str, Attack]:
     }
 
 
-async def run(root: Path, scale: float) -> dict[str, Any]:
+async def run(root: Path, scale: float, only: set[str] | None = None) -> dict[str, Any]:
     results: dict[str, Any] = {}
     async with serving(root, 100) as (session, server):
         for name in ("evil.bench", "good.bench"):
@@ -301,6 +301,8 @@ async def run(root: Path, scale: float) -> dict[str, Any]:
 
         results["idle"] = summary(await neighbour(3.0))
         for name, attack in attacks(scale, server).items():
+            if only is not None and name not in only:
+                continue
             statuses: collections.Counter[int] = collections.Counter()
             started = time.perf_counter()
             attacking = asyncio.ensure_future(attack(evil, victim, statuses))
@@ -334,9 +336,15 @@ async def run(root: Path, scale: float) -> dict[str, Any]:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument(
+        "--only",
+        help="comma-separated attacks to run (in the usual order; the sync flood "
+        "reads what the account data flood stored)",
+    )
     args = parser.parse_args()
+    only = set(args.only.split(",")) if args.only else None
     with tempfile.TemporaryDirectory(prefix="hamlet-hostile-") as tmp:
-        results = await run(Path(tmp), args.scale)
+        results = await run(Path(tmp), args.scale, only)
     print(json.dumps(results))
 
 

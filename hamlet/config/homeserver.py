@@ -825,6 +825,12 @@ def _limits(root: Section) -> LimitsConfig:
         max_account_data_entries=s.int_(
             "max_account_data_entries", defaults.max_account_data_entries, 1
         ),
+        max_account_data_total_size=_positive_size(
+            s, "max_account_data_total_size", defaults.max_account_data_total_size
+        ),
+        max_account_data_sync_bytes=_positive_size(
+            s, "max_account_data_sync_bytes", defaults.max_account_data_sync_bytes
+        ),
         max_status_msg_length=s.int_("max_status_msg_length", defaults.max_status_msg_length, 0),
         max_concurrent_password_hashes=s.int_(
             "max_concurrent_password_hashes", defaults.max_concurrent_password_hashes, 1

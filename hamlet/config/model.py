@@ -293,8 +293,11 @@ class LimitsConfig:
     Per user: ``max_devices_per_user`` (a new device beyond it retires the
     least recently used ones), ``max_one_time_keys_per_algorithm`` stored per
     device, ``max_account_data_size`` (bytes of JSON per entry, tags
-    included), ``max_account_data_entries`` (global and room entries) and
-    ``max_status_msg_length`` (characters of a presence ``status_msg``).
+    included), ``max_account_data_entries`` (global and room entries),
+    ``max_account_data_total_size`` (characters of JSON of all entries but
+    ``m.push_rules``) and ``max_status_msg_length`` (characters of a presence
+    ``status_msg``). ``max_account_data_sync_bytes`` is the account data one
+    ``/sync`` carries (at least one entry; the rest comes in the next).
     ``max_concurrent_password_hashes`` bounds the bcrypt runs of the tenant
     at once on the blocking pool all tenants share.
 
@@ -323,6 +326,8 @@ class LimitsConfig:
     max_one_time_keys_per_algorithm: int = 1000
     max_account_data_size: int = 64 * 1024
     max_account_data_entries: int = 10_000
+    max_account_data_total_size: int = 4 * 1024 * 1024
+    max_account_data_sync_bytes: int = 1024 * 1024
     max_status_msg_length: int = 1024
     max_concurrent_password_hashes: int = 1
     #: Federation transactions the tenant has in flight at once, all destinations together.

@@ -21,7 +21,9 @@ from tests.user_streams.helpers import public_room, send_text
 
 @pytest.fixture
 async def h(make_hs_config: Callable[..., HomeServerConfig]) -> AsyncIterator[Harness]:
-    async with fast_harness(make_hs_config, limits={"max_concurrent_syncs_per_user": 3}) as h:
+    # Account data past the default sync budget: a full sync over a megabyte.
+    limits = {"max_concurrent_syncs_per_user": 3, "max_account_data_sync_bytes": 4 * 1024**2}
+    async with fast_harness(make_hs_config, limits=limits) as h:
         yield h
 
 

@@ -396,6 +396,9 @@ class SlidingSyncHandler:
                 result.rooms[room_id] = room
                 sent[room_id] = SentRoom(room_params, now.events, is_dm)
         await self._extensions(result, request, since, now, list_rooms, subscribed)
+        if result.account_data is not None:
+            # A page of account data: the rest comes with the next `pos`.
+            now = now.copy_and_replace("account_data", result.account_data.position)
         return result, ConnectionState(now, sent)
 
     async def _listed(
@@ -604,7 +607,7 @@ class SlidingSyncHandler:
             if since is None:
                 await add_push_rules(updates, self.push_rules, user_id)
             result.account_data = AccountDataExtension(
-                updates.global_events, dict(updates.room_events)
+                updates.global_events, dict(updates.room_events), updates.position
             )
 
         def covered(ext_scope: ExtensionScope) -> ExtensionRooms:

@@ -65,6 +65,8 @@ class E2eeExtension:
 class AccountDataExtension:
     global_events: list[AccountDataEntry]
     rooms: dict[str, list[AccountDataEntry]]
+    #: The account data stream position these go up to (the next `pos` reads on from it).
+    position: int
 
 
 @dataclass(slots=True)

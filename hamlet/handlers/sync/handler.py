@@ -184,7 +184,10 @@ class SyncHandler:
             presence.as_of_ms,
         )
         return SyncResult(
-            next_batch=now.copy_and_replace("to_device", to_device.position),
+            # Both streams may stop short of `now` when a byte budget cut them.
+            next_batch=now.copy_and_replace("to_device", to_device.position).copy_and_replace(
+                "account_data", account_data.position
+            ),
             rooms=rooms,
             account_data=request.filter.account_data.filter(account_data.global_events),
             presence=shown,

@@ -20,7 +20,7 @@ from hamlet.handlers.common.errors import (
 from hamlet.handlers.common.notifier import Notifier
 from hamlet.handlers.common.service import ServiceBase
 from hamlet.handlers.common.streams import StreamToken, SyncScope
-from hamlet.storage.stores.account_data import AccountDataStore
+from hamlet.storage.stores.account_data import AccountDataCaps, AccountDataStore, Refused
 from hamlet.storage.stream_ids import StreamIdGenerator
 
 FULLY_READ: Final = "m.fully_read"
@@ -41,10 +41,12 @@ class AccountDataEntry:
 
 @dataclass(slots=True)
 class AccountDataUpdates:
-    """What changed for a user, global and per room."""
+    """What changed for a user, global and per room, up to the stream
+    `position` (behind the sync's token when a byte budget cut the batch)."""
 
     global_events: list[AccountDataEntry] = field(default_factory=list)
     room_events: dict[str, list[AccountDataEntry]] = field(default_factory=dict)
+    position: int = 0
 
 
 def check_can_set(data_type: str) -> None:
@@ -83,13 +85,17 @@ class AccountDataHandler(ServiceBase):
         *,
         max_size: int = 64 * 1024,
         max_entries: int = 10_000,
+        max_total_size: int = 4 * 1024 * 1024,
+        max_sync_bytes: int = 1024 * 1024,
     ) -> None:
         self._store = store
         self._notifier = notifier
         # Each entry goes to every sync of every device of the user: bounded in
-        # size and, since room ids are not checked against memberships, in number.
+        # size, in total and, since room ids are not checked against
+        # memberships, in number; and one sync carries a page of it.
         self._max_size = max_size
-        self._max_entries = max_entries
+        self._caps = AccountDataCaps(max_entries, max_total_size)
+        self._max_sync_bytes = max_sync_bytes
         self.stream_ids = StreamIdGenerator("account_data")
         # Tag changes are read-modify-write of the m.tag entry: one at a time.
         self._tag_lock = asyncio.Lock()
@@ -145,11 +151,11 @@ class AccountDataHandler(ServiceBase):
     ) -> int:
         self._check_size(content)
         with self.stream_ids.allocate() as stream_id:
-            stored = await self._store.put(
-                user_id, room_id, data_type, content, stream_id, max_entries=self._max_entries
+            refused = await self._store.put(
+                user_id, room_id, data_type, content, stream_id, caps=self._caps
             )
-        if not stored:
-            raise self._too_many()
+        if refused is not None:
+            raise self._over_cap(refused)
         self._notifier.notify("account_data", stream_id, users=[user_id])
         return stream_id
 
@@ -157,12 +163,12 @@ class AccountDataHandler(ServiceBase):
         if len(orjson.dumps(content)) > self._max_size:
             raise TooLargeError(f"Account data may be at most {self._max_size} bytes")
 
-    def _too_many(self) -> MatrixError:
-        return MatrixError(
-            403,
-            "M_LIMIT_EXCEEDED",
-            f"At most {self._max_entries} account data entries per user",
-        )
+    def _over_cap(self, refused: Refused) -> MatrixError:
+        if refused is Refused.TOO_MANY:
+            message = f"At most {self._caps.max_entries} account data entries per user"
+        else:
+            message = f"At most {self._caps.max_total_size} bytes of account data per user"
+        return MatrixError(403, "M_LIMIT_EXCEEDED", message)
 
     # --- tags (room account data m.tag) ---
 
@@ -223,11 +229,11 @@ class AccountDataHandler(ServiceBase):
         check_room_id(room_id)
         async with self._tag_lock:
             with self.stream_ids.allocate() as stream_id:
-                stored = await self._store.update(
-                    user_id, room_id, TAG, change, stream_id, max_entries=self._max_entries
+                refused = await self._store.update(
+                    user_id, room_id, TAG, change, stream_id, caps=self._caps
                 )
-        if stored is None:
-            raise self._too_many()
+        if refused is not None:
+            raise self._over_cap(refused)
         self._notifier.notify("account_data", stream_id, users=[user_id])
         return stream_id
 
@@ -245,13 +251,17 @@ class AccountDataHandler(ServiceBase):
         self, user_id: str, since_pos: int, upto: int | None = None
     ) -> AccountDataUpdates:
         """Global and per-room account data of the user changed after `since_pos`
-        (everything for 0, or for a position ahead of the stream)."""
+        (everything for 0, or for a position ahead of the stream), oldest
+        first, within the sync byte budget: the rest comes from `position` on."""
         current = self.current_position()
         upto = current if upto is None else min(upto, current)
         if since_pos > current:
             since_pos = 0
-        updates = AccountDataUpdates()
-        for row in await self._store.get_changed(user_id, since_pos, upto):
+        rows, position = await self._store.get_changed(
+            user_id, since_pos, upto, self._max_sync_bytes
+        )
+        updates = AccountDataUpdates(position=position)
+        for row in rows:
             event = AccountDataEntry(row.type, row.content)
             if row.room_id is None:
                 updates.global_events.append(event)

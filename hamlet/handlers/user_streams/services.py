@@ -24,6 +24,8 @@ def build(ctx: BuildContext, s: Services) -> None:
             notifier,
             max_size=limits.max_account_data_size,
             max_entries=limits.max_account_data_entries,
+            max_total_size=limits.max_account_data_total_size,
+            max_sync_bytes=limits.max_account_data_sync_bytes,
         )
     )
     s.receipts = ctx.own(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +12,7 @@ import orjson
 from hamlet.storage.database import Database, Transaction
 
 GLOBAL = ""  # room_id column value of global account data
+PUSH_RULES = "m.push_rules"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,18 +48,40 @@ async def put_account_data_txn(
     )
 
 
-async def _has_room_for(
-    txn: Transaction, user_id: str, room_key: str, data_type: str, max_entries: int
-) -> bool:
-    """Whether the entry exists already or the user has fewer than `max_entries`."""
-    found = await txn.fetchval(
-        "SELECT 1 FROM account_data WHERE user_id = ? AND room_id = ? AND type = ?",
-        (user_id, room_key, data_type),
+@dataclass(frozen=True, slots=True)
+class AccountDataCaps:
+    """What one user may store: entries, and characters of JSON in all
+    (`m.push_rules` left out: push rules have caps of their own)."""
+
+    max_entries: int
+    max_total_size: int
+
+
+class Refused(enum.Enum):
+    """Why an entry was not written."""
+
+    TOO_MANY = "entries"
+    TOO_BIG = "size"
+
+
+async def _refusal(
+    txn: Transaction, user_id: str, room_key: str, data_type: str, size: int, caps: AccountDataCaps
+) -> Refused | None:
+    """Whether writing `size` characters as this entry would take the user over a cap."""
+    row = await txn.fetchone(
+        "SELECT COUNT(*),"
+        " COALESCE(SUM(CASE WHEN room_id = ? AND type = ? THEN 1 ELSE 0 END), 0),"
+        " COALESCE(SUM(CASE WHEN type = ? OR (room_id = ? AND type = ?) THEN 0"
+        " ELSE LENGTH(content) END), 0)"
+        " FROM account_data WHERE user_id = ?",
+        (room_key, data_type, PUSH_RULES, room_key, data_type, user_id),
     )
-    if found is not None:
-        return True
-    count = await txn.fetchval("SELECT COUNT(*) FROM account_data WHERE user_id = ?", (user_id,))
-    return int(count) < max_entries
+    count, exists, others = (int(v) for v in row) if row is not None else (0, 0, 0)
+    if not exists and count >= caps.max_entries:
+        return Refused.TOO_MANY
+    if data_type != PUSH_RULES and others + size > caps.max_total_size:
+        return Refused.TOO_BIG
+    return None
 
 
 class AccountDataStore:
@@ -72,17 +96,18 @@ class AccountDataStore:
         content: Any,
         stream_id: int,
         *,
-        max_entries: int,
-    ) -> bool:
-        """Upsert one entry; False (nothing written) if it is new and the user
-        already has `max_entries`."""
+        caps: AccountDataCaps,
+    ) -> Refused | None:
+        """Upsert one entry, unless that takes the user over a cap (then
+        nothing is written and the reason returned)."""
         room_key = room_id if room_id is not None else GLOBAL
+        size = len(orjson.dumps(content).decode())
 
-        async def run(txn: Transaction) -> bool:
-            if not await _has_room_for(txn, user_id, room_key, data_type, max_entries):
-                return False
-            await put_account_data_txn(txn, user_id, room_id, data_type, content, stream_id)
-            return True
+        async def run(txn: Transaction) -> Refused | None:
+            refused = await _refusal(txn, user_id, room_key, data_type, size, caps)
+            if refused is None:
+                await put_account_data_txn(txn, user_id, room_id, data_type, content, stream_id)
+            return refused
 
         return await self.db.run_interaction("put_account_data", run)
 
@@ -94,27 +119,26 @@ class AccountDataStore:
         change: Callable[[dict[str, Any] | None], dict[str, Any]],
         stream_id: int,
         *,
-        max_entries: int,
-    ) -> dict[str, Any] | None:
-        """Read-modify-write one entry in a transaction; returns the new content,
-        or None (nothing written) if it is new and the user has `max_entries`."""
+        caps: AccountDataCaps,
+    ) -> Refused | None:
+        """Read-modify-write one entry in a transaction, unless the new content
+        takes the user over a cap (then nothing is written and the reason returned)."""
         room_key = room_id if room_id is not None else GLOBAL
 
-        async def run(txn: Transaction) -> dict[str, Any] | None:
-            if not await _has_room_for(txn, user_id, room_key, data_type, max_entries):
-                return None
+        async def run(txn: Transaction) -> Refused | None:
             raw = await txn.fetchval(
                 "SELECT content FROM account_data WHERE user_id = ? AND room_id = ? AND type = ?",
                 (user_id, room_key, data_type),
             )
             old = orjson.loads(raw) if raw is not None else None
             new = change(old if isinstance(old, dict) else None)
-            await put_account_data_txn(txn, user_id, room_id, data_type, new, stream_id)
-            return new
+            size = len(orjson.dumps(new).decode())
+            refused = await _refusal(txn, user_id, room_key, data_type, size, caps)
+            if refused is None:
+                await put_account_data_txn(txn, user_id, room_id, data_type, new, stream_id)
+            return refused
 
-        result: Awaitable[dict[str, Any] | None] = self.db.run_interaction(
-            "update_account_data", run
-        )
+        result: Awaitable[Refused | None] = self.db.run_interaction("update_account_data", run)
         return await result
 
     async def get(self, user_id: str, room_id: str | None, data_type: str) -> Any | None:
@@ -139,14 +163,36 @@ class AccountDataStore:
         )
         return {str(r[0]): orjson.loads(r[1]) for r in rows}
 
-    async def get_changed(self, user_id: str, since: int, upto: int) -> list[AccountDataRow]:
-        """Entries of the user with since < stream_id <= upto, oldest first."""
-        rows = await self.db.fetchall(
-            "get_changed_account_data",
-            "SELECT room_id, type, content, stream_id FROM account_data"
-            " WHERE user_id = ? AND stream_id > ? AND stream_id <= ? ORDER BY stream_id",
-            user_id,
-            since,
-            upto,
-        )
-        return [AccountDataRow(r[0] or None, r[1], orjson.loads(r[2]), int(r[3])) for r in rows]
+    async def get_changed(
+        self, user_id: str, since: int, upto: int, max_size: int
+    ) -> tuple[list[AccountDataRow], int]:
+        """Entries of the user with since < stream_id <= upto, oldest first, at
+        most `max_size` characters of content (but always the first); and the
+        stream position they cover (`upto` unless cut short).
+
+        Sizes are read first, so entries past the budget are never loaded."""
+
+        async def run(txn: Transaction) -> tuple[list[AccountDataRow], int]:
+            sizes = await txn.fetchall(
+                "SELECT stream_id, LENGTH(content) FROM account_data"
+                " WHERE user_id = ? AND stream_id > ? AND stream_id <= ? ORDER BY stream_id",
+                (user_id, since, upto),
+            )
+            if not sizes:
+                return [], upto
+            covered, total = upto, 0
+            for i, (_, size) in enumerate(sizes):
+                total += int(size)
+                if i and total > max_size:
+                    covered = int(sizes[i - 1][0])
+                    break
+            rows = await txn.fetchall(
+                "SELECT room_id, type, content, stream_id FROM account_data"
+                " WHERE user_id = ? AND stream_id > ? AND stream_id <= ? ORDER BY stream_id",
+                (user_id, since, covered),
+            )
+            return [
+                AccountDataRow(r[0] or None, r[1], orjson.loads(r[2]), int(r[3])) for r in rows
+            ], covered
+
+        return await self.db.run_interaction("get_changed_account_data", run)
