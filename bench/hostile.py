@@ -8,7 +8,9 @@ Spawns `hamlet serve` (SQLite, loopback only) with two provisioned tenants:
 incremental /sync. For every attack it prints the neighbour's send and sync
 p50/p99 while idle and under the attack, what the attack's requests got
 (status counts; 0 is a connection error, and for slowloris 1 counts a
-connection opened and held) and whether the process stayed up. Login and UIA
+connection opened and held), the CPU seconds the server spent meanwhile
+(neighbour included; steadier than latency on a busy machine) and whether
+the process stayed up. Login and UIA
 use the tenant's default bcrypt cost (12), as an attacker would meet it. Every loop is bounded;
 `--scale` multiplies the attack sizes. Prints numbers only; asserts nothing.
 
@@ -133,6 +135,13 @@ def sample_in_process(port: int, host: str, token: str, room: str, seconds: floa
             return await neighbour_sample(good, room, seconds)
 
     return asyncio.run(sample())
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) the process has used: what an attack cost the
+    server, unlike latency hardly moved by other load on the machine."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def summary(samples: dict[str, list[float]]) -> dict[str, float]:
@@ -305,6 +314,7 @@ async def run(root: Path, scale: float, only: set[str] | None = None) -> dict[st
                 continue
             statuses: collections.Counter[int] = collections.Counter()
             started = time.perf_counter()
+            cpu_before = cpu_seconds(server.proc.pid)
             attacking = asyncio.ensure_future(attack(evil, victim, statuses))
             samples = await neighbour(1.0)
             while not attacking.done():
@@ -322,6 +332,7 @@ async def run(root: Path, scale: float, only: set[str] | None = None) -> dict[st
                     for kind in ("send", "sync")
                 },
                 "attack_s": round(time.perf_counter() - started, 2),
+                "server_cpu_s": round(cpu_seconds(server.proc.pid) - cpu_before, 2),
                 "statuses": dict(sorted(statuses.items())),
                 "process_up": server.proc.poll() is None,
             }

@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 
+from hamlet.storage.byte_budget import last_within
 from hamlet.storage.database import Database, Transaction
 
 GLOBAL = ""  # room_id column value of global account data
@@ -168,9 +169,7 @@ class AccountDataStore:
     ) -> tuple[list[AccountDataRow], int]:
         """Entries of the user with since < stream_id <= upto, oldest first, at
         most `max_size` characters of content (but always the first); and the
-        stream position they cover (`upto` unless cut short).
-
-        Sizes are read first, so entries past the budget are never loaded."""
+        stream position they cover (`upto` unless cut short)."""
 
         async def run(txn: Transaction) -> tuple[list[AccountDataRow], int]:
             sizes = await txn.fetchall(
@@ -180,12 +179,8 @@ class AccountDataStore:
             )
             if not sizes:
                 return [], upto
-            covered, total = upto, 0
-            for i, (_, size) in enumerate(sizes):
-                total += int(size)
-                if i and total > max_size:
-                    covered = int(sizes[i - 1][0])
-                    break
+            cut = last_within(sizes, max_size)
+            covered = upto if cut is None else cut
             rows = await txn.fetchall(
                 "SELECT room_id, type, content, stream_id FROM account_data"
                 " WHERE user_id = ? AND stream_id > ? AND stream_id <= ? ORDER BY stream_id",

@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 
+from hamlet.storage.byte_budget import last_within
 from hamlet.storage.database import Database, Transaction
 from hamlet.storage.stream_ids import record_high_water_mark
 
@@ -99,29 +100,31 @@ class ToDeviceStore:
         """The device's messages in (since, upto], oldest first, at most `limit`
         and `max_bytes` of content (but always the first); and whether that
         was all of them up to `limit`."""
-        rows = await self.db.fetchall(
-            "get_to_device_messages",
-            "SELECT stream_id, sender, type, content FROM device_inbox"
-            " WHERE user_id = ? AND device_id = ? AND stream_id > ? AND stream_id <= ?"
-            " ORDER BY stream_id LIMIT ?",
-            user_id,
-            device_id,
-            since,
-            upto,
-            limit,
-        )
-        messages: list[InboxMessage] = []
-        size = 0
-        for stream_id, sender, type_, content in rows:
-            size += len(content)
-            if messages and size > max_bytes:
-                return messages, False
-            messages.append(
-                InboxMessage(
-                    user_id, device_id, sender, type_, orjson.loads(content), int(stream_id)
-                )
+
+        async def run(txn: Transaction) -> tuple[list[InboxMessage], bool]:
+            where = " WHERE user_id = ? AND device_id = ? AND stream_id > ? AND stream_id <= ?"
+            sizes = await txn.fetchall(
+                "SELECT stream_id, LENGTH(content) FROM device_inbox"
+                + where
+                + " ORDER BY stream_id LIMIT ?",
+                (user_id, device_id, since, upto, limit),
             )
-        return messages, True
+            if not sizes:
+                return [], True
+            cut = last_within(sizes, max_bytes)
+            rows = await txn.fetchall(
+                "SELECT stream_id, sender, type, content FROM device_inbox"
+                + where
+                + " ORDER BY stream_id LIMIT ?",
+                (user_id, device_id, since, upto if cut is None else cut, limit),
+            )
+            messages = [
+                InboxMessage(user_id, device_id, sender, type_, orjson.loads(content), int(sid))
+                for sid, sender, type_, content in rows
+            ]
+            return messages, cut is None
+
+        return await self.db.run_interaction("get_to_device_messages", run)
 
     async def delete_messages(self, user_id: str, device_id: str, upto: int) -> int:
         """Delete the device's messages with stream_id <= upto; returns how many."""
