@@ -116,6 +116,17 @@ def test_defaults_are_per_user_and_unshared() -> None:
     assert bob["content"][0]["pattern"] == "bob"
 
 
+def test_json_for_encoding_only_shares_what_a_client_copy_does_not() -> None:
+    ruleset = build_ruleset(ALICE)
+    shared, copied = ruleset.to_json(copy=False), ruleset.to_json()
+    assert shared == copied
+    i, rule = next((i, r) for i, r in enumerate(ruleset.by_kind["override"]) if r.conditions)
+    assert shared["global"]["override"][i]["conditions"][0] is rule.conditions[0]
+    copied["global"]["override"][i]["actions"].append("notify")
+    copied["global"]["override"][i]["conditions"].clear()
+    assert build_ruleset(ALICE).to_json() == ruleset.to_json()
+
+
 def test_add_rules_with_before_and_after() -> None:
     rules = UserPushRules()
     rules = add_rule(rules, "room", "!a:x", {"actions": []})

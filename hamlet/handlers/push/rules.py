@@ -280,7 +280,7 @@ class PushRulesHandler(ServiceBase):
             ruleset = build_ruleset(user_id, new, previous)
             try:
                 await self._account_data.write_with(
-                    user_id, lambda stream_id: write(ruleset.to_json(), stream_id)
+                    user_id, lambda stream_id: write(ruleset.to_json(copy=False), stream_id)
                 )
             finally:
                 self._generation += 1
