@@ -800,6 +800,12 @@ def _limits(root: Section) -> LimitsConfig:
             DEFAULT_SYNCS_PER_USER,
             int_range(1, 10_000),
         ),
+        max_concurrent_sync_builds_per_user=s.int_(
+            "max_concurrent_sync_builds_per_user", defaults.max_concurrent_sync_builds_per_user, 1
+        ),
+        max_concurrent_sync_builds=s.int_(
+            "max_concurrent_sync_builds", defaults.max_concurrent_sync_builds, 1
+        ),
         max_to_device_message_size=_positive_size(
             s, "max_to_device_message_size", defaults.max_to_device_message_size
         ),

@@ -317,6 +317,9 @@ class LimitsConfig:
     max_media_bytes: int | None = None
     #: Distinct /sync requests one user may have in flight (identical ones share one).
     max_concurrent_syncs_per_user: int = DEFAULT_SYNCS_PER_USER
+    #: Of those, how many build their response at once; and of the tenant's syncs.
+    max_concurrent_sync_builds_per_user: int = 2
+    max_concurrent_sync_builds: int = 8
     max_to_device_message_size: int = 64 * 1024
     max_to_device_messages_per_request: int = 1000
     max_to_device_queue_per_sender: int = 1000

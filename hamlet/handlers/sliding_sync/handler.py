@@ -23,6 +23,7 @@ from hamlet.handlers.common.notifier import Notifier
 from hamlet.handlers.common.requester import Requester
 from hamlet.handlers.common.shared import SharedComputations
 from hamlet.handlers.common.streams import StreamProvider, StreamToken, SyncScope
+from hamlet.handlers.common.work_slots import WorkSlots
 from hamlet.handlers.e2ee.device_lists import DeviceListChanges
 from hamlet.handlers.e2ee.keys import E2eKeysHandler
 from hamlet.handlers.push.rules import PushRulesHandler
@@ -242,6 +243,7 @@ class SlidingSyncHandler:
         push_rules: PushRulesHandler,
         connections: Connections,
         max_syncs_per_user: int = 10,
+        build_slots: WorkSlots | None = None,
     ) -> None:
         self.clock = clock
         self.notifier = notifier
@@ -250,6 +252,7 @@ class SlidingSyncHandler:
         self.state = state
         self.room_builder = room_builder
         self.account_data = account_data
+        self.build_slots = build_slots or WorkSlots(2, 8)
         self.receipts = receipts
         self.typing = typing
         self.to_device = to_device
@@ -289,11 +292,9 @@ class SlidingSyncHandler:
         key = (user_id, requester.device_id, request.params.conn_id or "")
         base = await self.connections.get(key, request.pos) if request.pos is not None else None
         previous = base.state if base is not None else None
-        now = self.notifier.current_token()
-        result, state = await self._build(request, previous, now)
+        result, state, since = await self._build_in_slot(request, previous)
         if previous is not None and request.timeout_ms > 0:
             deadline = self.clock.monotonic() + min(request.timeout_ms, MAX_TIMEOUT_MS) / 1000
-            since = now
             while not result.has_news():
                 remaining = deadline - self.clock.monotonic()
                 joined = [m.room_id for m in await self.rooms.get_rooms_for_user(user_id)]
@@ -301,10 +302,19 @@ class SlidingSyncHandler:
                     user_id, joined, since, remaining
                 ):
                     break
-                since = self.notifier.current_token()
-                result, state = await self._build(request, previous, since)
+                result, state, since = await self._build_in_slot(request, previous)
         result.pos = await self.connections.add(key, base, state)
         return result
+
+    async def _build_in_slot(
+        self, request: SlidingSyncRequest, previous: ConnectionState | None
+    ) -> tuple[SlidingSyncResult, ConnectionState, StreamToken]:
+        """A build in one of the user's build slots (/sync's), as of the
+        token when it got one; and that token."""
+        async with self.build_slots.slot(request.requester.user_id):
+            now = self.notifier.current_token()
+            result, state = await self._build(request, previous, now)
+        return result, state, now
 
     async def _build(
         self, request: SlidingSyncRequest, previous: ConnectionState | None, now: StreamToken

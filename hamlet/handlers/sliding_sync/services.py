@@ -27,4 +27,5 @@ def build(ctx: BuildContext, s: Services) -> None:
         push_rules=s.push_rules,
         connections=Connections(SlidingSyncStore(ctx.db), ctx.clock),
         max_syncs_per_user=ctx.config.limits.max_concurrent_syncs_per_user,
+        build_slots=s.sync.build_slots,
     )

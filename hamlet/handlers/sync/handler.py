@@ -6,7 +6,10 @@ taken once the wait is over; the result's `next_batch` is that `now`.
 Identical requests share one computation: a client (or a bug in one) that
 opens the same long-poll many times costs one notifier waiter and one set
 of queries per wake, not one per request. A user's distinct syncs in flight
-are capped (`limits.max_concurrent_syncs_per_user`); past it, 429.
+are capped (`limits.max_concurrent_syncs_per_user`); past it, 429. Of those,
+only `limits.max_concurrent_sync_builds_per_user` build at once (and
+`max_concurrent_sync_builds` of the tenant's): the rest wait their turn,
+after their long-poll.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from hamlet.handlers.common.notifier import Notifier
 from hamlet.handlers.common.requester import Requester
 from hamlet.handlers.common.shared import SharedComputations
 from hamlet.handlers.common.streams import StreamProvider, StreamToken, SyncScope
+from hamlet.handlers.common.work_slots import WorkSlots
 from hamlet.handlers.e2ee.device_lists import DeviceListChanges
 from hamlet.handlers.e2ee.keys import E2eKeysHandler
 from hamlet.handlers.push.rules import PUSH_RULES_TYPE, PushRulesHandler
@@ -82,6 +86,7 @@ class SyncHandler:
         e2e_keys: E2eKeysHandler,
         device_lists: StreamProvider[DeviceListChanges],
         max_syncs_per_user: int = 10,
+        build_slots: WorkSlots | None = None,
     ) -> None:
         self.clock = clock
         self.notifier = notifier
@@ -96,6 +101,8 @@ class SyncHandler:
         self.e2e_keys = e2e_keys
         self.device_lists = device_lists
         self.max_syncs_per_user = max_syncs_per_user
+        # Shared with sliding sync: builds of one user, and of the tenant, at once.
+        self.build_slots = build_slots or WorkSlots(2, 8)
         self.active_syncs = 0
         # The shared computation is a background process of the homeserver,
         # in its own logging context, not a task of the first request.
@@ -136,8 +143,9 @@ class SyncHandler:
             joined = [m.room_id for m in await self.rooms.get_rooms_for_user(user_id)]
             timeout_s = min(request.timeout_ms, MAX_TIMEOUT_MS) / 1000
             await self.notifier.wait_for_change(user_id, joined, since, timeout_s)
-        now = self.notifier.current_token()
-        return await self._build(request, now)
+        async with self.build_slots.slot(user_id):
+            # Taken after waiting: what the slot's wait let happen is in this sync.
+            return await self._build(request, self.notifier.current_token())
 
     async def _build(self, request: SyncRequest, now: StreamToken) -> SyncResult:
         requester = request.requester

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from hamlet.handlers.common.service import BuildContext
+from hamlet.handlers.common.work_slots import WorkSlots
 from hamlet.handlers.container import Services
 from hamlet.handlers.sync.filters import FilterHandler
 from hamlet.handlers.sync.handler import SyncHandler
@@ -36,4 +37,8 @@ def build(ctx: BuildContext, s: Services) -> None:
         e2e_keys=s.e2e_keys,
         device_lists=s.device_lists,
         max_syncs_per_user=ctx.config.limits.max_concurrent_syncs_per_user,
+        build_slots=WorkSlots(
+            ctx.config.limits.max_concurrent_sync_builds_per_user,
+            ctx.config.limits.max_concurrent_sync_builds,
+        ),
     )
