@@ -2,8 +2,9 @@
 
 A sync carries at most so many bytes of a stream (account data, to-device):
 reading every pending row only to drop most of them costs the server the
-whole backlog on each sync. Stores read `(stream_id, LENGTH(content))`
-first, cut there, and load only the rows up to the cut.
+whole backlog on each sync. Stores read `(stream_id, size)` first (the
+`size` column its writer filled in: LENGTH(content) would read every value
+too), cut there, and load only the rows up to the cut.
 """
 
 from __future__ import annotations

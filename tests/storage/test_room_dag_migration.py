@@ -2,35 +2,19 @@
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import orjson
-import pytest
 
-from hamlet.config import HomeServerConfig
 from hamlet.storage.database import Database
-from hamlet.storage.factory import make_database
-from hamlet.storage.migrations import SCHEMA_DIR, migrate
-
-
-@pytest.fixture
-async def db(make_hs_config: Callable[..., HomeServerConfig]) -> AsyncIterator[Database]:
-    database = make_database(make_hs_config())
-    await database.open()
-    yield database
-    await database.close()
+from hamlet.storage.migrations import migrate
+from tests.storage.conftest import schema_before
 
 
 async def test_existing_events_get_edges_auth_edges_and_an_extremity(
     db: Database, tmp_path: Path
 ) -> None:
-    before = tmp_path / "schema"
-    before.mkdir()
-    for path in sorted(SCHEMA_DIR.glob("*.sql")):
-        if int(path.name[:4]) < 10:
-            shutil.copy(path, before / path.name)
+    before = schema_before(tmp_path, 10)
     assert await migrate(db, before) == 9
     await db.execute(
         "room",

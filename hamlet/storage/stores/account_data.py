@@ -31,27 +31,32 @@ async def put_account_data_txn(
     data_type: str,
     content: Any,
     stream_id: int,
+    encoded: bytes | None = None,
 ) -> None:
     """Upsert one entry inside a caller's transaction (also used by push rules,
-    which write their own table and `m.push_rules` together)."""
+    which write their own table and `m.push_rules` together); `encoded` is
+    `content` as JSON if the caller has it already."""
+    if encoded is None:
+        encoded = orjson.dumps(content)
     await txn.execute(
-        "INSERT INTO account_data (user_id, room_id, type, content, stream_id)"
-        " VALUES (?, ?, ?, ?, ?)"
+        "INSERT INTO account_data (user_id, room_id, type, content, stream_id, size)"
+        " VALUES (?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (user_id, room_id, type) DO UPDATE SET"
-        " content = excluded.content, stream_id = excluded.stream_id",
+        " content = excluded.content, stream_id = excluded.stream_id, size = excluded.size",
         (
             user_id,
             room_id if room_id is not None else GLOBAL,
             data_type,
-            orjson.dumps(content).decode(),
+            encoded.decode(),
             stream_id,
+            len(encoded),
         ),
     )
 
 
 @dataclass(frozen=True, slots=True)
 class AccountDataCaps:
-    """What one user may store: entries, and characters of JSON in all
+    """What one user may store: entries, and bytes of JSON in all
     (`m.push_rules` left out: push rules have caps of their own)."""
 
     max_entries: int
@@ -68,12 +73,12 @@ class Refused(enum.Enum):
 async def _refusal(
     txn: Transaction, user_id: str, room_key: str, data_type: str, size: int, caps: AccountDataCaps
 ) -> Refused | None:
-    """Whether writing `size` characters as this entry would take the user over a cap."""
+    """Whether writing `size` bytes as this entry would take the user over a cap."""
     row = await txn.fetchone(
         "SELECT COUNT(*),"
         " COALESCE(SUM(CASE WHEN room_id = ? AND type = ? THEN 1 ELSE 0 END), 0),"
         " COALESCE(SUM(CASE WHEN type = ? OR (room_id = ? AND type = ?) THEN 0"
-        " ELSE LENGTH(content) END), 0)"
+        " ELSE size END), 0)"
         " FROM account_data WHERE user_id = ?",
         (room_key, data_type, PUSH_RULES, room_key, data_type, user_id),
     )
@@ -102,12 +107,14 @@ class AccountDataStore:
         """Upsert one entry, unless that takes the user over a cap (then
         nothing is written and the reason returned)."""
         room_key = room_id if room_id is not None else GLOBAL
-        size = len(orjson.dumps(content).decode())
+        encoded = orjson.dumps(content)
 
         async def run(txn: Transaction) -> Refused | None:
-            refused = await _refusal(txn, user_id, room_key, data_type, size, caps)
+            refused = await _refusal(txn, user_id, room_key, data_type, len(encoded), caps)
             if refused is None:
-                await put_account_data_txn(txn, user_id, room_id, data_type, content, stream_id)
+                await put_account_data_txn(
+                    txn, user_id, room_id, data_type, content, stream_id, encoded
+                )
             return refused
 
         return await self.db.run_interaction("put_account_data", run)
@@ -133,10 +140,12 @@ class AccountDataStore:
             )
             old = orjson.loads(raw) if raw is not None else None
             new = change(old if isinstance(old, dict) else None)
-            size = len(orjson.dumps(new).decode())
-            refused = await _refusal(txn, user_id, room_key, data_type, size, caps)
+            encoded = orjson.dumps(new)
+            refused = await _refusal(txn, user_id, room_key, data_type, len(encoded), caps)
             if refused is None:
-                await put_account_data_txn(txn, user_id, room_id, data_type, new, stream_id)
+                await put_account_data_txn(
+                    txn, user_id, room_id, data_type, new, stream_id, encoded
+                )
             return refused
 
         result: Awaitable[Refused | None] = self.db.run_interaction("update_account_data", run)
@@ -168,12 +177,12 @@ class AccountDataStore:
         self, user_id: str, since: int, upto: int, max_size: int
     ) -> tuple[list[AccountDataRow], int]:
         """Entries of the user with since < stream_id <= upto, oldest first, at
-        most `max_size` characters of content (but always the first); and the
+        most `max_size` bytes of content (but always the first); and the
         stream position they cover (`upto` unless cut short)."""
 
         async def run(txn: Transaction) -> tuple[list[AccountDataRow], int]:
             sizes = await txn.fetchall(
-                "SELECT stream_id, LENGTH(content) FROM account_data"
+                "SELECT stream_id, size FROM account_data"
                 " WHERE user_id = ? AND stream_id > ? AND stream_id <= ? ORDER BY stream_id",
                 (user_id, since, upto),
             )

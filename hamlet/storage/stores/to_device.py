@@ -39,6 +39,11 @@ class InboxMessage:
     stream_id: int
 
 
+def _text_and_size(message: InboxMessage) -> tuple[str, int]:
+    encoded = orjson.dumps(message.content)
+    return encoded.decode(), len(encoded)
+
+
 class ToDeviceStore:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -76,17 +81,10 @@ class ToDeviceStore:
             if kept:
                 await txn.executemany(
                     "INSERT INTO device_inbox"
-                    " (stream_id, user_id, device_id, sender, type, content)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    " (stream_id, user_id, device_id, sender, type, content, size)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
                     [
-                        (
-                            m.stream_id,
-                            m.user_id,
-                            m.device_id,
-                            m.sender,
-                            m.type,
-                            orjson.dumps(m.content).decode(),
-                        )
+                        (m.stream_id, m.user_id, m.device_id, m.sender, m.type, *_text_and_size(m))
                         for m in kept
                     ],
                 )
@@ -104,9 +102,7 @@ class ToDeviceStore:
         async def run(txn: Transaction) -> tuple[list[InboxMessage], bool]:
             where = " WHERE user_id = ? AND device_id = ? AND stream_id > ? AND stream_id <= ?"
             sizes = await txn.fetchall(
-                "SELECT stream_id, LENGTH(content) FROM device_inbox"
-                + where
-                + " ORDER BY stream_id LIMIT ?",
+                "SELECT stream_id, size FROM device_inbox" + where + " ORDER BY stream_id LIMIT ?",
                 (user_id, device_id, since, upto, limit),
             )
             if not sizes:
