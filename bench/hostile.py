@@ -315,6 +315,7 @@ async def run(root: Path, scale: float, only: set[str] | None = None) -> dict[st
             statuses: collections.Counter[int] = collections.Counter()
             started = time.perf_counter()
             cpu_before = cpu_seconds(server.proc.pid)
+            client_cpu_before = time.process_time()
             attacking = asyncio.ensure_future(attack(evil, victim, statuses))
             samples = await neighbour(1.0)
             while not attacking.done():
@@ -333,6 +334,8 @@ async def run(root: Path, scale: float, only: set[str] | None = None) -> dict[st
                 },
                 "attack_s": round(time.perf_counter() - started, 2),
                 "server_cpu_s": round(cpu_seconds(server.proc.pid) - cpu_before, 2),
+                # The attacker's own client, on the same cores as the server.
+                "attacker_cpu_s": round(time.process_time() - client_cpu_before, 2),
                 "statuses": dict(sorted(statuses.items())),
                 "process_up": server.proc.poll() is None,
             }
