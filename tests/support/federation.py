@@ -70,7 +70,9 @@ class _JsonRequests:
         query = f"?{urlencode(args, doseq=True)}" if args else ""
         return await self._send("GET", destination, path + query, None)
 
-    async def post_json(self, destination: str, path: str, body: JsonDict) -> JsonDict:
+    async def post_json(
+        self, destination: str, path: str, body: JsonDict, *, timeout_ms: int | None = None
+    ) -> JsonDict:
         return await self._send("POST", destination, path, body)
 
     async def put_json(

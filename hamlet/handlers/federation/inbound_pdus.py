@@ -7,47 +7,41 @@ hash is wrong is stored redacted. The DAG (`FederatedEventHandler`) then
 authorises it against its auth events and the state before it (rejected)
 and against the current state (soft-failed).
 
-A PDU whose prev_events or auth events we lack is answered with an error
-naming them: fetching them (`/get_missing_events`, `/state_ids`,
-`/event_auth`) is not built yet, so such a PDU is not stored rather than
-stored with guessed state.
+A PDU whose prev_events or auth events we lack has them fetched from its
+origin first (`missing_events.py`: `/get_missing_events`, else the state
+before it by `/state_ids`; `/event_auth`), within one budget per
+transaction; when that fails it is answered with an error naming them and
+not stored, rather than stored with guessed state.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from hamlet.core.canonical_json import JsonDict
-from hamlet.core.crypto import check_content_hash
 from hamlet.core.errors import EventFormatError
-from hamlet.core.events import Event, compute_event_id
-from hamlet.core.redaction import redact
+from hamlet.core.events import compute_event_id
 from hamlet.core.room_versions import RoomVersion, get_room_version
 from hamlet.handlers.common.errors import MatrixError
-from hamlet.handlers.rooms.federated_events import FederatedEventHandler, MissingEventsError
+from hamlet.handlers.federation.missing_events import GapFiller
+from hamlet.handlers.federation.remote_events import EventSignatures, FetchBudget, check_pdu
+from hamlet.handlers.rooms.federated_events import MissingEventsError
 from hamlet.storage.stores.rooms import RoomRow, RoomsStore
 
 logger = logging.getLogger(__name__)
 
 
-class EventSignatures(Protocol):
-    async def verify_event_signatures(
-        self, pdu: Mapping[str, Any], room_version: RoomVersion
-    ) -> None: ...
-
-
 class InboundPdus:
-    def __init__(
-        self, rooms: RoomsStore, signatures: EventSignatures, events: FederatedEventHandler
-    ) -> None:
+    def __init__(self, rooms: RoomsStore, signatures: EventSignatures, gaps: GapFiller) -> None:
         self._rooms = rooms
         self._signatures = signatures
-        self._events = events
+        self._gaps = gaps
 
     async def handle_pdus(self, origin: str, pdus: Sequence[Any]) -> dict[str, JsonDict]:
         results: dict[str, JsonDict] = {}
+        budget = self._gaps.budget()
         # A transaction's PDUs are mostly of one room: look each room up once.
         rooms: dict[str, RoomRow | None] = {}
         for pdu in pdus:
@@ -64,27 +58,25 @@ class InboundPdus:
             except EventFormatError as e:
                 logger.info("Ignoring malformed PDU from %s: %s", origin, e)
                 continue
-            results[event_id] = await self._handle(origin, pdu, version, event_id)
+            results[event_id] = await self._handle(origin, pdu, version, event_id, budget)
         return results
 
     async def _handle(
-        self, origin: str, pdu: Mapping[str, Any], version: RoomVersion, event_id: str
+        self,
+        origin: str,
+        pdu: Mapping[str, Any],
+        version: RoomVersion,
+        event_id: str,
+        budget: FetchBudget,
     ) -> JsonDict:
         try:
-            event = Event.from_pdu(pdu, version)
-            await self._signatures.verify_event_signatures(pdu, version)
-            if not check_content_hash(pdu):
-                # The signatures cover the redacted form, which is what we keep.
-                logger.info(
-                    "PDU %s from %s fails its content hash: kept redacted", event_id, origin
-                )
-                event = Event.from_pdu(redact(pdu, version), version)
+            event = await check_pdu(self._signatures, pdu, version)
         except EventFormatError as e:
             return _refused(origin, event_id, f"Malformed event: {e}")
         except MatrixError as e:
             return _refused(origin, event_id, f"Bad signature: {e.message}")
         try:
-            stored = await self._events.persist_event(event)
+            stored = await self._gaps.persist_pdu(origin, event, budget)
         except MissingEventsError as e:
             return _refused(origin, event_id, f"Missing events: {', '.join(e.missing[:10])}")
         except MatrixError as e:

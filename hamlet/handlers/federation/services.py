@@ -7,8 +7,11 @@ typing, receipts, presence and to-device inboxes; local /keys/query and
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from hamlet.handlers.common.service import BuildContext
 from hamlet.handlers.container import Services
+from hamlet.handlers.federation.backfill import Backfiller
 from hamlet.handlers.federation.client import FederationClient, federation_ip_filter
 from hamlet.handlers.federation.devices import RemoteDeviceLists
 from hamlet.handlers.federation.discovery import ServerDiscovery
@@ -18,14 +21,21 @@ from hamlet.handlers.federation.joins import FederationJoins
 from hamlet.handlers.federation.keyring import Keyring
 from hamlet.handlers.federation.knocks import FederationKnocks
 from hamlet.handlers.federation.membership_events import JoinTransport, MembershipEvents
+from hamlet.handlers.federation.missing_events import GapFiller
 from hamlet.handlers.federation.notary import KeyNotary
 from hamlet.handlers.federation.queries import FederationQueries
 from hamlet.handlers.federation.ratelimit import FederationRateLimiter
+from hamlet.handlers.federation.remote_events import FetchTransport, RemoteEvents
 from hamlet.handlers.federation.room_reads import FederationRoomReads
 from hamlet.handlers.federation.srv import DnsSrvResolver
 from hamlet.handlers.federation.transactions import TransactionHandler
+from hamlet.storage.stores.dag_gaps import DagGapsStore
 from hamlet.storage.stores.remote_devices import RemoteDevicesStore
 from hamlet.storage.stores.server_keys import ServerKeyStore
+
+
+class Transport(JoinTransport, FetchTransport, Protocol):
+    """Everything the federation services ask of the federation client."""
 
 
 def build_transport(ctx: BuildContext, s: Services) -> None:
@@ -53,7 +63,7 @@ def build_transport(ctx: BuildContext, s: Services) -> None:
     )
 
 
-def build(ctx: BuildContext, s: Services, transport: JoinTransport | None = None) -> None:
+def build(ctx: BuildContext, s: Services, transport: Transport | None = None) -> None:
     """`transport` is what the keyring fetches with and queries of other
     servers go out through: the tenant's federation client unless a test
     gives another."""
@@ -98,13 +108,32 @@ def build(ctx: BuildContext, s: Services, transport: JoinTransport | None = None
         devices=s.remote_device_lists,
         to_device=s.to_device,
     )
-    s.federation_transactions = ctx.own(
-        TransactionHandler(
-            ctx.clock,
-            InboundPdus(s.rooms_store, s.keyring, s.federated_events),
-            edus.handlers(),
-        )
+    remote = RemoteEvents(
+        transport=client, signatures=s.keyring, events=s.events_store, federated=s.federated_events
     )
+    gaps_store = DagGapsStore(ctx.db)
+    gaps = GapFiller(
+        clock=ctx.clock,
+        remote=remote,
+        events=s.events_store,
+        gaps=gaps_store,
+        persister=s.event_persister,
+        federated=s.federated_events,
+    )
+    s.federation_transactions = ctx.own(
+        TransactionHandler(ctx.clock, InboundPdus(s.rooms_store, s.keyring, gaps), edus.handlers())
+    )
+    backfiller = Backfiller(
+        server_name=ctx.server_name,
+        clock=ctx.clock,
+        remote=remote,
+        gaps=gaps,
+        gaps_store=gaps_store,
+        events=s.events_store,
+        rooms=s.rooms_store,
+        persister=s.event_persister,
+    )
+    s.pagination.set_backfill(backfiller.backfill)
     s.federation_room_reads = FederationRoomReads(
         server_name=ctx.server_name,
         clock=ctx.clock,

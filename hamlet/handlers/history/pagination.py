@@ -9,6 +9,7 @@ so /sync's `prev_batch` may be either form.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -34,14 +35,17 @@ MAX_LIMIT = 1000
 # Rows scanned (and dropped by filters or visibility) before a page gives up
 # and hands back a token to continue from.
 MAX_SCANNED = 5000
+# Events asked of other servers when a page runs out of local history.
+BACKFILL_AT_LEAST = 20
 
-_PAGINATION_TOKEN = re.compile(r"^t([0-9]{1,18})$")
+# Negative positions are history backfilled from other servers.
+_PAGINATION_TOKEN = re.compile(r"^t(-?[0-9]{1,18})$")
 
 Fetch = Callable[[int | None, int | None, int, bool], Awaitable[list[StoredEvent]]]
 
 
 def make_pagination_token(pos: int) -> str:
-    return f"t{max(pos, 0)}"
+    return f"t{pos}"
 
 
 def parse_pagination_token(text: str) -> int:
@@ -84,6 +88,9 @@ def parse_event_filter_param(raw: str | None) -> RoomEventFilter | None:
 
 
 Visible = Callable[[list[StoredEvent]], Awaitable[list[StoredEvent]]]
+#: Fetches up to n older events of a room from other servers (federation
+#: backfill); whether it stored any.
+Backfill = Callable[[str, int], Awaitable[bool]]
 
 
 async def everything(events: list[StoredEvent]) -> list[StoredEvent]:
@@ -182,6 +189,11 @@ class PaginationHandler:
         self.visibility = visibility
         self.serializer = serializer
         self._current_stream = current_stream
+        self._backfill: Backfill | None = None
+
+    def set_backfill(self, backfill: Backfill) -> None:
+        """Plug in federation backfill (built after history)."""
+        self._backfill = backfill
 
     async def check_access(self, user_id: str, room_id: str) -> tuple[bool, int | None]:
         """May the user read this room's history at all? (currently_joined, cap).
@@ -262,7 +274,8 @@ class PaginationHandler:
         events: list[StoredEvent] = []
         next_pos: int | None = None
         if backwards or bound is None or scan_from < bound:
-            events, next_pos = await self._page(
+            page = functools.partial(
+                self._page,
                 user_id,
                 room_id,
                 joined=joined,
@@ -272,6 +285,20 @@ class PaginationHandler:
                 limit=limit,
                 event_filter=event_filter,
             )
+            events, next_pos = await page()
+            if (
+                backwards
+                and next_pos is None
+                and bound is None
+                and self._backfill is not None
+                and await self._backfill(room_id, max(limit, BACKFILL_AT_LEAST))
+            ):
+                # Backfilled history lies below every stored position: the
+                # same page now reaches into it, or the next one does.
+                if len(events) < limit:
+                    events, next_pos = await page()
+                else:
+                    next_pos = events[-1].stream_ordering - 1
         response: dict[str, Any] = {
             "chunk": await self.serializer.serialize(events, user_id=user_id, device_id=device_id),
             "start": from_token if from_token is not None else make_pagination_token(start),

@@ -77,6 +77,7 @@ class FederatedEventHandler:
         *,
         outlier: bool = False,
         state: Mapping[StateKey, str] | None = None,
+        backfill_at: int | None = None,
     ) -> StoredEvent:
         """Store a checked PDU from another server and return how it was stored.
 
@@ -90,6 +91,11 @@ class FederatedEventHandler:
         state before it, `(type, state_key) -> event_id` as /state_ids
         gives it, every event stored) is given; a missing prev_event raises
         `MissingEventsError` so the caller can fetch it or the state.
+
+        `backfill_at` (a position from `EventPersister.reserve_backfill`)
+        stores it as old history fetched by /backfill: checked against its
+        auth events and the state before it, never soft-failed, and the
+        room's extremities and current state stay as they are.
 
         An event already stored is returned as it is (an outlier given
         again as a timeline event joins the timeline).
@@ -122,8 +128,14 @@ class FederatedEventHandler:
             if rejection is not None:
                 logger.info("Rejecting %s: %s", event.event_id, rejection)
                 return await self.persister.persist(
-                    event, version, before, outcome=Outcome(rejected_reason=rejection)
+                    event,
+                    version,
+                    before,
+                    outcome=Outcome(rejected_reason=rejection),
+                    backfill_at=backfill_at,
                 )
+            if backfill_at is not None:
+                return await self.persister.persist(event, version, before, backfill_at=backfill_at)
             if await self._fails_current_state(version, event):
                 logger.info("Soft-failing %s", event.event_id)
                 return await self.persister.persist(

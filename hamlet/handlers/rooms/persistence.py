@@ -109,6 +109,9 @@ class EventPersister(ServiceBase):
         # past the lowest of them, or they would skip it when it lands.
         self._in_flight: set[int] = set()
         self._group = 0
+        # The next position below every other, for backfilled history;
+        # read from the store on first use.
+        self._backfill_next: int | None = None
         self._notifier = notifier
         self._unannounced: list[StoredEvent] = []
         notifier.register_stream(self.name, self)
@@ -254,6 +257,18 @@ class EventPersister(ServiceBase):
 
     # --- persisting ---
 
+    async def reserve_backfill(self, n: int) -> list[int]:
+        """`n` stream positions below every stored event, lowest first: for
+        history fetched from other servers, which sorts before what the room
+        already shows (oldest first within a batch)."""
+        if self._backfill_next is None:
+            lowest = await self.events_store.min_stream_ordering() - 1
+            if self._backfill_next is None:
+                self._backfill_next = lowest
+        top = self._backfill_next
+        self._backfill_next = top - n
+        return list(range(top - n + 1, top + 1))
+
     def _next_group(self) -> int:
         self._group += 1
         return self._group
@@ -288,10 +303,13 @@ class EventPersister(ServiceBase):
         txn: tuple[str, str, str] | None = None,
         apply_redaction: bool = False,
         fresh: bool = False,
+        backfill_at: int | None = None,
     ) -> StoredEvent:
         """Store `event` (the caller holds the room's lock). `before` is the
         state before it; None for an outlier. `fresh`: built here just now,
-        so no stored event can name it as a prev_event."""
+        so no stored event can name it as a prev_event. `backfill_at`: old
+        history, stored at that (reserved) position, which changes neither
+        the room's extremities nor its current state and wakes no one."""
         room_id = event.room_id
         key = (event.type, event.state_key) if event.state_key is not None else None
         groups: list[NewStateGroup] = []
@@ -304,7 +322,7 @@ class EventPersister(ServiceBase):
             state_group, new_group = await self._plan_group(before, after)
             if new_group is not None:
                 groups.append(new_group)
-        accepted = before is not None and outcome == ACCEPTED
+        accepted = before is not None and outcome == ACCEPTED and backfill_at is None
         extremities: list[str] | None = None
         current: CurrentStateDelta | None = None
         new_current: StateIds | None = None
@@ -321,8 +339,11 @@ class EventPersister(ServiceBase):
                 version, event, extremities, old, state_group, after
             )
             current = await self._current_delta(room_id, new_current, event)
-        self._stream += 1
-        stream = self._stream
+        if backfill_at is None:
+            self._stream += 1
+            stream = self._stream
+        else:
+            stream = backfill_at
         room_row = _room_row(event, version) if event.type == "m.room.create" else None
         if room_row is not None and await self.rooms_store.get_room(room_id) is not None:
             room_row = None
@@ -344,7 +365,7 @@ class EventPersister(ServiceBase):
             current_state=current,
             apply_redaction=apply_redaction and accepted,
         )
-        await self._store(request)
+        await self._store(request, in_flight=backfill_at is None)
         stored = StoredEvent(
             stream,
             event,
@@ -422,10 +443,12 @@ class EventPersister(ServiceBase):
                 self.cache.add(one)
         return stored
 
-    async def _store(self, request: PersistRequest) -> None:
-        """Write one event, its stream position in flight meanwhile."""
+    async def _store(self, request: PersistRequest, *, in_flight: bool = True) -> None:
+        """Write one event, its stream position in flight meanwhile (not a
+        backfilled one's: readers of news never look below their position)."""
         stream = request.stream_ordering
-        self._in_flight.add(stream)
+        if in_flight:
+            self._in_flight.add(stream)
         try:
             await self.events_store.persist(request)
         except BaseException:

@@ -422,6 +422,13 @@ class EventsStore:
                 found[stored.event.event_id] = stored
         return found
 
+    async def min_stream_ordering(self) -> int:
+        """The lowest stream position in use: backfilled history goes below it."""
+        value = await self.db.fetchval(
+            "min_stream_ordering", "SELECT MIN(stream_ordering) FROM dag_events"
+        )
+        return min(int(value or 0), 0)
+
     async def get_forward_extremities(self, room_id: str) -> list[Extremity]:
         rows = await self.db.fetchall(
             "get_forward_extremities",

@@ -1,0 +1,128 @@
+"""/messages past the oldest event a tenant holds of a room joined over
+federation: older history is backfilled from a server in the room, checked,
+stored below everything else and shown within history visibility."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.conftest import advance
+from tests.federation.conftest import StartServers
+from tests.federation.dag_support import messages_back, pdu_of, room_joined_over_federation, say
+from tests.federation.inbound_support import client, sync
+from tests.support.federation import HarnessTransport
+from tests.support.harness import Harness
+from tests.support.users import make_user
+
+A, B = "bfa.test", "bfb.test"
+BACKFILL = "/_matrix/federation/v1/backfill"
+UNLIMITED = {"per_second": 1000, "burst_count": 1000}
+
+
+@pytest.fixture
+async def h(make_hs_config: Any, start_servers: StartServers) -> Harness:
+    return await start_servers(*(make_hs_config(n, rc_message=UNLIMITED) for n in (A, B)))
+
+
+async def test_a_late_joiner_pages_back_into_earlier_history(
+    h: Harness, transport: HarnessTransport
+) -> None:
+    bob = await make_user(h, "bob", host=B)
+    alice = await make_user(h, "alice", host=A)
+    resp = await client(
+        h, B, "POST", "/createRoom", bob, {"preset": "public_chat", "room_alias_name": "hall"}
+    )
+    room = resp.json["room_id"]
+    for i in range(30):
+        await say(h, B, bob, room, f"m{i}")
+    joined = await client(h, A, "POST", "/join/%23hall:bfb.test", alice, {})
+    assert joined.status == 200, joined.json
+    since = (await sync(h, A, alice))["next_batch"]
+
+    assert await messages_back(h, A, alice, room, limit=7) == [f"m{i}" for i in range(30)]
+    assert transport.count("GET", B, BACKFILL) >= 2
+    # History, not news: /sync shows none of it.
+    body = await sync(h, A, alice, since)
+    assert room not in body.get("rooms", {}).get("join", {})
+    # Back to the create event: paging again is served locally, asking no one.
+    asked = transport.count("GET", B, BACKFILL)
+    assert await messages_back(h, A, alice, room, limit=50) == [f"m{i}" for i in range(30)]
+    assert transport.count("GET", B, BACKFILL) == asked
+
+
+async def test_history_visibility_holds_for_backfilled_events(h: Harness) -> None:
+    bob = await make_user(h, "bob", host=B)
+    alice = await make_user(h, "alice", host=A)
+    resp = await client(
+        h,
+        B,
+        "POST",
+        "/createRoom",
+        bob,
+        {
+            "preset": "public_chat",
+            "room_alias_name": "hall",
+            "initial_state": [
+                {
+                    "type": "m.room.history_visibility",
+                    "state_key": "",
+                    "content": {"history_visibility": "joined"},
+                }
+            ],
+        },
+    )
+    room = resp.json["room_id"]
+    for i in range(5):
+        await say(h, B, bob, room, f"secret{i}")
+    joined = await client(h, A, "POST", "/join/%23hall:bfb.test", alice, {})
+    assert joined.status == 200, joined.json
+    await say(h, A, alice, room, "after")
+    assert await messages_back(h, A, alice, room) == ["after"]
+
+
+@pytest.mark.parametrize(
+    "bad", ["garbage", {"pdus": "nope"}, {"pdus": [{"x": i} for i in range(5000)]}, "forged"]
+)
+async def test_hostile_backfill_answers_store_nothing(
+    h: Harness, transport: HarnessTransport, bad: Any
+) -> None:
+    bob = await make_user(h, "bob", host=B)
+    alice = await make_user(h, "alice", host=A)
+    early = await client(
+        h, B, "POST", "/createRoom", bob, {"preset": "public_chat", "room_alias_name": "hall"}
+    )
+    room = early.json["room_id"]
+    ids = [await say(h, B, bob, room, f"m{i}") for i in range(3)]
+    forged = await pdu_of(h, B, ids[0])
+    forged["content"] = {"msgtype": "m.text", "body": "forged"}
+    forged["signatures"] = {}
+    joined = await client(h, A, "POST", "/join/%23hall:bfb.test", alice, {})
+    assert joined.status == 200, joined.json
+
+    def tamper(dest: str, path: str, answer: Any) -> Any:
+        if not path.startswith(BACKFILL):
+            return answer
+        return {"pdus": [forged]} if bad == "forged" else bad
+
+    transport.tamper = tamper
+    assert await messages_back(h, A, alice, room) == []
+    # A fruitless backfill is not retried at once; later, a good answer lands.
+    asked = transport.count("GET", B, BACKFILL)
+    assert await messages_back(h, A, alice, room) == []
+    assert transport.count("GET", B, BACKFILL) == asked
+    transport.tamper = None
+    await advance(61)
+    assert await messages_back(h, A, alice, room) == ["m0", "m1", "m2"]
+
+
+async def test_no_server_to_ask_is_an_empty_page(h: Harness, transport: HarnessTransport) -> None:
+    bob = await make_user(h, "bob", host=B)
+    alice = await make_user(h, "alice", host=A)
+    room = await room_joined_over_federation(h, B, bob, A, alice)
+    await say(h, B, bob, room, "m0")
+    transport.down.add(B)
+    resp = await client(h, A, "GET", f"/rooms/{room}/messages?dir=b&limit=5", alice)
+    assert resp.status == 200 and resp.json["chunk"]
+    assert resp.json["chunk"][0]["type"] == "m.room.member"
