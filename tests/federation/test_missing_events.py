@@ -18,7 +18,7 @@ from tests.support.federation import HarnessTransport
 from tests.support.harness import Harness
 from tests.support.users import TestUser, make_user
 
-A, B = "gapa.test", "gapb.test"
+A, B, C = "gapa.test", "gapb.test", "gapc.test"
 V1 = "/_matrix/federation/v1"
 MISSING = f"{V1}/get_missing_events"
 UNLIMITED = {"per_second": 1000, "burst_count": 1000}
@@ -161,3 +161,36 @@ async def test_catch_up_after_an_outage_leaves_every_event_in_order(
     assert await messages_back(h, A, alice, room) == wanted
     body = await sync(h, A, alice, since)
     assert _timeline(body, room) == wanted[-len(_timeline(body, room)) :]
+
+
+async def test_a_hanging_origin_times_out_and_stalls_no_other_origin(
+    make_hs_config: Any, start_servers: StartServers, transport: HarnessTransport
+) -> None:
+    h = await start_servers(
+        *(make_hs_config(n, federation=FEDERATION, rc_message=UNLIMITED) for n in (A, B, C))
+    )
+    alice, bob, room = await _room(h)
+    carol = await make_user(h, "carol", host=C)
+    elsewhere = await room_joined_over_federation(h, C, carol, A, alice)
+    since = (await sync(h, A, alice))["next_batch"]
+    gap = [await say(h, B, bob, room, f"m{i}") for i in range(3)]
+    news = await say(h, C, carol, elsewhere, "from carol")
+    # B lets A's questions about its room hang.
+    transport.hang = lambda dest, path: dest == B and path.startswith((MISSING, f"{V1}/state_ids"))
+
+    async def meanwhile() -> Any:
+        await settle()
+        # B's transaction is waiting on B; C's goes through at once.
+        answer = await send_txn(transport, h, C, A, "c1", txn(C, pdus=[await pdu_of(h, C, news)]))
+        assert _timeline(await sync(h, A, alice, since), elsewhere) == ["from carol"]
+        # Each request to B gives up after 10 s: /get_missing_events, then /state_ids.
+        await advance(11)
+        await advance(11)
+        return answer
+
+    from_b, from_c = await asyncio.gather(
+        send_txn(transport, h, B, A, "b1", txn(B, pdus=[await pdu_of(h, B, gap[-1])])),
+        meanwhile(),
+    )
+    assert from_c["pdus"] == {news: {}}
+    assert "Missing events" in from_b["pdus"][gap[-1]]["error"]

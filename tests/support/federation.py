@@ -13,6 +13,7 @@ exactly as it would another server's.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 from collections.abc import Callable, Iterator, Mapping
@@ -30,6 +31,7 @@ from hamlet.handlers.common.service import BuildContext
 from hamlet.handlers.container import Services
 from hamlet.handlers.federation import services as federation
 from hamlet.homeserver import HomeServer
+from hamlet.runtime.timeout import with_timeout
 from tests.support.harness import Harness
 
 
@@ -68,19 +70,21 @@ class _JsonRequests:
         timeout_ms: int | None = None,
     ) -> JsonDict:
         query = f"?{urlencode(args, doseq=True)}" if args else ""
-        return await self._send("GET", destination, path + query, None)
+        return await self._send("GET", destination, path + query, None, timeout_ms)
 
     async def post_json(
         self, destination: str, path: str, body: JsonDict, *, timeout_ms: int | None = None
     ) -> JsonDict:
-        return await self._send("POST", destination, path, body)
+        return await self._send("POST", destination, path, body, timeout_ms)
 
     async def put_json(
         self, destination: str, path: str, body: JsonDict, *, timeout_ms: int | None = None
     ) -> JsonDict:
-        return await self._send("PUT", destination, path, body)
+        return await self._send("PUT", destination, path, body, timeout_ms)
 
-    async def _send(self, method: str, destination: str, path: str, body: Any) -> Any:
+    async def _send(
+        self, method: str, destination: str, path: str, body: Any, timeout_ms: int | None
+    ) -> Any:
         raise NotImplementedError
 
 
@@ -91,12 +95,17 @@ class HarnessTransport(_JsonRequests):
     aliases: dict[str, str] = field(default_factory=dict)
     #: Destinations that do not answer.
     down: set[str] = field(default_factory=set)
+    #: (destination, path) -> whether that request hangs: until the sender's
+    #: timeout (on its homeserver's clock), or for ever without one.
+    hang: Callable[[str, str], bool] | None = None
     #: Rewrites a real answer: (destination, path, answer) -> what is returned.
     tamper: Callable[[str, str, Any], Any] | None = None
     #: (method, destination, path) of every request, in order.
     requests: list[tuple[str, str, str]] = field(default_factory=list)
 
-    async def _send(self, method: str, destination: str, path: str, body: Any) -> Any:
+    async def _send(
+        self, method: str, destination: str, path: str, body: Any, timeout_ms: int | None
+    ) -> Any:
         """Unsigned, as a server fetching keys may send."""
         return await self._request(method, destination, path, body)
 
@@ -111,11 +120,22 @@ class HarnessTransport(_JsonRequests):
         path: str,
         body: Any,
         origin: tuple[str, SigningKey] | None = None,
+        timeout_ms: int | None = None,
     ) -> Any:
         assert self.harness is not None, "HarnessTransport used before its harness started"
         self.requests.append((method, destination, path))
         if destination in self.down:
             raise RemoteError(f"{destination} is down")
+        if self.hang is not None and self.hang(destination, path):
+            never = asyncio.Event().wait()
+            if timeout_ms is None or origin is None:
+                await never
+            else:
+                clock = self.harness.servers[origin[0]].clock
+                try:
+                    await with_timeout(never, timeout_ms / 1000, clock)
+                except TimeoutError:
+                    raise RemoteError(f"{destination} timed out") from None
         host = self.aliases.get(destination, destination)
         headers = {}
         if origin is not None:
@@ -162,8 +182,12 @@ class SignedTransport(_JsonRequests):
     origin: str
     key: SigningKey
 
-    async def _send(self, method: str, destination: str, path: str, body: Any) -> Any:
-        return await self.network._request(method, destination, path, body, (self.origin, self.key))
+    async def _send(
+        self, method: str, destination: str, path: str, body: Any, timeout_ms: int | None
+    ) -> Any:
+        return await self.network._request(
+            method, destination, path, body, (self.origin, self.key), timeout_ms
+        )
 
 
 def _build_federation(transport: HarnessTransport, ctx: BuildContext, s: Services) -> None:
