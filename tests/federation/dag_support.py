@@ -27,12 +27,22 @@ async def say(h: Harness, host: str, user: TestUser, room: str, text: str) -> st
 
 
 async def room_joined_over_federation(
-    h: Harness, owner_host: str, owner: TestUser, joiner_host: str, joiner: TestUser, **extra: Any
+    h: Harness,
+    owner_host: str,
+    owner: TestUser,
+    joiner_host: str,
+    joiner: TestUser,
+    *,
+    history: int = 0,
+    **extra: Any,
 ) -> str:
-    """A public room of `owner` that `joiner` (of another tenant) joins by alias."""
+    """A public room of `owner` that `joiner` (of another tenant) joins by
+    alias after `owner` said m0, m1 ... (`history` messages)."""
     body = {"preset": "public_chat", "room_alias_name": "hall", **extra}
     resp = await client(h, owner_host, "POST", "/createRoom", owner, body)
     assert resp.status == 200, resp.json
+    for i in range(history):
+        await say(h, owner_host, owner, resp.json["room_id"], f"m{i}")
     joined = await client(
         h, joiner_host, "POST", f"/join/{quote(f'#hall:{owner_host}')}", joiner, {}
     )

@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import advance
 from tests.federation.conftest import StartServers
-from tests.federation.dag_support import messages_back, pdu_of, room_joined_over_federation, say
+from tests.federation.dag_support import messages_back, room_joined_over_federation, say
 from tests.federation.inbound_support import client, sync
 from tests.support.federation import HarnessTransport
 from tests.support.harness import Harness
@@ -18,6 +18,7 @@ from tests.support.users import make_user
 
 A, B = "bfa.test", "bfb.test"
 BACKFILL = "/_matrix/federation/v1/backfill"
+MESSAGE = "m.room.message"
 UNLIMITED = {"per_second": 1000, "burst_count": 1000}
 
 
@@ -31,14 +32,7 @@ async def test_a_late_joiner_pages_back_into_earlier_history(
 ) -> None:
     bob = await make_user(h, "bob", host=B)
     alice = await make_user(h, "alice", host=A)
-    resp = await client(
-        h, B, "POST", "/createRoom", bob, {"preset": "public_chat", "room_alias_name": "hall"}
-    )
-    room = resp.json["room_id"]
-    for i in range(30):
-        await say(h, B, bob, room, f"m{i}")
-    joined = await client(h, A, "POST", "/join/%23hall:bfb.test", alice, {})
-    assert joined.status == 200, joined.json
+    room = await room_joined_over_federation(h, B, bob, A, alice, history=30)
     since = (await sync(h, A, alice))["next_batch"]
 
     assert await messages_back(h, A, alice, room, limit=7) == [f"m{i}" for i in range(30)]
@@ -55,29 +49,10 @@ async def test_a_late_joiner_pages_back_into_earlier_history(
 async def test_history_visibility_holds_for_backfilled_events(h: Harness) -> None:
     bob = await make_user(h, "bob", host=B)
     alice = await make_user(h, "alice", host=A)
-    resp = await client(
-        h,
-        B,
-        "POST",
-        "/createRoom",
-        bob,
-        {
-            "preset": "public_chat",
-            "room_alias_name": "hall",
-            "initial_state": [
-                {
-                    "type": "m.room.history_visibility",
-                    "state_key": "",
-                    "content": {"history_visibility": "joined"},
-                }
-            ],
-        },
+    hidden = {"type": "m.room.history_visibility", "content": {"history_visibility": "joined"}}
+    room = await room_joined_over_federation(
+        h, B, bob, A, alice, history=5, initial_state=[{**hidden, "state_key": ""}]
     )
-    room = resp.json["room_id"]
-    for i in range(5):
-        await say(h, B, bob, room, f"secret{i}")
-    joined = await client(h, A, "POST", "/join/%23hall:bfb.test", alice, {})
-    assert joined.status == 200, joined.json
     await say(h, A, alice, room, "after")
     assert await messages_back(h, A, alice, room) == ["after"]
 
@@ -90,16 +65,15 @@ async def test_hostile_backfill_answers_store_nothing(
 ) -> None:
     bob = await make_user(h, "bob", host=B)
     alice = await make_user(h, "alice", host=A)
-    early = await client(
-        h, B, "POST", "/createRoom", bob, {"preset": "public_chat", "room_alias_name": "hall"}
+    room = await room_joined_over_federation(h, B, bob, A, alice, history=3)
+    first = await h.servers[B].room_history_store.get_room_events(
+        room, after=None, before=None, limit=50, backwards=False
     )
-    room = early.json["room_id"]
-    ids = [await say(h, B, bob, room, f"m{i}") for i in range(3)]
-    forged = await pdu_of(h, B, ids[0])
+    forged = next(
+        s.event.get_pdu_json(include_unsigned=False) for s in first if s.event.type == MESSAGE
+    )
     forged["content"] = {"msgtype": "m.text", "body": "forged"}
     forged["signatures"] = {}
-    joined = await client(h, A, "POST", "/join/%23hall:bfb.test", alice, {})
-    assert joined.status == 200, joined.json
 
     def tamper(dest: str, path: str, answer: Any) -> Any:
         if not path.startswith(BACKFILL):
