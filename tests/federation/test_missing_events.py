@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import advance, settle
 from tests.federation.conftest import StartServers
 from tests.federation.dag_support import messages_back, pdu_of, room_joined_over_federation, say
-from tests.federation.inbound_support import send_txn, sync, txn
+from tests.federation.inbound_support import client, send_txn, sync, txn
 from tests.support.federation import HarnessTransport
 from tests.support.harness import Harness
 from tests.support.users import TestUser, make_user
@@ -79,6 +79,25 @@ async def test_the_state_before_it_when_the_origin_withholds_the_gap(
     assert answer["pdus"] == {ids[-1]: {}}
     assert transport.count("GET", B, f"{V1}/state_ids") == 1
     assert _timeline(await sync(h, A, alice, since), room) == ["m2"]
+
+
+async def test_missing_auth_events_come_from_event_auth(
+    h: Harness, transport: HarnessTransport
+) -> None:
+    alice, bob, room = await _room(h)
+    levels = await client(h, B, "GET", f"/rooms/{room}/state/m.room.power_levels", bob)
+    raised = {**levels.json, "state_default": 51}
+    resp = await client(h, B, "PUT", f"/rooms/{room}/state/m.room.power_levels", bob, raised)
+    assert resp.status == 200, resp.json
+    message = await say(h, B, bob, room, "m0")
+    assert resp.json["event_id"] in (await pdu_of(h, B, message))["auth_events"]
+    transport.tamper = lambda dest, path, answer: (
+        {"events": []} if path.startswith(MISSING) else answer
+    )
+    answer = await send_txn(transport, h, B, A, "t1", txn(B, pdus=[await pdu_of(h, B, message)]))
+    assert answer["pdus"] == {message: {}}
+    assert transport.count("GET", B, f"{V1}/event_auth") == 1
+    assert await messages_back(h, A, alice, room) == ["m0"]
 
 
 @pytest.mark.parametrize(

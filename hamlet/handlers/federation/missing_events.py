@@ -95,10 +95,7 @@ class GapFiller:
             pass
         async with self._rooms.queue(event.room_id):
             if await self._missing_prevs(event):
-                try:
-                    await self._fill_gap(origin, event, budget)
-                except FetchError as e:
-                    logger.info("Could not fetch the gap before %s: %s", event.event_id, e)
+                await self._fill_gap(origin, event, budget)
             return await self.persist_fetching(origin, event, budget)
 
     async def persist_fetching(
@@ -143,20 +140,25 @@ class GapFiller:
         collected: dict[str, Event] = {}
         latest = [event.event_id]
         while latest and len(collected) < MAX_GAP_EVENTS:
-            answer = await self._remote.post(
-                budget,
-                origin,
-                f"{FEDERATION_V1}/get_missing_events/{quote(room_id, safe='')}",
-                {
-                    "earliest_events": earliest,
-                    "latest_events": latest,
-                    "limit": ROUND_LIMIT,
-                    "min_depth": min_depth,
-                },
-            )
-            got = await self._remote.checked(
-                budget, room_id, event.room_version, answer.get("events"), ROUND_LIMIT
-            )
+            try:
+                answer = await self._remote.post(
+                    budget,
+                    origin,
+                    f"{FEDERATION_V1}/get_missing_events/{quote(room_id, safe='')}",
+                    {
+                        "earliest_events": earliest,
+                        "latest_events": latest,
+                        "limit": ROUND_LIMIT,
+                        "min_depth": min_depth,
+                    },
+                )
+                got = await self._remote.checked(
+                    budget, room_id, event.room_version, answer.get("events"), ROUND_LIMIT
+                )
+            except FetchError as e:
+                # What earlier rounds brought is still worth storing.
+                logger.info("Could not fetch the gap before %s: %s", event.event_id, e)
+                break
             fresh = [e for e in got if e.event_id not in collected and e.event_id != event.event_id]
             if not fresh:
                 break
