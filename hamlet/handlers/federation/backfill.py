@@ -27,6 +27,7 @@ from urllib.parse import quote
 
 from hamlet.core.events import Event
 from hamlet.handlers.common.errors import MatrixError
+from hamlet.handlers.common.service import ENTRY_BYTES, ServiceBase
 from hamlet.handlers.federation.missing_events import GapFiller
 from hamlet.handlers.federation.remote_events import (
     FEDERATION_V1,
@@ -56,7 +57,9 @@ BACKFILL_STATE_FETCHES: Final = 2
 RETRY_AFTER_S: Final = 60.0
 
 
-class Backfiller:
+class Backfiller(ServiceBase):
+    name = "federation_backfill"
+
     def __init__(
         self,
         *,
@@ -142,3 +145,10 @@ class Backfiller:
                 continue
             stored_any = stored_any or stored.in_timeline
         return stored_any
+
+    def memory_usage(self) -> int:
+        return ENTRY_BYTES * len(self._fruitless)
+
+    def clear_caches(self) -> None:
+        """Forgetting a fruitless room costs at most one more round of requests."""
+        self._fruitless.clear()

@@ -123,15 +123,17 @@ def build(ctx: BuildContext, s: Services, transport: Transport | None = None) ->
     s.federation_transactions = ctx.own(
         TransactionHandler(ctx.clock, InboundPdus(s.rooms_store, s.keyring, gaps), edus.handlers())
     )
-    backfiller = Backfiller(
-        server_name=ctx.server_name,
-        clock=ctx.clock,
-        remote=remote,
-        gaps=gaps,
-        gaps_store=gaps_store,
-        events=s.events_store,
-        rooms=s.rooms_store,
-        persister=s.event_persister,
+    backfiller = ctx.own(
+        Backfiller(
+            server_name=ctx.server_name,
+            clock=ctx.clock,
+            remote=remote,
+            gaps=gaps,
+            gaps_store=gaps_store,
+            events=s.events_store,
+            rooms=s.rooms_store,
+            persister=s.event_persister,
+        )
     )
     s.pagination.set_backfill(backfiller.backfill)
     s.federation_room_reads = FederationRoomReads(
