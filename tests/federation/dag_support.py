@@ -74,5 +74,13 @@ async def messages_back(
     return bodies[::-1]
 
 
+async def news(h: Harness, host: str, room: str) -> list[str]:
+    """Message bodies stored as they arrived (not backfilled as history), in order."""
+    events = await h.servers[host].room_history_store.get_room_events(
+        room, after=0, before=None, limit=500, backwards=False
+    )
+    return [str(e.event.content.get("body")) for e in events if e.event.type == "m.room.message"]
+
+
 def _message(event: JsonDict) -> bool:
     return bool(event["type"] == "m.room.message")

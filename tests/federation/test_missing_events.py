@@ -12,7 +12,13 @@ import pytest
 
 from tests.conftest import advance, settle
 from tests.federation.conftest import StartServers
-from tests.federation.dag_support import messages_back, pdu_of, room_joined_over_federation, say
+from tests.federation.dag_support import (
+    messages_back,
+    news,
+    pdu_of,
+    room_joined_over_federation,
+    say,
+)
 from tests.federation.inbound_support import client, send_txn, sync, txn
 from tests.support.federation import HarnessTransport
 from tests.support.harness import Harness
@@ -61,6 +67,7 @@ async def test_a_gap_is_fetched_from_the_origin_in_order(
     # 24 missing events: three rounds of at most 10, stored oldest first.
     assert transport.count("POST", B, MISSING) == 3
     wanted = [f"m{i}" for i in range(25)]
+    assert await news(h, A, room) == wanted
     assert await messages_back(h, A, alice, room) == wanted
     body = await sync(h, A, alice, since)
     assert _timeline(body, room)[-10:] == wanted[-10:]
@@ -177,9 +184,11 @@ async def test_catch_up_after_an_outage_leaves_every_event_in_order(
     await settle()
     wanted = [f"m{i}" for i in range(20)]
     assert transport.count("POST", B, MISSING) >= 1
+    assert await news(h, A, room) == wanted
     assert await messages_back(h, A, alice, room) == wanted
-    body = await sync(h, A, alice, since)
-    assert _timeline(body, room) == wanted[-len(_timeline(body, room)) :]
+    # /sync tells of the catch-up as news: a limited timeline ending with the newest.
+    timeline = _timeline(await sync(h, A, alice, since), room)
+    assert timeline and timeline == wanted[-len(timeline) :]
 
 
 async def test_a_hanging_origin_times_out_and_stalls_no_other_origin(
