@@ -40,6 +40,11 @@ async def test_a_late_joiner_pages_back_into_earlier_history(
     # History, not news: /sync shows none of it.
     body = await sync(h, A, alice, since)
     assert room not in body.get("rooms", {}).get("join", {})
+    # Paging forwards from the room's start begins with the backfilled history.
+    forwards = await client(h, A, "GET", f"/rooms/{room}/messages?dir=f&limit=50", alice)
+    assert forwards.json["chunk"][0]["type"] == "m.room.create"
+    bodies = [e["content"].get("body") for e in forwards.json["chunk"] if e["type"] == MESSAGE]
+    assert bodies == [f"m{i}" for i in range(30)]
     # Back to the create event: paging again is served locally, asking no one.
     asked = transport.count("GET", B, BACKFILL)
     assert await messages_back(h, A, alice, room, limit=50) == [f"m{i}" for i in range(30)]

@@ -35,6 +35,9 @@ MAX_LIMIT = 1000
 # Rows scanned (and dropped by filters or visibility) before a page gives up
 # and hands back a token to continue from.
 MAX_SCANNED = 5000
+# Before every position, backfilled history included: where paging forwards
+# without a token starts.
+BEGINNING = -(10**18 - 1)
 # Events asked of other servers when a page runs out of local history.
 BACKFILL_AT_LEAST = 20
 
@@ -262,7 +265,7 @@ class PaginationHandler:
         bound = parse_pagination_token(to_token) if to_token is not None else None
         joined, cap = await self.check_access(user_id, room_id)
         if start is None:
-            start = self._current_stream() if backwards else 0
+            start = self._current_stream() if backwards else BEGINNING
         if event_filter is not None and event_filter.limit is not None:
             limit = min(limit, event_filter.limit)
         scan_from = start
