@@ -5,7 +5,6 @@ back into a Hamlet room's history (/backfill from Hamlet)."""
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,55 +15,31 @@ from hamlet.core.canonical_json import JsonDict
 from hamlet.handlers.federation.transactions import PduHandler
 from hamlet.handlers.rooms.sender import Sender
 from hamlet.homeserver import HomeServer
-from tests.interop import test_synapse_transport as transport_tests
 from tests.interop.synapse import Synapse
-from tests.interop.test_synapse_transport import HamletServer, eventually
+from tests.interop.test_synapse_knocks import SynapseUser, synapse_user
+from tests.interop.test_synapse_transport import HamletServer, eventually, hamlet, hamlet_tls
 
-# The Hamlet tenant on a TLS federation listener the transport tests start.
-hamlet = transport_tests.hamlet
-hamlet_tls = transport_tests.hamlet_tls
+__all__ = ["hamlet", "hamlet_tls"]
 
 MESSAGE = "m.room.message"
-V3 = "/_matrix/client/v3"
 
 
-class SynapseUser:
-    def __init__(self, synapse: Synapse, token: str, user_id: str) -> None:
-        self.synapse, self.token, self.user_id = synapse, token, user_id
-
-    async def call(self, method: str, path: str, body: Any = None) -> Any:
-        status, answer = await asyncio.to_thread(
-            self.synapse.client, method, V3 + path, body, self.token
-        )
-        assert status == 200, (path, answer)
-        return answer
-
-    async def say(self, room_id: str, text: str) -> None:
-        body = {"msgtype": "m.text", "body": text}
-        await self.call("PUT", f"/rooms/{quote(room_id)}/send/{MESSAGE}/{text}", body)
-
-    async def bodies_back(self, room_id: str) -> list[str]:
-        """Every message body paged back to (as far as Synapse goes), oldest first."""
-        bodies: list[str] = []
-        token = ""
-        for _ in range(15):
-            page = await self.call("GET", f"/rooms/{quote(room_id)}/messages?dir=b&limit=10{token}")
-            bodies += [e["content"].get("body") for e in page["chunk"] if e["type"] == MESSAGE]
-            if not page["chunk"] or "end" not in page:
-                break
-            token = f"&from={page['end']}"
-        return bodies[::-1]
+async def say(user: SynapseUser, room_id: str, text: str) -> None:
+    body = {"msgtype": "m.text", "body": text}
+    await user.call("PUT", f"/rooms/{quote(room_id)}/send/{MESSAGE}/{text}", body)
 
 
-async def synapse_user(synapse: Synapse, name: str) -> SynapseUser:
-    body = {
-        "username": f"{name}{secrets.token_hex(4)}",
-        "password": "interop-pw-1",
-        "auth": {"type": "m.login.dummy"},
-    }
-    status, reg = await asyncio.to_thread(synapse.client, "POST", f"{V3}/register", body)
-    assert status == 200, reg
-    return SynapseUser(synapse, reg["access_token"], reg["user_id"])
+async def synapse_bodies_back(user: SynapseUser, room_id: str) -> list[str]:
+    """Every message body a Synapse user pages back to, oldest first."""
+    bodies: list[str] = []
+    token = ""
+    for _ in range(15):
+        page = await user.call("GET", f"/rooms/{quote(room_id)}/messages?dir=b&limit=10{token}")
+        bodies += [e["content"].get("body") for e in page["chunk"] if e["type"] == MESSAGE]
+        if not page["chunk"] or "end" not in page:
+            break
+        token = f"&from={page['end']}"
+    return bodies[::-1]
 
 
 async def hamlet_bodies_back(hs: HomeServer, user_id: str, room_id: str) -> list[str]:
@@ -92,7 +67,7 @@ async def hamlet_bodies_back(hs: HomeServer, user_id: str, room_id: str) -> list
 async def synapse_room_with_hamlet_user(
     hamlet: HamletServer, synapse: Synapse, history: int
 ) -> tuple[SynapseUser, str, str]:
-    sybil = await synapse_user(synapse, "sybil")
+    sybil = await synapse_user(synapse)
     suffix = secrets.token_hex(4)
     made = await sybil.call(
         "POST",
@@ -101,7 +76,7 @@ async def synapse_room_with_hamlet_user(
     )
     room_id = made["room_id"]
     for i in range(history):
-        await sybil.say(room_id, f"s{i}")
+        await say(sybil, room_id, f"s{i}")
     hs = hamlet.hs
     user_id = await hs.registration.register_user(f"jo{suffix}")
     await hs.federation_joins.join(user_id, room_id, [synapse.server_name])
@@ -137,14 +112,14 @@ async def test_hamlet_fetches_a_gap_from_synapse(hamlet: HamletServer, synapse: 
     losing = LosingPdus(transactions.pdus)
     transactions.set_pdu_handler(losing)
     for i in range(5):
-        await sybil.say(room_id, f"lost{i}")
+        await say(sybil, room_id, f"lost{i}")
 
     async def lost() -> list[str]:
         return losing.lost
 
     assert await eventually(lost, lambda bodies: "lost4" in bodies)
     losing.losing = False
-    await sybil.say(room_id, "found")
+    await say(sybil, room_id, "found")
 
     async def ours() -> list[str]:
         # Stored as news (positive positions), not backfilled as history.
@@ -169,6 +144,6 @@ async def test_a_synapse_user_pages_back_into_a_hamlet_rooms_history(
     for i in range(30):
         text = {"msgtype": "m.text", "body": f"h{i}"}
         await hs.event_pipeline.send(Sender.server(owner), room_id, MESSAGE, text)
-    sybil = await synapse_user(synapse, "late")
+    sybil = await synapse_user(synapse)
     await sybil.call("POST", f"/join/{quote(room_id)}?server_name={quote(hamlet.server_name)}", {})
-    assert await sybil.bodies_back(room_id) == [f"h{i}" for i in range(30)]
+    assert await synapse_bodies_back(sybil, room_id) == [f"h{i}" for i in range(30)]

@@ -166,9 +166,16 @@ class RemoteEvents:
         return list(out.values())
 
     async def store_outliers(self, events: Sequence[Event]) -> None:
-        """Store each event without state, after its auth events (by depth);
-        one whose auth events stay missing is left out."""
-        for event in sorted(events, key=lambda e: (e.depth, e.event_id)):
+        """Store each event without state, after its auth events (by depth),
+        in one write; when some auth events stay missing, one by one, leaving
+        out those that lack theirs."""
+        ordered = sorted(events, key=lambda e: (e.depth, e.event_id))
+        try:
+            await self._federated.persist_outliers(ordered)
+            return
+        except MatrixError as e:
+            logger.info("Storing fetched events one by one: %s", e.message)
+        for event in ordered:
             try:
                 await self._federated.persist_event(event, outlier=True)
             except MatrixError as e:
