@@ -47,6 +47,7 @@ from hamlet.handlers.federation.ratelimit import FederationRateLimiter
 from hamlet.handlers.federation.room_reads import FederationRoomReads
 from hamlet.handlers.federation.sender.admin import DestinationsAdmin
 from hamlet.handlers.federation.sender.sender import FederationSender
+from hamlet.handlers.federation.server_acl import ServerAcls
 from hamlet.handlers.federation.transactions import TransactionHandler
 from hamlet.handlers.history.aggregations import BundledAggregations
 from hamlet.handlers.history.pagination import PaginationHandler
@@ -183,6 +184,7 @@ class Services:
     # federation: what other servers send and ask us, and what we ask them.
     federation_transactions: TransactionHandler
     federation_ratelimiter: FederationRateLimiter
+    server_acls: ServerAcls
     federation_queries: FederationQueries
     remote_device_lists: RemoteDeviceLists
     # federation: the outbound queues and their admin view.

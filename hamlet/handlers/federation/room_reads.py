@@ -18,6 +18,7 @@ from typing import Any, Final
 from hamlet.core.canonical_json import JsonDict
 from hamlet.core.ids import get_domain_from_id
 from hamlet.handlers.common.errors import ForbiddenError, InvalidParamError, NotFoundError
+from hamlet.handlers.federation.server_acl import ServerAcls
 from hamlet.handlers.rooms.persistence import EventPersister
 from hamlet.handlers.rooms.state import StateHandler
 from hamlet.runtime.clock import Clock
@@ -48,6 +49,7 @@ class FederationRoomReads:
         rooms: RoomsStore,
         state: StateHandler,
         persister: EventPersister,
+        acls: ServerAcls,
     ) -> None:
         self._server_name = server_name
         self._clock = clock
@@ -55,6 +57,7 @@ class FederationRoomReads:
         self._rooms = rooms
         self._state = state
         self._persister = persister
+        self._acls = acls
 
     async def event(self, origin: str, event_id: str) -> JsonDict:
         stored = await self._visible_event(origin, None, event_id)
@@ -148,6 +151,9 @@ class FederationRoomReads:
         stored = await self._events.get_event(event_id)
         if stored is None or (room_id is not None and stored.event.room_id != room_id):
             raise NotFoundError("Event not found")
+        if room_id is None:
+            # `/event/{eventId}` names no room for the route to check.
+            await self._acls.check(origin, stored.event.room_id)
         await self._check_in_room(origin, stored.event.room_id)
         if not await self._server_may_see(origin, stored):
             raise ForbiddenError("Host not allowed to see this event")

@@ -27,6 +27,7 @@ from hamlet.handlers.federation.queries import FederationQueries
 from hamlet.handlers.federation.ratelimit import FederationRateLimiter
 from hamlet.handlers.federation.remote_events import FetchTransport, RemoteEvents
 from hamlet.handlers.federation.room_reads import FederationRoomReads
+from hamlet.handlers.federation.server_acl import ServerAcls
 from hamlet.handlers.federation.srv import DnsSrvResolver
 from hamlet.handlers.federation.transactions import TransactionHandler
 from hamlet.storage.stores.dag_gaps import DagGapsStore
@@ -98,6 +99,7 @@ def build(ctx: BuildContext, s: Services, transport: Transport | None = None) ->
         )
     )
     s.e2e_keys.attach_remote(s.remote_device_lists)
+    s.server_acls = ctx.own(ServerAcls(state=s.room_state, rooms=s.rooms_store))
     edus = InboundEdus(
         server_name=ctx.server_name,
         membership=s.membership,
@@ -121,7 +123,12 @@ def build(ctx: BuildContext, s: Services, transport: Transport | None = None) ->
         federated=s.federated_events,
     )
     s.federation_transactions = ctx.own(
-        TransactionHandler(ctx.clock, InboundPdus(s.rooms_store, s.keyring, gaps), edus.handlers())
+        TransactionHandler(
+            ctx.clock,
+            InboundPdus(s.rooms_store, s.keyring, gaps),
+            edus.handlers(),
+            acls=s.server_acls,
+        )
     )
     backfiller = ctx.own(
         Backfiller(
@@ -143,6 +150,7 @@ def build(ctx: BuildContext, s: Services, transport: Transport | None = None) ->
         rooms=s.rooms_store,
         state=s.room_state,
         persister=s.event_persister,
+        acls=s.server_acls,
     )
     membership_events = MembershipEvents(
         server_name=ctx.server_name,

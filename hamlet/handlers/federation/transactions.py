@@ -8,7 +8,9 @@ bounded cache, where Synapse keeps a table for a day: a transaction retried
 after the cache forgot it is processed again, which EDUs tolerate).
 
 PDUs are handled first, then EDUs in order. EDUs go to the handler of their
-type (unknown types are ignored). PDUs go to a `PduHandler`
+type (unknown types are ignored). The rooms' server ACLs come first
+(`server_acl.py`): a PDU of a room denying the origin is answered with an
+error, its typing and receipts there are dropped. PDUs go to a `PduHandler`
 (`inbound_pdus.py` checks them and hands them to the room DAG); PDUs of
 rooms we are not in are left out of the answer, as Synapse does.
 """
@@ -43,6 +45,16 @@ class PduHandler(Protocol):
         """Each PDU's outcome by event ID: `{}` if accepted, `{"error": why}`
         if not. PDUs of rooms this server is not in may be left out."""
         ...
+
+
+class RoomAcls(Protocol):
+    """The rooms' server ACLs (`server_acl.py`), applied before anything is handled."""
+
+    async def refuse_pdus(
+        self, origin: str, pdus: Sequence[Any]
+    ) -> tuple[list[Any], dict[str, JsonDict]]: ...
+
+    async def filter_edu(self, origin: str, edu: Mapping[str, Any]) -> Mapping[str, Any] | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,10 +103,18 @@ def parse_transaction(origin: str, txn_id: str, body: Mapping[str, Any]) -> Tran
 class TransactionHandler(ServiceBase):
     name = "federation_transactions"
 
-    def __init__(self, clock: Clock, pdus: PduHandler, edus: Mapping[str, EduHandler]) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        pdus: PduHandler,
+        edus: Mapping[str, EduHandler],
+        *,
+        acls: RoomAcls,
+    ) -> None:
         self._clock = clock
         self.pdus = pdus
         self._edus = dict(edus)
+        self._acls = acls
         # origin -> (transaction ID, its answer to come) while in flight
         self._active: dict[str, tuple[str, asyncio.Future[JsonDict]]] = {}
         self._answers: LruCache[tuple[str, str], JsonDict] = LruCache(ANSWERS_CACHED)
@@ -122,13 +142,17 @@ class TransactionHandler(ServiceBase):
 
     async def _process(self, txn: Transaction) -> JsonDict:
         try:
-            pdu_results = await self.pdus.handle_pdus(txn.origin, txn.pdus)
+            pdus, pdu_results = await self._acls.refuse_pdus(txn.origin, txn.pdus)
+            pdu_results.update(await self.pdus.handle_pdus(txn.origin, pdus))
             for edu in txn.edus:
                 handler = self._edus.get(edu["edu_type"])
                 if handler is None:
                     continue
+                allowed = await self._acls.filter_edu(txn.origin, edu)
+                if allowed is None:
+                    continue
                 try:
-                    await handler(txn.origin, edu["content"])
+                    await handler(txn.origin, allowed["content"])
                 except MatrixError as e:
                     logger.info("EDU %s from %s refused: %s", edu["edu_type"], txn.origin, e)
             result: JsonDict = {"pdus": pdu_results}
