@@ -50,6 +50,7 @@ from hamlet.api.federation import openid as federation_openid
 from hamlet.api.federation import queries as federation_queries
 from hamlet.api.federation import room_reads as federation_room_reads
 from hamlet.api.federation import send as federation_send
+from hamlet.api.federation import spaces as federation_spaces
 from hamlet.api.federation import version as federation_version
 from hamlet.api.federation import wellknown as federation_wellknown
 from hamlet.api.media import content as media_content
@@ -108,6 +109,7 @@ def build_router() -> Router:
         federation_joins,
         federation_knocks,
         federation_devices,
+        federation_spaces,
     ):
         module.register(router)
     return router

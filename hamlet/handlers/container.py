@@ -38,6 +38,7 @@ from hamlet.handlers.e2ee.keys import E2eKeysHandler
 from hamlet.handlers.federation.client import FederationClient
 from hamlet.handlers.federation.devices import RemoteDeviceLists
 from hamlet.handlers.federation.discovery import ServerDiscovery
+from hamlet.handlers.federation.hierarchy import FederationHierarchy
 from hamlet.handlers.federation.joins import FederationJoins
 from hamlet.handlers.federation.keyring import Keyring
 from hamlet.handlers.federation.knocks import FederationKnocks
@@ -187,6 +188,7 @@ class Services:
     server_acls: ServerAcls
     federation_queries: FederationQueries
     remote_device_lists: RemoteDeviceLists
+    federation_hierarchy: FederationHierarchy
     # federation: the outbound queues and their admin view.
     federation_sender: FederationSender
     federation_destinations: DestinationsAdmin

@@ -3,7 +3,8 @@ client), the keyring and the key notary, inbound transactions and
 `rc_federation`, the queries asked of other servers, and remote users'
 device lists and keys (after user_streams and e2ee: transactions feed
 typing, receipts, presence and to-device inboxes; local /keys/query and
-/keys/claim ask other servers through `s.remote_device_lists`)."""
+/keys/claim ask other servers through `s.remote_device_lists`; after
+spaces: client hierarchies reach remote rooms through it)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from hamlet.handlers.federation.backfill import Backfiller
 from hamlet.handlers.federation.client import FederationClient, federation_ip_filter
 from hamlet.handlers.federation.devices import RemoteDeviceLists
 from hamlet.handlers.federation.discovery import ServerDiscovery
+from hamlet.handlers.federation.hierarchy import FederationHierarchy
 from hamlet.handlers.federation.inbound_edus import InboundEdus
 from hamlet.handlers.federation.inbound_pdus import InboundPdus
 from hamlet.handlers.federation.joins import FederationJoins
@@ -87,6 +89,10 @@ def build(ctx: BuildContext, s: Services, transport: Transport | None = None) ->
         )
     )
     s.federation_queries = ctx.own(FederationQueries(ctx.clock, client))
+    s.federation_hierarchy = ctx.own(
+        FederationHierarchy(server_name=ctx.server_name, clock=ctx.clock, transport=client)
+    )
+    s.spaces.attach_remote(s.federation_hierarchy)
     s.federation_ratelimiter = ctx.own(FederationRateLimiter(ctx.clock, ctx.config.rc_federation))
     s.remote_device_lists = ctx.own(
         RemoteDeviceLists(

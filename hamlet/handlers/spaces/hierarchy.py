@@ -5,8 +5,13 @@ each of its children (in the spec's child order) with its own subtree.
 Each room appears once however often it is reached (cycles, duplicate
 children). Which rooms appear is decided by a pluggable predicate: what a
 user may see (`/hierarchy`) or everything this server knows (the admin
-API). Rooms this server does not know are listed only through the child
-event that points to them; nothing is fetched over federation.
+API). For a client, a child room this server is not in is asked of the
+servers its `m.space.child` event names (`remote.py`, through an attached
+`RemoteSpaces`: bounded per walk, cached briefly) and listed with their
+summary; the admin walk never asks anyone, so rooms this server does not
+know appear there only through the child events pointing at them.
+Other servers ask for a space's summary and children through
+`get_federation_hierarchy`, seeing what a server may (Synapse's rule).
 
 Pagination is stateless: `next_batch` is an opaque, HMAC-signed token
 naming the walk's parameters, the viewer, how many rooms were returned so
@@ -22,7 +27,6 @@ import binascii
 import hashlib
 import hmac
 import logging
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +52,14 @@ from hamlet.handlers.common.errors import (
 )
 from hamlet.handlers.rooms.event_cache import EventCache
 from hamlet.handlers.rooms.state import StateHandler
+from hamlet.handlers.spaces.remote import (
+    ChildLink,
+    RemoteRoom,
+    RemoteSpaces,
+    RequestBudget,
+    child_order_key,
+    valid_via,
+)
 from hamlet.storage.stores.rooms import RoomsStore
 
 logger = logging.getLogger(__name__)
@@ -63,6 +75,10 @@ MAX_LIMIT = 50
 MAX_ROOMS_WALKED = 5000
 #: Children of one room considered at most.
 MAX_CHILDREN_PER_ROOM = 1000
+#: Children summarised in one answer to another server (Synapse's bound).
+MAX_FEDERATION_CHILDREN = 50
+#: Requests to other servers one client walk may make.
+MAX_REMOTE_REQUESTS = 10
 
 # The single-valued state a summary is made of.
 _SUMMARY_TYPES = (
@@ -77,7 +93,6 @@ _SUMMARY_TYPES = (
     "m.room.encryption",
 )
 
-_INVALID_ORDER = re.compile(r"[^\x20-\x7E]")
 _TOKEN_VERSION = 1
 _ADMIN_VIEWER = "*admin"
 
@@ -207,6 +222,10 @@ class RoomInfo:
         return event.content if event is not None else {}
 
     @property
+    def links(self) -> list[ChildLink]:
+        return [ChildLink(c.state_key or "", valid_via(c.content)) for c in self.children]
+
+    @property
     def join_rule(self) -> str | None:
         rule = self.content("m.room.join_rules").get("join_rule")
         return rule if isinstance(rule, str) else None
@@ -217,8 +236,10 @@ class RoomInfo:
         return hv == "world_readable"
 
 
+#: A room the walk lists: known here, or summarised by another server.
+Listed = RoomInfo | RemoteRoom
 #: Whether a room should be listed (and walked into).
-Predicate = Callable[[RoomInfo], Awaitable[bool]]
+Predicate = Callable[[Listed], Awaitable[bool]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,12 +257,8 @@ def _is_suggested(event: Event) -> bool:
     return event.content.get("suggested") is True
 
 
-def child_order_key(event: Event) -> tuple[bool, str, int, str]:
-    """Valid `order` strings first (by code point), then timestamp, then room ID."""
-    order = event.content.get("order")
-    if not isinstance(order, str) or len(order) > 50 or _INVALID_ORDER.search(order):
-        order = None
-    return order is None, order or "", event.origin_server_ts, event.state_key or ""
+def _event_order_key(event: Event) -> tuple[bool, str, int, str]:
+    return child_order_key(event.content, event.origin_server_ts, event.state_key or "")
 
 
 def _b64(data: bytes) -> str:
@@ -269,6 +286,12 @@ class SpaceHierarchyHandler:
         self.state = state
         self.cache = cache
         self.restricted = restricted
+        self._remote: RemoteSpaces | None = None
+
+    def attach_remote(self, remote: RemoteSpaces) -> None:
+        """How client walks reach rooms this server is not in (the federation
+        package's, built after this one); until then they are left out."""
+        self._remote = remote
 
     # Entry points
 
@@ -284,8 +307,10 @@ class SpaceHierarchyHandler:
     ) -> dict[str, Any]:
         """`GET /_matrix/client/v1/rooms/{roomId}/hierarchy` for `user_id`."""
 
-        async def may_see(info: RoomInfo) -> bool:
-            return await self.user_may_see(user_id, info)
+        async def may_see(entry: Listed) -> bool:
+            if isinstance(entry, RemoteRoom):
+                return await self.user_may_see_remote(user_id, entry)
+            return await self.user_may_see(user_id, entry)
 
         root = await self.load_room(room_id, suggested_only)
         if root is None or not await may_see(root):
@@ -300,6 +325,7 @@ class SpaceHierarchyHandler:
             max_depth=max_depth,
             limit=limit,
             from_token=from_token,
+            remote=self._remote,
         )
 
     async def get_admin_hierarchy(
@@ -313,7 +339,7 @@ class SpaceHierarchyHandler:
     ) -> dict[str, Any]:
         """The hierarchy as this server sees it: every room it knows, in full."""
 
-        async def known(info: RoomInfo) -> bool:
+        async def known(entry: Listed) -> bool:
             return True
 
         if await self.rooms.get_room(room_id) is None:
@@ -326,23 +352,80 @@ class SpaceHierarchyHandler:
             max_depth=max_depth,
             limit=limit,
             from_token=from_token,
+            remote=None,
         )
+
+    async def get_federation_hierarchy(
+        self, origin: str, room_id: str, *, suggested_only: bool
+    ) -> dict[str, Any]:
+        """`GET /_matrix/federation/v1/hierarchy/{roomId}` for `origin`: the
+        room and its children that server may see; children it may not see
+        but that we know are `inaccessible_children`, others are left out."""
+        root = await self.load_room(room_id, suggested_only)
+        if root is None or not await self.server_may_see(origin, root):
+            raise NotFoundError(f"Unknown room: {room_id}")
+        children: list[dict[str, Any]] = []
+        inaccessible: list[str] = []
+        for link in root.links[:MAX_FEDERATION_CHILDREN]:
+            info = await self.load_room(link.room_id, suggested_only)
+            if info is None:
+                continue
+            if await self.server_may_see(origin, info):
+                summary = await self.summarize(info, for_server=True)
+                del summary["children_state"]
+                children.append(summary)
+            else:
+                inaccessible.append(info.room_id)
+        return {
+            "room": await self.summarize(root, for_server=True),
+            "children": children,
+            "inaccessible_children": inaccessible,
+        }
+
+    async def server_may_see(self, origin: str, info: RoomInfo) -> bool:
+        """Synapse's rule for another server: what anyone may peek at or
+        join, and rooms (or restricted rooms' allowed rooms) it is in."""
+        if self._open_to_anyone(info):
+            return True
+        if origin in await self.rooms.get_joined_hosts(info.room_id):
+            return True
+        if has_restricted_join_rule(info.version, info.join_rule):
+            for allowed in allowed_room_ids(info.content("m.room.join_rules")):
+                if origin in await self.rooms.get_joined_hosts(allowed):
+                    return True
+        return False
+
+    async def user_may_see_remote(self, user_id: str, room: RemoteRoom) -> bool:
+        """Synapse's rule for a room summarised by another server: open to
+        anyone, or restricted to rooms the user is in, or one the user is
+        joined or invited to here."""
+        summary = room.summary
+        if summary.get("join_rule", "public") in ("public", "knock", "knock_restricted"):
+            return True
+        if summary.get("world_readable") is True:
+            return True
+        allowed = summary.get("allowed_room_ids", [])
+        if allowed and await self.restricted.user_in_any_room(user_id, allowed):
+            return True
+        membership = await self.rooms.get_membership(room.room_id, user_id)
+        return membership is not None and membership.membership in ("join", "invite")
+
+    def _open_to_anyone(self, info: RoomInfo) -> bool:
+        rule = info.join_rule
+        if rule == "public" or info.world_readable:
+            return True
+        if rule == "knock" and info.version.knock_join_rule:
+            return True
+        return rule == "knock_restricted" and info.version.knock_restricted_join_rule
 
     async def user_may_see(self, user_id: str, info: RoomInfo) -> bool:
         """The spec's rule for listing a room to a (potential) joiner."""
         membership = await self.rooms.get_membership(info.room_id, user_id)
         if membership is not None and membership.membership in ("join", "invite"):
             return True
-        rule = info.join_rule
-        if rule == "public":
+        if self._open_to_anyone(info):
             return True
-        if rule == "knock" and info.version.knock_join_rule:
-            return True
-        if rule == "knock_restricted" and info.version.knock_restricted_join_rule:
-            return True
-        if info.world_readable:
-            return True
-        if has_restricted_join_rule(info.version, rule):
+        if has_restricted_join_rule(info.version, info.join_rule):
             allowed = allowed_room_ids(info.content("m.room.join_rules"))
             return await self.restricted.user_in_any_room(user_id, allowed)
         return False
@@ -375,11 +458,13 @@ class SpaceHierarchyHandler:
             ]
             if suggested_only:
                 children = [c for c in children if _is_suggested(c)]
-            children.sort(key=child_order_key)
+            children.sort(key=_event_order_key)
             info.children = children[:MAX_CHILDREN_PER_ROOM]
         return info
 
-    async def summarize(self, info: RoomInfo) -> dict[str, Any]:
+    async def summarize(self, info: RoomInfo, *, for_server: bool = False) -> dict[str, Any]:
+        """The room's summary; `for_server` adds a restricted room's allowed
+        rooms, with which the asking server judges its own users."""
         joined = await self.rooms.get_members(info.room_id)
 
         def text(event_type: str, key: str) -> str | None:
@@ -411,7 +496,14 @@ class SpaceHierarchyHandler:
             }
             for child in info.children
         ]
+        if for_server and has_restricted_join_rule(info.version, info.join_rule):
+            summary["allowed_room_ids"] = allowed_room_ids(info.content("m.room.join_rules"))
         return summary
+
+    async def _client_summary(self, entry: Listed) -> dict[str, Any]:
+        if isinstance(entry, RemoteRoom):
+            return entry.client_summary()
+        return await self.summarize(entry)
 
     # The walk and its pages
 
@@ -422,29 +514,41 @@ class SpaceHierarchyHandler:
         *,
         suggested_only: bool,
         max_depth: int | None,
-    ) -> AsyncIterator[RoomInfo]:
-        """The listed rooms of the tree under `root_id`, depth-first, each once."""
-        stack: list[tuple[str, int]] = [(root_id, 0)]
+        remote: RemoteSpaces | None = None,
+    ) -> AsyncIterator[Listed]:
+        """The listed rooms of the tree under `root_id`, depth-first, each
+        once; with `remote`, children this server is not in are asked of
+        their `via` servers."""
+        stack: list[tuple[ChildLink, int]] = [(ChildLink(root_id, ()), 0)]
         processed: set[str] = set()
+        lookup = _RemoteLookup(remote, suggested_only) if remote is not None else None
         while stack:
-            room_id, depth = stack.pop()
-            if room_id in processed:
+            link, depth = stack.pop()
+            if link.room_id in processed:
                 continue
-            processed.add(room_id)
+            processed.add(link.room_id)
             if len(processed) > MAX_ROOMS_WALKED:
                 logger.warning("Space hierarchy of %s is too large; stopped walking", root_id)
                 return
-            info = await self.load_room(room_id, suggested_only)
-            if info is None or not await may_see(info):
+            entry: Listed | None = None
+            if lookup is not None and link.via and not await self._joined_here(link.room_id):
+                entry = await lookup.room(link)
+            if entry is None:
+                entry = await self.load_room(link.room_id, suggested_only)
+            if entry is None or not await may_see(entry):
                 continue
-            yield info
+            yield entry
             if max_depth is None or depth < max_depth:
+                links = entry.links if isinstance(entry, RoomInfo) else entry.children
                 # Pushed in reverse so the first child is walked next.
                 stack.extend(
-                    (child.state_key, depth + 1)
-                    for child in reversed(info.children)
-                    if child.state_key is not None and child.state_key not in processed
+                    (child, depth + 1)
+                    for child in reversed(links)
+                    if child.room_id and child.room_id not in processed
                 )
+
+    async def _joined_here(self, room_id: str) -> bool:
+        return self.server_name in await self.rooms.get_joined_hosts(room_id)
 
     async def _paginate(
         self,
@@ -456,6 +560,7 @@ class SpaceHierarchyHandler:
         max_depth: int | None,
         limit: int | None,
         from_token: str | None,
+        remote: RemoteSpaces | None,
     ) -> dict[str, Any]:
         if limit is None:
             limit = DEFAULT_LIMIT
@@ -467,10 +572,10 @@ class SpaceHierarchyHandler:
         params = [root_id, suggested_only, max_depth, viewer]
         position = self._parse_token(from_token, params) if from_token is not None else None
 
-        listed: list[RoomInfo] = []
+        listed: list[Listed] = []
         start: int | None = 0 if position is None else None
         async for info in self.walk(
-            root_id, may_see, suggested_only=suggested_only, max_depth=max_depth
+            root_id, may_see, suggested_only=suggested_only, max_depth=max_depth, remote=remote
         ):
             listed.append(info)
             if position is not None and start is None and info.room_id == position.last_room:
@@ -482,7 +587,7 @@ class SpaceHierarchyHandler:
             assert position is not None
             start = min(position.offset, len(listed))
         page = listed[start : start + limit]
-        response: dict[str, Any] = {"rooms": [await self.summarize(info) for info in page]}
+        response: dict[str, Any] = {"rooms": [await self._client_summary(e) for e in page]}
         if len(listed) > start + limit:
             offset = start + len(page)
             response["next_batch"] = self._make_token(params, offset, page[-1].room_id)
@@ -524,3 +629,32 @@ class SpaceHierarchyHandler:
                 "suggested_only and max_depth cannot change on paginated requests"
             )
         return _Position(fields[n + 1], fields[n + 2])
+
+
+class _RemoteLookup:
+    """One client walk's view of other servers: a request budget, and the
+    children summaries a remote space's answer already gave."""
+
+    def __init__(self, remote: RemoteSpaces, suggested_only: bool) -> None:
+        self._remote = remote
+        self._suggested_only = suggested_only
+        self._budget = RequestBudget(MAX_REMOTE_REQUESTS)
+        self._known: dict[str, RemoteRoom] = {}
+        # Children a remote server says nobody here can reach: never asked about.
+        self._inaccessible: set[str] = set()
+
+    async def room(self, link: ChildLink) -> RemoteRoom | None:
+        if link.room_id in self._inaccessible:
+            return None
+        known = self._known.get(link.room_id)
+        # A child space's summary lacks its children: only its own answer has them.
+        if known is not None and known.room_type != ROOM_TYPE_SPACE:
+            return known
+        answer = await self._remote.fetch(
+            link.room_id, link.via, self._suggested_only, self._budget
+        )
+        if answer is None:
+            return known
+        self._known.update(answer.children)
+        self._inaccessible.update(answer.inaccessible)
+        return answer.room
