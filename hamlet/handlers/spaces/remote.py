@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
-from hamlet.core.ids import RoomID, is_valid_server_name
+from hamlet.core.ids import MAX_ID_LENGTH, is_valid_server_name
 
 SPACE_CHILD: Final = "m.space.child"
 ROOM_TYPE_SPACE: Final = "m.space"
@@ -36,6 +36,18 @@ _TEXT_FIELDS: Final = (
 )
 _BOOL_FIELDS: Final = ("world_readable", "guest_can_join")
 _INVALID_ORDER: Final = re.compile(r"[^\x20-\x7E]")
+
+
+def _is_room_id(value: str) -> bool:
+    """`!` and an opaque part (with `:server` up to room version 11, without
+    from 12), printable, at most 255 bytes."""
+    return (
+        value.startswith("!")
+        and len(value) > 1
+        and len(value.encode()) <= MAX_ID_LENGTH
+        and value.isprintable()
+        and " " not in value
+    )
 
 
 def child_order_key(
@@ -136,7 +148,7 @@ def _child_state(raw: Any) -> dict[str, Any] | None:
         return None
     state_key, content = raw.get("state_key"), raw.get("content")
     sender, ts = raw.get("sender"), raw.get("origin_server_ts")
-    if not isinstance(state_key, str) or not RoomID.is_valid(state_key):
+    if not isinstance(state_key, str) or not _is_room_id(state_key):
         return None
     if not isinstance(content, Mapping) or not valid_via(content):
         return None
@@ -165,7 +177,7 @@ def clean_summary(raw: Any, *, with_children: bool) -> dict[str, Any] | None:
     if not isinstance(raw, Mapping):
         return None
     room_id = raw.get("room_id")
-    if not isinstance(room_id, str) or not RoomID.is_valid(room_id):
+    if not isinstance(room_id, str) or not _is_room_id(room_id):
         return None
     out: dict[str, Any] = {"room_id": room_id}
     for key in _TEXT_FIELDS:
@@ -182,7 +194,7 @@ def clean_summary(raw: Any, *, with_children: bool) -> dict[str, Any] | None:
     allowed = raw.get("allowed_room_ids")
     if isinstance(allowed, list):
         out["allowed_room_ids"] = [
-            r for r in allowed[:MAX_ALLOWED_ROOMS] if isinstance(r, str) and RoomID.is_valid(r)
+            r for r in allowed[:MAX_ALLOWED_ROOMS] if isinstance(r, str) and _is_room_id(r)
         ]
     if with_children:
         children = raw.get("children_state")
