@@ -113,7 +113,11 @@ async def test_without_compress_nothing_is_gzipped(make_hs_config: MakeConfig) -
 
 async def test_large_json_is_streamed_whole_compressed_or_not(make_hs_config: MakeConfig) -> None:
     listener = ListenerConfig(port=0, resources=(ResourceConfig(("client",), compress=True),))
-    h = await start_harness([make_hs_config(**OPEN_REGISTRATION)], listener=listener)
+    # Account data is paged at 1 MiB per sync by default: raised so one body is over it.
+    config = make_hs_config(
+        **OPEN_REGISTRATION, limits={"max_account_data_sync_bytes": 4 * 1024**2}
+    )
+    h = await start_harness([config], listener=listener)
     try:
         reg = await _register(h, "big", "203.0.113.9")
         token = reg.json["access_token"]
