@@ -46,6 +46,7 @@ from hamlet.api.federation import devices as federation_devices
 from hamlet.api.federation import joins as federation_joins
 from hamlet.api.federation import keys as federation_keys
 from hamlet.api.federation import knocks as federation_knocks
+from hamlet.api.federation import memberships as federation_memberships
 from hamlet.api.federation import openid as federation_openid
 from hamlet.api.federation import queries as federation_queries
 from hamlet.api.federation import room_reads as federation_room_reads
@@ -110,6 +111,7 @@ def build_router() -> Router:
         federation_knocks,
         federation_devices,
         federation_spaces,
+        federation_memberships,
     ):
         module.register(router)
     return router

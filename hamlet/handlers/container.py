@@ -39,9 +39,11 @@ from hamlet.handlers.federation.client import FederationClient
 from hamlet.handlers.federation.devices import RemoteDeviceLists
 from hamlet.handlers.federation.discovery import ServerDiscovery
 from hamlet.handlers.federation.hierarchy import FederationHierarchy
+from hamlet.handlers.federation.invites import FederationInvites
 from hamlet.handlers.federation.joins import FederationJoins
 from hamlet.handlers.federation.keyring import Keyring
 from hamlet.handlers.federation.knocks import FederationKnocks
+from hamlet.handlers.federation.leaves import FederationLeaves
 from hamlet.handlers.federation.notary import KeyNotary
 from hamlet.handlers.federation.queries import FederationQueries
 from hamlet.handlers.federation.ratelimit import FederationRateLimiter
@@ -182,6 +184,8 @@ class Services:
     federation_room_reads: FederationRoomReads
     federation_joins: FederationJoins
     federation_knocks: FederationKnocks
+    federation_invites: FederationInvites
+    federation_leaves: FederationLeaves
     # federation: what other servers send and ask us, and what we ask them.
     federation_transactions: TransactionHandler
     federation_ratelimiter: FederationRateLimiter

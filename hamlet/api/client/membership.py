@@ -6,6 +6,7 @@ from typing import Any
 
 from hamlet.api.request import ApiRequest
 from hamlet.api.router import Handler, Router
+from hamlet.core.ids import get_domain_from_id
 from hamlet.handlers.common.errors import BadJsonError, MissingParamError
 from hamlet.handlers.rooms.sender import Sender
 
@@ -38,6 +39,9 @@ async def join(req: ApiRequest) -> dict[str, Any]:
     if remote is None:
         return await _self_membership(req, "join", target)
     room_id, servers = remote
+    invite = await req.hs.federation_invites.received_invite(requester.user_id, room_id)
+    if invite is not None:
+        servers = [*_via(req), get_domain_from_id(invite.sender), *servers]
     await joins.join(requester.user_id, room_id, servers)
     return {"room_id": room_id}
 

@@ -139,8 +139,8 @@ class FederationJoins:
 
     async def locate(self, target: str, via: Sequence[str]) -> tuple[str, list[str]] | None:
         """For a client's join or knock: the room and the servers to reach it
-        through when it is another server's room we are not in; None when
-        it is ours."""
+        through when it is another server's room no local user is in; None
+        when it is ours or one of our users is in it (a local join then)."""
         # Malformed targets and our own rooms and aliases take the local
         # path, which answers them (400, 404) as before federation.
         if target.startswith("#"):
@@ -153,15 +153,21 @@ class FederationJoins:
             return str(found["room_id"]), [*found["servers"], *via]
         if HASH_ROOM_ID.fullmatch(target):
             # From v12 a room ID names no server: only `via` can.
-            if await self._rooms.get_room(target) is not None:
+            if await self._resident(target):
                 return None
             return target, list(via)
         if not RoomID.is_valid(target) or get_domain_from_id(target) == self._server_name:
             return None
-        if await self._rooms.get_room(target) is not None:
+        if await self._resident(target):
             return None
         # Before v12 a room ID names the server that made the room.
         return target, [*via, get_domain_from_id(target)]
+
+    async def _resident(self, room_id: str) -> bool:
+        """A local user is in the room. When none is (never was, or all
+        left), what we hold of it is stale and joining goes through its
+        servers, whose state replaces ours."""
+        return self._server_name in await self._rooms.get_joined_hosts(room_id)
 
     async def join(self, user_id: str, room_id: str, servers: Sequence[str]) -> str:
         """Join `user_id` to a room of other servers; returns the join's event ID."""
@@ -209,7 +215,9 @@ class FederationJoins:
         ]
         await self._store_outliers(state_events, chain_events)
         ids = {(e.type, e.state_key or ""): e.event_id for e in state_events}
-        stored = await self.membership_events.federated.persist_event(event, state=ids)
+        stored = await self.membership_events.federated.persist_event(
+            event, state=ids, own_join=True
+        )
         if not stored.in_timeline:
             raise ForbiddenError(f"Our own join was refused: {stored.rejected_reason}")
         return event.event_id

@@ -111,7 +111,7 @@ class FederationKnocks:
         if not isinstance(state, list):
             raise MatrixError(502, "M_UNKNOWN", f"{server} answered send_knock with nonsense")
         kept = await self._kept_state(version, room_id, state)
-        await self._m.persister.persist_out_of_band(event, [*kept, _own(event)])
+        await self._m.persister.persist_out_of_band(event, [*kept, own_stripped(event)])
         return event.event_id
 
     async def _kept_state(
@@ -171,7 +171,8 @@ def stripped_entry(pdu: Any) -> JsonDict | None:
     return entry if size <= MAX_STRIPPED_EVENT_BYTES else None
 
 
-def _own(event: Event) -> JsonDict:
+def own_stripped(event: Event) -> JsonDict:
+    """A member event as the last entry of its out-of-band stripped state."""
     return {
         "type": event.type,
         "state_key": event.state_key,

@@ -1,9 +1,11 @@
-"""What joins and knocks across servers share: the `make_*` / `send_*` handshake.
+"""What joins, leaves and knocks across servers share: the `make_*` / `send_*` handshake.
 
 Resident side: a template for another server's user built on the room's
 forward extremities and current state (refused when the auth rules would
 refuse it), and the received signed event checked to be that server's own
-user's membership before it goes to the room DAG.
+user's membership before it goes to the room DAG, then relayed to the
+room's other servers (the sending server knows only us). We answer only
+while a local user is in the room: our copy of a room we left is stale.
 
 Other side: ask a server for a template, build and sign our own event
 from it, and send it back; a remote server's failure becomes a Matrix
@@ -68,6 +70,12 @@ def incompatible_version(room_version: str) -> MatrixError:
     )
 
 
+class Relay(Protocol):
+    async def relay(self, stored: StoredEvent, origin: str) -> None:
+        """Send another server's event to the room's other servers."""
+        ...
+
+
 class MembershipEvents:
     def __init__(
         self,
@@ -91,14 +99,22 @@ class MembershipEvents:
         self.federated = federated
         self.signatures = signatures
         self.transport = transport
+        self._relay: Relay | None = None
+
+    def attach_relay(self, relay: Relay) -> None:
+        """The federation sender (built after us) relays accepted events."""
+        self._relay = relay
 
     # --- resident side ---
 
     async def room(self, room_id: str, versions: Collection[str] | None = None) -> RoomRow:
-        """Our room `room_id`: 404 when unknown, 400 when `versions` lacks its version."""
+        """Our room `room_id`: 404 when unknown, 403 when no local user is
+        in it (as Synapse), 400 when `versions` lacks its version."""
         room = await self.rooms.get_room(room_id)
         if room is None:
             raise NotFoundError("Unknown room")
+        if self.server_name not in await self.rooms.get_joined_hosts(room_id):
+            raise ForbiddenError("Host not in room")
         if versions is not None and room.room_version not in versions:
             raise incompatible_version(room.room_version)
         return room
@@ -189,6 +205,8 @@ class MembershipEvents:
             raise ForbiddenError(
                 f"The event was refused: {stored.rejected_reason or 'soft-failed'}"
             )
+        if self._relay is not None:
+            await self._relay.relay(stored, get_domain_from_id(event.sender))
         return stored
 
     # --- the other side ---

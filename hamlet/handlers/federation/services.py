@@ -19,9 +19,11 @@ from hamlet.handlers.federation.discovery import ServerDiscovery
 from hamlet.handlers.federation.hierarchy import FederationHierarchy
 from hamlet.handlers.federation.inbound_edus import InboundEdus
 from hamlet.handlers.federation.inbound_pdus import InboundPdus
+from hamlet.handlers.federation.invites import FederationInvites
 from hamlet.handlers.federation.joins import FederationJoins
 from hamlet.handlers.federation.keyring import Keyring
 from hamlet.handlers.federation.knocks import FederationKnocks
+from hamlet.handlers.federation.leaves import FederationLeaves
 from hamlet.handlers.federation.membership_events import JoinTransport, MembershipEvents
 from hamlet.handlers.federation.missing_events import GapFiller
 from hamlet.handlers.federation.notary import KeyNotary
@@ -175,3 +177,14 @@ def build(ctx: BuildContext, s: Services, transport: Transport | None = None) ->
         queries=s.federation_queries,
     )
     s.federation_knocks = FederationKnocks(membership_events=membership_events)
+    s.federation_invites = FederationInvites(
+        membership_events=membership_events,
+        accounts=s.account_store,
+        events=s.events_store,
+        keyring=s.keyring,
+    )
+    s.event_creator.attach_remote_invites(s.federation_invites)
+    s.federation_leaves = FederationLeaves(
+        membership_events=membership_events, invites=s.federation_invites
+    )
+    s.membership.attach_remote_rejections(s.federation_leaves)

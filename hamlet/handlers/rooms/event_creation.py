@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from hamlet.core import errors as core_errors
 from hamlet.core.auth_rules import (
@@ -22,6 +22,7 @@ from hamlet.core.auth_rules import (
 from hamlet.core.crypto import SigningKey
 from hamlet.core.dag import next_depth, select_prev_events
 from hamlet.core.events import Event, build_event
+from hamlet.core.ids import get_domain_from_id
 from hamlet.core.power_levels import CREATE_KEY, AuthState
 from hamlet.core.room_versions import RoomVersion, get_room_version
 from hamlet.handlers.common.errors import BadJsonError, ForbiddenError, NotFoundError, TooLargeError
@@ -33,6 +34,12 @@ from hamlet.runtime.clock import Clock
 from hamlet.storage.stores.events import EventsStore, Extremity
 
 logger = logging.getLogger(__name__)
+
+
+class RemoteInvites(Protocol):
+    async def countersigned(self, event: Event) -> Event:
+        """The invite of another server's user, signed by that server too."""
+        ...
 
 
 class EventCreator(ServiceBase):
@@ -54,6 +61,12 @@ class EventCreator(ServiceBase):
         self.events_store = events
         self.state = state
         self.cache = cache
+        self._remote_invites: RemoteInvites | None = None
+
+    def attach_remote_invites(self, remote_invites: RemoteInvites) -> None:
+        """Federation (built after rooms) countersigns invites of remote users
+        from now on; until then they are stored as they are."""
+        self._remote_invites = remote_invites
 
     def current_position(self) -> int:
         return self.persister.current_position()
@@ -153,10 +166,22 @@ class EventCreator(ServiceBase):
                 raise ForbiddenError(str(e)) from None
             if event.redacts is not None:
                 await self._check_redaction(event, auth_state)
+            if self._remote_invites is not None and self._invites_remote_user(event):
+                # Under the room's lock, so the invite's prev_events stay
+                # the room's extremities while the invitee's server signs.
+                event = await self._remote_invites.countersigned(event)
             stored = await self.persister.persist(
                 event, version, before, txn=txn, apply_redaction=True, fresh=True
             )
             return stored.event
+
+    def _invites_remote_user(self, event: Event) -> bool:
+        return (
+            event.type == "m.room.member"
+            and event.membership == "invite"
+            and event.state_key is not None
+            and get_domain_from_id(event.state_key) != self.server_name
+        )
 
     async def _check_redaction(self, event: Event, auth_state: AuthState) -> None:
         """Every local redaction, whichever endpoint made it (in v11 `redacts`

@@ -78,6 +78,7 @@ class FederatedEventHandler:
         outlier: bool = False,
         state: Mapping[StateKey, str] | None = None,
         backfill_at: int | None = None,
+        own_join: bool = False,
     ) -> StoredEvent:
         """Store a checked PDU from another server and return how it was stored.
 
@@ -96,6 +97,12 @@ class FederatedEventHandler:
         stores it as old history fetched by /backfill: checked against its
         auth events and the state before it, never soft-failed, and the
         room's extremities and current state stay as they are.
+
+        `own_join`: our user's join through another server, with `state`
+        from its answer. No local user is in the room, so what we hold of
+        it (if we were in it before) is stale: the join is not checked
+        against the current state, and becomes the room's only forward
+        extremity, its state the current state.
 
         An event already stored is returned as it is (an outlier given
         again as a timeline event joins the timeline).
@@ -136,13 +143,15 @@ class FederatedEventHandler:
                 )
             if backfill_at is not None:
                 return await self.persister.persist(event, version, before, backfill_at=backfill_at)
-            if await self._fails_current_state(version, event):
+            if not own_join and await self._fails_current_state(version, event):
                 logger.info("Soft-failing %s", event.event_id)
                 return await self.persister.persist(
                     event, version, before, outcome=Outcome(soft_failed=True)
                 )
             apply = event.redacts is not None and await self._redaction_applies(event, auth_state)
-            return await self.persister.persist(event, version, before, apply_redaction=apply)
+            return await self.persister.persist(
+                event, version, before, apply_redaction=apply, only_extremity=own_join
+            )
 
     async def persist_outliers(self, events: Sequence[Event]) -> list[StoredEvent]:
         """Store checked PDUs of one room as outliers (a join's state and

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from hamlet.core.events import Event
 from hamlet.core.ids import RoomAlias, UserID, is_room_id
@@ -29,6 +29,15 @@ MEMBER = "m.room.member"
 MEMBERSHIPS = frozenset({"join", "invite", "leave", "ban", "knock"})
 
 
+class RemoteRejections(Protocol):
+    async def reject_received_invite(
+        self, user_id: str, room_id: str, reason: str | None = None
+    ) -> Event | None:
+        """The user's rejection of an invite to a room we are not in, made
+        through the inviting server; None when they hold no such invite."""
+        ...
+
+
 class MembershipHandler:
     def __init__(
         self,
@@ -47,6 +56,11 @@ class MembershipHandler:
         self.rooms = rooms
         self.profiles = profiles
         self.restricted = RestrictedJoins(server_name=server_name, rooms=rooms, state=state)
+        self._remote_rejections: RemoteRejections | None = None
+
+    def attach_remote_rejections(self, rejections: RemoteRejections) -> None:
+        """Federation (built after rooms) rejects invites to other servers' rooms."""
+        self._remote_rejections = rejections
 
     async def resolve_room(self, room_id_or_alias: str) -> str:
         if room_id_or_alias.startswith("#"):
@@ -95,6 +109,14 @@ class MembershipHandler:
             raise BadJsonError(f"Invalid membership {membership!r}")
         if not UserID.is_valid(target):
             raise InvalidParamError(f"{target!r} is not a valid user ID")
+        if membership == "leave" and sender == target and self._remote_rejections is not None:
+            # Whatever asks (the client, deactivation), an invite to a room
+            # we are not in is rejected through its server.
+            rejection = await self._remote_rejections.reject_received_invite(
+                target, room_id, reason
+            )
+            if rejection is not None:
+                return rejection
         room = await self.rooms.get_room(room_id)
         if room is None:
             raise NotFoundError("Unknown room")

@@ -304,12 +304,16 @@ class EventPersister(ServiceBase):
         apply_redaction: bool = False,
         fresh: bool = False,
         backfill_at: int | None = None,
+        only_extremity: bool = False,
     ) -> StoredEvent:
         """Store `event` (the caller holds the room's lock). `before` is the
         state before it; None for an outlier. `fresh`: built here just now,
         so no stored event can name it as a prev_event. `backfill_at`: old
         history, stored at that (reserved) position, which changes neither
-        the room's extremities nor its current state and wakes no one."""
+        the room's extremities nor its current state and wakes no one.
+        `only_extremity`: the room's forward extremities are this event
+        alone, so the current state is the state after it (our join of a
+        room we had left: what we held of it is stale)."""
         room_id = event.room_id
         key = (event.type, event.state_key) if event.state_key is not None else None
         groups: list[NewStateGroup] = []
@@ -334,7 +338,11 @@ class EventPersister(ServiceBase):
             has_children = not fresh and await self.events_store.has_timeline_children(
                 event.event_id
             )
-            extremities = new_extremities(old_ext, event.event_id, event.prev_events, has_children)
+            extremities = (
+                [event.event_id]
+                if only_extremity
+                else new_extremities(old_ext, event.event_id, event.prev_events, has_children)
+            )
             new_current = await self._current_state_of(
                 version, event, extremities, old, state_group, after
             )

@@ -30,9 +30,18 @@ _EVENT_COLUMNS = (
     "e.stream_ordering, e.event_id, e.json, r.room_version, e.redacted_by, e.state_group,"
     " e.replaces_state"
 )
-# The same from `dag_events`, which also holds events outside the timeline.
-_DAG_COLUMNS = _EVENT_COLUMNS + ", e.outlier, e.soft_failed, e.rejected_reason"
-_DAG_FROM = "FROM dag_events e JOIN rooms r USING (room_id)"
+# The same from `dag_events`, which also holds events outside the timeline,
+# among them out-of-band memberships, whose room has no `rooms` row (their
+# version is kept with them).
+_DAG_VERSION = "COALESCE(r.room_version, o.room_version)"
+_DAG_COLUMNS = (
+    f"e.stream_ordering, e.event_id, e.json, {_DAG_VERSION}, e.redacted_by, e.state_group,"
+    " e.replaces_state, e.outlier, e.soft_failed, e.rejected_reason"
+)
+_DAG_FROM = (
+    "FROM dag_events e LEFT JOIN rooms r USING (room_id)"
+    " LEFT JOIN out_of_band_memberships o ON o.event_id = e.event_id"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -414,7 +423,7 @@ class EventsStore:
             rows = await self.db.fetchall(
                 "get_events",
                 f"SELECT {_DAG_COLUMNS} {_DAG_FROM} WHERE e.event_id IN ({_marks(len(chunk))})"
-                + accepted,
+                f" AND {_DAG_VERSION} IS NOT NULL" + accepted,
                 *chunk,
             )
             for row in rows:

@@ -7,6 +7,8 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+import orjson
+
 from hamlet.storage.database import Database, Row, Transaction
 
 DESTINATION_ORDERS: Final = (
@@ -50,6 +52,16 @@ class LocalEvent:
     sender: str
     type: str
     state_key: str | None
+    #: For member events, the membership they set.
+    membership: str | None = None
+
+
+def _membership(raw: str | None) -> str | None:
+    if raw is None:
+        return None
+    content = orjson.loads(raw).get("content")
+    membership = content.get("membership") if isinstance(content, dict) else None
+    return membership if isinstance(membership, str) else None
 
 
 def _destination(row: Row) -> DestinationRow:
@@ -325,7 +337,8 @@ class FederationOutboxStore:
         marks = ",".join("?" * len(room_ids))
         rows = await self.db.fetchall(
             "federation_events_in_rooms",
-            "SELECT stream_ordering, event_id, room_id, sender, type, state_key FROM events"
+            "SELECT stream_ordering, event_id, room_id, sender, type, state_key,"
+            " CASE WHEN type = 'm.room.member' THEN json END FROM events"
             f" WHERE room_id IN ({marks}) AND stream_ordering > ? AND stream_ordering <= ?"
             " ORDER BY stream_ordering",
             *room_ids,
@@ -333,5 +346,8 @@ class FederationOutboxStore:
             upto,
         )
         return [
-            LocalEvent(int(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4]), r[5]) for r in rows
+            LocalEvent(
+                int(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4]), r[5], _membership(r[6])
+            )
+            for r in rows
         ]

@@ -287,14 +287,29 @@ class FederationSender(ServiceBase):
             # Servers that joined after the event get it by backfill, not here.
             destinations = hosts[event.room_id].at(event.stream_ordering)
             if event.type == "m.room.member" and event.state_key:
-                # A kicked, banned or invited server hears of it too.
+                # A kicked or banned server hears of it too; an invited one
+                # has its invite from /invite already.
                 target = server_of(event.state_key)
-                if target != self.server_name and is_valid_server_name(target):
+                if (
+                    target != self.server_name
+                    and is_valid_server_name(target)
+                    and event.membership != "invite"
+                ):
                     destinations.add(target)
             if destinations:
                 entries.append((event.room_id, event.stream_ordering, event.event_id, destinations))
         if entries:
             await self._queue_pdus(entries)
+
+    async def relay(self, stored: StoredEvent, origin: str) -> None:
+        """An event `origin` gave us as the room's resident server (its
+        user's join or leave through send_*): the servers in the room before
+        it get it from us, since `origin` does not know them."""
+        hosts = await self._hosts.remote_hosts(stored.event.room_id)
+        destinations = hosts.at(stored.stream_ordering) - {origin}
+        if destinations:
+            entry = (stored.event.room_id, stored.stream_ordering, stored.event.event_id)
+            await self._queue_pdus([(*entry, destinations)])
 
     async def _queue_pdus(self, entries: Sequence[tuple[str, int, str, Collection[str]]]) -> None:
         queues = {d: await self._queue(d) for _r, _s, _e, ds in entries for d in ds}

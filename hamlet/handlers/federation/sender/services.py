@@ -43,6 +43,7 @@ def build(
             transport=None if offline else transport or s.federation_client,
         )
     )
+    s.federation_joins.membership_events.attach_relay(s.federation_sender)
     s.federation_destinations = DestinationsAdmin(store, s.federation_sender)
     device_edus = DeviceEdus(
         server_name=ctx.server_name,
