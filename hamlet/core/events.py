@@ -453,12 +453,14 @@ def build_event(
         "auth_events": list(auth_events),
         "prev_events": list(prev_events),
         "type": type,
-        "room_id": room_id,
         "sender": sender,
         "content": body,
         "depth": min(depth, MAX_DEPTH),
         "origin_server_ts": origin_server_ts,
     }
+    if not (room_version.room_id_from_create_event and type == "m.room.create"):
+        # A v12 create event names no room: its reference hash is the room ID.
+        pdu["room_id"] = room_id
     if state_key is not None:
         pdu["state_key"] = state_key
     if room_version.include_origin:

@@ -54,15 +54,20 @@ def default_power_levels_content(
     preset: str,
     invitees: Iterable[str] = (),
     override: dict[str, Any] | None = None,
+    *,
+    creators_outrank: bool = False,
 ) -> JsonDict:
     """The ``m.room.power_levels`` content a new room gets (Synapse's defaults).
 
     Preset overrides apply first (``invite: 0`` for the private presets),
     then the client's ``power_level_content_override``, key by key.
+    `creators_outrank` (v12): the creators, and the invitees a trusted
+    private chat makes creators, have unbounded power and may not be listed,
+    and only they may replace the room (tombstone at 150).
     """
     config = get_preset(preset)
-    users: dict[str, int] = {creator: 100}
-    if config.invitees_are_admins:
+    users: dict[str, int] = {} if creators_outrank else {creator: 100}
+    if config.invitees_are_admins and not creators_outrank:
         for invitee in invitees:
             users[invitee] = 100
     content: JsonDict = {
@@ -74,7 +79,7 @@ def default_power_levels_content(
             "m.room.history_visibility": 100,
             "m.room.canonical_alias": 50,
             "m.room.avatar": 50,
-            "m.room.tombstone": 100,
+            "m.room.tombstone": 150 if creators_outrank else 100,
             "m.room.server_acl": 100,
             "m.room.encryption": 100,
         },

@@ -142,11 +142,11 @@ SUPPORTED_ROOM_VERSIONS: dict[str, RoomVersion] = {
 }
 
 #: The versions local users may create or upgrade to, as advertised in
-#: capabilities. Older ones lack local event building (v1/v2 event IDs) and
-#: v12 lacks hash-derived room IDs end to end.
+#: capabilities. Older ones lack local event building (v1/v2 event IDs).
 KNOWN_ROOM_VERSIONS: dict[str, RoomVersion] = {
     ROOM_VERSION_10.identifier: ROOM_VERSION_10,
     ROOM_VERSION_11.identifier: ROOM_VERSION_11,
+    ROOM_VERSION_12.identifier: ROOM_VERSION_12,
 }
 
 DEFAULT_ROOM_VERSION = "10"

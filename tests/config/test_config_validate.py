@@ -496,7 +496,7 @@ def test_misc_errors() -> None:
         "registration_shared_secret: must not be empty",
         "auto_join_rooms: item 0: 'welcome' is not a room alias (#alias:server) "
         "or room ID (!id:server)",
-        "default_room_version: room version '99' cannot be created here (creatable: 10, 11)",
+        "default_room_version: room version '99' cannot be created here (creatable: 10, 11, 12)",
         "server_notices.system_mxid_localpart: missing required key",
         "limits.max_concurrent_requests: must be an integer >= 1",
         "limits.max_concurrent_syncs_per_user: must be an integer between 1 and 10000",
@@ -614,11 +614,12 @@ def test_port_zero_means_any_free_port() -> None:
     assert config.listeners[0].port == 0
 
 
-@pytest.mark.parametrize("version", ["1", "9", "12"])
+@pytest.mark.parametrize("version", ["1", "9", "13"])
 def test_default_room_version_must_be_creatable(version: str) -> None:
     # These are understood over federation but cannot be created locally.
     assert errors(base(default_room_version=version)) == [
-        f"default_room_version: room version {version!r} cannot be created here (creatable: 10, 11)"
+        f"default_room_version: room version {version!r} cannot be created here"
+        " (creatable: 10, 11, 12)"
     ]
 
 

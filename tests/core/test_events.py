@@ -53,7 +53,7 @@ def _build(rv: RoomVersion, **overrides: Any) -> Event:
 
 def test_room_versions() -> None:
     assert DEFAULT_ROOM_VERSION == "10"
-    assert set(KNOWN_ROOM_VERSIONS) == {"10", "11"}
+    assert set(KNOWN_ROOM_VERSIONS) == {"10", "11", "12"}
     assert get_room_version("11") is V11
     assert V11.creator_from_sender and not V10.creator_from_sender
     with pytest.raises(UnsupportedRoomVersionError):

@@ -28,7 +28,7 @@ ALL = [SUPPORTED_ROOM_VERSIONS[str(n)] for n in range(1, 13)]
 
 def test_supported_and_creatable_sets() -> None:
     assert list(SUPPORTED_ROOM_VERSIONS) == [str(n) for n in range(1, 13)]
-    assert set(KNOWN_ROOM_VERSIONS) == {"10", "11"}
+    assert set(KNOWN_ROOM_VERSIONS) == {"10", "11", "12"}
     assert DEFAULT_ROOM_VERSION == "10"
     for identifier, rv in SUPPORTED_ROOM_VERSIONS.items():
         assert rv.identifier == identifier

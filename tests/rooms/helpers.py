@@ -94,6 +94,12 @@ async def redact(
     )
 
 
+async def upgrade(harness: Harness, user: TestUser, room_id: str, body: Any) -> Response:
+    return await harness.request(
+        "POST", f"{V3}/rooms/{q(room_id)}/upgrade", json=body, token=user.token
+    )
+
+
 async def get_state(harness: Harness, user: TestUser, room_id: str) -> Response:
     return await harness.request("GET", f"{V3}/rooms/{q(room_id)}/state", token=user.token)
 

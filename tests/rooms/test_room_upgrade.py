@@ -18,9 +18,10 @@ from tests.rooms.helpers import (
     send,
     send_ok,
     state_map,
+    upgrade,
 )
 from tests.rooms.reading_support import unlimited_harness
-from tests.support.harness import Harness, Response
+from tests.support.harness import Harness
 from tests.support.users import TestUser, make_user
 
 
@@ -28,12 +29,6 @@ from tests.support.users import TestUser, make_user
 async def harness(make_hs_config):  # type: ignore[no-untyped-def]
     async for h in unlimited_harness(make_hs_config):
         yield h
-
-
-async def upgrade(harness: Harness, user: TestUser, room_id: str, body: Any) -> Response:
-    return await harness.request(
-        "POST", f"{V3}/rooms/{q(room_id)}/upgrade", json=body, token=user.token
-    )
 
 
 async def upgrade_ok(harness: Harness, user: TestUser, room_id: str, version: str = "11") -> str:
@@ -238,7 +233,7 @@ async def test_upgrade_refusals(harness: Harness) -> None:
 
     assert_error(await upgrade(harness, bob, room_id, {"new_version": "11"}), 403, "M_FORBIDDEN")
     assert_error(await upgrade(harness, eve, room_id, {"new_version": "11"}), 403, "M_FORBIDDEN")
-    for version in ("1", "9", "12", 11, None):
+    for version in ("1", "9", "13", 11, None):
         resp = await upgrade(harness, alice, room_id, {"new_version": version})
         assert_error(resp, 400, "M_UNSUPPORTED_ROOM_VERSION")
     assert_error(await upgrade(harness, alice, room_id, {}), 400, "M_MISSING_PARAM")

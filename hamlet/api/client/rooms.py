@@ -151,7 +151,10 @@ async def upgrade_room(req: ApiRequest) -> dict[str, Any]:
     if "new_version" not in body:
         raise MissingParamError("Missing new_version")
     new_room_id = await req.hs.event_pipeline.upgrade_room(
-        Sender.of(requester), req.params["roomId"], body["new_version"]
+        Sender.of(requester),
+        req.params["roomId"],
+        body["new_version"],
+        body.get("additional_creators"),
     )
     return {"replacement_room": new_room_id}
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hamlet.core.filters import RoomEventFilter
-from hamlet.core.ids import UserID
+from hamlet.core.ids import UserID, is_room_id
 from hamlet.core.power_levels import CREATE_KEY, JOIN_RULES_KEY, POWER_LEVELS_KEY
 from hamlet.handlers.common.errors import (
     BadJsonError,
@@ -73,6 +73,12 @@ _ORDERS: dict[str, tuple[str, bool]] = {
     "history_visibility": ("history_visibility", False),
     "state_events": ("state_events", True),
 }
+
+
+def _check_room_id(room_id: str) -> None:
+    # `!opaque:domain` before v12, `!` and a hash (no domain) from it.
+    if not is_room_id(room_id):
+        raise InvalidParamError(f"{room_id} is not a legal room ID")
 
 
 def _text(content: Mapping[str, Any], key: str) -> str | None:
@@ -244,8 +250,7 @@ class AdminRoomsHandler:
         return user_id.endswith(":" + self.server_name)
 
     async def _require_room(self, room_id: str) -> None:
-        if not room_id.startswith("!") or ":" not in room_id:
-            raise InvalidParamError(f"{room_id} is not a legal room ID")
+        _check_room_id(room_id)
         if await self.rooms.get_room(room_id) is None:
             raise NotFoundError("Room not found")
 
@@ -432,8 +437,7 @@ class AdminRoomsHandler:
     # Blocking
 
     async def set_blocked(self, admin: str, room_id: str, block: bool) -> dict[str, Any]:
-        if not room_id.startswith("!") or ":" not in room_id:
-            raise InvalidParamError(f"{room_id} is not a legal room ID")
+        _check_room_id(room_id)
         if block:
             await self.store.block_room(room_id, admin, self.clock.time_msec())
             logger.info("Admin %s blocked room %s", admin, room_id)
@@ -443,8 +447,7 @@ class AdminRoomsHandler:
         return {"block": block}
 
     async def block_status(self, room_id: str) -> dict[str, Any]:
-        if not room_id.startswith("!") or ":" not in room_id:
-            raise InvalidParamError(f"{room_id} is not a legal room ID")
+        _check_room_id(room_id)
         blocked_by = await self.store.room_blocked_by(room_id)
         if blocked_by is None:
             return {"block": False}
@@ -542,8 +545,7 @@ class AdminRoomsHandler:
     async def start_delete(
         self, admin: str, room_id: str, body: Mapping[str, Any]
     ) -> dict[str, Any]:
-        if not room_id.startswith("!") or ":" not in room_id:
-            raise InvalidParamError(f"{room_id} is not a legal room ID")
+        _check_room_id(room_id)
         params = DeleteParams.parse(admin, body, self.server_name)
         if await self.rooms.get_room(room_id) is None:
             raise NotFoundError(f"Unknown room id {room_id}")
@@ -570,8 +572,7 @@ class AdminRoomsHandler:
 
     async def delete_now(self, admin: str, room_id: str, body: Mapping[str, Any]) -> DeleteStatus:
         """Version 1 of the API: the same job, awaited."""
-        if not room_id.startswith("!") or ":" not in room_id:
-            raise InvalidParamError(f"{room_id} is not a legal room ID")
+        _check_room_id(room_id)
         params = DeleteParams.parse(admin, body, self.server_name)
         if await self.rooms.get_room(room_id) is None:
             raise NotFoundError(f"Unknown room id {room_id}")

@@ -17,7 +17,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Final, Protocol
 
-from hamlet.core.ids import RoomID, UserID
+from hamlet.core.ids import UserID, is_room_id
 from hamlet.handlers.common.room_access import MembershipChecker, RoomSharing
 from hamlet.handlers.user_streams.presence import STATES, PresenceHandler
 from hamlet.handlers.user_streams.receipts import READ, ReceiptsHandler
@@ -99,7 +99,7 @@ class InboundEdus:
         typing = content.get("typing")
         if user_id is None or not isinstance(typing, bool):
             return
-        if not isinstance(room_id, str) or not RoomID.is_valid(room_id):
+        if not isinstance(room_id, str) or not is_room_id(room_id):
             return
         if not await self._membership.is_joined(user_id, room_id):
             logger.info("Ignoring typing of %s in %s: not joined here", user_id, room_id)

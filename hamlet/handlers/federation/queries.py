@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Final
 
 from hamlet.core.canonical_json import JsonDict
-from hamlet.core.ids import RoomID, is_valid_server_name
+from hamlet.core.ids import is_room_id, is_valid_server_name
 from hamlet.handlers.common.errors import ForbiddenError, MatrixError, NotFoundError
 from hamlet.handlers.common.service import ENTRY_BYTES, ServiceBase
 from hamlet.handlers.federation.client import FederationDeniedError
@@ -130,7 +130,7 @@ class FederationQueries(ServiceBase):
         )
         room_id = answer.get("room_id")
         servers = answer.get("servers")
-        if not isinstance(room_id, str) or not RoomID.is_valid(room_id):
+        if not isinstance(room_id, str) or not is_room_id(room_id):
             raise RemoteServerError("Failed to fetch alias")
         if not isinstance(servers, list):
             raise RemoteServerError("Failed to fetch alias")

@@ -9,7 +9,8 @@ from typing import Any
 from hamlet.core import errors as core_errors
 from hamlet.core.auth_rules import validate_power_levels_content
 from hamlet.core.canonical_json import encode_canonical_json
-from hamlet.core.ids import RoomAlias, UserID, generate_room_id
+from hamlet.core.ids import RoomAlias, UserID
+from hamlet.core.power_levels import get_room_creators
 from hamlet.core.presets import (
     default_power_levels_content,
     get_preset,
@@ -62,7 +63,8 @@ class RoomPlan:
     name: str | None
     topic: str | None
     alias: str | None
-    creation_content: Mapping[str, Any]
+    create_content: Mapping[str, Any]
+    create_ts: int
     power_levels: Mapping[str, Any]
     initial_state: tuple[Mapping[str, Any], ...]
     invites: tuple[str, ...]
@@ -141,7 +143,27 @@ class RoomCreationHandler:
         # Everything the auth rules would refuse half-way through is refused
         # here, before the room exists (no half-made rooms).
         room_version = KNOWN_ROOM_VERSIONS[version]
-        pl_content = default_power_levels_content(user_id, preset_name, invites, pl_override)
+        create_content = dict(creation_content)
+        if not room_version.creator_from_sender:
+            create_content["creator"] = user_id
+        create_content["room_version"] = version
+        if room_version.room_id_from_create_event and preset_name == "trusted_private_chat":
+            # As Synapse: a trusted private chat's invitees are its creators too.
+            extra = create_content.get("additional_creators", [])
+            if isinstance(extra, list):
+                create_content["additional_creators"] = list(dict.fromkeys([*extra, *invites]))
+        pl_content = default_power_levels_content(
+            user_id,
+            preset_name,
+            invites,
+            pl_override,
+            creators_outrank=room_version.room_id_from_create_event,
+        )
+        create_ts, create = await self.creator.new_room(user_id, room_version, create_content)
+        room_id = create.room_id
+        creators = (
+            get_room_creators(create) if room_version.room_id_from_create_event else frozenset()
+        )
         for content in [pl_content] + [
             e["content"] for e in initial_state if e["type"] == "m.room.power_levels"
         ]:
@@ -149,8 +171,11 @@ class RoomCreationHandler:
                 validate_power_levels_content(room_version, content)
             except core_errors.EventAuthError as e:
                 raise BadJsonError(f"Invalid power levels: {e}") from None
+            users = content.get("users")
+            if isinstance(users, dict) and any(u in creators for u in users):
+                raise BadJsonError("Invalid power levels: room creators cannot be given a level")
 
-        contents: list[Mapping[str, Any]] = [creation_content, pl_content]
+        contents: list[Mapping[str, Any]] = [create_content, pl_content]
         contents += [e["content"] for e in initial_state]
         contents += [{"name": name}] if name is not None else []
         contents += [{"topic": topic}] if topic is not None else []
@@ -177,7 +202,6 @@ class RoomCreationHandler:
             )
             if await self.rooms.get_alias(alias) is not None:
                 raise MatrixError(400, "M_ROOM_IN_USE", "Room alias already taken")
-        room_id = generate_room_id(self.server_name)
         if alias is not None and not self.rules.aliases.allows(user_id, room_id, [alias]):
             raise ForbiddenError("Not allowed to create alias")
 
@@ -190,7 +214,8 @@ class RoomCreationHandler:
             name=name,
             topic=topic,
             alias=alias,
-            creation_content=creation_content,
+            create_content=create_content,
+            create_ts=create_ts,
             power_levels=pl_content,
             initial_state=tuple(initial_state),
             invites=tuple(dict.fromkeys(u for u in invites if u != user_id)),
@@ -201,13 +226,15 @@ class RoomCreationHandler:
         """Make the planned room: its initial events, in Synapse's order."""
         user_id, version, alias = plan.creator, plan.version, plan.alias
         room_id = plan.room_id
-        create_content = dict(plan.creation_content)
-        if not KNOWN_ROOM_VERSIONS[version].creator_from_sender:
-            create_content["creator"] = user_id
-        create_content["room_version"] = version
         send = self.creator.send
         await send(
-            user_id, room_id, "m.room.create", create_content, state_key="", create_version=version
+            user_id,
+            room_id,
+            "m.room.create",
+            plan.create_content,
+            state_key="",
+            create_version=version,
+            origin_server_ts=plan.create_ts,
         )
         await self.membership.update_membership(user_id, room_id, user_id, "join")
 

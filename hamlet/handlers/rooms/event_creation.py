@@ -22,10 +22,16 @@ from hamlet.core.auth_rules import (
 from hamlet.core.crypto import SigningKey
 from hamlet.core.dag import next_depth, select_prev_events
 from hamlet.core.events import Event, build_event
-from hamlet.core.ids import get_domain_from_id
+from hamlet.core.ids import generate_room_id, get_domain_from_id
 from hamlet.core.power_levels import CREATE_KEY, AuthState
 from hamlet.core.room_versions import RoomVersion, get_room_version
-from hamlet.handlers.common.errors import BadJsonError, ForbiddenError, NotFoundError, TooLargeError
+from hamlet.handlers.common.errors import (
+    BadJsonError,
+    ForbiddenError,
+    MatrixError,
+    NotFoundError,
+    TooLargeError,
+)
 from hamlet.handlers.common.service import ServiceBase
 from hamlet.handlers.rooms.event_cache import EventCache
 from hamlet.handlers.rooms.persistence import EventPersister
@@ -34,6 +40,8 @@ from hamlet.runtime.clock import Clock
 from hamlet.storage.stores.events import EventsStore, Extremity
 
 logger = logging.getLogger(__name__)
+
+_ROOM_ID_ATTEMPTS = 5
 
 
 class RemoteInvites(Protocol):
@@ -117,6 +125,9 @@ class EventCreator(ServiceBase):
             prevs: list[Extremity] = []
             if create_version is not None:
                 version = get_room_version(create_version)
+                if await self.persister.extremities(room_id):
+                    # Two v12 create events alike to the millisecond hash alike.
+                    raise MatrixError(400, "M_ROOM_IN_USE", "The room already exists")
             else:
                 version = await self.persister.room_version(room_id)
                 extremities = await self.persister.extremities(room_id)
@@ -182,6 +193,53 @@ class EventCreator(ServiceBase):
             and event.state_key is not None
             and get_domain_from_id(event.state_key) != self.server_name
         )
+
+    async def new_room(
+        self, sender: str, version: RoomVersion, content: Mapping[str, Any]
+    ) -> tuple[int, Event]:
+        """A new room's create event (not stored) and its timestamp, for
+        `send` to make again; its `room_id` is the new room's ID.
+
+        From v12 that ID is the event's hash, the same for two alike rooms
+        made in one millisecond: as Synapse, the timestamp moves on until
+        the ID is free.
+        """
+        ts = self.clock.time_msec()
+        room_id = generate_room_id(self.server_name)
+        for attempt in range(_ROOM_ID_ATTEMPTS):
+            create = self.build_create(sender, version, room_id, content, ts + attempt)
+            if not version.room_id_from_create_event:
+                return ts, create
+            if not await self.persister.extremities(create.room_id):
+                return ts + attempt, create
+        raise MatrixError(500, "M_UNKNOWN", "Couldn't generate a unique room ID")
+
+    def build_create(
+        self, sender: str, version: RoomVersion, room_id: str, content: Mapping[str, Any], ts: int
+    ) -> Event:
+        """The m.room.create event `send` makes from the same arguments (so,
+        from v12, the room ID it hashes to), checked by the auth rules."""
+        try:
+            event = build_event(
+                version,
+                room_id=room_id,
+                sender=sender,
+                type="m.room.create",
+                content=content,
+                state_key="",
+                prev_events=[],
+                auth_events=[],
+                depth=next_depth([]),
+                origin_server_ts=ts,
+                server_name=self.server_name,
+                signing_key=self.signing_key,
+            )
+            auth_check(version, event, {})
+        except core_errors.EventTooLargeError as e:
+            raise TooLargeError(str(e)) from None
+        except (core_errors.EventFormatError, core_errors.EventAuthError) as e:
+            raise BadJsonError(str(e)) from None
+        return event
 
     async def _check_redaction(self, event: Event, auth_state: AuthState) -> None:
         """Every local redaction, whichever endpoint made it (in v11 `redacts`

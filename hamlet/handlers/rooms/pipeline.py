@@ -241,12 +241,18 @@ class EventPipeline:
                 plan = dataclasses.replace(plan, invites=())
         return await self._creation.create(plan)
 
-    async def upgrade_room(self, sender: Sender, room_id: str, new_version: Any) -> str:
+    async def upgrade_room(
+        self, sender: Sender, room_id: str, new_version: Any, additional_creators: Any = None
+    ) -> str:
         """Upgrade the room; returns the replacement room's ID."""
         _check_room_id(room_id)
-        auth_state = await self._upgrade.check(sender.user_id, room_id, new_version)
+        auth_state = await self._upgrade.check(
+            sender.user_id, room_id, new_version, additional_creators
+        )
         if not sender.internal:
             await self._ratelimits.room_creation_request(sender)
             if sender.shadow_banned:
                 return generate_room_id(self.server_name)
-        return await self._upgrade.upgrade_room(sender.user_id, room_id, new_version, auth_state)
+        return await self._upgrade.upgrade_room(
+            sender.user_id, room_id, new_version, auth_state, additional_creators or ()
+        )

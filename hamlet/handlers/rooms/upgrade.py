@@ -9,7 +9,9 @@ Follows the spec's server behaviour and Synapse's choices:
    topic, history visibility, guest access, avatar, encryption, server ACL,
    power levels; a space's `m.space.child` events) and bans are replayed.
    The upgrader is raised to the level that copying needs and restored at
-   the end;
+   the end; a v12 room's creators (the upgrader and the request's
+   `additional_creators`) outrank everyone instead and are left out of its
+   power levels;
 4. the tombstone goes into the old room, local aliases move (and the
    canonical alias with them), the directory listing moves;
 5. the old room's power levels are raised so that ordinary members can
@@ -23,21 +25,28 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from hamlet.core.auth_rules import get_membership
 from hamlet.core.events import Event
-from hamlet.core.ids import generate_room_id, get_domain_from_id
+from hamlet.core.ids import UserID, get_domain_from_id
 from hamlet.core.power_levels import (
     CREATE_KEY,
     POWER_LEVELS_KEY,
     AuthState,
     as_int,
+    get_room_creators,
     user_can_send,
 )
 from hamlet.core.room_versions import KNOWN_ROOM_VERSIONS
-from hamlet.handlers.common.errors import ForbiddenError, MatrixError, NotFoundError
+from hamlet.handlers.common.errors import (
+    ForbiddenError,
+    InvalidParamError,
+    MatrixError,
+    NotFoundError,
+)
 from hamlet.handlers.rooms.event_creation import EventCreator
 from hamlet.handlers.rooms.membership import MembershipHandler
 from hamlet.handlers.rooms.state import StateHandler
@@ -62,6 +71,7 @@ COPIED_STATE = (
     "m.room.server_acl",
 )
 TOMBSTONE_BODY = "This room has been replaced"
+MAX_ADDITIONAL_CREATORS = 100
 
 
 def _level_needed_to_copy(power_levels: Mapping[str, Any]) -> int:
@@ -73,6 +83,20 @@ def _level_needed_to_copy(power_levels: Mapping[str, Any]) -> int:
         as_int(power_levels.get("ban"), 50),
         max(event_levels, default=0),
     )
+
+
+def _without_users(
+    power_levels: Mapping[str, Any], creators: AbstractSet[str] | None
+) -> dict[str, Any]:
+    """A copy of power levels content with a `users` map that lists no creator."""
+    content = copy.deepcopy(dict(power_levels))
+    users = content.get("users")
+    content["users"] = {
+        u: level
+        for u, level in (users.items() if isinstance(users, dict) else ())
+        if creators is None or u not in creators
+    }
+    return content
 
 
 class RoomUpgradeHandler:
@@ -95,7 +119,9 @@ class RoomUpgradeHandler:
         #: Rooms being upgraded now: a second upgrade waits for no one, it is refused.
         self._in_progress: set[str] = set()
 
-    async def check(self, user_id: str, room_id: str, new_version: Any) -> AuthState:
+    async def check(
+        self, user_id: str, room_id: str, new_version: Any, additional_creators: Any = None
+    ) -> AuthState:
         """Refuse an upgrade the user may not make; returns the old room's auth state."""
         if not isinstance(new_version, str) or new_version not in KNOWN_ROOM_VERSIONS:
             raise MatrixError(
@@ -103,6 +129,12 @@ class RoomUpgradeHandler:
                 "M_UNSUPPORTED_ROOM_VERSION",
                 f"Your homeserver does not support room version {new_version!r}",
             )
+        if additional_creators is not None and not (
+            isinstance(additional_creators, list)
+            and len(additional_creators) <= MAX_ADDITIONAL_CREATORS
+            and all(isinstance(u, str) and UserID.is_valid(u) for u in additional_creators)
+        ):
+            raise InvalidParamError("additional_creators must be a list of user IDs")
         if await self.rooms.get_room(room_id) is None:
             raise NotFoundError(f"Unknown room id {room_id}")
         auth_state = await self.state.get_current_state(
@@ -115,24 +147,29 @@ class RoomUpgradeHandler:
         return auth_state
 
     async def upgrade_room(
-        self, user_id: str, room_id: str, new_version: str, auth_state: AuthState
+        self,
+        user_id: str,
+        room_id: str,
+        new_version: str,
+        auth_state: AuthState,
+        additional_creators: Sequence[str] = (),
     ) -> str:
         """Make the upgrade `check` allowed; returns the new room's ID."""
         if room_id in self._in_progress:
             raise MatrixError(400, "M_UNKNOWN", "An upgrade for this room is currently in progress")
         self._in_progress.add(room_id)
         try:
-            return await self._upgrade(user_id, room_id, new_version, auth_state)
+            return await self._upgrade(user_id, room_id, new_version, additional_creators)
         finally:
             self._in_progress.discard(room_id)
 
     async def _upgrade(
-        self, user_id: str, old_room_id: str, new_version: str, auth_state: AuthState
+        self, user_id: str, old_room_id: str, new_version: str, additional_creators: Sequence[str]
     ) -> str:
         old_state = await self.state.get_current_state(old_room_id)
         old_room = await self.rooms.get_room(old_room_id)
         assert old_room is not None
-        new_room_id = generate_room_id(self.server_name)
+        version = KNOWN_ROOM_VERSIONS[new_version]
         send = self.creator.send
 
         # The create event, naming its predecessor by the old room's newest event.
@@ -141,8 +178,10 @@ class RoomUpgradeHandler:
         if latest is not None:
             predecessor["event_id"] = latest[0]
         create_content: dict[str, Any] = {"room_version": new_version, "predecessor": predecessor}
-        if not KNOWN_ROOM_VERSIONS[new_version].creator_from_sender:
+        if not version.creator_from_sender:
             create_content["creator"] = user_id
+        if version.room_id_from_create_event and additional_creators:
+            create_content["additional_creators"] = list(dict.fromkeys(additional_creators))
         old_create = old_state.get(CREATE_KEY)
         if old_create is not None:
             room_type = old_create.content.get("type")
@@ -150,6 +189,8 @@ class RoomUpgradeHandler:
                 create_content["type"] = room_type
             if old_create.content.get("m.federate", True) is False:
                 create_content["m.federate"] = False
+        create_ts, create = await self.creator.new_room(user_id, version, create_content)
+        new_room_id = create.room_id
         await send(
             user_id,
             new_room_id,
@@ -157,20 +198,21 @@ class RoomUpgradeHandler:
             create_content,
             state_key="",
             create_version=new_version,
+            origin_server_ts=create_ts,
         )
         await self.membership.update_membership(user_id, new_room_id, user_id, "join")
 
-        # Power levels, with the upgrader raised (if needed) to copy everything.
+        # Power levels, with the upgrader raised (if needed) to copy everything;
+        # from v12 the creators outrank everyone and may not be listed.
         old_pl = old_state.get(POWER_LEVELS_KEY)
+        creators = get_room_creators(create) if version.room_id_from_create_event else None
         raised = False
         if old_pl is not None:
-            pl_content = copy.deepcopy(dict(old_pl.content))
+            pl_content = _without_users(old_pl.content, creators)
             needed = _level_needed_to_copy(pl_content)
-            users = pl_content.get("users")
-            if not isinstance(users, dict):
-                users = pl_content["users"] = {}
+            users = pl_content["users"]
             current = as_int(users.get(user_id, pl_content.get("users_default", 0)), 0)
-            if current < needed:
+            if creators is None and current < needed:
                 users[user_id] = needed
                 raised = True
             await send(user_id, new_room_id, "m.room.power_levels", pl_content, state_key="")
@@ -220,7 +262,7 @@ class RoomUpgradeHandler:
                     user_id,
                     new_room_id,
                     "m.room.power_levels",
-                    copy.deepcopy(dict(old_pl.content)),
+                    _without_users(old_pl.content, creators),
                     state_key="",
                 )
         return new_room_id

@@ -9,7 +9,7 @@ from typing import Any, Final, TypeVar
 
 import orjson
 
-from hamlet.core.ids import RoomID
+from hamlet.core.ids import is_room_id
 from hamlet.handlers.common.errors import (
     ForbiddenError,
     InvalidParamError,
@@ -69,7 +69,7 @@ def check_own(requester: str, user_id: str, verb: str = "add") -> None:
 
 
 def check_room_id(room_id: str) -> None:
-    if not RoomID.is_valid(room_id):
+    if not is_room_id(room_id):
         raise InvalidParamError(f"{room_id} is not a valid room ID")
 
 

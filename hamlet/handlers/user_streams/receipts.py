@@ -6,7 +6,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final
 
-from hamlet.core.ids import RoomID, is_valid_event_id
+from hamlet.core.ids import is_room_id, is_valid_event_id
 from hamlet.handlers.common.errors import ForbiddenError, InvalidParamError, MatrixError
 from hamlet.handlers.common.notifier import Notifier
 from hamlet.handlers.common.room_access import MembershipChecker
@@ -72,7 +72,7 @@ class ReceiptsHandler(ServiceBase):
     # --- writing ---
 
     async def _check(self, user_id: str, room_id: str, event_id: str) -> None:
-        if not RoomID.is_valid(room_id) or not is_valid_event_id(event_id):
+        if not is_room_id(room_id) or not is_valid_event_id(event_id):
             raise MatrixError(400, "M_UNKNOWN", "A valid room ID and event ID must be specified")
         if not await self._membership.is_joined(user_id, room_id):
             raise ForbiddenError(f"User {user_id} not in room {room_id}")
