@@ -29,6 +29,7 @@ from hamlet.core.auth_rules import auth_check, auth_types_for_event
 from hamlet.core.errors import CoreError, UnsupportedRoomVersionError
 from hamlet.core.events import Event
 from hamlet.core.power_levels import (
+    CREATE_KEY,
     POWER_LEVELS_KEY,
     AuthState,
     StateKey,
@@ -180,6 +181,11 @@ class _Resolver:
 
     def _auth_state_from_auth_events(self, event: Event) -> dict[StateKey, Event]:
         state: dict[StateKey, Event] = {}
+        if self._version.room_id_from_create_event:
+            # From v12 no event lists the create event: the room ID names it.
+            create = self._events.get("$" + event.room_id[1:])
+            if create is not None and create.type == "m.room.create":
+                state[CREATE_KEY] = create
         for auth_id in event.auth_events:
             auth_event = self._events.get(auth_id)
             if auth_event is None or auth_id in self._rejected:

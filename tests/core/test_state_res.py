@@ -10,13 +10,18 @@ import pytest
 from hamlet.core.auth_rules import auth_types_for_event
 from hamlet.core.events import Event, build_event
 from hamlet.core.power_levels import StateKey
-from hamlet.core.room_versions import ROOM_VERSION_10, ROOM_VERSION_11, RoomVersion
+from hamlet.core.room_versions import (
+    ROOM_VERSION_10,
+    ROOM_VERSION_11,
+    ROOM_VERSION_12,
+    RoomVersion,
+)
 from hamlet.core.state_res import _Resolver, is_power_event, resolve_state
 from tests.core.helpers import KEY
 
 ALICE, BOB, EVE = "@alice:test", "@bob:test", "@eve:test"
 V12_RULES = dataclasses.replace(ROOM_VERSION_11, state_res="v2.1")
-VERSIONS = [ROOM_VERSION_10, ROOM_VERSION_11, V12_RULES]
+VERSIONS = [ROOM_VERSION_10, ROOM_VERSION_11, V12_RULES, ROOM_VERSION_12]
 
 
 class Dag:
@@ -26,6 +31,8 @@ class Dag:
         self.version = version
         self.events: dict[str, Event] = {}
         self.ts = 0
+        # From v12 the room ID is the create event's hash (set once it exists).
+        self.room_id = "!room:test"
 
     def add(
         self,
@@ -43,7 +50,7 @@ class Dag:
         auth = sorted(state[key] for key in wanted if key in state)
         event = build_event(
             self.version,
-            room_id="!room:test",
+            room_id=self.room_id,
             sender=sender,
             type=type,
             content=content,
@@ -56,6 +63,8 @@ class Dag:
             signing_key=KEY,
         )
         self.events[event.event_id] = event
+        if type == "m.room.create":
+            self.room_id = event.room_id
         after = dict(state)
         if state_key is not None:
             after[(type, state_key)] = event.event_id
@@ -73,9 +82,10 @@ class Dag:
         _, s = self.add(s, "m.room.member", BOB, {"membership": "join"}, BOB)
         return s
 
-    @staticmethod
-    def levels(**users: int) -> dict[str, Any]:
-        return {"users": {ALICE: 100, **{f"@{k}:test": v for k, v in users.items()}}}
+    def levels(self, **users: int) -> dict[str, Any]:
+        # A v12 creator outranks everyone and is never listed.
+        creator = {} if self.version.room_id_from_create_event else {ALICE: 100}
+        return {"users": {**creator, **{f"@{k}:test": v for k, v in users.items()}}}
 
     def resolve(self, *states: dict[StateKey, str], rejected: frozenset[str] = frozenset()):  # type: ignore[no-untyped-def]
         return resolve_state(self.version, list(states), self.events, rejected)
