@@ -279,11 +279,11 @@ async def test_upgrade_rate_limited_and_shadow_banned(strict_hs: Harness) -> Non
     alice = await make_user(h, "alice")
     rooms = [await create_room(h, alice) for _ in range(2)]
 
-    async def upgrade(room_id: str) -> Response:
+    async def upgrade(room_id: str, version: str = "10") -> Response:
         return await h.request(
             "POST",
             f"{V3}/rooms/{q(room_id)}/upgrade",
-            json={"new_version": "10"},
+            json={"new_version": version},
             token=alice.token,
         )
 
@@ -295,6 +295,10 @@ async def test_upgrade_rate_limited_and_shadow_banned(strict_hs: Harness) -> Non
     fake = await upgrade(rooms[1])
     assert fake.status == 200, fake.json
     assert await h.hs.rooms_store.get_room(fake.json["replacement_room"]) is None
+    await advance(10)
+    fake = await upgrade(rooms[1], "12")
+    # Shaped as a v12 room ID would be: no server name.
+    assert fake.status == 200 and ":" not in fake.json["replacement_room"], fake.json
     tombstone = await h.hs.room_state.get_current_state_event(rooms[1], "m.room.tombstone", "")
     assert tombstone is None
 

@@ -38,6 +38,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from hamlet.core.ids import generate_room_id, is_room_id
+from hamlet.core.room_versions import KNOWN_ROOM_VERSIONS
 from hamlet.handlers.common.errors import BadJsonError, InvalidParamError, MatrixError
 from hamlet.handlers.rooms.canonical_alias import check_canonical_alias
 from hamlet.handlers.rooms.creation import RoomCreationHandler
@@ -252,6 +253,8 @@ class EventPipeline:
         if not sender.internal:
             await self._ratelimits.room_creation_request(sender)
             if sender.shadow_banned:
+                if KNOWN_ROOM_VERSIONS[new_version].room_id_from_create_event:
+                    return "!" + fake_event_id()[1:]
                 return generate_room_id(self.server_name)
         return await self._upgrade.upgrade_room(
             sender.user_id, room_id, new_version, auth_state, additional_creators or ()
