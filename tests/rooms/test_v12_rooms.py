@@ -7,6 +7,7 @@ and are never listed in the power levels.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -72,8 +73,13 @@ async def test_alike_rooms_in_one_millisecond_get_distinct_ids(sh: Harness) -> N
     # Virtual time stands still: both create events would hash alike.
     first = await create_room(sh, alice, room_version="12")
     second = await create_room(sh, alice, room_version="12")
-    assert first != second
-    for room_id in (first, second):
+    # Alike requests at once: planned alike, the later one moves on.
+    at_once = await asyncio.gather(
+        *(create_room(sh, alice, room_version="12", name="same") for _ in range(3))
+    )
+    rooms = {first, second, *at_once}
+    assert len(rooms) == 5
+    for room_id in rooms:
         create = (await state_map(sh, alice, room_id))[("m.room.create", "")]
         assert_hash_room_id(room_id, create)
 

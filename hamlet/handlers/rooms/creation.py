@@ -9,6 +9,7 @@ from typing import Any
 from hamlet.core import errors as core_errors
 from hamlet.core.auth_rules import validate_power_levels_content
 from hamlet.core.canonical_json import encode_canonical_json
+from hamlet.core.events import Event
 from hamlet.core.ids import RoomAlias, UserID
 from hamlet.core.power_levels import get_room_creators
 from hamlet.core.presets import (
@@ -64,7 +65,8 @@ class RoomPlan:
     topic: str | None
     alias: str | None
     create_content: Mapping[str, Any]
-    create_ts: int
+    #: The create event `EventCreator.new_room` planned and its timestamp.
+    planned_create: tuple[int, Event]
     power_levels: Mapping[str, Any]
     initial_state: tuple[Mapping[str, Any], ...]
     invites: tuple[str, ...]
@@ -159,7 +161,8 @@ class RoomCreationHandler:
             pl_override,
             creators_outrank=room_version.room_id_from_create_event,
         )
-        create_ts, create = await self.creator.new_room(user_id, room_version, create_content)
+        planned_create = await self.creator.new_room(user_id, room_version, create_content)
+        create = planned_create[1]
         room_id = create.room_id
         creators = (
             get_room_creators(create) if room_version.room_id_from_create_event else frozenset()
@@ -215,7 +218,7 @@ class RoomCreationHandler:
             topic=topic,
             alias=alias,
             create_content=create_content,
-            create_ts=create_ts,
+            planned_create=planned_create,
             power_levels=pl_content,
             initial_state=tuple(initial_state),
             invites=tuple(dict.fromkeys(u for u in invites if u != user_id)),
@@ -225,17 +228,11 @@ class RoomCreationHandler:
     async def create(self, plan: RoomPlan) -> dict[str, Any]:
         """Make the planned room: its initial events, in Synapse's order."""
         user_id, version, alias = plan.creator, plan.version, plan.alias
-        room_id = plan.room_id
         send = self.creator.send
-        await send(
-            user_id,
-            room_id,
-            "m.room.create",
-            plan.create_content,
-            state_key="",
-            create_version=version,
-            origin_server_ts=plan.create_ts,
+        created = await self.creator.send_create(
+            user_id, KNOWN_ROOM_VERSIONS[version], plan.create_content, plan.planned_create
         )
+        room_id = created.room_id
         await self.membership.update_membership(user_id, room_id, user_id, "join")
 
         await send(user_id, room_id, "m.room.power_levels", plan.power_levels, state_key="")

@@ -50,6 +50,18 @@ class RemoteInvites(Protocol):
         ...
 
 
+def _no_room_id() -> MatrixError:
+    return MatrixError(500, "M_UNKNOWN", "Couldn't generate a unique room ID")
+
+
+class RoomIdTakenError(MatrixError):
+    """A new room's ID is taken: two v12 create events alike to the
+    millisecond hash alike."""
+
+    def __init__(self) -> None:
+        super().__init__(400, "M_ROOM_IN_USE", "The room already exists")
+
+
 class EventCreator(ServiceBase):
     def __init__(
         self,
@@ -126,8 +138,7 @@ class EventCreator(ServiceBase):
             if create_version is not None:
                 version = get_room_version(create_version)
                 if await self.persister.extremities(room_id):
-                    # Two v12 create events alike to the millisecond hash alike.
-                    raise MatrixError(400, "M_ROOM_IN_USE", "The room already exists")
+                    raise RoomIdTakenError()
             else:
                 version = await self.persister.room_version(room_id)
                 extremities = await self.persister.extremities(room_id)
@@ -212,7 +223,32 @@ class EventCreator(ServiceBase):
                 return ts, create
             if not await self.persister.extremities(create.room_id):
                 return ts + attempt, create
-        raise MatrixError(500, "M_UNKNOWN", "Couldn't generate a unique room ID")
+        raise _no_room_id()
+
+    async def send_create(
+        self,
+        sender: str,
+        version: RoomVersion,
+        content: Mapping[str, Any],
+        planned: tuple[int, Event],
+    ) -> Event:
+        """Make the create event `new_room` planned, or, when a concurrent
+        alike request took its v12 room ID meanwhile, a fresh one."""
+        ts, create = planned
+        for _ in range(_ROOM_ID_ATTEMPTS):
+            try:
+                return await self.send(
+                    sender,
+                    create.room_id,
+                    "m.room.create",
+                    content,
+                    state_key="",
+                    create_version=version.identifier,
+                    origin_server_ts=ts,
+                )
+            except RoomIdTakenError:
+                ts, create = await self.new_room(sender, version, content)
+        raise _no_room_id()
 
     def build_create(
         self, sender: str, version: RoomVersion, room_id: str, content: Mapping[str, Any], ts: int

@@ -189,17 +189,9 @@ class RoomUpgradeHandler:
                 create_content["type"] = room_type
             if old_create.content.get("m.federate", True) is False:
                 create_content["m.federate"] = False
-        create_ts, create = await self.creator.new_room(user_id, version, create_content)
+        planned = await self.creator.new_room(user_id, version, create_content)
+        create = await self.creator.send_create(user_id, version, create_content, planned)
         new_room_id = create.room_id
-        await send(
-            user_id,
-            new_room_id,
-            "m.room.create",
-            create_content,
-            state_key="",
-            create_version=new_version,
-            origin_server_ts=create_ts,
-        )
         await self.membership.update_membership(user_id, new_room_id, user_id, "join")
 
         # Power levels, with the upgrader raised (if needed) to copy everything;
