@@ -208,7 +208,7 @@ async def test_capabilities(h: Harness) -> None:
     assert caps["m.change_password"] == {"enabled": True}
     assert caps["m.room_versions"] == {
         "default": "10",
-        "available": {"10": "stable", "11": "stable"},
+        "available": {"10": "stable", "11": "stable", "12": "stable"},
     }
     assert caps["m.set_displayname"] == {"enabled": True}
     assert caps["m.set_avatar_url"] == {"enabled": True}
