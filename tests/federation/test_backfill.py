@@ -45,6 +45,14 @@ async def test_a_late_joiner_pages_back_into_earlier_history(
     assert forwards.json["chunk"][0]["type"] == "m.room.create"
     bodies = [e["content"].get("body") for e in forwards.json["chunk"] if e["type"] == MESSAGE]
     assert bodies == [f"m{i}" for i in range(30)]
+    # So does the admin API's, whatever the admin's membership.
+    admin = await make_user(h, "root", admin=True, host=A)
+    path = f"/_synapse/admin/v1/rooms/{room}/messages?dir=f&limit=50"
+    resp = await h.request("GET", path, token=admin.token, host=A)
+    assert resp.status == 200
+    assert resp.json["chunk"][0]["type"] == "m.room.create"
+    bodies = [e["content"].get("body") for e in resp.json["chunk"] if e["type"] == MESSAGE]
+    assert bodies == [f"m{i}" for i in range(30)]
     # Back to the create event: paging again is served locally, asking no one.
     asked = transport.count("GET", B, BACKFILL)
     assert await messages_back(h, A, alice, room, limit=50) == [f"m{i}" for i in range(30)]

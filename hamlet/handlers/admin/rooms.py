@@ -26,6 +26,7 @@ from hamlet.handlers.common.errors import (
     NotFoundError,
 )
 from hamlet.handlers.history.pagination import (
+    BEGINNING,
     everything,
     make_pagination_token,
     page_room,
@@ -344,7 +345,7 @@ class AdminRoomsHandler:
         start = parse_pagination_token(from_token) if from_token is not None else None
         bound = parse_pagination_token(to_token) if to_token is not None else None
         if start is None:
-            start = self._current_stream() if backwards else 0
+            start = self._current_stream() if backwards else BEGINNING
         if event_filter is not None and event_filter.limit is not None:
             limit = min(limit, event_filter.limit)
         events: list[StoredEvent] = []
