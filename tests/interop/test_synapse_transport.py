@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import pytest
@@ -31,6 +32,7 @@ from tests.support.tls import SelfSigned, make_self_signed
 
 MakeConfig = Callable[..., HomeServerConfig]
 MESSAGE = "m.room.message"
+T = TypeVar("T")
 
 
 @dataclass
@@ -52,8 +54,14 @@ def hamlet_tls(tmp_path_factory: pytest.TempPathFactory) -> SelfSigned:
     return make_self_signed(tmp_path_factory.mktemp("hamlet-tls"))
 
 
-@pytest.fixture
-async def hamlet(make_hs_config: MakeConfig, hamlet_tls: SelfSigned) -> AsyncIterator[HamletServer]:
+@asynccontextmanager
+async def running_hamlet(
+    make_hs_config: MakeConfig,
+    tls: SelfSigned,
+    routes: Callable[[HamletServer], Router],
+    **overrides: Any,
+) -> AsyncIterator[HamletServer]:
+    """A Hamlet tenant on a TLS federation listener serving `routes`."""
     port = free_port()
     server_name = f"127.0.0.1:{port}"
     config = make_hs_config(
@@ -61,16 +69,25 @@ async def hamlet(make_hs_config: MakeConfig, hamlet_tls: SelfSigned) -> AsyncIte
         listeners=[
             {"port": port, "tls": True, "resources": [{"names": ["federation"]}]},
         ],
-        tls_certificate_path=str(hamlet_tls.certificate),
-        tls_private_key_path=str(hamlet_tls.private_key),
+        tls_certificate_path=str(tls.certificate),
+        tls_private_key_path=str(tls.private_key),
         federation_verify_certificates=False,
         federation_ip_range_blacklist=[],
+        **overrides,
     )
     process = HostProcess([config])
     server = HamletServer(process, server_name)
+    process.frontend.router = routes(server)
+    await process.start()
+    try:
+        yield server
+    finally:
+        await process.stop()
 
-    # Records how Synapse asked for a profile, so the test can check the
-    # signature itself, then answers as the real route does.
+
+def recording_profile_queries(server: HamletServer) -> Router:
+    """Records how Synapse asked for a profile, so the test can check the
+    signature itself, then answers as the real route does."""
     answer_profile = signed(query_profile)
 
     async def profile(req: ApiRequest) -> dict[str, Any]:
@@ -85,11 +102,14 @@ async def hamlet(make_hs_config: MakeConfig, hamlet_tls: SelfSigned) -> AsyncIte
     router.add("GET", "/_matrix/federation/v1/query/profile", profile)
     for route in build_router().routes():
         router.add(route.method, route.pattern, route.handler, capped=route.capped)
-    process.frontend.router = router
-    await process.start()
-    await server.hs.registration.register_user("alice", displayname="Alice of Hamlet")
-    yield server
-    await process.stop()
+    return router
+
+
+@pytest.fixture
+async def hamlet(make_hs_config: MakeConfig, hamlet_tls: SelfSigned) -> AsyncIterator[HamletServer]:
+    async with running_hamlet(make_hs_config, hamlet_tls, recording_profile_queries) as server:
+        await server.hs.registration.register_user("alice", displayname="Alice of Hamlet")
+        yield server
 
 
 async def test_hamlet_fetches_synapse_keys_over_tls(hamlet: HamletServer, synapse: Synapse) -> None:
@@ -151,10 +171,10 @@ async def test_synapse_accepts_hamlets_server_keys_through_its_notary(
 
 
 async def eventually(
-    fetch: Callable[[], Awaitable[list[str]]], done: Callable[[list[str]], bool]
+    fetch: Callable[[], Awaitable[T]], done: Callable[[T], bool], tries: int = 200
 ) -> bool:
-    """Real servers on real time: poll, within a bounded deadline."""
-    for _ in range(200):
+    """Real servers on real time: poll, within a bounded deadline (`tries` tenths of a second)."""
+    for _ in range(tries):
         if done(await fetch()):
             return True
         await asyncio.sleep(0.1)
