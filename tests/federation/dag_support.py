@@ -3,6 +3,7 @@ filling a room's DAG (missing events, backfill, catch-up)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -34,15 +35,19 @@ async def room_joined_over_federation(
     joiner: TestUser,
     *,
     history: int = 0,
+    before_join: Callable[[str], Awaitable[None]] | None = None,
     **extra: Any,
 ) -> str:
     """A public room of `owner` that `joiner` (of another tenant) joins by
-    alias after `owner` said m0, m1 ... (`history` messages)."""
+    alias after `owner` said m0, m1 ... (`history` messages) and
+    `before_join(room_id)` ran."""
     body = {"preset": "public_chat", "room_alias_name": "hall", **extra}
     resp = await client(h, owner_host, "POST", "/createRoom", owner, body)
     assert resp.status == 200, resp.json
     for i in range(history):
         await say(h, owner_host, owner, resp.json["room_id"], f"m{i}")
+    if before_join is not None:
+        await before_join(resp.json["room_id"])
     joined = await client(
         h, joiner_host, "POST", f"/join/{quote(f'#hall:{owner_host}')}", joiner, {}
     )

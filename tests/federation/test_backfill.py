@@ -70,6 +70,32 @@ async def test_history_visibility_holds_for_backfilled_events(h: Harness) -> Non
     assert await messages_back(h, A, alice, room) == ["after"]
 
 
+async def test_a_backfilled_redaction_is_applied(h: Harness) -> None:
+    bob = await make_user(h, "bob", host=B)
+    alice = await make_user(h, "alice", host=A)
+    said: dict[str, str] = {}
+
+    async def redact_m1(room: str) -> None:
+        said["m1"] = await say(h, B, bob, room, "m1")
+        path = f"/rooms/{room}/redact/{said['m1']}/r1"
+        resp = await client(h, B, "PUT", path, bob, {"reason": "oops"})
+        assert resp.status == 200, resp.json
+        said["redaction"] = resp.json["event_id"]
+        said["m2"] = await say(h, B, bob, room, "m2")
+
+    room = await room_joined_over_federation(h, B, bob, A, alice, history=1, before_join=redact_m1)
+    # m1 is served as a body-less message, redacted, as on its own server.
+    assert await messages_back(h, A, alice, room) == ["m0", None, "m2"]
+    for host, user in ((A, alice), (B, bob)):
+        resp = await client(h, host, "GET", f"/rooms/{room}/event/{said['m1']}", user)
+        assert resp.status == 200, resp.json
+        assert resp.json["content"] == {}
+        assert resp.json["unsigned"]["redacted_because"]["event_id"] == said["redaction"]
+    forwards = await client(h, A, "GET", f"/rooms/{room}/messages?dir=f&limit=50", alice)
+    (m1,) = [e for e in forwards.json["chunk"] if e["event_id"] == said["m1"]]
+    assert m1["content"] == {}
+
+
 @pytest.mark.parametrize(
     "bad", ["garbage", {"pdus": "nope"}, {"pdus": [{"x": i} for i in range(5000)]}, "forged"]
 )

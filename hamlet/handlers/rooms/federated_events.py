@@ -96,7 +96,8 @@ class FederatedEventHandler:
         `backfill_at` (a position from `EventPersister.reserve_backfill`)
         stores it as old history fetched by /backfill: checked against its
         auth events and the state before it, never soft-failed, and the
-        room's extremities and current state stay as they are.
+        room's extremities and current state stay as they are; a redaction
+        among it applies to a stored event as a live one does.
 
         `own_join`: our user's join through another server, with `state`
         from its answer. No local user is in the room, so what we hold of
@@ -141,14 +142,16 @@ class FederatedEventHandler:
                     outcome=Outcome(rejected_reason=rejection),
                     backfill_at=backfill_at,
                 )
+            apply = event.redacts is not None and await self._redaction_applies(event, auth_state)
             if backfill_at is not None:
-                return await self.persister.persist(event, version, before, backfill_at=backfill_at)
+                return await self.persister.persist(
+                    event, version, before, apply_redaction=apply, backfill_at=backfill_at
+                )
             if not own_join and await self._fails_current_state(version, event):
                 logger.info("Soft-failing %s", event.event_id)
                 return await self.persister.persist(
                     event, version, before, outcome=Outcome(soft_failed=True)
                 )
-            apply = event.redacts is not None and await self._redaction_applies(event, auth_state)
             return await self.persister.persist(
                 event, version, before, apply_redaction=apply, only_extremity=own_join
             )

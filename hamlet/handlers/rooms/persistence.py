@@ -326,7 +326,8 @@ class EventPersister(ServiceBase):
             state_group, new_group = await self._plan_group(before, after)
             if new_group is not None:
                 groups.append(new_group)
-        accepted = before is not None and outcome == ACCEPTED and backfill_at is None
+        in_timeline = before is not None and outcome == ACCEPTED
+        accepted = in_timeline and backfill_at is None
         extremities: list[str] | None = None
         current: CurrentStateDelta | None = None
         new_current: StateIds | None = None
@@ -371,7 +372,7 @@ class EventPersister(ServiceBase):
             ),
             replaces_outlier=not fresh,
             current_state=current,
-            apply_redaction=apply_redaction and accepted,
+            apply_redaction=apply_redaction and in_timeline,
         )
         await self._store(request, in_flight=backfill_at is None)
         stored = StoredEvent(
