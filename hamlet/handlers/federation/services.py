@@ -35,6 +35,7 @@ from hamlet.handlers.federation.server_acl import ServerAcls
 from hamlet.handlers.federation.srv import DnsSrvResolver
 from hamlet.handlers.federation.transactions import TransactionHandler
 from hamlet.storage.stores.dag_gaps import DagGapsStore
+from hamlet.storage.stores.received_transactions import ReceivedTransactionsStore
 from hamlet.storage.stores.remote_devices import RemoteDevicesStore
 from hamlet.storage.stores.server_keys import ServerKeyStore
 
@@ -133,6 +134,7 @@ def build(ctx: BuildContext, s: Services, transport: Transport | None = None) ->
     s.federation_transactions = ctx.own(
         TransactionHandler(
             ctx.clock,
+            ReceivedTransactionsStore(ctx.db),
             InboundPdus(s.rooms_store, s.keyring, gaps),
             edus.handlers(),
             acls=s.server_acls,

@@ -3,9 +3,13 @@
 As Synapse: at most 50 PDUs and 100 EDUs (400 beyond); one transaction per
 origin at a time (another transaction ID while one is in flight is 429, the
 same one waits for and shares its answer); an answered transaction is
-answered the same again (remembered per (origin, transaction ID) in a
-bounded cache, where Synapse keeps a table for a day: a transaction retried
-after the cache forgot it is processed again, which EDUs tolerate).
+answered the same again, not applied twice: the answer is stored per
+(origin, transaction ID) for a day, as Synapse's `received_transactions`,
+before the 200 goes out, with the newest in a bounded cache in front. So a
+server that retries after we were killed gets the answer it missed. The
+PDUs are committed before the answer is stored; killed between the two, the
+retry runs the transaction again, where a stored PDU is taken as it is and
+EDUs tolerate the replay.
 
 PDUs are handled first, then EDUs in order. EDUs go to the handler of their
 type (unknown types are ignored). The rooms' server ACLs come first
@@ -23,12 +27,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
+import orjson
+
 from hamlet.core.canonical_json import JsonDict
 from hamlet.handlers.common.errors import BadJsonError, MatrixError
 from hamlet.handlers.common.service import ENTRY_BYTES, ServiceBase
 from hamlet.handlers.federation.inbound_edus import EduHandler
-from hamlet.runtime.clock import Clock
+from hamlet.runtime.clock import Clock, LoopingCall
 from hamlet.runtime.lru import LruCache
+from hamlet.storage.stores.received_transactions import ReceivedTransactionsStore
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +43,9 @@ MAX_PDUS: Final = 50
 MAX_EDUS: Final = 100
 #: Answered transactions remembered per homeserver.
 ANSWERS_CACHED: Final = 10_000
+#: How long a stored answer is kept (Synapse: a day), and how often the older go.
+ANSWERS_KEPT_MS: Final = 24 * 3600 * 1000
+PRUNE_INTERVAL_S: Final = 3600.0
 #: Longest transaction ID kept as a cache key; longer ones are refused.
 MAX_TXN_ID_LENGTH: Final = 255
 
@@ -106,18 +116,32 @@ class TransactionHandler(ServiceBase):
     def __init__(
         self,
         clock: Clock,
+        store: ReceivedTransactionsStore,
         pdus: PduHandler,
         edus: Mapping[str, EduHandler],
         *,
         acls: RoomAcls,
     ) -> None:
         self._clock = clock
+        self._store = store
         self.pdus = pdus
         self._edus = dict(edus)
         self._acls = acls
         # origin -> (transaction ID, its answer to come) while in flight
         self._active: dict[str, tuple[str, asyncio.Future[JsonDict]]] = {}
         self._answers: LruCache[tuple[str, str], JsonDict] = LruCache(ANSWERS_CACHED)
+        self._prune: LoopingCall | None = None
+
+    def start(self) -> None:
+        self._prune = self._clock.looping_call(self._prune_answers, PRUNE_INTERVAL_S)
+
+    async def shutdown(self) -> None:
+        if self._prune is not None:
+            self._prune.stop()
+            self._prune = None
+
+    async def _prune_answers(self) -> None:
+        await self._store.delete_older_than(self._clock.time_msec() - ANSWERS_KEPT_MS)
 
     def set_pdu_handler(self, pdus: PduHandler) -> None:
         """Plug in the PDU half (the room DAG's)."""
@@ -142,6 +166,11 @@ class TransactionHandler(ServiceBase):
 
     async def _process(self, txn: Transaction) -> JsonDict:
         try:
+            stored = await self._store.get_answer(txn.origin, txn.txn_id)
+            if stored is not None:
+                answered: JsonDict = orjson.loads(stored)
+                self._answers.set((txn.origin, txn.txn_id), answered)
+                return answered
             pdus, pdu_results = await self._acls.refuse_pdus(txn.origin, txn.pdus)
             pdu_results.update(await self.pdus.handle_pdus(txn.origin, pdus))
             for edu in txn.edus:
@@ -156,6 +185,9 @@ class TransactionHandler(ServiceBase):
                 except MatrixError as e:
                     logger.info("EDU %s from %s refused: %s", edu["edu_type"], txn.origin, e)
             result: JsonDict = {"pdus": pdu_results}
+            await self._store.set_answer(
+                txn.origin, txn.txn_id, orjson.dumps(result).decode(), self._clock.time_msec()
+            )
             self._answers.set((txn.origin, txn.txn_id), result)
             return result
         finally:
