@@ -144,7 +144,8 @@ class InboundEdus:
 
     async def on_presence(self, origin: str, content: Mapping[str, Any]) -> None:
         pushes = content.get("push")
-        if not isinstance(pushes, list):
+        # With `presence.enabled: false` nothing would be kept: skip the room lookups.
+        if not isinstance(pushes, list) or not self._presence.enabled:
             return
         for push in pushes[:MAX_ITEMS_PER_EDU]:
             if not isinstance(push, Mapping):
