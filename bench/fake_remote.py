@@ -236,10 +236,14 @@ class FakeRemote:
                 raise RuntimeError(f"{method} {path} to {destination}: {resp.status} {answer!r}")
             return orjson.loads(answer)
 
-    async def send_transaction(self, destination: str, events: list[Event]) -> dict[str, Any]:
-        """PUT one `/send` transaction; its answer's per-PDU results."""
-        self._txn += 1
-        txn_id = f"{now_ms()}-{self._txn}"
+    async def send_transaction(
+        self, destination: str, events: list[Event], txn_id: str | None = None
+    ) -> dict[str, Any]:
+        """PUT one `/send` transaction (a retry when given the ID of one
+        sent before); its answer's per-PDU results."""
+        if txn_id is None:
+            self._txn += 1
+            txn_id = f"{now_ms()}-{self._txn}"
         body = {
             "origin": self.server_name,
             "origin_server_ts": now_ms(),

@@ -215,9 +215,9 @@ async def workload(
         return result
 
 
-async def run_hamlet(
-    root: Path, tls: SelfSigned, remote: FakeRemote, pdus: int, members: int
-) -> dict[str, Any]:
+def hamlet_receiver(root: Path, tls: SelfSigned) -> tuple[list[str], str, str]:
+    """`hamlet serve` on SQLite in `root`, federating over TLS on loopback:
+    its command line, client API base URL and server name."""
     fed_port, client_port = free_port(), free_port()
     loopback = ["127.0.0.1"]
     config = hamlet_config(
@@ -240,10 +240,16 @@ async def run_hamlet(
         federation_ip_range_blacklist=[],
         rc_federation={"window_size": 1000, "sleep_limit": 1000, "reject_limit": 1000},
     )
-    base = f"http://127.0.0.1:{client_port}"
     argv = [sys.executable, "-m", "hamlet.cli", "serve", "--config", str(config)]
+    return argv, f"http://127.0.0.1:{client_port}", f"127.0.0.1:{fed_port}"
+
+
+async def run_hamlet(
+    root: Path, tls: SelfSigned, remote: FakeRemote, pdus: int, members: int
+) -> dict[str, Any]:
+    argv, base, server_name = hamlet_receiver(root, tls)
     async with served(argv, base) as proc:
-        receiver = Receiver("hamlet-sqlite", f"127.0.0.1:{fed_port}", base, proc.pid, SECRET)
+        receiver = Receiver("hamlet-sqlite", server_name, base, proc.pid, SECRET)
         return await workload(remote, receiver, pdus, members)
 
 

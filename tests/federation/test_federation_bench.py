@@ -6,24 +6,13 @@ server: two transactions of PDUs in, then a join of a 20-member room.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "federation.py"
+from tests.federation.bench_support import run_bench
 
 
 def test_the_hamlet_half_at_toy_size() -> None:
-    result = subprocess.run(
-        [sys.executable, str(BENCH), "--pdus", "100", "--members", "20", "--skip-synapse"],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    (hamlet,) = run_bench(
+        "federation.py", "--pdus", "100", "--members", "20", "--skip-synapse", timeout_s=120
     )
-    assert result.returncode == 0, result.stderr
-    (line,) = result.stdout.splitlines()
-    hamlet = json.loads(line)
     assert hamlet["server"] == "hamlet-sqlite"
     assert (hamlet["persisted"], hamlet["refused"]) == (100, 0)
     assert hamlet["send_pdus_per_s"] > 0
