@@ -232,3 +232,29 @@ async def test_a_stuck_origin_blocks_no_other_origin(
     assert not stuck.done()
     hold.release.set()
     await stuck
+
+
+async def test_a_hanging_destination_holds_the_healthy_slots_only_once(
+    make_hs_config: Any,
+) -> None:
+    # One transaction in flight for destinations in good standing.
+    limits = {"max_concurrent_federation_transactions": 1}
+    h = await start_harness([make_hs_config(federation=FEDERATION, limits=limits)])
+    try:
+        transport = attach(h.hs, FaultyTransport(modes={BAD: HANG}))
+        alice = await make_user(h, "alice")
+        room = await room_with_remotes(h, alice, BAD, GOOD)
+        one = Tenant(h.hs, transport, alice, [room])
+        # BAD's first try holds the slot until client_timeout cuts it off...
+        await say(one, room, "first")
+        await advance(5)
+        assert transport.tries(BAD)
+        assert bodies(transport.to(GOOD)) == ["first"]
+        # ... but its retries and its tries after a backoff take the pool of
+        # failing destinations: GOOD gets every event at once meanwhile.
+        for i in range(40):
+            await assert_prompt(one, room, f"m{i}")
+            await advance(2)
+        assert len(transport.tries(BAD)) >= 4
+    finally:
+        await h.close()

@@ -60,8 +60,12 @@ class SenderShared:
     store: FederationOutboxStore
     config: FederationConfig
     policy: RetryPolicy
-    # The tenant's cap on transactions in flight, all destinations together.
+    # The tenant's cap on transactions in flight to destinations in good
+    # standing, all together; destinations that failed lately (retrying a
+    # transaction or backed off) share a pool of their own, so a set of
+    # hanging servers cannot hold up the healthy ones past their first try.
     slots: asyncio.Semaphore
+    suspect_slots: asyncio.Semaphore
     load_pdus: Callable[[Sequence[str]], Awaitable[list[JsonDict]]]
     transport: TransactionTransport | None = None
     txn_counter: int = field(default=0)
@@ -281,7 +285,8 @@ class DestinationQueue:
             if attempt:
                 await s.clock.sleep(s.policy.long_retry_delay_s(attempt - 1))
             try:
-                async with s.slots:
+                suspect = attempt > 0 or self.timings.failing
+                async with s.suspect_slots if suspect else s.slots:
                     response = await with_timeout(
                         transport.put_json(self.destination, path, body, timeout_ms=timeout_ms),
                         timeout_ms / 1000,

@@ -115,6 +115,7 @@ class FederationSender(ServiceBase):
             config=config,
             policy=RetryPolicy(config, rng),
             slots=asyncio.Semaphore(max_in_flight),
+            suspect_slots=asyncio.Semaphore(max(1, max_in_flight // 2)),
             load_pdus=self._load_pdus,
             transport=transport,
         )
