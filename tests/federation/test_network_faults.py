@@ -14,6 +14,7 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -22,7 +23,7 @@ from hamlet.handlers.federation.client import FederationUnavailableError
 from hamlet.homeserver import HomeServer
 from tests.conftest import advance, settle
 from tests.federation.conftest import StartServers
-from tests.federation.inbound_support import send_txn, shared_room, sync, txn
+from tests.federation.inbound_support import client, send_txn, shared_room, sync, txn
 from tests.federation.outbox_support import (
     DOWN,
     HANG,
@@ -258,3 +259,45 @@ async def test_a_hanging_destination_holds_the_healthy_slots_only_once(
         assert len(transport.tries(BAD)) >= 4
     finally:
         await h.close()
+
+
+async def test_catch_up_between_two_tenants_fills_the_gaps(
+    make_hs_config: Any, start_servers: StartServers, transport: HarnessTransport
+) -> None:
+    """End to end: b.test cannot reach a.test for minutes while its rooms
+    move on; once a.test answers, b.test sends each room's newest event and
+    a.test fetches the rest with /get_missing_events: alice sees everything."""
+    a, b = "a.test", "b.test"
+    h = await start_servers(
+        make_hs_config(a, federation=FEDERATION), make_hs_config(b, federation=FEDERATION)
+    )
+    for name in (a, b):
+        hs = h.servers[name]
+        hs.federation_sender.attach_transport(transport.signed_by(name, hs.signing_key))
+    bob = await make_user(h, "bob", host=b)
+    alice = await make_user(h, "alice", host=a)
+    rooms = []
+    for i in range(2):
+        body = {"preset": "public_chat", "room_alias_name": f"r{i}"}
+        rooms.append((await client(h, b, "POST", "/createRoom", bob, body)).json["room_id"])
+        joined = await client(h, a, "POST", f"/join/{quote(f'#r{i}:b.test')}", alice, {})
+        assert joined.status == 200, joined.json
+
+    transport.down.add(a)
+    for n in range(6):
+        for i, room in enumerate(rooms):
+            body = {"msgtype": "m.text", "body": f"r{i}-{n}"}
+            resp = await client(
+                h, b, "PUT", f"/rooms/{room}/send/m.room.message/{i}-{n}", bob, body
+            )
+            assert resp.status == 200, resp.json
+        await advance(30)
+    queue = h.servers[b].federation_sender.queue(a)
+    assert queue is not None and queue.catching_up
+
+    transport.down.discard(a)
+    await advance(170)
+    for i, room in enumerate(rooms):
+        resp = await client(h, a, "GET", f"/rooms/{room}/messages?dir=b&limit=50", alice)
+        got = [e["content"]["body"] for e in resp.json["chunk"] if e["type"] == "m.room.message"]
+        assert got == [f"r{i}-{n}" for n in reversed(range(6))], got
