@@ -165,7 +165,8 @@ class RestrictedJoins:
         Otherwise the user ID to put in `join_authorised_via_users_server`;
         403 if the user is in none of the allowed rooms, 400
         M_UNABLE_TO_AUTHORISE_JOIN if that user is another server's and we
-        are not in every allowed room to tell, 400 M_UNABLE_TO_GRANT_JOIN if
+        are not in every allowed room to tell (their membership in a room
+        we are not in does not count: we no longer hear of it), 400 M_UNABLE_TO_GRANT_JOIN if
         no local member can vouch for them.
         """
         auth_state = await self.state.get_current_state(
@@ -177,20 +178,22 @@ class RestrictedJoins:
         if not has_restricted_join_rule(version, rule if isinstance(rule, str) else None):
             return None
         allowed = allowed_room_ids(content)
-        if not await self.user_in_any_room(user_id, allowed):
-            if not user_id.endswith(":" + self.server_name):
-                # Another server's user may be in an allowed room we are not in.
-                for allowed_id in allowed:
-                    if self.server_name not in await self.rooms.get_joined_hosts(allowed_id):
-                        raise MatrixError(
-                            400,
-                            "M_UNABLE_TO_AUTHORISE_JOIN",
-                            f"Unable to check if {user_id} is in allowed rooms.",
-                        )
+        suffix = ":" + self.server_name
+        known = allowed
+        if not user_id.endswith(suffix):
+            # Another server's membership in a room none of our users is in
+            # (any longer) is stale or unknown to us: we cannot tell.
+            known = [r for r in allowed if self.server_name in await self.rooms.get_joined_hosts(r)]
+        if not await self.user_in_any_room(user_id, known):
+            if len(known) < len(allowed):
+                raise MatrixError(
+                    400,
+                    "M_UNABLE_TO_AUTHORISE_JOIN",
+                    f"Unable to check if {user_id} is in allowed rooms.",
+                )
             raise ForbiddenError(
                 "You do not belong to any of the required rooms/spaces to join this room."
             )
-        suffix = ":" + self.server_name
         local = [
             m.user_id for m in await self.rooms.get_members(room_id) if m.user_id.endswith(suffix)
         ]
