@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import settle
 from tests.federation.conftest import StartServers
 from tests.federation.inbound_support import client, signed_request
-from tests.federation.two_servers import V1, A, B
+from tests.federation.two_servers import V1, A, B, start_federating
 from tests.support.federation import HarnessTransport
 from tests.support.harness import Harness, Response
 from tests.support.users import TestUser, make_user
@@ -28,11 +28,8 @@ C = "c.test"
 async def h(
     make_hs_config: Any, start_servers: StartServers, transport: HarnessTransport
 ) -> Harness:
-    h = await start_servers(make_hs_config(A), make_hs_config(B), make_hs_config(C))
-    for name in (A, B, C):
-        hs = h.servers[name]
-        hs.federation_sender.attach_transport(transport.signed_by(name, hs.signing_key))
-    return h
+    configs = (make_hs_config(A), make_hs_config(B), make_hs_config(C))
+    return await start_federating(start_servers, transport, *configs)
 
 
 async def _room(h: Harness, host: str, owner: TestUser, **body: Any) -> str:
@@ -40,6 +37,19 @@ async def _room(h: Harness, host: str, owner: TestUser, **body: Any) -> str:
     assert resp.status == 200, resp.json
     room: str = resp.json["room_id"]
     return room
+
+
+async def _space_and_club(
+    h: Harness, cat: TestUser, bob: TestUser, rule: str, **body: Any
+) -> tuple[str, str]:
+    """A space of c.test's, and a room of b.test's only its members may join."""
+    space = await _room(h, C, cat, preset="public_chat", creation_content={"type": "m.space"})
+    allow = [{"type": "m.room_membership", "room_id": space}]
+    rules = {"type": "m.room.join_rules", "content": {"join_rule": rule, "allow": allow}}
+    club = await _room(
+        h, B, bob, preset="private_chat", room_version="10", initial_state=[rules], **body
+    )
+    return space, club
 
 
 async def _join(h: Harness, host: str, user: TestUser, room: str, *via: str) -> tuple[int, Any]:
@@ -63,19 +73,7 @@ async def test_joins_to_a_room_restricted_to_a_remote_space(
     bob = await make_user(h, "bob", host=B)
     bea = await make_user(h, "bea", host=B)
     alice = await make_user(h, "alice", host=A)
-    space = await _room(h, C, cat, preset="public_chat", creation_content={"type": "m.space"})
-    allow = [{"type": "m.room_membership", "room_id": space}]
-    club = await _room(
-        h,
-        B,
-        bob,
-        preset="private_chat",
-        room_version="10",
-        initial_state=[
-            {"type": "m.room.join_rules", "content": {"join_rule": rule, "allow": allow}}
-        ],
-        invite=[cat.user_id],
-    )
+    space, club = await _space_and_club(h, cat, bob, rule, invite=[cat.user_id])
     await settle()
     # c.test is in the club by invitation; b.test is not in the space.
     assert (await _join(h, C, cat, club, B))[0] == 200
@@ -133,17 +131,7 @@ async def test_a_space_we_left_no_longer_vouches(h: Harness) -> None:
     bob = await make_user(h, "bob", host=B)
     bea = await make_user(h, "bea", host=B)
     dan = await make_user(h, "dan", host=A)
-    space = await _room(h, C, cat, preset="public_chat", creation_content={"type": "m.space"})
-    allow = [{"type": "m.room_membership", "room_id": space}]
-    club = await _room(
-        h,
-        B,
-        bob,
-        preset="private_chat",
-        initial_state=[
-            {"type": "m.room.join_rules", "content": {"join_rule": "restricted", "allow": allow}}
-        ],
-    )
+    space, club = await _space_and_club(h, cat, bob, "restricted")
     assert (await _join(h, B, bea, space, C))[0] == 200
     assert (await _join(h, A, dan, space, C))[0] == 200
     assert dan.user_id in await _joined(h, B, bea, space)
