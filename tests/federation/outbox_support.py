@@ -35,9 +35,10 @@ async def presence_harness(make_hs_config) -> AsyncIterator[Harness]:  # type: i
 class RemoteHttpError(Exception):
     """What the real client raises for a remote server's error answer."""
 
-    def __init__(self, status: int, errcode: str = "M_UNKNOWN") -> None:
+    def __init__(self, status: int, errcode: str = "M_UNKNOWN", **fields: Any) -> None:
         super().__init__(f"{status} {errcode}")
         self.status = status
+        self.body: JsonDict = {"errcode": errcode, **fields}
 
 
 @dataclass
@@ -71,6 +72,8 @@ class FakeTransport:
             await asyncio.get_running_loop().create_future()
         if isinstance(mode, int):
             raise RemoteHttpError(mode)
+        if isinstance(mode, RemoteHttpError):
+            raise mode
         self.delivered.append(sent)
         return self.response
 

@@ -14,6 +14,7 @@ from tests.federation.outbox_support import (
     HANG,
     OK,
     FakeTransport,
+    RemoteHttpError,
     attach,
     bodies,
     join_remote,
@@ -109,21 +110,64 @@ async def test_http_errors(fh: Harness) -> None:
     alice = await make_user(fh, "alice")
     room = await room_with_remotes(fh, alice, REMOTE)
     await send_text(fh, alice, room, "one")
-    await settle()
-    # A 5xx answer backs off at once (no retries within the transaction).
-    assert len(transport.tries(REMOTE)) == 1
+    await advance(10)
+    # A 5xx answer is retried like a network failure (the same transaction,
+    # max_long_retries more times), then the destination is backed off.
+    tries = transport.tries(REMOTE)
+    assert len(tries) == 3 and len({t.txn_id for t in tries}) == 1
     assert (await timings(fh))[2] == 60_000
 
     # A 4xx answer: the server is up but refuses; no backoff, the PDUs are
     # dropped for catch-up and tried again when the room moves on.
     transport.modes[REMOTE] = 403
     await advance(70)
-    assert len(transport.tries(REMOTE)) == 2
+    assert len(transport.tries(REMOTE)) == 4
     assert await timings(fh) == (None, 0, 0)
     transport.modes[REMOTE] = OK
     await send_text(fh, alice, room, "two")
     await settle()
     assert bodies(transport.to(REMOTE)) == ["two"]
+
+
+async def test_a_5xx_then_success_within_the_transaction_avoids_backoff(fh: Harness) -> None:
+    transport = attach(fh.hs, FakeTransport(modes={REMOTE: 503}))
+    alice = await make_user(fh, "alice")
+    room = await room_with_remotes(fh, alice, REMOTE)
+    await send_text(fh, alice, room, "one")
+    await settle()
+    transport.modes[REMOTE] = OK
+    await advance(6)
+    assert bodies(transport.to(REMOTE)) == ["one"]
+    assert len({t.txn_id for t in transport.tries(REMOTE)}) == 1
+    assert await timings(fh) == (None, 0, 0)
+
+
+async def test_a_429_waits_at_least_retry_after_ms(fh: Harness) -> None:
+    limited = RemoteHttpError(429, "M_LIMIT_EXCEEDED", retry_after_ms=30_000)
+    transport = attach(fh.hs, FakeTransport(modes={REMOTE: limited}))
+    alice = await make_user(fh, "alice")
+    room = await room_with_remotes(fh, alice, REMOTE)
+    await send_text(fh, alice, room, "one")
+    await settle()
+    assert len(transport.tries(REMOTE)) == 1
+    # The schedule alone would try again within ~1 s; the remote asked for 30 s.
+    await advance(25)
+    assert len(transport.tries(REMOTE)) == 1
+    await advance(10)
+    assert len(transport.tries(REMOTE)) == 2
+    await advance(35)
+    assert len(transport.tries(REMOTE)) == 3
+    assert (await timings(fh))[2] == 60_000  # then backed off as usual
+
+    # A retry_after_ms longer than the longest backoff is capped there.
+    transport.modes[REMOTE] = RemoteHttpError(429, retry_after_ms=10**12)
+    await advance(60 + 10)
+    assert len(transport.tries(REMOTE)) == 4
+    await advance(300 + 10)
+    assert len(transport.tries(REMOTE)) == 5
+    transport.modes[REMOTE] = OK
+    await advance(2 * 300 + 10)
+    assert bodies(transport.to(REMOTE)) == ["one"]
 
 
 async def test_restart_keeps_the_backoff_then_catches_up(fh: Harness) -> None:

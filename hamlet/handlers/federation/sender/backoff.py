@@ -1,9 +1,10 @@
 """Retry timing, from Synapse's `federation:` keys.
 
 Two levels, as in Synapse. Within one transaction, a network failure or a
-timeout is tried again `max_long_retries` times, after 4 s, 16 s, 64 s...
-capped at `max_long_retry_delay`. A transaction that still fails (or that
-the remote answers with 5xx or 429) backs the whole destination off:
+timeout, or a 5xx or 429 answer, is tried again `max_long_retries` times,
+after 4 s, 16 s, 64 s... capped at `max_long_retry_delay` (a 429's
+`retry_after_ms` is waited at least). A transaction that still fails backs
+the whole destination off:
 `destination_min_retry_interval` the first time, then the previous interval
 times `destination_retry_multiplier`, capped at
 `destination_max_retry_interval`. Both are jittered (x0.8 to x1.4, the cap
@@ -51,15 +52,17 @@ class RetryPolicy:
         delay_ms = min(1000 << (2 * (attempt + 1)), self.config.max_long_retry_delay)  # 4^n s
         return delay_ms * self._jitter() / 1000
 
-    def after_failure(self, old: RetryTimings, now_ms: int) -> RetryTimings:
-        """The destination's state after one more failed transaction."""
+    def after_failure(self, old: RetryTimings, now_ms: int, at_least_ms: int = 0) -> RetryTimings:
+        """The destination's state after one more failed transaction
+        (`at_least_ms`: what its last 429 asked us to wait)."""
         c = self.config
         if old.retry_interval:
             interval = int(old.retry_interval * c.destination_retry_multiplier * self._jitter())
         else:
             interval = c.destination_min_retry_interval
         interval = max(
-            c.destination_min_retry_interval, min(interval, c.destination_max_retry_interval)
+            c.destination_min_retry_interval,
+            min(max(interval, at_least_ms), c.destination_max_retry_interval),
         )
         failure_ts = old.failure_ts if old.failure_ts is not None else now_ms
         return RetryTimings(failure_ts, now_ms, interval)

@@ -24,7 +24,11 @@ import orjson
 from hamlet.config.model import FederationConfig
 from hamlet.core.canonical_json import JsonDict
 from hamlet.handlers.federation.sender.backoff import RetryPolicy, RetryTimings
-from hamlet.handlers.federation.sender.transport import TransactionTransport, http_status
+from hamlet.handlers.federation.sender.transport import (
+    TransactionTransport,
+    http_status,
+    retry_after_ms,
+)
 from hamlet.runtime.clock import Clock, DelayedCall
 from hamlet.runtime.timeout import with_timeout
 from hamlet.storage.stores.federation_outbox import (
@@ -48,7 +52,7 @@ MAX_QUEUED_EDUS = 5000
 class Outcome(enum.Enum):
     SENT = "sent"
     REJECTED = "rejected"  # the destination answered 4xx: up, but refusing this
-    FAILED = "failed"  # unreachable, timing out, 5xx or 429: back it off
+    FAILED = "failed"  # unreachable, timing out, 5xx or 429 at every try: back it off
 
 
 @dataclass(slots=True)
@@ -91,6 +95,8 @@ class DestinationQueue:
         self._running = False
         self._again = False
         self._retry_timer: DelayedCall | None = None
+        # What the last 429 of the transaction in flight asked us to wait (ms).
+        self._asked_wait_ms = 0
         self.transactions_sent = 0
 
     # --- state ---
@@ -244,7 +250,9 @@ class DestinationQueue:
             self.timings = RetryTimings()
             await self._drop_pdus()
             return False
-        self.timings = self._s.policy.after_failure(self.timings, self._s.clock.time_msec())
+        self.timings = self._s.policy.after_failure(
+            self.timings, self._s.clock.time_msec(), self._asked_wait_ms
+        )
         t = self.timings
         await self._s.store.set_retry_timings(
             self.destination, t.failure_ts, t.retry_last_ts, t.retry_interval
@@ -281,9 +289,16 @@ class DestinationQueue:
         }
         path = f"/_matrix/federation/v1/send/{quote(txn_id, safe='')}"
         timeout_ms = s.config.client_timeout
+        self._asked_wait_ms = 0
         for attempt in range(s.config.max_long_retries + 1):
             if attempt:
-                await s.clock.sleep(s.policy.long_retry_delay_s(attempt - 1))
+                # A 429's retry_after_ms is honoured, up to the longest
+                # backoff (a remote server does not get to park the queue).
+                delay_s = max(
+                    s.policy.long_retry_delay_s(attempt - 1),
+                    min(self._asked_wait_ms, s.config.destination_max_retry_interval) / 1000,
+                )
+                await s.clock.sleep(delay_s)
             try:
                 suspect = attempt > 0 or self.timings.failing
                 async with s.suspect_slots if suspect else s.slots:
@@ -296,22 +311,23 @@ class DestinationQueue:
                 raise
             except Exception as e:
                 status = http_status(e)
-                if status is None:
-                    logger.info(
-                        "Transaction %s to %s failed (try %d): %r",
-                        txn_id,
-                        self.destination,
-                        attempt + 1,
-                        e,
-                    )
-                    continue
-                if 400 <= status < 500 and status != 429:
+                if status is not None and 400 <= status < 500 and status != 429:
                     logger.warning(
                         "%s refused transaction %s (%d): %r", self.destination, txn_id, status, e
                     )
                     return Outcome.REJECTED
-                logger.info("%s answered %d to transaction %s", self.destination, status, txn_id)
-                return Outcome.FAILED
+                # Unreachable, timing out, 5xx or 429: the same transaction
+                # is tried again (as Synapse does) before backing off.
+                self._asked_wait_ms = (retry_after_ms(e) or 0) if status == 429 else 0
+                logger.info(
+                    "Transaction %s to %s failed (try %d): %r",
+                    txn_id,
+                    self.destination,
+                    attempt + 1,
+                    e,
+                )
+                continue
+            self._asked_wait_ms = 0
             _log_pdu_errors(self.destination, txn_id, response)
             return Outcome.SENT
         return Outcome.FAILED

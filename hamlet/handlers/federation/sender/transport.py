@@ -27,3 +27,13 @@ def http_status(error: BaseException) -> int | None:
         if isinstance(value, int) and not isinstance(value, bool) and 100 <= value <= 599:
             return value
     return None
+
+
+def retry_after_ms(error: BaseException) -> int | None:
+    """The `retry_after_ms` of a remote server's 429 answer (a JSON body on
+    the error, as the federation client keeps it), if it gave a sane one."""
+    body = getattr(error, "body", None)
+    value = body.get("retry_after_ms") if isinstance(body, dict) else None
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    return None
