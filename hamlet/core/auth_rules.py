@@ -515,12 +515,26 @@ def redaction_allowed(redaction: Event, original: Event | None, auth_state: Auth
     True when the redacting sender has the redact level, or (given the
     original event) both senders are on the same server.
     """
-    level = get_user_power_level(redaction.sender, auth_state)
-    if level >= get_named_level(get_power_levels_content(auth_state), "redact"):
+    if may_redact_others(redaction.sender, auth_state):
         return True
     if original is None:
         return False
     return _domain(original.sender) == _domain(redaction.sender)
+
+
+def may_redact_others(user_id: str, auth_state: AuthState) -> bool:
+    """Whether `user_id` has the room's redact power level."""
+    level = get_user_power_level(user_id, auth_state)
+    return level >= get_named_level(get_power_levels_content(auth_state), "redact")
+
+
+def earlier_redaction_applies(original: Event, redacter: str, redacter_may_redact: bool) -> bool:
+    """Whether a redaction stored before the event it names applies to it
+    (the federation rule of `redaction_allowed`, with the redacter's power
+    level from the redaction's own state)."""
+    if original.type == "m.room.create":
+        return False
+    return redacter_may_redact or _domain(original.sender) == _domain(redacter)
 
 
 def user_may_redact(user_id: str, original_sender: str, auth_state: AuthState) -> bool:

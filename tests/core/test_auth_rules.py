@@ -10,6 +10,8 @@ from hamlet.core.auth_rules import (
     auth_check,
     auth_types_for_event,
     check_auth_events,
+    earlier_redaction_applies,
+    may_redact_others,
     redaction_allowed,
     user_may_redact,
 )
@@ -581,6 +583,20 @@ def test_redaction_auth_only_uses_events_levels(rv: RoomVersion) -> None:
         "",
     )
     refused(room, room.make("m.room.redaction", BOB, {}, redacts=target.event_id))
+
+
+@BOTH
+def test_a_redaction_stored_before_its_event(rv: RoomVersion) -> None:
+    room = pl_room(rv, redact=100)
+    target = room.send("m.room.message", BOB, {"body": "x"})
+    # Kept with the redaction: whether its sender had the redact level then.
+    assert may_redact_others(ALICE, room.state) and not may_redact_others("@eve:other", room.state)
+    assert earlier_redaction_applies(target, ALICE, True)
+    assert earlier_redaction_applies(target, CAROL, False)  # same server as bob
+    assert not earlier_redaction_applies(target, "@eve:other", False)
+    assert earlier_redaction_applies(target, "@eve:other", True)
+    create = room.state[("m.room.create", "")]
+    assert not earlier_redaction_applies(create, ALICE, True)
 
 
 @BOTH

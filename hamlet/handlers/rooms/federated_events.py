@@ -31,6 +31,8 @@ from hamlet.core.auth_rules import (
     auth_check,
     auth_types_for_event,
     check_auth_events,
+    earlier_redaction_applies,
+    may_redact_others,
     redaction_allowed,
 )
 from hamlet.core.dag import MAX_RECEIVED_AUTH_EVENTS, MAX_RECEIVED_PREV_EVENTS
@@ -142,18 +144,26 @@ class FederatedEventHandler:
                     outcome=Outcome(rejected_reason=rejection),
                     backfill_at=backfill_at,
                 )
-            apply = event.redacts is not None and await self._redaction_applies(event, auth_state)
-            if backfill_at is not None:
-                return await self.persister.persist(
-                    event, version, before, apply_redaction=apply, backfill_at=backfill_at
-                )
-            if not own_join and await self._fails_current_state(version, event):
+            if (
+                backfill_at is None
+                and not own_join
+                and await self._fails_current_state(version, event)
+            ):
                 logger.info("Soft-failing %s", event.event_id)
                 return await self.persister.persist(
                     event, version, before, outcome=Outcome(soft_failed=True)
                 )
+            redacts = event.redacts is not None
             return await self.persister.persist(
-                event, version, before, apply_redaction=apply, only_extremity=own_join
+                event,
+                version,
+                before,
+                apply_redaction=redacts and await self._redaction_applies(event, auth_state),
+                # Kept for the event it names, should that come later.
+                redaction_power=may_redact_others(event.sender, auth_state) if redacts else None,
+                redacted_by=await self._earlier_redaction(event),
+                backfill_at=backfill_at,
+                only_extremity=own_join,
             )
 
     async def persist_outliers(self, events: Sequence[Event]) -> list[StoredEvent]:
@@ -295,6 +305,14 @@ class FederatedEventHandler:
         if original.event.type == "m.room.create":
             return False
         return redaction_allowed(event, original.event, auth_state)
+
+    async def _earlier_redaction(self, event: Event) -> str | None:
+        """A redaction of `event` we accepted before we had it, if one applies."""
+        pending = await self.events_store.get_pending_redactions(event.event_id, event.room_id)
+        for redaction_id, redacter, may_redact in pending:
+            if earlier_redaction_applies(event, redacter, may_redact):
+                return redaction_id
+        return None
 
 
 def _too_many_references(event: Event) -> str | None:

@@ -302,6 +302,8 @@ class EventPersister(ServiceBase):
         outcome: Outcome = ACCEPTED,
         txn: tuple[str, str, str] | None = None,
         apply_redaction: bool = False,
+        redaction_power: bool | None = None,
+        redacted_by: str | None = None,
         fresh: bool = False,
         backfill_at: int | None = None,
         only_extremity: bool = False,
@@ -311,6 +313,9 @@ class EventPersister(ServiceBase):
         so no stored event can name it as a prev_event. `backfill_at`: old
         history, stored at that (reserved) position, which changes neither
         the room's extremities nor its current state and wakes no one.
+        `redaction_power`: keep this redaction for an event it names that
+        comes later (whether its sender has the redact level);
+        `redacted_by`: an earlier redaction that applies to this event.
         `only_extremity`: the room's forward extremities are this event
         alone, so the current state is the state after it (our join of a
         room we had left: what we held of it is stale)."""
@@ -373,12 +378,19 @@ class EventPersister(ServiceBase):
             replaces_outlier=not fresh,
             current_state=current,
             apply_redaction=apply_redaction and in_timeline,
+            redaction_power=redaction_power if in_timeline else None,
+            redacted_by=redacted_by if in_timeline else None,
         )
         await self._store(request, in_flight=backfill_at is None)
+        served = event
+        if request.redacted_by is not None:
+            served = Event(
+                event.get_redacted_pdu_json(), event.room_version, event_id=event.event_id
+            )
         stored = StoredEvent(
             stream,
-            event,
-            None,
+            served,
+            request.redacted_by,
             state_group,
             request.replaces_state,
             outlier=request.outlier,

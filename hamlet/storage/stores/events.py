@@ -124,6 +124,11 @@ class PersistRequest:
     current_state: CurrentStateDelta | None = None
     #: Whether a redaction takes effect (marks the event it redacts).
     apply_redaction: bool = False
+    #: A redaction kept by the event it names (for an event that comes
+    #: later): whether its sender had the redact power level.
+    redaction_power: bool | None = None
+    #: A redaction stored earlier that applies to this event.
+    redacted_by: str | None = None
     out_of_band: OutOfBandMembership | None = None
 
 
@@ -314,6 +319,18 @@ class EventsStore:
                 (ev.event_id, ev.redacts, ev.room_id),
             )
             await unindex_event(txn, self.db.engine, ev.redacts, ev.room_id)
+        if req.redaction_power is not None and ev.redacts is not None:
+            await txn.execute(
+                "INSERT INTO redactions (event_id, redacts, room_id, sender, sender_may_redact)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
+                (ev.event_id, ev.redacts, ev.room_id, ev.sender, req.redaction_power),
+            )
+        if req.redacted_by is not None:
+            await txn.execute(
+                "UPDATE dag_events SET redacted_by = ? WHERE event_id = ?",
+                (req.redacted_by, ev.event_id),
+            )
+            await unindex_event(txn, self.db.engine, ev.event_id, ev.room_id)
 
     async def _write_group(self, txn: Transaction, room_id: str, group: NewStateGroup) -> None:
         await txn.execute(
@@ -477,6 +494,21 @@ class EventsStore:
             )
             chain.update(str(r[0]) for r in rows)
         return chain
+
+    async def get_pending_redactions(
+        self, event_id: str, room_id: str
+    ) -> list[tuple[str, str, bool]]:
+        """Accepted redactions of `event_id` in `room_id`: (redaction ID,
+        sender, whether the sender had the redact level), oldest first."""
+        rows = await self.db.fetchall(
+            "get_pending_redactions",
+            "SELECT r.event_id, r.sender, r.sender_may_redact FROM redactions r"
+            " JOIN dag_events e ON e.event_id = r.event_id"
+            " WHERE r.redacts = ? AND r.room_id = ? ORDER BY e.stream_ordering LIMIT 20",
+            event_id,
+            room_id,
+        )
+        return [(str(r[0]), str(r[1]), bool(r[2])) for r in rows]
 
     async def has_timeline_children(self, event_id: str) -> bool:
         """Whether an accepted timeline event names `event_id` as a prev_event."""
