@@ -12,6 +12,8 @@ import pytest
 from tests.federation.conftest import StartServers
 from tests.federation.dag_support import messages_back, pdu_of, room_joined_over_federation, say
 from tests.federation.inbound_support import client, send_txn, txn
+from tests.rooms.helpers import create_room
+from tests.rooms.remote_support import RemoteServer
 from tests.support.federation import HarnessTransport
 from tests.support.harness import Harness
 from tests.support.users import TestUser, make_user
@@ -82,3 +84,45 @@ async def test_an_event_backfilled_after_its_redaction_is_served_redacted(
     )
     assert search.status == 200, search.json
     assert search.json["search_categories"]["room_events"]["results"] == []
+
+
+async def test_an_earlier_redaction_applies_only_when_allowed(harness: Harness) -> None:
+    hs = harness.hs
+    alice = await make_user(harness, "alice")
+    r1, r2 = RemoteServer("r1.example"), RemoteServer("r2.example")
+    moderator, mallory = r2.user("eve"), r2.user("mallory")
+    room = await create_room(
+        harness,
+        alice,
+        preset="public_chat",
+        power_level_content_override={"users": {alice.user_id: 100, moderator: 50}},
+    )
+    bob_join = (await r1.join(hs, room, "bob")).event.event_id
+    await r2.join(hs, room, "eve")
+    await r2.join(hs, room, "mallory")
+    # bob's messages, which reach us only after the redactions of them.
+    late = [
+        await r1.make(
+            hs,
+            room,
+            r1.user("bob"),
+            "m.room.message",
+            {"msgtype": "m.text", "body": body},
+            prev_events=[bob_join],
+        )
+        for body in ("kept", "redacted")
+    ]
+    # Neither has the redact level of r2's mallory nor her server is bob's;
+    # r2's moderator has the level.
+    refused = await r2.make(hs, room, mallory, "m.room.redaction", {}, redacts=late[0].event_id)
+    allowed = await r2.make(hs, room, moderator, "m.room.redaction", {}, redacts=late[1].event_id)
+    for redaction in (refused, allowed):
+        assert (await r2.send(hs, redaction)).in_timeline
+    for event in late:
+        await r1.send(hs, event)
+    kept = await hs.events_store.get_event(late[0].event_id)
+    assert kept is not None and kept.redacted_by is None
+    assert kept.event.content["body"] == "kept"
+    gone = await hs.events_store.get_event(late[1].event_id)
+    assert gone is not None and gone.redacted_by == allowed.event_id
+    assert gone.event.content == {}
