@@ -272,8 +272,6 @@ def _build(ctx: Context, root: Section) -> HomeServerConfig | None:
             local=_ratelimit(rc_joins_s, "local", rc_joins.local),
             remote=_ratelimit(rc_joins_s, "remote", rc_joins.remote),
         )
-        if rc_joins_s.has("remote"):
-            rc_joins_s.unsupported("remote", "there is no federation yet, so no remote joins")
     rc_invites_s = root.section("rc_invites")
     rc_invites = InviteRateLimits()
     if rc_invites_s is not None:

@@ -538,14 +538,11 @@ def test_keys_that_change_nothing_warn() -> None:
             database={"name": "sqlite3", "txn_limit": 10, "args": {"database": "x.db"}},
             listeners=[{"port": 8008, "resources": [{"names": ["client", "openid"]}]}],
             rc_admin_redaction={"per_second": 1, "burst_count": 5},
-            rc_joins={"remote": {"per_second": 1, "burst_count": 5}},
         ),
         config_dir=Path("/srv"),
     )
     assert sorted(warnings) == sorted(
         [
-            "unsupported key 'rc_joins.remote' has no effect: there is no federation yet, "
-            "so no remote joins",
             "unsupported key 'database.txn_limit' has no effect: connections are never "
             "recycled after N transactions",
             "unsupported key 'listeners[0].resources[0].names' has no effect: 'openid' is "

@@ -9,7 +9,8 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.conftest import settle
+from tests.conftest import advance, settle
+from tests.federation.conftest import StartServers
 from tests.federation.inbound_support import client, sync
 from tests.federation.two_servers import V1, A, B, h
 from tests.support.federation import HarnessTransport, RemoteError
@@ -92,3 +93,31 @@ async def test_joins_that_must_fail(h: Harness, transport: HarnessTransport) -> 
     assert (no_via.status, no_via.json["errcode"]) == (404, "M_NOT_FOUND")
     malformed = await client(h, A, "POST", f"/join/{quote('!')}?via={B}", alice, {})
     assert (malformed.status, malformed.json["errcode"]) == (400, "M_INVALID_PARAM")
+
+
+async def test_rc_joins_remote_limits_joins_over_federation(
+    make_hs_config: Any, start_servers: StartServers, transport: HarnessTransport
+) -> None:
+    limit = {"rc_joins": {"remote": {"per_second": 0.1, "burst_count": 1}}}
+    h = await start_servers(make_hs_config(A, **limit), make_hs_config(B))
+    bob = await make_user(h, "bob", host=B)
+    alice = await make_user(h, "alice", host=A)
+    rooms = []
+    for _ in range(2):
+        resp = await client(h, B, "POST", "/createRoom", bob, {"preset": "public_chat"})
+        rooms.append(resp.json["room_id"])
+    joined = await client(h, A, "POST", f"/join/{rooms[0]}", alice, {})
+    assert joined.status == 200, joined.json
+    refused = await client(h, A, "POST", f"/join/{rooms[1]}", alice, {})
+    assert (refused.status, refused.json["errcode"]) == (429, "M_LIMIT_EXCEEDED")
+    assert 0 < refused.json["retry_after_ms"] <= 10_000
+    # Nothing was asked of B for the refused join.
+    assert transport.count("GET", B, f"{V1}/make_join/{rooms[1]}") == 0
+    # Local joins have limits of their own.
+    resp = await client(h, A, "POST", "/createRoom", alice, {"preset": "public_chat"})
+    carol = await make_user(h, "carol", host=A)
+    local = await client(h, A, "POST", f"/join/{resp.json['room_id']}", carol, {})
+    assert local.status == 200, local.json
+    await advance(10)
+    joined = await client(h, A, "POST", f"/join/{rooms[1]}", alice, {})
+    assert joined.status == 200, joined.json

@@ -42,6 +42,7 @@ async def join(req: ApiRequest) -> dict[str, Any]:
     invite = await req.hs.federation_invites.received_invite(requester.user_id, room_id)
     if invite is not None:
         servers = [*_via(req), get_domain_from_id(invite.sender), *servers]
+    await req.hs.room_ratelimits.remote_join(Sender.of(requester))
     await joins.join(requester.user_id, room_id, servers)
     return {"room_id": room_id}
 

@@ -29,6 +29,7 @@ class RoomRatelimiters(RatelimiterSet):
         self.overrides = overrides
         self.room_creation = make("rc_room_creation", config.rc_room_creation)
         self.joins_local = make("rc_joins.local", config.rc_joins.local)
+        self.joins_remote = make("rc_joins.remote", config.rc_joins.remote)
         self.joins_per_room = make("rc_joins_per_room", config.rc_joins_per_room)
         self.invites_per_room = make("rc_invites.per_room", config.rc_invites.per_room)
         self.invites_per_user = make("rc_invites.per_user", config.rc_invites.per_user)
@@ -37,6 +38,7 @@ class RoomRatelimiters(RatelimiterSet):
             self.messages,
             self.room_creation,
             self.joins_local,
+            self.joins_remote,
             self.joins_per_room,
             self.invites_per_room,
             self.invites_per_user,
@@ -69,6 +71,12 @@ class RoomRatelimiters(RatelimiterSet):
         if not sender.exempt_from_limits:
             await self.joins_local.ratelimit(sender.user_id)
             await self.joins_per_room.ratelimit(room_id)
+
+    async def remote_join(self, sender: Sender) -> None:
+        """A join of a room we are not in yet, over federation: `rc_joins.remote`
+        instead of the local limits (as Synapse), since the room is another's."""
+        if not sender.exempt_from_limits:
+            await self.joins_remote.ratelimit(sender.user_id)
 
     async def invite(self, sender: Sender, room_id: str, invitee: str) -> None:
         if not sender.exempt_from_limits:
