@@ -13,7 +13,7 @@ import logging
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from hamlet.core.filters import RoomEventFilter
 from hamlet.core.ids import UserID, is_room_id
@@ -214,6 +214,10 @@ class DeleteStatus:
         return out
 
 
+class Outbox(Protocol):
+    async def send_pending(self, timeout_s: float) -> None: ...
+
+
 class AdminRoomsHandler:
     def __init__(
         self,
@@ -246,6 +250,14 @@ class AdminRoomsHandler:
         self.history = history
         self._current_stream = current_stream
         self._deletes: dict[str, DeleteStatus] = {}
+        self._outbox: Outbox | None = None
+        self._outbox_timeout_s = 0.0
+
+    def set_outbox(self, outbox: Outbox, timeout_s: float) -> None:
+        """The federation sender, which must send the leaves of a deleted
+        room's local users before the purge (waiting at most `timeout_s`)."""
+        self._outbox = outbox
+        self._outbox_timeout_s = timeout_s
 
     def _is_mine(self, user_id: str) -> bool:
         return user_id.endswith(":" + self.server_name)
@@ -619,6 +631,8 @@ class AdminRoomsHandler:
                     raise MatrixError(
                         400, "M_UNKNOWN", f"Users are still joined to this room: {still_joined}"
                     )
+                if self._outbox is not None:
+                    await self._outbox.send_pending(self._outbox_timeout_s)
                 await self.purge_room(room_id)
         except Exception as e:
             logger.exception("Deletion %s of room %s failed", status.delete_id, room_id)

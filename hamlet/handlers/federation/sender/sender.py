@@ -46,6 +46,8 @@ logger = logging.getLogger(__name__)
 
 # Trim the EDU queues of failing destinations every this many EDUs.
 TRIM_EDUS_EVERY = 100
+#: How often `send_pending` looks whether the queues are done.
+PENDING_POLL_S = 0.05
 
 
 class StreamPosition(Protocol):
@@ -164,6 +166,26 @@ class FederationSender(ServiceBase):
 
     async def shutdown(self) -> None:
         """Timers and the worker belong to the Clock; queued work is in the database."""
+
+    async def send_pending(self, timeout_s: float) -> None:
+        """Wait, at most `timeout_s`, until the events written so far are
+        queued and every destination not backed off has taken its PDUs.
+
+        For events about to be purged (an admin's room deletion): a queue
+        loads each PDU when it sends it, so after the purge it could not.
+        """
+        deadline = self._clock.time_msec() + timeout_s * 1000
+        while self._clock.time_msec() < deadline and self._sending():
+            await self._clock.sleep(PENDING_POLL_S)
+
+    def _sending(self) -> bool:
+        if self._shared.transport is None or self._events_pos is None:
+            return False  # offline or not started: nothing leaves meanwhile
+        if self._working or self._event_rooms:
+            return True
+        return any(
+            queue.pending_pdus and not queue.timings.failing for queue in self._queues.values()
+        )
 
     # --- introspection ---
 

@@ -54,3 +54,5 @@ def build(
     )
     s.device_lists.attach_outbound(device_edus)
     s.to_device.attach_remote(device_edus)
+    # Built before us: a room it deletes has its leaves sent before the purge.
+    s.admin_rooms.set_outbox(s.federation_sender, ctx.config.federation.client_timeout / 1000)
