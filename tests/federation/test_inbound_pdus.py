@@ -10,7 +10,7 @@ import pytest
 
 from hamlet.core.events import Event
 from tests.federation.conftest import StartServers
-from tests.federation.inbound_support import client, send_txn, sync, txn
+from tests.federation.inbound_support import SEND, client, send_txn, signed_request, sync, txn
 from tests.rooms.remote_support import RemoteServer
 from tests.support.federation import HarnessTransport
 from tests.support.harness import Harness
@@ -126,3 +126,40 @@ async def test_content_that_fails_its_hash_is_kept_redacted(
     served = _timeline(await sync(h, B, bob), room)[-1]
     assert served["event_id"] == message.event_id
     assert served["content"] == {}
+
+
+async def test_hostile_transactions_leave_the_room_working(
+    h: Harness, transport: HarnessTransport
+) -> None:
+    """No 500, nothing stored, and a valid PDU after them is still accepted."""
+    bob, room, remote = await _room_on_b(h)
+    hs_b = h.servers[B]
+    await _alice_joins(h, transport, room, remote)
+    message = await remote.make(hs_b, room, ALICE, "m.room.message", {"body": "one of many"})
+    flood = [message.get_pdu_json(include_unsigned=False)] * 10_000
+    resp = await signed_request(h, A, B, "PUT", f"{SEND}/flood", content=txn(A, pdus=flood))
+    assert (resp.status, resp.json["errcode"]) == (400, "M_BAD_JSON")
+    assert await hs_b.events_store.get_event(message.event_id) is None
+    # Garbage bodies, and PDUs that are not objects or not events.
+    for body in (b"\xff\xfe", b'{"origin": "a.test", "pdus": [', b"[]" * 1000, b"null"):
+        resp = await signed_request(h, A, B, "PUT", f"{SEND}/g{len(body)}", body=body)
+        assert resp.status == 400 and resp.json["errcode"] in ("M_NOT_JSON", "M_BAD_JSON")
+    shapeless: list[Any] = [
+        None,
+        7,
+        [],
+        "x" * 1000,
+        {"room_id": room},
+        {"room_id": room, "depth": "x"},
+    ]
+    resp = await signed_request(h, A, B, "PUT", f"{SEND}/junk", content=txn(A, pdus=shapeless))
+    assert resp.status == 200, resp.json
+    assert all("error" in result for result in resp.json["pdus"].values())
+    # A PDU of a server that is not the transaction's origin.
+    other = RemoteServer(server_name="c.test")
+    stray = await other.make(hs_b, room, "@carol:c.test", "m.room.message", {"body": "stray"})
+    assert "error" in (await _send(h, transport, "t3", stray))[stray.event_id]
+    # After all that the room takes A's next event.
+    after = await remote.make(hs_b, room, ALICE, "m.room.message", {"body": "after"})
+    assert await _send(h, transport, "t4", after) == {after.event_id: {}}
+    assert _timeline(await sync(h, B, bob), room)[-1]["event_id"] == after.event_id

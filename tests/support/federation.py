@@ -30,6 +30,7 @@ from hamlet.core.xmatrix import sign_request
 from hamlet.handlers.common.service import BuildContext
 from hamlet.handlers.container import Services
 from hamlet.handlers.federation import services as federation
+from hamlet.handlers.federation.sender.transport import TransactionTransport
 from hamlet.homeserver import HomeServer
 from hamlet.runtime.timeout import with_timeout
 from tests.support.harness import Harness
@@ -188,6 +189,24 @@ class SignedTransport(_JsonRequests):
         return await self.network._request(
             method, destination, path, body, (self.origin, self.key), timeout_ms
         )
+
+
+@dataclass
+class Gate:
+    """A sender's way out that holds its transactions while closed: the
+    destination does not hear of something yet (open when made)."""
+
+    inner: TransactionTransport
+    open: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.open.set()
+
+    async def put_json(
+        self, destination: str, path: str, body: JsonDict, *, timeout_ms: int | None = None
+    ) -> JsonDict:
+        await self.open.wait()
+        return await self.inner.put_json(destination, path, body, timeout_ms=timeout_ms)
 
 
 def _build_federation(transport: HarnessTransport, ctx: BuildContext, s: Services) -> None:
