@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from hamlet.api.client.sync_json import presence_json
@@ -113,4 +115,39 @@ async def test_presence_disabled() -> None:
     assert (await presence.get_updates(BOB, 0)).states == []
     assert presence.current_position() == 0
     assert clock.pending_count() == 0
+    await clock.shutdown()
+
+
+class HeldRooms(FakeRooms):
+    """Everyone shares ROOM; a lookup for Alice waits while `held` is clear."""
+
+    def __init__(self) -> None:
+        self.held = asyncio.Event()
+        self.held.set()
+
+    async def users_sharing_rooms(self, user_id: str) -> set[str]:
+        if user_id == ALICE:
+            await self.held.wait()
+        return {ALICE, BOB}
+
+
+async def test_a_timeout_sweep_never_writes_back_a_state_changed_meanwhile() -> None:
+    clock = Clock("hs.test")
+    rooms = HeldRooms()
+    presence = PresenceHandler(clock, Notifier(clock), rooms)
+    await presence.set_state_from_sync(ALICE, None)
+    await presence.set_state_from_sync(BOB, None)
+    async with presence.syncing(ALICE, "online"), presence.syncing(BOB, "online"):
+        await advance(5 * 60 + 10)
+        # The sweep idles Alice and waits on her room lookup; meanwhile Bob
+        # says he is online and busy.
+        rooms.held.clear()
+        sweep = asyncio.create_task(presence.check_timeouts())
+        await asyncio.sleep(0)
+        assert presence.get_state(ALICE).state == "unavailable"
+        await presence.set_presence(BOB, BOB, "online", "busy")
+        rooms.held.set()
+        await sweep
+    bob = presence.get_state(BOB)
+    assert (bob.state, bob.status_msg) == ("online", "busy")
     await clock.shutdown()

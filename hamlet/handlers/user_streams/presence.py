@@ -255,8 +255,11 @@ class PresenceHandler(ServiceBase):
     async def check_timeouts(self) -> None:
         """Idle online users become unavailable; users gone quiet become offline."""
         now = self._clock.time_msec()
-        for old in list(self._states.values()):
-            if old.state == OFFLINE:
+        # Each state is read afresh: an update awaited for the previous user
+        # lets a request change this one, which a snapshot would overwrite.
+        for user_id in list(self._states):
+            old = self._states.get(user_id)
+            if old is None or old.state == OFFLINE:
                 continue
             if old.user_id in self._remote:
                 # Their own server times them out; we only notice it went quiet.
