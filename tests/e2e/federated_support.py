@@ -26,12 +26,18 @@ class SlowTransport(HarnessTransport):
     slow: set[str] = field(default_factory=set)
 
     async def _request(
-        self, method: str, destination: str, path: str, body: Any, origin: Any = None
-    ) -> Any:  # type: ignore[override]
+        self,
+        method: str,
+        destination: str,
+        path: str,
+        body: Any,
+        origin: Any = None,
+        timeout_ms: int | None = None,
+    ) -> Any:
         if destination in self.slow:
             self.requests.append((method, destination, path))
             await asyncio.Event().wait()
-        return await super()._request(method, destination, path, body, origin)
+        return await super()._request(method, destination, path, body, origin, timeout_ms)
 
 
 async def upload_keys(
