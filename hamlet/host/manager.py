@@ -2,7 +2,8 @@
 
 The tenants listed in the main config are static; tenants added at runtime
 are written under `host.tenants_dir` (a config file and data directory
-each) and recorded in `registry.json` there, so a restarted process brings
+each) and recorded in the registry there (`hamlet.host.records`, a row
+each), so a restarted process brings
 back exactly the tenants that existed, in the state they were in.
 
 Hibernation rule: a tenant idle for `host.hibernate_after` with no request
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import os
 import re
@@ -28,7 +28,6 @@ import secrets
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -47,6 +46,7 @@ from hamlet.config.homeserver import validate_server_name
 from hamlet.homeserver import HomeServer
 from hamlet.host import journal
 from hamlet.host.listeners import ListenError
+from hamlet.host.records import RecordStore, TenantRecord
 from hamlet.host.registry import HostTaken, TenantRegistry
 from hamlet.host.tenant import Tenant, TenantState
 from hamlet.runtime.blocking import run_file_io
@@ -59,7 +59,6 @@ from hamlet.storage.errors import StorageError
 
 logger = logging.getLogger(__name__)
 
-REGISTRY_FILE = "registry.json"
 HIBERNATE_CHECK_S = 5.0
 #: Keys a provisioned tenant's config may not set: the host decides them
 #: (where its data lives, how it is reached), or they are the process's
@@ -90,28 +89,6 @@ class TenantError(Exception):
         super().__init__(message)
         self.status = status
         self.errors = errors or []
-
-
-@dataclass
-class TenantRecord:
-    """What registry.json remembers of a provisioned tenant."""
-
-    server_name: str
-    config_path: str
-    data_dir: str
-    state: str
-    created_ts: int
-    #: A listener of the tenant's own, besides the shared ones.
-    listen: tuple[str, int] | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "config_path": self.config_path,
-            "data_dir": self.data_dir,
-            "state": self.state,
-            "created_ts": self.created_ts,
-            "listen": list(self.listen) if self.listen else None,
-        }
 
 
 Closer = Callable[[], Awaitable[None]]
@@ -148,6 +125,7 @@ class TenantManager:
         self.registry = registry
         self.clock = Clock(HOST_SERVER_NAME)
         self.records: dict[str, TenantRecord] = {}
+        self.store = RecordStore(host_config.tenants_dir)
         self._pg_pool: PgPool | None = None
         # The one outbound HTTP client of the process: every tenant's
         # federation requests share its connection pools.
@@ -174,7 +152,7 @@ class TenantManager:
         self.clock.start()
         for config in self.static_configs:
             await self._bring_up_static(config)
-        records = await run_file_io(self._load_records)
+        records = await run_file_io(self.store.open)
         await self._recover({r.server_name.lower() for r in records})
         for record in records:
             await self._bring_up_record(record)
@@ -256,6 +234,7 @@ class TenantManager:
             if self._pg_pool is not None:
                 await self._pg_pool.close()
             await self.http_client.close()
+            await run_file_io(self.store.close)
 
     # --- building homeservers ---
 
@@ -419,7 +398,7 @@ class TenantManager:
         self.registry.add_tenant(tenant)
         await self._open_own_listener(tenant, record)
         self.records[tenant.server_name.lower()] = record
-        await self._save_records()
+        await run_file_io(self.store.put, record)
 
     def _require(self, server_name: str) -> Tenant:
         tenant = self.registry.get_tenant(server_name)
@@ -452,7 +431,7 @@ class TenantManager:
                     await tenant.shut_down(TenantState.REMOVED)
                 del self.records[server_name.lower()]
                 self.start_failures.pop(record.server_name, None)
-                await self._save_records()
+                await run_file_io(self.store.delete, record.server_name)
                 self.crash_point("remove:committed")
                 if purge:
                     config = tenant.config if tenant is not None else None
@@ -560,7 +539,7 @@ class TenantManager:
         record = self.records.get(tenant.server_name.lower())
         if record is not None:
             record.state = state.value
-            await self._save_records()
+            await run_file_io(self.store.set_state, record.server_name, state.value)
 
     # --- hibernation ---
 
@@ -592,31 +571,6 @@ class TenantManager:
             await hs.shutdown()
             logger.info("Hibernated tenant %s", tenant.server_name)
 
-    # --- persistence ---
-
-    def _load_records(self) -> list[TenantRecord]:
-        path = self.tenants_dir / REGISTRY_FILE
-        if not path.exists():
-            return []
-        data = json.loads(path.read_text())
-        return [
-            TenantRecord(
-                server_name=name,
-                config_path=str(entry["config_path"]),
-                data_dir=str(entry["data_dir"]),
-                state=str(entry.get("state", TenantState.ACTIVE.value)),
-                created_ts=int(entry.get("created_ts", 0)),
-                listen=(str(entry["listen"][0]), int(entry["listen"][1]))
-                if entry.get("listen")
-                else None,
-            )
-            for name, entry in sorted(data.items())
-        ]
-
-    async def _save_records(self) -> None:
-        data = {r.server_name: r.to_json() for r in self.records.values()}
-        await run_file_io(_atomic_write_json, self.tenants_dir / REGISTRY_FILE, data)
-
 
 def _write_config(config_path: Path, raw: dict[str, Any]) -> None:
     tmp = config_path.with_suffix(".tmp")
@@ -631,10 +585,3 @@ def _check_listen(address: str, port: int) -> None:
         raise TenantError(400, f"listen port {port} is not between 0 and 65535")
     if not address or len(address) > MAX_BIND_ADDRESS_LENGTH or not address.isprintable():
         raise TenantError(400, "listen bind_address must be an IP address or host name")
-
-
-def _atomic_write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    os.replace(tmp, path)

@@ -7,7 +7,6 @@ stopped, the copy put back, and a new host started on it.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -15,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from hamlet.host.journal import PROVISIONING, REMOVING, TRASH_PREFIX
-from hamlet.host.manager import REGISTRY_FILE
+from tests.host.registry_support import registered as registered_in
+from tests.host.registry_support import tenant_entries
 from tests.host.test_tenants import Host, MakeHost, make_host  # noqa: F401
 
 WHOAMI = "/_matrix/client/v3/account/whoami"
@@ -46,11 +46,11 @@ async def restart_from(host: Host, snapshot: Path, make: MakeHost) -> Host:
 
 
 def tenant_dirs(tmp_path: Path) -> list[str]:
-    return sorted(p.name for p in (tmp_path / "tenants").iterdir() if p.name != REGISTRY_FILE)
+    return tenant_entries(tmp_path / "tenants")
 
 
 def registered(tmp_path: Path) -> list[str]:
-    return sorted(json.loads((tmp_path / "tenants" / REGISTRY_FILE).read_text()))
+    return registered_in(tmp_path / "tenants")
 
 
 async def can_provision_afresh(host: Host, name: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,8 @@ import yaml
 from hamlet.config import ConfigError, load_tenant_configs, validate_config, validate_server_name
 from hamlet.config._reader import Invalid
 from hamlet.config.homeserver import MIN_CONTROL_SECRET_LENGTH
-from hamlet.host.manager import REGISTRY_FILE
+from hamlet.host.records import RecordStore
+from tests.host.registry_support import registered, tenant_entries
 from tests.host.test_tenants import Host, MakeHost, make_host  # noqa: F401
 
 WHOAMI = "/_matrix/client/v3/account/whoami"
@@ -25,15 +25,11 @@ async def _whoami(host: Host, host_header: str, token: str) -> str | None:
 
 def _leftovers(tmp_path: Path) -> list[str]:
     """What the tenants directory holds besides the registry."""
-    tenants = tmp_path / "tenants"
-    if not tenants.exists():
-        return []
-    return sorted(p.name for p in tenants.iterdir() if p.name != REGISTRY_FILE)
+    return tenant_entries(tmp_path / "tenants")
 
 
 def _registered(tmp_path: Path) -> list[str]:
-    path = tmp_path / "tenants" / REGISTRY_FILE
-    return sorted(json.loads(path.read_text())) if path.exists() else []
+    return registered(tmp_path / "tenants")
 
 
 @pytest.mark.parametrize(
@@ -286,16 +282,19 @@ async def test_a_newline_name_persisted_by_an_older_version_stays_down_and_is_re
     await host.process.stop()
     # Rename the tenant as an unchecked version would have stored it.
     tenants = tmp_path / "tenants"
-    registry = json.loads((tenants / REGISTRY_FILE).read_text())
-    entry = registry.pop("fine-n.test")
+    store = RecordStore(tenants)
+    (record,) = store.open()
+    store.delete(record.server_name)
     bad = "fine-n.test\n"
     (tenants / "fine-n.test").rename(tenants / bad)
-    entry["data_dir"] = str(tenants / bad)
-    entry["config_path"] = str(tenants / bad / "homeserver.yaml")
+    record.server_name = bad
+    record.data_dir = str(tenants / bad)
+    record.config_path = str(tenants / bad / "homeserver.yaml")
+    store.put(record)
+    store.close()
     raw = yaml.safe_load((tenants / bad / "homeserver.yaml").read_text())
     raw["server_name"] = bad
     (tenants / bad / "homeserver.yaml").write_text(yaml.safe_dump(raw))
-    (tenants / REGISTRY_FILE).write_text(json.dumps({bad: entry}))
 
     host = await make_host()
     assert "broken config" in host.process.manager.start_failures[bad]
