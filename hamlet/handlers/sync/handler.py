@@ -139,13 +139,28 @@ class SyncHandler:
         since = request.since
         if since is not None and since.events > self.notifier.current_token().events:
             raise InvalidParamError("The since token is from the future")
-        if since is not None and request.timeout_ms > 0 and not request.full_state:
-            joined = [m.room_id for m in await self.rooms.get_rooms_for_user(user_id)]
-            timeout_s = min(request.timeout_ms, MAX_TIMEOUT_MS) / 1000
-            await self.notifier.wait_for_change(user_id, joined, since, timeout_s)
-        async with self.build_slots.slot(user_id):
+        if since is None or request.timeout_ms <= 0 or request.full_state:
+            return (await self._build_now(request))[1]
+        joined = [m.room_id for m in await self.rooms.get_rooms_for_user(user_id)]
+        deadline = self.clock.monotonic() + min(request.timeout_ms, MAX_TIMEOUT_MS) / 1000
+        waited_from = since
+        while True:
+            remaining = deadline - self.clock.monotonic()
+            await self.notifier.wait_for_change(user_id, joined, waited_from, remaining)
+            now, result = await self._build_now(request)
+            # A change the filter hides (a presence update, a filtered-out
+            # room) woke the wait but gave nothing to say: wait on, as
+            # Synapse does, rather than answer empty once per change.
+            if result.has_news() or self.clock.monotonic() >= deadline:
+                return result
+            waited_from = now
+
+    async def _build_now(self, request: SyncRequest) -> tuple[StreamToken, SyncResult]:
+        """The result up to the current token, and that token."""
+        async with self.build_slots.slot(request.requester.user_id):
             # Taken after waiting: what the slot's wait let happen is in this sync.
-            return await self._build(request, self.notifier.current_token())
+            now = self.notifier.current_token()
+            return now, await self._build(request, now)
 
     async def _build(self, request: SyncRequest, now: StreamToken) -> SyncResult:
         requester = request.requester

@@ -126,3 +126,18 @@ class SyncResult:
     #: The response body once the API has encoded this result, so identical
     #: requests sharing it (see `SyncHandler`) pay for the encoding once.
     encoded: dict[str, bytes] = field(default_factory=dict, compare=False, repr=False)
+
+    def has_news(self) -> bool:
+        """Anything for the client in an incremental sync (key counts are always there)."""
+        rooms = self.rooms
+        return bool(
+            rooms.join
+            or rooms.invite
+            or rooms.leave
+            or rooms.knock
+            or self.account_data
+            or self.presence.states
+            or self.to_device
+            or self.device_lists.changed
+            or self.device_lists.left
+        )
