@@ -27,6 +27,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 #: How a refused provisioning call reads, as a Matrix API would put it.
 _ERRCODES = {400: "M_INVALID_PARAM", 404: "M_NOT_FOUND"}
+#: The most tenants one page of `GET /tenants` may ask for.
+MAX_PAGE = 1000
 
 
 def _json(status: int, body: Any) -> web.Response:
@@ -35,6 +37,21 @@ def _json(status: int, body: Any) -> web.Response:
 
 def _error(status: int, errcode: str, message: str, **extra: Any) -> web.Response:
     return _json(status, {"errcode": errcode, "error": message, **extra})
+
+
+def _int_param(
+    request: web.Request, name: str, default: int | None, low: int, high: int | None
+) -> int | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 9:
+        raise TenantError(400, f"{name} must be a non-negative integer")
+    value = int(raw)
+    if value < low or (high is not None and value > high):
+        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise TenantError(400, f"{name} must be {bounds}")
+    return value
 
 
 class ControlApi:
@@ -80,12 +97,26 @@ class ControlApi:
             return response
 
     async def list_tenants(self, request: web.Request) -> web.Response:
-        for tenant in self.manager.registry.tenants():
+        """Tenants by name; `from` (an offset) and `limit` page them as Synapse's admin lists.
+
+        Without `limit`, every tenant from `from` on (the answer of old).
+        `next_token` is there when more follow, `total` always.
+        """
+        start = _int_param(request, "from", 0, 0, None) or 0
+        limit = _int_param(request, "limit", None, 1, MAX_PAGE)
+        everyone = sorted(self.manager.registry.tenants(), key=lambda t: t.server_name)
+        end = len(everyone) if limit is None else min(len(everyone), start + limit)
+        page = everyone[start:end]
+        for tenant in page:
             await refresh_counts(tenant)
         now = self.manager.clock.monotonic()
-        tenants = [tenant_summary(t, now) for t in self.manager.registry.tenants()]
-        tenants.sort(key=lambda t: str(t["server_name"]))
-        return _json(200, {"tenants": tenants})
+        body: dict[str, Any] = {
+            "tenants": [tenant_summary(t, now) for t in page],
+            "total": len(everyone),
+        }
+        if end < len(everyone):
+            body["next_token"] = str(end)
+        return _json(200, body)
 
     async def show_tenant(self, request: web.Request) -> web.Response:
         tenant = self.manager.registry.get_tenant(request.match_info["name"])

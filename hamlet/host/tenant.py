@@ -129,6 +129,8 @@ class Tenant:
         self.wake_count = 0
         # (users, rooms) at the last scrape, reported while hibernated.
         self.last_counts: tuple[int | None, int | None] = (None, None)
+        # (wake_count, the homeserver's transaction count) as of last_counts.
+        self.counted_at: tuple[int, int] | None = None
 
     def touch(self) -> None:
         self.last_activity = self._clock.monotonic()
