@@ -7,19 +7,12 @@ awake tenants only; hibernated tenants report what they had last.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Sequence
 from typing import Any
 
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
-
 from hamlet.host import synapse_metrics
-from hamlet.host.tenant import LATENCY_BUCKETS, RequestStats, Tenant
+from hamlet.host.exposition import Family, render
+from hamlet.host.tenant import Tenant, bucket_pairs
 from hamlet.storage.errors import StorageError
 
 logger = logging.getLogger(__name__)
@@ -76,80 +69,72 @@ def tenant_summary(tenant: Tenant, now: float) -> dict[str, Any]:
     }
 
 
-class _Snapshot:
-    """Figures gathered (asynchronously) before prometheus_client renders them."""
+UNROUTED = Family(
+    "hamlet_http_unrouted_requests", "counter", "HTTP requests for a host no tenant serves"
+)
+REQUESTS = Family("hamlet_http_requests", "counter", "HTTP requests served")
+ERRORS = Family("hamlet_http_server_errors", "counter", "HTTP requests answered with a 5xx")
+LATENCY = Family("hamlet_http_request_duration_seconds", "histogram", "HTTP request wall time")
+DB_TIME = Family("hamlet_db_time_seconds", "counter", "Time spent in database transactions")
+DB_TXNS = Family("hamlet_db_transactions", "counter", "Database transactions run")
+SYNCS = Family("hamlet_active_syncs", "gauge", "/sync requests waiting")
+USERS = Family("hamlet_users", "gauge", "Registered users")
+ROOMS = Family("hamlet_rooms", "gauge", "Rooms known to the server")
+MEMORY = Family("hamlet_memory_estimate_bytes", "gauge", "Estimated memory held by the tenant")
+STATE = Family("hamlet_tenant_state", "gauge", "1 for the tenant's current state")
+TENANT_FAMILIES = (REQUESTS, ERRORS, LATENCY, DB_TIME, DB_TXNS, SYNCS, USERS, ROOMS, MEMORY, STATE)
+#: Every family a tenant writes to, in the order of the exposition.
+FAMILIES = (
+    *TENANT_FAMILIES,
+    *synapse_metrics.HTTP_FAMILIES,
+    *synapse_metrics.AWAKE_FAMILIES,
+)
+_NOTHING_AWAKE = [""] * len(synapse_metrics.AWAKE_FAMILIES)
 
-    def __init__(self) -> None:
-        self.rows: list[tuple[Tenant, int | None, int | None]] = []
-        self.unrouted = RequestStats()
+
+def _tenant_chunk(tenant: Tenant) -> list[str]:
+    """The tenant's text for each of `FAMILIES`."""
+    server = [("server_name", tenant.server_name)]
+    stats = tenant.stats
+    hs = tenant.hs
+    users, rooms = tenant.last_counts
+    buckets = bucket_pairs(stats.buckets)
+    own = [
+        REQUESTS.sample(server, stats.count),
+        ERRORS.sample(server, stats.errors),
+        LATENCY.histogram(server, buckets, stats.count, stats.latency_sum_s),
+        DB_TIME.sample(server, hs.db.total_time_s if hs else 0.0),
+        DB_TXNS.sample(server, hs.db.total_txns if hs else 0),
+        SYNCS.sample(server, hs.sync.active_syncs if hs else 0),
+        USERS.sample(server, users) if users is not None else "",
+        ROOMS.sample(server, rooms) if rooms is not None else "",
+        MEMORY.sample(server, hs.memory_estimate_bytes() if hs else 0),
+        STATE.sample([*server, ("state", tenant.state.value)], 1),
+    ]
+    awake = synapse_metrics.awake_chunk(tenant.server_name, hs) if hs else _NOTHING_AWAKE
+    return [*own, *synapse_metrics.http_chunk(tenant), *awake]
 
 
-class _SnapshotCollector:
-    def __init__(self, snapshot: _Snapshot) -> None:
-        self.snapshot = snapshot
-
-    def collect(self) -> Iterator[Metric]:
-        label = ["server_name"]
-        requests = CounterMetricFamily("hamlet_http_requests", "HTTP requests served", labels=label)
-        errors = CounterMetricFamily(
-            "hamlet_http_server_errors", "HTTP requests answered with a 5xx", labels=label
-        )
-        latency = HistogramMetricFamily(
-            "hamlet_http_request_duration_seconds", "HTTP request wall time", labels=label
-        )
-        db_time = CounterMetricFamily(
-            "hamlet_db_time_seconds", "Time spent in database transactions", labels=label
-        )
-        db_txns = CounterMetricFamily(
-            "hamlet_db_transactions", "Database transactions run", labels=label
-        )
-        syncs = GaugeMetricFamily("hamlet_active_syncs", "/sync requests waiting", labels=label)
-        users = GaugeMetricFamily("hamlet_users", "Registered users", labels=label)
-        rooms = GaugeMetricFamily("hamlet_rooms", "Rooms known to the server", labels=label)
-        memory = GaugeMetricFamily(
-            "hamlet_memory_estimate_bytes", "Estimated memory held by the tenant", labels=label
-        )
-        state = GaugeMetricFamily(
-            "hamlet_tenant_state", "1 for the tenant's current state", labels=[*label, "state"]
-        )
-        for tenant, n_users, n_rooms in self.snapshot.rows:
-            name = [tenant.server_name]
-            stats = tenant.stats
-            requests.add_metric(name, stats.count)
-            errors.add_metric(name, stats.errors)
-            buckets = [
-                (str(bound), float(count))
-                for bound, count in zip(LATENCY_BUCKETS, stats.buckets, strict=True)
-            ]
-            buckets.append(("+Inf", float(stats.count)))
-            latency.add_metric(name, buckets, stats.latency_sum_s)
-            hs = tenant.hs
-            db_time.add_metric(name, hs.db.total_time_s if hs else 0.0)
-            db_txns.add_metric(name, hs.db.total_txns if hs else 0)
-            syncs.add_metric(name, hs.sync.active_syncs if hs else 0)
-            memory.add_metric(name, hs.memory_estimate_bytes() if hs else 0)
-            if n_users is not None:
-                users.add_metric(name, n_users)
-            if n_rooms is not None:
-                rooms.add_metric(name, n_rooms)
-            state.add_metric([tenant.server_name, tenant.state.value], 1)
-        unrouted = CounterMetricFamily(
-            "hamlet_http_unrouted_requests", "HTTP requests for a host no tenant serves"
-        )
-        unrouted.add_metric([], self.snapshot.unrouted.count)
-        yield unrouted
-        yield from (requests, errors, latency, db_time, db_txns, syncs, users, rooms, memory, state)
-        yield from synapse_metrics.collect([tenant for tenant, _, _ in self.snapshot.rows])
+def _cached_chunk(tenant: Tenant) -> list[str]:
+    """A tenant without a homeserver changes only by a request or a scrape's counts:
+    its text is written again only then (10,000 hibernated tenants cost a join)."""
+    if tenant.hs is not None:
+        tenant.metrics_text = None
+        return _tenant_chunk(tenant)
+    key = (tenant.state, tenant.stats.version, tenant.last_counts)
+    cached = tenant.metrics_text
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    chunk = _tenant_chunk(tenant)
+    tenant.metrics_text = (key, chunk)
+    return chunk
 
 
 async def render_metrics(manager: Any) -> bytes:
-    snapshot = _Snapshot()
-    snapshot.unrouted = manager.registry.unrouted
-    for tenant in manager.registry.tenants():
+    tenants = manager.registry.tenants()
+    for tenant in tenants:
         await refresh_counts(tenant)
-        n_users, n_rooms = tenant.last_counts
-        snapshot.rows.append((tenant, n_users, n_rooms))
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_SnapshotCollector(snapshot))
-    data: bytes = generate_latest(registry)
-    return data
+    unrouted = UNROUTED.sample([], manager.registry.unrouted.count)
+    chunks: list[Sequence[str]] = [[unrouted] + [""] * len(FAMILIES)]
+    chunks.extend(["", *_cached_chunk(tenant)] for tenant in tenants)
+    return render((UNROUTED, *FAMILIES), chunks)

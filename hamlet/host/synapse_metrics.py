@@ -9,17 +9,10 @@ figures (the host keeps them) and nothing of its homeserver's.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
-
-from hamlet.host.tenant import LATENCY_BUCKETS, Tenant
+from hamlet.host.exposition import Family
+from hamlet.host.tenant import Tenant, bucket_pairs
 
 if TYPE_CHECKING:
     from hamlet.homeserver import HomeServer
@@ -27,112 +20,135 @@ if TYPE_CHECKING:
 SERVER = "server_name"
 
 
-def _counter(name: str, doc: str, *labels: str) -> CounterMetricFamily:
-    return CounterMetricFamily(name, doc, labels=[*labels, SERVER])
+def _counter(name: str, doc: str) -> Family:
+    return Family(name, "counter", doc)
 
 
-def _gauge(name: str, doc: str, *labels: str) -> GaugeMetricFamily:
-    return GaugeMetricFamily(name, doc, labels=[*labels, SERVER])
+def _gauge(name: str, doc: str) -> Family:
+    return Family(name, "gauge", doc)
 
 
-def collect(tenants: list[Tenant]) -> Iterator[Metric]:
-    yield from _http(tenants)
-    awake = [(t.server_name, t.hs) for t in tenants if t.hs is not None]
-    yield from _storage(awake)
-    yield from _background(awake)
-    yield from _caches(awake)
+RECEIVED = _counter("synapse_http_server_requests_received", "Requests routed")
+RESPONSE_COUNT = _counter("synapse_http_server_response_count", "Responses")
+RESPONSES = _counter("synapse_http_server_responses", "Responses")
+RESPONSE_TIME = Family("synapse_http_server_response_time_seconds", "histogram", "sec")
+RESPONSE_UTIME = _counter("synapse_http_server_response_ru_utime_seconds", "sec")
+RESPONSE_DB_COUNT = _counter("synapse_http_server_response_db_txn_count", "")
+RESPONSE_DB_TIME = _counter("synapse_http_server_response_db_txn_duration_seconds", "sec")
+RESPONSE_SIZE = _counter("synapse_http_server_response_size", "bytes")
+#: From the figures the host keeps for every tenant, awake or not.
+HTTP_FAMILIES = (
+    RECEIVED,
+    RESPONSE_COUNT,
+    RESPONSES,
+    RESPONSE_TIME,
+    RESPONSE_UTIME,
+    RESPONSE_DB_COUNT,
+    RESPONSE_DB_TIME,
+    RESPONSE_SIZE,
+)
+
+TXN_COUNT = _counter("synapse_storage_transaction_time_count", "sec")
+TXN_SUM = _counter("synapse_storage_transaction_time_sum", "sec")
+PERSISTED = _counter("synapse_storage_events_persisted_events", "Events persisted")
+JOB_STARTS = _counter("synapse_background_process_start_count", "Runs started")
+JOB_IN_FLIGHT = _gauge("synapse_background_process_in_flight_count", "Runs going on")
+JOB_UTIME = _counter("synapse_background_process_ru_utime_seconds", "sec")
+JOB_DB_COUNT = _counter("synapse_background_process_db_txn_count", "")
+JOB_DB_TIME = _counter("synapse_background_process_db_txn_duration_seconds", "sec")
+CACHE_SIZE = _gauge("synapse_util_caches_cache_size", "")
+CACHE_HITS = _gauge("synapse_util_caches_cache_hits", "")
+CACHE_LOOKUPS = _gauge("synapse_util_caches_cache", "")
+CACHE_MAX_SIZE = _gauge("synapse_util_caches_cache_max_size", "")
+CACHE_EVICTED = _gauge("synapse_util_caches_cache_evicted_size", "")
+#: From an awake tenant's homeserver.
+AWAKE_FAMILIES = (
+    TXN_COUNT,
+    TXN_SUM,
+    PERSISTED,
+    JOB_STARTS,
+    JOB_IN_FLIGHT,
+    JOB_UTIME,
+    JOB_DB_COUNT,
+    JOB_DB_TIME,
+    CACHE_SIZE,
+    CACHE_HITS,
+    CACHE_LOOKUPS,
+    CACHE_MAX_SIZE,
+    CACHE_EVICTED,
+)
 
 
-def _http(tenants: list[Tenant]) -> Iterator[Metric]:
-    received = _counter(
-        "synapse_http_server_requests_received", "Requests routed", "method", "servlet"
-    )
-    response_count = _counter(
-        "synapse_http_server_response_count", "Responses", "method", "servlet", "tag"
-    )
-    responses = _counter("synapse_http_server_responses", "Responses", "method", "code")
-    response_time = HistogramMetricFamily(
-        "synapse_http_server_response_time_seconds",
-        "sec",
-        labels=["method", "servlet", "tag", "code", SERVER],
-    )
-    per_response = ("method", "servlet", "tag")
-    utime = _counter("synapse_http_server_response_ru_utime_seconds", "sec", *per_response)
-    db_count = _counter("synapse_http_server_response_db_txn_count", "", *per_response)
-    db_time = _counter("synapse_http_server_response_db_txn_duration_seconds", "sec", *per_response)
-    size = _counter("synapse_http_server_response_size", "bytes", *per_response)
-    for tenant in tenants:
-        server = tenant.server_name
-        stats = tenant.stats
-        for (method, servlet), n in stats.received_by_servlet.items():
-            received.add_metric([method, servlet, server], n)
-        by_response: dict[tuple[str, str, str], list[float]] = {}
-        by_code: dict[tuple[str, str], int] = {}
-        for (method, servlet, tag, code), s in stats.by_servlet.items():
-            buckets = [
-                (str(bound), float(n)) for bound, n in zip(LATENCY_BUCKETS, s.buckets, strict=True)
-            ]
-            buckets.append(("+Inf", float(s.count)))
-            response_time.add_metric(
-                [method, servlet, tag, str(code), server], buckets, s.time_sum_s
-            )
-            sums = by_response.setdefault((method, servlet, tag), [0, 0.0, 0, 0.0, 0])
-            for i, value in enumerate((s.count, s.cpu_s, s.db_txns, s.db_s, s.nbytes)):
-                sums[i] += value
-            by_code[(method, str(code))] = by_code.get((method, str(code)), 0) + s.count
-        for key, (count, cpu_s, txns, db_s, nbytes) in by_response.items():
-            labels = [*key, server]
-            response_count.add_metric(labels, count)
-            utime.add_metric(labels, cpu_s)
-            db_count.add_metric(labels, txns)
-            db_time.add_metric(labels, db_s)
-            size.add_metric(labels, nbytes)
-        for (method, status), count in by_code.items():
-            responses.add_metric([method, status, server], count)
-    yield from (received, response_count, responses, response_time, utime, db_count, db_time, size)
+def http_chunk(tenant: Tenant) -> list[str]:
+    """The tenant's text for each of `HTTP_FAMILIES`."""
+    server = (SERVER, tenant.server_name)
+    stats = tenant.stats
+    received = [
+        RECEIVED.sample([("method", method), ("servlet", servlet), server], n)
+        for (method, servlet), n in stats.received_by_servlet.items()
+    ]
+    times: list[str] = []
+    by_response: dict[tuple[str, str, str], list[float]] = {}
+    by_code: dict[tuple[str, str], int] = {}
+    for (method, servlet, tag, code), s in stats.by_servlet.items():
+        buckets = bucket_pairs(s.buckets)
+        labels = [
+            ("method", method),
+            ("servlet", servlet),
+            ("tag", tag),
+            ("code", str(code)),
+            server,
+        ]
+        times.append(RESPONSE_TIME.histogram(labels, buckets, s.count, s.time_sum_s))
+        sums = by_response.setdefault((method, servlet, tag), [0, 0.0, 0, 0.0, 0])
+        for i, value in enumerate((s.count, s.cpu_s, s.db_txns, s.db_s, s.nbytes)):
+            sums[i] += value
+        by_code[(method, str(code))] = by_code.get((method, str(code)), 0) + s.count
+    per_response: list[list[str]] = [[], [], [], [], []]
+    families = (RESPONSE_COUNT, RESPONSE_UTIME, RESPONSE_DB_COUNT, RESPONSE_DB_TIME, RESPONSE_SIZE)
+    for (method, servlet, tag), sums in by_response.items():
+        labels = [("method", method), ("servlet", servlet), ("tag", tag), server]
+        for lines, family, value in zip(per_response, families, sums, strict=True):
+            lines.append(family.sample(labels, value))
+    responses = [
+        RESPONSES.sample([("method", method), ("code", status), server], count)
+        for (method, status), count in by_code.items()
+    ]
+    count, utime, db_count, db_time, size = ("".join(lines) for lines in per_response)
+    return [
+        "".join(received),
+        count,
+        "".join(responses),
+        "".join(times),
+        utime,
+        db_count,
+        db_time,
+        size,
+    ]
 
 
-def _storage(awake: list[tuple[str, HomeServer]]) -> Iterator[Metric]:
-    txn_count = _counter("synapse_storage_transaction_time_count", "sec", "desc")
-    txn_sum = _counter("synapse_storage_transaction_time_sum", "sec", "desc")
-    persisted = _counter("synapse_storage_events_persisted_events", "Events persisted")
-    for server, hs in awake:
-        for desc, (count, seconds) in hs.db.txn_totals.items():
-            txn_count.add_metric([desc, server], count)
-            txn_sum.add_metric([desc, server], seconds)
-        persisted.add_metric([server], hs.events_store.persisted_count)
-    yield from (txn_count, txn_sum, persisted)
-
-
-def _background(awake: list[tuple[str, HomeServer]]) -> Iterator[Metric]:
-    starts = _counter("synapse_background_process_start_count", "Runs started", "name")
-    in_flight = _gauge("synapse_background_process_in_flight_count", "Runs going on", "name")
-    utime = _counter("synapse_background_process_ru_utime_seconds", "sec", "name")
-    db_count = _counter("synapse_background_process_db_txn_count", "", "name")
-    db_time = _counter("synapse_background_process_db_txn_duration_seconds", "sec", "name")
-    for server, hs in awake:
-        for name, s in hs.clock.job_stats.items():
-            labels = [name, server]
-            starts.add_metric(labels, s.starts)
-            in_flight.add_metric(labels, s.in_flight)
-            utime.add_metric(labels, s.cpu_s)
-            db_count.add_metric(labels, s.db_txns)
-            db_time.add_metric(labels, s.db_s)
-    yield from (starts, in_flight, utime, db_count, db_time)
-
-
-def _caches(awake: list[tuple[str, HomeServer]]) -> Iterator[Metric]:
-    size = _gauge("synapse_util_caches_cache_size", "", "name")
-    hits = _gauge("synapse_util_caches_cache_hits", "", "name")
-    total = _gauge("synapse_util_caches_cache", "", "name")
-    max_size = _gauge("synapse_util_caches_cache_max_size", "", "name")
-    evicted = _gauge("synapse_util_caches_cache_evicted_size", "", "name", "reason")
-    for server, hs in awake:
-        for name, cache in hs.caches().items():
-            labels = [name, server]
-            size.add_metric(labels, len(cache))
-            hits.add_metric(labels, cache.hits)
-            total.add_metric(labels, cache.hits + cache.misses)
-            max_size.add_metric(labels, cache.max_size)
-            evicted.add_metric([name, "size", server], cache.evicted)
-    yield from (size, hits, total, max_size, evicted)
+def awake_chunk(server_name: str, hs: HomeServer) -> list[str]:
+    """An awake tenant's text for each of `AWAKE_FAMILIES`."""
+    server = (SERVER, server_name)
+    lines: dict[Family, list[str]] = {family: [] for family in AWAKE_FAMILIES}
+    for desc, (count, seconds) in hs.db.txn_totals.items():
+        labels = [("desc", desc), server]
+        lines[TXN_COUNT].append(TXN_COUNT.sample(labels, count))
+        lines[TXN_SUM].append(TXN_SUM.sample(labels, seconds))
+    lines[PERSISTED].append(PERSISTED.sample([server], hs.events_store.persisted_count))
+    for name, job in hs.clock.job_stats.items():
+        labels = [("name", name), server]
+        lines[JOB_STARTS].append(JOB_STARTS.sample(labels, job.starts))
+        lines[JOB_IN_FLIGHT].append(JOB_IN_FLIGHT.sample(labels, job.in_flight))
+        lines[JOB_UTIME].append(JOB_UTIME.sample(labels, job.cpu_s))
+        lines[JOB_DB_COUNT].append(JOB_DB_COUNT.sample(labels, job.db_txns))
+        lines[JOB_DB_TIME].append(JOB_DB_TIME.sample(labels, job.db_s))
+    for name, cache in hs.caches().items():
+        labels = [("name", name), server]
+        lines[CACHE_SIZE].append(CACHE_SIZE.sample(labels, len(cache)))
+        lines[CACHE_HITS].append(CACHE_HITS.sample(labels, cache.hits))
+        lines[CACHE_LOOKUPS].append(CACHE_LOOKUPS.sample(labels, cache.hits + cache.misses))
+        lines[CACHE_MAX_SIZE].append(CACHE_MAX_SIZE.sample(labels, cache.max_size))
+        evicted = [("name", name), ("reason", "size"), server]
+        lines[CACHE_EVICTED].append(CACHE_EVICTED.sample(evicted, cache.evicted))
+    return ["".join(lines[family]) for family in AWAKE_FAMILIES]

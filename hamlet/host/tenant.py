@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 
 from hamlet.api.server import RequestSample
@@ -25,6 +25,11 @@ class TenantState(enum.Enum):
     SUSPENDED = "suspended"
     STOPPING = "stopping"
     REMOVED = "removed"
+
+
+def bucket_pairs(counts: list[int]) -> list[tuple[str, float]]:
+    """Cumulative bucket counts as Prometheus (upper bound, count) pairs, `+Inf` left out."""
+    return [(str(bound), float(n)) for bound, n in zip(LATENCY_BUCKETS, counts, strict=True)]
 
 
 def _add_to_buckets(buckets: list[int], seconds: float) -> None:
@@ -63,16 +68,20 @@ class RequestStats:
 
     count: int = 0
     errors: int = 0
+    #: Moved by every figure recorded: the figures are unchanged while it stands.
+    version: int = 0
     latency_sum_s: float = 0.0
     buckets: list[int] = field(default_factory=_no_buckets)
     received_by_servlet: dict[tuple[str, str], int] = field(default_factory=dict)
     by_servlet: dict[ServletKey, ServletStats] = field(default_factory=dict)
 
     def received(self, method: str, servlet: str) -> None:
+        self.version += 1
         key = (method, servlet)
         self.received_by_servlet[key] = self.received_by_servlet.get(key, 0) + 1
 
     def observe(self, sample: RequestSample) -> None:
+        self.version += 1
         self.count += 1
         if sample.status >= 500:
             self.errors += 1
@@ -131,6 +140,8 @@ class Tenant:
         self.last_counts: tuple[int | None, int | None] = (None, None)
         # (wake_count, the homeserver's transaction count) as of last_counts.
         self.counted_at: tuple[int, int] | None = None
+        # /metrics text of the tenant while hibernated, and what it was written from.
+        self.metrics_text: tuple[Hashable, list[str]] | None = None
 
     def touch(self) -> None:
         self.last_activity = self._clock.monotonic()

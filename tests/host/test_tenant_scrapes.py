@@ -72,3 +72,31 @@ async def test_an_idle_awake_tenant_is_not_counted_again(make_host: MakeHost) ->
     assert counted() == 2
     assert 'hamlet_users{server_name="idle.test"} 1.0' in await _scrape(host)
     assert counted() == 2
+
+
+def _value(text: str, sample: str) -> float:
+    (line,) = [line for line in text.splitlines() if line.startswith(sample + " ")]
+    return float(line.rsplit(" ", 1)[1])
+
+
+async def test_a_hibernated_tenants_figures_follow_its_requests(
+    make_host: MakeHost,  # noqa: F811
+) -> None:
+    host = await make_host(hibernate_after="60s")
+    await host.control("POST", "/tenants", {"server_name": "nap.test"})
+    tenant = host.process.registry.get_tenant("nap.test")
+    assert tenant is not None
+    requests = 'hamlet_http_requests_total{server_name="nap.test"}'
+    for expected in (1.0, 2.0):
+        await host.call("nap.test", "GET", "/_matrix/client/versions")
+        await host.process.manager.hibernate(tenant)
+        assert tenant.hs is None
+        # Scraped twice while asleep (the second from the kept text): the same figures.
+        for _ in range(2):
+            text = await _scrape(host)
+            assert _value(text, requests) == expected
+            assert 'hamlet_tenant_state{server_name="nap.test",state="hibernated"} 1.0' in text
+    # Suspended: its state line says so, though its figures did not move.
+    await host.control("POST", "/tenants/nap.test/suspend")
+    text = await _scrape(host)
+    assert 'hamlet_tenant_state{server_name="nap.test",state="suspended"} 1.0' in text
