@@ -43,7 +43,11 @@ class Family:
         self.header = f"# HELP {self.name} {doc}\n# TYPE {self.name} {kind}\n"
 
     def sample(self, labels: Labels, value: float) -> str:
-        return f"{self.name}{label_text(labels)} {value_text(value)}\n"
+        return self.line(label_text(labels), value)
+
+    def line(self, labels: str, value: float) -> str:
+        """A sample whose labels are already `label_text`: a row shared by several families."""
+        return f"{self.name}{labels} {value_text(value)}\n"
 
     def histogram(
         self, labels: Labels, buckets: Iterable[tuple[str, float]], count: float, total: float

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from hamlet.host import synapse_metrics
-from hamlet.host.exposition import Family, render
+from hamlet.host.exposition import Family, label_text, render
 from hamlet.host.tenant import Tenant, bucket_pairs
 from hamlet.storage.errors import StorageError
 
@@ -99,16 +99,17 @@ def _tenant_chunk(tenant: Tenant) -> list[str]:
     hs = tenant.hs
     users, rooms = tenant.last_counts
     buckets = bucket_pairs(stats.buckets)
+    labels = label_text(server)
     own = [
-        REQUESTS.sample(server, stats.count),
-        ERRORS.sample(server, stats.errors),
+        REQUESTS.line(labels, stats.count),
+        ERRORS.line(labels, stats.errors),
         LATENCY.histogram(server, buckets, stats.count, stats.latency_sum_s),
-        DB_TIME.sample(server, hs.db.total_time_s if hs else 0.0),
-        DB_TXNS.sample(server, hs.db.total_txns if hs else 0),
-        SYNCS.sample(server, hs.sync.active_syncs if hs else 0),
-        USERS.sample(server, users) if users is not None else "",
-        ROOMS.sample(server, rooms) if rooms is not None else "",
-        MEMORY.sample(server, hs.memory_estimate_bytes() if hs else 0),
+        DB_TIME.line(labels, hs.db.total_time_s if hs else 0.0),
+        DB_TXNS.line(labels, hs.db.total_txns if hs else 0),
+        SYNCS.line(labels, hs.sync.active_syncs if hs else 0),
+        USERS.line(labels, users) if users is not None else "",
+        ROOMS.line(labels, rooms) if rooms is not None else "",
+        MEMORY.line(labels, hs.memory_estimate_bytes() if hs else 0),
         STATE.sample([*server, ("state", tenant.state.value)], 1),
     ]
     awake = synapse_metrics.awake_chunk(tenant.server_name, hs) if hs else _NOTHING_AWAKE

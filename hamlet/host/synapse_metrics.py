@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from hamlet.host.exposition import Family
+from hamlet.host.exposition import Family, label_text
 from hamlet.host.tenant import Tenant, bucket_pairs
 
 if TYPE_CHECKING:
@@ -132,23 +132,23 @@ def awake_chunk(server_name: str, hs: HomeServer) -> list[str]:
     server = (SERVER, server_name)
     lines: dict[Family, list[str]] = {family: [] for family in AWAKE_FAMILIES}
     for desc, (count, seconds) in hs.db.txn_totals.items():
-        labels = [("desc", desc), server]
-        lines[TXN_COUNT].append(TXN_COUNT.sample(labels, count))
-        lines[TXN_SUM].append(TXN_SUM.sample(labels, seconds))
+        labels = label_text([("desc", desc), server])
+        lines[TXN_COUNT].append(TXN_COUNT.line(labels, count))
+        lines[TXN_SUM].append(TXN_SUM.line(labels, seconds))
     lines[PERSISTED].append(PERSISTED.sample([server], hs.events_store.persisted_count))
     for name, job in hs.clock.job_stats.items():
-        labels = [("name", name), server]
-        lines[JOB_STARTS].append(JOB_STARTS.sample(labels, job.starts))
-        lines[JOB_IN_FLIGHT].append(JOB_IN_FLIGHT.sample(labels, job.in_flight))
-        lines[JOB_UTIME].append(JOB_UTIME.sample(labels, job.cpu_s))
-        lines[JOB_DB_COUNT].append(JOB_DB_COUNT.sample(labels, job.db_txns))
-        lines[JOB_DB_TIME].append(JOB_DB_TIME.sample(labels, job.db_s))
+        labels = label_text([("name", name), server])
+        lines[JOB_STARTS].append(JOB_STARTS.line(labels, job.starts))
+        lines[JOB_IN_FLIGHT].append(JOB_IN_FLIGHT.line(labels, job.in_flight))
+        lines[JOB_UTIME].append(JOB_UTIME.line(labels, job.cpu_s))
+        lines[JOB_DB_COUNT].append(JOB_DB_COUNT.line(labels, job.db_txns))
+        lines[JOB_DB_TIME].append(JOB_DB_TIME.line(labels, job.db_s))
     for name, cache in hs.caches().items():
-        labels = [("name", name), server]
-        lines[CACHE_SIZE].append(CACHE_SIZE.sample(labels, len(cache)))
-        lines[CACHE_HITS].append(CACHE_HITS.sample(labels, cache.hits))
-        lines[CACHE_LOOKUPS].append(CACHE_LOOKUPS.sample(labels, cache.hits + cache.misses))
-        lines[CACHE_MAX_SIZE].append(CACHE_MAX_SIZE.sample(labels, cache.max_size))
+        labels = label_text([("name", name), server])
+        lines[CACHE_SIZE].append(CACHE_SIZE.line(labels, len(cache)))
+        lines[CACHE_HITS].append(CACHE_HITS.line(labels, cache.hits))
+        lines[CACHE_LOOKUPS].append(CACHE_LOOKUPS.line(labels, cache.hits + cache.misses))
+        lines[CACHE_MAX_SIZE].append(CACHE_MAX_SIZE.line(labels, cache.max_size))
         evicted = [("name", name), ("reason", "size"), server]
         lines[CACHE_EVICTED].append(CACHE_EVICTED.sample(evicted, cache.evicted))
     return ["".join(lines[family]) for family in AWAKE_FAMILIES]
