@@ -53,6 +53,7 @@ from hamlet.runtime.blocking import run_file_io
 from hamlet.runtime.clock import Clock, LoopingCall
 from hamlet.runtime.http_client import HttpClient
 from hamlet.runtime.logcontext import LoggingContext
+from hamlet.runtime.memory import release_freed_memory
 from hamlet.runtime.timeout import with_timeout
 from hamlet.storage.engines.postgres import PgPool, PostgresDatabase
 from hamlet.storage.errors import StorageError
@@ -559,6 +560,8 @@ class TenantManager:
             if self._is_idle(tenant, now):
                 await self.hibernate(tenant)
                 count += 1
+        if count:
+            await release_freed_memory()
         return count
 
     async def hibernate(self, tenant: Tenant) -> None:
