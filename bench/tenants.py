@@ -1,21 +1,31 @@
-"""What tenants cost: memory when idle and hibernated, provisioning, waking, and neighbours.
+"""What tenants cost: provisioning at scale, hibernation, waking, scrapes, shutdown, neighbours.
 
-    .venv/bin/python bench/tenants.py [--tenants 1000] [--provisions 50]
+    .venv/bin/python bench/tenants.py [--phases scale,memory,flood]
+        [--tenants 10000] [--awake 1000] [--wakes 100]
+        [--memory-tenants 1000] [--provisions 50]
 
 Spawns `hamlet serve` with a host section (control API on a free port;
 SQLite, a file per tenant) and provisions tenants through the control API,
 the way an operator would. Phases:
 
-1. idle RSS with 1 tenant (the main one), then with 100 and `--tenants`
-   provisioned and awake; the marginal idle tenant is the slope between
-   the last two;
-2. the same process data restarted with hibernation on: persisted tenants
-   come back hibernated, so the marginal hibernated tenant is
-   (RSS - RSS with 1) / tenants; then the first request to 20 of them,
-   which wakes each (wake_ms);
-3. provisioning latency over `--provisions` fresh tenants;
-4. a neighbour's latency: tenant B's requests while tenant A (capped at 8
-   concurrent requests) is flooded by 100 clients, and the same idle.
+- scale (issue 16's goals, printed as GOAL lines with the measured figure):
+  provision `--tenants` with hibernation on (so they do not all stay
+  awake), the provisioning p99 of the first and the last 100; `GET
+  /tenants` and `/metrics` at that many; a restart with them all
+  hibernated (until /health answers) and its settled RSS; `--wakes`
+  simultaneous first requests to hibernated tenants (p50/p99), the RSS
+  with them awake and once they hibernated again; then, hibernation off,
+  `--awake` tenants woken, the scrapes again, and how long SIGTERM takes.
+  About 5 minutes with `--tenants 3000 --awake 500`; the full 10,000 takes
+  10,000 times the provisioning time (~60 ms) more.
+- memory: idle RSS with 1 tenant (the main one), then with 100 and
+  `--memory-tenants` provisioned and awake (the marginal idle tenant is the
+  slope between the two); the same data restarted with hibernation on
+  (the marginal hibernated tenant), then the first request to 20 of them,
+  which wakes each (wake_ms);
+- flood: provisioning latency over `--provisions` fresh tenants, and a
+  neighbour's latency: tenant B's requests while tenant A (capped at 8
+  concurrent requests) is flooded by 100 clients, and the same idle.
 
 Extra detail goes to stderr; the last line is one JSON object. Prints
 numbers only; asserts nothing.
@@ -95,13 +105,16 @@ class Server:
             stderr=open(root / "serve.log", "ab"),
         )
 
-    def stop(self) -> None:
+    def stop(self) -> float:
+        """SIGTERM; returns the seconds until the process exited."""
+        started = time.perf_counter()
         self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(timeout=120)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        return time.perf_counter() - started
 
 
 async def wait_up(session: aiohttp.ClientSession, server: Server) -> None:
@@ -140,6 +153,43 @@ async def timed_get(session: aiohttp.ClientSession, server: Server, host: str, p
     async with session.get(f"http://127.0.0.1:{server.port}{path}", headers={"Host": host}) as resp:
         await resp.read()
     return (time.perf_counter() - started) * 1000
+
+
+async def timed_control(
+    session: aiohttp.ClientSession, server: Server, path: str
+) -> tuple[float, Any]:
+    started = time.perf_counter()
+    async with session.get(
+        f"http://127.0.0.1:{server.control}{path}",
+        headers={"Authorization": f"Bearer {SECRET}"},
+    ) as resp:
+        body = await resp.read()
+        if resp.status != 200:
+            raise RuntimeError(f"GET {path}: {resp.status} {body[:200]!r}")
+    elapsed = (time.perf_counter() - started) * 1000
+    return elapsed, json.loads(body) if path.startswith("/tenants") else None
+
+
+async def scrape_ms(
+    session: aiohttp.ClientSession, server: Server, prefix: str
+) -> dict[str, float]:
+    """The slowest of 3 of each scrape: all tenants, a page of 100, and /metrics."""
+    out: dict[str, float] = {}
+    for key, path in (
+        ("tenants_ms", "/tenants"),
+        ("tenants_page_ms", "/tenants?limit=100"),
+        ("metrics_ms", "/metrics"),
+    ):
+        out[prefix + key] = max([(await timed_control(session, server, path))[0] for _ in range(3)])
+    return out
+
+
+async def states(session: aiohttp.ClientSession, server: Server) -> dict[str, int]:
+    _ms, body = await timed_control(session, server, "/tenants")
+    counts: dict[str, int] = {}
+    for tenant in body["tenants"]:
+        counts[tenant["state"]] = counts.get(tenant["state"], 0) + 1
+    return counts
 
 
 def p(values: list[float], q: float) -> float:
@@ -191,6 +241,104 @@ async def phase_memory(root: Path, tenants: int) -> dict[str, float]:
     return out
 
 
+def name_of(i: int) -> str:
+    return f"s{i:05d}.bench"
+
+
+async def phase_scale(root: Path, tenants: int, awake: int, wakes: int) -> dict[str, float]:
+    out: dict[str, float] = {}
+    versions = "/_matrix/client/versions"
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        server = Server(root, hibernate="3s")
+        try:
+            await wait_up(session, server)
+            times: list[float] = []
+            for i in range(tenants):
+                times.append(await provision(session, server, name_of(i)))
+                if (i + 1) % 1000 == 0:
+                    print(
+                        f"provisioned {i + 1}: last 100 p99 {p(times[-100:], 0.99)} ms",
+                        file=sys.stderr,
+                    )
+            out["provision_first_100_p99_ms"] = p(times[:100], 0.99)
+            out["provision_last_100_p99_ms"] = p(times[-100:], 0.99)
+            out["provision_all_p50_ms"] = p(times, 0.5)
+            out.update(await scrape_ms(session, server, "provisioned_"))
+        finally:
+            server.stop()
+        print(f"provisioned: {out}", file=sys.stderr)
+
+        started = time.perf_counter()
+        server = Server(root, hibernate="3s")
+        try:
+            await wait_up(session, server)
+            out["restart_s"] = time.perf_counter() - started
+            out["rss_all_hibernated_mb"] = await asyncio.to_thread(settled_rss, server.proc.pid)
+            out.update(await scrape_ms(session, server, "hibernated_"))
+            hosts = [name_of(i) for i in range(0, tenants, max(1, tenants // wakes))][:wakes]
+            wake_times = await asyncio.gather(
+                *(timed_get(session, server, host, versions) for host in hosts)
+            )
+            out["wakes"] = len(hosts)
+            out["wake_p50_ms"] = p(wake_times, 0.5)
+            out["wake_p99_ms"] = p(wake_times, 0.99)
+            out["rss_after_wakes_mb"] = await asyncio.to_thread(settled_rss, server.proc.pid)
+            for _ in range(120):
+                if (await states(session, server)).get("active", 0) <= 1:
+                    break
+                await asyncio.sleep(1)
+            out["rss_rehibernated_mb"] = await asyncio.to_thread(settled_rss, server.proc.pid)
+        finally:
+            server.stop()
+        print(f"hibernated: {out}", file=sys.stderr)
+
+        server = Server(root, hibernate=None)
+        try:
+            await wait_up(session, server)
+            for first in range(0, awake, 50):
+                await asyncio.gather(
+                    *(
+                        timed_get(session, server, name_of(i), versions)
+                        for i in range(first, min(awake, first + 50))
+                    )
+                )
+            out["awake"] = awake
+            out["rss_awake_mb"] = await asyncio.to_thread(settled_rss, server.proc.pid)
+            out.update(await scrape_ms(session, server, "awake_"))
+        finally:
+            out["sigterm_awake_s"] = server.stop()
+    return out
+
+
+def print_goals(r: dict[str, Any], tenants: int, awake: int) -> None:
+    """Issue 16's goals for 10,000 tenants, against what this run measured."""
+    rows = [
+        (
+            f"provisioning p99 at the {tenants}th < 50 ms (first 100: "
+            f"{r['provision_first_100_p99_ms']} ms)",
+            r["provision_last_100_p99_ms"],
+            50,
+        ),
+        (f"restart with {tenants} hibernated < 5 s", r["restart_s"], 5),
+        (f"RSS with {tenants} hibernated < 150 MB", r["rss_all_hibernated_mb"], 150),
+        (f"{r['wakes']} simultaneous wakes p99 < 200 ms", r["wake_p99_ms"], 200),
+        (f"/metrics at {tenants} < 200 ms", r["hibernated_metrics_ms"], 200),
+        (f"GET /tenants at {tenants} < 200 ms", r["hibernated_tenants_ms"], 200),
+        (f"/metrics with {awake} awake < 200 ms", r["awake_metrics_ms"], 200),
+        (f"GET /tenants with {awake} awake < 200 ms", r["awake_tenants_ms"], 200),
+        (f"SIGTERM at {awake} awake < 2 s", r["sigterm_awake_s"], 2),
+        (
+            f"memory back after re-hibernation (hibernated {r['rss_all_hibernated_mb']:.1f}, "
+            f"woken {r['rss_after_wakes_mb']:.1f} MB) <= +10%",
+            r["rss_rehibernated_mb"],
+            r["rss_all_hibernated_mb"] * 1.1,
+        ),
+    ]
+    for label, value, goal in rows:
+        verdict = "met" if value < goal else "MISSED"
+        print(f"GOAL {verdict:6} {label}: {value:.2f}", file=sys.stderr)
+
+
 @asynccontextmanager
 async def serving(
     root: Path, connections: int
@@ -238,17 +386,30 @@ async def phase_provision_and_flood(root: Path, provisions: int) -> dict[str, fl
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--tenants", type=int, default=1000)
+    parser.add_argument("--phases", default="scale,memory,flood")
+    parser.add_argument("--tenants", type=int, default=10000)
+    parser.add_argument("--awake", type=int, default=1000)
+    parser.add_argument("--wakes", type=int, default=100)
+    parser.add_argument("--memory-tenants", type=int, default=1000)
     parser.add_argument("--provisions", type=int, default=50)
     args = parser.parse_args()
+    phases = set(args.phases.split(","))
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="hamlet-tenants-") as tmp:
-        memory_root = Path(tmp) / "memory"
-        memory_root.mkdir()
-        results.update(await phase_memory(memory_root, args.tenants))
-        flood_root = Path(tmp) / "flood"
-        flood_root.mkdir()
-        results.update(await phase_provision_and_flood(flood_root, args.provisions))
+        for phase in ("scale", "memory", "flood"):
+            if phase not in phases:
+                continue
+            root = Path(tmp) / phase
+            root.mkdir()
+            if phase == "scale":
+                results.update(
+                    await phase_scale(root, args.tenants, min(args.awake, args.tenants), args.wakes)
+                )
+                print_goals(results, args.tenants, min(args.awake, args.tenants))
+            elif phase == "memory":
+                results.update(await phase_memory(root, args.memory_tenants))
+            else:
+                results.update(await phase_provision_and_flood(root, args.provisions))
     print(json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in results.items()}))
 
 
