@@ -14,8 +14,10 @@ the way an operator would. Phases:
   /tenants` and `/metrics` at that many; a restart with them all
   hibernated (until /health answers) and its settled RSS; `--wakes`
   simultaneous first requests to hibernated tenants (p50/p99), the RSS
-  with them awake and once they hibernated again; then, hibernation off,
-  `--awake` tenants woken, the scrapes again, and how long SIGTERM takes.
+  with them awake and once they hibernated again; then, restarted with
+  hibernation never due, `--awake` tenants woken, the scrapes again (the
+  first after the wakes counts their users and rooms), and how long
+  SIGTERM takes.
   About 5 minutes with `--tenants 3000 --awake 500`; the full 10,000 takes
   10,000 times the provisioning time (~60 ms) more.
 - memory: idle RSS with 1 tenant (the main one), then with 100 and
@@ -292,7 +294,9 @@ async def phase_scale(root: Path, tenants: int, awake: int, wakes: int) -> dict[
             server.stop()
         print(f"hibernated: {out}", file=sys.stderr)
 
-        server = Server(root, hibernate=None)
+        # Hibernation on but never due: persisted tenants come back asleep
+        # (with it off, every one would start) and those woken stay awake.
+        server = Server(root, hibernate="1h")
         try:
             await wait_up(session, server)
             for first in range(0, awake, 50):
