@@ -16,6 +16,14 @@ from tests.support.tls import make_self_signed
 SKIP_SYNAPSE = os.environ.get("HAMLET_SKIP_SYNAPSE") == "1"
 
 
+@pytest.fixture
+def engine() -> str:
+    """These tests check the protocol against Synapse, one engine is enough:
+    storage under federation runs on both in tests/federation's two-tenant
+    tests, and a second Synapse round would add minutes to the suite."""
+    return "sqlite"
+
+
 @pytest.fixture(scope="session")
 def synapse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synapse]:
     if SKIP_SYNAPSE:
