@@ -35,7 +35,7 @@ serve: $(STAMP)
 test: $(STAMP) $(SYNAPSE_STAMP) $(JSSDK_STAMP)
 	$(BIN)/ruff check hamlet tests bench
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=20 $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check hamlet tests bench
