@@ -15,7 +15,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from hamlet.config import HomeServerConfig
 from hamlet.core.crypto import (
@@ -49,9 +49,11 @@ from hamlet.runtime.http_client import HttpClient
 from hamlet.runtime.logcontext import LoggingContext
 from hamlet.runtime.lru import LruCache
 from hamlet.storage.database import Database
-from hamlet.storage.engines.postgres import PgPool
 from hamlet.storage.factory import make_database
 from hamlet.storage.migrations import migrate
+
+if TYPE_CHECKING:
+    from hamlet.storage.engines.postgres import PgPool
 
 logger = logging.getLogger(__name__)
 

@@ -6,8 +6,6 @@ import argparse
 import json
 import os
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +38,10 @@ def _endpoint(args: argparse.Namespace) -> tuple[str, str]:
 
 
 def call(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
+    # Imported here: `hamlet serve` builds this module's parsers, never its requests.
+    import urllib.error
+    import urllib.request
+
     base, secret = _endpoint(args)
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(

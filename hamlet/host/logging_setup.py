@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import logging.config
 import os
 import sys
 from pathlib import Path
@@ -20,8 +19,11 @@ LOG_FILE_MODE = 0o640
 def setup_logging(log_config: Path | None, level: int = logging.INFO) -> None:
     install_redaction()
     if log_config is not None:
+        # Imported only for a log config: it brings pickle, sockets and queues along.
+        from logging.config import dictConfig
+
         with log_config.open() as f:
-            logging.config.dictConfig(yaml.safe_load(f))
+            dictConfig(yaml.safe_load(f))
         restrict_log_files()
         return
     handler = logging.StreamHandler(sys.stderr)

@@ -29,7 +29,7 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import yaml
 
@@ -55,8 +55,10 @@ from hamlet.runtime.http_client import HttpClient
 from hamlet.runtime.logcontext import LoggingContext
 from hamlet.runtime.memory import release_freed_memory
 from hamlet.runtime.timeout import with_timeout
-from hamlet.storage.engines.postgres import PgPool, PostgresDatabase
 from hamlet.storage.errors import StorageError
+
+if TYPE_CHECKING:
+    from hamlet.storage.engines.postgres import PgPool
 
 logger = logging.getLogger(__name__)
 
@@ -141,6 +143,9 @@ class TenantManager:
         self.crash_point: CrashPoint = _no_crash
         tenant_db = host_config.tenant_database
         if tenant_db is not None and tenant_db.is_postgres:
+            # Imported here: a host on SQLite never loads asyncpg.
+            from hamlet.storage.engines.postgres import PgPool
+
             self._pg_pool = PgPool(tenant_db.pg_dsn_kwargs(), min_size=1, max_size=tenant_db.cp_max)
 
     @property
@@ -473,6 +478,8 @@ class TenantManager:
             ):
                 return
         elif config.database.is_postgres:
+            from hamlet.storage.engines.postgres import PgPool
+
             shared = self._pg_pool if self._shares_pool(config) else None
             pool = shared or PgPool(config.database.pg_dsn_kwargs(), min_size=1, max_size=1)
             try:
@@ -489,6 +496,8 @@ class TenantManager:
 
     @staticmethod
     async def _drop_schema(pool: PgPool, schema: str, server_name: str) -> bool:
+        from hamlet.storage.engines.postgres import PostgresDatabase
+
         try:
             await PostgresDatabase(pool, schema).drop_schema()
         except StorageError:

@@ -8,8 +8,7 @@ awake. A full collection then `malloc_trim(0)` gives it back.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
+import functools
 import gc
 import logging
 from collections.abc import Callable
@@ -19,24 +18,25 @@ from hamlet.runtime.blocking import run_file_io
 logger = logging.getLogger(__name__)
 
 
+@functools.cache
 def _find_trim() -> Callable[[int], int] | None:
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
+    # Looked up in the symbols the process already has (libc among them)
+    # on first use: ctypes.util.find_library would run `ldconfig -p` in a
+    # subprocess, 10-90 ms of every start for a call few processes make.
+    import ctypes
+
     try:
-        trim: Callable[[int], int] = ctypes.CDLL(name).malloc_trim
+        trim: Callable[[int], int] = ctypes.CDLL(None).malloc_trim
     except (OSError, AttributeError):
         # Not glibc (musl, macOS): nothing to trim that way.
         return None
     return trim
 
 
-_malloc_trim = _find_trim()
-
-
 async def release_freed_memory() -> None:
     """Collect cycles (on the loop: the collector needs the GIL), then trim off it."""
     gc.collect()
-    if _malloc_trim is not None:
+    trim = _find_trim()
+    if trim is not None:
         # The trim walks the heap without the GIL; it blocks no tenant there.
-        await run_file_io(_malloc_trim, 0)
+        await run_file_io(trim, 0)

@@ -33,6 +33,11 @@ class Transaction(abc.ABC):
     @abc.abstractmethod
     async def executemany(self, sql: str, rows: Iterable[Args]) -> None: ...
 
+    async def execute_script(self, statements: Sequence[str]) -> None:
+        """Run statements without arguments in order; an engine may send them in one go."""
+        for statement in statements:
+            await self.execute(statement)
+
     @abc.abstractmethod
     async def fetchall(self, sql: str, args: Args = ()) -> list[Row]: ...
 

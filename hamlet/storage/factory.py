@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from hamlet.config import HomeServerConfig
 from hamlet.storage.database import Database
-from hamlet.storage.engines.postgres import PgPool, PostgresDatabase
 from hamlet.storage.engines.sqlite import SqliteDatabase
+
+if TYPE_CHECKING:
+    from hamlet.storage.engines.postgres import PgPool
 
 
 def make_database(config: HomeServerConfig, pg_pool: PgPool | None = None) -> Database:
@@ -13,6 +17,9 @@ def make_database(config: HomeServerConfig, pg_pool: PgPool | None = None) -> Da
     db_config = config.database
     if db_config.is_sqlite:
         return SqliteDatabase(db_config.sqlite_path())
+    # asyncpg (5 MB resident) is imported only by a process that uses PostgreSQL.
+    from hamlet.storage.engines.postgres import PgPool, PostgresDatabase
+
     if pg_pool is not None:
         return PostgresDatabase(pg_pool, db_config.pg_schema)
     pool = PgPool(

@@ -4,9 +4,9 @@ Files are `schema/NNNN_name.sql`. The few dialect differences are written
 as `{{TOKEN}}` in the files and filled in here, the one place that knows
 both dialects. A migration whose engines differ in more than a word (full
 text search: an FTS5 virtual table against a tsvector column) comes as
-`NNNN_name.sqlite.sql` and `NNNN_name.postgres.sql`, one per engine. Each
-file runs in one transaction and is recorded in `schema_version`, so a
-failed migration leaves the previous version intact.
+`NNNN_name.sqlite.sql` and `NNNN_name.postgres.sql`, one per engine. The
+files a database lacks run in one transaction and are recorded in
+`schema_version`, so a failed migration leaves the previous version intact.
 """
 
 from __future__ import annotations
@@ -101,7 +101,12 @@ async def migrate(db: Database, schema_dir: Path = SCHEMA_DIR) -> int:
 
     Not only those above the highest: branches developed side by side land
     their numbers out of order, and a database that already has a later
-    one must still get the earlier one when it arrives."""
+    one must still get the earlier one when it arrives.
+
+    The pending migrations run in one transaction, each file's statements
+    in one go: a new database is created with one commit (one fsync) and a
+    few round trips, not one of each per statement and file. A failure
+    rolls all of them back, leaving the version the database had."""
     await db.execute(
         "create_schema_version",
         "CREATE TABLE IF NOT EXISTS schema_version ("
@@ -110,25 +115,31 @@ async def migrate(db: Database, schema_dir: Path = SCHEMA_DIR) -> int:
     rows = await db.fetchall("get_schema_versions", "SELECT version FROM schema_version")
     applied = {int(row[0]) for row in rows}
     current = max(applied, default=0)
-    for migration in load_migrations(schema_dir):
-        if migration.version in applied:
-            continue
-        statements = render(migration.sql_for(db.engine), db.engine)
+    pending = [m for m in load_migrations(schema_dir) if m.version not in applied]
+    if not pending:
+        return current
 
-        async def apply(
-            txn: Transaction, m: Migration = migration, s: list[str] = statements
-        ) -> None:
-            for stmt in s:
-                await txn.execute(stmt)
-            await txn.execute(
-                "INSERT INTO schema_version (version, name, applied_ts) VALUES (?, ?, ?)",
-                (m.version, m.name, int(time.time() * 1000)),
-            )
+    async def apply(txn: Transaction) -> None:
+        for migration in pending:
+            statements = render(migration.sql_for(db.engine), db.engine)
+            try:
+                await txn.execute_script(statements)
+            except StorageError as e:
+                raise MigrationError(
+                    f"migration {migration.version:04d}_{migration.name}: {e}"
+                ) from e
+        now = int(time.time() * 1000)
+        await txn.executemany(
+            "INSERT INTO schema_version (version, name, applied_ts) VALUES (?, ?, ?)",
+            [(m.version, m.name, now) for m in pending],
+        )
 
-        try:
-            await db.run_interaction(f"migrate_{migration.version:04d}", apply)
-        except StorageError as e:
-            raise MigrationError(f"migration {migration.version:04d}_{migration.name}: {e}") from e
+    try:
+        await db.run_interaction("migrate", apply)
+    except MigrationError:
+        raise
+    except StorageError as e:
+        raise MigrationError(f"migrations: {e}") from e
+    for migration in pending:
         logger.info("Applied schema migration %04d_%s", migration.version, migration.name)
-        current = max(current, migration.version)
-    return current
+    return max(current, *(m.version for m in pending))

@@ -46,3 +46,14 @@ def test_the_text_is_generate_latests() -> None:
         for i, name in enumerate(NAMES)
     ]
     assert render([counter, gauge, histogram], chunks) == generate_latest(registry)
+
+
+def test_values_are_written_as_prometheus_client_writes_them() -> None:
+    from prometheus_client.utils import floatToGoString
+
+    from hamlet.host.exposition import value_text
+
+    values = [0, 1, -1, 0.25, 3, 999999.9, 1234567.0, 1e7, 123456789.125, 1e15, 1.5e15, 1e16]
+    values += [1.5e16, 1e20 + 1, 1e-7, -1234567.0, float("inf"), float("-inf"), float("nan")]
+    for value in values:
+        assert value_text(value) == floatToGoString(value), value

@@ -112,6 +112,21 @@ async def test_failing_migration_leaves_the_previous_version(
     assert await migrate(db, schema) == 3
 
 
+async def test_pending_migrations_run_as_one_transaction(db: Database, tmp_path: Path) -> None:
+    files = {f"{n:04d}_t{n}.sql": f"CREATE TABLE t{n} (x INTEGER);\n" for n in range(1, 6)}
+    assert await migrate(db, write_schema(tmp_path / "schema", files)) == 5
+    # A new database is one commit, not one per file.
+    assert db.txn_totals["migrate"][0] == 1
+    assert [v for v, _ in await versions(db)] == [1, 2, 3, 4, 5]
+    # Files applied together fail together: the database keeps the version it had.
+    broken = {"0006_fine.sql": "CREATE TABLE fine (x INTEGER);\n", "0007_bad.sql": "NOT SQL;\n"}
+    with pytest.raises(MigrationError, match="0007_bad"):
+        await migrate(db, write_schema(tmp_path / "schema", broken))
+    assert [v for v, _ in await versions(db)] == [1, 2, 3, 4, 5]
+    with pytest.raises(StorageError):
+        await db.fetchall("probe", "SELECT * FROM fine")
+
+
 def test_load_migrations_rejects_bad_names_and_duplicates(tmp_path: Path) -> None:
     bad = write_schema(tmp_path / "bad", {"1_things.sql": "SELECT 1;"})
     with pytest.raises(MigrationError, match="badly named"):

@@ -1,15 +1,18 @@
-"""SRV lookups through dnspython's asyncio resolver (runs in the caller's task)."""
+"""SRV lookups through dnspython's asyncio resolver (runs in the caller's task).
+
+dnspython (6 MB resident) is imported on the first lookup: a tenant that
+never federates with a server lacking .well-known never loads it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-import dns.asyncresolver
-import dns.exception
-import dns.rdatatype
-import dns.resolver
+from typing import TYPE_CHECKING
 
 from hamlet.handlers.federation.discovery import SrvTarget
+
+if TYPE_CHECKING:
+    import dns.asyncresolver
 
 #: Seconds one lookup may take, retries included.
 SRV_LIFETIME_S = 5.0
@@ -24,6 +27,8 @@ class DnsSrvResolver:
         self._resolver: dns.asyncresolver.Resolver | None = None
 
     def _get_resolver(self) -> dns.asyncresolver.Resolver:
+        import dns.asyncresolver
+
         if self._resolver is None:
             if self._nameservers:
                 resolver = dns.asyncresolver.Resolver(configure=False)
@@ -35,6 +40,9 @@ class DnsSrvResolver:
         return self._resolver
 
     async def resolve_srv(self, name: str) -> tuple[Sequence[SrvTarget], float]:
+        import dns.rdatatype
+        import dns.resolver
+
         try:
             resolver = self._get_resolver()
             answer = await resolver.resolve(name, dns.rdatatype.SRV, lifetime=SRV_LIFETIME_S)

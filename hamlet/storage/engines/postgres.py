@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Literal, TypeVar
 
 import asyncpg
@@ -58,6 +58,17 @@ class PostgresTransaction(Transaction):
         except asyncpg.PostgresError as e:
             raise _wrap(e) from e
         return [tuple(r) for r in records]
+
+    async def execute_script(self, statements: Sequence[str]) -> None:
+        # Without arguments asyncpg sends the lot as one simple query: one
+        # round trip, run in order inside the caller's transaction.
+        if not statements:
+            return
+        try:
+            with pending_io.track():
+                await self._conn.execute(";\n".join(statements))
+        except asyncpg.PostgresError as e:
+            raise _wrap(e) from e
 
 
 class PgPool:

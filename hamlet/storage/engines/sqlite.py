@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -32,6 +32,12 @@ class SqliteTransaction(Transaction):
     async def fetchall(self, sql: str, args: Args = ()) -> list[Row]:
         return await run_db(_fetchall, self._conn, sql, tuple(args))
 
+    async def execute_script(self, statements: Sequence[str]) -> None:
+        # One hop to the database thread for the lot (a migration creates
+        # dozens of tables and indexes), inside the caller's transaction:
+        # sqlite3's own executescript would commit it first.
+        await run_db(_execute_all, self._conn, list(statements))
+
 
 def _wrap(e: sqlite3.Error) -> StorageError:
     if isinstance(e, sqlite3.IntegrityError):
@@ -42,6 +48,14 @@ def _wrap(e: sqlite3.Error) -> StorageError:
 def _execute(conn: sqlite3.Connection, sql: str, args: tuple[object, ...]) -> int:
     try:
         return conn.execute(sql, args).rowcount
+    except sqlite3.Error as e:
+        raise _wrap(e) from e
+
+
+def _execute_all(conn: sqlite3.Connection, statements: list[str]) -> None:
+    try:
+        for statement in statements:
+            conn.execute(statement)
     except sqlite3.Error as e:
         raise _wrap(e) from e
 
