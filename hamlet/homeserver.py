@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -135,6 +136,8 @@ class HomeServer(Services):
         self._request_slots: asyncio.Semaphore | None = None
         self._queued = 0
         self._max_queued = 0
+        #: Seconds each step of setup() took, in order (logged once set up).
+        self.setup_timings: dict[str, float] = {}
         self.state = "created"
 
     @property
@@ -177,11 +180,23 @@ class HomeServer(Services):
             self.state = "ready"
 
     async def _setup(self) -> None:
+        timings = self.setup_timings
+        lap = time.monotonic()
+
+        def step_done(name: str) -> None:
+            nonlocal lap
+            now = time.monotonic()
+            timings[name] = now - lap
+            lap = now
+
         signing_key = await run_file_io(load_or_create_signing_key, self.config.signing_key_path)
         self._signing_key = signing_key
+        step_done("signing_key")
         self._db = db = make_database(self.config, self._pg_pool)
         await db.open()
+        step_done("database")
         await migrate(db)
+        step_done("migrations")
         cap = self.config.limits.max_concurrent_requests
         if cap is not None:
             self._request_slots = asyncio.Semaphore(cap)
@@ -198,10 +213,18 @@ class HomeServer(Services):
         )
         for build in self.builders:
             build(ctx, self)
+        step_done("services")
         # Stream positions and state are read once everything exists, so a
         # sync token stays valid across a restart.
         await self._registry.load()
         await db.release_memory()
+        step_done("load")
+        # Where a slow start went, for the operator (and bench/startup.py).
+        logger.info(
+            "Set up in %.3fs: %s",
+            sum(timings.values()),
+            " ".join(f"{name}={seconds:.3f}" for name, seconds in timings.items()),
+        )
 
     async def start(self) -> None:
         if self.state != "ready":
