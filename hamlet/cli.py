@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -33,7 +34,26 @@ def _ensure_config(config_path: Path, server_name: str, data_dir: Path) -> None:
     print(f"Wrote a default config to {config_path}", file=sys.stderr)
 
 
+def import_serving_code() -> None:
+    """Import what serving needs with the cycle collector off, then freeze it.
+
+    The serving code is ~90,000 objects that live as long as the process
+    (modules, classes, functions): collecting while importing them only
+    walks them again and again (a seventh of the import's CPU), and once
+    frozen no later full collection walks them either. Done before any
+    homeserver exists, so nothing a hibernating tenant frees is frozen.
+    """
+    gc.disable()
+    try:
+        import hamlet.host.process  # noqa: F401
+
+        gc.freeze()
+    finally:
+        gc.enable()
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    import_serving_code()
     from hamlet.host.process import HostProcess, StartupError
 
     config_path = Path(args.config)
