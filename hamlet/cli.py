@@ -39,7 +39,7 @@ def import_serving_code() -> None:
 
     The serving code is ~90,000 objects that live as long as the process
     (modules, classes, functions): collecting while importing them only
-    walks them again and again (a seventh of the import's CPU), and once
+    walks them again and again (about a tenth of the import's CPU), and once
     frozen no later full collection walks them either. Done before any
     homeserver exists, so nothing a hibernating tenant frees is frozen.
     """
