@@ -46,6 +46,7 @@ from hamlet.config.model import (
     DEFAULT_RC_TO_DEVICE,
     DEFAULT_ROOM_VERSION,
     DEFAULT_SQLITE_CP,
+    DEFAULT_SYNC_RESPONSE_CACHE_DURATION_MS,
     DEFAULT_SYNCS_PER_USER,
     DatabaseConfig,
     DatabaseEngine,
@@ -239,6 +240,8 @@ def _with_path(config: HomeServerConfig, path: Path) -> HomeServerConfig:
 
 # A year: longer backoffs or timeouts are typos, and timers must stay finite.
 MAX_FEDERATION_DURATION_MS = 365 * 24 * 3600_000
+#: A kept /sync result is as old as this at most (presence ages with it).
+MAX_SYNC_RESPONSE_CACHE_DURATION_MS = 3600_000
 
 
 def _build(ctx: Context, root: Section) -> HomeServerConfig | None:
@@ -385,8 +388,21 @@ def _build(ctx: Context, root: Section) -> HomeServerConfig | None:
         tenants=_tenants(root),
         limits=_limits(root),
         host=_host(ctx, root),
+        sync_response_cache_duration=_sync_response_cache_duration(root),
     )
     return config if server_name is not None else None
+
+
+def _sync_response_cache_duration(root: Section) -> int:
+    default = DEFAULT_SYNC_RESPONSE_CACHE_DURATION_MS
+    s = root.section("caches")
+    if s is None:
+        return default
+    value = s.get("sync_response_cache_duration", default, parse_duration_ms)
+    if value > MAX_SYNC_RESPONSE_CACHE_DURATION_MS:
+        s.error("sync_response_cache_duration", "must be at most 1h")
+        return default
+    return value
 
 
 def _federation(root: Section) -> FederationConfig:

@@ -433,6 +433,10 @@ class FederationTransportConfig:
     tls_private_key_path: Path | None = None
 
 
+#: Synapse's default for `caches.sync_response_cache_duration`.
+DEFAULT_SYNC_RESPONSE_CACHE_DURATION_MS = 2 * 60 * 1000
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HomeServerConfig:
     """One homeserver (one ``server_name``).
@@ -526,6 +530,11 @@ class HomeServerConfig:
 
     # Application services (bridges): `app_service_config_files` and inline `app_services`
     app_services: tuple[AppServiceConfig, ...] = ()
+
+    # `caches.sync_response_cache_duration` (Synapse's): how long the result of
+    # a /sync that does not wait is kept for an identical request, while
+    # nothing it depends on has moved (`handlers/sync/sharing.py`); 0: never.
+    sync_response_cache_duration: int = DEFAULT_SYNC_RESPONSE_CACHE_DURATION_MS
 
     # Multi-tenancy (Hamlet's own keys)
     tenants: tuple[Path, ...] = ()

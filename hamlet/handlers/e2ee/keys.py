@@ -231,6 +231,10 @@ class E2eKeysHandler(ServiceBase):
         self._device_lists = device_lists
         self._devices = devices
         self._remote: RemoteKeys | None = None
+        #: Moves whenever a one-time or fallback key is stored or claimed:
+        #: their counts are in every /sync yet in no stream, so a kept sync
+        #: result (`handlers/sync/sharing.py`) is stale once it moved.
+        self.keys_generation = 0
 
     def attach_remote(self, remote: RemoteKeys) -> None:
         """Federation, built later, answers for other servers' users."""
@@ -258,6 +262,24 @@ class E2eKeysHandler(ServiceBase):
             raise BadJsonError("At most one fallback key per algorithm")
         now = self._clock.time_msec()
         try:
+            await self._store_keys(user_id, device_id, one_time, fallback, now)
+        finally:
+            self.keys_generation += 1
+        if checked is not None and await self.store.set_device_keys(
+            user_id, device_id, checked, now
+        ):
+            await self._device_lists.devices_changed(user_id, [device_id])
+        return await self.one_time_key_counts(user_id, device_id)
+
+    async def _store_keys(
+        self,
+        user_id: str,
+        device_id: str,
+        one_time: list[OneTimeKey],
+        fallback: list[OneTimeKey],
+        now: int,
+    ) -> None:
+        try:
             conflicts = await self.store.add_one_time_keys(
                 user_id,
                 device_id,
@@ -274,11 +296,6 @@ class E2eKeysHandler(ServiceBase):
             )
         if fallback:
             await self.store.set_fallback_keys(user_id, device_id, fallback)
-        if checked is not None and await self.store.set_device_keys(
-            user_id, device_id, checked, now
-        ):
-            await self._device_lists.devices_changed(user_id, [device_id])
-        return await self.one_time_key_counts(user_id, device_id)
 
     async def one_time_key_counts(self, user_id: str, device_id: str) -> dict[str, int]:
         counts = await self.store.count_one_time_keys(user_id, device_id)
@@ -449,9 +466,12 @@ class E2eKeysHandler(ServiceBase):
 
     async def claim_local(self, claims: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:
         """{user: {device: {algorithm:key_id: key}}} for local users' claims."""
-        claimed = await self.store.claim_keys(
-            [(u, d, alg) for u, devices in claims.items() for d, alg in devices.items()]
-        )
+        try:
+            claimed = await self.store.claim_keys(
+                [(u, d, alg) for u, devices in claims.items() for d, alg in devices.items()]
+            )
+        finally:
+            self.keys_generation += 1
         out: dict[str, dict[str, Any]] = {}
         for (user_id, device_id), key in claimed.items():
             out.setdefault(user_id, {})[device_id] = {f"{key.algorithm}:{key.key_id}": key.key}

@@ -30,6 +30,7 @@ from hamlet.handlers.e2ee.keys import E2eKeysHandler
 from hamlet.handlers.push.rules import PUSH_RULES_TYPE, PushRulesHandler
 from hamlet.handlers.sync.results import DeviceKeyState, Ephemeral, SyncResult, ToDeviceResult
 from hamlet.handlers.sync.rooms import RoomSyncBuilder
+from hamlet.handlers.sync.sharing import KeptResults, Position
 from hamlet.handlers.user_streams.account_data import AccountDataEntry, AccountDataUpdates
 from hamlet.handlers.user_streams.presence import PresenceHandler, PresenceUpdates
 from hamlet.handlers.user_streams.receipts import RoomReceipts
@@ -67,6 +68,10 @@ class SyncRequest:
             self.filter,
         )
 
+    def answers_now(self) -> bool:
+        """Whether it answers at once, without waiting for news (as `_sync` decides)."""
+        return self.since is None or self.timeout_ms <= 0 or self.full_state
+
 
 class SyncHandler:
     def __init__(
@@ -87,6 +92,7 @@ class SyncHandler:
         device_lists: StreamProvider[DeviceListChanges],
         max_syncs_per_user: int = 10,
         build_slots: WorkSlots | None = None,
+        kept: KeptResults | None = None,
     ) -> None:
         self.clock = clock
         self.notifier = notifier
@@ -103,6 +109,7 @@ class SyncHandler:
         self.max_syncs_per_user = max_syncs_per_user
         # Shared with sliding sync: builds of one user, and of the tenant, at once.
         self.build_slots = build_slots or WorkSlots(2, 8)
+        self.kept = kept if kept is not None else KeptResults(clock, 0)
         self.active_syncs = 0
         # The shared computation is a background process of the homeserver,
         # in its own logging context, not a task of the first request.
@@ -123,11 +130,18 @@ class SyncHandler:
             self.active_syncs -= 1
 
     async def _join(self, request: SyncRequest) -> SyncResult:
-        """Await the computation of this request, started now unless an
-        identical one is running."""
-        return await self._shared.join(
-            request.sharing_key(), request.requester.user_id, lambda: self._sync(request)
-        )
+        """The result kept from an identical request if it is still what a
+        build would give, else the computation of this request, started now
+        unless an identical one is running."""
+        key = request.sharing_key()
+        if request.answers_now():
+            kept = self.kept.get(request.requester, key, self._position())
+            if kept is not None:
+                return kept
+        return await self._shared.join(key, request.requester.user_id, lambda: self._sync(request))
+
+    def _position(self) -> Position:
+        return Position(self.notifier.current_token(), self.e2e_keys.keys_generation)
 
     @property
     def computations(self) -> int:
@@ -140,7 +154,7 @@ class SyncHandler:
         if since is not None and since.events > self.notifier.current_token().events:
             raise InvalidParamError("The since token is from the future")
         if since is None or request.timeout_ms <= 0 or request.full_state:
-            return (await self._build_now(request))[1]
+            return await self._build_and_keep(request)
         joined = [m.room_id for m in await self.rooms.get_rooms_for_user(user_id)]
         deadline = self.clock.monotonic() + min(request.timeout_ms, MAX_TIMEOUT_MS) / 1000
         waited_from = since
@@ -155,12 +169,27 @@ class SyncHandler:
                 return result
             waited_from = now
 
+    async def _build_and_keep(self, request: SyncRequest) -> SyncResult:
+        """Build now, and keep the result for identical requests."""
+        async with self.build_slots.slot(request.requester.user_id):
+            # Before any read: a key change during the build makes it stale.
+            position = self._position()
+            result = await self._build_in_slot(request, position.token)
+        self.kept.keep(request.requester, request.sharing_key(), position, result)
+        return result
+
     async def _build_now(self, request: SyncRequest) -> tuple[StreamToken, SyncResult]:
         """The result up to the current token, and that token."""
         async with self.build_slots.slot(request.requester.user_id):
             # Taken after waiting: what the slot's wait let happen is in this sync.
             now = self.notifier.current_token()
-            return now, await self._build(request, now)
+            return now, await self._build_in_slot(request, now)
+
+    async def _build_in_slot(self, request: SyncRequest, now: StreamToken) -> SyncResult:
+        # Whatever this build confirms (to-device messages) may make the
+        # device's kept result stale.
+        self.kept.building(request.requester)
+        return await self._build(request, now)
 
     async def _build(self, request: SyncRequest, now: StreamToken) -> SyncResult:
         requester = request.requester

@@ -8,6 +8,7 @@ from hamlet.handlers.container import Services
 from hamlet.handlers.sync.filters import FilterHandler
 from hamlet.handlers.sync.handler import SyncHandler
 from hamlet.handlers.sync.rooms import RoomSyncBuilder
+from hamlet.handlers.sync.sharing import KeptResults
 from hamlet.handlers.sync.to_device import ToDeviceProvider
 from hamlet.storage.stores.filters import FilterStore
 
@@ -41,4 +42,5 @@ def build(ctx: BuildContext, s: Services) -> None:
             ctx.config.limits.max_concurrent_sync_builds_per_user,
             ctx.config.limits.max_concurrent_sync_builds,
         ),
+        kept=ctx.own(KeptResults(ctx.clock, ctx.config.sync_response_cache_duration)),
     )
