@@ -28,7 +28,9 @@ from hamlet.api.request import ApiRequest
 from hamlet.api.router import Route, Router
 from hamlet.config.model import ListenerConfig
 from hamlet.handlers.common.errors import MatrixError, TooLargeError, UnrecognizedError
+from hamlet.handlers.common.work_slots import WorkSlots
 from hamlet.runtime import tracing
+from hamlet.runtime.clock import pass_turn
 from hamlet.runtime.http_client import is_ip_literal
 from hamlet.runtime.logcontext import LoggingContext, measure_cpu
 from hamlet.runtime.shielding import run_to_the_end
@@ -195,10 +197,18 @@ def _unrouted(host: str | None, http: web.Request) -> web.Response:
 
 
 #: Bodies above this are written a chunk at a time, waiting for the client
-#: to take each: handed to the transport whole, a body of megabytes is
-#: copied and sent in one go while every other connection waits.
-STREAM_ABOVE = 1024 * 1024
+#: to take each and letting every other connection have a turn in between:
+#: handed to the transport whole, a body is copied and sent in one go while
+#: every other connection waits, and a flood of identical megabyte /sync
+#: answers (one shared body) is as many copies in one turn of the loop.
+STREAM_ABOVE = 256 * 1024
 STREAM_CHUNK = 128 * 1024
+#: Large bodies of one writer (a user, or an address for anonymous
+#: requests) written at once; the rest wait for one to finish. Every
+#: chunk written gives everyone a turn, yet a flood of forty identical
+#: full syncs would still be forty chunks per turn: so the flooder's
+#: answers queue behind each other, not everyone else's.
+STREAMS_PER_WRITER = 2
 
 
 async def _stream(
@@ -216,8 +226,23 @@ async def _stream(
     view = memoryview(body)
     for start in range(0, len(body), STREAM_CHUNK):
         await out.write(view[start : start + STREAM_CHUNK])
+        # The socket may take it all at once (`write` then never waits).
+        await pass_turn()
     await out.write_eof()
     return out
+
+
+#: Large bodies written at once in all; more than the connections a
+#: process serves at once, so only the per-writer cap ever waits.
+MAX_STREAMS = 100_000
+
+
+def _writer(server_name: str, exchange: _Exchange) -> str:
+    """Whose turn a large body takes: the user's, else the address's."""
+    request = exchange.request
+    if request is not None and request.requester is not None:
+        return f"{server_name} {request.requester.user_id}"
+    return f"{server_name} {exchange.client_ip}"
 
 
 class HttpFrontend:
@@ -227,6 +252,7 @@ class HttpFrontend:
         self.resolver = resolver
         self.router = router
         self._counter = itertools.count(1)
+        self._streams = WorkSlots(STREAMS_PER_WRITER, MAX_STREAMS)
 
     def make_app(self, listener: ListenerConfig | None = None) -> web.Application:
         """The app for one listener; its `x_forwarded` and `compress` apply to it alone."""
@@ -270,7 +296,8 @@ class HttpFrontend:
                 # Negotiated from Accept-Encoding; media is already compressed.
                 response.enable_compression()
             if isinstance(response, web.Response) and nbytes > STREAM_ABOVE:
-                return await _stream(http, response, compress=compress)
+                async with self._streams.slot(_writer(server_name, exchange)):
+                    return await _stream(http, response, compress=compress)
             return response
 
     async def _respond(

@@ -1,0 +1,55 @@
+"""Large response bodies are written a chunk at a time, with a turn for
+every other connection after each chunk: a flood of large answers (one
+user's identical full syncs) does not hold everyone else's requests while
+megabytes are copied."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from hamlet.api import server
+from hamlet.config import HomeServerConfig
+from tests.support.harness import start_harness
+from tests.support.users import make_user
+from tests.user_streams.helpers import call
+
+V3 = "/_matrix/client/v3"
+
+
+async def test_a_body_of_a_few_chunks_gives_a_turn_after_each(
+    make_hs_config: Callable[..., HomeServerConfig], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    turns: list[int] = []
+    real = server.pass_turn
+
+    async def counted() -> None:
+        turns.append(1)
+        await real()
+
+    monkeypatch.setattr(server, "pass_turn", counted)
+    h = await start_harness([make_hs_config()])
+    try:
+        alice = await make_user(h, "alice")
+        # Under the 1 MiB a sync carries, over the streaming threshold.
+        pads = [f"{i:04d}" * 12_000 for i in range(8)]
+        for i, pad in enumerate(pads):
+            resp = await call(
+                h, "PUT", f"/user/{alice.user_id}/account_data/big.{i}", alice, {"p": pad}
+            )
+            assert resp.status == 200, resp.body
+        turns.clear()
+        resp = await h.request("GET", f"{V3}/sync", token=alice.token)
+        assert resp.status == 200
+        assert server.STREAM_ABOVE < len(resp.body) < 1024**2
+        assert int(resp.headers["Content-Length"]) == len(resp.body)
+        events = {e["type"]: e["content"] for e in resp.json["account_data"]["events"]}
+        assert [events[f"big.{i}"]["p"] for i in range(8)] == pads
+        assert len(turns) == -(-len(resp.body) // server.STREAM_CHUNK)
+        # A small body goes whole.
+        turns.clear()
+        assert (await h.request("GET", f"{V3}/account/whoami", token=alice.token)).status == 200
+        assert turns == []
+    finally:
+        await h.close()
