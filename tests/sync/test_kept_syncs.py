@@ -13,6 +13,7 @@ import pytest
 from hamlet.config import HomeServerConfig
 from hamlet.config.errors import ConfigError
 from hamlet.config.homeserver import validate_config
+from hamlet.handlers.sync import sharing
 from tests.conftest import advance
 from tests.support.harness import Harness, Response
 from tests.support.users import TestUser, make_user
@@ -195,3 +196,20 @@ def test_the_duration_is_read_as_synapse_writes_it(tmp_path: Any) -> None:
         validate_config(
             {**base, "caches": {"sync_response_cache_duration": "2d"}}, config_dir=tmp_path
         )
+
+
+@pytest.mark.parametrize("cap", ["MAX_KEPT", "MAX_KEPT_BYTES"])
+async def test_the_oldest_kept_result_goes_first_past_the_tenants_cap(
+    h: Harness, builds: Builds, monkeypatch: pytest.MonkeyPatch, cap: str
+) -> None:
+    # One result fits, by count or by the bytes of its body.
+    monkeypatch.setattr(sharing, cap, 1)
+    alice = await make_user(h, "alice")
+    bob = await make_user(h, "bob")
+    await sync(h, alice)
+    await sync(h, alice)
+    await sync(h, bob)
+    await sync(h, bob)
+    assert builds.count == 2 and len(h.hs.sync.kept) == 1
+    await sync(h, alice)
+    assert builds.count == 3

@@ -38,9 +38,11 @@ from hamlet.handlers.common.streams import StreamToken
 from hamlet.handlers.sync.results import SyncResult
 from hamlet.runtime.clock import Clock, DelayedCall
 
-#: Results kept per tenant at most (the least recently built go first): each
-#: may hold megabytes, and only a repeated request needs one.
+#: Results kept per tenant at most, and their encoded bodies' bytes (the
+#: least recently built go first): each may hold megabytes, and only a
+#: repeated request needs one.
 MAX_KEPT: Final = 64
+MAX_KEPT_BYTES: Final = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +91,7 @@ class KeptResults(ServiceBase):
             return
         holder = _holder(requester)
         self._drop(holder)
-        while len(self._kept) >= MAX_KEPT:
+        while self._kept and (len(self._kept) >= MAX_KEPT or self._bytes() > MAX_KEPT_BYTES):
             self._drop(next(iter(self._kept)))
         expiry = self._clock.call_later(self._duration_s, self._expire, holder, result)
         self._kept[holder] = _Kept(key, built_at, result, expiry)
@@ -117,6 +119,9 @@ class KeptResults(ServiceBase):
         self.clear_caches()
 
     def memory_usage(self) -> int:
-        # The encoded bodies dominate (the result's objects are about as
-        # large again, until the API has encoded it once).
-        return sum(2 * sum(map(len, kept.result.encoded.values())) for kept in self._kept.values())
+        # The encoded bodies dominate; the result's objects are about as large again.
+        return 2 * self._bytes()
+
+    def _bytes(self) -> int:
+        """The kept bodies' bytes (a result is encoded once served, after it is kept)."""
+        return sum(sum(map(len, kept.result.encoded.values())) for kept in self._kept.values())
