@@ -78,6 +78,7 @@ def hamlet_config(
             "failed_attempts": {"per_second": 1000, "burst_count": 1000},
         },
         "rc_joins": {"local": {"per_second": 1000, "burst_count": 1000}},
+        "rc_room_creation": {"per_second": 1000, "burst_count": 1000},
         "rc_joins_per_room": {"per_second": 1000, "burst_count": 1000},
         "rc_invites": {
             "per_room": {"per_second": 1000, "burst_count": 1000},
@@ -139,6 +140,7 @@ def synapse_config(root: Path, port: int) -> Path:
             "failed_attempts": {"per_second": 1000, "burst_count": 1000},
         },
         "rc_joins": {"local": {"per_second": 1000, "burst_count": 1000}},
+        "rc_room_creation": {"per_second": 1000, "burst_count": 1000},
         "rc_joins_per_room": {"per_second": 1000, "burst_count": 1000},
         "rc_invites": {
             "per_room": {"per_second": 1000, "burst_count": 1000},
@@ -242,18 +244,7 @@ async def workload(base: str, messages: int) -> dict[str, float]:
         await asyncio.gather(*(sender_loop(s) for s in senders))
         ten = per_sender * 10 / (time.perf_counter() - start)
 
-        since = (await bob.call("GET", "/_matrix/client/v3/sync?timeout=0"))["next_batch"]
-        latencies = []
-        for _ in range(50):
-            poll = asyncio.ensure_future(
-                bob.call("GET", f"/_matrix/client/v3/sync?since={since}&timeout=10000")
-            )
-            await asyncio.sleep(0.02)
-            sent_at = time.perf_counter()
-            await send(alice)
-            result = await poll
-            latencies.append((time.perf_counter() - sent_at) * 1000)
-            since = result["next_batch"]
+        latencies = await wake_latencies(alice, bob, room, 50)
         latencies.sort()
         return {
             "send_1_msgs_per_s": round(one, 1),
@@ -261,6 +252,29 @@ async def workload(base: str, messages: int) -> dict[str, float]:
             "sync_latency_ms_p50": round(statistics.median(latencies), 2),
             "sync_latency_ms_p99": round(latencies[int(len(latencies) * 0.99) - 1], 2),
         }
+
+
+async def wake_latencies(sender: Client, waiter: Client, room: str, samples: int) -> list[float]:
+    """Milliseconds from each of `samples` sends by `sender` into `room` until
+    the long-poll /sync `waiter` parked beforehand returns with it."""
+    txn = iter(range(10**9))
+    since = (await waiter.call("GET", "/_matrix/client/v3/sync?timeout=0"))["next_batch"]
+    latencies = []
+    for _ in range(samples):
+        poll = asyncio.ensure_future(
+            waiter.call("GET", f"/_matrix/client/v3/sync?since={since}&timeout=10000")
+        )
+        await asyncio.sleep(0.02)
+        sent_at = time.perf_counter()
+        await sender.call(
+            "PUT",
+            f"/_matrix/client/v3/rooms/{room}/send/m.room.message/w{time.time_ns()}{next(txn)}",
+            {"msgtype": "m.text", "body": "hello"},
+        )
+        result = await poll
+        latencies.append((time.perf_counter() - sent_at) * 1000)
+        since = result["next_batch"]
+    return latencies
 
 
 def spawn(argv: list[str], env: dict[str, str] | None) -> subprocess.Popen[bytes]:
