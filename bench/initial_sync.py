@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/initial_sync.py [--small-rooms 20 --small-messages 50]
         [--large-rooms 1000 --large-messages 5] [--runs 5] [--wake-samples 200]
-        [--synapse-python PATH] [--skip-postgres] [--skip-large]
+        [--synapse-python PATH] [--skip-postgres] [--skip-large] [--baseline DIR]
 
 Every server (Hamlet on SQLite, Hamlet on PostgreSQL — a throwaway cluster —,
 and Synapse on SQLite when a Python with `matrix-synapse` is given or found)
@@ -20,8 +20,10 @@ them alike. Figures are medians over the runs:
 * wake_ms_p50 / _p99: one sender sends into a room; the time from the send
   until the other member's parked long-poll /sync returns with it.
 
-One JSON line per server, then one with the ratios of each Hamlet engine to
-Synapse (below 1: Hamlet takes less time). Prints numbers only; asserts nothing.
+`--baseline DIR` adds a Hamlet run from another source tree (say, a checkout
+of main) on SQLite, for before/after figures in the same run. One JSON line
+per server, then one with the ratios of each Hamlet to Synapse (below 1:
+Hamlet takes less time). Prints numbers only; asserts nothing.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -193,6 +196,12 @@ async def main() -> None:
     parser.add_argument("--synapse-python", default=None)
     parser.add_argument("--skip-postgres", action="store_true")
     parser.add_argument("--skip-synapse", action="store_true")
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        type=lambda path: str(Path(path).resolve()),
+        help="another Hamlet source tree (a checkout of main) to run on SQLite beside this one",
+    )
     args = parser.parse_args()
     print(
         json.dumps(
@@ -217,6 +226,12 @@ async def main() -> None:
         db = {"name": "sqlite3", "args": {"database": str(root / "sqlite" / "hs.db")}}
         config = hamlet_config(root / "sqlite", port, db)
         servers.append(("hamlet-sqlite", [*hamlet, str(config)], f"http://127.0.0.1:{port}"))
+        if args.baseline:
+            port = free_port()
+            (root / "baseline").mkdir()
+            db = {"name": "sqlite3", "args": {"database": str(root / "baseline" / "hs.db")}}
+            config = hamlet_config(root / "baseline", port, db)
+            servers.append(("hamlet-baseline", [*hamlet, str(config)], f"http://127.0.0.1:{port}"))
         cluster = None if args.skip_postgres else start_cluster()
         try:
             if cluster is not None:
@@ -248,7 +263,10 @@ async def run(servers: list[tuple[str, list[str], str]], args: Any) -> None:
         )
         setups = []
         for label, argv, base in servers:
-            await stack.enter_async_context(served(argv, base))
+            env = None
+            if label == "hamlet-baseline":
+                env = {**os.environ, "PYTHONPATH": args.baseline}
+            await stack.enter_async_context(served(argv, base, env))
             started = time.perf_counter()
             setups.append(await set_up(label, base, session, args))
             print(

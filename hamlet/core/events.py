@@ -78,6 +78,20 @@ class Event:
         self._event_id = event_id
 
     @classmethod
+    def adopt(cls, pdu: JsonDict, room_version: RoomVersion, *, event_id: str) -> Event:
+        """Wrap a dict no one else holds (just parsed from storage) without
+        the defensive deep copy: reading many stored events copied each twice."""
+        event = cls.__new__(cls)
+        pdu_unsigned = pdu.pop("unsigned", None)
+        if room_version.event_id_format != "opaque":
+            pdu.pop("event_id", None)
+        event._pdu = pdu
+        event._unsigned = dict(pdu_unsigned) if isinstance(pdu_unsigned, dict) else {}
+        event.room_version = room_version
+        event._event_id = event_id
+        return event
+
+    @classmethod
     def from_pdu(cls, pdu: Mapping[str, Any], room_version: RoomVersion) -> Event:
         """Validate an untrusted PDU dict and wrap it. Raises :class:`EventFormatError`."""
         validate_pdu(pdu, room_version)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from hamlet.handlers.rooms.state import StateHandler
 from hamlet.storage.stores.events import StoredEvent
@@ -16,19 +16,31 @@ class VisibilityHandler:
         self.state = state
         self.rooms = rooms
 
-    async def _visibility_and_membership(self, group: int, user_id: str) -> tuple[str, str | None]:
-        state = await self.state.get_state_at_group(
-            group, {HISTORY_KEY, ("m.room.member", user_id)}
-        )
-        hv_event = state.get(HISTORY_KEY)
-        visibility = "shared"
-        if hv_event is not None:
-            value = hv_event.content.get("history_visibility")
-            if isinstance(value, str):
-                visibility = value
-        member = state.get(("m.room.member", user_id))
-        membership = member.content.get("membership") if member is not None else None
-        return visibility, membership if isinstance(membership, str) else None
+    async def _visibility_and_membership(
+        self, groups: Collection[int], user_id: str
+    ) -> dict[int, tuple[str, str | None]]:
+        """(history visibility, the user's membership) at each state group."""
+        member_key = ("m.room.member", user_id)
+        states = await self.state.get_state_ids_at_groups(groups)
+        wanted = {
+            event_id
+            for ids in states.values()
+            for key in (HISTORY_KEY, member_key)
+            if (event_id := ids.get(key)) is not None
+        }
+        events = await self.state.event_cache.get_many(wanted)
+        out: dict[int, tuple[str, str | None]] = {}
+        for group, ids in states.items():
+            hv = events.get(ids.get(HISTORY_KEY, ""))
+            visibility = "shared"
+            if hv is not None:
+                value = hv.event.content.get("history_visibility")
+                if isinstance(value, str):
+                    visibility = value
+            member = events.get(ids.get(member_key, ""))
+            membership = member.event.content.get("membership") if member is not None else None
+            out[group] = visibility, membership if isinstance(membership, str) else None
+        return out
 
     async def filter_for_user(
         self, user_id: str, events: Sequence[StoredEvent], *, currently_joined: bool | None = None
@@ -40,6 +52,16 @@ class VisibilityHandler:
         """
         visible: list[StoredEvent] = []
         joined_now: dict[str, bool] = {}
+        at_group = await self._visibility_and_membership(
+            {
+                s.state_group
+                for s in events
+                if s.in_timeline
+                and s.state_group is not None
+                and not (s.event.type == "m.room.member" and s.event.state_key == user_id)
+            },
+            user_id,
+        )
         for stored in events:
             if not stored.in_timeline:
                 # Outliers have no state to judge them by; soft-failed and
@@ -50,9 +72,7 @@ class VisibilityHandler:
                 visible.append(stored)
                 continue
             assert stored.state_group is not None
-            visibility, membership = await self._visibility_and_membership(
-                stored.state_group, user_id
-            )
+            visibility, membership = at_group[stored.state_group]
             if visibility == "world_readable" or membership == "join":
                 visible.append(stored)
             elif visibility == "invited" and membership == "invite":

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final
 
 from hamlet.core import push_rules as rules_core
@@ -52,6 +52,7 @@ from hamlet.handlers.rooms.state import StateHandler
 from hamlet.handlers.user_streams.account_data import AccountDataHandler
 from hamlet.runtime.clock import Clock
 from hamlet.runtime.lru import LruCache
+from hamlet.storage.stores.events import StoredEvent
 from hamlet.storage.stores.push_rules import (
     PRIORITY,
     PushRulesStore,
@@ -63,6 +64,13 @@ from hamlet.storage.stores.room_history import RoomHistoryStore
 logger = logging.getLogger(__name__)
 
 PUSH_RULES_TYPE: Final = "m.push_rules"
+
+
+def context_keys(user_id: str) -> set[StateKey]:
+    """The state a room's push context is made of."""
+    return {("m.room.member", user_id), POWER_LEVELS_KEY, CREATE_KEY}
+
+
 #: Unread events of a room looked at for its notification counts (newest first).
 UNREAD_LIMIT: Final = 100
 SCOPES: Final = frozenset({"global"})
@@ -308,13 +316,27 @@ class PushRulesHandler(ServiceBase):
         events = await self._history.get_room_events(
             room_id, after=after, before=upto, limit=UNREAD_LIMIT, backwards=True
         )
+        return await self.count_unread(user_id, room_id, events, member_count, budget)
+
+    async def count_unread(
+        self,
+        user_id: str,
+        room_id: str,
+        events: Sequence[StoredEvent],
+        member_count: int,
+        budget: WorkBudget | None,
+        state: Mapping[StateKey, Event] | None = None,
+    ) -> tuple[int, int]:
+        """`unread_counts` over `events`, already read (newest first, at
+        most `UNREAD_LIMIT`, all after the user's read position); `state`:
+        the room's current `CONTEXT_KEYS` state, if the caller has it."""
         candidates = [
             s.event for s in events if s.redacted_by is None and s.event.sender != user_id
         ]
         if not candidates:
             return 0, 0
         ruleset = await self.get_ruleset(user_id)
-        context = await self._context(user_id, room_id, member_count)
+        context = await self._context(user_id, room_id, member_count, state)
         budget = budget or request_budget()
         notifications = highlight = 0
         since_yield = budget.remaining
@@ -345,11 +367,16 @@ class PushRulesHandler(ServiceBase):
         context = await self._context(user_id, str(event_dict["room_id"]), member_count)
         return evaluate(ruleset, event_dict, context, budget)
 
-    async def _context(self, user_id: str, room_id: str, member_count: int) -> PushContext:
+    async def _context(
+        self,
+        user_id: str,
+        room_id: str,
+        member_count: int,
+        state: Mapping[StateKey, Event] | None = None,
+    ) -> PushContext:
         member_key: StateKey = ("m.room.member", user_id)
-        state = await self._state.get_current_state(
-            room_id, {member_key, POWER_LEVELS_KEY, CREATE_KEY}
-        )
+        if state is None:
+            state = await self._state.get_current_state(room_id, context_keys(user_id))
         member = state.get(member_key)
         name = member.content.get("displayname") if member is not None else None
         create = state.get(CREATE_KEY)

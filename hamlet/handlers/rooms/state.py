@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Collection
+from typing import TypeVar
+
 from hamlet.core.events import Event
 from hamlet.core.power_levels import StateKey
 from hamlet.handlers.common.service import ServiceBase
@@ -14,6 +17,31 @@ StateIds = dict[StateKey, str]
 
 # One cached room's (or state group's) state map in memory, for the memory estimate.
 STATE_MAP_BYTES = 8_000
+
+
+K = TypeVar("K")
+
+
+async def _read_through(
+    cache: LruCache[K, StateIds],
+    keys: Collection[K],
+    fetch: Callable[[list[K]], Awaitable[dict[K, StateIds]]],
+) -> dict[K, StateIds]:
+    """The cached state maps of `keys`, the others fetched in one call and cached."""
+    out: dict[K, StateIds] = {}
+    missing = []
+    for key in keys:
+        cached = cache.get(key)
+        if cached is None:
+            missing.append(key)
+        else:
+            out[key] = cached
+    if missing:
+        fetched = await fetch(missing)
+        for key, ids in fetched.items():
+            cache.set(key, ids)
+        out.update(fetched)
+    return out
 
 
 class StateHandler(ServiceBase):
@@ -38,6 +66,20 @@ class StateHandler(ServiceBase):
         ids = await self.get_current_state_ids(room_id)
         return await self._load(ids, keys)
 
+    async def get_current_states(
+        self, room_ids: Collection[str], keys: set[StateKey]
+    ) -> dict[str, dict[StateKey, Event]]:
+        """`get_current_state` of `keys` in each room; rooms not cached are
+        read in one go, and the events of all rooms together."""
+        ids = await _read_through(
+            self._current, room_ids, self.rooms_store.get_current_state_ids_of_rooms
+        )
+        wanted = {r: {k: v for k, v in ids[r].items() if k in keys} for r in room_ids}
+        found = await self.event_cache.get_many({v for w in wanted.values() for v in w.values()})
+        return {
+            r: {k: found[v].event for k, v in w.items() if v in found} for r, w in wanted.items()
+        }
+
     async def get_current_state_event(
         self, room_id: str, type: str, state_key: str
     ) -> Event | None:
@@ -54,6 +96,10 @@ class StateHandler(ServiceBase):
             cached = await self.events_store.get_state_ids(group)
             self._groups.set(group, cached)
         return cached
+
+    async def get_state_ids_at_groups(self, groups: Collection[int]) -> dict[int, StateIds]:
+        """The state of each group; those not cached are read in one go."""
+        return await _read_through(self._groups, set(groups), self.events_store.get_state_ids_many)
 
     async def get_state_at_group(
         self, group: int, keys: set[StateKey] | None = None

@@ -18,7 +18,12 @@ from hamlet.core.power_levels import StateKey
 from hamlet.handlers.common.streams import StreamPosition, StreamToken, SyncScope
 from hamlet.handlers.history.serializer import EventSerializer
 from hamlet.handlers.history.visibility import VisibilityHandler
-from hamlet.handlers.push.rules import PushRulesHandler, request_budget
+from hamlet.handlers.push.rules import (
+    UNREAD_LIMIT,
+    PushRulesHandler,
+    context_keys,
+    request_budget,
+)
 from hamlet.handlers.rooms.state import StateHandler
 from hamlet.handlers.sync.results import (
     ClientEvent,
@@ -100,6 +105,50 @@ def _stripped(event: Event) -> StrippedStateEvent:
     return StrippedStateEvent(event.type, event.state_key, dict(event.content), event.sender)
 
 
+def _pick_state(
+    user_id: str, state: Mapping[StateKey, Event], timeline: list[StoredEvent], window: RoomWindow
+) -> list[Event]:
+    """Of a room's state at the start of `timeline`, what the window serves."""
+    in_timeline = {s.event.event_id for s in timeline}
+    state_filter = window.state_filter
+    wanted_members: set[str] | None = None
+    if state_filter.lazy_load_members:
+        wanted_members = {s.event.sender for s in timeline} | {user_id}
+    served: list[Event] = []
+    for (event_type, state_key), event in state.items():
+        if event.event_id in in_timeline or not state_filter.matches(event):
+            continue
+        if not window.wants_state(event_type, state_key):
+            continue
+        if (
+            wanted_members is not None
+            and event_type == "m.room.member"
+            and state_key not in wanted_members
+        ):
+            continue
+        served.append(event)
+    return served
+
+
+def _summary(members: list[Membership], user_id: str) -> RoomSummary:
+    """The room's summary from its memberships (of any kind)."""
+    joined = [m for m in members if m.membership == "join"]
+    invited = [m for m in members if m.membership == "invite"]
+    others = sorted(
+        (m for m in joined + invited if m.user_id != user_id), key=lambda m: m.stream_ordering
+    )
+    return RoomSummary([m.user_id for m in others[:MAX_HEROES]], len(joined), len(invited))
+
+
+def _split(items: list[ClientEvent], sizes: list[int]) -> list[list[ClientEvent]]:
+    """`items` cut into consecutive runs of `sizes`."""
+    out, start = [], 0
+    for size in sizes:
+        out.append(items[start : start + size])
+        start += size
+    return out
+
+
 class RoomSyncBuilder:
     """The `events` stream's provider (rooms, their timelines and invites)."""
 
@@ -173,6 +222,18 @@ class RoomSyncBuilder:
         window = RoomWindow.from_filter(room_filter)
         out = RoomsResult()
         push_budget = request_budget()
+        # Rooms served from their newest events with their full state (all of
+        # them in an initial sync): read together, a few queries in all.
+        fresh = [
+            m
+            for m in memberships
+            if m.membership == "join"
+            and m.stream_ordering <= now.events
+            and (since_pos is None or m.stream_ordering > since_pos)
+        ]
+        built = await self._fresh_joined_rooms(
+            scope, fresh, now, window, newly_joined=since_pos is not None, push_budget=push_budget
+        )
         for m in memberships:
             if m.stream_ordering > now.events:
                 continue
@@ -188,16 +249,20 @@ class RoomSyncBuilder:
                 )
                 if quiet:
                     continue
-                room = await self._joined_room(
-                    scope,
-                    m,
-                    None if newly else since_pos,
-                    now,
-                    full_state or newly,
-                    m.room_id in changed,
-                    window,
-                    newly_joined=newly and since_pos is not None,
-                    push_budget=push_budget,
+                room = (
+                    built[m.room_id]
+                    if m.room_id in built
+                    else await self._joined_room(
+                        scope,
+                        m,
+                        None if newly else since_pos,
+                        now,
+                        full_state or newly,
+                        m.room_id in changed,
+                        window,
+                        newly_joined=newly and since_pos is not None,
+                        push_budget=push_budget,
+                    )
                 )
                 room.account_data = room_filter.account_data.filter(
                     room_account_data.get(m.room_id, [])
@@ -244,6 +309,144 @@ class RoomSyncBuilder:
             window,
             newly_joined=newly and since is not None,
         )
+
+    async def _fresh_joined_rooms(
+        self,
+        scope: SyncScope,
+        memberships: list[Membership],
+        now: StreamToken,
+        window: RoomWindow,
+        *,
+        newly_joined: bool,
+        push_budget: WorkBudget,
+    ) -> dict[str, JoinedRoom]:
+        """`_joined_room` without `since` for each of `memberships` (joined
+        rooms), each step done for all rooms at once: their timelines, state,
+        serialisation, read positions, members and unread events are each a
+        query or a few, however many rooms the user is in."""
+        if not memberships:
+            return {}
+        user_id = scope.user_id
+        room_ids = [m.room_id for m in memberships]
+        timelines = await self._newest_timelines(user_id, room_ids, now.events, window)
+        starts = await self._states_at_start(room_ids, timelines)
+        picked = {r: _pick_state(user_id, starts[r], timelines[r][0], window) for r in room_ids}
+        states = _split(
+            await self._serialize_state(user_id, [e for r in room_ids for e in picked[r]]),
+            [len(picked[r]) for r in room_ids],
+        )
+        served = _split(
+            await self.serializer.serialize(
+                [s for r in room_ids for s in timelines[r][0]],
+                user_id=user_id,
+                device_id=scope.device_id,
+                include_room_id=False,
+            ),
+            [len(timelines[r][0]) for r in room_ids],
+        )
+        members = await self.rooms.get_members_of_rooms(room_ids)
+        unread = await self.history.get_newest_room_events(
+            room_ids,
+            before=now.events,
+            limit=UNREAD_LIMIT,
+            after=await self.events.get_read_positions(room_ids, user_id),
+        )
+        contexts = await self.state.get_current_states(
+            [r for r in room_ids if any(s.event.sender != user_id for s in unread[r])],
+            context_keys(user_id),
+        )
+        out: dict[str, JoinedRoom] = {}
+        for i, room_id in enumerate(room_ids):
+            timeline, limited = timelines[room_id]
+            summary = _summary(members[room_id], user_id)
+            notification_count, highlight_count = await self.push_rules.count_unread(
+                user_id,
+                room_id,
+                unread[room_id],
+                summary.joined_member_count,
+                push_budget,
+                contexts.get(room_id),
+            )
+            prev_pos = timeline[0].stream_ordering - 1 if timeline else now.events
+            out[room_id] = JoinedRoom(
+                timeline=Timeline(
+                    served[i], limited or newly_joined, now.copy_and_replace("events", prev_pos)
+                ),
+                state=states[i],
+                account_data=[],
+                unread=UnreadCounts(notification_count, highlight_count),
+                summary=summary,
+            )
+        return out
+
+    async def _newest_timelines(
+        self, user_id: str, room_ids: list[str], upto: int, window: RoomWindow
+    ) -> dict[str, tuple[list[StoredEvent], bool]]:
+        """`_timeline` without `after` of each room (joined), read together."""
+        limit = window.timeline_limit
+        if limit <= 0:
+            return {room_id: ([], True) for room_id in room_ids}
+        timeline_filter = window.timeline_filter
+        page = limit * 2 + 1
+        pages = await self.history.get_newest_room_events(
+            room_ids, before=upto, limit=page, event_filter=timeline_filter
+        )
+        visible = await self.visibility.filter_for_user(
+            user_id,
+            [s for r in room_ids for s in pages[r] if timeline_filter.matches(s.event)],
+            currently_joined=True,
+        )
+        by_room: dict[str, list[StoredEvent]] = {room_id: [] for room_id in room_ids}
+        for stored in visible:
+            by_room[stored.event.room_id].append(stored)
+        out: dict[str, tuple[list[StoredEvent], bool]] = {}
+        for room_id in room_ids:
+            collected = by_room[room_id]
+            if len(collected) <= limit and len(pages[room_id]) >= page:
+                # So much of the first page was hidden that the room needs more.
+                out[room_id] = await self._timeline(user_id, room_id, None, upto, window)
+                continue
+            limited = len(collected) > limit
+            collected = collected[:limit]
+            collected.reverse()
+            out[room_id] = collected, limited
+        return out
+
+    async def _states_at_start(
+        self, room_ids: list[str], timelines: Mapping[str, tuple[list[StoredEvent], bool]]
+    ) -> dict[str, dict[StateKey, Event]]:
+        """`_state_before` the first timeline event of each room (its current
+        state if the timeline is empty), read together."""
+        firsts = {r: timelines[r][0][0] for r in room_ids if timelines[r][0]}
+        groups = await self.state.get_state_ids_at_groups(
+            {f.state_group for f in firsts.values() if f.state_group is not None}
+        )
+        ids: dict[str, dict[StateKey, str]] = {}
+        for room_id in room_ids:
+            first = firsts.get(room_id)
+            if first is None:
+                ids[room_id] = await self.state.get_current_state_ids(room_id)
+            elif first.state_group is None:
+                ids[room_id] = {}
+            else:
+                ids[room_id] = groups[first.state_group]
+        found = await self.state.event_cache.get_many(
+            {e for room_ids_ in ids.values() for e in room_ids_.values()}
+            | {f.replaces_state for f in firsts.values() if f.replaces_state is not None}
+        )
+        out: dict[str, dict[StateKey, Event]] = {}
+        for room_id in room_ids:
+            state = {k: found[v].event for k, v in ids[room_id].items() if v in found}
+            first = firsts.get(room_id)
+            if first is not None and first.event.is_state():
+                key: StateKey = (first.event.type, first.event.state_key or "")
+                previous = found.get(first.replaces_state) if first.replaces_state else None
+                if previous is not None:
+                    state[key] = previous.event
+                elif state.get(key) is not None and state[key].event_id == first.event.event_id:
+                    del state[key]
+            out[room_id] = state
+        return out
 
     async def _timeline(
         self,
@@ -299,25 +502,7 @@ class RoomSyncBuilder:
             state = await self.state.get_current_state(room_id)
         else:
             state = await self.state.get_state_at_group(group)
-        in_timeline = {s.event.event_id for s in timeline}
-        state_filter = window.state_filter
-        wanted_members: set[str] | None = None
-        if state_filter.lazy_load_members:
-            wanted_members = {s.event.sender for s in timeline} | {user_id}
-        served: list[Event] = []
-        for (event_type, state_key), event in state.items():
-            if event.event_id in in_timeline or not state_filter.matches(event):
-                continue
-            if not window.wants_state(event_type, state_key):
-                continue
-            if (
-                wanted_members is not None
-                and event_type == "m.room.member"
-                and state_key not in wanted_members
-            ):
-                continue
-            served.append(event)
-        return await self._serialize_state(user_id, served)
+        return await self._serialize_state(user_id, _pick_state(user_id, state, timeline, window))
 
     async def current_state(
         self, scope: SyncScope, room_id: str, keys: Collection[StateKey]
@@ -406,13 +591,7 @@ class RoomSyncBuilder:
         )
 
     async def _summary(self, room_id: str, user_id: str) -> RoomSummary:
-        members = await self.rooms.get_members(room_id, None)
-        joined = [m for m in members if m.membership == "join"]
-        invited = [m for m in members if m.membership == "invite"]
-        others = sorted(
-            (m for m in joined + invited if m.user_id != user_id), key=lambda m: m.stream_ordering
-        )
-        return RoomSummary([m.user_id for m in others[:MAX_HEROES]], len(joined), len(invited))
+        return _summary(await self.rooms.get_members(room_id, None), user_id)
 
     async def stripped_state(self, membership: Membership) -> list[StrippedStateEvent]:
         """The stripped state an invitee or knocker sees, ending with their own member event."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import orjson
 
@@ -134,8 +135,7 @@ class PersistRequest:
 
 def _row_to_event(row: Row) -> StoredEvent:
     stream, event_id, raw, version, redacted_by, group, replaces = row[:7]
-    pdu = orjson.loads(raw)
-    event = Event(pdu, get_room_version(version), event_id=event_id)
+    event = Event.adopt(orjson.loads(raw), get_room_version(version), event_id=event_id)
     if redacted_by is not None:
         # A redacted event is its redacted form for every reader (state,
         # auth, serving); the original stays in the row.
@@ -162,11 +162,14 @@ def _relation(event: Event) -> tuple[str | None, str | None]:
     return None, None
 
 
+T = TypeVar("T")
+
+
 def _marks(n: int) -> str:
     return ",".join("?" * n)
 
 
-def _chunks(ids: Collection[str]) -> list[list[str]]:
+def _chunks(ids: Collection[T]) -> list[list[T]]:
     items = list(ids)
     return [items[i : i + 500] for i in range(0, len(items), 500)]
 
@@ -625,6 +628,32 @@ class EventsStore:
 
         return await self.db.run_interaction("get_read_position", run)
 
+    async def get_read_positions(self, room_ids: Collection[str], user_id: str) -> dict[str, int]:
+        """`get_read_position` of each room, in two queries per 500 rooms."""
+
+        async def run(txn: Transaction) -> dict[str, int]:
+            out = dict.fromkeys(room_ids, 0)
+            for chunk in _chunks(room_ids):
+                marks = _marks(len(chunk))
+                receipts = await txn.fetchall(
+                    "SELECT r.room_id, MAX(e.stream_ordering) FROM receipts r"
+                    " JOIN events e ON e.event_id = r.event_id"
+                    f" WHERE r.room_id IN ({marks}) AND r.user_id = ?"
+                    " AND r.receipt_type IN ('m.read', 'm.read.private') GROUP BY r.room_id",
+                    (*chunk, user_id),
+                )
+                own = await txn.fetchall(
+                    "SELECT room_id, MAX(stream_ordering) FROM events"
+                    f" WHERE room_id IN ({marks}) AND sender = ? GROUP BY room_id",
+                    (*chunk, user_id),
+                )
+                for row in [*receipts, *own]:
+                    room_id = str(row[0])
+                    out[room_id] = max(out[room_id], int(row[1] or 0))
+            return out
+
+        return await self.db.run_interaction("get_read_positions", run)
+
     async def get_latest(self, room_id: str) -> tuple[str, int, int, int] | None:
         """(event_id, depth, stream_ordering, state_group) of the room's newest
         timeline event."""
@@ -661,25 +690,35 @@ class EventsStore:
 
     async def get_state_ids(self, group: int) -> dict[tuple[str, str], str]:
         """The full state of a group: walk deltas back to the nearest snapshot."""
+        return (await self.get_state_ids_many([group])).get(group, {})
 
-        async def run(txn: Transaction) -> dict[tuple[str, str], str]:
-            chain: list[int] = []
-            current: int | None = group
-            while current is not None:
-                chain.append(current)
-                row = await txn.fetchone(
-                    "SELECT prev_group FROM state_groups WHERE group_id = ?", (current,)
+    async def get_state_ids_many(
+        self, groups: Collection[int]
+    ) -> dict[int, dict[tuple[str, str], str]]:
+        """The full state of each group, in one query per 500 groups: the
+        database walks every delta chain back to its snapshot."""
+
+        async def run(txn: Transaction) -> dict[int, dict[tuple[str, str], str]]:
+            out: dict[int, dict[tuple[str, str], str]] = {}
+            for chunk in _chunks(groups):
+                rows = await txn.fetchall(
+                    "WITH RECURSIVE chain(start_group, group_id, depth) AS ("
+                    " SELECT group_id, group_id, 0 FROM state_groups"
+                    f" WHERE group_id IN ({_marks(len(chunk))})"
+                    " UNION ALL"
+                    " SELECT c.start_group, s.prev_group, c.depth + 1"
+                    " FROM chain c JOIN state_groups s ON s.group_id = c.group_id"
+                    " WHERE s.prev_group IS NOT NULL)"
+                    " SELECT c.start_group, c.depth, e.type, e.state_key, e.event_id"
+                    " FROM chain c JOIN state_group_entries e ON e.group_id = c.group_id",
+                    chunk,
                 )
-                current = int(row[0]) if row is not None and row[0] is not None else None
-            marks = ",".join("?" * len(chain))
-            rows = await txn.fetchall(
-                "SELECT group_id, type, state_key, event_id FROM state_group_entries"
-                f" WHERE group_id IN ({marks})",
-                chain,
-            )
-            depth = {g: i for i, g in enumerate(chain)}
-            # Later groups (smaller index in chain) override earlier ones.
-            rows.sort(key=lambda r: -depth[int(r[0])])
-            return {(str(r[1]), str(r[2])): str(r[3]) for r in rows}
+                # Nearer groups (smaller depth) override those they delta against.
+                rows.sort(key=lambda r: -int(r[1]))
+                for r in rows:
+                    out.setdefault(int(r[0]), {})[(str(r[2]), str(r[3]))] = str(r[4])
+            for group in groups:
+                out.setdefault(group, {})
+            return out
 
         return await self.db.run_interaction("get_state_ids", run)

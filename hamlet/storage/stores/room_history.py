@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +13,8 @@ from hamlet.storage.stores.events import _EVENT_COLUMNS, StoredEvent, _row_to_ev
 _FROM = "FROM events e JOIN rooms r USING (room_id)"
 # IN lists are split into chunks of this many ids.
 _CHUNK = 500
+# Per-room SELECTs joined in one statement (SQLite allows 500 at most).
+_ROOMS_PER_STATEMENT = 100
 # A relation counts only in its parent's room: anyone can send an event in
 # a room of their own that names an event of any other room as its parent,
 # and it must not show up (or be counted) where the parent is read.
@@ -29,8 +31,8 @@ def _marks(n: int) -> str:
     return ",".join("?" * n)
 
 
-def _chunks(ids: Sequence[str]) -> list[list[str]]:
-    return [list(ids[i : i + _CHUNK]) for i in range(0, len(ids), _CHUNK)]
+def _chunks(ids: Sequence[str], size: int = _CHUNK) -> list[list[str]]:
+    return [list(ids[i : i + size]) for i in range(0, len(ids), size)]
 
 
 def _filter_clauses(f: RoomEventFilter | None) -> tuple[list[str], list[Any]]:
@@ -114,6 +116,42 @@ class RoomHistoryStore:
         return await self._page(
             "history_room_events", clauses, args, after, before, backwards, limit
         )
+
+    async def get_newest_room_events(
+        self,
+        room_ids: Sequence[str],
+        *,
+        before: int,
+        limit: int,
+        event_filter: RoomEventFilter | None = None,
+        after: Mapping[str, int] | None = None,
+    ) -> dict[str, list[StoredEvent]]:
+        """Of each room, its newest `limit` events at or before `before` (and
+        after `after[room]` when given), newest first, narrowed by what SQL
+        can filter: one statement per chunk of rooms, each room read through
+        its own index range (a window over all rooms' events would read
+        whole histories)."""
+        more, more_args = _filter_clauses(event_filter)
+        where = " AND ".join(
+            ["e.room_id = ?", *more, "e.stream_ordering > ?", "e.stream_ordering <= ?"]
+        )
+        one = (
+            f"SELECT * FROM (SELECT {_EVENT_COLUMNS} {_FROM} WHERE {where}"
+            " ORDER BY e.stream_ordering DESC LIMIT ?) AS newest"
+        )
+        out: dict[str, list[StoredEvent]] = {room_id: [] for room_id in room_ids}
+        for chunk in _chunks(room_ids, _ROOMS_PER_STATEMENT):
+            args: list[Any] = []
+            for room_id in chunk:
+                floor = after.get(room_id, -1) if after is not None else -1
+                args.extend([room_id, *more_args, floor, before, limit])
+            rows = await self.db.fetchall(
+                "history_newest_room_events", " UNION ALL ".join([one] * len(chunk)), *args
+            )
+            for row in rows:
+                stored = _row_to_event(row)
+                out[stored.event.room_id].append(stored)
+        return out
 
     async def get_relations(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,6 +118,22 @@ class RoomsStore:
         )
         return {(str(r[0]), str(r[1])): str(r[2]) for r in rows}
 
+    async def get_current_state_ids_of_rooms(
+        self, room_ids: Collection[str]
+    ) -> dict[str, dict[tuple[str, str], str]]:
+        """`get_current_state_ids` of each room, one query per chunk of rooms."""
+        out: dict[str, dict[tuple[str, str], str]] = {room_id: {} for room_id in room_ids}
+        for chunk in chunks(room_ids):
+            rows = await self.db.fetchall(
+                "get_current_state_ids_of_rooms",
+                "SELECT room_id, type, state_key, event_id FROM current_state"
+                f" WHERE room_id IN ({','.join('?' * len(chunk))})",
+                *chunk,
+            )
+            for r in rows:
+                out[str(r[0])][(str(r[1]), str(r[2]))] = str(r[3])
+        return out
+
     async def get_membership(self, room_id: str, user_id: str) -> Membership | None:
         row = await self.db.fetchone(
             "get_membership",
@@ -177,6 +194,21 @@ class RoomsStore:
                 membership,
             )
         return [_membership(r) for r in rows]
+
+    async def get_members_of_rooms(self, room_ids: Collection[str]) -> dict[str, list[Membership]]:
+        """Every membership (of any kind) of each room, one query per chunk of rooms."""
+        out: dict[str, list[Membership]] = {room_id: [] for room_id in room_ids}
+        for chunk in chunks(room_ids):
+            rows = await self.db.fetchall(
+                "get_members_of_rooms",
+                f"SELECT {_MEMBERSHIP_COLUMNS} FROM room_memberships"
+                f" WHERE room_id IN ({','.join('?' * len(chunk))})",
+                *chunk,
+            )
+            for row in rows:
+                member = _membership(row)
+                out[member.room_id].append(member)
+        return out
 
     async def get_joined_hosts(self, room_id: str) -> set[str]:
         """The servers with a user joined to the room (in its current state)."""
