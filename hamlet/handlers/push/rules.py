@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 from hamlet.core import push_rules as rules_core
@@ -26,6 +27,7 @@ from hamlet.core.power_levels import (
     get_room_creator,
 )
 from hamlet.core.push_rules import (
+    EVENT_STEPS,
     InvalidRuleError,
     InvalidRuleIdError,
     PushContext,
@@ -134,6 +136,21 @@ def check_kind(kind: str) -> None:
 
 # A user's built default rule set in memory (measured), for the memory estimate.
 RULESET_BYTES = 12_000
+#: Verdicts of unread events kept (user, event): syncs count the same unread
+#: events again and again until the user reads them.
+VERDICT_CACHE_SIZE: Final = 5000
+VERDICT_BYTES: Final = 200
+
+
+@dataclass(frozen=True, slots=True)
+class _Verdict:
+    """Whether an event notifies a user, and the rules and room context it
+    was judged by: valid only while both are unchanged."""
+
+    ruleset: Ruleset
+    context: PushContext
+    notifies: bool
+    highlights: bool
 
 
 class PushRulesHandler(ServiceBase):
@@ -161,6 +178,7 @@ class PushRulesHandler(ServiceBase):
         # committed does not cache what it read.
         self._generation = 0
         self._lock = asyncio.Lock()
+        self._verdicts: LruCache[tuple[str, str], _Verdict] = LruCache(VERDICT_CACHE_SIZE)
 
     # --- reading ---
 
@@ -344,16 +362,39 @@ class PushRulesHandler(ServiceBase):
             if since_yield - budget.remaining >= YIELD_STEPS:
                 await self._clock.sleep(0)
                 since_yield = budget.remaining
-            actions = evaluate(ruleset, rule_fields(event), context, budget)
-            if notifies(actions):
+            verdict = self._verdict(user_id, event, ruleset, context, budget)
+            if verdict.notifies:
                 notifications += 1
-                if highlights(actions):
+                if verdict.highlights:
                     highlight += 1
         if budget.remaining <= 0:
             logger.info(
                 "Push rule budget spent for %s in %s: unread counts are low", user_id, room_id
             )
         return notifications, highlight
+
+    def _verdict(
+        self,
+        user_id: str,
+        event: Event,
+        ruleset: Ruleset,
+        context: PushContext,
+        budget: WorkBudget,
+    ) -> _Verdict:
+        """The event judged by the user's rules, from the cache when judged
+        by the same rules in the same context before."""
+        key = (user_id, event.event_id)
+        cached = self._verdicts.get(key)
+        if cached is not None and cached.ruleset is ruleset and cached.context == context:
+            return cached
+        # Cut short by what the request had left, a verdict says nothing of
+        # the event: only one judged with its full allowance is kept.
+        whole = budget.remaining >= EVENT_STEPS
+        actions = evaluate(ruleset, rule_fields(event), context, budget)
+        verdict = _Verdict(ruleset, context, notifies(actions), highlights(actions))
+        if whole:
+            self._verdicts.set(key, verdict)
+        return verdict
 
     async def actions_for(
         self,
@@ -392,9 +433,11 @@ class PushRulesHandler(ServiceBase):
 
     def clear_caches(self) -> None:
         self._cache.clear()
+        self._verdicts.clear()
 
     def memory_usage(self) -> int:
-        return len(self._cache) * RULESET_BYTES
+        return len(self._cache) * RULESET_BYTES + len(self._verdicts) * VERDICT_BYTES
 
     async def shutdown(self) -> None:
         self._cache.clear()
+        self._verdicts.clear()
