@@ -329,10 +329,16 @@ class RoomSyncBuilder:
         user_id = scope.user_id
         room_ids = [m.room_id for m in memberships]
         timelines = await self._newest_timelines(user_id, room_ids, now.events, window)
-        starts = await self._states_at_start(room_ids, timelines)
+        starts, stored = await self._states_at_start(room_ids, timelines)
         picked = {r: _pick_state(user_id, starts[r], timelines[r][0], window) for r in room_ids}
         states = _split(
-            await self._serialize_state(user_id, [e for r in room_ids for e in picked[r]]),
+            await self.serializer.serialize(
+                # Read above: every picked event is there, so the runs line up.
+                [stored[e.event_id] for r in room_ids for e in picked[r]],
+                user_id=user_id,
+                include_room_id=False,
+                bundle=False,
+            ),
             [len(picked[r]) for r in room_ids],
         )
         served = _split(
@@ -414,9 +420,10 @@ class RoomSyncBuilder:
 
     async def _states_at_start(
         self, room_ids: list[str], timelines: Mapping[str, tuple[list[StoredEvent], bool]]
-    ) -> dict[str, dict[StateKey, Event]]:
+    ) -> tuple[dict[str, dict[StateKey, Event]], dict[str, StoredEvent]]:
         """`_state_before` the first timeline event of each room (its current
-        state if the timeline is empty), read together."""
+        state if the timeline is empty), read together; and the stored
+        events read for it, by id."""
         firsts = {r: timelines[r][0][0] for r in room_ids if timelines[r][0]}
         groups = await self.state.get_state_ids_at_groups(
             {f.state_group for f in firsts.values() if f.state_group is not None}
@@ -446,7 +453,7 @@ class RoomSyncBuilder:
                 elif state.get(key) is not None and state[key].event_id == first.event.event_id:
                     del state[key]
             out[room_id] = state
-        return out
+        return out, found
 
     async def _timeline(
         self,
