@@ -231,7 +231,10 @@ async def main() -> None:
             (root / "baseline").mkdir()
             db = {"name": "sqlite3", "args": {"database": str(root / "baseline" / "hs.db")}}
             config = hamlet_config(root / "baseline", port, db)
-            servers.append(("hamlet-baseline", [*hamlet, str(config)], f"http://127.0.0.1:{port}"))
+            # -P: `-m` would put the working directory (this tree) first on
+            # the path, ahead of the baseline's PYTHONPATH.
+            argv = [sys.executable, "-P", *hamlet[1:], str(config)]
+            servers.append(("hamlet-baseline", argv, f"http://127.0.0.1:{port}"))
         cluster = None if args.skip_postgres else start_cluster()
         try:
             if cluster is not None:
