@@ -5,8 +5,11 @@ serve all of them. Work is split by what it waits on, because a pool thread
 busy with one kind of work is a thread the other kind cannot have:
 
 - `run_db`: database calls (SQLite). Each is short, and each tenant
-  serialises its own connection, so a tenant holds at most one of these
-  threads at a time.
+  serialises its own connection, so a tenant usually holds one of these
+  threads at a time. Calls still take turns per tenant (as CPU jobs do),
+  so a tenant opening or closing many connections at once, or one whose
+  calls arrive faster than the threads free up, cannot queue ahead of a
+  neighbour's query.
 - `run_file_io`: file-system calls (media files, config and key files).
   A read or write of a chunk is short, but an fsync of a large upload can
   take long; that must not stall another tenant's queries, and it burns no
@@ -25,14 +28,14 @@ import contextvars
 import functools
 import logging
 import os
-import weakref
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from hamlet.runtime import pending_io
-from hamlet.runtime.shielding import await_to_the_end
+from hamlet.runtime.fair_queue import FairQueue, PerLoop
+from hamlet.runtime.logcontext import SENTINEL_SERVER_NAME, current_context
+from hamlet.runtime.shielding import await_to_the_end, run_to_the_end
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +45,8 @@ DB_THREADS = 4
 FILE_IO_THREADS = 2
 CPU_THREADS = max(2, min(os.cpu_count() or 2, 8))
 CPU_JOBS_PER_TENANT = max(1, CPU_THREADS // 2)
+# One thread always left for another tenant's query.
+DB_JOBS_PER_TENANT = DB_THREADS - 1
 
 _in_flight = 0
 
@@ -109,9 +114,34 @@ async def _counted(executor: _Executor, fn: Callable[..., T], args: tuple[object
         _in_flight -= 1
 
 
+async def _in_place(
+    queue: FairQueue,
+    tenant: str,
+    executor: _Executor,
+    fn: Callable[..., T],
+    args: tuple[object, ...],
+) -> T:
+    """Run `fn(*args)` in the place `tenant` holds on `queue`, then give the place back."""
+    try:
+        return await _counted(executor, fn, args)
+    finally:
+        queue.release(tenant)
+
+
 async def run_db(fn: Callable[..., T], *args: object) -> T:
-    """Run a database call `fn(*args)` on the database pool."""
-    return await _counted(_db, fn, args)
+    """Run a database call `fn(*args)` on the database pool, taking turns with other tenants.
+
+    The tenant is the current logging context's: every request and job
+    runs in one (see logcontext.py), so callers need not pass it.
+    """
+    tenant = _current_tenant()
+    queue = _db_turns.get()
+    if queue.try_acquire(tenant):
+        return await _in_place(queue, tenant, _db, fn, args)
+    # Once asked for, a call runs even if its caller is cancelled while it
+    # waits its turn, as one already on a thread does: a transaction's
+    # rollback must happen before its connection is released.
+    return await run_to_the_end(_take_turns(_db_turns, tenant, _db, fn, args))
 
 
 async def run_file_io(fn: Callable[..., T], *args: object) -> T:
@@ -119,100 +149,34 @@ async def run_file_io(fn: Callable[..., T], *args: object) -> T:
     return await _counted(_file_io, fn, args)
 
 
-class _FairQueue:
-    """Who may start a CPU job now: a per-tenant cap and round-robin turns.
-
-    Lives on one event loop (its waiters are that loop's futures).
-    """
-
-    def __init__(self, threads: int, per_tenant: int) -> None:
-        self.threads = threads
-        self.per_tenant = per_tenant
-        self.running = 0
-        self.running_by_tenant: dict[str, int] = {}
-        self.waiting: dict[str, deque[asyncio.Future[None]]] = {}
-        self.turns: deque[str] = deque()
-
-    def _may_start(self, tenant: str) -> bool:
-        return (
-            self.running < self.threads and self.running_by_tenant.get(tenant, 0) < self.per_tenant
-        )
-
-    def _take(self, tenant: str) -> None:
-        self.running += 1
-        self.running_by_tenant[tenant] = self.running_by_tenant.get(tenant, 0) + 1
-
-    async def acquire(self, tenant: str) -> None:
-        if not self.waiting.get(tenant) and self._may_start(tenant):
-            self._take(tenant)
-            return
-        gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        queue = self.waiting.setdefault(tenant, deque())
-        queue.append(gate)
-        if tenant not in self.turns:
-            self.turns.append(tenant)
-        try:
-            await gate
-        except asyncio.CancelledError:
-            if gate.done() and not gate.cancelled():
-                # Granted just as we were cancelled: hand the slot on.
-                self.release(tenant)
-            else:
-                queue.remove(gate)
-                if not queue:
-                    del self.waiting[tenant]
-            raise
-
-    def release(self, tenant: str) -> None:
-        self.running -= 1
-        left = self.running_by_tenant[tenant] - 1
-        if left:
-            self.running_by_tenant[tenant] = left
-        else:
-            del self.running_by_tenant[tenant]
-        self._dispatch()
-
-    def _dispatch(self) -> None:
-        for _ in range(len(self.turns)):
-            if self.running >= self.threads:
-                return
-            tenant = self.turns.popleft()
-            queue = self.waiting.get(tenant)
-            if not queue:
-                self.waiting.pop(tenant, None)
-                continue
-            if self._may_start(tenant):
-                self._take(tenant)
-                queue.popleft().set_result(None)
-            if queue:
-                self.turns.append(tenant)
-            else:
-                del self.waiting[tenant]
+_cpu_turns = PerLoop(lambda: FairQueue(CPU_THREADS, CPU_JOBS_PER_TENANT))
+_db_turns = PerLoop(lambda: FairQueue(DB_THREADS, DB_JOBS_PER_TENANT))
 
 
-_fair_queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _FairQueue] = (
-    weakref.WeakKeyDictionary()
-)
+def _current_tenant() -> str:
+    """Whose work this is: the server name of the running request or job."""
+    ctx = current_context()
+    return ctx.server_name if ctx is not None else SENTINEL_SERVER_NAME
 
 
-def _fair_queue() -> _FairQueue:
-    loop = asyncio.get_running_loop()
-    queue = _fair_queues.get(loop)
-    if queue is None:
-        queue = _fair_queues[loop] = _FairQueue(CPU_THREADS, CPU_JOBS_PER_TENANT)
-    return queue
+async def _take_turns(
+    turns: PerLoop, tenant: str, executor: _Executor, fn: Callable[..., T], args: tuple[object, ...]
+) -> T:
+    global _in_flight
+    queue = turns.get()
+    _in_flight += 1
+    try:
+        await queue.acquire(tenant)
+    finally:
+        _in_flight -= 1
+    return await _in_place(queue, tenant, executor, fn, args)
+
+
+def db_queued() -> int:
+    """Database calls waiting for their tenant's turn on this loop (for tests and metrics)."""
+    return _db_turns.get().queued
 
 
 async def run_cpu(tenant: str, fn: Callable[..., T], *args: object) -> T:
     """Run CPU-bound `fn(*args)` for `tenant` on the CPU pool, taking turns with other tenants."""
-    global _in_flight
-    queue = _fair_queue()
-    _in_flight += 1
-    try:
-        await queue.acquire(tenant)
-        try:
-            return await _run_in(_cpu, fn, args)
-        finally:
-            queue.release(tenant)
-    finally:
-        _in_flight -= 1
+    return await _take_turns(_cpu_turns, tenant, _cpu, fn, args)

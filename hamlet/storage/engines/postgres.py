@@ -9,6 +9,7 @@ from typing import Any, Literal, TypeVar
 import asyncpg
 
 from hamlet.runtime import pending_io
+from hamlet.runtime.fair_queue import FairQueue, PerLoop
 from hamlet.storage.database import Args, Database, Row, Transaction
 from hamlet.storage.errors import IntegrityError, StorageError
 
@@ -72,13 +73,21 @@ class PostgresTransaction(Transaction):
 
 
 class PgPool:
-    """One asyncpg pool for a PostgreSQL server, shared by every tenant on it."""
+    """One asyncpg pool for a PostgreSQL server, shared by every tenant on it.
+
+    asyncpg hands out connections first come, first served: 200 queued
+    transactions of one tenant would each get a connection before a
+    neighbour's one. So tenants take turns (`turns`): a tenant holds at most
+    all connections but one, its further transactions wait in its own
+    queue, and a freed connection goes to the next tenant in turn.
+    """
 
     def __init__(self, dsn_kwargs: dict[str, Any], min_size: int = 1, max_size: int = 10) -> None:
         self.dsn_kwargs = dsn_kwargs
         self.min_size = min_size
         self.max_size = max_size
         self._pool: Any = None
+        self.turns = PerLoop(lambda: FairQueue(max_size, max(1, max_size - 1)))
 
     async def get(self) -> Any:
         if self._pool is None:
@@ -158,7 +167,17 @@ class PostgresDatabase(Database):
         # may wait for timers or other tasks, which a virtual-time loop must
         # be free to run. `acquire()` is tracked although with every pooled
         # connection taken it waits for another transaction: the pool is
-        # sized for a tenant's concurrency, so that wait is short.
+        # sized for a tenant's concurrency, so that wait is short. The same
+        # holds for the wait for this tenant's turn.
+        turns = self._pool.turns.get()
+        with pending_io.track():
+            await turns.acquire(self.schema)
+        try:
+            return await self._in_turn(pool, fn)
+        finally:
+            turns.release(self.schema)
+
+    async def _in_turn(self, pool: Any, fn: Callable[[Transaction], Awaitable[T]]) -> T:
         with pending_io.track():
             conn = await pool.acquire()
         try:
