@@ -9,12 +9,11 @@ connection or file.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -29,7 +28,6 @@ from hamlet.handlers.accounts import services as accounts
 from hamlet.handlers.admin import services as admin
 from hamlet.handlers.appservice import services as appservice
 from hamlet.handlers.common import services as common
-from hamlet.handlers.common.errors import LimitExceededError
 from hamlet.handlers.common.service import BuildContext, Service, ServiceRegistry
 from hamlet.handlers.container import Services
 from hamlet.handlers.e2ee import services as e2ee
@@ -57,9 +55,6 @@ if TYPE_CHECKING:
     from hamlet.storage.engines.postgres import PgPool
 
 logger = logging.getLogger(__name__)
-
-# Requests that may wait for a slot, per slot of `limits.max_concurrent_requests`.
-QUEUE_PER_SLOT = 8
 
 PackageBuilder = Callable[[BuildContext, Services], None]
 
@@ -133,9 +128,6 @@ class HomeServer(Services):
         self._db: Database | None = None
         self._signing_key: SigningKey | None = None
         self._registry = ServiceRegistry()
-        self._request_slots: asyncio.Semaphore | None = None
-        self._queued = 0
-        self._max_queued = 0
         #: Seconds each step of setup() took, in order (logged once set up).
         self.setup_timings: dict[str, float] = {}
         self.state = "created"
@@ -197,10 +189,6 @@ class HomeServer(Services):
         step_done("database")
         await migrate(db)
         step_done("migrations")
-        cap = self.config.limits.max_concurrent_requests
-        if cap is not None:
-            self._request_slots = asyncio.Semaphore(cap)
-            self._max_queued = cap * QUEUE_PER_SLOT
         if self._http_client is None:
             self._http_client = HttpClient()
         ctx = BuildContext(
@@ -275,28 +263,9 @@ class HomeServer(Services):
             and not self.clock.has_running_tasks()
         )
 
-    @contextlib.asynccontextmanager
-    async def request_slot(self) -> AsyncIterator[None]:
-        """One of the tenant's `limits.max_concurrent_requests` slots.
-
-        Beyond the cap requests queue; past a bounded queue they get a 429,
-        so a flood costs this tenant its own latency and nobody else's.
-        """
-        slots = self._request_slots
-        if slots is None:
-            yield
-            return
-        if slots.locked() and self._queued >= self._max_queued:
-            raise LimitExceededError(1000, "This homeserver is busy; try again shortly")
-        self._queued += 1
-        try:
-            await slots.acquire()
-        finally:
-            self._queued -= 1
-        try:
-            yield
-        finally:
-            slots.release()
+    def request_slot(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """One of the tenant's `limits.max_concurrent_requests` slots (request_slots.py)."""
+        return self.request_slots.slot()
 
     async def shutdown(self) -> None:
         if self.state in ("shut_down", "shutting_down"):

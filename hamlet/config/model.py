@@ -307,6 +307,10 @@ class LimitsConfig:
     (slowloris); ``max_connections_per_ip`` and ``max_connections`` (``None``:
     three quarters of the open-file limit) cap open connections.
 
+    ``max_concurrent_requests`` caps the tenant's requests in progress (a
+    /sync only while it builds its answer, not while it long-polls); the
+    excess waits in a short queue, beyond it gets 429.
+
     ``max_concurrent_federation_requests`` caps the tenant's outbound
     federation requests (the rest wait, within their timeout), so a tenant
     talking to unreachable servers cannot hold every pooled connection.

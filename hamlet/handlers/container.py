@@ -32,6 +32,7 @@ from hamlet.handlers.appservice.registry import AppServices
 from hamlet.handlers.appservice.transactions import AppServiceTransactions
 from hamlet.handlers.common.notifier import Notifier
 from hamlet.handlers.common.ratelimit_overrides import RatelimitOverrides
+from hamlet.handlers.common.request_slots import RequestSlots
 from hamlet.handlers.e2ee.device_lists import DeviceListHandler
 from hamlet.handlers.e2ee.key_backup import KeyBackupHandler
 from hamlet.handlers.e2ee.keys import E2eKeysHandler
@@ -98,6 +99,7 @@ class Services:
     # common: the notifier, rate limit overrides and the stores several packages read.
     notifier: Notifier
     ratelimit_overrides: RatelimitOverrides
+    request_slots: RequestSlots
     account_store: AccountStore
     device_store: DeviceStore
     events_store: EventsStore

@@ -1,9 +1,10 @@
-"""Builds the common services: the notifier, rate limit overrides and the shared stores."""
+"""Builds the common services: notifier, request slots, rate limit overrides, shared stores."""
 
 from __future__ import annotations
 
 from hamlet.handlers.common.notifier import Notifier
 from hamlet.handlers.common.ratelimit_overrides import RatelimitOverrides
+from hamlet.handlers.common.request_slots import RequestSlots
 from hamlet.handlers.common.service import BuildContext
 from hamlet.handlers.container import Services
 from hamlet.storage.stores.accounts import AccountStore
@@ -19,6 +20,8 @@ from hamlet.storage.stores.user_directory import UserDirectoryStore
 def build(ctx: BuildContext, s: Services) -> None:
     db = ctx.db
     s.notifier = ctx.own(Notifier(ctx.clock))
+    # Taken by the front door per request, and by the syncs while they build.
+    s.request_slots = RequestSlots(ctx.config.limits.max_concurrent_requests)
     # Read by the rooms' message rate limiter, written through the admin API.
     s.ratelimit_overrides = ctx.own(RatelimitOverrides(RatelimitOverrideStore(db)))
     # Stores more than one package reads; a package builds its private ones itself.

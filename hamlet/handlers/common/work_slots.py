@@ -6,7 +6,9 @@ interleave on the event loop, and every request of everyone else waits its
 turn behind each of them. With slots the excess waits in its owner's own
 queue: the flood costs the flooder their latency. A job takes its owner's
 slot before one of the shared ones, so an owner's queued jobs hold nothing
-another owner needs.
+another owner needs. Last it takes one of the tenant's request slots
+(`limits.max_concurrent_requests`, request_slots.py), if given: a build is
+the work of its request, and counts against the cap only while it runs.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+
+from hamlet.handlers.common.request_slots import RequestSlots
 
 
 class _Owner:
@@ -25,9 +29,10 @@ class _Owner:
 
 
 class WorkSlots:
-    def __init__(self, per_owner: int, total: int) -> None:
+    def __init__(self, per_owner: int, total: int, requests: RequestSlots | None = None) -> None:
         self._per_owner = per_owner
         self._total = asyncio.Semaphore(total)
+        self._requests = requests or RequestSlots(None)
         self._owners: dict[str, _Owner] = {}
         self.running = 0
 
@@ -39,7 +44,7 @@ class WorkSlots:
             entry = self._owners[owner] = _Owner(self._per_owner)
         entry.users += 1
         try:
-            async with entry.semaphore, self._total:
+            async with entry.semaphore, self._total, self._requests.slot():
                 self.running += 1
                 try:
                     yield

@@ -41,6 +41,7 @@ def build(ctx: BuildContext, s: Services) -> None:
         build_slots=WorkSlots(
             ctx.config.limits.max_concurrent_sync_builds_per_user,
             ctx.config.limits.max_concurrent_sync_builds,
+            s.request_slots,
         ),
         kept=ctx.own(KeptResults(ctx.clock, ctx.config.sync_response_cache_duration)),
     )
