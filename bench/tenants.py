@@ -59,11 +59,20 @@ from bench.startup import free_port, settled_rss  # noqa: E402
 SECRET = "bench-control-secret"
 
 
-def write_main(root: Path, port: int, control: int, hibernate: str | None) -> Path:
+def write_main(
+    root: Path,
+    port: int,
+    control: int,
+    hibernate: str | None,
+    tenant_database: dict[str, Any] | None = None,
+    limits: dict[str, Any] | None = None,
+) -> Path:
     host: dict[str, Any] = {
         "control": {"port": control, "secret": SECRET},
         "tenants_dir": str(root / "tenants"),
     }
+    if tenant_database is not None:
+        host["database"] = tenant_database
     if hibernate:
         host["hibernate_after"] = hibernate
     config = {
@@ -77,6 +86,8 @@ def write_main(root: Path, port: int, control: int, hibernate: str | None) -> Pa
         "log_config": str(write_log_config(root)),
         "host": host,
     }
+    if limits is not None:
+        config["limits"] = limits
     path = root / "main.yaml"
     path.write_text(json.dumps(config))
     return path
@@ -97,10 +108,16 @@ def write_log_config(root: Path) -> Path:
 
 
 class Server:
-    def __init__(self, root: Path, hibernate: str | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        hibernate: str | None = None,
+        tenant_database: dict[str, Any] | None = None,
+        limits: dict[str, Any] | None = None,
+    ) -> None:
         self.port = free_port()
         self.control = free_port()
-        config = write_main(root, self.port, self.control, hibernate)
+        config = write_main(root, self.port, self.control, hibernate, tenant_database, limits)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hamlet.cli", "serve", "--config", str(config)],
             stdout=subprocess.DEVNULL,
@@ -345,12 +362,16 @@ def print_goals(r: dict[str, Any], tenants: int, awake: int) -> None:
 
 @asynccontextmanager
 async def serving(
-    root: Path, connections: int
+    root: Path,
+    connections: int,
+    tenant_database: dict[str, Any] | None = None,
+    hibernate: str | None = None,
+    limits: dict[str, Any] | None = None,
 ) -> AsyncIterator[tuple[aiohttp.ClientSession, Server]]:
     """`hamlet serve` up and a client session with `connections` connections to it."""
     connector = aiohttp.TCPConnector(limit=connections)
     async with aiohttp.ClientSession(connector=connector) as session:
-        server = Server(root)
+        server = Server(root, hibernate, tenant_database, limits)
         try:
             await wait_up(session, server)
             yield session, server
