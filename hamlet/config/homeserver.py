@@ -807,6 +807,7 @@ def _limits(root: Section) -> LimitsConfig:
         return defaults
     return LimitsConfig(
         max_concurrent_requests=s.opt_int("max_concurrent_requests", 1),
+        max_queued_requests=s.opt_int("max_queued_requests", 0),
         max_users=s.opt_int("max_users", 0),
         max_media_bytes=s.opt_size("max_media_bytes"),
         max_concurrent_syncs_per_user=s.get(

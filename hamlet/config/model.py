@@ -309,7 +309,8 @@ class LimitsConfig:
 
     ``max_concurrent_requests`` caps the tenant's requests in progress (a
     /sync only while it builds its answer, not while it long-polls); the
-    excess waits in a short queue, beyond it gets 429.
+    excess waits in a queue of ``max_queued_requests`` (``None``: 32 per
+    slot), beyond it gets 429.
 
     ``max_concurrent_federation_requests`` caps the tenant's outbound
     federation requests (the rest wait, within their timeout), so a tenant
@@ -317,6 +318,7 @@ class LimitsConfig:
     """
 
     max_concurrent_requests: int | None = None
+    max_queued_requests: int | None = None
     max_users: int | None = None
     max_media_bytes: int | None = None
     #: Distinct /sync requests one user may have in flight (identical ones share one).

@@ -459,6 +459,7 @@ def test_misc_keys() -> None:
             auto_join_rooms=["#welcome:example.com", "!abc:example.com"],
             limits={
                 "max_concurrent_requests": 10,
+                "max_queued_requests": 50,
                 "max_users": 100,
                 "max_media_bytes": "1G",
                 "max_concurrent_syncs_per_user": 4,
@@ -476,6 +477,7 @@ def test_misc_keys() -> None:
     assert c.server_notices.room_name == "News"
     assert c.auto_join_rooms == ("#welcome:example.com", "!abc:example.com")
     assert c.limits.max_concurrent_requests == 10
+    assert c.limits.max_queued_requests == 50
     assert c.limits.max_users == 100
     assert c.limits.max_media_bytes == 1024**3
     assert c.limits.max_concurrent_syncs_per_user == 4

@@ -22,7 +22,11 @@ async def pair(make_hs_config: MakeConfig) -> AsyncIterator[Harness]:
     limits = {"rc_message": {"per_second": 0.1, "burst_count": 3}}
     h = await start_harness(
         [
-            make_hs_config("a.test", limits={"max_concurrent_requests": 4}, **limits),
+            make_hs_config(
+                "a.test",
+                limits={"max_concurrent_requests": 4, "max_queued_requests": 32},
+                **limits,
+            ),
             make_hs_config("b.test", **limits),
         ]
     )

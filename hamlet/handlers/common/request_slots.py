@@ -19,7 +19,8 @@ from collections.abc import AsyncIterator
 
 from hamlet.handlers.common.errors import LimitExceededError
 
-# Requests that may wait for a slot, per slot: enough that a flood of
+# Requests that may wait for a slot, per slot, unless
+# `limits.max_queued_requests` says how many in all: enough that a flood of
 # clients mostly waits its turn (holding a connection, no CPU) rather than
 # being refused and retrying at once, bounded as the connections are.
 QUEUE_PER_SLOT = 32
@@ -29,10 +30,10 @@ RETRY_AFTER_MS = 1000
 
 
 class RequestSlots:
-    def __init__(self, cap: int | None, queue_per_slot: int = QUEUE_PER_SLOT) -> None:
+    def __init__(self, cap: int | None, max_queued: int | None = None) -> None:
         self.cap = cap
         self._slots = asyncio.Semaphore(cap) if cap is not None else None
-        self._max_queued = (cap or 0) * queue_per_slot
+        self._max_queued = (cap or 0) * QUEUE_PER_SLOT if max_queued is None else max_queued
         self.queued = 0
         self.running = 0
 

@@ -21,7 +21,8 @@ def build(ctx: BuildContext, s: Services) -> None:
     db = ctx.db
     s.notifier = ctx.own(Notifier(ctx.clock))
     # Taken by the front door per request, and by the syncs while they build.
-    s.request_slots = RequestSlots(ctx.config.limits.max_concurrent_requests)
+    limits = ctx.config.limits
+    s.request_slots = RequestSlots(limits.max_concurrent_requests, limits.max_queued_requests)
     # Read by the rooms' message rate limiter, written through the admin API.
     s.ratelimit_overrides = ctx.own(RatelimitOverrides(RatelimitOverrideStore(db)))
     # Stores more than one package reads; a package builds its private ones itself.
