@@ -1,9 +1,10 @@
 """Benchmark of the rate limiter's memory and pruning pauses.
 
     .venv/bin/python bench/ratelimit.py [--max-keys 1000000] [--prune-batch N]
+        [--scenario NAME ...] [--no-memory] [--no-stalls] [--synapse]
 
 Fills a `Ratelimiter` with N keys (10^4, 10^5, 10^6 up to --max-keys) in
-four scenarios, then moves virtual time past every bucket's empty time so
+five scenarios, then moves virtual time past every bucket's empty time so
 the limiter's own looping call prunes them, and prints one JSON line per
 (scenario, N):
 
@@ -12,6 +13,9 @@ the limiter's own looping call prunes them, and prints one JSON line per
 * long_lived:         a slow rate: nothing is due at the first 24 prunes (two
                       minutes); then time moves on past the buckets' empty time
 * record_action_only: keys only ever `record_action`ed
+* still_counting:     every key acts at once, then again (8 actions) just
+                      before the first prune: due but not empty, so the
+                      prune files every key again, and drops it later
 
 Fields: max_prune_pause_ms (longest synchronous prune step, wall time;
 max_prune_cpu_ms is the same by CPU time, which other processes on the
@@ -23,6 +27,20 @@ us_per_action (a key's first action, wheel insert included), us_per_repeat
 long_lived adds idle_max_prune_pause_ms: the longest prune step while
 nothing was due.
 
+A second pass per scenario (skip it with --no-stalls) runs in real time:
+the same actions at explicit limiter times, one full collection, then the
+limiter's prunes one prune interval of its time apart (with 0.3 s of real
+time after each prune that had work, and 1 s after the last) while an
+independent ticker task sleeps 1 ms at a time and leaves a few reference
+cycles behind each tick (--garbage-per-tick), so the collector runs as on a
+busy server. max_loop_stall_ms is the longest the ticker was kept waiting
+beyond its 1 ms, whatever held the loop: a prune step or a garbage
+collection, including the collections a prune leaves to come after it.
+gcN_max_ms / gcN_count are the longest collection of generation N and how
+many ran (timed with gc.callbacks); stall_pass_max_prune_pause_ms is the
+longest prune step of that pass. Wall times: on a shared machine, compare
+medians of several runs.
+
 With --synapse (run with a Python where matrix-synapse is importable, not
 a project dependency), Synapse's own Ratelimiter gets the burst and spread
 loads too, and its prune (everything due, in one step, every 15 s in
@@ -33,6 +51,8 @@ Prints numbers only; asserts nothing.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import gc
 import importlib
 import json
@@ -49,12 +69,29 @@ from hamlet.handlers.common.ratelimit import DEFAULT_PRUNE_BATCH, Ratelimiter
 from hamlet.runtime.clock import Clock
 from hamlet.runtime.virtual_time import VirtualTimeEventLoop
 
-SCENARIOS = ("burst", "spread", "long_lived", "record_action_only")
+SCENARIOS = ("burst", "spread", "long_lived", "record_action_only", "still_counting")
 PRUNE_INTERVAL_S = 5.0
 SPREAD_S = 60.0
 SPREAD_STEPS = 600
 LONG_LIVED_RATE = 1 / 600  # one action takes 600 s to leak away
 IDLE_PHASE_S = 120.0
+# still_counting: every key acts again this long after its first action,
+# just before the first prune, with enough actions to keep its bucket
+# counting past the next prune too (it empties at TOUCH_AT_S + TOUCH_ACTIONS).
+TOUCH_AT_S = 4.5
+TOUCH_ACTIONS = 8
+# The stall pass runs in real time, on explicit limiter times from here (a
+# multiple of the prune interval, so its wheel buckets line up with prunes).
+STALL_T0 = 1_700_000_000.0
+# Keys one synchronous step of the stall pass's fill handles before it
+# yields, so filling does not stall the loop by itself.
+STALL_FILL_STEP = 500
+TICK_S = 0.001
+# Real time given to the loop after each prune that had work, and after the
+# last one, for the collections a prune leaves to come (gen 1 included).
+STALL_WINDOW_S = 0.3
+STALL_FINAL_WINDOW_S = 1.0
+IDLE_GAP_S = 0.005
 
 
 def make_keys(n: int) -> list[str]:
@@ -137,6 +174,10 @@ async def measure_pruning(
     gc.collect()
     limiter.start()
     spent = await fill(limiter, keys, scenario, loop)
+    if scenario == "still_counting":
+        await loop.advance(TOUCH_AT_S)
+        for key in keys:
+            limiter.can_do_action(key, n_actions=TOUCH_ACTIONS)
 
     # Actions on keys that are stored already (no wheel insert), timed on a
     # separate limiter so the scenario itself is unchanged.
@@ -171,6 +212,130 @@ async def measure_pruning(
         us_per_repeat=round(repeat_s / len(sample) * 1e6, 3),
         keys_left=len(limiter),
     )
+    await clock.shutdown()
+    return result
+
+
+class StallMonitor:
+    """Watches the event loop from outside the code under test.
+
+    A ticker task sleeps `TICK_S` at a time and keeps the longest gap between
+    its wake-ups beyond that: whatever held the loop meanwhile (a prune
+    step, a garbage collection, anything else) shows up. Each tick also
+    leaves `garbage_per_tick` small reference cycles behind, as request
+    handling does, so the collector runs as on a busy server; `gc.callbacks`
+    time every collection, by generation.
+    """
+
+    def __init__(self, garbage_per_tick: int) -> None:
+        self.garbage_per_tick = garbage_per_tick
+        self.max_stall_s = 0.0
+        self.gc_max_s = [0.0, 0.0, 0.0]
+        self.gc_total_s = [0.0, 0.0, 0.0]
+        self.gc_count = [0, 0, 0]
+        self._gc_started = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+            return
+        spent = time.perf_counter() - self._gc_started
+        generation = info["generation"]
+        self.gc_count[generation] += 1
+        self.gc_total_s[generation] += spent
+        if spent > self.gc_max_s[generation]:
+            self.gc_max_s[generation] = spent
+
+    async def _tick(self) -> None:
+        last = time.perf_counter()
+        while True:
+            await asyncio.sleep(TICK_S)
+            now = time.perf_counter()
+            if now - last - TICK_S > self.max_stall_s:
+                self.max_stall_s = now - last - TICK_S
+            last = now
+            for _ in range(self.garbage_per_tick):
+                cycle: list[object] = []
+                cycle.append(cycle)
+
+    def start(self) -> None:
+        gc.callbacks.append(self._on_gc)
+        self._task = asyncio.get_running_loop().create_task(self._tick())
+
+    async def stop(self) -> None:
+        gc.callbacks.remove(self._on_gc)
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    def figures(self) -> dict[str, Any]:
+        figures: dict[str, Any] = {"max_loop_stall_ms": round(self.max_stall_s * 1000, 3)}
+        for generation in range(3):
+            figures[f"gc{generation}_max_ms"] = round(self.gc_max_s[generation] * 1000, 3)
+            figures[f"gc{generation}_count"] = self.gc_count[generation]
+        return figures
+
+
+async def fill_at(limiter: Ratelimiter, keys: list[str], scenario: str) -> None:
+    """The scenario's actions at explicit times from `STALL_T0`, in small steps."""
+    n = len(keys)
+    for start in range(0, n, STALL_FILL_STEP):
+        for i in range(start, min(start + STALL_FILL_STEP, n)):
+            if scenario == "record_action_only":
+                limiter.record_action(keys[i], _time_now_s=STALL_T0)
+            elif scenario == "spread":
+                limiter.can_do_action(keys[i], _time_now_s=STALL_T0 + SPREAD_S * i / n)
+            else:
+                limiter.can_do_action(keys[i], _time_now_s=STALL_T0)
+        await asyncio.sleep(0)
+    if scenario == "still_counting":
+        for start in range(0, n, STALL_FILL_STEP):
+            for key in keys[start : start + STALL_FILL_STEP]:
+                limiter.can_do_action(
+                    key, n_actions=TOUCH_ACTIONS, _time_now_s=STALL_T0 + TOUCH_AT_S
+                )
+            await asyncio.sleep(0)
+
+
+async def measure_stalls(
+    scenario: str, keys: list[str], prune_batch: int, garbage_per_tick: int
+) -> dict[str, Any]:
+    """Loop stalls (garbage collections included) while and after pruning, in real time.
+
+    The limiter is filled at explicit times, everything is collected once,
+    then its prunes run at each prune interval of the scenario's time (as
+    the looping call would, compressed: `STALL_WINDOW_S` of real time after
+    each prune that had work) with a `StallMonitor` watching.
+    """
+    clock = Clock("bench.example")
+    rate = rate_for(scenario)
+    limiter = Ratelimiter(
+        clock,
+        name="stalls",
+        per_second=rate,
+        burst_count=10,
+        prune_interval=PRUNE_INTERVAL_S,
+        prune_batch=prune_batch,
+    )
+    await fill_at(limiter, keys, scenario)
+    gc.collect()
+    monitor = StallMonitor(garbage_per_tick)
+    monitor.start()
+    end = STALL_T0 + SPREAD_S + 1 / rate + 6 * PRUNE_INTERVAL_S
+    t = STALL_T0
+    while t < end and len(limiter):
+        t += PRUNE_INTERVAL_S
+        batches = limiter.prune_batches
+        removed = await limiter.prune(now=t)
+        worked = removed or limiter.prune_batches - batches > 1
+        await asyncio.sleep(STALL_WINDOW_S if worked else IDLE_GAP_S)
+    await asyncio.sleep(STALL_FINAL_WINDOW_S)
+    await monitor.stop()
+    result = monitor.figures()
+    result["stall_pass_max_prune_pause_ms"] = round(limiter.max_prune_pause_s * 1000, 3)
+    result["stall_pass_keys_left"] = len(limiter)
     await clock.shutdown()
     return result
 
@@ -282,6 +447,13 @@ def main() -> None:
     parser.add_argument("--prune-batch", type=int, default=DEFAULT_PRUNE_BATCH)
     parser.add_argument("--scenario", choices=SCENARIOS, action="append")
     parser.add_argument("--no-memory", action="store_true", help="skip the tracemalloc pass")
+    parser.add_argument("--no-stalls", action="store_true", help="skip the real-time stall pass")
+    parser.add_argument(
+        "--garbage-per-tick",
+        type=int,
+        default=10,
+        help="reference cycles the stall ticker leaves each millisecond (drives the collector)",
+    )
     parser.add_argument(
         "--synapse", action="store_true", help="also time Synapse's prune (needs matrix-synapse)"
     )
@@ -307,6 +479,12 @@ def main() -> None:
                 line["key_str_bytes"] = round(key_str_bytes, 1)
                 line["prune_batch"] = args.prune_batch
                 line.update(pruning)
+                if not args.no_stalls:
+                    line.update(
+                        await measure_stalls(
+                            scenario, keys, args.prune_batch, args.garbage_per_tick
+                        )
+                    )
                 ours_max_pause_ms[scenario] = line["max_prune_pause_ms"]
                 print(json.dumps(line), flush=True)
             if args.synapse:
