@@ -29,17 +29,20 @@ nothing was due.
 
 A second pass per scenario (skip it with --no-stalls) runs in real time:
 the same actions at explicit limiter times, one full collection, then the
-limiter's prunes one prune interval of its time apart (with 0.3 s of real
-time after each prune that had work, and 1 s after the last) while an
-independent ticker task sleeps 1 ms at a time and leaves a few reference
-cycles behind each tick (--garbage-per-tick), so the collector runs as on a
+limiter's prunes one prune interval of its time apart (after each prune
+that had work, the loop runs on until the next generation 1 collection is
+over) while an independent ticker task sleeps 1 ms at a time and leaves
+a few reference cycles behind each tick (--garbage-per-tick), so the collector runs as on a
 busy server. max_loop_stall_ms is the longest the ticker was kept waiting
 beyond its 1 ms, whatever held the loop: a prune step or a garbage
 collection, including the collections a prune leaves to come after it.
 gcN_max_ms / gcN_count are the longest collection of generation N and how
-many ran (timed with gc.callbacks); stall_pass_max_prune_pause_ms is the
-longest prune step of that pass. Wall times: on a shared machine, compare
-medians of several runs.
+many ran (timed with gc.callbacks; gcN_max_cpu_ms by CPU time, which other
+processes do not inflate). refile_* and drop_* are the same maxima
+from the start of a prune that filed more than a batch of keys again and
+dropped none, or of one that dropped keys, to the start of the next.
+stall_pass_max_prune_pause_ms is the longest prune step of that pass.
+Wall times: on a shared machine, compare medians of several runs.
 
 With --synapse (run with a Python where matrix-synapse is importable, not
 a project dependency), Synapse's own Ratelimiter gets the burst and spread
@@ -87,10 +90,9 @@ STALL_T0 = 1_700_000_000.0
 # yields, so filling does not stall the loop by itself.
 STALL_FILL_STEP = 500
 TICK_S = 0.001
-# Real time given to the loop after each prune that had work, and after the
-# last one, for the collections a prune leaves to come (gen 1 included).
-STALL_WINDOW_S = 0.3
-STALL_FINAL_WINDOW_S = 1.0
+# Most real time given to the loop after a prune that had work, waiting for
+# the collections it leaves to come.
+STALL_WINDOW_LIMIT_S = 3.0
 IDLE_GAP_S = 0.005
 
 
@@ -224,40 +226,69 @@ class StallMonitor:
     step, a garbage collection, anything else) shows up. Each tick also
     leaves `garbage_per_tick` small reference cycles behind, as request
     handling does, so the collector runs as on a busy server; `gc.callbacks`
-    time every collection, by generation.
+    time every collection, by generation. Figures are kept overall, and per
+    phase: the caller closes each window of time with the phase it was.
     """
 
     def __init__(self, garbage_per_tick: int) -> None:
         self.garbage_per_tick = garbage_per_tick
-        self.max_stall_s = 0.0
-        self.gc_max_s = [0.0, 0.0, 0.0]
-        self.gc_total_s = [0.0, 0.0, 0.0]
+        # phase -> [max stall, gen 0-2 max wall, gen 0-2 max CPU] in seconds
+        self.maxima: dict[str, list[float]] = {"all": [0.0] * 7}
+        # The same since the last `close_window`.
+        self._window = [0.0] * 7
         self.gc_count = [0, 0, 0]
         self._gc_started = 0.0
+        self._gc_started_cpu = 0.0
         self._task: asyncio.Task[None] | None = None
+        self._generation_1_collected = asyncio.Event()
+
+    def _note(self, slot: int, seconds: float) -> None:
+        for maxima in (self.maxima["all"], self._window):
+            if seconds > maxima[slot]:
+                maxima[slot] = seconds
+
+    def close_window(self, phase: str) -> None:
+        """Count what was noted since the last call for `phase`."""
+        maxima = self.maxima.setdefault(phase, [0.0] * 7)
+        for slot, seconds in enumerate(self._window):
+            maxima[slot] = max(maxima[slot], seconds)
+        self._window = [0.0] * 7
 
     def _on_gc(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
             self._gc_started = time.perf_counter()
+            self._gc_started_cpu = time.thread_time()
             return
         spent = time.perf_counter() - self._gc_started
+        cpu = time.thread_time() - self._gc_started_cpu
         generation = info["generation"]
         self.gc_count[generation] += 1
-        self.gc_total_s[generation] += spent
-        if spent > self.gc_max_s[generation]:
-            self.gc_max_s[generation] = spent
+        self._note(1 + generation, spent)
+        self._note(4 + generation, cpu)
+        if generation == 1:
+            self._generation_1_collected.set()
 
     async def _tick(self) -> None:
         last = time.perf_counter()
         while True:
             await asyncio.sleep(TICK_S)
             now = time.perf_counter()
-            if now - last - TICK_S > self.max_stall_s:
-                self.max_stall_s = now - last - TICK_S
+            self._note(0, now - last - TICK_S)
             last = now
             for _ in range(self.garbage_per_tick):
                 cycle: list[object] = []
                 cycle.append(cycle)
+
+    async def until_generation_1_collected(self, limit_s: float) -> None:
+        """Let the loop run until the next generation 1 collection is over.
+
+        By then whatever a prune left young has been through the young
+        collections it will ever be (generation 0 first, then 1), and their
+        pauses count for the phase the prune set. At most `limit_s`.
+        """
+        self._generation_1_collected.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._generation_1_collected.wait(), limit_s)
 
     def start(self) -> None:
         gc.callbacks.append(self._on_gc)
@@ -271,10 +302,20 @@ class StallMonitor:
             await self._task
 
     def figures(self) -> dict[str, Any]:
-        figures: dict[str, Any] = {"max_loop_stall_ms": round(self.max_stall_s * 1000, 3)}
+        def ms(seconds: float) -> float:
+            return round(seconds * 1000, 3)
+
+        overall = self.maxima.get("all", [0.0] * 7)
+        figures: dict[str, Any] = {"max_loop_stall_ms": ms(overall[0])}
         for generation in range(3):
-            figures[f"gc{generation}_max_ms"] = round(self.gc_max_s[generation] * 1000, 3)
+            figures[f"gc{generation}_max_ms"] = ms(overall[1 + generation])
+            figures[f"gc{generation}_max_cpu_ms"] = ms(overall[4 + generation])
             figures[f"gc{generation}_count"] = self.gc_count[generation]
+        for phase in ("refile", "drop"):
+            if phase in self.maxima:
+                maxima = self.maxima[phase]
+                figures[f"{phase}_max_loop_stall_ms"] = ms(maxima[0])
+                figures[f"{phase}_gc_max_cpu_ms"] = ms(max(maxima[4:]))
         return figures
 
 
@@ -306,8 +347,8 @@ async def measure_stalls(
 
     The limiter is filled at explicit times, everything is collected once,
     then its prunes run at each prune interval of the scenario's time (as
-    the looping call would, compressed: `STALL_WINDOW_S` of real time after
-    each prune that had work) with a `StallMonitor` watching.
+    the looping call would, compressed: after each prune that had work, until
+    a generation 1 collection has run) with a `StallMonitor` watching.
     """
     clock = Clock("bench.example")
     rate = rate_for(scenario)
@@ -328,10 +369,21 @@ async def measure_stalls(
     while t < end and len(limiter):
         t += PRUNE_INTERVAL_S
         batches = limiter.prune_batches
+        # A prune and the time after it count for the phase it turns out to
+        # be: dropping keys, or filing more than a batch of keys again (none
+        # dropped, yet more than one batch looked at), or idle.
         removed = await limiter.prune(now=t)
-        worked = removed or limiter.prune_batches - batches > 1
-        await asyncio.sleep(STALL_WINDOW_S if worked else IDLE_GAP_S)
-    await asyncio.sleep(STALL_FINAL_WINDOW_S)
+        if removed:
+            phase = "drop"
+        elif limiter.prune_batches - batches > 1:
+            phase = "refile"
+        else:
+            phase = "idle"
+        if phase == "idle":
+            await asyncio.sleep(IDLE_GAP_S)
+        else:
+            await monitor.until_generation_1_collected(STALL_WINDOW_LIMIT_S)
+        monitor.close_window(phase)
     await monitor.stop()
     result = monitor.figures()
     result["stall_pass_max_prune_pause_ms"] = round(limiter.max_prune_pause_s * 1000, 3)
