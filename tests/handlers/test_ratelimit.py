@@ -338,6 +338,44 @@ async def test_big_burst_pruned_in_bounded_batches(clock: Clock) -> None:
     assert limiter.prune_batches >= n // batch
 
 
+async def test_keys_still_counting_at_their_prune_are_kept_then_pruned(clock: Clock) -> None:
+    """Many keys used again before their prune: filed again in bounded
+    batches (across many wheel chunks), decided as before, dropped later."""
+    loop = _loop()
+    n, batch = 3000, 100
+    limiter = Ratelimiter(
+        clock, name="t", per_second=1, burst_count=10, prune_interval=5, prune_batch=batch
+    )
+    limiter.start()
+    keys = [f"@user{i}:example.com" for i in range(n)]
+    for key in keys:
+        limiter.can_do_action(key)
+    await loop.advance(4.5)
+    # Two thirds act again: their buckets now empty 8 s from here, past the
+    # prunes at which their first wheel bucket comes due.
+    counting = keys[: 2 * n // 3]
+    for key in counting:
+        assert limiter.can_do_action(key, n_actions=8)[0]
+    batches = limiter.prune_batches
+    await loop.advance(6.5)  # past both prunes that can find them due
+
+    assert len(limiter) == len(counting)
+    assert limiter.wheel_size == len(counting)
+    assert all(key in limiter for key in counting)
+    assert limiter.pruned_keys == n - len(counting)
+    assert limiter.max_prune_pause_s > 0
+    assert limiter.prune_batches - batches >= n // batch  # every key looked at, batch by batch
+    # Still counted: 8 actions at 4.5 s, leaking 1 a second, 6.5 s ago.
+    for key in counting[:50]:
+        assert limiter.can_do_action(key, n_actions=8, update=False)[0] is True
+        assert limiter.can_do_action(key, n_actions=9, update=False)[0] is False
+
+    await loop.advance(10)
+    assert len(limiter) == 0
+    assert limiter.wheel_size == 0
+    assert limiter.pruned_keys == n
+
+
 async def test_prune_does_not_overlap_and_stops(clock: Clock) -> None:
     loop = _loop()
     limiter = Ratelimiter(clock, name="t", per_second=1, burst_count=5, prune_batch=10)

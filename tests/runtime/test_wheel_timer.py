@@ -1,8 +1,10 @@
+import gc
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hamlet.runtime.wheel_timer import WheelTimer
+from hamlet.runtime.wheel_timer import CHUNK, SPARE_CHUNKS, WheelTimer
 
 
 def test_empty_fetches() -> None:
@@ -178,3 +180,110 @@ def test_matches_model(bucket_size: float, ops: list[tuple[bool, float, float]])
             wheel.insert(now, i, now + expiry)
             pending[i] = now + expiry
         assert len(wheel) == len(pending)
+
+
+@given(
+    bucket_size=st.sampled_from([1.0, 5.0]),
+    ops=st.lists(
+        st.tuples(
+            st.sampled_from(["insert", "fetch_some", "fetch"]),
+            st.floats(min_value=0, max_value=20),
+            st.floats(min_value=-20, max_value=100),
+            st.integers(min_value=1, max_value=3 * CHUNK),
+        ),
+        max_size=25,
+    ),
+)
+def test_many_keys_per_bucket_match_model(
+    bucket_size: float, ops: list[tuple[str, float, float, int]]
+) -> None:
+    """Buckets of several chunks, drained in batches that cut through chunks
+    while more keys go in: every key comes back once, never early, and a
+    short batch means nothing more is due."""
+    wheel: WheelTimer[int] = WheelTimer(bucket_size=bucket_size)
+    now = 0.0
+    pending: dict[int, float] = {}
+    next_key = 0
+    for kind, step, expiry, count in ops:
+        now += step
+        if kind == "insert":
+            for _ in range(count):
+                wheel.insert(now, next_key, now + expiry)
+                pending[next_key] = now + expiry
+                next_key += 1
+        else:
+            got = wheel.fetch_some(now, count) if kind == "fetch_some" else wheel.fetch(now)
+            assert len(got) == len(set(got))
+            for key in got:
+                assert pending.pop(key) <= now
+            if kind == "fetch" or len(got) < count:
+                for e in pending.values():
+                    assert now < (e // bucket_size + 1) * bucket_size
+        assert len(wheel) == len(pending)
+    assert sorted(wheel.fetch(now + 1000)) == sorted(pending)
+
+
+def _lists_in(wheel: WheelTimer[str]) -> list[list[str]]:
+    """The chunks of every bucket of `wheel`."""
+    chunks: list[list[str]] = []
+    for slot in gc.get_referents(wheel):
+        if isinstance(slot, dict):
+            for bucket in slot.values():
+                chunks.extend(bucket)
+    return chunks
+
+
+def test_no_list_holds_more_than_a_chunk_of_keys() -> None:
+    wheel: WheelTimer[str] = WheelTimer(bucket_size=1)
+    for i in range(10 * CHUNK + 3):
+        wheel.insert(0, f"k{i}", 0.5)
+    chunks = _lists_in(wheel)
+    assert len(chunks) == 11
+    assert max(map(len, chunks)) == CHUNK
+    assert sum(map(len, chunks)) == len(wheel)
+
+
+def test_keys_filed_again_go_into_containers_the_collector_has_promoted() -> None:
+    """Moving many due keys into a later bucket creates no young container
+    holding them all: the collector would walk it at each young collection
+    until it is promoted (pauses of 10-20 ms for a million keys)."""
+    wheel: WheelTimer[str] = WheelTimer(bucket_size=1)
+    keys = [f"@user{i}:example.com" for i in range(100 * CHUNK)]
+    for key in keys:
+        wheel.insert(0, key, 0.5)
+    batch_size = 1000
+    gc.collect()  # what was filed long ago has been promoted
+    gc.disable()
+    try:
+        batches = 0
+        while batch := wheel.fetch_some(1, batch_size):
+            batches += 1
+            for key in batch:
+                wheel.insert(1, key, 7.5)
+        young = {id(o) for generation in (0, 1) for o in gc.get_objects(generation)}
+    finally:
+        gc.enable()
+    chunks = _lists_in(wheel)
+    assert sum(map(len, chunks)) == len(keys)
+    young_refs = sum(len(chunk) for chunk in chunks if id(chunk) in young)
+    # The last batch goes into fresh chunks (spares are not kept once
+    # nothing is due), and a batch that cuts through a chunk may need one
+    # more than it emptied; everything else reuses emptied chunks.
+    assert young_refs <= batch_size + batches * CHUNK
+    assert young_refs < len(keys) // 4
+    assert sorted(wheel.fetch(8)) == sorted(keys)
+
+
+def test_spare_chunks_are_bounded_and_not_kept_while_idle() -> None:
+    wheel: WheelTimer[int] = WheelTimer(bucket_size=1)
+    for i in range(4 * SPARE_CHUNKS * CHUNK):
+        wheel.insert(0, i, 0.5)
+    taken = wheel.fetch_some(1, 2 * SPARE_CHUNKS * CHUNK)
+    assert len(taken) == 2 * SPARE_CHUNKS * CHUNK
+    spare = [slot for slot in gc.get_referents(wheel) if isinstance(slot, list) and slot]
+    spare = [slot for slot in spare if all(isinstance(c, list) for c in slot)]
+    assert [len(s) for s in spare] == [SPARE_CHUNKS]
+    assert all(chunk == [] for chunk in spare[0])
+    # Draining the rest and finding nothing more due lets them go.
+    assert len(wheel.fetch_some(1, 10 * SPARE_CHUNKS * CHUNK)) == 2 * SPARE_CHUNKS * CHUNK
+    assert not [slot for slot in gc.get_referents(wheel) if isinstance(slot, list) and slot]
