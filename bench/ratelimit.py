@@ -35,7 +35,10 @@ over) while an independent ticker task sleeps 1 ms at a time and leaves
 a few reference cycles behind each tick (--garbage-per-tick), so the collector runs as on a
 busy server. max_loop_stall_ms is the longest the ticker was kept waiting
 beyond its 1 ms, whatever held the loop: a prune step or a garbage
-collection, including the collections a prune leaves to come after it.
+collection, including the collections a prune leaves to come after it;
+max_loop_stall_cpu_ms is the most CPU time the loop's thread spent between
+two ticks, which time the process spent waiting for a core does not
+inflate.
 gcN_max_ms / gcN_count are the longest collection of generation N and how
 many ran (timed with gc.callbacks; gcN_max_cpu_ms by CPU time, which other
 processes do not inflate). refile_* and drop_* are the same maxima
@@ -232,10 +235,11 @@ class StallMonitor:
 
     def __init__(self, garbage_per_tick: int) -> None:
         self.garbage_per_tick = garbage_per_tick
-        # phase -> [max stall, gen 0-2 max wall, gen 0-2 max CPU] in seconds
-        self.maxima: dict[str, list[float]] = {"all": [0.0] * 7}
+        # phase -> [max stall, gen 0-2 max wall, gen 0-2 max CPU, max stall
+        # by the loop thread's CPU time] in seconds
+        self.maxima: dict[str, list[float]] = {"all": [0.0] * 8}
         # The same since the last `close_window`.
-        self._window = [0.0] * 7
+        self._window = [0.0] * 8
         self.gc_count = [0, 0, 0]
         self._gc_started = 0.0
         self._gc_started_cpu = 0.0
@@ -249,10 +253,10 @@ class StallMonitor:
 
     def close_window(self, phase: str) -> None:
         """Count what was noted since the last call for `phase`."""
-        maxima = self.maxima.setdefault(phase, [0.0] * 7)
+        maxima = self.maxima.setdefault(phase, [0.0] * 8)
         for slot, seconds in enumerate(self._window):
             maxima[slot] = max(maxima[slot], seconds)
-        self._window = [0.0] * 7
+        self._window = [0.0] * 8
 
     def _on_gc(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
@@ -270,11 +274,15 @@ class StallMonitor:
 
     async def _tick(self) -> None:
         last = time.perf_counter()
+        last_cpu = time.thread_time()
         while True:
             await asyncio.sleep(TICK_S)
             now = time.perf_counter()
+            now_cpu = time.thread_time()
             self._note(0, now - last - TICK_S)
+            self._note(7, now_cpu - last_cpu)
             last = now
+            last_cpu = now_cpu
             for _ in range(self.garbage_per_tick):
                 cycle: list[object] = []
                 cycle.append(cycle)
@@ -305,8 +313,11 @@ class StallMonitor:
         def ms(seconds: float) -> float:
             return round(seconds * 1000, 3)
 
-        overall = self.maxima.get("all", [0.0] * 7)
-        figures: dict[str, Any] = {"max_loop_stall_ms": ms(overall[0])}
+        overall = self.maxima["all"]
+        figures: dict[str, Any] = {
+            "max_loop_stall_ms": ms(overall[0]),
+            "max_loop_stall_cpu_ms": ms(overall[7]),
+        }
         for generation in range(3):
             figures[f"gc{generation}_max_ms"] = ms(overall[1 + generation])
             figures[f"gc{generation}_max_cpu_ms"] = ms(overall[4 + generation])
@@ -315,6 +326,7 @@ class StallMonitor:
             if phase in self.maxima:
                 maxima = self.maxima[phase]
                 figures[f"{phase}_max_loop_stall_ms"] = ms(maxima[0])
+                figures[f"{phase}_max_loop_stall_cpu_ms"] = ms(maxima[7])
                 figures[f"{phase}_gc_max_cpu_ms"] = ms(max(maxima[4:]))
         return figures
 
