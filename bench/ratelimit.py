@@ -327,7 +327,7 @@ class StallMonitor:
                 maxima = self.maxima[phase]
                 figures[f"{phase}_max_loop_stall_ms"] = ms(maxima[0])
                 figures[f"{phase}_max_loop_stall_cpu_ms"] = ms(maxima[7])
-                figures[f"{phase}_gc_max_cpu_ms"] = ms(max(maxima[4:]))
+                figures[f"{phase}_gc_max_cpu_ms"] = ms(max(maxima[4:7]))
         return figures
 
 
