@@ -18,10 +18,15 @@ holds at each young collection until the container has survived two of
 them; old containers are left alone. One list that a caller fills with a
 million keys in a few moments (a rate limiter filing its keys again) is
 walked whole, twice, at collections that come after the filing: pauses of
-10-20 ms. Chunks that `fetch_some` emptied are kept (`SPARE_CHUNKS` at
-most, until nothing more is due) and filled again by the next inserts, so
-keys moved from due buckets into later ones land in containers the collector
-has mostly promoted already; fresh ones hold no more than `CHUNK` keys each.
+10-20 ms. Chunks that `fetch_some` emptied are kept until nothing more is
+due and filled again by the next inserts, so keys moved from due buckets
+into later ones land in containers the collector has mostly promoted
+already; fresh ones hold no more than `CHUNK` keys each. An emptied chunk
+is only a list header (its slots are freed), and all of them go at once
+when the drain is over: freeing them one by one during a long drain made
+the next young collection about 4x slower at a million keys
+(bench/ratelimit.py, drop phase; the young objects allocated meanwhile
+land among the freed blocks, it seems).
 
 The wheel does not deduplicate: a key inserted twice is returned twice.
 Callers that want a key in the wheel once keep track of that themselves.
@@ -42,9 +47,6 @@ K = TypeVar("K")
 # (CPython over-allocates on the way: 0, 4, 8, 16, ... 108, 128), so a full
 # chunk wastes no slots; 72 bytes of list header are under 0.6 bytes a key.
 CHUNK: Final = 128
-# Emptied chunks kept for reuse: enough for a caller that files again every
-# key of a 2,000-key batch it fetched.
-SPARE_CHUNKS: Final = 16
 
 
 class WheelTimer(Generic[K]):
@@ -151,9 +153,8 @@ class WheelTimer(Generic[K]):
                     bucket.pop()
                     result.extend(chunk)
                     wanted -= len(chunk)
-                    if len(spare) < SPARE_CHUNKS:
-                        chunk.clear()
-                        spare.append(chunk)
+                    chunk.clear()
+                    spare.append(chunk)
                 else:
                     result.extend(chunk[-wanted:])
                     del chunk[-wanted:]

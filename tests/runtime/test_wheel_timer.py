@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hamlet.runtime.wheel_timer import CHUNK, SPARE_CHUNKS, WheelTimer
+from hamlet.runtime.wheel_timer import CHUNK, WheelTimer
 
 
 def test_empty_fetches() -> None:
@@ -274,16 +274,25 @@ def test_keys_filed_again_go_into_containers_the_collector_has_promoted() -> Non
     assert sorted(wheel.fetch(8)) == sorted(keys)
 
 
-def test_spare_chunks_are_bounded_and_not_kept_while_idle() -> None:
+def test_emptied_chunks_are_kept_during_a_drain_and_not_while_idle() -> None:
     wheel: WheelTimer[int] = WheelTimer(bucket_size=1)
-    for i in range(4 * SPARE_CHUNKS * CHUNK):
+    for i in range(40 * CHUNK):
         wheel.insert(0, i, 0.5)
-    taken = wheel.fetch_some(1, 2 * SPARE_CHUNKS * CHUNK)
-    assert len(taken) == 2 * SPARE_CHUNKS * CHUNK
-    spare = [slot for slot in gc.get_referents(wheel) if isinstance(slot, list) and slot]
-    spare = [slot for slot in spare if all(isinstance(c, list) for c in slot)]
-    assert [len(s) for s in spare] == [SPARE_CHUNKS]
-    assert all(chunk == [] for chunk in spare[0])
+
+    def spares() -> list[list[int]]:
+        # The wheel's slot that is a list of lists (the heap holds ints).
+        slots = [s for s in gc.get_referents(wheel) if isinstance(s, list) and s]
+        return [chunk for s in slots if isinstance(s[0], list) for chunk in s]
+
+    assert len(wheel.fetch_some(1, 20 * CHUNK)) == 20 * CHUNK
+    assert len(spares()) == 20
+    assert all(chunk == [] for chunk in spares())
+    # The next inserts fill them again rather than new lists.
+    kept = {id(chunk) for chunk in spares()}
+    for i in range(3 * CHUNK):
+        wheel.insert(1, -i, 7.5)
+    assert len(spares()) == 17
+    assert len(kept - {id(chunk) for chunk in spares()}) == 3
     # Draining the rest and finding nothing more due lets them go.
-    assert len(wheel.fetch_some(1, 10 * SPARE_CHUNKS * CHUNK)) == 2 * SPARE_CHUNKS * CHUNK
-    assert not [slot for slot in gc.get_referents(wheel) if isinstance(slot, list) and slot]
+    assert len(wheel.fetch_some(1, 100 * CHUNK)) == 20 * CHUNK
+    assert spares() == []
