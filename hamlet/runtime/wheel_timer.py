@@ -22,8 +22,9 @@ walked whole, twice, at collections that come after the filing: pauses of
 due and filled again by the next inserts, so keys moved from due buckets
 into later ones land in containers the collector has mostly promoted
 already; fresh ones hold no more than `CHUNK` keys each. An emptied chunk
-is only a list header (its slots are freed), and all of them go at once
-when the drain is over: freeing them one by one during a long drain made
+is only a list header (its slots are freed); once nothing is due, each
+`fetch_some` lets `SPARE_RELEASE` of them go: freeing them one by one
+during a long drain made
 the next young collection about 4x slower at a million keys
 (bench/ratelimit.py, drop phase; the young objects allocated meanwhile
 land among the freed blocks, it seems).
@@ -42,6 +43,11 @@ import math
 from typing import Final, Generic, TypeVar
 
 K = TypeVar("K")
+
+# Emptied chunks let go by a `fetch_some` that finds nothing more due: a
+# bounded step (freeing is a cache miss a list), and the rest go at the
+# next calls or are filled again meanwhile.
+SPARE_RELEASE: Final = 512
 
 # Keys per chunk of a bucket. A size a list grows to exactly by appends
 # (CPython over-allocates on the way: 0, 4, 8, 16, ... 108, 128), so a full
@@ -164,10 +170,8 @@ class WheelTimer(Generic[K]):
                 del buckets[index]
         self._len -= len(result)
         if wanted:
-            # Nothing more is due: keep no spares while idle. What the caller
-            # files again from this last batch goes into fresh chunks, at
-            # most `max_keys` young references.
-            self._spare = []
+            # Nothing more is due: spares are not kept while idle.
+            del spare[-SPARE_RELEASE:]
         return result
 
     def next_due(self) -> float | None:

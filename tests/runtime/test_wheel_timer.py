@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hamlet.runtime.wheel_timer import CHUNK, WheelTimer
+from hamlet.runtime.wheel_timer import CHUNK, SPARE_RELEASE, WheelTimer
 
 
 def test_empty_fetches() -> None:
@@ -266,9 +266,8 @@ def test_keys_filed_again_go_into_containers_the_collector_has_promoted() -> Non
     chunks = _lists_in(wheel)
     assert sum(map(len, chunks)) == len(keys)
     young_refs = sum(len(chunk) for chunk in chunks if id(chunk) in young)
-    # The last batch goes into fresh chunks (spares are not kept once
-    # nothing is due), and a batch that cuts through a chunk may need one
-    # more than it emptied; everything else reuses emptied chunks.
+    # A batch that cuts through a chunk may need one more than it emptied;
+    # everything else reuses emptied chunks.
     assert young_refs <= batch_size + batches * CHUNK
     assert young_refs < len(keys) // 4
     assert sorted(wheel.fetch(8)) == sorted(keys)
@@ -296,3 +295,17 @@ def test_emptied_chunks_are_kept_during_a_drain_and_not_while_idle() -> None:
     # Draining the rest and finding nothing more due lets them go.
     assert len(wheel.fetch_some(1, 100 * CHUNK)) == 20 * CHUNK
     assert spares() == []
+
+
+def test_spares_are_let_go_a_bounded_number_at_a_time() -> None:
+    wheel: WheelTimer[int] = WheelTimer(bucket_size=1)
+    n = (SPARE_RELEASE + 10) * CHUNK
+    for i in range(n):
+        wheel.insert(0, i, 0.5)
+    assert len(wheel.fetch_some(1, n)) == n
+    spare = [s for s in gc.get_referents(wheel) if isinstance(s, list) and s]
+    assert [len(s) for s in spare] == [SPARE_RELEASE + 10]
+    assert wheel.fetch_some(1, 10) == []  # nothing due: lets SPARE_RELEASE go
+    assert [len(s) for s in spare] == [10]
+    assert wheel.fetch_some(2, 10) == []
+    assert spare == [[]]
