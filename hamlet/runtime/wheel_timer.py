@@ -22,12 +22,11 @@ walked whole, twice, at collections that come after the filing: pauses of
 due and filled again by the next inserts, so keys moved from due buckets
 into later ones land in containers the collector has mostly promoted
 already; fresh ones hold no more than `CHUNK` keys each. An emptied chunk
-is only a list header (its slots are freed); once nothing is due, each
-`fetch_some` lets `SPARE_RELEASE` of them go: freeing them one by one
-during a long drain made
-the next young collection about 4x slower at a million keys
-(bench/ratelimit.py, drop phase; the young objects allocated meanwhile
-land among the freed blocks, it seems).
+is only a list header (its slots are freed). They are let go only once
+nothing is due, `SPARE_RELEASE` per `fetch_some`: freeing them one by one
+during a long drain made the next young collection about 4x slower at a
+million keys (bench/ratelimit.py, drop phase; the young objects allocated
+meanwhile land among the freed blocks, it seems).
 
 The wheel does not deduplicate: a key inserted twice is returned twice.
 Callers that want a key in the wheel once keep track of that themselves.
