@@ -40,54 +40,54 @@ async def test_override_ratelimit_changes_real_429s(strict: Harness) -> None:
     alice = await make_user(h, "alice")
     room_id = await create_room(h, alice)
     await advance(10)  # createRoom counted against rc_message too; let it leak away
-    url = f"{V1}/users/{alice.user_id}/override_ratelimit"
-    assert ok(await h.request("GET", url, token=admin.token)) == {}
-
-    # The configured limit: two messages, then 429.
-    assert (await send_text(h, alice, room_id, "1", "a1")).status == 200
-    assert (await send_text(h, alice, room_id, "2", "a2")).status == 200
-    resp = await send_text(h, alice, room_id, "3", "a3")
-    assert_error(resp, 429, "M_LIMIT_EXCEEDED")
-    assert resp.json["retry_after_ms"] > 0
-
-    # 0 messages per second: not limited at all.
-    resp = await h.request(
-        "POST", url, json={"messages_per_second": 0, "burst_count": 0}, token=admin.token
-    )
-    assert ok(resp) == {"messages_per_second": 0, "burst_count": 0}
-    assert ok(await h.request("GET", url, token=admin.token)) == {
-        "messages_per_second": 0,
-        "burst_count": 0,
-    }
-    for i in range(10):
-        assert (await send_text(h, alice, room_id, "free", f"b{i}")).status == 200
-
-    # A generous override: more messages than the configured burst.
-    ok(
-        await h.request(
-            "POST", url, json={"messages_per_second": 1, "burst_count": 6}, token=admin.token
-        )
-    )
-    # Counted with time held still: at 1/s, the sends' own real duration
-    # would otherwise let more through on a loaded machine.
+    # Counted with time held still: the requests' own real duration would
+    # otherwise leak allowance back on a loaded machine.
     with time_stands_still():
+        url = f"{V1}/users/{alice.user_id}/override_ratelimit"
+        assert ok(await h.request("GET", url, token=admin.token)) == {}
+
+        # The configured limit: two messages, then 429.
+        assert (await send_text(h, alice, room_id, "1", "a1")).status == 200
+        assert (await send_text(h, alice, room_id, "2", "a2")).status == 200
+        resp = await send_text(h, alice, room_id, "3", "a3")
+        assert_error(resp, 429, "M_LIMIT_EXCEEDED")
+        assert resp.json["retry_after_ms"] > 0
+
+        # 0 messages per second: not limited at all.
+        resp = await h.request(
+            "POST", url, json={"messages_per_second": 0, "burst_count": 0}, token=admin.token
+        )
+        assert ok(resp) == {"messages_per_second": 0, "burst_count": 0}
+        assert ok(await h.request("GET", url, token=admin.token)) == {
+            "messages_per_second": 0,
+            "burst_count": 0,
+        }
+        for i in range(10):
+            assert (await send_text(h, alice, room_id, "free", f"b{i}")).status == 200
+
+        # A generous override: more messages than the configured burst.
+        ok(
+            await h.request(
+                "POST", url, json={"messages_per_second": 1, "burst_count": 6}, token=admin.token
+            )
+        )
         statuses = [(await send_text(h, alice, room_id, "x", f"c{i}")).status for i in range(6)]
         assert statuses.count(200) == 4 and statuses[-1] == 429, statuses  # 2 used before
         await advance(3)
-    assert (await send_text(h, alice, room_id, "later", "c-later")).status == 200
+        assert (await send_text(h, alice, room_id, "later", "c-later")).status == 200
 
-    # Deleted: back to the configured limit.
-    assert ok(await h.request("DELETE", url, token=admin.token)) == {}
-    assert ok(await h.request("GET", url, token=admin.token)) == {}
-    assert_error(await send_text(h, alice, room_id, "no", "d1"), 429, "M_LIMIT_EXCEEDED")
+        # Deleted: back to the configured limit.
+        assert ok(await h.request("DELETE", url, token=admin.token)) == {}
+        assert ok(await h.request("GET", url, token=admin.token)) == {}
+        assert_error(await send_text(h, alice, room_id, "no", "d1"), 429, "M_LIMIT_EXCEEDED")
 
-    # Other users keep the configured limit throughout.
-    bob = await make_user(h, "bob")
-    room_b = await create_room(h, bob)
-    await advance(10)
-    assert (await send_text(h, bob, room_b, "1", "e1")).status == 200
-    assert (await send_text(h, bob, room_b, "2", "e2")).status == 200
-    assert_error(await send_text(h, bob, room_b, "3", "e3"), 429, "M_LIMIT_EXCEEDED")
+        # Other users keep the configured limit throughout.
+        bob = await make_user(h, "bob")
+        room_b = await create_room(h, bob)
+        await advance(10)
+        assert (await send_text(h, bob, room_b, "1", "e1")).status == 200
+        assert (await send_text(h, bob, room_b, "2", "e2")).status == 200
+        assert_error(await send_text(h, bob, room_b, "3", "e3"), 429, "M_LIMIT_EXCEEDED")
 
 
 async def test_override_ratelimit_refusals(strict: Harness) -> None:
