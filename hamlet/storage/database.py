@@ -78,9 +78,12 @@ class Database(abc.ABC):
 
     async def run_interaction(self, desc: str, fn: Callable[[Transaction], Awaitable[T]]) -> T:
         """Run `fn` inside one transaction, committed if it returns."""
+        return await self._timed(desc, self._run(fn))
+
+    async def _timed(self, desc: str, work: Awaitable[T]) -> T:
         started = time.monotonic()
         try:
-            return await self._run(fn)
+            return await work
         finally:
             elapsed = time.monotonic() - started
             self.total_time_s += elapsed
@@ -96,17 +99,25 @@ class Database(abc.ABC):
                     stats[0] += 1
                     stats[1] += elapsed
 
-    async def execute(self, desc: str, sql: str, *args: Any) -> int:
-        async def run(txn: Transaction) -> int:
-            return await txn.execute(sql, args)
+    async def _run_one(self, sql: str, args: Args, fetch: bool) -> Any:
+        """One statement as a transaction of its own: its rows if `fetch`, else its rowcount.
 
-        return await self.run_interaction(desc, run)
+        An engine that can run a lone statement more cheaply than a
+        transaction of one overrides this.
+        """
+
+        async def run(txn: Transaction) -> Any:
+            return await (txn.fetchall(sql, args) if fetch else txn.execute(sql, args))
+
+        return await self._run(run)
+
+    async def execute(self, desc: str, sql: str, *args: Any) -> int:
+        rowcount: int = await self._timed(desc, self._run_one(sql, args, False))
+        return rowcount
 
     async def fetchall(self, desc: str, sql: str, *args: Any) -> list[Row]:
-        async def run(txn: Transaction) -> list[Row]:
-            return await txn.fetchall(sql, args)
-
-        return await self.run_interaction(desc, run)
+        rows: list[Row] = await self._timed(desc, self._run_one(sql, args, True))
+        return rows
 
     async def fetchone(self, desc: str, sql: str, *args: Any) -> Row | None:
         rows = await self.fetchall(desc, sql, *args)

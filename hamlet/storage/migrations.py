@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from hamlet.runtime.blocking import run_file_io
 from hamlet.storage.database import Database, Transaction
 from hamlet.storage.errors import MigrationError, StorageError
 
@@ -82,6 +83,24 @@ def load_migrations(schema_dir: Path = SCHEMA_DIR) -> list[Migration]:
     return migrations
 
 
+_packaged: list[Migration] | None = None
+
+
+async def _migrations(schema_dir: Path) -> list[Migration]:
+    """The migrations in `schema_dir`; the package's own are read once per process.
+
+    Every wake of a hibernated tenant checks its schema: reading and
+    parsing the files each time cost more than the check itself, and did
+    it on the event loop.
+    """
+    global _packaged
+    if schema_dir != SCHEMA_DIR:
+        return await run_file_io(load_migrations, schema_dir)
+    if _packaged is None:
+        _packaged = await run_file_io(load_migrations, SCHEMA_DIR)
+    return _packaged
+
+
 def render(sql: str, engine: str) -> list[str]:
     """The file's statements for `engine`: tokens filled, comment lines dropped.
 
@@ -107,15 +126,19 @@ async def migrate(db: Database, schema_dir: Path = SCHEMA_DIR) -> int:
     in one go: a new database is created with one commit (one fsync) and a
     few round trips, not one of each per statement and file. A failure
     rolls all of them back, leaving the version the database had."""
-    await db.execute(
-        "create_schema_version",
-        "CREATE TABLE IF NOT EXISTS schema_version ("
-        " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_ts BIGINT NOT NULL)",
-    )
-    rows = await db.fetchall("get_schema_versions", "SELECT version FROM schema_version")
+    try:
+        rows = await db.fetchall("get_schema_versions", "SELECT version FROM schema_version")
+    except StorageError:
+        # A new database: the only case needing the table made (one query less on every wake).
+        await db.execute(
+            "create_schema_version",
+            "CREATE TABLE IF NOT EXISTS schema_version ("
+            " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_ts BIGINT NOT NULL)",
+        )
+        rows = []
     applied = {int(row[0]) for row in rows}
     current = max(applied, default=0)
-    pending = [m for m in load_migrations(schema_dir) if m.version not in applied]
+    pending = [m for m in await _migrations(schema_dir) if m.version not in applied]
     if not pending:
         return current
 

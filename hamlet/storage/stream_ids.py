@@ -32,14 +32,15 @@ class StreamIdGenerator:
     async def load(self, db: Database, table: str, column: str) -> None:
         """Start from the highest id in `table.column` (or a recorded high-water mark)."""
 
-        async def read(txn: Transaction) -> int:
-            top = await txn.fetchval(f"SELECT MAX({column}) FROM {table}")
-            mark = await txn.fetchval(
-                f"SELECT position FROM {POSITIONS_TABLE} WHERE stream_name = ?", (self.name,)
-            )
-            return max(int(top or 0), int(mark or 0))
-
-        top = await db.run_interaction(f"load_stream_id_{self.name}", read)
+        # One statement (one round trip): every wake of a tenant loads each stream.
+        row = await db.fetchone(
+            f"load_stream_id_{self.name}",
+            f"SELECT (SELECT MAX({column}) FROM {table}),"
+            f" (SELECT position FROM {POSITIONS_TABLE} WHERE stream_name = ?)",
+            self.name,
+        )
+        highest, mark = row if row is not None else (None, None)
+        top = max(int(highest or 0), int(mark or 0))
         if self._pending:
             raise RuntimeError(f"stream {self.name} reloaded while ids are pending")
         self._last = self._current = max(top, self._last)

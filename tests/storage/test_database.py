@@ -360,3 +360,55 @@ async def test_real_schema_migrates_on_both_engines(db: Database) -> None:
     assert version == expected
     assert await migrate(db) == expected
     assert migrations.SCHEMA_DIR.is_dir()
+
+
+async def test_a_lone_statement_commits_on_its_own(
+    make_hs_config: MakeConfig, tmp_path: Path
+) -> None:
+    config = make_hs_config()
+    db, other = make_database(config), make_database(config)
+    await db.open()
+    await other.open()
+    try:
+        await make_things(db, tmp_path)
+        assert await db.execute("ins", "INSERT INTO things (name) VALUES (?)", "a") == 1
+        # Seen from another connection at once: nothing was left in a transaction.
+        assert await other.fetchall("all", "SELECT name FROM things") == [("a",)]
+        assert await other.execute("ins", "INSERT INTO things (name) VALUES (?)", "b") == 1
+        rows = await db.fetchall("all", "SELECT name FROM things ORDER BY name")
+        assert rows == [("a",), ("b",)]
+        assert db.txn_totals["ins"][0] == 1
+    finally:
+        await other.close()
+        await db.close()
+
+
+async def test_a_current_schema_is_checked_with_one_query(db: Database) -> None:
+    version = await migrate(db)
+    before = {name: count for name, (count, _s) in db.txn_totals.items()}
+    assert await migrate(db) == version
+    after = {name: count for name, (count, _s) in db.txn_totals.items()}
+    ran = {name: after[name] - before.get(name, 0) for name in after}
+    assert {name: n for name, n in ran.items() if n} == {"get_schema_versions": 1}
+
+
+async def test_the_packaged_migrations_are_read_once(
+    make_hs_config: MakeConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[Path] = []
+
+    def counting(schema_dir: Path = migrations.SCHEMA_DIR) -> list[migrations.Migration]:
+        reads.append(schema_dir)
+        return load_migrations(schema_dir)
+
+    monkeypatch.setattr(migrations, "_packaged", None)
+    monkeypatch.setattr(migrations, "load_migrations", counting)
+    expected = max(m.version for m in load_migrations())
+    for _ in range(2):
+        database = make_database(make_hs_config())
+        await database.open()
+        try:
+            assert await migrate(database) == expected
+        finally:
+            await database.close()
+    assert reads == [migrations.SCHEMA_DIR]

@@ -8,7 +8,7 @@ import os
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from hamlet.runtime.blocking import run_db
 from hamlet.storage.database import Args, Database, Row, Transaction
@@ -150,6 +150,16 @@ class SqliteDatabase(Database):
     @property
     def is_open(self) -> bool:
         return self._conn is not None
+
+    async def _run_one(self, sql: str, args: Args, fetch: bool) -> Any:
+        # A lone statement is a transaction of its own in autocommit mode:
+        # one trip to the database pool instead of three (BEGIN, it, COMMIT).
+        # A wake's start-up reads are mostly such statements.
+        async with self._lock:
+            conn = self._conn
+            if conn is None:
+                raise StorageError("database is closed")
+            return await run_db(_fetchall if fetch else _execute, conn, sql, tuple(args))
 
     async def _run(self, fn: Callable[[Transaction], Awaitable[T]]) -> T:
         async with self._lock:
