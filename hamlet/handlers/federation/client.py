@@ -17,6 +17,7 @@ or `FederationDeniedError` (the destination is not in
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -246,6 +247,13 @@ class FederationClient:
 
 
 def federation_ip_filter(config: FederationTransportConfig) -> IpRangeFilter:
-    return IpRangeFilter.parse(
-        config.federation_ip_range_blacklist, config.federation_ip_range_whitelist
+    return _parsed_ip_filter(
+        tuple(config.federation_ip_range_blacklist), tuple(config.federation_ip_range_whitelist)
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed_ip_filter(blacklist: tuple[str, ...], whitelist: tuple[str, ...]) -> IpRangeFilter:
+    # Parsing the ranges cost more than the rest of building a tenant's
+    # federation transport, on every wake; tenants mostly share them.
+    return IpRangeFilter.parse(blacklist, whitelist)

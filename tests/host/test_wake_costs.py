@@ -1,0 +1,104 @@
+"""What waking, scraping and hibernating tenants cost the host, checked through what it serves."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+from hamlet.homeserver import HomeServer
+from hamlet.host import manager as manager_module
+from hamlet.host.tenant import TenantState
+from tests.host.test_tenants import Host, MakeHost, make_host  # noqa: F401
+
+V3 = "/_matrix/client/v3"
+
+
+async def hibernated(host: Host, *names: str) -> None:
+    manager = host.process.manager
+    for name in names:
+        tenant = host.process.registry.get_tenant(name)
+        assert tenant is not None
+        await manager.hibernate(tenant)
+        assert tenant.state == TenantState.HIBERNATED
+
+
+@pytest.fixture
+def setups_at_once(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """[homeservers being set up now, the most at any time]."""
+    counts = [0, 0]
+    real = HomeServer.setup
+
+    async def counted(self: HomeServer) -> None:
+        counts[0] += 1
+        counts[1] = max(counts[1], counts[0])
+        try:
+            await real(self)
+        finally:
+            counts[0] -= 1
+
+    monkeypatch.setattr(HomeServer, "setup", counted)
+    yield counts
+
+
+async def test_a_wake_storm_is_served_in_bounded_turns(
+    make_host: MakeHost,  # noqa: F811
+    setups_at_once: list[int],
+) -> None:
+    host = await make_host(hibernate_after="1h")
+    names = [f"storm{i}.test" for i in range(3 * manager_module.WAKES_AT_ONCE)]
+    for name in names:
+        status, _ = await host.control("POST", "/tenants", {"server_name": name})
+        assert status == 200
+    await hibernated(host, *names)
+    setups_at_once[1] = 0
+
+    answers = await asyncio.gather(
+        *(host.call(name, "GET", "/_matrix/client/versions") for name in names)
+    )
+
+    assert [status for status, _ in answers] == [200] * len(names)
+    for name in names:
+        tenant = host.process.registry.get_tenant(name)
+        assert tenant is not None and tenant.state == TenantState.ACTIVE
+        assert tenant.wake_count == 1
+    # In turns, several at a time: neither one by one nor all at once.
+    assert setups_at_once[1] == manager_module.WAKES_AT_ONCE
+
+
+async def test_a_woken_tenant_keeps_its_data_and_stream_positions(
+    make_host: MakeHost,  # noqa: F811
+) -> None:
+    """A wake checks the schema with one query and loads each stream with one:
+    everything written before is there and new events sort after it."""
+    host = await make_host(hibernate_after="1h")
+    await host.control("POST", "/tenants", {"server_name": "kept.test"})
+    token = await host.register("kept.test", "alice")
+    status, room = await host.call("kept.test", "POST", f"{V3}/createRoom", {}, token)
+    assert status == 200
+    room_id = room["room_id"]
+    path = f"{V3}/rooms/{room_id}/send/m.room.message"
+    status, first = await host.call(
+        "kept.test", "PUT", f"{path}/t1", {"msgtype": "m.text", "body": "one"}, token
+    )
+    assert status == 200
+    status, synced = await host.call("kept.test", "GET", f"{V3}/sync?timeout=0", token=token)
+    since = synced["next_batch"]
+    await hibernated(host, "kept.test")
+
+    status, second = await host.call(
+        "kept.test", "PUT", f"{path}/t2", {"msgtype": "m.text", "body": "two"}, token
+    )
+    assert status == 200
+    status, synced = await host.call(
+        "kept.test", "GET", f"{V3}/sync?timeout=0&since={since}", token=token
+    )
+    assert status == 200
+    events = synced["rooms"]["join"][room_id]["timeline"]["events"]
+    assert [e["content"]["body"] for e in events] == ["two"]
+    assert events[0]["event_id"] == second["event_id"] != first["event_id"]
+    status, messages = await host.call(
+        "kept.test", "GET", f"{V3}/rooms/{room_id}/messages?dir=b&limit=2", token=token
+    )
+    assert [e["content"]["body"] for e in messages["chunk"]] == ["two", "one"]
