@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from hamlet.host.exposition import Family, label_text
-from hamlet.host.tenant import Tenant, bucket_pairs
+from hamlet.host.tenant import RequestStats, bucket_pairs
 
 if TYPE_CHECKING:
     from hamlet.homeserver import HomeServer
@@ -79,10 +79,9 @@ AWAKE_FAMILIES = (
 )
 
 
-def http_chunk(tenant: Tenant) -> list[str]:
-    """The tenant's text for each of `HTTP_FAMILIES`."""
-    server = (SERVER, tenant.server_name)
-    stats = tenant.stats
+def http_chunk(server_name: str, stats: RequestStats) -> list[str]:
+    """A tenant's text for each of `HTTP_FAMILIES`, from its request figures."""
+    server = (SERVER, server_name)
     received = [
         RECEIVED.sample([("method", method), ("servlet", servlet), server], n)
         for (method, servlet), n in stats.received_by_servlet.items()

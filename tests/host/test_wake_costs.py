@@ -9,6 +9,7 @@ import pytest
 
 from hamlet.homeserver import HomeServer
 from hamlet.host import manager as manager_module
+from hamlet.host import metrics
 from hamlet.host.tenant import TenantState
 from tests.host.test_tenants import Host, MakeHost, make_host  # noqa: F401
 
@@ -102,3 +103,34 @@ async def test_a_woken_tenant_keeps_its_data_and_stream_positions(
         "kept.test", "GET", f"{V3}/rooms/{room_id}/messages?dir=b&limit=2", token=token
     )
     assert [e["content"]["body"] for e in messages["chunk"]] == ["two", "one"]
+
+
+async def test_unused_hibernated_tenants_scrape_as_if_written_in_full(
+    make_host: MakeHost,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    host = await make_host(hibernate_after="1h")
+    for name in ("quiet.test", "other.test", "used.test"):
+        await host.control("POST", "/tenants", {"server_name": name})
+    await host.call("used.test", "GET", "/_matrix/client/versions")
+    await hibernated(host, "quiet.test", "other.test", "used.test")
+    suspended = await host.control("POST", "/tenants/other.test/suspend")
+    assert suspended[0] == 200
+
+    async def scrape() -> str:
+        url = f"http://127.0.0.1:{host.process.control_port}/metrics"
+        headers = {"Authorization": "Bearer control-secret"}
+        async with host.session.get(url, headers=headers) as resp:
+            assert resp.status == 200
+            return await resp.text()
+
+    shortcut = await scrape()
+    for tenant in host.process.registry.tenants():
+        tenant.metrics_text = None
+    monkeypatch.setattr(metrics, "_unused_chunk", lambda tenant: None)
+    written_in_full = await scrape()
+
+    assert shortcut == written_in_full
+    assert 'hamlet_tenant_state{server_name="quiet.test",state="hibernated"} 1' in shortcut
+    assert 'hamlet_tenant_state{server_name="other.test",state="suspended"} 1' in shortcut
+    assert "\x00" not in shortcut
