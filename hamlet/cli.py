@@ -53,6 +53,11 @@ def import_serving_code() -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    # Before anything is opened: a hibernated tenant's memory goes back to
+    # the system only from the system allocator (see hamlet.runtime.memory).
+    from hamlet.runtime.memory import reexec_on_system_malloc
+
+    reexec_on_system_malloc()
     import_serving_code()
     from hamlet.host.process import HostProcess, StartupError
 

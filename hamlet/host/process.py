@@ -34,6 +34,7 @@ from hamlet.host.tenant import Tenant
 from hamlet.runtime import tracing
 from hamlet.runtime.blocking import run_file_io
 from hamlet.runtime.logcontext import LoggingContext
+from hamlet.runtime.memory import freeze_long_lived
 
 logger = logging.getLogger(__name__)
 
@@ -223,6 +224,10 @@ class HostProcess:
 
     async def serve_forever(self, on_started: Callable[[], None] | None = None) -> None:
         await self.start()
+        if self.manager.host_config.hibernate_after_ms > 0:
+            # Persisted tenants came back hibernated: what is alive now is
+            # the process's for good (static tenants' first homeservers aside).
+            freeze_long_lived()
         if on_started is not None:
             on_started()
         stop = asyncio.Event()

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,6 +17,7 @@ from hamlet.host import manager as manager_module
 from hamlet.host import metrics
 from hamlet.host.tenant import TenantState
 from tests.host.test_tenants import Host, MakeHost, make_host  # noqa: F401
+from tests.support.serve_process import ServeProcess, main_config
 
 V3 = "/_matrix/client/v3"
 
@@ -134,3 +140,58 @@ async def test_unused_hibernated_tenants_scrape_as_if_written_in_full(
     assert 'hamlet_tenant_state{server_name="quiet.test",state="hibernated"} 1' in shortcut
     assert 'hamlet_tenant_state{server_name="other.test",state="suspended"} 1' in shortcut
     assert "\x00" not in shortcut
+
+
+def _run_python(code: str, env: dict[str, str]) -> list[str]:
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()
+
+
+def _env_without_allocator() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "PYTHONMALLOC"}
+
+
+def test_the_process_starts_over_on_the_system_allocator_once() -> None:
+    code = (
+        "import os\n"
+        "print('start', os.getpid(), os.environ.get('PYTHONMALLOC'), flush=True)\n"
+        "from hamlet.runtime.memory import reexec_on_system_malloc\n"
+        "reexec_on_system_malloc()\n"
+        "print('running', os.getpid())\n"
+    )
+    lines = _run_python(code, _env_without_allocator())
+    # Started over as the same process, then ran on: the allocator is chosen once.
+    pid = lines[1]
+    assert lines == ["start", pid, "None", "start", pid, "malloc", "running", pid]
+
+
+def test_an_allocator_the_operator_chose_is_kept() -> None:
+    code = (
+        "import os\n"
+        "from hamlet.runtime.memory import reexec_on_system_malloc\n"
+        "reexec_on_system_malloc()\n"
+        "print(os.environ['PYTHONMALLOC'])\n"
+    )
+    assert _run_python(code, {**_env_without_allocator(), "PYTHONMALLOC": "pymalloc"}) == [
+        "pymalloc"
+    ]
+
+
+def test_hamlet_serve_runs_on_the_system_allocator(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PYTHONMALLOC", raising=False)
+    config: dict[str, Any] = main_config(tmp_path)
+    serve = ServeProcess(tmp_path, config)
+    serve.start()
+    try:
+        assert serve.proc is not None
+        environ = Path(f"/proc/{serve.proc.pid}/environ").read_bytes().split(b"\0")
+        assert b"PYTHONMALLOC=malloc" in environ
+        status, _ = serve.request("GET", "/_matrix/client/versions")
+        assert status == 200
+    finally:
+        assert serve.stop() == 0
