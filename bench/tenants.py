@@ -1,8 +1,9 @@
 """What tenants cost: provisioning at scale, hibernation, waking, scrapes, shutdown, neighbours.
 
-    .venv/bin/python bench/tenants.py [--phases scale,memory,flood]
+    .venv/bin/python bench/tenants.py [--phases scale,memory,flood,throughput]
         [--tenants 10000] [--awake 1000] [--wakes 100]
         [--memory-tenants 1000] [--provisions 50]
+        [--throughput-tenants 100] [--senders 10] [--seconds 10]
 
 Spawns `hamlet serve` with a host section (control API on a free port;
 SQLite, a file per tenant) and provisions tenants through the control API,
@@ -28,6 +29,12 @@ the way an operator would. Phases:
 - flood: provisioning latency over `--provisions` fresh tenants, and a
   neighbour's latency: tenant B's requests while tenant A (capped at 8
   concurrent requests) is flooded by 100 clients, and the same idle.
+- throughput (issue 17, host-wide): `--throughput-tenants` tenants, each
+  with one room and `--senders` clients sending into it back to back for
+  `--seconds`, all on one process: the aggregate msgs/s, the p99 send
+  latency over all sends, and each tenant's own p99 (median and worst
+  tenant, and their ratio; the goal is no tenant's p99 above 2x the
+  median tenant's).
 
 Extra detail goes to stderr; the last line is one JSON object. Prints
 numbers only; asserts nothing.
@@ -37,6 +44,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
+import hmac
 import json
 import os
 import signal
@@ -409,6 +418,114 @@ async def phase_provision_and_flood(root: Path, provisions: int) -> dict[str, fl
     return out
 
 
+#: No rate limit may cap what the throughput phase measures.
+UNLIMITED = {"per_second": 1_000_000, "burst_count": 1_000_000}
+
+
+async def client_call(
+    session: aiohttp.ClientSession,
+    server: Server,
+    host: str,
+    method: str,
+    path: str,
+    body: Any = None,
+    token: str | None = None,
+) -> Any:
+    headers = {"Host": host}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    url = f"http://127.0.0.1:{server.port}{path}"
+    async with session.request(method, url, json=body, headers=headers) as resp:
+        data = await resp.json(content_type=None)
+        if resp.status != 200:
+            raise RuntimeError(f"{method} {path} on {host}: {resp.status} {data}")
+        return data
+
+
+async def register_with_secret(
+    session: aiohttp.ClientSession, server: Server, host: str, user: str
+) -> str:
+    path = "/_synapse/admin/v1/register"
+    nonce = (await client_call(session, server, host, "GET", path))["nonce"]
+    mac = hmac.new(SECRET.encode(), digestmod=hashlib.sha1)
+    mac.update(f"{nonce}\x00{user}\x00password\x00notadmin".encode())
+    body = {"nonce": nonce, "username": user, "password": "password", "mac": mac.hexdigest()}
+    token: str = (await client_call(session, server, host, "POST", path, body))["access_token"]
+    return token
+
+
+async def phase_throughput(
+    root: Path, tenants: int, senders: int, seconds: float
+) -> dict[str, float]:
+    """Every tenant's senders at once, back to back, for `seconds`."""
+    tenant_config = {
+        "registration_shared_secret": SECRET,
+        "bcrypt_rounds": 4,
+        "rc_message": UNLIMITED,
+        "rc_login": {"address": UNLIMITED, "account": UNLIMITED},
+    }
+    # Every sender holds a connection of its own, all from 127.0.0.1.
+    limits = {"max_connections_per_ip": tenants * senders + 100}
+    out: dict[str, float] = {}
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        server = Server(root, limits=limits)
+        try:
+            await wait_up(session, server)
+            rooms: list[tuple[str, str, str]] = []
+            for i in range(tenants):
+                host = f"tp{i:04d}.bench"
+                await provision(session, server, host, tenant_config)
+                token = await register_with_secret(session, server, host, "sender")
+                room = await client_call(
+                    session, server, host, "POST", "/_matrix/client/v3/createRoom", {}, token
+                )
+                rooms.append((host, token, room["room_id"]))
+            latencies: dict[str, list[float]] = {host: [] for host, _, _ in rooms}
+            txn = iter(range(10**12))
+            deadline = 0.0
+
+            async def send(host: str, token: str, room: str) -> float:
+                path = f"/_matrix/client/v3/rooms/{room}/send/m.room.message/t{next(txn)}"
+                started = time.perf_counter()
+                await client_call(
+                    session, server, host, "PUT", path, {"msgtype": "m.text", "body": "hi"}, token
+                )
+                return (time.perf_counter() - started) * 1000
+
+            async def sender(host: str, token: str, room: str) -> None:
+                while time.perf_counter() < deadline:
+                    latencies[host].append(await send(host, token, room))
+
+            # One message per sender first: connections opened, caches warm.
+            await asyncio.gather(*(send(*r) for r in rooms for _ in range(senders)))
+            started = time.perf_counter()
+            deadline = started + seconds
+            await asyncio.gather(*(sender(*r) for r in rooms for _ in range(senders)))
+            elapsed = time.perf_counter() - started
+        finally:
+            server.stop()
+    every = [ms for values in latencies.values() for ms in values]
+    per_tenant = sorted(p(values, 0.99) for values in latencies.values() if values)
+    median = per_tenant[len(per_tenant) // 2]
+    out["throughput_tenants"] = tenants
+    out["throughput_senders_per_tenant"] = senders
+    out["throughput_msgs_per_s"] = len(every) / elapsed
+    out["throughput_send_p50_ms"] = p(every, 0.5)
+    out["throughput_send_p99_ms"] = p(every, 0.99)
+    out["throughput_tenant_p99_median_ms"] = median
+    out["throughput_tenant_p99_max_ms"] = per_tenant[-1]
+    out["throughput_tenant_p99_max_over_median"] = per_tenant[-1] / median
+    verdict = "met" if per_tenant[-1] <= 2 * median else "MISSED"
+    print(
+        f"GOAL {verdict:6} no tenant's send p99 above 2x the median tenant's: "
+        f"max {per_tenant[-1]:.1f} ms / median {median:.1f} ms = {per_tenant[-1] / median:.2f}",
+        file=sys.stderr,
+    )
+    print(f"throughput: {out}", file=sys.stderr)
+    return out
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--phases", default="scale,memory,flood")
@@ -417,11 +534,14 @@ async def main() -> None:
     parser.add_argument("--wakes", type=int, default=100)
     parser.add_argument("--memory-tenants", type=int, default=1000)
     parser.add_argument("--provisions", type=int, default=50)
+    parser.add_argument("--throughput-tenants", type=int, default=100)
+    parser.add_argument("--senders", type=int, default=10)
+    parser.add_argument("--seconds", type=float, default=10.0)
     args = parser.parse_args()
     phases = set(args.phases.split(","))
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="hamlet-tenants-") as tmp:
-        for phase in ("scale", "memory", "flood"):
+        for phase in ("scale", "memory", "flood", "throughput"):
             if phase not in phases:
                 continue
             root = Path(tmp) / phase
@@ -433,6 +553,12 @@ async def main() -> None:
                 print_goals(results, args.tenants, min(args.awake, args.tenants))
             elif phase == "memory":
                 results.update(await phase_memory(root, args.memory_tenants))
+            elif phase == "throughput":
+                results.update(
+                    await phase_throughput(
+                        root, args.throughput_tenants, args.senders, args.seconds
+                    )
+                )
             else:
                 results.update(await phase_provision_and_flood(root, args.provisions))
     print(json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in results.items()}))
