@@ -153,6 +153,8 @@ async def test_shutdown_after_a_failed_migration(
     def broken(schema_dir: Path = migrations.SCHEMA_DIR) -> list[Migration]:
         return [*real, Migration(9999, "broken", "CREATE TABLE ok (x INTEGER);\nNOT SQL AT ALL;\n")]
 
+    # The package's migrations are parsed once per process: read them afresh.
+    monkeypatch.setattr(migrations, "_packaged", None)
     monkeypatch.setattr(migrations, "load_migrations", broken)
     baseline = Baseline()
     hs = HomeServer(config)
@@ -167,6 +169,7 @@ async def test_shutdown_after_a_failed_migration(
     assert_collected(ref)
 
     # The database was left at the last good version: a fixed setup carries on.
+    monkeypatch.setattr(migrations, "_packaged", None)
     monkeypatch.setattr(migrations, "load_migrations", lambda *a: real)
     hs2 = HomeServer(config)
     await hs2.setup()
