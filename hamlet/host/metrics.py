@@ -78,12 +78,25 @@ ERRORS = Family("hamlet_http_server_errors", "counter", "HTTP requests answered 
 LATENCY = Family("hamlet_http_request_duration_seconds", "histogram", "HTTP request wall time")
 DB_TIME = Family("hamlet_db_time_seconds", "counter", "Time spent in database transactions")
 DB_TXNS = Family("hamlet_db_transactions", "counter", "Database transactions run")
+DB_STATEMENTS = Family("hamlet_db_statements", "counter", "Statements run in database transactions")
 SYNCS = Family("hamlet_active_syncs", "gauge", "/sync requests waiting")
 USERS = Family("hamlet_users", "gauge", "Registered users")
 ROOMS = Family("hamlet_rooms", "gauge", "Rooms known to the server")
 MEMORY = Family("hamlet_memory_estimate_bytes", "gauge", "Estimated memory held by the tenant")
 STATE = Family("hamlet_tenant_state", "gauge", "1 for the tenant's current state")
-TENANT_FAMILIES = (REQUESTS, ERRORS, LATENCY, DB_TIME, DB_TXNS, SYNCS, USERS, ROOMS, MEMORY, STATE)
+TENANT_FAMILIES = (
+    REQUESTS,
+    ERRORS,
+    LATENCY,
+    DB_TIME,
+    DB_TXNS,
+    DB_STATEMENTS,
+    SYNCS,
+    USERS,
+    ROOMS,
+    MEMORY,
+    STATE,
+)
 #: Every family a tenant writes to, in the order of the exposition.
 FAMILIES = (
     *TENANT_FAMILIES,
@@ -115,6 +128,7 @@ def _chunk(
         LATENCY.histogram(server, buckets, stats.count, stats.latency_sum_s),
         DB_TIME.line(labels, hs.db.total_time_s if hs else 0.0),
         DB_TXNS.line(labels, hs.db.total_txns if hs else 0),
+        DB_STATEMENTS.line(labels, hs.db.total_statements if hs else 0),
         SYNCS.line(labels, hs.sync.active_syncs if hs else 0),
         USERS.line(labels, users) if users is not None else "",
         ROOMS.line(labels, rooms) if rooms is not None else "",

@@ -59,6 +59,8 @@ class Database(abc.ABC):
         self._stats_call: LoopingCall | None = None
         self.total_time_s = 0.0
         self.total_txns = 0
+        # Statements run inside transactions (each a round trip on PostgreSQL).
+        self.total_statements = 0
         # Since open, per transaction name (a fixed set, named in code): [count, seconds].
         self.txn_totals: dict[str, list[float]] = {}
 

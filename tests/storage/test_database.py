@@ -33,6 +33,18 @@ async def db(make_hs_config: MakeConfig) -> AsyncIterator[Database]:
     await database.close()
 
 
+@pytest.fixture
+async def sqlite_t(make_hs_config: MakeConfig, engine: str) -> AsyncIterator[Database]:
+    """A SQLite database with a table `t (x INTEGER)`; the test is skipped on PostgreSQL."""
+    if engine != "sqlite":
+        pytest.skip("SQLite's blocking pool")
+    database = make_database(make_hs_config())
+    await database.open()
+    await database.execute("mk", "CREATE TABLE t (x INTEGER)")
+    yield database
+    await database.close()
+
+
 def write_schema(directory: Path, files: dict[str, str]) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     for name, sql in files.items():
@@ -278,8 +290,10 @@ async def test_periodic_db_time_line_logs_under_looping_call(
 
 
 async def test_cancelled_transaction_rolls_back_and_frees_the_connection(
-    db: Database, tmp_path: Path
+    db: Database, tmp_path: Path, engine: str
 ) -> None:
+    if engine != "postgres":
+        pytest.skip("on SQLite a transaction function cannot wait on the loop (next test)")
     await make_things(db, tmp_path)
     clock = Clock("test.local")
 
@@ -300,15 +314,11 @@ async def test_cancelled_transaction_rolls_back_and_frees_the_connection(
 
 
 async def test_sqlite_cancel_while_a_statement_runs_in_a_thread(
-    make_hs_config: MakeConfig, engine: str, monkeypatch: pytest.MonkeyPatch
+    sqlite_t: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if engine != "sqlite":
-        pytest.skip("the blocking pool is SQLite's")
     from hamlet.storage.engines import sqlite as sqlite_engine
 
-    db = make_database(make_hs_config())
-    await db.open()
-    await db.execute("mk", "CREATE TABLE t (x INTEGER)")
+    db = sqlite_t
     started, release = threading.Event(), threading.Event()
     real_execute = sqlite_engine._execute
 
@@ -327,7 +337,7 @@ async def test_sqlite_cancel_while_a_statement_runs_in_a_thread(
     clock = Clock("test.local")
     task = clock.run_in_background(db.run_interaction, "ins", insert)
     assert await asyncio.to_thread(started.wait, 10), "BEGIN never ran"
-    task.cancel()  # BEGIN is running in a pool thread
+    task.cancel()  # the transaction is running in a pool thread
     # One turn of the loop delivers the cancellation; the task keeps waiting
     # for the thread.
     await asyncio.sleep(0)
@@ -335,11 +345,68 @@ async def test_sqlite_cancel_while_a_statement_runs_in_a_thread(
     release.set()
     with pytest.raises(asyncio.CancelledError):
         await task
-    # The connection is not left inside the cancelled transaction.
+    # The started transaction finished (committed) before the task gave up
+    # the connection, which is not left inside it.
     await db.execute("ins2", "INSERT INTO t (x) VALUES (2)")
-    assert await db.fetchall("all", "SELECT x FROM t") == [(2,)]
+    assert await db.fetchall("all", "SELECT x FROM t") == [(1,), (2,)]
     await clock.shutdown()
-    await db.close()
+
+
+async def test_sqlite_runs_a_whole_transaction_in_one_hop(
+    sqlite_t: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hamlet.storage.engines import sqlite as sqlite_engine
+
+    db = sqlite_t
+    hops: list[str] = []
+    real_run_db = sqlite_engine.run_db
+
+    async def counting_run_db(fn: Callable[..., Any], *args: object) -> Any:
+        hops.append(getattr(fn, "__name__", "?"))
+        return await real_run_db(fn, *args)
+
+    monkeypatch.setattr(sqlite_engine, "run_db", counting_run_db)
+    outer = LoggingContext("request", "test.local")
+
+    async def several(txn: Transaction) -> tuple[int, LoggingContext | None]:
+        for x in range(3):
+            await txn.execute("INSERT INTO t (x) VALUES (?)", (x,))
+        await txn.executemany("INSERT INTO t (x) VALUES (?)", [(10,), (11,)])
+        total = await txn.fetchval("SELECT SUM(x) FROM t")
+        return total, current_context()
+
+    statements = db.total_statements
+    with outer:
+        total, inside = await db.run_interaction("several", several)
+    assert (total, inside) == (24, outer)
+    assert hops == ["_drive"]
+    assert db.total_statements - statements == 5
+
+
+async def test_sqlite_transaction_function_awaiting_anything_else_fails_and_rolls_back(
+    sqlite_t: Database,
+) -> None:
+    db = sqlite_t
+
+    class Yields:
+        def __await__(self) -> Any:
+            yield None
+
+    async def bare_yield(txn: Transaction) -> None:
+        await txn.execute("INSERT INTO t (x) VALUES (1)")
+        await Yields()
+
+    async def loop_wait(txn: Transaction) -> None:
+        await txn.execute("INSERT INTO t (x) VALUES (2)")
+        await asyncio.sleep(1)
+
+    with pytest.raises(StorageError, match="not one of its statements"):
+        await db.run_interaction("yields", bare_yield)
+    # No event loop in the database thread: a wait on the loop fails there.
+    with pytest.raises(RuntimeError, match="event loop"):
+        await db.run_interaction("sleeps", loop_wait)
+    await db.execute("ins", "INSERT INTO t (x) VALUES (3)")
+    assert await db.fetchall("all", "SELECT x FROM t") == [(3,)]
 
 
 async def test_closed_database_refuses_work_and_close_is_idempotent(

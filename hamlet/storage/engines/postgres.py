@@ -33,10 +33,12 @@ def _wrap(e: Exception) -> StorageError:
 
 
 class PostgresTransaction(Transaction):
-    def __init__(self, conn: Any) -> None:
+    def __init__(self, conn: Any, db: Database) -> None:
         self._conn = conn
+        self._db = db
 
     async def execute(self, sql: str, args: Args = ()) -> int:
+        self._db.total_statements += 1
         try:
             with pending_io.track():
                 status: str = await self._conn.execute(to_pg_sql(sql), *args)
@@ -46,6 +48,7 @@ class PostgresTransaction(Transaction):
         return int(tail) if tail.isdigit() else 0
 
     async def executemany(self, sql: str, rows: Iterable[Args]) -> None:
+        self._db.total_statements += 1
         try:
             with pending_io.track():
                 await self._conn.executemany(to_pg_sql(sql), [tuple(r) for r in rows])
@@ -53,6 +56,7 @@ class PostgresTransaction(Transaction):
             raise _wrap(e) from e
 
     async def fetchall(self, sql: str, args: Args = ()) -> list[Row]:
+        self._db.total_statements += 1
         try:
             with pending_io.track():
                 records = await self._conn.fetch(to_pg_sql(sql), *args)
@@ -186,7 +190,7 @@ class PostgresDatabase(Database):
                 await txn.start()
                 await conn.execute(f'SET LOCAL search_path TO "{self.schema}"')
             try:
-                result = await fn(PostgresTransaction(conn))
+                result = await fn(PostgresTransaction(conn, self))
             except BaseException:
                 with pending_io.track():
                     await txn.rollback()

@@ -8,7 +8,7 @@ import os
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 from hamlet.runtime.blocking import run_db
 from hamlet.storage.database import Args, Database, Row, Transaction
@@ -20,17 +20,24 @@ logger = logging.getLogger(__name__)
 
 
 class SqliteTransaction(Transaction):
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    """Statements of one transaction, run on the database thread that runs
+    the transaction function (`_drive`): each returns without suspending."""
+
+    def __init__(self, conn: sqlite3.Connection, db: Database) -> None:
         self._conn = conn
+        self._db = db
 
     async def execute(self, sql: str, args: Args = ()) -> int:
-        return await run_db(_execute, self._conn, sql, tuple(args))
+        self._db.total_statements += 1
+        return _execute(self._conn, sql, tuple(args))
 
     async def executemany(self, sql: str, rows: Iterable[Args]) -> None:
-        await run_db(_executemany, self._conn, sql, [tuple(r) for r in rows])
+        self._db.total_statements += 1
+        _executemany(self._conn, sql, [tuple(r) for r in rows])
 
     async def fetchall(self, sql: str, args: Args = ()) -> list[Row]:
-        return await run_db(_fetchall, self._conn, sql, tuple(args))
+        self._db.total_statements += 1
+        return _fetchall(self._conn, sql, tuple(args))
 
     async def execute_script(self, statements: Sequence[str]) -> None:
         # One hop to the database thread for the lot (a migration creates
@@ -159,6 +166,7 @@ class SqliteDatabase(Database):
             conn = self._conn
             if conn is None:
                 raise StorageError("database is closed")
+            self.total_statements += 1
             return await run_db(_fetchall if fetch else _execute, conn, sql, tuple(args))
 
     async def _run(self, fn: Callable[[Transaction], Awaitable[T]]) -> T:
@@ -166,17 +174,42 @@ class SqliteDatabase(Database):
             conn = self._conn
             if conn is None:
                 raise StorageError("database is closed")
-            # run_db finishes each statement even if this task is
-            # cancelled, so the rollback below never races a running one and
-            # the lock is never released with a transaction left open.
-            try:
-                await run_db(_execute, conn, "BEGIN", ())
-                result = await fn(SqliteTransaction(conn))
-                await run_db(_execute, conn, "COMMIT", ())
-            except BaseException:
-                await run_db(_rollback, conn)
-                raise
-            return result
+            # One hop to the pool runs the whole transaction. run_db finishes
+            # it even if this task is cancelled meanwhile, so it is committed
+            # or rolled back before the lock is released: never left open.
+            return await run_db(_drive, conn, SqliteTransaction(conn, self), fn)
+
+
+class SuspendedTransactionError(StorageError):
+    """A transaction function awaited something other than its own statements."""
+
+
+def _drive(
+    conn: sqlite3.Connection, txn: SqliteTransaction, fn: Callable[[Transaction], Awaitable[T]]
+) -> T:
+    """Run a whole transaction in this (database) thread, in one go.
+
+    A transaction function awaits only its statements (and helpers that
+    do), which return at once here, so one `send` runs it to its end. One
+    that awaits anything else (a timer, a lock, another task) would hold the
+    tenant's connection across that wait; there is no event loop in this
+    thread to wait on, so it fails, and the transaction is rolled back.
+    """
+    _execute(conn, "BEGIN", ())
+    try:
+        steps = fn(txn).__await__()
+        try:
+            awaiting = steps.send(None)
+        except StopIteration as stop:
+            _execute(conn, "COMMIT", ())
+            return cast(T, stop.value)
+        steps.close()
+        raise SuspendedTransactionError(
+            f"a transaction function awaited {awaiting!r}, not one of its statements"
+        )
+    except BaseException:
+        _rollback(conn)
+        raise
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
