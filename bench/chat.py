@@ -169,6 +169,16 @@ async def wait_up(base: str, proc: subprocess.Popen[bytes], limit_s: float = 180
     raise RuntimeError("server did not come up")
 
 
+def registration(secret: str, nonce: str, name: str) -> dict[str, str]:
+    """The body of a shared-secret registration of `name` (password "password")."""
+    mac = hmac.new(secret.encode(), digestmod=hashlib.sha1)
+    for part in (nonce, name, "password", "notadmin"):
+        mac.update(part.encode())
+        if part != "notadmin":
+            mac.update(b"\x00")
+    return {"nonce": nonce, "username": name, "password": "password", "mac": mac.hexdigest()}
+
+
 class Client:
     def __init__(self, session: aiohttp.ClientSession, base: str) -> None:
         self.session = session
@@ -188,15 +198,8 @@ class Client:
 
     async def register(self, name: str, secret: str = SECRET) -> None:
         nonce = (await self.call("GET", "/_synapse/admin/v1/register"))["nonce"]
-        mac = hmac.new(secret.encode(), digestmod=hashlib.sha1)
-        for part in (nonce, name, "password", "notadmin"):
-            mac.update(part.encode())
-            if part != "notadmin":
-                mac.update(b"\x00")
         result = await self.call(
-            "POST",
-            "/_synapse/admin/v1/register",
-            {"nonce": nonce, "username": name, "password": "password", "mac": mac.hexdigest()},
+            "POST", "/_synapse/admin/v1/register", registration(secret, nonce, name)
         )
         self.token = result["access_token"]
         self.user_id = result["user_id"]
