@@ -211,7 +211,8 @@ async def metric_sums(session: aiohttp.ClientSession, server: Server) -> dict[st
 
 
 async def hamlet_run(root: Path, tenants: int, users: int) -> dict[str, Any]:
-    server = Server(root)
+    # Every long-poll is a connection from 127.0.0.1.
+    server = Server(root, limits={"max_connections_per_ip": 4 * tenants * users})
     out: dict[str, Any] = {}
     try:
         connector = aiohttp.TCPConnector(limit=0)

@@ -30,6 +30,7 @@ from hamlet.handlers.appservice.http import JsonHttpClient
 from hamlet.handlers.appservice.queries import AppServiceQueries
 from hamlet.handlers.appservice.registry import AppServices
 from hamlet.handlers.appservice.transactions import AppServiceTransactions
+from hamlet.handlers.common.memberships import MembershipCache
 from hamlet.handlers.common.notifier import Notifier
 from hamlet.handlers.common.ratelimit_overrides import RatelimitOverrides
 from hamlet.handlers.common.request_slots import RequestSlots
@@ -104,6 +105,7 @@ class Services:
     device_store: DeviceStore
     events_store: EventsStore
     rooms_store: RoomsStore
+    memberships: MembershipCache
     profiles_store: ProfilesStore
     room_history_store: RoomHistoryStore
     user_directory_store: UserDirectoryStore

@@ -174,3 +174,45 @@ def test_remembered_positions_are_bounded_and_eviction_never_hides_a_change() ->
     positions.advance("@e:t", "receipts", 6)
     assert positions.past("@b:t", StreamToken(receipts=4))
     assert not positions.past("@b:t", StreamToken(receipts=5))
+
+
+async def test_moved_since_knows_nothing_before_start_or_from_other_processes() -> None:
+    clock, notifier, streams = make()
+    receipts = streams["receipts"]
+    receipts.pos = 5
+    # Not started: it cannot know what moved before it.
+    assert notifier.moved_since("receipts", 5, users=["@a:hs.test"])
+    notifier.start()
+    assert not notifier.moved_since("receipts", 5, users=["@a:hs.test"])
+    # A position from before the start, or ahead of the stream.
+    assert notifier.moved_since("receipts", 4, users=["@a:hs.test"])
+    assert notifier.moved_since("receipts", 6, users=["@a:hs.test"])
+    bump(notifier, receipts, users=["@a:hs.test"], rooms=["!r:hs.test"])
+    assert notifier.moved_since("receipts", 5, users=["@a:hs.test"])
+    assert notifier.moved_since("receipts", 5, rooms=["!r:hs.test"])
+    assert not notifier.moved_since("receipts", 5, users=["@b:hs.test"])
+    assert not notifier.moved_since("receipts", 6, users=["@a:hs.test"])
+    await clock.shutdown()
+
+
+async def test_members_moved_since_follows_events_naming_users() -> None:
+    clock, notifier, _streams = make()
+    events = Counter("events")
+    notifier.register_stream("events", events)
+    notifier.start()
+    bump(notifier, events, rooms=["!r:hs.test"])
+    assert notifier.moved_since("events", 0, rooms=["!r:hs.test"])
+    assert not notifier.members_moved_since(0, rooms=["!r:hs.test"])
+    bump(notifier, events, rooms=["!r:hs.test"], users=["@joiner:hs.test"])
+    assert notifier.members_moved_since(1, rooms=["!r:hs.test"])
+    assert not notifier.members_moved_since(2, rooms=["!r:hs.test"])
+    await clock.shutdown()
+
+
+def test_evicted_keys_read_as_moved_up_to_the_watermark() -> None:
+    positions = _Positions(max_keys=1)
+    positions.advance("a", "receipts", 3)
+    positions.advance("b", "receipts", 1)
+    assert positions.position("a", "receipts") == 3  # evicted: the watermark
+    assert positions.position("never", "receipts") == 3
+    assert positions.position("b", "receipts") == 1

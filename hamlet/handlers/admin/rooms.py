@@ -704,6 +704,7 @@ class AdminRoomsHandler:
     async def purge_room(self, room_id: str) -> None:
         """Remove every trace of the room from the database and the caches."""
         await self.store.purge_room(room_id)
+        self.rooms.memberships_rewritten()
         self.creator.forget_room(room_id)
         self.state.clear_caches()
         self.cache.clear_caches()

@@ -79,6 +79,13 @@ class _Positions:
             positions = self._evicted
         return any(pos > since.get(stream) for stream, pos in positions.items())
 
+    def position(self, key: str, stream: str) -> int:
+        """The last position `stream` reached for `key` (the watermark if not held)."""
+        positions = self._table.get(key)
+        if positions is None:
+            return self._evicted.get(stream, 0)
+        return positions.get(stream, 0)
+
     def __len__(self) -> int:
         return len(self._table)
 
@@ -95,6 +102,11 @@ class Notifier(ServiceBase):
         # Last position each stream reached for a user / a room.
         self._user_positions = _Positions(POSITION_KEYS)
         self._room_positions = _Positions(POSITION_KEYS)
+        # Last position of the events stream at which a room's memberships changed.
+        self._member_positions = _Positions(POSITION_KEYS)
+        # Each stream's position when this notifier started hearing of its
+        # moves: it knows nothing of what moved before (another process).
+        self._floor: StreamToken | None = None
         self._waiter_count = 0
         self._listeners: list[NotifyListener] = []
 
@@ -110,6 +122,10 @@ class Notifier(ServiceBase):
         if name not in STREAM_NAMES:
             raise ValueError(f"unknown stream {name!r}")
         self._providers[name] = provider
+
+    def start(self) -> None:
+        # Called once every service loaded its positions, before any request.
+        self._floor = self.current_token()
 
     def add_listener(self, listener: NotifyListener) -> None:
         """Called by a service's constructor (the federation sender) to hear of
@@ -145,6 +161,9 @@ class Notifier(ServiceBase):
             self._room_positions.advance(room_id, stream, position)
             for waiter in self._room_waiters.get(room_id, ()):
                 waiter.wake_if_past(stream, position)
+            if stream == "events" and user_ids:
+                # The events stream names users exactly when memberships change.
+                self._member_positions.advance(room_id, stream, position)
         for listener in self._listeners:
             listener(stream, position, user_ids, room_ids)
 
@@ -158,6 +177,49 @@ class Notifier(ServiceBase):
         if self._user_positions.past(user_id, since):
             return True
         return any(self._room_positions.past(r, since) for r in room_ids)
+
+    def stream_position(self, stream: str) -> int:
+        """The current position of one stream (0 if none registered)."""
+        provider = self._providers.get(stream)
+        return provider.current_position() if provider is not None else 0
+
+    def knows_since(self, stream: str, since_pos: int) -> bool:
+        """Has this notifier heard of every move of `stream` past `since_pos`?
+        (Not for a position ahead of the stream: a token of another database.)"""
+        provider = self._providers.get(stream)
+        return (
+            self._floor is not None
+            and provider is not None
+            and self._floor.get(stream) <= since_pos <= provider.current_position()
+        )
+
+    def moved_since(
+        self,
+        stream: str,
+        since_pos: int,
+        *,
+        users: Iterable[str] = (),
+        rooms: Iterable[str] = (),
+    ) -> bool:
+        """Might `stream` have moved past `since_pos` for these users or rooms?
+
+        False only when sure: for a position from before this notifier
+        started, or a key it no longer holds, the answer is yes. What a
+        stream writes is notified in the same step as its position moves,
+        so a False holds for everything up to the current token.
+        """
+        if not self.knows_since(stream, since_pos):
+            return True
+        return any(self._user_positions.position(u, stream) > since_pos for u in users) or any(
+            self._room_positions.position(r, stream) > since_pos for r in rooms
+        )
+
+    def members_moved_since(self, since_pos: int, *, rooms: Iterable[str]) -> bool:
+        """Might the memberships of these rooms have changed past `since_pos`
+        (an events stream position)? False only when sure."""
+        if not self.knows_since("events", since_pos):
+            return True
+        return any(self._member_positions.position(r, "events") > since_pos for r in rooms)
 
     async def wait_for_change(
         self, user_id: str, room_ids: Collection[str], since: StreamToken, timeout_s: float
@@ -213,7 +275,10 @@ class Notifier(ServiceBase):
 
     def memory_usage(self) -> int:
         entries = (
-            self._waiter_count + self._user_positions.entries() + self._room_positions.entries()
+            self._waiter_count
+            + self._user_positions.entries()
+            + self._room_positions.entries()
+            + self._member_positions.entries()
         )
         return entries * ENTRY_BYTES
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hamlet.handlers.common.memberships import MembershipCache
 from hamlet.handlers.common.notifier import Notifier
 from hamlet.handlers.common.ratelimit_overrides import RatelimitOverrides
 from hamlet.handlers.common.request_slots import RequestSlots
@@ -30,6 +31,7 @@ def build(ctx: BuildContext, s: Services) -> None:
     s.device_store = DeviceStore(db)
     s.events_store = EventsStore(db)
     s.rooms_store = RoomsStore(db)
+    s.memberships = ctx.own(MembershipCache(s.rooms_store, s.notifier))
     s.profiles_store = ProfilesStore(db)
     s.room_history_store = RoomHistoryStore(db)
     s.user_directory_store = UserDirectoryStore(db)

@@ -305,6 +305,15 @@ class E2eKeysHandler(ServiceBase):
     async def unused_fallback_key_types(self, user_id: str, device_id: str) -> list[str]:
         return await self.store.get_unused_fallback_key_types(user_id, device_id)
 
+    async def key_state(
+        self, user_id: str, device_id: str, token_id: str | None = None
+    ) -> tuple[dict[str, int], list[str]]:
+        """`one_time_key_counts` and `unused_fallback_key_types` in one round
+        trip, or none when the device's access token read them since they changed."""
+        counts, unused = await self.store.get_key_state(user_id, device_id, token_id)
+        counts.setdefault(SIGNED_CURVE25519, 0)
+        return counts, unused
+
     # --- /keys/query ---
 
     async def query_keys(

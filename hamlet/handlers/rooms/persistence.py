@@ -553,7 +553,11 @@ class EventPersister(ServiceBase):
         if not ready:
             return
         self._unannounced = [s for s in self._unannounced if s.stream_ordering > upto]
-        changed = list(current.memberships) if current is not None else []
+        changed = (
+            [*current.memberships, *(k for t, k in current.to_delete if t == MEMBER)]
+            if current is not None
+            else []
+        )
         for stored in ready:
             event = stored.event
             members = [event.state_key] if event.type == MEMBER and event.state_key else []

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from hamlet.core.filters import Filter
 from hamlet.handlers.common.errors import InvalidParamError, LimitExceededError
+from hamlet.handlers.common.memberships import MembershipCache
 from hamlet.handlers.common.notifier import Notifier
 from hamlet.handlers.common.requester import Requester
 from hamlet.handlers.common.shared import SharedComputations
@@ -28,6 +29,7 @@ from hamlet.handlers.common.work_slots import WorkSlots
 from hamlet.handlers.e2ee.device_lists import DeviceListChanges
 from hamlet.handlers.e2ee.keys import E2eKeysHandler
 from hamlet.handlers.push.rules import PUSH_RULES_TYPE, PushRulesHandler
+from hamlet.handlers.sync.quiet import QuietStreams
 from hamlet.handlers.sync.results import DeviceKeyState, Ephemeral, SyncResult, ToDeviceResult
 from hamlet.handlers.sync.rooms import RoomSyncBuilder
 from hamlet.handlers.sync.sharing import KeptResults, Position
@@ -36,7 +38,6 @@ from hamlet.handlers.user_streams.presence import PresenceHandler, PresenceUpdat
 from hamlet.handlers.user_streams.receipts import RoomReceipts
 from hamlet.handlers.user_streams.typing import RoomTyping
 from hamlet.runtime.clock import Clock
-from hamlet.storage.stores.rooms import RoomsStore
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ class SyncHandler:
         *,
         clock: Clock,
         notifier: Notifier,
-        rooms: RoomsStore,
+        memberships: MembershipCache,
         room_builder: RoomSyncBuilder,
         typing: StreamProvider[dict[str, RoomTyping]],
         receipts: StreamProvider[dict[str, RoomReceipts]],
@@ -96,7 +97,7 @@ class SyncHandler:
     ) -> None:
         self.clock = clock
         self.notifier = notifier
-        self.rooms = rooms
+        self.memberships = memberships
         self.room_builder = room_builder
         self.typing = typing
         self.receipts = receipts
@@ -106,6 +107,7 @@ class SyncHandler:
         self.push_rules = push_rules
         self.e2e_keys = e2e_keys
         self.device_lists = device_lists
+        self.quiet = QuietStreams(notifier)
         self.max_syncs_per_user = max_syncs_per_user
         # Shared with sliding sync: builds of one user, and of the tenant, at once.
         self.build_slots = build_slots or WorkSlots(2, 8)
@@ -155,7 +157,7 @@ class SyncHandler:
             raise InvalidParamError("The since token is from the future")
         if since is None or request.timeout_ms <= 0 or request.full_state:
             return await self._build_and_keep(request)
-        joined = [m.room_id for m in await self.rooms.get_rooms_for_user(user_id)]
+        joined = [m.room_id for m in await self.memberships.rooms_for_user(user_id)]
         deadline = self.clock.monotonic() + min(request.timeout_ms, MAX_TIMEOUT_MS) / 1000
         waited_from = since
         while True:
@@ -196,13 +198,21 @@ class SyncHandler:
         user_id = requester.user_id
         since = request.since
         full_state = request.full_state or since is None
-        joined_ids = frozenset(m.room_id for m in await self.rooms.get_rooms_for_user(user_id))
+        joined_ids = frozenset(m.room_id for m in await self.memberships.rooms_for_user(user_id))
         scope = SyncScope(user_id, requester.device_id, joined_ids)
-        account_data = await self.account_data.changes(scope, since, now)
+        # Streams that did not move for this user since the token are not read.
+        quiet, quiet_since = self.quiet, None if request.full_state else since
+        if quiet.account_data(scope, quiet_since):
+            account_data = AccountDataUpdates(position=now.account_data)
+        else:
+            account_data = await self.account_data.changes(scope, since, now)
         if since is None:
             await add_push_rules(account_data, self.push_rules, user_id)
         typing = await self.typing.changes(scope, since, now)
-        receipts = await self.receipts.changes(scope, since, now)
+        if quiet.receipts(scope, quiet_since):
+            receipts: dict[str, RoomReceipts] = {}
+        else:
+            receipts = await self.receipts.changes(scope, since, now)
         ephemeral: dict[str, list[Ephemeral]] = {}
         for room_id in set(typing) | set(receipts):
             events: list[Ephemeral] = [
@@ -217,6 +227,7 @@ class SyncHandler:
             room_filter=request.filter.room,
             room_account_data=account_data.room_events,
             other_news={room_id for room_id, events in ephemeral.items() if events},
+            changed_hint=quiet.rooms_changed,
         )
         incremental = since is not None and not request.full_state
         for room_id, room in list(rooms.join.items()):
@@ -224,8 +235,15 @@ class SyncHandler:
             if incremental and room.is_empty():
                 del rooms.join[room_id]
 
-        to_device = await self.to_device.changes(scope, since, now)
-        presence = await self.presence.changes(scope, since, now)
+        if quiet.to_device(scope, quiet_since):
+            to_device = ToDeviceResult([], now.to_device)
+        else:
+            to_device = await self.to_device.changes(scope, since, now)
+            quiet.to_device_read(scope, len(to_device.messages))
+        if quiet.presence(scope, quiet_since):
+            presence = PresenceUpdates([], self.clock.time_msec())
+        else:
+            presence = await self.presence.changes(scope, since, now)
         presence_filter = request.filter.presence
         shown = PresenceUpdates(
             [
@@ -235,6 +253,10 @@ class SyncHandler:
             ],
             presence.as_of_ms,
         )
+        if quiet.device_lists(scope, quiet_since):
+            device_lists = DeviceListChanges()
+        else:
+            device_lists = await self.device_lists.changes(scope, since, now)
         return SyncResult(
             # Both streams may stop short of `now` when a byte budget cut them.
             next_batch=now.copy_and_replace("to_device", to_device.position).copy_and_replace(
@@ -244,7 +266,7 @@ class SyncHandler:
             account_data=request.filter.account_data.filter(account_data.global_events),
             presence=shown,
             to_device=to_device.messages,
-            device_lists=await self.device_lists.changes(scope, since, now),
+            device_lists=device_lists,
             device_keys=await device_key_state(self.e2e_keys, requester),
         )
 
@@ -253,11 +275,10 @@ async def device_key_state(e2e_keys: E2eKeysHandler, requester: Requester) -> De
     """The requesting device's one-time key counts and unused fallback key types."""
     if requester.device_id is None:
         return DeviceKeyState({}, [])
-    user_id, device_id = requester.user_id, requester.device_id
-    return DeviceKeyState(
-        await e2e_keys.one_time_key_counts(user_id, device_id),
-        await e2e_keys.unused_fallback_key_types(user_id, device_id),
+    counts, unused = await e2e_keys.key_state(
+        requester.user_id, requester.device_id, requester.token_id
     )
+    return DeviceKeyState(counts, unused)
 
 
 async def add_push_rules(

@@ -7,7 +7,7 @@ room with its own timeline limit and required state (`joined_room` with a
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +15,7 @@ from hamlet.core.events import Event
 from hamlet.core.filters import RoomEventFilter, RoomFilter
 from hamlet.core.glob import WorkBudget
 from hamlet.core.power_levels import StateKey
+from hamlet.handlers.common.memberships import MembershipCache
 from hamlet.handlers.common.streams import StreamPosition, StreamToken, SyncScope
 from hamlet.handlers.history.serializer import EventSerializer
 from hamlet.handlers.history.visibility import VisibilityHandler
@@ -56,6 +57,9 @@ STRIPPED_STATE_TYPES = frozenset(
 MAX_HEROES = 5
 WILDCARD = "*"
 ALL_EVENTS = RoomEventFilter()
+#: Those of the rooms whose timeline may have moved past the position (a
+#: superset), or None when it cannot tell.
+ChangedHint = Callable[[Collection[str], int], set[str] | None]
 ALL_ROOMS = RoomFilter()
 
 
@@ -161,6 +165,7 @@ class RoomSyncBuilder:
         events: EventsStore,
         history: RoomHistoryStore,
         rooms: RoomsStore,
+        memberships: MembershipCache,
         state: StateHandler,
         visibility: VisibilityHandler,
         serializer: EventSerializer,
@@ -171,6 +176,7 @@ class RoomSyncBuilder:
         self.events = events
         self.history = history
         self.rooms = rooms
+        self.memberships = memberships
         self.state = state
         self.visibility = visibility
         self.serializer = serializer
@@ -202,23 +208,31 @@ class RoomSyncBuilder:
         room_filter: RoomFilter,
         room_account_data: Mapping[str, list[AccountDataEntry]],
         other_news: Collection[str],
+        changed_hint: ChangedHint | None = None,
     ) -> RoomsResult:
         """Every room of the user. In an incremental sync, joined rooms where
         nothing happened are not even looked at; `other_news` are rooms with
-        news from another stream (ephemeral events), which are."""
+        news from another stream (ephemeral events), which are.
+        `changed_hint` may tell which joined rooms' timelines may have moved
+        since `since` without asking the store."""
         user_id = scope.user_id
         memberships = [
             m
-            for m in await self.rooms.get_memberships_of_user(user_id)
+            for m in await self.memberships.memberships_of_user(user_id)
             if not m.forgotten and room_filter.matches_room(m.room_id)
         ]
         since_pos = since.events if since is not None else None
         joined = [m for m in memberships if m.membership == "join"]
-        changed = (
-            await self.events.get_rooms_changed([m.room_id for m in joined], since_pos, now.events)
-            if since_pos is not None and not full_state
-            else {m.room_id for m in joined}
-        )
+        joined_ids = [m.room_id for m in joined]
+        if since_pos is None or full_state:
+            changed = set(joined_ids)
+        else:
+            hinted = changed_hint(joined_ids, since_pos) if changed_hint is not None else None
+            changed = (
+                hinted
+                if hinted is not None
+                else await self.events.get_rooms_changed(joined_ids, since_pos, now.events)
+            )
         window = RoomWindow.from_filter(room_filter)
         out = RoomsResult()
         push_budget = request_budget()
@@ -598,7 +612,7 @@ class RoomSyncBuilder:
         )
 
     async def _summary(self, room_id: str, user_id: str) -> RoomSummary:
-        return _summary(await self.rooms.get_members(room_id, None), user_id)
+        return _summary(await self.memberships.members(room_id), user_id)
 
     async def stripped_state(self, membership: Membership) -> list[StrippedStateEvent]:
         """The stripped state an invitee or knocker sees, ending with their own member event."""

@@ -18,12 +18,13 @@ def build(ctx: BuildContext, s: Services) -> None:
     s.sync = SyncHandler(
         clock=ctx.clock,
         notifier=s.notifier,
-        rooms=s.rooms_store,
+        memberships=s.memberships,
         room_builder=RoomSyncBuilder(
             position=s.event_persister,
             events=s.events_store,
             history=s.room_history_store,
             rooms=s.rooms_store,
+            memberships=s.memberships,
             state=s.room_state,
             visibility=s.visibility,
             serializer=s.event_serializer,

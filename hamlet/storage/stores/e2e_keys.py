@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from hamlet.runtime.lru import LruCache
 from hamlet.storage.database import Database, Transaction
 
 DEVICE_LISTS_STREAM = "device_lists"
@@ -65,9 +66,43 @@ async def delete_device_keys_txn(txn: Transaction, user_id: str, device_ids: Ite
         )
 
 
+_COUNT_ONE_TIME_KEYS = (
+    "SELECT algorithm, COUNT(*) FROM e2e_one_time_keys"
+    " WHERE user_id = ? AND device_id = ? GROUP BY algorithm"
+)
+_UNUSED_FALLBACK_TYPES = (
+    "SELECT algorithm FROM e2e_fallback_keys"
+    " WHERE user_id = ? AND device_id = ? AND used = ? ORDER BY algorithm"
+)
+
+
+#: Devices whose key state is remembered, and users whose last key write is.
+KEY_STATE_ENTRIES = 2_000
+
+
 class E2eKeysStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        # A device's (one-time key counts, unused fallback types), read by
+        # each of its syncs, by (user, device, access token): a device
+        # deleted and created again under its id has new tokens. An entry
+        # read before a write to its user's keys no longer holds.
+        self._key_states: LruCache[
+            tuple[str, str, str], tuple[int, tuple[dict[str, int], list[str]]]
+        ] = LruCache(KEY_STATE_ENTRIES)
+        self._writes = 0
+        self._last_write: dict[str, int] = {}
+        # `_last_write` is emptied when full: what was read before then is dropped.
+        self._forgotten_before = 0
+
+    def _keys_written(self, user_ids: Iterable[str]) -> None:
+        self._writes += 1
+        if len(self._last_write) >= KEY_STATE_ENTRIES:
+            self._last_write.clear()
+            self._key_states.clear()
+            self._forgotten_before = self._writes
+        for user_id in user_ids:
+            self._last_write[user_id] = self._writes
 
     # --- device keys ---
 
@@ -182,13 +217,15 @@ class E2eKeysStore:
             )
             return []
 
-        return await self.db.run_interaction("add_one_time_keys", run)
+        try:
+            return await self.db.run_interaction("add_one_time_keys", run)
+        finally:
+            self._keys_written([user_id])
 
     async def count_one_time_keys(self, user_id: str, device_id: str) -> dict[str, int]:
         rows = await self.db.fetchall(
             "count_one_time_keys",
-            "SELECT algorithm, COUNT(*) FROM e2e_one_time_keys"
-            " WHERE user_id = ? AND device_id = ? GROUP BY algorithm",
+            _COUNT_ONE_TIME_KEYS,
             user_id,
             device_id,
         )
@@ -208,7 +245,10 @@ class E2eKeysStore:
                     out[(user_id, device_id)] = key
             return out
 
-        return await self.db.run_interaction("claim_e2e_keys", run)
+        try:
+            return await self.db.run_interaction("claim_e2e_keys", run)
+        finally:
+            self._keys_written({user_id for user_id, _device, _algorithm in claims})
 
     @staticmethod
     async def _claim_one(
@@ -276,13 +316,42 @@ class E2eKeysStore:
                     (user_id, device_id, key.algorithm, key.key_id, key_json, False),
                 )
 
-        await self.db.run_interaction("set_fallback_keys", run)
+        try:
+            await self.db.run_interaction("set_fallback_keys", run)
+        finally:
+            self._keys_written([user_id])
+
+    async def get_key_state(
+        self, user_id: str, device_id: str, token_id: str | None = None
+    ) -> tuple[dict[str, int], list[str]]:
+        """`count_one_time_keys` and `get_unused_fallback_key_types` in one
+        round trip (every /sync of a device asks for both), or none when the
+        device's access token `token_id` read them since the last change."""
+        key = (user_id, device_id, token_id) if token_id is not None else None
+        cached = self._key_states.get(key) if key is not None else None
+        if (
+            cached is not None
+            and cached[0] >= self._forgotten_before
+            and cached[0] >= self._last_write.get(user_id, 0)
+        ):
+            counts, unused = cached[1]
+            return dict(counts), list(unused)
+        read_at = self._writes
+
+        async def run(txn: Transaction) -> tuple[dict[str, int], list[str]]:
+            counts = await txn.fetchall(_COUNT_ONE_TIME_KEYS, (user_id, device_id))
+            unused = await txn.fetchall(_UNUSED_FALLBACK_TYPES, (user_id, device_id, False))
+            return {str(r[0]): int(r[1]) for r in counts}, [str(r[0]) for r in unused]
+
+        state = await self.db.run_interaction("get_e2e_key_state", run)
+        if key is not None:
+            self._key_states.set(key, (read_at, (dict(state[0]), list(state[1]))))
+        return state
 
     async def get_unused_fallback_key_types(self, user_id: str, device_id: str) -> list[str]:
         rows = await self.db.fetchall(
             "get_unused_fallback_key_types",
-            "SELECT algorithm FROM e2e_fallback_keys"
-            " WHERE user_id = ? AND device_id = ? AND used = ? ORDER BY algorithm",
+            _UNUSED_FALLBACK_TYPES,
             user_id,
             device_id,
             False,

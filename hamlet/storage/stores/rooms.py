@@ -51,6 +51,12 @@ def _membership(row: Row) -> Membership:
 class RoomsStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        # Bumped after each write to memberships that no event announces
+        # (forgetting a room, a purge): caches of memberships check it.
+        self.rewrites = 0
+
+    def memberships_rewritten(self) -> None:
+        self.rewrites += 1
 
     async def get_room(self, room_id: str) -> RoomRow | None:
         row = await self.db.fetchone(
@@ -228,6 +234,7 @@ class RoomsStore:
             room_id,
             user_id,
         )
+        self.memberships_rewritten()
 
     async def users_sharing_rooms(self, user_id: str) -> set[str]:
         rows = await self.db.fetchall(
