@@ -168,3 +168,62 @@ async def test_to_device_messages_show_once_after_quiet_syncs(harness: Harness) 
         events = (await bob_sync.sync())["to_device"]["events"]
         assert [e["content"] for e in events] == [{"n": n}]
         assert not (await bob_sync.sync()).get("to_device", {}).get("events")
+
+
+def unread(body: dict[str, Any], room_id: str) -> dict[str, int] | None:
+    room = rooms(body, "join").get(room_id)
+    return None if room is None else room["unread_notifications"]
+
+
+async def test_unread_counts_carried_across_syncs_follow_every_change(harness: Harness) -> None:
+    alice = await make_user(harness, "alice")
+    bob = await make_user(harness, "bob")
+    room_id = await public_room(harness, alice, bob)
+    bob_sync = Syncer(harness, bob)
+    await bob_sync.quiet()
+    expected = {"notification_count": 0, "highlight_count": 0}
+    for n in (1, 2, 3):
+        await send_text(harness, alice, room_id, f"m{n}")
+        expected["notification_count"] = n
+        assert unread(await bob_sync.sync(), room_id) == expected
+    # A mention highlights.
+    mention = await send_text(harness, alice, room_id, "hello bob")
+    assert unread(await bob_sync.sync(), room_id) == {
+        "notification_count": 4,
+        "highlight_count": 1,
+    }
+    # Redacting an unread message takes it out of the counts.
+    path = f"/rooms/{room_id}/redact/{quote(mention)}/r1"
+    assert (await call(harness, "PUT", path, alice, {})).status == 200
+    assert unread(await bob_sync.sync(), room_id) == {
+        "notification_count": 3,
+        "highlight_count": 0,
+    }
+    # Bob's own message reads everything before it.
+    await send_text(harness, bob, room_id, "read")
+    await send_text(harness, alice, room_id, "after that")
+    body = await bob_sync.sync()
+    assert unread(body, room_id) == {"notification_count": 1, "highlight_count": 0}
+    # A read receipt (no timeline event) clears the counts.
+    last = rooms(body, "join")[room_id]["timeline"]["events"][-1]["event_id"]
+    path = f"/rooms/{room_id}/receipt/m.read/{quote(last)}"
+    assert (await call(harness, "POST", path, bob, {})).status == 200
+    assert unread(await bob_sync.sync(), room_id) == {
+        "notification_count": 0,
+        "highlight_count": 0,
+    }
+    # A push rule change counts again under the new rules.
+    await send_text(harness, alice, room_id, "quiet now")
+    assert unread(await bob_sync.sync(), room_id) == {
+        "notification_count": 1,
+        "highlight_count": 0,
+    }
+    path = "/pushrules/global/override/.m.rule.master/enabled"
+    assert (await call(harness, "PUT", path, bob, {"enabled": True})).status == 200
+    body = await bob_sync.sync()
+    assert unread(body, room_id) in (None, {"notification_count": 0, "highlight_count": 0})
+    await send_text(harness, alice, room_id, "muted")
+    assert unread(await bob_sync.sync(), room_id) == {
+        "notification_count": 0,
+        "highlight_count": 0,
+    }

@@ -8,7 +8,7 @@ room with its own timeline limit and required state (`joined_room` with a
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from hamlet.core.events import Event
@@ -16,6 +16,7 @@ from hamlet.core.filters import RoomEventFilter, RoomFilter
 from hamlet.core.glob import WorkBudget
 from hamlet.core.power_levels import StateKey
 from hamlet.handlers.common.memberships import MembershipCache
+from hamlet.handlers.common.notifier import Notifier
 from hamlet.handlers.common.streams import StreamPosition, StreamToken, SyncScope
 from hamlet.handlers.history.serializer import EventSerializer
 from hamlet.handlers.history.visibility import VisibilityHandler
@@ -37,6 +38,7 @@ from hamlet.handlers.sync.results import (
     Timeline,
     UnreadCounts,
 )
+from hamlet.handlers.sync.unread import UnreadTracker
 from hamlet.handlers.user_streams.account_data import AccountDataEntry
 from hamlet.storage.stores.events import EventsStore, StoredEvent
 from hamlet.storage.stores.room_history import RoomHistoryStore
@@ -105,6 +107,20 @@ def _from_kept(entry: Mapping[str, Any]) -> StrippedStateEvent:
     )
 
 
+def _keeps_every_event(event_filter: RoomEventFilter) -> bool:
+    """Does the filter let every event of a room through (whatever it asks of their number)?"""
+    return (
+        replace(
+            event_filter,
+            limit=None,
+            lazy_load_members=False,
+            include_redundant_members=False,
+            unread_thread_notifications=False,
+        )
+        == ALL_EVENTS
+    )
+
+
 def _stripped(event: Event) -> StrippedStateEvent:
     return StrippedStateEvent(event.type, event.state_key, dict(event.content), event.sender)
 
@@ -170,8 +186,12 @@ class RoomSyncBuilder:
         visibility: VisibilityHandler,
         serializer: EventSerializer,
         push_rules: PushRulesHandler,
+        notifier: Notifier,
     ) -> None:
         self._position = position
+        self.unread = UnreadTracker(
+            events=events, history=history, push_rules=push_rules, notifier=notifier
+        )
         self.push_rules = push_rules
         self.events = events
         self.history = history
@@ -424,7 +444,7 @@ class RoomSyncBuilder:
             collected = by_room[room_id]
             if len(collected) <= limit and len(pages[room_id]) >= page:
                 # So much of the first page was hidden that the room needs more.
-                out[room_id] = await self._timeline(user_id, room_id, None, upto, window)
+                out[room_id] = (await self._timeline(user_id, room_id, None, upto, window))[:2]
                 continue
             limited = len(collected) > limit
             collected = collected[:limit]
@@ -476,14 +496,16 @@ class RoomSyncBuilder:
         after: int | None,
         upto: int,
         window: RoomWindow,
-    ) -> tuple[list[StoredEvent], bool]:
-        """The newest visible, filter-matching events in (after, upto]; and `limited`."""
+    ) -> tuple[list[StoredEvent], bool, bool]:
+        """The newest visible, filter-matching events in (after, upto];
+        `limited`; and whether they are every event of the room there."""
         limit = window.timeline_limit
         if limit <= 0:
-            return [], True
+            return [], True, False
         timeline_filter = window.timeline_filter
         page = limit * 2 + 1
         collected: list[StoredEvent] = []
+        complete = _keeps_every_event(timeline_filter)
         before = upto
         while len(collected) <= limit:
             batch = await self.history.get_room_events(
@@ -497,13 +519,15 @@ class RoomSyncBuilder:
             if batch:
                 before = batch[-1].stream_ordering - 1
             wanted = [s for s in batch if timeline_filter.matches(s.event)]
-            collected.extend(await self.visibility.filter_for_user(user_id, wanted))
+            visible = await self.visibility.filter_for_user(user_id, wanted)
+            complete = complete and len(visible) == len(batch)
+            collected.extend(visible)
             if len(batch) < page:
                 break
         limited = len(collected) > limit
         collected = collected[:limit]
         collected.reverse()
-        return collected, limited
+        return collected, limited, complete and not limited
 
     async def _state_for(
         self,
@@ -577,8 +601,10 @@ class RoomSyncBuilder:
         room_id = membership.room_id
         timeline: list[StoredEvent] = []
         limited = False
+        # Did the timeline see every event since the token (for the unread counts)?
+        complete = not changed
         if changed or since_pos is None:
-            timeline, limited = await self._timeline(
+            timeline, limited, complete = await self._timeline(
                 user_id, room_id, since_pos, now.events, window
             )
         # A room joined since the last sync is always `limited` (as in
@@ -593,15 +619,15 @@ class RoomSyncBuilder:
         served = await self.serializer.serialize(
             timeline, user_id=user_id, device_id=scope.device_id, include_room_id=False
         )
-        read_pos = await self.events.get_read_position(room_id, user_id)
         summary = await self._summary(room_id, user_id)
-        notification_count, highlight_count = await self.push_rules.unread_counts(
+        notification_count, highlight_count = await self.unread.counts(
             user_id,
             room_id,
-            after=read_pos,
             upto=now.events,
             member_count=summary.joined_member_count,
-            budget=push_budget,
+            budget=push_budget or request_budget(),
+            seen_after=since_pos if complete else None,
+            seen=timeline,
         )
         return JoinedRoom(
             timeline=Timeline(served, limited, now.copy_and_replace("events", prev_pos)),
@@ -636,7 +662,7 @@ class RoomSyncBuilder:
     ) -> LeftRoom:
         user_id = scope.user_id
         room_id = membership.room_id
-        timeline, limited = await self._timeline(
+        timeline, limited, _complete = await self._timeline(
             user_id, room_id, since_pos, membership.stream_ordering, window
         )
         leave_event = await self.state.event_cache.get(membership.event_id)

@@ -29,6 +29,7 @@ def build(ctx: BuildContext, s: Services) -> None:
             visibility=s.visibility,
             serializer=s.event_serializer,
             push_rules=s.push_rules,
+            notifier=s.notifier,
         ),
         typing=s.typing,
         receipts=s.receipts,
