@@ -114,6 +114,9 @@ class EventPersister(ServiceBase):
         self._backfill_next: int | None = None
         self._notifier = notifier
         self._unannounced: list[StoredEvent] = []
+        # Users whose membership an unannounced event's state delta changed,
+        # by stream ordering: named when it is announced, maybe by another call.
+        self._members_changed: dict[int, list[str]] = {}
         notifier.register_stream(self.name, self)
 
     async def load(self) -> None:
@@ -413,7 +416,12 @@ class EventPersister(ServiceBase):
             self.cache.invalidate(event.redacts)
         if accepted:
             self._unannounced.append(stored)
-        self._announce(current)
+            if current is not None:
+                self._members_changed[stored.stream_ordering] = [
+                    *current.memberships,
+                    *(k for t, k in current.to_delete if t == MEMBER),
+                ]
+        self._announce()
         return stored
 
     async def persist_outliers(
@@ -543,7 +551,7 @@ class EventPersister(ServiceBase):
                 memberships[user_id] = str(member.content.get("membership"))
         return CurrentStateDelta(to_set, to_delete, memberships)
 
-    def _announce(self, current: CurrentStateDelta | None = None) -> None:
+    def _announce(self) -> None:
         """Wake syncs for persisted events, in order, once none before them is pending."""
         upto = self.current_stream
         ready = sorted(
@@ -553,14 +561,10 @@ class EventPersister(ServiceBase):
         if not ready:
             return
         self._unannounced = [s for s in self._unannounced if s.stream_ordering > upto]
-        changed = (
-            [*current.memberships, *(k for t, k in current.to_delete if t == MEMBER)]
-            if current is not None
-            else []
-        )
         for stored in ready:
             event = stored.event
             members = [event.state_key] if event.type == MEMBER and event.state_key else []
+            changed = self._members_changed.pop(stored.stream_ordering, [])
             self._notifier.notify(
                 "events", upto, rooms=[event.room_id], users=list({*members, *changed})
             )
