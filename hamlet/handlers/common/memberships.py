@@ -39,6 +39,11 @@ class MembershipCache(ServiceBase):
         self._users: LruCache[str, _Entry[list[Membership]]] = LruCache(MAX_USERS)
         self._rooms: LruCache[str, _Entry[list[Membership]]] = LruCache(MAX_ROOMS)
 
+    @property
+    def rewrites(self) -> int:
+        """Bumped by each change of memberships that no event announces."""
+        return self._store.rewrites
+
     def _holds(self, entry: _Entry[V] | None, moved: Callable[[int], bool]) -> bool:
         return (
             entry is not None

@@ -143,7 +143,11 @@ class SyncHandler:
         return await self._shared.join(key, request.requester.user_id, lambda: self._sync(request))
 
     def _position(self) -> Position:
-        return Position(self.notifier.current_token(), self.e2e_keys.keys_generation)
+        return Position(
+            self.notifier.current_token(),
+            self.e2e_keys.keys_generation,
+            self.memberships.rewrites,
+        )
 
     @property
     def computations(self) -> int:

@@ -15,6 +15,8 @@ what a new build would return:
   to-device, presence, device lists);
 - no one-time or fallback key of the tenant was uploaded or claimed
   (the key counts are no stream: `E2eKeysHandler.keys_generation`);
+- no membership changed without an event (a room forgotten or purged:
+  `MembershipCache.rewrites`);
 - it carries no to-device message: those are deleted once a later token
   confirms them, by this or by another kind of sync of the device;
 - the device has not built another sync since, which may have confirmed
@@ -51,6 +53,8 @@ class Position:
 
     token: StreamToken
     keys_generation: int
+    #: `RoomsStore.rewrites`: memberships changed without an event.
+    membership_rewrites: int
 
 
 @dataclass(slots=True)

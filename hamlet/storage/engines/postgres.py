@@ -69,6 +69,7 @@ class PostgresTransaction(Transaction):
         # round trip, run in order inside the caller's transaction.
         if not statements:
             return
+        self._db.total_statements += 1
         try:
             with pending_io.track():
                 await self._conn.execute(";\n".join(statements))

@@ -40,10 +40,10 @@ class SqliteTransaction(Transaction):
         return _fetchall(self._conn, sql, tuple(args))
 
     async def execute_script(self, statements: Sequence[str]) -> None:
-        # One hop to the database thread for the lot (a migration creates
-        # dozens of tables and indexes), inside the caller's transaction:
-        # sqlite3's own executescript would commit it first.
-        await run_db(_execute_all, self._conn, list(statements))
+        # Statement by statement inside the caller's transaction: sqlite3's
+        # own executescript would commit it first.
+        self._db.total_statements += len(statements)
+        _execute_all(self._conn, list(statements))
 
 
 def _wrap(e: sqlite3.Error) -> StorageError:
