@@ -12,7 +12,7 @@ import pytest
 
 from hamlet.config import HomeServerConfig
 from hamlet.homeserver import HomeServer
-from tests.conftest import advance
+from tests.conftest import advance, settle
 from tests.support.harness import Harness, RecordingHandler, Response
 from tests.support.users import TestUser, make_user
 from tests.sync.helpers import C, body, fast_harness, long_polls, unpooled, until
@@ -45,15 +45,17 @@ async def polls_then_message(
     text: str,
 ) -> tuple[list[Response], int]:
     """`n` identical long-polls, then one message: the responses, and the
-    database transactions from the message to the last response (the send's
-    own included: the computation it wakes starts before the send's response
-    is back, so where one ends and the other begins is a matter of timing)."""
+    database transactions from the message until all work it started has
+    finished (the send's own included, background work too: the computation
+    it wakes starts before the send's response is back, so only the whole is
+    the same from run to run)."""
     hs = h.hs
     polls = await long_polls(get, user, n)
     await until(waiting(hs, n, 1), f"{n} syncs waiting on one computation")
     before = hs.db.total_txns
     await send_text(h, sender, room, text)
     responses = await asyncio.gather(*polls)
+    await settle()
     return responses, hs.db.total_txns - before
 
 
