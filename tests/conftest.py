@@ -10,11 +10,13 @@ from pathlib import Path
 
 import pytest
 
+import hamlet.homeserver
 from hamlet.handlers.federation.sender import services as federation_sender
 from hamlet.homeserver import HomeServer
 from hamlet.runtime.virtual_time import VirtualTimeEventLoop
 from tests.support.harness import Harness, RecordingHandler, make_config, start_harness
 from tests.support.postgres import PostgresCluster, missing_binaries, start_cluster
+from tests.support.templates import DatabaseTemplates, from_templates
 
 ENGINES = ["sqlite", "postgres"]
 
@@ -58,12 +60,35 @@ def federation_sender_offline() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def pg_cluster() -> Iterator[PostgresCluster | None]:
+def database_templates() -> Iterator[DatabaseTemplates]:
+    templates = DatabaseTemplates()
+    yield templates
+    templates.close()
+
+
+@pytest.fixture(autouse=True)
+def migrated_from_templates(database_templates: DatabaseTemplates) -> Iterator[None]:
+    """A homeserver starting on a new database finds it migrated already
+    (tests/support/templates.py): the session migrates once per engine."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(
+            hamlet.homeserver,
+            "make_database",
+            from_templates(database_templates, hamlet.homeserver.make_database),
+        )
+        yield
+    database_templates.recycle()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster(database_templates: DatabaseTemplates) -> Iterator[PostgresCluster | None]:
     if SKIP_POSTGRES:
         yield None
         return
     cluster = start_cluster()
     yield cluster
+    # A connected client would hold the cluster's shutdown up.
+    database_templates.disconnect()
     cluster.stop()
 
 
