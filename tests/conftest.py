@@ -86,8 +86,8 @@ def pg_cluster(database_templates: DatabaseTemplates) -> Iterator[PostgresCluste
         yield None
         return
     cluster = start_cluster()
+    database_templates.add_postgres(cluster.dsn_kwargs())
     yield cluster
-    # A connected client would hold the cluster's shutdown up.
     database_templates.disconnect()
     cluster.stop()
 

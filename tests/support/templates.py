@@ -270,38 +270,40 @@ class PostgresTemplates:
 
 
 class DatabaseTemplates:
-    """Per engine (and PostgreSQL server), built the first time a test needs it."""
+    """The migrated SQLite file, and a schema pool per PostgreSQL server added.
+
+    Built before any test runs, so no test's patches reach the migrations.
+    """
 
     def __init__(self) -> None:
         self._admin = _AdminLoop()
         self._dir = Path(tempfile.mkdtemp(prefix="hamlet-templates-"))
-        self._sqlite: SqliteTemplate | None = None
+        self._sqlite = SqliteTemplate(self._admin, self._dir)
         self._postgres: dict[tuple[Any, ...], PostgresTemplates] = {}
+
+    @staticmethod
+    def _key(dsn: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(sorted(dsn.items()))
+
+    def add_postgres(self, dsn: dict[str, Any]) -> None:
+        self._postgres[self._key(dsn)] = PostgresTemplates(self._admin, dsn)
 
     def prepare(self, config: HomeServerConfig) -> None:
         """Give `config`'s database the migrated schema, if it does not exist yet."""
         db = config.database
         if db.is_sqlite:
-            if self._sqlite is None:
-                self._sqlite = SqliteTemplate(self._admin, self._dir)
             self._sqlite.prepare(db.sqlite_path())
         elif db.is_postgres:
-            dsn = db.pg_dsn_kwargs()
-            key = tuple(sorted(dsn.items()))
-            if key not in self._postgres:
-                self._postgres[key] = PostgresTemplates(self._admin, dsn)
-            self._postgres[key].prepare(db.pg_schema)
-
-    async def _exists(self, schema: str) -> bool:
-        found = await self._conn.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", schema)
-        return found is not None
+            templates = self._postgres.get(self._key(db.pg_dsn_kwargs()))
+            if templates is not None:
+                templates.prepare(db.pg_schema)
 
     def recycle(self) -> None:
         for templates in self._postgres.values():
             templates.recycle()
 
     def disconnect(self) -> None:
-        """Let go of every PostgreSQL server (their pools are used up)."""
+        """Let go of every PostgreSQL server (before it stops: a client holds that up)."""
         postgres, self._postgres = self._postgres, {}
         for templates in postgres.values():
             templates.close()
