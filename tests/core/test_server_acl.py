@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 
@@ -94,9 +95,8 @@ def test_hostile_patterns_stay_linear() -> None:
     assert rules.allows(name)
     first = time.perf_counter() - started
     assert first < 2.0
-    started = time.perf_counter()
-    for _ in range(1000):
-        assert rules.allows(name)
-    assert time.perf_counter() - started < first
+    with patch.object(ServerAcl, "_decide", side_effect=AssertionError("decided again")):
+        for _ in range(1000):
+            assert rules.allows(name)
     assert not rules.allows("a.a7b:8448")
     assert not rules.allows("x" * 200)
