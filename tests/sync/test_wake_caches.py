@@ -4,12 +4,16 @@ next sync, on both engines."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
+from tests.conftest import settle
 from tests.e2e.helpers import Ed25519, device_keys, one_time_keys
 from tests.support.harness import Harness
 from tests.support.users import TestUser, make_user
+from tests.sync.helpers import C, body, unpooled, until
 from tests.user_streams.helpers import call, public_room, send_text
 
 
@@ -227,3 +231,41 @@ async def test_unread_counts_carried_across_syncs_follow_every_change(harness: H
         "notification_count": 0,
         "highlight_count": 0,
     }
+
+
+async def test_first_wake_after_an_initial_sync_reads_no_more_than_later_ones(
+    harness: Harness,
+) -> None:
+    """The initial sync reads every joined room at once: it leaves behind
+    what a woken sync would otherwise read again (members, unread counts)."""
+    alice = await make_user(harness, "alice")
+    bob = await make_user(harness, "bob")
+    room_ids = [await public_room(harness, alice, bob) for _ in range(3)]
+    for room_id in room_ids:
+        await send_text(harness, alice, room_id, "before")
+    hs = harness.hs
+    since = body(await call(harness, "GET", "/sync", bob))["next_batch"]
+    await settle()
+
+    async def wake(get: Callable[..., Any], text: str) -> tuple[dict[str, Any], int]:
+        """A long-poll woken by one message: its body, and the transactions
+        from the message until all work both started has finished."""
+        nonlocal since
+        poll = asyncio.ensure_future(get(f"{C}/sync?since={quote(since)}&timeout=30000", bob.token))
+        await until(lambda: hs.notifier.waiter_count == 1, "the long-poll to wait")
+        before = hs.db.total_txns
+        await send_text(harness, alice, room_ids[0], text)
+        woken = body(await poll)
+        await settle()
+        since = woken["next_batch"]
+        return woken, hs.db.total_txns - before
+
+    async with unpooled(harness) as get:
+        first, first_txns = await wake(get, "one")
+        second, second_txns = await wake(get, "two")
+    for woken, text, count in ((first, "one", 2), (second, "two", 3)):
+        room = rooms(woken, "join")[room_ids[0]]
+        assert [e["content"]["body"] for e in room["timeline"]["events"]] == [text]
+        assert room["unread_notifications"] == {"notification_count": count, "highlight_count": 0}
+        assert room["summary"]["m.joined_member_count"] == 2
+    assert first_txns <= second_txns, (first_txns, second_txns)

@@ -10,7 +10,7 @@ bump `RoomsStore.rewrites`, which every entry also checks.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -71,16 +71,31 @@ class MembershipCache(ServiceBase):
 
     async def members(self, room_id: str) -> list[Membership]:
         """Every membership in the room (`RoomsStore.get_members(room_id, None)`)."""
-        entry = self._rooms.get(room_id)
+        return (await self.members_of_rooms([room_id]))[room_id]
+
+    async def members_of_rooms(self, room_ids: Collection[str]) -> dict[str, list[Membership]]:
+        """`members` of each room; those not remembered read together
+        (`RoomsStore.get_members_of_rooms`), and remembered."""
+        out: dict[str, list[Membership]] = {}
+        for room_id in room_ids:
+            entry = self._rooms.get(room_id)
+            if entry is not None and self._room_holds(room_id, entry):
+                out[room_id] = entry.value
+        missing = [room_id for room_id in room_ids if room_id not in out]
+        if not missing:
+            return out
+        as_of, rewrites = self._notifier.stream_position("events"), self._store.rewrites
+        read = await self._store.get_members_of_rooms(missing)
+        for room_id, value in read.items():
+            self._rooms.set(room_id, _Entry(as_of, rewrites, value))
+        out.update(read)
+        return out
+
+    def _room_holds(self, room_id: str, entry: _Entry[list[Membership]]) -> bool:
         notifier = self._notifier
-        if entry is not None and self._holds(
+        return self._holds(
             entry, lambda as_of: notifier.members_moved_since(as_of, rooms=(room_id,))
-        ):
-            return entry.value
-        as_of, rewrites = notifier.stream_position("events"), self._store.rewrites
-        value = await self._store.get_members(room_id, None)
-        self._rooms.set(room_id, _Entry(as_of, rewrites, value))
-        return value
+        )
 
     def memory_usage(self) -> int:
         return ENTRY_BYTES * (len(self._users) + len(self._rooms))

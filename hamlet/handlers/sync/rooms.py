@@ -21,9 +21,7 @@ from hamlet.handlers.common.streams import StreamPosition, StreamToken, SyncScop
 from hamlet.handlers.history.serializer import EventSerializer
 from hamlet.handlers.history.visibility import VisibilityHandler
 from hamlet.handlers.push.rules import (
-    UNREAD_LIMIT,
     PushRulesHandler,
-    context_keys,
     request_budget,
 )
 from hamlet.handlers.rooms.state import StateHandler
@@ -190,7 +188,7 @@ class RoomSyncBuilder:
     ) -> None:
         self._position = position
         self.unread = UnreadTracker(
-            events=events, history=history, push_rules=push_rules, notifier=notifier
+            events=events, history=history, state=state, push_rules=push_rules, notifier=notifier
         )
         self.push_rules = push_rules
         self.events = events
@@ -384,29 +382,17 @@ class RoomSyncBuilder:
             ),
             [len(timelines[r][0]) for r in room_ids],
         )
-        members = await self.rooms.get_members_of_rooms(room_ids)
-        unread = await self.history.get_newest_room_events(
-            room_ids,
-            before=now.events,
-            limit=UNREAD_LIMIT,
-            after=await self.events.get_read_positions(room_ids, user_id),
-        )
-        contexts = await self.state.get_current_states(
-            [r for r in room_ids if any(s.event.sender != user_id for s in unread[r])],
-            context_keys(user_id),
+        members = await self.memberships.members_of_rooms(room_ids)
+        summaries = {r: _summary(members[r], user_id) for r in room_ids}
+        unread = await self.unread.counts_of_rooms(
+            user_id,
+            {r: summaries[r].joined_member_count for r in room_ids},
+            upto=now.events,
+            budget=push_budget,
         )
         out: dict[str, JoinedRoom] = {}
         for i, room_id in enumerate(room_ids):
             timeline, limited = timelines[room_id]
-            summary = _summary(members[room_id], user_id)
-            notification_count, highlight_count = await self.push_rules.count_unread(
-                user_id,
-                room_id,
-                unread[room_id],
-                summary.joined_member_count,
-                push_budget,
-                contexts.get(room_id),
-            )
             prev_pos = timeline[0].stream_ordering - 1 if timeline else now.events
             out[room_id] = JoinedRoom(
                 timeline=Timeline(
@@ -414,8 +400,8 @@ class RoomSyncBuilder:
                 ),
                 state=states[i],
                 account_data=[],
-                unread=UnreadCounts(notification_count, highlight_count),
-                summary=summary,
+                unread=UnreadCounts(*unread[room_id]),
+                summary=summaries[room_id],
             )
         return out
 

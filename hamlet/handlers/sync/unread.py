@@ -12,12 +12,13 @@ member count, past `UNREAD_LIMIT` events) counts afresh.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from hamlet.core.glob import WorkBudget
 from hamlet.handlers.common.notifier import Notifier
-from hamlet.handlers.push.rules import UNREAD_LIMIT, PushRulesHandler
+from hamlet.handlers.push.rules import UNREAD_LIMIT, PushRulesHandler, context_keys
+from hamlet.handlers.rooms.state import StateHandler
 from hamlet.runtime.lru import LruCache
 from hamlet.storage.stores.events import EventsStore, StoredEvent
 from hamlet.storage.stores.room_history import RoomHistoryStore
@@ -46,8 +47,10 @@ class UnreadTracker:
         events: EventsStore,
         history: RoomHistoryStore,
         push_rules: PushRulesHandler,
+        state: StateHandler,
         notifier: Notifier,
     ) -> None:
+        self._state = state
         self._events = events
         self._history = history
         self._push_rules = push_rules
@@ -106,6 +109,49 @@ class UnreadTracker:
                 ),
             )
         return counts
+
+    async def counts_of_rooms(
+        self,
+        user_id: str,
+        member_counts: Mapping[str, int],
+        *,
+        upto: int,
+        budget: WorkBudget,
+    ) -> dict[str, tuple[int, int]]:
+        """`counts` afresh of each room of `member_counts` (joined, with their
+        joined member counts), each step read for all rooms at once; each
+        answer is kept for the next sync to carry forward, as `counts` does."""
+        room_ids = list(member_counts)
+        notifier = self._notifier
+        receipts_as_of = notifier.stream_position("receipts")
+        rules_as_of = notifier.stream_position("account_data")
+        read_positions = await self._events.get_read_positions(room_ids, user_id)
+        unread = await self._history.get_newest_room_events(
+            room_ids, before=upto, limit=UNREAD_LIMIT, after=read_positions
+        )
+        contexts = await self._state.get_current_states(
+            [r for r in room_ids if any(s.event.sender != user_id for s in unread[r])],
+            context_keys(user_id),
+        )
+        out: dict[str, tuple[int, int]] = {}
+        for room_id in room_ids:
+            member_count, events = member_counts[room_id], unread[room_id]
+            counts = await self._push_rules.count_unread(
+                user_id, room_id, events, member_count, budget, contexts.get(room_id)
+            )
+            out[room_id] = counts
+            if budget.remaining > 0:
+                entry = _Entry(
+                    receipts_as_of,
+                    rules_as_of,
+                    member_count,
+                    read_positions[room_id],
+                    upto,
+                    len(events),
+                    counts,
+                )
+                self._entries.set((room_id, user_id), entry)
+        return out
 
     def _holds(self, entry: _Entry, user_id: str, room_id: str) -> bool:
         notifier = self._notifier
